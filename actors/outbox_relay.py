@@ -1,0 +1,122 @@
+"""The outbox relay: publishes rows written in business transactions to Kafka, at least once.
+
+Woken by Postgres LISTEN/NOTIFY (a statement trigger on `outbox`), with a slow poll as a safety
+net. A batch is deleted in the same transaction that read it, and that transaction commits only
+after Kafka acknowledged every message: a crash in between republishes the batch, and consumers
+drop the duplicates by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import psycopg
+import ray
+from aiokafka import AIOKafkaProducer
+
+from core.db import open_pool
+from core.kafka import start_producer
+from core.metrics import Metrics
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+_POLL_S = 1.0
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
+class OutboxRelay:
+    async def __init__(self) -> None:
+        self._settings = get_settings()
+        self._pool = await open_pool(self._settings.database_url, 2, "relay")
+        self._producer: AIOKafkaProducer | None = None
+        self._wake = asyncio.Event()
+        self._published = 0
+        self._last_error: str | None = None
+        self._last_ok = 0.0
+        self._metrics = Metrics()
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._run())]
+
+    async def health(self) -> dict[str, Any]:
+        kafka_ok = self._producer is not None and time.monotonic() - self._last_ok < 30
+        backlog = await self.backlog()
+        return {
+            "status": "up" if kafka_ok else "degraded",
+            "kafka": "up" if kafka_ok else "down",
+            "published": self._published,
+            "backlog": backlog,
+            "lastError": self._last_error,
+        }
+
+    async def backlog(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) AS n FROM outbox")
+            row = await cur.fetchone()
+        return int(row["n"]) if row else 0
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._settings.database_url, autocommit=True
+                )
+                async with conn:
+                    await conn.execute("LISTEN outbox")
+                    self._wake.set()
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except Exception as exc:
+                log.warning("outbox LISTEN connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(1)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _POLL_S)
+            self._wake.clear()
+            try:
+                while await self._publish_batch():
+                    pass
+                self._last_ok = time.monotonic()
+                self._last_error = None
+            except Exception as exc:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox publish failed, will retry: %s", self._last_error)
+                await self._reset_producer()
+                await asyncio.sleep(1)
+
+    async def _publish_batch(self) -> bool:
+        """Publish one batch; True when the table may hold more."""
+        producer = await self._ensure_producer()
+        limit = self._settings.outbox_batch_max
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT %s "
+                "FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, payload",
+                (limit,),
+            )
+            rows = sorted(await cur.fetchall(), key=lambda r: r["id"])
+            if not rows:
+                return False
+            futures = [
+                await producer.send(r["topic"], value=bytes(r["payload"]), key=r["key"].encode())
+                for r in rows
+            ]
+            await asyncio.gather(*futures)
+        self._published += len(rows)
+        self._metrics.relay_published(len(rows))
+        return len(rows) == limit
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            self._producer = await start_producer(self._settings.kafka_bootstrap, "outbox-relay")
+        return self._producer
+
+    async def _reset_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()

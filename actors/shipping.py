@@ -1,0 +1,154 @@
+"""The shipping actor: creates shipments for paid orders and moves them along
+CREATED → SHIPPED → DELIVERED (or FAILED → refund), emitting `shipping.updated` each time.
+
+Timers are in memory and rebuilt from the `shipments` table on restart, so a killed actor
+resumes every shipment where Postgres says it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import secrets
+import time
+import uuid
+from typing import Any
+
+import ray
+import redis.asyncio as aioredis
+
+from core.db import (
+    append_timeline,
+    apply_transitions,
+    claim_events,
+    insert_outbox,
+    lock_orders,
+    open_pool,
+)
+from core.settings import get_settings
+from core.status import StatusPublisher
+from domain.events import Envelope, new_event
+from domain.model import OrderStatus
+
+log = logging.getLogger(__name__)
+CONSUMER = "shipping"
+FAIL_KEY = "fault:shipping-fail-customer:{}"
+_TICK_S = 0.02
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
+class ShippingActor:
+    async def __init__(self) -> None:
+        self._settings = get_settings()
+        self._pool = await open_pool(self._settings.database_url, 4, "shipping")
+        self._redis = aioredis.from_url(self._settings.redis_url, decode_responses=True)
+        self._status = StatusPublisher(self._settings.redis_url)
+        self._due: list[tuple[float, str, uuid.UUID]] = []  # (when, next step, order id)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT order_id, status FROM shipments WHERE status IN ('CREATED', 'SHIPPED')"
+            )
+            for r in await cur.fetchall():
+                step = "SHIPPED" if r["status"] == "CREATED" else "DELIVERED"
+                heapq.heappush(self._due, (time.monotonic(), step, r["order_id"]))
+        self._ticker = asyncio.create_task(self._tick_loop())
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "up", "pending": len(self._due)}
+
+    async def create_batch(self, events: list[Envelope]) -> None:
+        """Handle `payment.authorized`: one shipment per paid order, `shipping.updated` CREATED."""
+        fail_flags = await self._redis.mget(
+            [FAIL_KEY.format(e.data.get("customerId", "")) for e in events]
+        ) if events else []
+        async with self._pool.connection() as conn:
+            new = await claim_events(conn, CONSUMER, [e.event_id for e in events])
+            todo = [(e, f) for e, f in zip(events, fail_flags, strict=True) if e.event_id in new]
+            locked = await lock_orders(conn, [e.order_id for e, _ in todo])
+            created, outbox, timeline = [], [], []
+            for e, fail in todo:
+                row = locked.get(e.order_id)
+                if row is None or row["status"] != OrderStatus.PAID.value:
+                    continue  # cancelled after payment: the refund path handles it
+                tracking = f"TRK{secrets.token_hex(6).upper()}"
+                created.append((e.order_id, tracking, bool(fail)))
+                detail = {"shipmentStatus": "CREATED", "tracking": tracking}
+                timeline.append((e.order_id, row["status"], "ShipmentCreated", detail))
+                outbox.append(new_event("ShippingUpdated", e.order_id,
+                                        customerId=row["customer_id"], items=row["items"],
+                                        **detail))
+            if created:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO shipments (order_id, tracking, status, fail) "
+                        "VALUES (%s, %s, 'CREATED', %s) ON CONFLICT DO NOTHING",
+                        created,
+                    )
+            await append_timeline(conn, timeline)
+            await insert_outbox(conn, outbox)
+        when = time.monotonic() + self._settings.ship_delay_s
+        for order_id, _, _ in created:
+            heapq.heappush(self._due, (when, "SHIPPED", order_id))
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK_S)
+            now = time.monotonic()
+            batch: list[tuple[float, str, uuid.UUID]] = []
+            while self._due and self._due[0][0] <= now and len(batch) < 500:
+                batch.append(heapq.heappop(self._due))
+            if not batch:
+                continue
+            try:
+                await self._advance(batch)
+            except Exception as exc:  # e.g. Postgres restarting: put them back and retry
+                log.warning("shipment step failed, retrying: %s", exc)
+                for item in batch:
+                    heapq.heappush(self._due, (now + 1.0, item[1], item[2]))
+
+    async def _advance(self, batch: list[tuple[float, str, uuid.UUID]]) -> None:
+        steps = {oid: step for _, step, oid in batch}
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT order_id, status, fail, tracking FROM shipments WHERE order_id = ANY(%s) "
+                "FOR UPDATE", (list(steps),),
+            )
+            shipments = {r["order_id"]: r for r in await cur.fetchall()}
+            locked = await lock_orders(conn, list(steps))
+            changes, updates, outbox, follow = [], [], [], []
+            for oid, step in steps.items():
+                ship, row = shipments.get(oid), locked.get(oid)
+                if ship is None or row is None:
+                    continue
+                expected = "CREATED" if step == "SHIPPED" else "SHIPPED"
+                if ship["status"] != expected:
+                    continue  # already advanced (replay after restart)
+                if row["status"] not in (OrderStatus.PAID.value, OrderStatus.SHIPPED.value):
+                    updates.append(("CANCELLED", oid))  # order cancelled before it left
+                    continue
+                new_status = "FAILED" if ship["fail"] and step == "SHIPPED" else step
+                updates.append((new_status, oid))
+                target = {"SHIPPED": OrderStatus.SHIPPED, "DELIVERED": OrderStatus.DELIVERED,
+                          "FAILED": OrderStatus.REFUNDED}[new_status]
+                detail: dict[str, Any] = {"shipmentStatus": new_status,
+                                          "tracking": ship["tracking"]}
+                if new_status == "FAILED":
+                    detail["reason"] = "shipment failed; payment refunded and stock returned"
+                changes.append((oid, target, f"Shipment{new_status.title()}", detail))
+                outbox.append(new_event("ShippingUpdated", oid, customerId=row["customer_id"],
+                                        items=row["items"], **detail))
+                if new_status == "SHIPPED":
+                    follow.append(oid)
+            if updates:
+                async with conn.cursor() as c:
+                    await c.executemany(
+                        "UPDATE shipments SET status = %s, updated_at = now() WHERE order_id = %s",
+                        updates,
+                    )
+            done = await apply_transitions(conn, locked, changes)
+            await insert_outbox(conn, outbox)
+        await self._status.publish(done)
+        when = time.monotonic() + self._settings.deliver_delay_s
+        for oid in follow:
+            heapq.heappush(self._due, (when, "DELIVERED", oid))

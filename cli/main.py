@@ -1,0 +1,110 @@
+"""`orders` command line: tokens, migrations, seeding, topics, deployment, DLQ tools."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import typer
+from rich.console import Console
+
+from core.settings import SettingsError, get_settings
+
+app = typer.Typer(help="Ray orders platform operations.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def token(
+    sub: str = typer.Option("customer1", help="subject (principal)"),
+    role: list[str] = typer.Option(["customer"], "--role", help="role; repeat for several"),
+    ttl: int | None = typer.Option(None, help="seconds until exp; default: no exp (seed style)"),
+) -> None:
+    """Print a demo HS256 JWT signed with JWT_SECRET (aud=orders-api, iss=orders-demo)."""
+    from core.auth import make_token
+
+    s = _settings()
+    print(make_token(sub, role, secret=s.jwt_secret, audience=s.jwt_audience,
+                     issuer=s.jwt_issuer, ttl_s=ttl))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the Alembic migrations (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    _settings()
+    command.upgrade(Config("alembic.ini"), "head")
+
+
+@app.command()
+def seed() -> None:
+    """Insert the demo catalog SKU-1…SKU-100 with stock (existing rows are left alone)."""
+    import psycopg
+
+    from domain.catalog import seed_catalog
+
+    items = seed_catalog()
+    with psycopg.connect(_settings().database_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO catalog (sku, name, unit_price) VALUES (%s, %s, %s) "
+            "ON CONFLICT (sku) DO NOTHING",
+            [(i.sku, i.name, i.unit_price) for i in items],
+        )
+        cur.executemany(
+            "INSERT INTO inventory (sku, on_hand, reserved) VALUES (%s, %s, 0) "
+            "ON CONFLICT (sku) DO NOTHING",
+            [(i.sku, i.initial_stock) for i in items],
+        )
+    console.print(f"catalog: {len(items)} SKUs present")
+
+
+@app.command()
+def topics(check: bool = typer.Option(False, help="only check; exit 1 when some are missing")) -> None:
+    """Create the Kafka topics (seed topics, additions and their .dlq)."""
+    from core.kafka import ensure_topics, missing_topics
+
+    s = _settings()
+    if check:
+        missing = asyncio.run(missing_topics(s.kafka_bootstrap))
+        if missing:
+            console.print(f"missing topics: {', '.join(missing)}")
+            raise typer.Exit(1)
+        return
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            created = asyncio.run(ensure_topics(s.kafka_bootstrap))
+            break
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                console.print(f"[red]kafka not reachable at {s.kafka_bootstrap}: {exc}[/red]")
+                raise typer.Exit(1) from None
+            time.sleep(1)
+    console.print(f"topics: created {len(created)}" + (f" ({', '.join(created)})" if created else ""))
+
+
+@app.command()
+def deploy() -> None:
+    """Start the platform's actors and the Serve app on the running Ray cluster (idempotent)."""
+    from core.bootstrap import deploy as run_deploy
+
+    run_deploy(_settings())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# start|stop|status of one service of the local stack: pg, redis, kafka, ray.
+#   cluster/services.sh start pg      cluster/services.sh status
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+PGDATA="$RUN/pg"
+
+pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+pg_start() {
+  if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
+    log "postgres: initdb in $PGDATA"
+    mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA" -A trust -U postgres >"$RUN/logs/initdb.log"
+    cat >>"$PGDATA/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PGDATA'
+max_connections = 200
+shared_buffers = 256MB
+wal_compression = on
+max_wal_size = 1GB
+CONF
+  fi
+  if ! pg_ready; then
+    log "postgres: starting on 127.0.0.1:$PG_PORT"
+    touch "$RUN/logs/postgres.log" && chown postgres "$RUN/logs/postgres.log"
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT" \
+      -l "$RUN/logs/postgres.log" -w -t 60 start >/dev/null
+  fi
+  head -n1 "$PGDATA/postmaster.pid" >"$RUN/pids/pg.pid"
+  local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qtAX)
+  if [[ "$("${psql[@]}" -c "select 1 from pg_roles where rolname='orders'")" != 1 ]]; then
+    "${psql[@]}" -c "create role orders login password 'orders'"
+  fi
+  if [[ "$("${psql[@]}" -c "select 1 from pg_database where datname='orders'")" != 1 ]]; then
+    "${psql[@]}" -c "create database orders owner orders"
+  fi
+}
+pg_stop() {
+  [[ -f "$PGDATA/postmaster.pid" ]] && pid_alive pg && log "stopping postgres" \
+    && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+  rm -f "$RUN/pids/pg.pid"
+}
+
+redis_ready() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping | grep -q PONG; }
+redis_start() {
+  pid_alive redis && redis_ready && return 0
+  log "redis: starting on 127.0.0.1:$REDIS_PORT"
+  mkdir -p "$RUN/redis"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RUN/redis" --daemonize yes \
+    --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
+    --appendonly yes --appendfsync everysec --save "" >/dev/null
+  wait_for redis 30 redis_ready
+}
+redis_stop() { stop_pid redis; }
+
+KAFKA_HOME="$RUN/kafka-$KAFKA_VERSION"
+kafka_java() {
+  java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" \
+    -Dkafka.logs.dir="$RUN/logs" -cp "$KAFKA_HOME/libs/*" "$@"
+}
+kafka_ready() { port_open "$KAFKA_PORT" && "$PY" -m cli.main topics --check >/dev/null 2>&1; }
+kafka_start() {
+  pid_alive kafka && port_open "$KAFKA_PORT" && return 0
+  local conf="$RUN/kafka/server.properties"
+  mkdir -p "$RUN/kafka/data"
+  sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" \
+    -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" "$ROOT/cluster/kafka/server.properties" >"$conf"
+  if [[ ! -f "$RUN/kafka/data/meta.properties" ]]; then
+    log "kafka: formatting KRaft storage"
+    kafka_java kafka.tools.StorageTool format --standalone -t "$(kafka_java kafka.tools.StorageTool random-uuid)" \
+      -c "$conf" >"$RUN/logs/kafka-format.log" 2>&1 || die "kafka format failed; see $RUN/logs/kafka-format.log"
+  fi
+  log "kafka: starting KRaft broker+controller on 127.0.0.1:$KAFKA_PORT (heap 512 MB)"
+  setsid nohup bash -c "$(declare -f kafka_java); KAFKA_HOME='$KAFKA_HOME' ROOT='$ROOT' RUN='$RUN' \
+    kafka_java kafka.Kafka '$conf'" >"$RUN/logs/kafka.out" 2>&1 </dev/null &
+  echo $! >"$RUN/pids/kafka.pid"
+  wait_for "kafka port $KAFKA_PORT" 120 port_open "$KAFKA_PORT"
+}
+kafka_stop() { stop_pid kafka 60; }
+
+ray_ready() { "$VENV/bin/ray" status --address "$RAY_ADDRESS" >/dev/null 2>&1; }
+ray_start() {
+  pid_alive ray && ray_ready && return 0
+  log "ray: starting head (num-cpus=$RAY_NUM_CPUS, dashboard :$DASHBOARD_PORT)"
+  # --block keeps `ray start` in the foreground as the parent of Ray's processes, so stopping that
+  # one pid stops this cluster and nothing else on the machine (unlike `ray stop`).
+  RAY_SERVE_HTTP_HOST=127.0.0.1 setsid nohup "$VENV/bin/ray" start --head --block \
+    --node-ip-address=127.0.0.1 --port="$RAY_GCS_PORT" --num-cpus="$RAY_NUM_CPUS" \
+    --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats \
+    --temp-dir="$RUN/ray" >"$RUN/logs/ray.out" 2>&1 </dev/null &
+  echo $! >"$RUN/pids/ray.pid"
+  wait_for "ray head" 120 ray_ready
+}
+ray_stop() { stop_pid ray 60; }
+
+status_line() {
+  local name="$1" ok="$2" where="$3"
+  if $ok; then printf '  %-8s \033[32mup\033[0m    %s\n' "$name" "$where"
+  else printf '  %-8s \033[31mdown\033[0m  %s\n' "$name" "$where"; fi
+}
+all_status() {
+  local s
+  s=false; pg_ready 2>/dev/null && s=true; status_line postgres $s "127.0.0.1:$PG_PORT"
+  s=false; redis_ready 2>/dev/null && s=true; status_line redis $s "127.0.0.1:$REDIS_PORT"
+  s=false; port_open "$KAFKA_PORT" && s=true; status_line kafka $s "127.0.0.1:$KAFKA_PORT"
+  s=false; ray_ready && s=true; status_line ray $s "127.0.0.1:$RAY_GCS_PORT, dashboard http://127.0.0.1:$DASHBOARD_PORT"
+  s=false; curl -fsS "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && s=true
+  status_line gateway $s "http://127.0.0.1:$HTTP_PORT (docs /docs)"
+}
+
+cmd="${1:-status}"; svc="${2:-}"
+case "$cmd" in
+  start|stop) [[ -n "$svc" ]] || die "usage: $0 start|stop pg|redis|kafka|ray"; "${svc}_${cmd}" ;;
+  status) all_status ;;
+  *) die "usage: $0 start|stop|status [pg|redis|kafka|ray]" ;;
+esac

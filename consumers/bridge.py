@@ -1,0 +1,202 @@
+"""Kafka consumer actors: one per consumer group, bridging topics to the owning actors.
+
+The loop: `getmany` a batch → parse (unparseable → DLQ) → one handler call (one call per shard)
+→ commit offsets only after the effect is durable. Infrastructure errors (a database restart, a
+broker restart, an open circuit) are retried without limit, so nothing is lost; an error that
+repeats for one message makes it poison: after bounded retries it goes to `<topic>.dlq` with
+headers saying why, and its partition keeps flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import ray
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from consumers.handlers import HANDLERS, PoisonMessage
+from core.kafka import start_producer
+from core.metrics import Metrics
+from core.settings import get_settings
+from domain.errors import Unavailable
+from domain.events import Envelope, Topic
+
+log = logging.getLogger(__name__)
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, KafkaError, ConnectionError,
+              TimeoutError, Unavailable, ray.exceptions.RayActorError,
+              ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError)
+
+
+def _root(exc: BaseException) -> BaseException:
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors of the infrastructure (retry forever), False for poison."""
+    return isinstance(exc, _TRANSIENT) or isinstance(_root(exc), _TRANSIENT)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)
+class KafkaBridge:
+    async def __init__(self, group: str) -> None:
+        self._settings = get_settings()
+        self._group = group
+        self._handler = HANDLERS[group](self._settings)
+        self._metrics = Metrics()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._handled = 0
+        self._dead = 0
+        self._lag = 0
+        self._last_error: str | None = None
+        self._last_poll = time.monotonic()
+        self._task = asyncio.create_task(self._run())
+
+    async def health(self) -> dict[str, Any]:
+        stalled = time.monotonic() - self._last_poll > 30
+        status = "down" if self._task.done() else ("degraded" if stalled or self._last_error
+                                                   else "up")
+        return {"status": status, "group": self._group, "handled": self._handled,
+                "deadLettered": self._dead, "lag": self._lag, "lastError": self._last_error}
+
+    async def _start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *self._handler.topics,
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=self._group,
+            client_id=f"consumer-{self._group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+            max_poll_records=self._settings.consumer_batch_max,
+            isolation_level="read_committed",
+        )
+        await self._consumer.start()
+        self._producer = await start_producer(self._settings.kafka_bootstrap,
+                                               f"dlq-{self._group}")
+
+    async def _stop(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
+        self._consumer = self._producer = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self._consumer is None:
+                    await self._start()
+                await self._poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker gone: rebuild clients, resume from last commit
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("consumer %s: %s; reconnecting", self._group, self._last_error)
+                await self._stop()
+                await asyncio.sleep(1)
+
+    async def _poll_once(self) -> None:
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=200,
+                                               max_records=self._settings.consumer_batch_max)
+        self._last_poll = time.monotonic()
+        records = [r for part in batches.values() for r in part]
+        if not records:
+            return
+        events: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
+        for record in records:
+            try:
+                events.append((record, Envelope.from_json(record.value)))
+            except (ValidationError, ValueError, TypeError) as exc:
+                await self._dead_letter(record, f"unparseable: {type(exc).__name__}")
+        await self._handle(events)
+        await self._consumer.commit()
+        self._handled += len(events)
+        self._metrics.consumed(self._group, len(events))
+        await self._update_lag()
+
+    async def _handle(self, events: Sequence[tuple[ConsumerRecord[Any, Any], Envelope]]) -> None:
+        """The batch as one call; on poison, isolate it message by message."""
+        if not events:
+            return
+        try:
+            await self._call_with_retries([(r.topic, e) for r, e in events])
+            return
+        except _Poison:
+            pass
+        for record, event in events:
+            try:
+                await self._call_with_retries([(record.topic, event)])
+            except _Poison as poison:
+                await self._dead_letter(record, poison.reason)
+
+    async def _call_with_retries(self, items: list[tuple[str, Envelope]]) -> None:
+        attempt, delay = 0, 0.2
+        while True:
+            try:
+                await self._handler.handle(items)
+                self._last_error = None
+                now = datetime.now(UTC)
+                for _, e in items:
+                    self._metrics.stage_latency(self._group,
+                                                (now - e.occurred_at).total_seconds() * 1000)
+                return
+            except Exception as exc:
+                self._last_error = f"{type(_root(exc)).__name__}: {_root(exc)}"
+                if is_transient(exc):
+                    log.warning("consumer %s: transient error, retrying: %s", self._group,
+                                self._last_error)
+                    await asyncio.sleep(min(delay, 5.0))
+                    delay *= 2
+                    continue
+                attempt += 1
+                if attempt > self._settings.consumer_max_retries:
+                    poison = _root(exc)
+                    kind = "poison" if isinstance(poison, PoisonMessage) else "handler_error"
+                    raise _Poison(f"{kind}: {type(poison).__name__}: {poison}") from exc
+                await asyncio.sleep(delay * attempt)
+
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str) -> None:
+        assert self._producer is not None
+        headers = [
+            ("dlq.reason", reason[:500].encode()),
+            ("dlq.source.topic", record.topic.encode()),
+            ("dlq.source.partition", str(record.partition).encode()),
+            ("dlq.source.offset", str(record.offset).encode()),
+            ("dlq.group", self._group.encode()),
+            ("dlq.at", datetime.now(UTC).isoformat().encode()),
+        ]
+        await self._producer.send_and_wait(
+            Topic.dlq(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        self._dead += 1
+        self._metrics.dead_lettered(record.topic)
+        log.warning("consumer %s: %s@%s sent to DLQ: %s", self._group, record.topic,
+                    record.offset, reason)
+
+    async def _update_lag(self) -> None:
+        assert self._consumer is not None
+        lag = 0
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                lag += max(0, high - await self._consumer.position(tp))
+        self._lag = lag
+        self._metrics.lag(self._group, lag)
+
+
+class _Poison(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,76 @@
+"""The one place that wires the platform onto a Ray cluster: actors, consumers, Serve app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from core import registry
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+_ENV_PREFIXES = ("APP_", "JWT_", "HTTP_", "DATABASE_", "REDIS_", "KAFKA_", "INVENTORY_",
+                 "PAYMENT_", "GATEWAY_", "MAX_", "DB_", "HOLD_", "CREDIT_", "BREAKER_", "SHIP_",
+                 "DELIVER_", "CONSUMER_", "OUTBOX_", "RATE_", "IDEMPOTENCY_", "LOG_", "RAY_SERVE_")
+
+
+def _env_vars() -> dict[str, str]:
+    """Settings travel to every actor through the job's runtime_env."""
+    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
+
+
+def _detached(cls: Any, name: str, *args: Any) -> Any:
+    return cls.options(name=name, lifetime="detached", get_if_exists=True).remote(*args)
+
+
+def start_actors(settings: Settings) -> dict[str, Any]:
+    """Create (or find) every named actor and wait until each answers `health()`."""
+    import ray
+
+    from actors.inventory import InventoryShard
+    from actors.notification import NotificationActor
+    from actors.outbox_relay import OutboxRelay
+    from actors.payment import PaymentShard
+    from actors.shipping import ShippingActor
+    from consumers.bridge import KafkaBridge
+
+    handles: dict[str, Any] = {registry.RELAY: _detached(OutboxRelay, registry.RELAY)}
+    for i in range(settings.inventory_shards):
+        name = registry.inventory_shard(i)
+        handles[name] = _detached(InventoryShard, name, i)
+    for i in range(settings.payment_shards):
+        name = registry.payment_shard(i)
+        handles[name] = _detached(PaymentShard, name, i)
+    handles[registry.SHIPPING] = _detached(ShippingActor, registry.SHIPPING)
+    handles[registry.NOTIFICATION] = _detached(NotificationActor, registry.NOTIFICATION)
+    for group in registry.CONSUMERS:
+        name = registry.consumer(group)
+        handles[name] = _detached(KafkaBridge, name, group)
+    ray.get([h.health.remote() for h in handles.values()], timeout=120)
+    return handles
+
+
+def deploy(settings: Settings) -> None:
+    """Connect to the running cluster, start the actors, then deploy the Serve app on :HTTP_PORT."""
+    import ray
+    from ray import serve
+
+    ray.init(
+        address=os.environ.get("RAY_ADDRESS", "auto"),
+        namespace=settings.ray_namespace,
+        runtime_env={"env_vars": _env_vars()},
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+    )
+    started = time.monotonic()
+    handles = start_actors(settings)
+    print(f"actors: {len(handles)} running ({time.monotonic() - started:.1f}s)", flush=True)
+    serve.start(
+        http_options={"host": settings.http_host, "port": settings.http_port},
+    )
+    from serve_app.main import app
+
+    serve.run(app, name="orders", route_prefix="/", blocking=False)
+    print(f"serve: app 'orders' deployed on {settings.http_host}:{settings.http_port}", flush=True)

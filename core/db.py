@@ -1,0 +1,156 @@
+"""Postgres access: an async psycopg 3 pool per process and small helpers used by every owner."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from domain.events import EVENT_TOPIC, Envelope
+from domain.model import OrderStatus, can_transition
+
+Row = dict[str, Any]
+
+
+async def open_pool(dsn: str, size: int, name: str) -> AsyncConnectionPool[AsyncConnection[Row]]:
+    """Open a pool and wait until its first connection works (fails fast on a bad DSN)."""
+    pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        name=name,
+        open=False,
+        kwargs={"row_factory": dict_row, "autocommit": False},
+        connection_class=AsyncConnection[Row],
+        check=AsyncConnectionPool.check_connection,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def insert_outbox(conn: AsyncConnection[Row], events: Sequence[Envelope]) -> None:
+    """Queue events for the relay, in the caller's transaction."""
+    if not events:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO outbox (topic, key, payload) VALUES (%s, %s, %s)",
+            [(EVENT_TOPIC[e.type], str(e.order_id), e.to_json()) for e in events],
+        )
+
+
+async def claim_events(
+    conn: AsyncConnection[Row], consumer: str, event_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Record events as processed by `consumer`; return the ids that were new (dedupe)."""
+    ids = list(event_ids)
+    if not ids:
+        return set()
+    cur = await conn.execute(
+        "INSERT INTO processed_events (consumer, event_id) SELECT %s, unnest(%s::uuid[]) "
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        (consumer, ids),
+    )
+    return {r["event_id"] for r in await cur.fetchall()}
+
+
+class Transition:
+    """The result of applying one status change to an order row (see `apply_transition`)."""
+
+    __slots__ = ("order_id", "previous", "status", "event", "applied", "row")
+
+    def __init__(
+        self, order_id: uuid.UUID, previous: OrderStatus | None, status: OrderStatus,
+        event: str, applied: bool, row: Row | None,
+    ) -> None:
+        self.order_id = order_id
+        self.event = event
+        self.previous = previous
+        self.status = status
+        self.applied = applied
+        self.row = row
+
+
+async def lock_orders(
+    conn: AsyncConnection[Row], order_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Row]:
+    """Lock the given orders (in id order, so concurrent lockers never deadlock)."""
+    if not order_ids:
+        return {}
+    cur = await conn.execute(
+        "SELECT id, status, customer_id, principal, items, total, payment_method "
+        "FROM orders WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        (sorted(set(order_ids)),),
+    )
+    return {r["id"]: r for r in await cur.fetchall()}
+
+
+async def apply_transitions(
+    conn: AsyncConnection[Row],
+    locked: dict[uuid.UUID, Row],
+    changes: Sequence[tuple[uuid.UUID, OrderStatus, str, dict[str, Any] | None]],
+) -> list[Transition]:
+    """Move locked orders through the state machine and append to their timelines.
+
+    `changes` holds `(order_id, target, event_name, detail)`. An illegal move is not applied and
+    comes back with `applied=False`; the caller decides what that means (usually: compensate).
+    """
+    at = now()
+    results: list[Transition] = []
+    updates: list[tuple[str, str | None, datetime, uuid.UUID]] = []
+    timeline: list[tuple[uuid.UUID, str, str, datetime, str | None]] = []
+    for order_id, target, event_name, detail in changes:
+        row = locked.get(order_id)
+        if row is None:
+            results.append(Transition(order_id, None, target, event_name, False, None))
+            continue
+        current = OrderStatus(row["status"])
+        if not can_transition(current, target):
+            results.append(Transition(order_id, current, target, event_name, False, row))
+            continue
+        row["status"] = target.value
+        reason = (detail or {}).get("reason")
+        updates.append((target.value, reason, at, order_id))
+        timeline.append(
+            (order_id, target.value, event_name, at, json.dumps(detail) if detail else None)
+        )
+        results.append(Transition(order_id, current, target, event_name, True, row))
+    if updates:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "UPDATE orders SET status = %s, reason = COALESCE(%s, reason), updated_at = %s "
+                "WHERE id = %s",
+                updates,
+            )
+            await cur.executemany(
+                "INSERT INTO order_events (order_id, status, event, at, detail) "
+                "VALUES (%s, %s, %s, %s, %s::jsonb)",
+                timeline,
+            )
+    return results
+
+
+async def append_timeline(
+    conn: AsyncConnection[Row],
+    entries: Sequence[tuple[uuid.UUID, str, str, dict[str, Any] | None]],
+) -> None:
+    """Timeline entries that do not change the status: `(order_id, status, event, detail)`."""
+    if not entries:
+        return
+    at = now()
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO order_events (order_id, status, event, at, detail) "
+            "VALUES (%s, %s, %s, %s, %s::jsonb)",
+            [(oid, st, ev, at, json.dumps(d) if d else None) for oid, st, ev, d in entries],
+        )

@@ -1,0 +1,57 @@
+"""The (mock) payment provider behind a shared pybreaker circuit breaker.
+
+The breaker's state lives in Redis (`CircuitRedisStorage`) so every payment shard and the
+gateway see the same circuit. In dev, admins can make the provider fail (fault injection).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pybreaker
+import redis
+
+from domain.errors import Unavailable
+
+BREAKER_NAMESPACE = "payment-provider"
+FAULT_KEY = "fault:payment-provider"
+STATE_KEY = f"pybreaker:{BREAKER_NAMESPACE}:state"
+OPENED_AT_KEY = f"pybreaker:{BREAKER_NAMESPACE}:opened_at"
+
+
+class ProviderDown(Exception):
+    """The provider did not answer (counted by the breaker)."""
+
+
+def make_breaker(redis_url: str, fail_max: int, reset_s: float) -> pybreaker.CircuitBreaker:
+    client = redis.Redis.from_url(redis_url)
+    storage = pybreaker.CircuitRedisStorage(
+        pybreaker.STATE_CLOSED, client, namespace=BREAKER_NAMESPACE
+    )
+    return pybreaker.CircuitBreaker(
+        fail_max=fail_max, reset_timeout=reset_s, state_storage=storage,
+        name=BREAKER_NAMESPACE,
+    )
+
+
+def provider_call(fault: bool, order_id: str) -> str:
+    """The provider's authorization (idempotency key = order id); raises when it is down."""
+    if fault:
+        raise ProviderDown("payment provider unavailable (injected fault)")
+    return f"ch_{order_id.replace('-', '')[:24]}"
+
+
+def guarded_call(breaker: pybreaker.CircuitBreaker, fault: bool, order_id: str) -> str:
+    """Call through the breaker; an open circuit or a failure becomes `Unavailable`."""
+    try:
+        ref: str = breaker.call(provider_call, fault, order_id)
+        return ref
+    except (pybreaker.CircuitBreakerError, ProviderDown) as exc:
+        raise Unavailable(f"payment provider unavailable: {exc}", retry_after_s=5) from None
+
+
+def retry_after_s(state: str | None, opened_at: str | None, reset_s: float) -> int:
+    """Seconds until an open breaker tries again (at least 1)."""
+    if state != pybreaker.STATE_OPEN or not opened_at:
+        return 1
+    return max(1, int(float(opened_at) + reset_s - time.time()) + 1)

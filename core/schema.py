@@ -1,0 +1,123 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations create them; queries use psycopg."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = sa.MetaData()
+
+catalog = sa.Table(
+    "catalog",
+    metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("unit_price", sa.Numeric(12, 2), nullable=False),
+)
+
+inventory = sa.Table(
+    "inventory",
+    metadata,
+    sa.Column("sku", sa.Text, sa.ForeignKey("catalog.sku"), primary_key=True),
+    sa.Column("on_hand", sa.Integer, nullable=False),
+    sa.Column("reserved", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.CheckConstraint("on_hand >= 0", name="stock_not_negative"),
+    sa.CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_stock"),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("principal", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("items", JSONB, nullable=False),
+    sa.Column("total", sa.Numeric(14, 2), nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("payment_method", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("orders_principal_created", "principal", "created_at"),
+    sa.Index("orders_customer_created", "customer_id", "created_at"),
+    sa.Index("orders_status_created", "status", "created_at"),
+)
+
+order_events = sa.Table(
+    "order_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("order_id", UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("detail", JSONB),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+processed_events = sa.Table(
+    "processed_events",
+    metadata,
+    sa.Column("consumer", sa.Text, primary_key=True),
+    sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("order_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("qty", sa.Integer, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # HELD | RELEASED | COMMITTED
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Index("reservations_held", "state", "expires_at", postgresql_where=sa.text("state='HELD'")),
+)
+
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("order_id", UUID(as_uuid=True), primary_key=True),  # at most one charge per order
+    sa.Column("customer_id", sa.Text, nullable=False, index=True),
+    sa.Column("amount", sa.Numeric(14, 2), nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # AUTHORIZED | DECLINED | REFUNDED | VOIDED
+    sa.Column("reason", sa.Text),
+    sa.Column("provider_ref", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+shipments = sa.Table(
+    "shipments",
+    metadata,
+    sa.Column("order_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("tracking", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # CREATED | SHIPPED | DELIVERED | FAILED
+    sa.Column("fail", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("order_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("status", sa.Text, primary_key=True),  # sent once per status
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("template", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+)

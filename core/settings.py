@@ -1,0 +1,92 @@
+"""One settings class, read once from the environment (and `.env`), failing fast on bad values."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "devsecret"
+_MIN_SECRET_BYTES = 32
+
+log = logging.getLogger(__name__)
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment holds a missing or invalid setting."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform. Environment variables use the upper-case field name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    app_env: Literal["dev", "test", "prod"] = "dev"
+    jwt_secret: str = DEV_SECRET
+    jwt_audience: str = "orders-api"
+    jwt_issuer: str = "orders-demo"
+    jwt_max_age_s: int = Field(default=86_400, gt=0)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, gt=0, lt=65536)
+    database_url: str = "postgresql://orders:orders@127.0.0.1:5432/orders"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    ray_namespace: str = "orders"
+
+    inventory_shards: int = Field(default=2, ge=1, le=64)
+    payment_shards: int = Field(default=2, ge=1, le=64)
+    gateway_replicas: int = Field(default=1, ge=1, le=32)
+    max_ongoing_requests: int = Field(default=256, ge=1)
+    db_pool_size: int = Field(default=8, ge=1, le=100)
+
+    hold_ttl_s: float = Field(default=300.0, gt=0)
+    max_open_holds_per_customer: int = Field(default=50, ge=1)
+    credit_limit: float = Field(default=50_000.0, gt=0)
+    breaker_fail_max: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=10.0, gt=0)
+    ship_delay_s: float = Field(default=0.05, ge=0)
+    deliver_delay_s: float = Field(default=0.2, ge=0)
+    consumer_max_retries: int = Field(default=3, ge=0)
+    consumer_batch_max: int = Field(default=500, ge=1)
+    outbox_batch_max: int = Field(default=1000, ge=1)
+    rate_limit_per_min: int = Field(default=6000, ge=1)
+    idempotency_ttl_s: int = Field(default=86_400, gt=0)
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _secret_is_strong_outside_dev(self) -> Settings:
+        if self.app_env == "dev":
+            return self
+        if self.jwt_secret == DEV_SECRET or len(self.jwt_secret.encode()) < _MIN_SECRET_BYTES:
+            raise ValueError(
+                f"JWT_SECRET is the default or shorter than {_MIN_SECRET_BYTES} bytes while "
+                f"APP_ENV={self.app_env}; set JWT_SECRET to a random value of at least "
+                f"{_MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`), or use APP_ENV=dev"
+            )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in SQLAlchemy's psycopg 3 dialect form."""
+        return self.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the settings once; raise `SettingsError` naming what to fix."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+    if settings.app_env == "dev" and settings.jwt_secret == DEV_SECRET:
+        log.warning("JWT_SECRET is the dev default; never use APP_ENV=dev in production")
+    return settings

@@ -1,0 +1,38 @@
+"""Commands: what a client asks for. Validation rules of the public contract live here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SKU_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+PaymentMethod = Literal["pm_card_visa", "pm_card_chargeDeclined", "pm_card_insufficientFunds"]
+
+
+class _Command(BaseModel):
+    # extra="forbid": no mass assignment; status, price and amount come from the server only.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class OrderLine(_Command):
+    sku: Annotated[str, Field(pattern=SKU_PATTERN)]
+    qty: Annotated[int, Field(ge=1, le=1000, strict=True)]
+
+
+class PlaceOrder(_Command):
+    customer_id: Annotated[str, Field(alias="customerId", pattern=SKU_PATTERN)]
+    items: Annotated[list[OrderLine], Field(min_length=1, max_length=100)]
+    payment_method: PaymentMethod = Field(default="pm_card_visa", alias="paymentMethod")
+
+
+class SetStock(_Command):
+    on_hand: Annotated[int, Field(alias="onHand", ge=0, le=1_000_000_000, strict=True)]
+
+
+def merge_lines(lines: list[OrderLine]) -> dict[str, int]:
+    """Collapse repeated SKUs into one quantity each, in first-seen order."""
+    merged: dict[str, int] = {}
+    for line in lines:
+        merged[line.sku] = merged.get(line.sku, 0) + line.qty
+    return merged

@@ -1,0 +1,50 @@
+"""Typed errors raised by the core and translated to HTTP or DLQ decisions at the edges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrderError(Exception):
+    """Base of every expected business error. `code` is stable and machine-readable."""
+
+    code = "order_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(OrderError):
+    code = "not_found"
+
+
+class Conflict(OrderError):
+    code = "conflict"
+
+
+class InvalidInput(OrderError):
+    code = "invalid_input"
+
+
+class OutOfStock(OrderError):
+    code = "out_of_stock"
+
+
+class PaymentDeclined(OrderError):
+    code = "payment_declined"
+
+
+class Unavailable(OrderError):
+    """A dependency is temporarily down; retry after `retry_after_s`."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int = 5, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
+class InvalidTransition(OrderError):
+    code = "invalid_transition"

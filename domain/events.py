@@ -1,0 +1,87 @@
+"""Events: what happened. One JSON envelope on every topic, keyed by order id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class Topic:
+    """Kafka topic names. The seed's seven are fixed; the rest are additions of the design."""
+
+    ORDER_CREATED = "order.created"
+    INVENTORY_RESERVED = "inventory.reserved"
+    INVENTORY_REJECTED = "inventory.rejected"
+    PAYMENT_AUTHORIZED = "payment.authorized"
+    PAYMENT_DECLINED = "payment.declined"
+    SHIPPING_UPDATED = "shipping.updated"
+    NOTIFICATION_SEND = "notification.send"
+    ORDER_CANCELLED = "order.cancelled"
+    PAYMENT_REFUNDED = "payment.refunded"
+
+    SEED: tuple[str, ...] = (
+        ORDER_CREATED,
+        INVENTORY_RESERVED,
+        INVENTORY_REJECTED,
+        PAYMENT_AUTHORIZED,
+        PAYMENT_DECLINED,
+        SHIPPING_UPDATED,
+        NOTIFICATION_SEND,
+    )
+    ALL: tuple[str, ...] = (*SEED, ORDER_CANCELLED, PAYMENT_REFUNDED)
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        """The dead-letter topic of `topic`."""
+        return f"{topic}.dlq"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """The wire format of every event: `{eventId, type, orderId, occurredAt, version, data}`."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, alias="eventId")
+    type: str
+    order_id: uuid.UUID = Field(alias="orderId")
+    occurred_at: datetime = Field(default_factory=_now, alias="occurredAt")
+    version: int = SCHEMA_VERSION
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """Serialise with camelCase keys."""
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Envelope:
+        """Parse and validate; raises `pydantic.ValidationError` on anything malformed."""
+        return cls.model_validate_json(raw)
+
+
+# Event types (past tense). The topic an event goes to is part of the contract.
+EVENT_TOPIC: dict[str, str] = {
+    "OrderCreated": Topic.ORDER_CREATED,
+    "StockReserved": Topic.INVENTORY_RESERVED,
+    "StockRejected": Topic.INVENTORY_REJECTED,
+    "PaymentAuthorized": Topic.PAYMENT_AUTHORIZED,
+    "PaymentDeclined": Topic.PAYMENT_DECLINED,
+    "ShippingUpdated": Topic.SHIPPING_UPDATED,
+    "NotificationSent": Topic.NOTIFICATION_SEND,
+    "OrderCancelled": Topic.ORDER_CANCELLED,
+    "PaymentRefunded": Topic.PAYMENT_REFUNDED,
+}
+
+
+def new_event(event_type: str, order_id: uuid.UUID, **data: Any) -> Envelope:
+    """Build an envelope of a known type; raises KeyError for an unknown type (a bug)."""
+    EVENT_TOPIC[event_type]
+    return Envelope(type=event_type, order_id=order_id, data=data)

@@ -1,0 +1,136 @@
+"""The HTTP API as a FastAPI app: served by Ray Serve (serve_app.main) or, for the benchmark
+baseline, by plain uvicorn. Routes validate, authorize, call one service function, map errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.responses import ORJSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from core.auth import AuthError, Principal, verify_token
+from core.settings import get_settings
+from domain.commands import SKU_PATTERN, PlaceOrder, SetStock
+from domain.model import OrderStatus
+from serve_app import errors
+from serve_app.limits import BodyLimitMiddleware
+from serve_app.state import AppState
+
+_bearer = HTTPBearer(auto_error=False, description="HS256 JWT (see `make token`)")
+OrderId = Annotated[uuid.UUID, Path(description="order id (UUID)")]
+Sku = Annotated[str, Path(pattern=SKU_PATTERN)]
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.services
+    return state
+
+
+async def principal(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise AuthError("missing bearer token: send 'Authorization: Bearer <JWT>'")
+    s = _state(request).settings
+    return verify_token(
+        creds.credentials, secret=s.jwt_secret, audience=s.jwt_audience, issuer=s.jwt_issuer,
+        max_age_s=s.jwt_max_age_s,
+    )
+
+
+async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    if not p.is_admin:
+        raise AuthError("this operation needs the admin role", status=403, code="forbidden")
+    return p
+
+
+Caller = Annotated[Principal, Depends(principal)]
+Admin = Annotated[Principal, Depends(admin)]
+AppStateDep = Annotated[AppState, Depends(_state)]
+
+
+def create_app(*, with_ray: bool = True) -> FastAPI:
+    """Build the API. `with_ray=False` serves the accept path only (benchmark baseline)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await AppState.start(get_settings(), with_ray=with_ray)
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    app = FastAPI(
+        title="Ray orders API",
+        version="0.1.0",
+        description="Real-time order processing on Ray actors, Kafka, Postgres and Redis.",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_body_bytes)
+    errors.install(app)
+    _routes(app)
+    return app
+
+
+def _routes(app: FastAPI) -> None:
+    @app.post("/api/orders", status_code=202, tags=["orders"])
+    async def place_order(
+        cmd: PlaceOrder, response: Response, st: AppStateDep, who: Caller,
+        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    ) -> dict[str, Any]:
+        """Accept an order: stored with its `order.created` event in one transaction, then 202."""
+        await st.guard_accept(who)
+        body = await st.orders.place(who, cmd)
+        response.headers["Location"] = body["links"]["self"]
+        return body
+
+    @app.get("/api/orders/{order_id}", tags=["orders"])
+    async def get_order(order_id: OrderId, st: AppStateDep, who: Caller) -> dict[str, Any]:
+        """One order with its timeline (owner or admin; others get 404)."""
+        return await st.orders.get(who, order_id)
+
+    @app.get("/api/orders", tags=["orders"])
+    async def list_orders(
+        st: AppStateDep, who: Caller,
+        status: Annotated[OrderStatus | None, Query()] = None,
+        customer_id: Annotated[str | None, Query(alias="customerId", pattern=SKU_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """A page of orders, newest first; customers see their own, admins all."""
+        return await st.orders.list(
+            who, status=status.value if status else None, customer_id=customer_id,
+            limit=limit, cursor=cursor,
+        )
+
+    @app.post("/api/orders/{order_id}/cancel", status_code=202, tags=["orders"])
+    async def cancel_order(order_id: OrderId, st: AppStateDep, who: Caller) -> dict[str, Any]:
+        """Cancel while not shipped (202); 409 once shipped or already final."""
+        return await st.orders.cancel(who, order_id, reason="cancelled by user")
+
+    @app.get("/api/inventory/{sku}", tags=["inventory"])
+    async def get_inventory(sku: Sku, st: AppStateDep, who: Caller) -> dict[str, Any]:
+        """On-hand, reserved and available stock of one SKU."""
+        return await st.inventory_of(sku)
+
+    @app.put("/api/inventory/{sku}", tags=["inventory"])
+    async def put_inventory(sku: Sku, body: SetStock, st: AppStateDep, who: Admin) -> dict[str, Any]:
+        """Set on-hand stock (admin). It cannot go below what is reserved."""
+        return await st.set_stock(sku, body.on_hand)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"])
+    async def ready(st: AppStateDep) -> ORJSONResponse:
+        """Readiness of each dependency: Postgres, Redis, Kafka (via the relay), consumers."""
+        report = await st.readiness()
+        return ORJSONResponse(report, status_code=200 if report["status"] != "down" else 503)

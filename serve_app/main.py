@@ -1,0 +1,33 @@
+"""The Ray Serve application: the API gateway deployment on :8080.
+
+Import path for `serve run`/RayService: `serve_app.main:app`.
+"""
+
+from __future__ import annotations
+
+from ray import serve
+
+from core.settings import get_settings
+from serve_app.api import create_app
+
+_settings = get_settings()
+api = create_app(with_ray=True)
+
+
+@serve.deployment(
+    name="api-gateway",
+    max_ongoing_requests=_settings.max_ongoing_requests,
+    autoscaling_config={
+        "min_replicas": 1,
+        "max_replicas": max(1, _settings.gateway_replicas),
+        "target_ongoing_requests": max(1, _settings.max_ongoing_requests // 4),
+    },
+    ray_actor_options={"num_cpus": 0},
+    health_check_period_s=5,
+)
+@serve.ingress(api)
+class Gateway:
+    """JWT-guarded HTTP API; its FastAPI lifespan opens the PG pool and Redis client."""
+
+
+app = Gateway.bind()
