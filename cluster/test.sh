@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# make test: on a fresh machine too. Installs what is missing, lints, type-checks, starts the
+# services that are not running (reusing running ones), runs the whole suite, and stops again
+# exactly what it started.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+t0=$SECONDS
+"$ROOT/cluster/install.sh"
+cd "$ROOT"
+log "ruff"
+"$PY" -m ruff check .
+log "mypy --strict"
+"$PY" -m mypy
+svc="$ROOT/cluster/services.sh"
+# Remember what was already up, so cleanup stops only what this run started.
+was_up=()
+pid_alive pg && was_up+=(pg)
+pid_alive redis && was_up+=(redis)
+pid_alive kafka && was_up+=(kafka)
+pid_alive ray && was_up+=(ray)
+cleanup() {
+  local rc=$?
+  for s in ray kafka redis pg; do
+    [[ " ${was_up[*]} " == *" $s "* ]] || "$svc" stop "$s" || true
+  done
+  exit $rc
+}
+trap cleanup EXIT
+"$ROOT/cluster/up.sh" >"$RUN/logs/test-up.log" 2>&1 || { tail -40 "$RUN/logs/test-up.log"; die "make up failed"; }
+log "stack ready ($((SECONDS - t0))s); running pytest"
+set +e
+"$PY" -m pytest -p no:cacheprovider -q -ra "$@"
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then die "pytest collected no tests"; fi
+log "make test finished in $((SECONDS - t0))s (pytest exit $rc)"
+exit $rc
