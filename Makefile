@@ -32,3 +32,6 @@ demo: ## the seed quickstart, then follow the order to its final status
 
 clean-data: down
 	rm -rf .run/pg .run/redis .run/kafka .run/ray
+
+redeploy: ## roll out code changes to the running stack (actors replaced, Serve app updated)
+	@source cluster/common.sh && $(PY) -m cli.main deploy --restart

@@ -13,8 +13,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import ray
-
 from core import registry
 from core.db import Row, apply_transitions, insert_outbox, lock_orders, now, open_pool
 from core.settings import get_settings
@@ -27,9 +25,9 @@ _EXPIRY_SWEEP_S = 1.0
 ReserveRequest = tuple[uuid.UUID, str, list[tuple[str, int]]]  # order, customer, [(sku, qty)]
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
+@registry.platform_actor(max_concurrency=64)
 class InventoryShard:
-    async def __init__(self, index: int) -> None:
+    async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._index = index
         self._pool = await open_pool(self._settings.database_url, 4, f"inventory-{index}")
@@ -46,7 +44,8 @@ class InventoryShard:
         n = self._settings.inventory_shards
         self._stock = {
             r["sku"]: [r["on_hand"], r["reserved"]]
-            for r in rows if registry.shard_of(r["sku"], n) == self._index
+            for r in rows
+            if registry.shard_of(r["sku"], n) == self._index
         }
 
     async def health(self) -> dict[str, Any]:
@@ -69,8 +68,10 @@ class InventoryShard:
             if entry is None:
                 raise NotFound(f"sku {sku} not found in the catalog")
             if on_hand < entry[1]:
-                raise Conflict(f"onHand {on_hand} is below the reserved {entry[1]} units",
-                               {"reserved": entry[1]})
+                raise Conflict(
+                    f"onHand {on_hand} is below the reserved {entry[1]} units",
+                    {"reserved": entry[1]},
+                )
             async with self._pool.connection() as conn:
                 await conn.execute(
                     "UPDATE inventory SET on_hand = %s, updated_at = now() WHERE sku = %s",
@@ -183,14 +184,26 @@ class InventoryShard:
             locked = await lock_orders(conn, expired)
             reason = "reservation hold expired before payment"
             done = await apply_transitions(
-                conn, locked,
-                [(oid, OrderStatus.CANCELLED, "HoldExpired", {"reason": reason}) for oid in expired],
+                conn,
+                locked,
+                [
+                    (oid, OrderStatus.CANCELLED, "HoldExpired", {"reason": reason})
+                    for oid in expired
+                ],
             )
-            await insert_outbox(conn, [
-                new_event("OrderCancelled", t.order_id, reason=reason,
-                          customerId=t.row["customer_id"] if t.row else "",
-                          previous=t.previous.value if t.previous else None)
-                for t in done if t.applied
-            ])
+            await insert_outbox(
+                conn,
+                [
+                    new_event(
+                        "OrderCancelled",
+                        t.order_id,
+                        reason=reason,
+                        customerId=t.row["customer_id"] if t.row else "",
+                        previous=t.previous.value if t.previous else None,
+                    )
+                    for t in done
+                    if t.applied
+                ],
+            )
         await self._status.publish(done)
         return sum(t.applied for t in done)

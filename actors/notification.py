@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import ray
-
 from core.db import insert_outbox, open_pool
+from core.registry import platform_actor
 from core.settings import get_settings
 from domain.events import Envelope, new_event
 from domain.notifications import render
@@ -15,9 +14,9 @@ from domain.notifications import render
 log = logging.getLogger(__name__)
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
+@platform_actor(max_concurrency=16)
 class NotificationActor:
-    async def __init__(self) -> None:
+    async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._pool = await open_pool(self._settings.database_url, 2, "notification")
         self._sent = 0
@@ -36,19 +35,34 @@ class NotificationActor:
             return
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO notifications (order_id, status, customer_id, channel, template, text) "
+                "INSERT INTO notifications "
+                "(order_id, status, customer_id, channel, template, text) "
                 "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], "
                 "%s::text[]) ON CONFLICT DO NOTHING RETURNING order_id, status",
                 (
-                    [e.order_id for e, _ in rows], [m.status for _, m in rows],
-                    [m.customer_id for _, m in rows], [m.channel for _, m in rows],
-                    [m.template for _, m in rows], [m.text for _, m in rows],
+                    [e.order_id for e, _ in rows],
+                    [m.status for _, m in rows],
+                    [m.customer_id for _, m in rows],
+                    [m.channel for _, m in rows],
+                    [m.template for _, m in rows],
+                    [m.text for _, m in rows],
                 ),
             )
             fresh = {(r["order_id"], r["status"]) for r in await cur.fetchall()}
-            await insert_outbox(conn, [
-                new_event("NotificationSent", e.order_id, customerId=m.customer_id,
-                          channel=m.channel, template=m.template, text=m.text, status=m.status)
-                for e, m in rows if (e.order_id, m.status) in fresh
-            ])
+            await insert_outbox(
+                conn,
+                [
+                    new_event(
+                        "NotificationSent",
+                        e.order_id,
+                        customerId=m.customer_id,
+                        channel=m.channel,
+                        template=m.template,
+                        text=m.text,
+                        status=m.status,
+                    )
+                    for e, m in rows
+                    if (e.order_id, m.status) in fresh
+                ],
+            )
         self._sent += len(fresh)

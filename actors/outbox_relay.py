@@ -15,21 +15,21 @@ import time
 from typing import Any
 
 import psycopg
-import ray
 from aiokafka import AIOKafkaProducer
 
 from core.db import open_pool
 from core.kafka import start_producer
 from core.metrics import Metrics
+from core.registry import platform_actor
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 _POLL_S = 1.0
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=32)
+@platform_actor(max_concurrency=32)
 class OutboxRelay:
-    async def __init__(self) -> None:
+    async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._pool = await open_pool(self._settings.database_url, 2, "relay")
         self._producer: AIOKafkaProducer | None = None

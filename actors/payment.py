@@ -12,7 +12,6 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import ray
 import redis.asyncio as aioredis
 
 from core.db import (
@@ -24,6 +23,7 @@ from core.db import (
 )
 from core.metrics import Metrics
 from core.provider import FAULT_KEY, guarded_call, make_breaker
+from core.registry import platform_actor
 from core.settings import get_settings
 from core.status import StatusPublisher
 from domain.events import Envelope, new_event
@@ -34,15 +34,17 @@ log = logging.getLogger(__name__)
 CONSUMER = "payment"
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
+@platform_actor(max_concurrency=64)
 class PaymentShard:
-    async def __init__(self, index: int) -> None:
+    async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._index = index
         self._pool = await open_pool(self._settings.database_url, 4, f"payment-{index}")
         self._redis = aioredis.from_url(self._settings.redis_url, decode_responses=True)
         self._breaker = make_breaker(
-            self._settings.redis_url, self._settings.breaker_fail_max, self._settings.breaker_reset_s
+            self._settings.redis_url,
+            self._settings.breaker_fail_max,
+            self._settings.breaker_reset_s,
         )
         self._status = StatusPublisher(self._settings.redis_url)
         self._metrics = Metrics()
@@ -57,8 +59,12 @@ class PaymentShard:
             self._outstanding = {r["customer_id"]: r["s"] for r in await cur.fetchall()}
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "up", "shard": self._index, "breaker": self._breaker.current_state,
-                "customers": len(self._outstanding)}
+        return {
+            "status": "up",
+            "shard": self._index,
+            "breaker": self._breaker.current_state,
+            "customers": len(self._outstanding),
+        }
 
     async def outstanding(self, customer_id: str) -> float:
         return float(self._outstanding.get(customer_id, Decimal("0")))
@@ -92,15 +98,31 @@ class PaymentShard:
                         pending[customer] = owed + amount
                     status = "AUTHORIZED" if reason is None else "DECLINED"
                     payments.append((e.order_id, customer, amount, status, reason, ref))
-                    data = {"customerId": customer, "amount": str(amount), "reason": reason,
-                            "items": row["items"]}
+                    data = {
+                        "customerId": customer,
+                        "amount": str(amount),
+                        "reason": reason,
+                        "items": row["items"],
+                    }
                     if reason is None:
-                        changes.append((e.order_id, OrderStatus.PAID, "PaymentAuthorized",
-                                        {"amount": str(amount), "providerRef": ref}))
+                        changes.append(
+                            (
+                                e.order_id,
+                                OrderStatus.PAID,
+                                "PaymentAuthorized",
+                                {"amount": str(amount), "providerRef": ref},
+                            )
+                        )
                         outbox.append(new_event("PaymentAuthorized", e.order_id, **data))
                     else:
-                        changes.append((e.order_id, OrderStatus.DECLINED, "PaymentDeclined",
-                                        {"reason": reason}))
+                        changes.append(
+                            (
+                                e.order_id,
+                                OrderStatus.DECLINED,
+                                "PaymentDeclined",
+                                {"reason": reason},
+                            )
+                        )
                         outbox.append(new_event("PaymentDeclined", e.order_id, **data))
                 if payments:
                     async with conn.cursor() as cur:
@@ -125,8 +147,9 @@ class PaymentShard:
     async def _settle(self, events: list[Envelope], target: str, *, emit: bool) -> None:
         async with self._lock:
             async with self._pool.connection() as conn:
-                new = await claim_events(conn, f"{CONSUMER}-{target.lower()}",
-                                         [e.event_id for e in events])
+                new = await claim_events(
+                    conn, f"{CONSUMER}-{target.lower()}", [e.event_id for e in events]
+                )
                 ids: list[uuid.UUID] = [e.order_id for e in events if e.event_id in new]
                 if not ids:
                     return
@@ -138,11 +161,18 @@ class PaymentShard:
                 )
                 settled = await cur.fetchall()
                 if emit:
-                    await insert_outbox(conn, [
-                        new_event("PaymentRefunded", r["order_id"], customerId=r["customer_id"],
-                                  amount=str(r["amount"]))
-                        for r in settled
-                    ])
+                    await insert_outbox(
+                        conn,
+                        [
+                            new_event(
+                                "PaymentRefunded",
+                                r["order_id"],
+                                customerId=r["customer_id"],
+                                amount=str(r["amount"]),
+                            )
+                            for r in settled
+                        ],
+                    )
             for r in settled:
                 owed = self._outstanding.get(r["customer_id"], Decimal("0")) - r["amount"]
                 self._outstanding[r["customer_id"]] = max(owed, Decimal("0"))

@@ -15,7 +15,6 @@ import time
 import uuid
 from typing import Any
 
-import ray
 import redis.asyncio as aioredis
 
 from core.db import (
@@ -26,6 +25,7 @@ from core.db import (
     lock_orders,
     open_pool,
 )
+from core.registry import platform_actor
 from core.settings import get_settings
 from core.status import StatusPublisher
 from domain.events import Envelope, new_event
@@ -33,13 +33,15 @@ from domain.model import OrderStatus
 
 log = logging.getLogger(__name__)
 CONSUMER = "shipping"
-FAIL_KEY = "fault:shipping-fail-customer:{}"
+FAIL_KEY = "fault:shipping-fail:{}"
+HOLD_KEY = "fault:shipping-hold:{}"
+_HOLD_RECHECK_S = 0.2
 _TICK_S = 0.02
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
+@platform_actor(max_concurrency=64)
 class ShippingActor:
-    async def __init__(self) -> None:
+    async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._pool = await open_pool(self._settings.database_url, 4, "shipping")
         self._redis = aioredis.from_url(self._settings.redis_url, decode_responses=True)
@@ -59,9 +61,11 @@ class ShippingActor:
 
     async def create_batch(self, events: list[Envelope]) -> None:
         """Handle `payment.authorized`: one shipment per paid order, `shipping.updated` CREATED."""
-        fail_flags = await self._redis.mget(
-            [FAIL_KEY.format(e.data.get("customerId", "")) for e in events]
-        ) if events else []
+        fail_flags = (
+            await self._redis.mget([FAIL_KEY.format(e.data.get("customerId", "")) for e in events])
+            if events
+            else []
+        )
         async with self._pool.connection() as conn:
             new = await claim_events(conn, CONSUMER, [e.event_id for e in events])
             todo = [(e, f) for e, f in zip(events, fail_flags, strict=True) if e.event_id in new]
@@ -75,9 +79,15 @@ class ShippingActor:
                 created.append((e.order_id, tracking, bool(fail)))
                 detail = {"shipmentStatus": "CREATED", "tracking": tracking}
                 timeline.append((e.order_id, row["status"], "ShipmentCreated", detail))
-                outbox.append(new_event("ShippingUpdated", e.order_id,
-                                        customerId=row["customer_id"], items=row["items"],
-                                        **detail))
+                outbox.append(
+                    new_event(
+                        "ShippingUpdated",
+                        e.order_id,
+                        customerId=row["customer_id"],
+                        items=row["items"],
+                        **detail,
+                    )
+                )
             if created:
                 async with conn.cursor() as cur:
                     await cur.executemany(
@@ -112,14 +122,21 @@ class ShippingActor:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT order_id, status, fail, tracking FROM shipments WHERE order_id = ANY(%s) "
-                "FOR UPDATE", (list(steps),),
+                "FOR UPDATE",
+                (list(steps),),
             )
             shipments = {r["order_id"]: r for r in await cur.fetchall()}
             locked = await lock_orders(conn, list(steps))
-            changes, updates, outbox, follow = [], [], [], []
+            customers = sorted({r["customer_id"] for r in locked.values()})
+            held_flags = await self._redis.mget([HOLD_KEY.format(c) for c in customers])
+            held = {c for c, flag in zip(customers, held_flags, strict=True) if flag}
+            changes, updates, outbox, follow, later = [], [], [], [], []
             for oid, step in steps.items():
                 ship, row = shipments.get(oid), locked.get(oid)
                 if ship is None or row is None:
+                    continue
+                if row["customer_id"] in held and row["status"] == OrderStatus.PAID.value:
+                    later.append((step, oid))  # dev fault: shipment held in the warehouse
                     continue
                 expected = "CREATED" if step == "SHIPPED" else "SHIPPED"
                 if ship["status"] != expected:
@@ -129,15 +146,27 @@ class ShippingActor:
                     continue
                 new_status = "FAILED" if ship["fail"] and step == "SHIPPED" else step
                 updates.append((new_status, oid))
-                target = {"SHIPPED": OrderStatus.SHIPPED, "DELIVERED": OrderStatus.DELIVERED,
-                          "FAILED": OrderStatus.REFUNDED}[new_status]
-                detail: dict[str, Any] = {"shipmentStatus": new_status,
-                                          "tracking": ship["tracking"]}
+                target = {
+                    "SHIPPED": OrderStatus.SHIPPED,
+                    "DELIVERED": OrderStatus.DELIVERED,
+                    "FAILED": OrderStatus.REFUNDED,
+                }[new_status]
+                detail: dict[str, Any] = {
+                    "shipmentStatus": new_status,
+                    "tracking": ship["tracking"],
+                }
                 if new_status == "FAILED":
                     detail["reason"] = "shipment failed; payment refunded and stock returned"
                 changes.append((oid, target, f"Shipment{new_status.title()}", detail))
-                outbox.append(new_event("ShippingUpdated", oid, customerId=row["customer_id"],
-                                        items=row["items"], **detail))
+                outbox.append(
+                    new_event(
+                        "ShippingUpdated",
+                        oid,
+                        customerId=row["customer_id"],
+                        items=row["items"],
+                        **detail,
+                    )
+                )
                 if new_status == "SHIPPED":
                     follow.append(oid)
             if updates:
@@ -152,3 +181,5 @@ class ShippingActor:
         when = time.monotonic() + self._settings.deliver_delay_s
         for oid in follow:
             heapq.heappush(self._due, (when, "DELIVERED", oid))
+        for step, oid in later:
+            heapq.heappush(self._due, (time.monotonic() + _HOLD_RECHECK_S, step, oid))

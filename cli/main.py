@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from core.settings import SettingsError, get_settings
+from core.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(help="Ray orders platform operations.", no_args_is_help=True)
 console = Console(stderr=True)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     try:
         return get_settings()
     except SettingsError as exc:
@@ -25,16 +26,24 @@ def _settings():  # type: ignore[no-untyped-def]
 
 @app.command()
 def token(
-    sub: str = typer.Option("customer1", help="subject (principal)"),
-    role: list[str] = typer.Option(["customer"], "--role", help="role; repeat for several"),
-    ttl: int | None = typer.Option(None, help="seconds until exp; default: no exp (seed style)"),
+    sub: Annotated[str, typer.Option(help="subject (principal)")] = "customer1",
+    role: Annotated[list[str] | None, typer.Option(help="role; repeat for several")] = None,
+    ttl: Annotated[int | None, typer.Option(help="seconds until exp; default: none")] = None,
 ) -> None:
     """Print a demo HS256 JWT signed with JWT_SECRET (aud=orders-api, iss=orders-demo)."""
     from core.auth import make_token
 
     s = _settings()
-    print(make_token(sub, role, secret=s.jwt_secret, audience=s.jwt_audience,
-                     issuer=s.jwt_issuer, ttl_s=ttl))
+    print(
+        make_token(
+            sub,
+            role or ["customer"],
+            secret=s.jwt_secret,
+            audience=s.jwt_audience,
+            issuer=s.jwt_issuer,
+            ttl_s=ttl,
+        )
+    )
 
 
 @app.command()
@@ -70,7 +79,9 @@ def seed() -> None:
 
 
 @app.command()
-def topics(check: bool = typer.Option(False, help="only check; exit 1 when some are missing")) -> None:
+def topics(
+    check: Annotated[bool, typer.Option(help="only check; exit 1 if any is missing")] = False,
+) -> None:
     """Create the Kafka topics (seed topics, additions and their .dlq)."""
     from core.kafka import ensure_topics, missing_topics
 
@@ -91,15 +102,19 @@ def topics(check: bool = typer.Option(False, help="only check; exit 1 when some 
                 console.print(f"[red]kafka not reachable at {s.kafka_bootstrap}: {exc}[/red]")
                 raise typer.Exit(1) from None
             time.sleep(1)
-    console.print(f"topics: created {len(created)}" + (f" ({', '.join(created)})" if created else ""))
+    console.print(
+        f"topics: created {len(created)}" + (f" ({', '.join(created)})" if created else "")
+    )
 
 
 @app.command()
-def deploy() -> None:
+def deploy(
+    restart: Annotated[bool, typer.Option(help="replace running actors (new code)")] = False,
+) -> None:
     """Start the platform's actors and the Serve app on the running Ray cluster (idempotent)."""
     from core.bootstrap import deploy as run_deploy
 
-    run_deploy(_settings())
+    run_deploy(_settings(), restart=restart)
 
 
 def main() -> None:

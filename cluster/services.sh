@@ -87,7 +87,7 @@ ray_start() {
   # one pid stops this cluster and nothing else on the machine (unlike `ray stop`).
   RAY_SERVE_HTTP_HOST=127.0.0.1 setsid nohup "$VENV/bin/ray" start --head --block \
     --node-ip-address=127.0.0.1 --port="$RAY_GCS_PORT" --num-cpus="$RAY_NUM_CPUS" \
-    --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats \
+    --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats --metrics-export-port="$METRICS_EXPORT_PORT" \
     --temp-dir="$RUN/ray" >"$RUN/logs/ray.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/ray.pid"
   wait_for "ray head" 120 ray_ready

@@ -26,14 +26,23 @@ from pydantic import ValidationError
 from consumers.handlers import HANDLERS, PoisonMessage
 from core.kafka import start_producer
 from core.metrics import Metrics
+from core.registry import platform_actor
 from core.settings import get_settings
 from domain.errors import Unavailable
 from domain.events import Envelope, Topic
 
 log = logging.getLogger(__name__)
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, KafkaError, ConnectionError,
-              TimeoutError, Unavailable, ray.exceptions.RayActorError,
-              ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError)
+_TRANSIENT = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    KafkaError,
+    ConnectionError,
+    TimeoutError,
+    Unavailable,
+    ray.exceptions.RayActorError,
+    ray.exceptions.ActorUnavailableError,
+    ray.exceptions.GetTimeoutError,
+)
 
 
 def _root(exc: BaseException) -> BaseException:
@@ -46,9 +55,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT) or isinstance(_root(exc), _TRANSIENT)
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)
+@platform_actor(max_concurrency=8)
 class KafkaBridge:
-    async def __init__(self, group: str) -> None:
+    async def __init__(self, group: str) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._group = group
         self._handler = HANDLERS[group](self._settings)
@@ -64,10 +73,17 @@ class KafkaBridge:
 
     async def health(self) -> dict[str, Any]:
         stalled = time.monotonic() - self._last_poll > 30
-        status = "down" if self._task.done() else ("degraded" if stalled or self._last_error
-                                                   else "up")
-        return {"status": status, "group": self._group, "handled": self._handled,
-                "deadLettered": self._dead, "lag": self._lag, "lastError": self._last_error}
+        status = (
+            "down" if self._task.done() else ("degraded" if stalled or self._last_error else "up")
+        )
+        return {
+            "status": status,
+            "group": self._group,
+            "handled": self._handled,
+            "deadLettered": self._dead,
+            "lag": self._lag,
+            "lastError": self._last_error,
+        }
 
     async def _start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -82,8 +98,7 @@ class KafkaBridge:
             isolation_level="read_committed",
         )
         await self._consumer.start()
-        self._producer = await start_producer(self._settings.kafka_bootstrap,
-                                               f"dlq-{self._group}")
+        self._producer = await start_producer(self._settings.kafka_bootstrap, f"dlq-{self._group}")
 
     async def _stop(self) -> None:
         for client in (self._consumer, self._producer):
@@ -108,8 +123,9 @@ class KafkaBridge:
 
     async def _poll_once(self) -> None:
         assert self._consumer is not None
-        batches = await self._consumer.getmany(timeout_ms=200,
-                                               max_records=self._settings.consumer_batch_max)
+        batches = await self._consumer.getmany(
+            timeout_ms=200, max_records=self._settings.consumer_batch_max
+        )
         self._last_poll = time.monotonic()
         records = [r for part in batches.values() for r in part]
         if not records:
@@ -149,14 +165,16 @@ class KafkaBridge:
                 self._last_error = None
                 now = datetime.now(UTC)
                 for _, e in items:
-                    self._metrics.stage_latency(self._group,
-                                                (now - e.occurred_at).total_seconds() * 1000)
+                    self._metrics.stage_latency(
+                        self._group, (now - e.occurred_at).total_seconds() * 1000
+                    )
                 return
             except Exception as exc:
                 self._last_error = f"{type(_root(exc)).__name__}: {_root(exc)}"
                 if is_transient(exc):
-                    log.warning("consumer %s: transient error, retrying: %s", self._group,
-                                self._last_error)
+                    log.warning(
+                        "consumer %s: transient error, retrying: %s", self._group, self._last_error
+                    )
                     await asyncio.sleep(min(delay, 5.0))
                     delay *= 2
                     continue
@@ -182,8 +200,9 @@ class KafkaBridge:
         )
         self._dead += 1
         self._metrics.dead_lettered(record.topic)
-        log.warning("consumer %s: %s@%s sent to DLQ: %s", self._group, record.topic,
-                    record.offset, reason)
+        log.warning(
+            "consumer %s: %s@%s sent to DLQ: %s", self._group, record.topic, record.offset, reason
+        )
 
     async def _update_lag(self) -> None:
         assert self._consumer is not None

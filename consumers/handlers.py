@@ -60,8 +60,12 @@ class _ActorLookup:
 class InventoryHandler(_ActorLookup):
     """Reserve all-or-nothing across shards; release on decline/cancel/failure; commit on ship."""
 
-    topics = (Topic.ORDER_CREATED, Topic.PAYMENT_DECLINED, Topic.ORDER_CANCELLED,
-              Topic.SHIPPING_UPDATED)
+    topics = (
+        Topic.ORDER_CREATED,
+        Topic.PAYMENT_DECLINED,
+        Topic.ORDER_CANCELLED,
+        Topic.SHIPPING_UPDATED,
+    )
     consumer = "inventory"
 
     def __init__(self, settings: Settings) -> None:
@@ -96,10 +100,12 @@ class InventoryHandler(_ActorLookup):
 
     async def _broadcast(self, method: str, order_ids: list[uuid.UUID]) -> None:
         if order_ids:
-            await asyncio.gather(*(
-                getattr(self._shard(i), method).remote(order_ids)
-                for i in range(self.settings.inventory_shards)
-            ))
+            await asyncio.gather(
+                *(
+                    getattr(self._shard(i), method).remote(order_ids)
+                    for i in range(self.settings.inventory_shards)
+                )
+            )
 
     async def _reserve(self, events: list[Envelope]) -> list[uuid.UUID]:
         """Reserve, then record outcomes; returns the orders whose holds must be released."""
@@ -124,12 +130,13 @@ class InventoryHandler(_ActorLookup):
             for sku, qty in _items(e):
                 split[registry.shard_of(sku, n)].append((sku, qty))
             for index in sorted(split):  # fixed order across shards
-                per_shard[index].append((e.order_id, str(e.data.get("customerId", "")),
-                                         split[index]))
+                per_shard[index].append(
+                    (e.order_id, str(e.data.get("customerId", "")), split[index])
+                )
         shard_ids = sorted(per_shard)
-        answers = await asyncio.gather(*(
-            self._shard(i).reserve_batch.remote(per_shard[i]) for i in shard_ids
-        ))
+        answers = await asyncio.gather(
+            *(self._shard(i).reserve_batch.remote(per_shard[i]) for i in shard_ids)
+        )
         ok: dict[uuid.UUID, bool] = {e.order_id: True for e in events}
         for i, results in zip(shard_ids, answers, strict=True):
             for (order_id, _, _), good in zip(per_shard[i], results, strict=True):
@@ -147,8 +154,9 @@ class InventoryHandler(_ActorLookup):
                     outbox.append(new_event("StockReserved", e.order_id, **data))
                 else:
                     reason = "out of stock"
-                    changes.append((e.order_id, OrderStatus.REJECTED, "StockRejected",
-                                    {"reason": reason}))
+                    changes.append(
+                        (e.order_id, OrderStatus.REJECTED, "StockRejected", {"reason": reason})
+                    )
                     outbox.append(new_event("StockRejected", e.order_id, reason=reason, **data))
             done = await apply_transitions(conn, locked, changes)
             applied = {t.order_id for t in done if t.applied}
@@ -175,8 +183,11 @@ class PaymentHandler(_ActorLookup):
                 refunds.append(e)
             elif e.data.get("shipmentStatus") == "DELIVERED":
                 captures.append(e)
-        for method, batch in (("authorize_batch", grouped[Topic.INVENTORY_RESERVED]),
-                              ("refund_batch", refunds), ("capture_batch", captures)):
+        for method, batch in (
+            ("authorize_batch", grouped[Topic.INVENTORY_RESERVED]),
+            ("refund_batch", refunds),
+            ("capture_batch", captures),
+        ):
             for index, part in self._split(batch).items():
                 shard = self.actor(registry.payment_shard(index))
                 calls.append(getattr(shard, method).remote(part))
@@ -203,8 +214,14 @@ class ShippingHandler(_ActorLookup):
 
 
 class NotificationHandler(_ActorLookup):
-    topics = (Topic.INVENTORY_RESERVED, Topic.INVENTORY_REJECTED, Topic.PAYMENT_AUTHORIZED,
-              Topic.PAYMENT_DECLINED, Topic.SHIPPING_UPDATED, Topic.ORDER_CANCELLED)
+    topics = (
+        Topic.INVENTORY_RESERVED,
+        Topic.INVENTORY_REJECTED,
+        Topic.PAYMENT_AUTHORIZED,
+        Topic.PAYMENT_DECLINED,
+        Topic.SHIPPING_UPDATED,
+        Topic.ORDER_CANCELLED,
+    )
 
     async def close(self) -> None:
         return None
@@ -213,7 +230,9 @@ class NotificationHandler(_ActorLookup):
         await self.actor(registry.NOTIFICATION).notify_batch.remote([e for _, e in events])
 
 
-HANDLERS: dict[str, type[InventoryHandler | PaymentHandler | ShippingHandler | NotificationHandler]] = {
+HANDLERS: dict[
+    str, type[InventoryHandler | PaymentHandler | ShippingHandler | NotificationHandler]
+] = {
     "inventory": InventoryHandler,
     "payment": PaymentHandler,
     "shipping": ShippingHandler,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Literal
 
 import jwt
@@ -12,6 +13,8 @@ Role = Literal["customer", "admin"]
 KNOWN_ROLES: frozenset[str] = frozenset({"customer", "admin"})
 _ALGORITHMS = ["HS256"]
 _CLOCK_SKEW_S = 30
+# Key length is enforced by Settings (>= 32 bytes outside dev); the dev secret is short on purpose.
+warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
 
 
 class AuthError(Exception):
@@ -36,7 +39,12 @@ class Principal(BaseModel):
 
 
 def verify_token(
-    token: str, *, secret: str, audience: str, issuer: str, max_age_s: int,
+    token: str,
+    *,
+    secret: str,
+    audience: str,
+    issuer: str,
+    max_age_s: int,
     now: float | None = None,
 ) -> Principal:
     """Return the principal of a valid token; raise `AuthError` (no detail leaked) otherwise."""
@@ -74,12 +82,23 @@ def verify_token(
 
 
 def make_token(
-    sub: str, roles: list[str], *, secret: str, audience: str = "orders-api",
-    issuer: str = "orders-demo", ttl_s: int | None = None,
+    sub: str,
+    roles: list[str],
+    *,
+    secret: str,
+    audience: str = "orders-api",
+    issuer: str = "orders-demo",
+    ttl_s: int | None = None,
 ) -> str:
     """Mint a demo HS256 token (the seed's shape: no `exp` unless `ttl_s` is given)."""
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": sub, "roles": roles, "aud": audience, "iss": issuer, "iat": now}
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "roles": roles,
+        "aud": audience,
+        "iss": issuer,
+        "iat": now,
+    }
     if ttl_s is not None:
         claims["exp"] = now + ttl_s
     return jwt.encode(claims, secret, algorithm="HS256")

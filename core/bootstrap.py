@@ -11,9 +11,31 @@ from core import registry
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
-_ENV_PREFIXES = ("APP_", "JWT_", "HTTP_", "DATABASE_", "REDIS_", "KAFKA_", "INVENTORY_",
-                 "PAYMENT_", "GATEWAY_", "MAX_", "DB_", "HOLD_", "CREDIT_", "BREAKER_", "SHIP_",
-                 "DELIVER_", "CONSUMER_", "OUTBOX_", "RATE_", "IDEMPOTENCY_", "LOG_", "RAY_SERVE_")
+_ENV_PREFIXES = (
+    "APP_",
+    "JWT_",
+    "HTTP_",
+    "DATABASE_",
+    "REDIS_",
+    "KAFKA_",
+    "INVENTORY_",
+    "PAYMENT_",
+    "GATEWAY_",
+    "MAX_",
+    "DB_",
+    "HOLD_",
+    "CREDIT_",
+    "BREAKER_",
+    "SHIP_",
+    "DELIVER_",
+    "CONSUMER_",
+    "OUTBOX_",
+    "RATE_",
+    "IDEMPOTENCY_",
+    "LOG_",
+    "RAY_SERVE_",
+    "METRICS_",
+)
 
 
 def _env_vars() -> dict[str, str]:
@@ -23,6 +45,32 @@ def _env_vars() -> dict[str, str]:
 
 def _detached(cls: Any, name: str, *args: Any) -> Any:
     return cls.options(name=name, lifetime="detached", get_if_exists=True).remote(*args)
+
+
+def actor_names(settings: Settings) -> list[str]:
+    """Every named platform actor, in start order."""
+    return [
+        registry.RELAY,
+        *(registry.inventory_shard(i) for i in range(settings.inventory_shards)),
+        *(registry.payment_shard(i) for i in range(settings.payment_shards)),
+        registry.SHIPPING,
+        registry.NOTIFICATION,
+        *(registry.consumer(g) for g in registry.CONSUMERS),
+    ]
+
+
+def stop_actors(settings: Settings) -> int:
+    """Kill every named platform actor for good (used to roll out new code)."""
+    import ray
+
+    stopped = 0
+    for name in actor_names(settings):
+        try:
+            ray.kill(ray.get_actor(name, namespace=settings.ray_namespace), no_restart=True)
+            stopped += 1
+        except ValueError:
+            pass
+    return stopped
 
 
 def start_actors(settings: Settings) -> dict[str, Any]:
@@ -52,7 +100,7 @@ def start_actors(settings: Settings) -> dict[str, Any]:
     return handles
 
 
-def deploy(settings: Settings) -> None:
+def deploy(settings: Settings, *, restart: bool = False) -> None:
     """Connect to the running cluster, start the actors, then deploy the Serve app on :HTTP_PORT."""
     import ray
     from ray import serve
@@ -65,6 +113,9 @@ def deploy(settings: Settings) -> None:
         log_to_driver=False,
     )
     started = time.monotonic()
+    if restart:
+        print(f"actors: stopped {stop_actors(settings)} to roll out new code", flush=True)
+        _wait_gone(settings)
     handles = start_actors(settings)
     print(f"actors: {len(handles)} running ({time.monotonic() - started:.1f}s)", flush=True)
     serve.start(
@@ -74,3 +125,16 @@ def deploy(settings: Settings) -> None:
 
     serve.run(app, name="orders", route_prefix="/", blocking=False)
     print(f"serve: app 'orders' deployed on {settings.http_host}:{settings.http_port}", flush=True)
+
+
+def _wait_gone(settings: Settings, timeout_s: float = 30.0) -> None:
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    for name in actor_names(settings):
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(name, namespace=settings.ray_namespace)
+            except ValueError:
+                break
+            time.sleep(0.1)

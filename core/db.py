@@ -70,8 +70,13 @@ class Transition:
     __slots__ = ("order_id", "previous", "status", "event", "applied", "row")
 
     def __init__(
-        self, order_id: uuid.UUID, previous: OrderStatus | None, status: OrderStatus,
-        event: str, applied: bool, row: Row | None,
+        self,
+        order_id: uuid.UUID,
+        previous: OrderStatus | None,
+        status: OrderStatus,
+        event: str,
+        applied: bool,
+        row: Row | None,
     ) -> None:
         self.order_id = order_id
         self.event = event

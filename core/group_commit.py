@@ -24,7 +24,10 @@ class GroupCommit(Generic[T]):
     """
 
     def __init__(
-        self, flush: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 256,
+        self,
+        flush: Callable[[list[T]], Awaitable[None]],
+        *,
+        max_batch: int = 256,
         flushers: int = 2,
     ) -> None:
         self._flush = flush

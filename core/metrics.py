@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_LATENCY_BOUNDARIES = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+_LATENCY_BOUNDARIES = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 1e4]
 
 
 class Metrics:
@@ -33,26 +33,35 @@ class Metrics:
         self._get("counter", "orders_outbox_published", "Outbox rows published to Kafka", ()).inc(n)
 
     def status_changed(self, status: str, n: int = 1) -> None:
-        self._get("counter", "orders_status_total", "Orders entering a status",
-                  ("status",)).inc(n, tags={"status": status})
+        self._get("counter", "orders_status_total", "Orders entering a status", ("status",)).inc(
+            n, tags={"status": status}
+        )
 
     def consumed(self, group: str, n: int) -> None:
-        self._get("counter", "orders_consumer_events", "Events handled by a consumer group",
-                  ("group",)).inc(n, tags={"group": group})
+        self._get(
+            "counter", "orders_consumer_events", "Events handled by a consumer group", ("group",)
+        ).inc(n, tags={"group": group})
 
     def lag(self, group: str, lag: int) -> None:
-        self._get("gauge", "orders_consumer_lag", "Messages behind the log end, per group",
-                  ("group",)).set(lag, tags={"group": group})
+        self._get(
+            "gauge", "orders_consumer_lag", "Messages behind the log end, per group", ("group",)
+        ).set(lag, tags={"group": group})
 
     def dead_lettered(self, topic: str) -> None:
-        self._get("counter", "orders_dlq_total", "Messages sent to a dead-letter topic",
-                  ("topic",)).inc(1, tags={"topic": topic})
+        self._get(
+            "counter", "orders_dlq_total", "Messages sent to a dead-letter topic", ("topic",)
+        ).inc(1, tags={"topic": topic})
 
     def stage_latency(self, stage: str, ms: float) -> None:
-        self._get("histogram", "orders_stage_latency_ms", "Event age when a stage handles it",
-                  ("stage",)).observe(ms, tags={"stage": stage})
+        self._get(
+            "histogram", "orders_stage_latency_ms", "Event age when a stage handles it", ("stage",)
+        ).observe(ms, tags={"stage": stage})
 
     def breaker_state(self, shard: str, state: str) -> None:
         value = {"closed": 0, "half-open": 1, "open": 2}.get(state, -1)
-        self._get("gauge", "orders_breaker_state", "Payment breaker: 0 closed, 1 half-open, 2 open",
-                  ("shard",)).set(value, tags={"shard": shard})
+        self._get(
+            "gauge",
+            "orders_breaker_state",
+            "Payment breaker: 0 closed, 1 half-open, 2 open",
+            ("shard",),
+        ).set(value, tags={"shard": shard})

@@ -29,7 +29,9 @@ def make_breaker(redis_url: str, fail_max: int, reset_s: float) -> pybreaker.Cir
         pybreaker.STATE_CLOSED, client, namespace=BREAKER_NAMESPACE
     )
     return pybreaker.CircuitBreaker(
-        fail_max=fail_max, reset_timeout=reset_s, state_storage=storage,
+        fail_max=fail_max,
+        reset_timeout=reset_s,
+        state_storage=storage,
         name=BREAKER_NAMESPACE,
     )
 

@@ -33,3 +33,13 @@ def get_actor(name: str, namespace: str) -> Any:
     import ray
 
     return ray.get_actor(name, namespace=namespace)
+
+
+def platform_actor(max_concurrency: int) -> Any:
+    """The decorator of every stateful platform actor: a process that costs no CPU slot
+    (I/O bound), restarts forever after a crash (state reloads from Postgres in `__init__`),
+    and retries calls that were in flight when it died (handlers are idempotent)."""
+    import ray
+
+    remote: Any = ray.remote  # its stubs omit actor-only options such as max_concurrency
+    return remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=max_concurrency)

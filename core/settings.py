@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     kafka_bootstrap: str = "127.0.0.1:9092"
     ray_namespace: str = "orders"
+    metrics_export_port: int = Field(default=8090, gt=0, lt=65536)
 
     inventory_shards: int = Field(default=2, ge=1, le=64)
     payment_shards: int = Field(default=2, ge=1, le=64)

@@ -40,8 +40,9 @@ class StatusPublisher:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for t in applied:
                     oid = str(t.order_id)
-                    msg = orjson.dumps({"orderId": oid, "status": t.status.value,
-                                        "event": t.event, "at": at})
+                    msg = orjson.dumps(
+                        {"orderId": oid, "status": t.status.value, "event": t.event, "at": at}
+                    )
                     pipe.set(cache_key(oid), t.status.value, ex=STATUS_TTL_S)
                     pipe.publish(channel(oid), msg)
                 await pipe.execute()

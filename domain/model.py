@@ -41,9 +41,7 @@ _ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.RESERVED: frozenset(
         {OrderStatus.PAID, OrderStatus.DECLINED, OrderStatus.CANCELLED}
     ),
-    OrderStatus.PAID: frozenset(
-        {OrderStatus.SHIPPED, OrderStatus.CANCELLED, OrderStatus.REFUNDED}
-    ),
+    OrderStatus.PAID: frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED, OrderStatus.REFUNDED}),
     OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED, OrderStatus.REFUNDED}),
 }
 

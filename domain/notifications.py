@@ -38,9 +38,16 @@ def render(event: Envelope) -> Notification | None:
     if spec is None:
         return None
     status, text = spec
-    fields = {"oid": str(event.order_id), "amount": event.data.get("amount", ""),
-              "reason": event.data.get("reason", ""), "tracking": event.data.get("tracking", "")}
+    fields = {
+        "oid": str(event.order_id),
+        "amount": event.data.get("amount", ""),
+        "reason": event.data.get("reason", ""),
+        "tracking": event.data.get("tracking", ""),
+    }
     return Notification(
-        customer_id=str(event.data.get("customerId", "")), status=status, channel="email",
-        template=key.lower().replace(":", "_"), text=text.format(**fields),
+        customer_id=str(event.data.get("customerId", "")),
+        status=status,
+        channel="email",
+        template=key.lower().replace(":", "_"),
+        text=text.format(**fields),
     )

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import ORJSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sse_starlette.sse import EventSourceResponse
 
 from core.auth import AuthError, Principal, verify_token
 from core.settings import get_settings
@@ -18,7 +19,8 @@ from domain.commands import SKU_PATTERN, PlaceOrder, SetStock
 from domain.model import OrderStatus
 from serve_app import errors
 from serve_app.limits import BodyLimitMiddleware
-from serve_app.state import AppState
+from serve_app.live import status_stream
+from serve_app.state import AppState, FaultSpec
 
 _bearer = HTTPBearer(auto_error=False, description="HS256 JWT (see `make token`)")
 OrderId = Annotated[uuid.UUID, Path(description="order id (UUID)")]
@@ -38,7 +40,10 @@ async def principal(
         raise AuthError("missing bearer token: send 'Authorization: Bearer <JWT>'")
     s = _state(request).settings
     return verify_token(
-        creds.credentials, secret=s.jwt_secret, audience=s.jwt_audience, issuer=s.jwt_issuer,
+        creds.credentials,
+        secret=s.jwt_secret,
+        audience=s.jwt_audience,
+        issuer=s.jwt_issuer,
         max_age_s=s.jwt_max_age_s,
     )
 
@@ -81,12 +86,32 @@ def create_app(*, with_ray: bool = True) -> FastAPI:
 def _routes(app: FastAPI) -> None:
     @app.post("/api/orders", status_code=202, tags=["orders"])
     async def place_order(
-        cmd: PlaceOrder, response: Response, st: AppStateDep, who: Caller,
+        cmd: PlaceOrder,
+        response: Response,
+        st: AppStateDep,
+        who: Caller,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
     ) -> dict[str, Any]:
-        """Accept an order: stored with its `order.created` event in one transaction, then 202."""
+        """Accept an order: stored with its `order.created` event in one transaction, then 202.
+
+        With `Idempotency-Key`, a retry with the same body replays the first response.
+        """
         await st.guard_accept(who)
-        body = await st.orders.place(who, cmd)
+        if idempotency_key is None:
+            body = await st.orders.place(who, cmd)
+        else:
+            fp = st.idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
+            replay = await st.idempotency.begin(who.sub, idempotency_key, fp)
+            if replay is not None:
+                response.headers["Idempotent-Replayed"] = "true"
+                body = replay
+            else:
+                try:
+                    body = await st.orders.place(who, cmd)
+                except BaseException:
+                    await st.idempotency.abandon(who.sub, idempotency_key)
+                    raise
+                await st.idempotency.finish(who.sub, idempotency_key, fp, body)
         response.headers["Location"] = body["links"]["self"]
         return body
 
@@ -97,7 +122,8 @@ def _routes(app: FastAPI) -> None:
 
     @app.get("/api/orders", tags=["orders"])
     async def list_orders(
-        st: AppStateDep, who: Caller,
+        st: AppStateDep,
+        who: Caller,
         status: Annotated[OrderStatus | None, Query()] = None,
         customer_id: Annotated[str | None, Query(alias="customerId", pattern=SKU_PATTERN)] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -105,8 +131,11 @@ def _routes(app: FastAPI) -> None:
     ) -> dict[str, Any]:
         """A page of orders, newest first; customers see their own, admins all."""
         return await st.orders.list(
-            who, status=status.value if status else None, customer_id=customer_id,
-            limit=limit, cursor=cursor,
+            who,
+            status=status.value if status else None,
+            customer_id=customer_id,
+            limit=limit,
+            cursor=cursor,
         )
 
     @app.post("/api/orders/{order_id}/cancel", status_code=202, tags=["orders"])
@@ -120,9 +149,27 @@ def _routes(app: FastAPI) -> None:
         return await st.inventory_of(sku)
 
     @app.put("/api/inventory/{sku}", tags=["inventory"])
-    async def put_inventory(sku: Sku, body: SetStock, st: AppStateDep, who: Admin) -> dict[str, Any]:
+    async def put_inventory(
+        sku: Sku, body: SetStock, st: AppStateDep, who: Admin
+    ) -> dict[str, Any]:
         """Set on-hand stock (admin). It cannot go below what is reserved."""
         return await st.set_stock(sku, body.on_hand)
+
+    @app.get("/api/orders/{order_id}/events", tags=["orders"])
+    async def order_events(order_id: OrderId, st: AppStateDep, who: Caller) -> EventSourceResponse:
+        """Server-Sent Events: one `status` event per status change, closing at a final status."""
+        await st.orders.status_of(who, order_id)  # 404 for strangers, before streaming
+        return EventSourceResponse(status_stream(st.pool, st.redis, order_id), ping=15)
+
+    @app.post("/api/admin/faults", tags=["admin"])
+    async def set_fault(body: FaultSpec, st: AppStateDep, who: Admin) -> dict[str, Any]:
+        """Fault injection (dev mode only): payment provider down, shipments failing/held."""
+        return await st.set_fault(body)
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics(st: AppStateDep) -> PlainTextResponse:
+        """Prometheus text of the platform's metrics (as exported by Ray's metrics agent)."""
+        return PlainTextResponse(await st.metrics_text(), media_type="text/plain; version=0.0.4")
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:

@@ -22,10 +22,14 @@ _STATUS: dict[type[OrderError], int] = {
     OutOfStock: 409,
     Unavailable: 503,
 }
+_STATUS_BY_CODE = {"rate_limited": 429}
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> ORJSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
@@ -37,7 +41,11 @@ def error_response(
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Only where and what: never echo the input back (it may hold secrets or huge payloads).
     return [
-        {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg"), "type": err.get("type")}
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": err.get("msg"),
+            "type": err.get("type"),
+        }
         for err in exc.errors()
     ]
 
@@ -47,10 +55,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OrderError)
     async def _order_error(_: Request, exc: OrderError) -> ORJSONResponse:
-        status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
+        status = _STATUS_BY_CODE.get(exc.code) or next(
+            (s for t, s in _STATUS.items() if isinstance(exc, t)), 400
+        )
         headers = None
-        if isinstance(exc, Unavailable):
-            headers = {"Retry-After": str(exc.retry_after_s)}
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            headers = {"Retry-After": str(retry_after)}
         return error_response(status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(AuthError)
@@ -63,15 +74,16 @@ def install(app: FastAPI) -> None:
         details = _validation_details(exc)
         if any(d["type"] == "json_invalid" for d in details):
             return error_response(400, "invalid_json", "request body is not valid JSON", details)
-        return error_response(422, "validation_error", "request does not match the schema",
-                              details)
+        return error_response(422, "validation_error", "request does not match the schema", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        return error_response(
+            exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:

@@ -8,8 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 def _too_large(max_bytes: int) -> bytes:
     return orjson.dumps(
-        {"error": {"code": "payload_too_large",
-                   "message": f"request body over {max_bytes} bytes"}}
+        {"error": {"code": "payload_too_large", "message": f"request body over {max_bytes} bytes"}}
     )
 
 
@@ -49,9 +48,16 @@ class BodyLimitMiddleware:
 
     async def _reject(self, send: Send) -> None:
         body = _too_large(self.max_bytes)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

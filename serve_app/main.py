@@ -30,4 +30,4 @@ class Gateway:
     """JWT-guarded HTTP API; its FastAPI lifespan opens the PG pool and Redis client."""
 
 
-app = Gateway.bind()
+app = Gateway.bind()  # type: ignore[attr-defined]

@@ -75,12 +75,26 @@ class OrderService:
         order_id = uuid.uuid4()
         created = now()
         event = new_event(
-            "OrderCreated", order_id, customerId=cmd.customer_id, principal=principal.sub,
-            items=items, total=str(total), currency=CURRENCY, paymentMethod=cmd.payment_method,
+            "OrderCreated",
+            order_id,
+            customerId=cmd.customer_id,
+            principal=principal.sub,
+            items=items,
+            total=str(total),
+            currency=CURRENCY,
+            paymentMethod=cmd.payment_method,
         )
         await self._commit.submit(
-            _NewOrder(order_id, principal.sub, cmd.customer_id, items, total,
-                      cmd.payment_method, created, event)
+            _NewOrder(
+                order_id,
+                principal.sub,
+                cmd.customer_id,
+                items,
+                total,
+                cmd.payment_method,
+                created,
+                event,
+            )
         )
         return {
             "orderId": str(order_id),
@@ -101,8 +115,17 @@ class OrderService:
                 "payment_method, created_at, updated_at) "
                 "VALUES (%s, %s, %s, 'PENDING', %s::jsonb, %s, %s, %s, %s, %s)",
                 [
-                    (o.order_id, o.principal, o.customer_id, json.dumps(o.items), o.total,
-                     CURRENCY, o.payment_method, o.created_at, o.created_at)
+                    (
+                        o.order_id,
+                        o.principal,
+                        o.customer_id,
+                        json.dumps(o.items),
+                        o.total,
+                        CURRENCY,
+                        o.payment_method,
+                        o.created_at,
+                        o.created_at,
+                    )
                     for o in batch
                 ],
             )
@@ -121,7 +144,8 @@ class OrderService:
             if row is None or not (principal.is_admin or row["principal"] == principal.sub):
                 raise NotFound(f"order {order_id} not found")
             cur = await conn.execute(
-                "SELECT status, event, at, detail FROM order_events WHERE order_id = %s ORDER BY id",
+                "SELECT status, event, at, detail FROM order_events "
+                "WHERE order_id = %s ORDER BY id",
                 (order_id,),
             )
             return order_view(row, await cur.fetchall())
@@ -138,11 +162,17 @@ class OrderService:
         return str(row["status"])
 
     async def list(
-        self, principal: Principal, *, status: str | None, customer_id: str | None,
-        limit: int, cursor: str | None,
+        self,
+        principal: Principal,
+        *,
+        status: str | None,
+        customer_id: str | None,
+        limit: int,
+        cursor: str | None,
     ) -> dict[str, Any]:
         """A page of orders, newest first. Customers see only their own."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if not principal.is_admin:
             where.append("principal = %s")
             args.append(principal.sub)
@@ -168,7 +198,9 @@ class OrderService:
         nxt = _encode_cursor(page[-1]) if len(rows) > limit else None
         return {"items": [order_view(r) for r in page], "nextCursor": nxt}
 
-    async def cancel(self, principal: Principal, order_id: uuid.UUID, reason: str) -> dict[str, Any]:
+    async def cancel(
+        self, principal: Principal, order_id: uuid.UUID, reason: str
+    ) -> dict[str, Any]:
         """Cancel while nothing has shipped; the stages release stock and refund on the event."""
         async with self._pool.connection() as conn:
             locked = await lock_orders(conn, [order_id])
@@ -179,13 +211,20 @@ class OrderService:
             if status not in CANCELLABLE:
                 raise Conflict(
                     f"order is {status.value}: only PENDING, RESERVED or PAID orders can be "
-                    "cancelled", {"status": status.value},
+                    "cancelled",
+                    {"status": status.value},
                 )
             detail = {"reason": reason, "by": principal.sub}
-            await apply_transitions(conn, locked, [(order_id, OrderStatus.CANCELLED,
-                                                    "OrderCancelled", detail)])
-            event = new_event("OrderCancelled", order_id, reason=reason,
-                              customerId=row["customer_id"], previous=status.value)
+            await apply_transitions(
+                conn, locked, [(order_id, OrderStatus.CANCELLED, "OrderCancelled", detail)]
+            )
+            event = new_event(
+                "OrderCancelled",
+                order_id,
+                reason=reason,
+                customerId=row["customer_id"],
+                previous=status.value,
+            )
             await insert_outbox(conn, [event])
         return {"orderId": str(order_id), "status": OrderStatus.CANCELLED.value}
 

@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, ConfigDict, Field
+from ray.exceptions import RayTaskError
 
 from core import registry
 from core.auth import Principal
 from core.db import Row, open_pool
+from core.provider import FAULT_KEY
 from core.settings import Settings
-from domain.errors import NotFound, Unavailable
+from domain.commands import SKU_PATTERN
+from domain.errors import Conflict, InvalidInput, NotFound, OrderError, Unavailable
+from serve_app.admission import Admission, Idempotency
 from serve_app.orders_service import OrderService
 from serve_app.views import inventory_view
 
 log = logging.getLogger(__name__)
 _PROBE_TIMEOUT_S = 2.0
+_METRIC_PREFIXES = ("orders_", "ray_orders_", "ray_serve_", "# ")
+
+
+class FaultSpec(BaseModel):
+    """A dev-mode fault: `payment-provider` (global) or `shipping-fail`/`shipping-hold`
+    (for one customer's shipments)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    fault: Literal["payment-provider", "shipping-fail", "shipping-hold"]
+    enabled: bool
+    customer_id: str | None = Field(default=None, alias="customerId", pattern=SKU_PATTERN)
 
 
 @dataclass
@@ -30,6 +48,8 @@ class AppState:
     redis: aioredis.Redis
     orders: OrderService
     with_ray: bool
+    admission: Admission
+    idempotency: Idempotency
     _actors: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -39,7 +59,15 @@ class AppState:
         prices = await OrderService.load_prices(pool)
         if not prices:
             raise RuntimeError("the catalog is empty: run `make up` (it seeds SKU-1…SKU-100)")
-        return cls(settings, pool, redis, OrderService(pool, prices), with_ray)
+        return cls(
+            settings,
+            pool,
+            redis,
+            OrderService(pool, prices),
+            with_ray,
+            Admission(redis, settings.rate_limit_per_min, settings.breaker_reset_s),
+            Idempotency(redis, settings.idempotency_ttl_s),
+        )
 
     async def close(self) -> None:
         await self.orders.close()
@@ -60,8 +88,8 @@ class AppState:
         return handle
 
     async def guard_accept(self, who: Principal) -> None:
-        """Admission checks before an order is accepted (extended by rate limits, breaker)."""
-        return None
+        """Rate limit and circuit breaker, before anything is stored."""
+        await self.admission.check(who.sub)
 
     async def inventory_of(self, sku: str) -> dict[str, Any]:
         async with self.pool.connection() as conn:
@@ -76,8 +104,51 @@ class AppState:
     async def set_stock(self, sku: str, on_hand: int) -> dict[str, Any]:
         """Route the write to the SKU's owner, the inventory shard actor."""
         shard = registry.shard_of(sku, self.settings.inventory_shards)
-        row: Row = await self.actor(registry.inventory_shard(shard)).set_stock.remote(sku, on_hand)
+        try:
+            row: Row = await self.actor(registry.inventory_shard(shard)).set_stock.remote(
+                sku, on_hand
+            )
+        except RayTaskError as exc:  # re-raise the shard's typed error for the HTTP mapping
+            if isinstance(exc.cause, OrderError):
+                raise exc.cause from None
+            raise
         return inventory_view(row)
+
+    async def set_fault(self, spec: FaultSpec) -> dict[str, Any]:
+        if self.settings.app_env != "dev":
+            raise Conflict("fault injection is only available with APP_ENV=dev")
+        if spec.fault == "payment-provider":
+            key = FAULT_KEY
+        elif spec.customer_id is None:
+            raise InvalidInput(f"{spec.fault} needs customerId")
+        else:
+            key = f"fault:{spec.fault}:{spec.customer_id}"
+        if spec.enabled:
+            await self.redis.set(key, "down" if spec.fault == "payment-provider" else "1", ex=3600)
+        else:
+            await self.redis.delete(key)
+        return {"fault": spec.fault, "customerId": spec.customer_id, "enabled": spec.enabled}
+
+    async def metrics_text(self) -> str:
+        """Our metrics from Ray's Prometheus endpoint on this node."""
+        url = f"http://127.0.0.1:{self.settings.metrics_export_port}/metrics"
+
+        def fetch() -> str:
+            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 (loopback)
+                return str(resp.read().decode())
+
+        try:
+            text = await asyncio.to_thread(fetch)
+        except OSError:
+            raise Unavailable("Ray's metrics agent is not reachable on this node") from None
+        keep = [
+            line
+            for line in text.splitlines()
+            if line.startswith(_METRIC_PREFIXES)
+            and "orders_" in line
+            or line.startswith(("ray_serve_num_http", "ray_serve_deployment_request"))
+        ]
+        return "\n".join(keep) + "\n"
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
@@ -104,11 +175,17 @@ class AppState:
         probes = [probe("postgres", pg()), probe("redis", redis())]
         if self.with_ray:
             probes.append(probe("relay", actor_health(registry.RELAY)))
-            probes += [probe(f"consumer:{g}", actor_health(registry.consumer(g)))
-                       for g in registry.CONSUMERS]
+            probes += [
+                probe(f"consumer:{g}", actor_health(registry.consumer(g)))
+                for g in registry.CONSUMERS
+            ]
         await asyncio.gather(*probes)
         if "relay" in checks:
-            kafka = checks["relay"].get("kafka", "down") if isinstance(checks["relay"], dict) else "down"
+            kafka = (
+                checks["relay"].get("kafka", "down")
+                if isinstance(checks["relay"], dict)
+                else "down"
+            )
             checks["kafka"] = {"status": kafka}
         states = {c.get("status") for c in checks.values()}
         overall = "up" if states <= {"up"} else ("down" if "down" in states else "degraded")

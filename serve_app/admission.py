@@ -1,0 +1,101 @@
+"""Admission control on the accept path, in one Redis round trip: the per-principal rate limit
+and the payment circuit breaker (open → 503 with Retry-After). Plus Idempotency-Key handling
+with Stripe's semantics, scoped per principal."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from core.provider import OPENED_AT_KEY, STATE_KEY, retry_after_s
+from domain.errors import Conflict, InvalidInput, OrderError, Unavailable
+
+
+class RateLimited(OrderError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Admission:
+    def __init__(self, redis: aioredis.Redis, per_minute: int, breaker_reset_s: float) -> None:
+        self._redis = redis
+        self._per_minute = per_minute
+        self._reset_s = breaker_reset_s
+
+    async def check(self, principal: str) -> None:
+        """Raise `RateLimited` (429) or `Unavailable` (503) when the order must not be taken."""
+        window = int(time.time() // 60)
+        key = f"ratelimit:{principal}:{window}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            pipe.get(STATE_KEY)
+            pipe.get(OPENED_AT_KEY)
+            count, _, state, opened_at = await pipe.execute()
+        if int(count) > self._per_minute:
+            wait = 60 - int(time.time()) % 60
+            raise RateLimited(
+                f"rate limit of {self._per_minute} orders per minute reached; retry later", wait
+            )
+        state = state.decode() if isinstance(state, bytes) else state
+        opened = opened_at.decode() if isinstance(opened_at, bytes) else opened_at
+        if state == "open":
+            wait = retry_after_s(state, opened, self._reset_s)
+            if opened and float(opened) + self._reset_s > time.time():
+                raise Unavailable(
+                    "payments are temporarily unavailable (circuit open); retry after "
+                    f"{wait}s — orders already accepted will complete",
+                    retry_after_s=wait,
+                )
+
+
+class Idempotency:
+    """Same key + same body → the first response; different body → 422; in flight → 409."""
+
+    def __init__(self, redis: aioredis.Redis, ttl_s: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_s
+
+    @staticmethod
+    def fingerprint(body: Any) -> str:
+        return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def _key(self, principal: str, key: str) -> str:
+        return f"idem:{principal}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    async def begin(self, principal: str, key: str, fingerprint: str) -> dict[str, Any] | None:
+        """Claim the key. Returns a stored response to replay, or None to go ahead."""
+        rkey = self._key(principal, key)
+        claim = orjson.dumps({"state": "inflight", "hash": fingerprint})
+        if await self._redis.set(rkey, claim, nx=True, ex=self._ttl):
+            return None
+        raw = await self._redis.get(rkey)
+        if raw is None:  # expired between the two calls: claim again
+            return await self.begin(principal, key, fingerprint)
+        stored = orjson.loads(raw)
+        if stored["hash"] != fingerprint:
+            raise InvalidInput(
+                "Idempotency-Key was already used with a different body; "
+                "use a new key for a new order"
+            )
+        if stored["state"] == "inflight":
+            raise Conflict("a request with this Idempotency-Key is still in progress; retry")
+        response: dict[str, Any] = stored["response"]
+        return response
+
+    async def finish(
+        self, principal: str, key: str, fingerprint: str, response: dict[str, Any]
+    ) -> None:
+        value = orjson.dumps({"state": "done", "hash": fingerprint, "response": response})
+        await self._redis.set(self._key(principal, key), value, ex=self._ttl)
+
+    async def abandon(self, principal: str, key: str) -> None:
+        """The first attempt failed before anything was stored: free the key for a retry."""
+        await self._redis.delete(self._key(principal, key))

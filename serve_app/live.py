@@ -1,0 +1,77 @@
+"""Live order status over Server-Sent Events: one event per status change, closing at a
+terminal status. Redis pub/sub carries the changes; Postgres is re-read on subscribe and
+periodically, so nothing is missed if a message is (Redis restarting, for example)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from core.db import Row
+from core.status import channel
+from domain.model import OrderStatus, is_terminal
+
+_RECHECK_S = 2.0
+_MAX_STREAM_S = 600.0
+
+
+async def _changes(
+    pool: AsyncConnectionPool[AsyncConnection[Row]], order_id: uuid.UUID, after_id: int
+) -> list[Row]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, status, event, at FROM order_events WHERE order_id = %s AND id > %s "
+            "ORDER BY id",
+            (order_id, after_id),
+        )
+        return await cur.fetchall()
+
+
+async def status_stream(
+    pool: AsyncConnectionPool[AsyncConnection[Row]],
+    redis: aioredis.Redis,
+    order_id: uuid.UUID,
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield SSE events `{event: "status", id, data}` for each status change of the order."""
+    pubsub = redis.pubsub()
+    with contextlib.suppress(Exception):  # Redis down: the periodic re-read still works
+        await pubsub.subscribe(channel(str(order_id)))
+    last_id, last_status = 0, None
+    deadline = asyncio.get_running_loop().time() + _MAX_STREAM_S
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            for row in await _changes(pool, order_id, last_id):
+                last_id = row["id"]
+                if row["status"] == last_status:
+                    continue  # a timeline entry that did not change the status
+                last_status = row["status"]
+                yield {
+                    "event": "status",
+                    "id": str(row["id"]),
+                    "data": orjson.dumps(
+                        {
+                            "orderId": str(order_id),
+                            "status": row["status"],
+                            "event": row["event"],
+                            "at": row["at"].isoformat(),
+                        }
+                    ).decode(),
+                }
+                if is_terminal(OrderStatus(row["status"])):
+                    return
+            # wait for a pub/sub nudge (or the re-check period), then re-read Postgres
+            try:
+                await pubsub.get_message(ignore_subscribe_messages=True, timeout=_RECHECK_S)
+            except Exception:  # not subscribed (Redis down): fall back to the periodic re-read
+                await asyncio.sleep(_RECHECK_S)
+    finally:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,231 @@
+"""Fixtures for tests against the real local stack that `make test` starts (Postgres, Redis,
+Kafka, Ray with the platform deployed, gateway on :HTTP_PORT). Nothing here is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+import pytest
+import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg.rows import dict_row
+
+from core.auth import make_token
+from core.settings import Settings, get_settings
+from domain.events import Envelope
+
+T = TypeVar("T")
+pytestmark = pytest.mark.integration
+
+
+def wait_until(
+    probe: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition",
+    interval: float = 0.05,
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def base_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.http_port}"
+
+
+@pytest.fixture(scope="session")
+def http(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def mint(settings: Settings) -> Callable[..., str]:
+    def _mint(sub: str, *roles: str) -> str:
+        return make_token(sub, list(roles or ("customer",)), secret=settings.jwt_secret,
+                          audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+
+    return _mint
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def admin_headers(mint: Callable[..., str]) -> dict[str, str]:
+    return bearer(mint("admin-tests", "admin"))
+
+
+@pytest.fixture()
+def customer() -> str:
+    """A fresh customer id (and principal) per test, so tests never see each other's orders."""
+    return f"cust-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def pg(settings: Settings) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def rds(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+class Api:
+    """Small client for the order API used by the tests."""
+
+    def __init__(self, http: httpx.Client, mint: Callable[..., str], admin: dict[str, str]):
+        self.http = http
+        self.mint = mint
+        self.admin = admin
+
+    def headers(self, principal: str) -> dict[str, str]:
+        return bearer(self.mint(principal))
+
+    def place(self, principal: str, items: list[tuple[str, int]], **extra: Any) -> httpx.Response:
+        body = {"customerId": principal, "items": [{"sku": s, "qty": q} for s, q in items],
+                **extra}
+        return self.http.post("/api/orders", json=body, headers=self.headers(principal))
+
+    def place_ok(self, principal: str, items: list[tuple[str, int]], **extra: Any) -> str:
+        resp = self.place(principal, items, **extra)
+        assert resp.status_code == 202, resp.text
+        return str(resp.json()["orderId"])
+
+    def order(self, principal: str, order_id: str) -> dict[str, Any]:
+        resp = self.http.get(f"/api/orders/{order_id}", headers=self.headers(principal))
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    def wait_status(self, principal: str, order_id: str, *statuses: str,
+                    timeout: float = 20.0) -> dict[str, Any]:
+        return wait_until(
+            lambda: (o := self.order(principal, order_id)) if o["status"] in statuses else None,
+            timeout=timeout, what=f"order {order_id} to reach {statuses}",
+        )
+
+    def stock(self, sku: str) -> dict[str, int]:
+        resp = self.http.get(f"/api/inventory/{sku}", headers=self.admin)
+        assert resp.status_code == 200, resp.text
+        body: dict[str, int] = resp.json()
+        return body
+
+    def set_available(self, sku: str, available: int) -> dict[str, int]:
+        """Make exactly `available` units of `sku` available (on-hand = reserved + available)."""
+        current = self.stock(sku)
+        resp = self.http.put(f"/api/inventory/{sku}", headers=self.admin,
+                             json={"onHand": current["reserved"] + available})
+        assert resp.status_code == 200, resp.text
+        body: dict[str, int] = resp.json()
+        return body
+
+    def fault(self, fault: str, enabled: bool, customer: str | None = None) -> None:
+        body: dict[str, Any] = {"fault": fault, "enabled": enabled}
+        if customer:
+            body["customerId"] = customer
+        resp = self.http.post("/api/admin/faults", json=body, headers=self.admin)
+        assert resp.status_code == 200, resp.text
+
+
+@pytest.fixture(scope="session")
+def api(http: httpx.Client, mint: Callable[..., str], admin_headers: dict[str, str]) -> Api:
+    return Api(http, mint, admin_headers)
+
+
+class KafkaTap:
+    """Reads what the platform published from the moment the tap was opened."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        self._bootstrap = bootstrap
+        self._topics = topics
+        self._loop = asyncio.new_event_loop()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.seen: list[tuple[str, Envelope, Any]] = []
+        self._loop.run_until_complete(self._open())
+
+    async def _open(self) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap,
+                                          enable_auto_commit=False)
+        await self._consumer.start()
+        parts = [TopicPartition(t, p) for t in self._topics
+                 for p in (self._consumer.partitions_for_topic(t) or {0, 1, 2, 3})]
+        self._consumer.assign(parts)
+        await self._consumer.seek_to_end(*parts)
+        for tp in parts:  # resolve positions now, so later messages are never skipped
+            await self._consumer.position(tp)
+
+    def poll(self) -> None:
+        async def _poll() -> None:
+            assert self._consumer is not None
+            batches = await self._consumer.getmany(timeout_ms=100)
+            for tp, records in batches.items():
+                for r in records:
+                    try:
+                        self.seen.append((tp.topic, Envelope.from_json(r.value), r))
+                    except ValueError:
+                        self.seen.append((tp.topic, None, r))  # type: ignore[arg-type]
+
+        self._loop.run_until_complete(_poll())
+
+    def events(self, order_id: str) -> list[tuple[str, Envelope]]:
+        return [(t, e) for t, e, _ in self.seen if e is not None and str(e.order_id) == order_id]
+
+    def wait_for(self, predicate: Callable[[list[tuple[str, Any, Any]]], bool], *,
+                 timeout: float = 20.0, what: str = "events") -> None:
+        def probe() -> bool:
+            self.poll()
+            return predicate(self.seen)
+
+        wait_until(probe, timeout=timeout, what=what, interval=0)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._loop.run_until_complete(self._consumer.stop())
+        self._loop.close()
+
+
+@pytest.fixture()
+def kafka_tap(settings: Settings) -> Iterator[Callable[..., KafkaTap]]:
+    taps: list[KafkaTap] = []
+
+    def _open(*topics: str) -> KafkaTap:
+        tap = KafkaTap(settings.kafka_bootstrap, list(topics))
+        taps.append(tap)
+        return tap
+
+    yield _open
+    for tap in taps:
+        tap.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(settings: Settings) -> Iterator[Any]:
+    """A driver connected to the running cluster (to kill actors and inspect their state)."""
+    import ray
+
+    ray.init(address="auto", namespace=settings.ray_namespace, logging_level="WARNING",
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,95 @@
+"""Auth rules of the contract, through the real gateway."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import jwt
+import pytest
+
+from core.settings import Settings
+
+SEED_BODY = {"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 2}]}
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    claims: dict[str, object] = {"sub": "customer1", "roles": ["customer"], "aud": "orders-api",
+                                 "iss": "orders-demo", "iat": int(time.time())}
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def test_seed_quickstart_token_and_body_get_202(http: httpx.Client, settings: Settings) -> None:
+    token = jwt.encode(_claims(), settings.jwt_secret, algorithm="HS256")  # the seed's recipe
+    resp = http.post("/api/orders", json=SEED_BODY, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["status"] == "PENDING"
+    assert resp.headers["location"] == f"/api/orders/{body['orderId']}"
+
+
+@pytest.mark.parametrize(
+    ("make_header", "status"),
+    [
+        (lambda s: None, 401),
+        (lambda s: "Bearer", 401),
+        (lambda s: "Basic dXNlcjpwYXNz", 401),
+        (lambda s: "Bearer not.a.jwt", 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(), "wrong-secret", algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(), None, algorithm="none"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(), s, algorithm="HS384"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(aud="x"), s, algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(iss="x"), s, algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(exp=int(time.time()) - 120), s,
+                                          algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(iat=int(time.time()) - 2 * 86_400), s,
+                                          algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(iat=int(time.time()) + 3600), s,
+                                          algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(sub=None), s, algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(roles=None), s, algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(_claims(roles=["root"]), s, algorithm="HS256"), 403),
+    ],
+)
+def test_bad_tokens_are_refused_with_json_and_nothing_stored(
+    http: httpx.Client, settings: Settings, pg: object,
+    make_header: Callable[[str], str | None], status: int,
+) -> None:
+    header = make_header(settings.jwt_secret)
+    before = _count_orders(pg)
+    resp = http.post("/api/orders", json=SEED_BODY,
+                     headers={"Authorization": header} if header else {})
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["code"] in {"unauthorized", "forbidden"}
+    assert settings.jwt_secret not in resp.text and "Traceback" not in resp.text
+    assert _count_orders(pg) == before
+
+
+def test_customer_cannot_use_admin_routes(http: httpx.Client, mint: Callable[..., str]) -> None:
+    headers = {"Authorization": f"Bearer {mint('customer1')}"}
+    resp = http.put("/api/inventory/SKU-1", json={"onHand": 5}, headers=headers)
+    assert resp.status_code == 403
+    assert resp.json()["error"]["code"] == "forbidden"
+    resp = http.post("/api/admin/faults", json={"fault": "payment-provider", "enabled": True},
+                     headers=headers)
+    assert resp.status_code == 403
+
+
+def test_health_ready_and_docs_need_no_token(http: httpx.Client) -> None:
+    assert http.get("/health").json() == {"status": "ok"}
+    ready = http.get("/ready").json()
+    assert ready["status"] == "up", ready
+    for part in ("postgres", "redis", "kafka", "relay", "consumer:inventory",
+                 "consumer:payment", "consumer:shipping", "consumer:notification"):
+        assert ready["checks"][part]["status"] == "up", (part, ready)
+    assert http.get("/docs").status_code == 200
+    spec = http.get("/openapi.json").json()
+    assert "/api/orders" in spec["paths"] and "/api/orders/{order_id}/events" in spec["paths"]
+
+
+def _count_orders(pg: object) -> int:
+    row = pg.execute("SELECT count(*) AS n FROM orders").fetchone()  # type: ignore[attr-defined]
+    return int(row["n"])

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from core.auth import AuthError, make_token, verify_token
+
+SECRET = "devsecret"
+NOW = time.time()
+
+
+def _verify(token: str, max_age_s: int = 86_400) -> object:
+    return verify_token(
+        token,
+        secret=SECRET,
+        audience="orders-api",
+        issuer="orders-demo",
+        max_age_s=max_age_s,
+        now=NOW,
+    )
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    claims: dict[str, object] = {
+        "sub": "customer1",
+        "roles": ["customer"],
+        "aud": "orders-api",
+        "iss": "orders-demo",
+        "iat": int(NOW),
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _sign(claims: dict[str, object], key: str = SECRET, alg: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=alg)
+
+
+def test_seed_token_without_exp_is_accepted_while_recent() -> None:
+    p = _verify(_sign(_claims()))
+    assert getattr(p, "sub") == "customer1"  # noqa: B009
+    assert getattr(p, "roles") == frozenset({"customer"})  # noqa: B009
+
+
+def test_make_token_mints_the_seed_shape() -> None:
+    token = make_token("customer1", ["customer"], secret=SECRET)
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="orders-api")
+    assert "exp" not in claims and claims["iss"] == "orders-demo"
+    assert abs(claims["iat"] - time.time()) < 5
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [
+        (_sign(_claims(), key="wrong-secret"), 401),
+        (_sign(_claims(aud="other-api")), 401),
+        (_sign(_claims(iss="someone-else")), 401),
+        (_sign(_claims(exp=int(NOW) - 3600)), 401),
+        (_sign(_claims(iat=int(NOW) - 90_000)), 401),  # no exp, stale iat
+        (_sign(_claims(iat=int(NOW) + 3600)), 401),  # issued in the future
+        (_sign(_claims(sub=None)), 401),
+        (_sign(_claims(roles=None)), 401),
+        (_sign(_claims(roles="admin")), 401),
+        (_sign(_claims(iat=None)), 401),
+        (_sign(_claims(roles=["superuser"])), 403),
+        (_sign(_claims(), alg="HS512"), 401),
+        ("not-a-jwt", 401),
+        ("", 401),
+    ],
+)
+def test_untrustworthy_tokens_are_refused(token: str, status: int) -> None:
+    with pytest.raises(AuthError) as err:
+        _verify(token)
+    assert err.value.status == status
+
+
+def test_alg_none_is_refused() -> None:
+    token = jwt.encode(_claims(), None, algorithm="none")  # type: ignore[arg-type]
+    with pytest.raises(AuthError):
+        _verify(token)
+
+
+def test_exp_when_present_is_enforced_even_with_old_iat() -> None:
+    token = _sign(_claims(iat=int(NOW) - 200_000, exp=int(NOW) + 60))
+    assert getattr(_verify(token), "sub") == "customer1"  # noqa: B009

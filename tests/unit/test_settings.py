@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pytest
+
+from core.settings import Settings
+
+
+def test_dev_mode_accepts_the_demo_secret() -> None:
+    assert Settings(app_env="dev", jwt_secret="devsecret").jwt_secret == "devsecret"
+
+
+@pytest.mark.parametrize("secret", ["devsecret", "short-but-not-default", "x" * 31])
+def test_non_dev_modes_refuse_weak_secrets(secret: str) -> None:
+    with pytest.raises(ValueError, match="JWT_SECRET"):
+        Settings(app_env="prod", jwt_secret=secret)
+
+
+def test_prod_accepts_a_strong_secret() -> None:
+    assert Settings(app_env="prod", jwt_secret="k" * 32).app_env == "prod"
+
+
+def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVENTORY_SHARDS", "0")
+    with pytest.raises(ValueError, match="inventory_shards"):
+        Settings()
