@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from core import registry
@@ -168,20 +168,23 @@ class InventoryShard:
             with contextlib.suppress(Exception):
                 await self.expire_holds()
 
-    async def expire_holds(self) -> int:
+    async def expire_holds(self, as_of: datetime | None = None) -> int:
         """Cancel orders whose hold outlived HOLD_TTL_S without payment; stock comes back via
         the `order.cancelled` event (released once, by the inventory consumer)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT DISTINCT r.order_id FROM reservations r JOIN orders o ON o.id = r.order_id "
-                "WHERE r.state = 'HELD' AND r.expires_at < now() AND r.sku = ANY(%s) "
+                "WHERE r.state = 'HELD' AND r.expires_at < %s AND r.sku = ANY(%s) "
                 "AND o.status IN ('PENDING', 'RESERVED') LIMIT 500",
-                (list(self._stock),),
+                (as_of or now(), list(self._stock)),
             )
             expired = [r["order_id"] for r in await cur.fetchall()]
             if not expired:
                 return 0
             locked = await lock_orders(conn, expired)
+            # re-check under the lock: a payment may have landed since the query
+            unpaid = {OrderStatus.PENDING.value, OrderStatus.RESERVED.value}
+            expired = [oid for oid in expired if locked.get(oid, {}).get("status") in unpaid]
             reason = "reservation hold expired before payment"
             done = await apply_transitions(
                 conn,

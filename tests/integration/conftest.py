@@ -25,7 +25,10 @@ pytestmark = pytest.mark.integration
 
 
 def wait_until(
-    probe: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition",
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = 20.0,
+    what: str = "condition",
     interval: float = 0.05,
 ) -> T:
     """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
@@ -58,8 +61,13 @@ def http(base_url: str) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def mint(settings: Settings) -> Callable[..., str]:
     def _mint(sub: str, *roles: str) -> str:
-        return make_token(sub, list(roles or ("customer",)), secret=settings.jwt_secret,
-                          audience=settings.jwt_audience, issuer=settings.jwt_issuer)
+        return make_token(
+            sub,
+            list(roles or ("customer",)),
+            secret=settings.jwt_secret,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
 
     return _mint
 
@@ -104,8 +112,7 @@ class Api:
         return bearer(self.mint(principal))
 
     def place(self, principal: str, items: list[tuple[str, int]], **extra: Any) -> httpx.Response:
-        body = {"customerId": principal, "items": [{"sku": s, "qty": q} for s, q in items],
-                **extra}
+        body = {"customerId": principal, "items": [{"sku": s, "qty": q} for s, q in items], **extra}
         return self.http.post("/api/orders", json=body, headers=self.headers(principal))
 
     def place_ok(self, principal: str, items: list[tuple[str, int]], **extra: Any) -> str:
@@ -119,12 +126,14 @@ class Api:
         body: dict[str, Any] = resp.json()
         return body
 
-    def wait_status(self, principal: str, order_id: str, *statuses: str,
-                    timeout: float = 20.0) -> dict[str, Any]:
-        return wait_until(
-            lambda: (o := self.order(principal, order_id)) if o["status"] in statuses else None,
-            timeout=timeout, what=f"order {order_id} to reach {statuses}",
-        )
+    def wait_status(
+        self, principal: str, order_id: str, *statuses: str, timeout: float = 20.0
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            order = self.order(principal, order_id)
+            return order if order["status"] in statuses else None
+
+        return wait_until(probe, timeout=timeout, what=f"order {order_id} to reach {statuses}")
 
     def stock(self, sku: str) -> dict[str, int]:
         resp = self.http.get(f"/api/inventory/{sku}", headers=self.admin)
@@ -135,8 +144,11 @@ class Api:
     def set_available(self, sku: str, available: int) -> dict[str, int]:
         """Make exactly `available` units of `sku` available (on-hand = reserved + available)."""
         current = self.stock(sku)
-        resp = self.http.put(f"/api/inventory/{sku}", headers=self.admin,
-                             json={"onHand": current["reserved"] + available})
+        resp = self.http.put(
+            f"/api/inventory/{sku}",
+            headers=self.admin,
+            json={"onHand": current["reserved"] + available},
+        )
         assert resp.status_code == 200, resp.text
         body: dict[str, int] = resp.json()
         return body
@@ -166,11 +178,15 @@ class KafkaTap:
         self._loop.run_until_complete(self._open())
 
     async def _open(self) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap,
-                                          enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False
+        )
         await self._consumer.start()
-        parts = [TopicPartition(t, p) for t in self._topics
-                 for p in (self._consumer.partitions_for_topic(t) or {0, 1, 2, 3})]
+        parts = [
+            TopicPartition(t, p)
+            for t in self._topics
+            for p in (self._consumer.partitions_for_topic(t) or {0, 1, 2, 3})
+        ]
         self._consumer.assign(parts)
         await self._consumer.seek_to_end(*parts)
         for tp in parts:  # resolve positions now, so later messages are never skipped
@@ -192,8 +208,13 @@ class KafkaTap:
     def events(self, order_id: str) -> list[tuple[str, Envelope]]:
         return [(t, e) for t, e, _ in self.seen if e is not None and str(e.order_id) == order_id]
 
-    def wait_for(self, predicate: Callable[[list[tuple[str, Any, Any]]], bool], *,
-                 timeout: float = 20.0, what: str = "events") -> None:
+    def wait_for(
+        self,
+        predicate: Callable[[list[tuple[str, Any, Any]]], bool],
+        *,
+        timeout: float = 20.0,
+        what: str = "events",
+    ) -> None:
         def probe() -> bool:
             self.poll()
             return predicate(self.seen)
@@ -225,7 +246,11 @@ def ray_cluster(settings: Settings) -> Iterator[Any]:
     """A driver connected to the running cluster (to kill actors and inspect their state)."""
     import ray
 
-    ray.init(address="auto", namespace=settings.ray_namespace, logging_level="WARNING",
-             log_to_driver=False)
+    ray.init(
+        address="auto",
+        namespace=settings.ray_namespace,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
     yield ray
     ray.shutdown()

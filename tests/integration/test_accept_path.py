@@ -13,7 +13,10 @@ from tests.integration.conftest import Api
 
 
 def test_accepted_order_is_stored_and_its_event_reaches_kafka(
-    api: Api, customer: str, pg: Any, kafka_tap: Any,
+    api: Api,
+    customer: str,
+    pg: Any,
+    kafka_tap: Any,
 ) -> None:
     tap = kafka_tap(Topic.ORDER_CREATED)
     resp = api.place(customer, [("SKU-1", 2), ("SKU-7", 1)])
@@ -21,12 +24,16 @@ def test_accepted_order_is_stored_and_its_event_reaches_kafka(
     order_id = resp.json()["orderId"]
     row = pg.execute("SELECT * FROM orders WHERE id = %s", (order_id,)).fetchone()
     assert row["customer_id"] == customer and row["principal"] == customer
-    prices = {r["sku"]: r["unit_price"] for r in pg.execute(
-        "SELECT sku, unit_price FROM catalog WHERE sku IN ('SKU-1', 'SKU-7')")}
+    prices = {
+        r["sku"]: r["unit_price"]
+        for r in pg.execute("SELECT sku, unit_price FROM catalog WHERE sku IN ('SKU-1', 'SKU-7')")
+    }
     assert row["total"] == 2 * prices["SKU-1"] + prices["SKU-7"]  # priced by the server
-    tap.wait_for(lambda seen: any(str(e.order_id) == order_id for _, e, _ in seen if e),
-                 what="order.created on Kafka")
-    (topic, event), = api_events(tap, order_id)
+    tap.wait_for(
+        lambda seen: any(str(e.order_id) == order_id for _, e, _ in seen if e),
+        what="order.created on Kafka",
+    )
+    ((topic, event),) = api_events(tap, order_id)
     assert topic == Topic.ORDER_CREATED and event.type == "OrderCreated"
     record = next(r for _, e, r in tap.seen if e and str(e.order_id) == order_id)
     assert record.key == order_id.encode()  # keyed by order id: per-order ordering
@@ -44,18 +51,33 @@ def api_events(tap: Any, order_id: str) -> list[tuple[str, Any]]:
         ({"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 0}]}, 422, "validation_error"),
         ({"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 5000}]}, 422, "validation_error"),
         ({"customerId": "c-1", "items": [{"sku": "../etc", "qty": 1}]}, 422, "validation_error"),
-        ({"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 1}], "status": "PAID"}, 422,
-         "validation_error"),
-        ({"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 1}], "total": 0.01}, 422,
-         "validation_error"),
+        (
+            {"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 1}], "status": "PAID"},
+            422,
+            "validation_error",
+        ),
+        (
+            {"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 1}], "total": 0.01},
+            422,
+            "validation_error",
+        ),
         ({"customerId": "c-1", "items": [{"sku": "NOPE-1", "qty": 1}]}, 422, "invalid_input"),
-        ({"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 600}, {"sku": "SKU-1",
-                                                                         "qty": 600}]},
-         422, "invalid_input"),
+        (
+            {
+                "customerId": "c-1",
+                "items": [{"sku": "SKU-1", "qty": 600}, {"sku": "SKU-1", "qty": 600}],
+            },
+            422,
+            "invalid_input",
+        ),
     ],
 )
 def test_bad_bodies_get_a_clear_4xx_and_store_nothing(
-    api: Api, pg: Any, body: dict[str, Any], status: int, code: str,
+    api: Api,
+    pg: Any,
+    body: dict[str, Any],
+    status: int,
+    code: str,
 ) -> None:
     before = pg.execute("SELECT count(*) AS n FROM orders").fetchone()["n"]
     resp = api.http.post("/api/orders", json=body, headers=api.headers("customer1"))
@@ -75,7 +97,11 @@ def test_invalid_json_and_oversized_bodies(api: Api) -> None:
 
 def test_junk_path_parameters_are_4xx_json(api: Api) -> None:
     h = api.headers("customer1")
-    for path in ("/api/orders/not-a-uuid", "/api/orders/1%27%20OR%201=1", "/api/inventory/bad%20sku"):
+    for path in (
+        "/api/orders/not-a-uuid",
+        "/api/orders/1%27%20OR%201=1",
+        "/api/inventory/bad%20sku",
+    ):
         resp = api.http.get(path, headers=h)
         assert resp.status_code in (404, 422), (path, resp.text)
         assert "error" in resp.json()

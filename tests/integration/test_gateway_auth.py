@@ -15,8 +15,13 @@ SEED_BODY = {"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 2}]}
 
 
 def _claims(**overrides: object) -> dict[str, object]:
-    claims: dict[str, object] = {"sub": "customer1", "roles": ["customer"], "aud": "orders-api",
-                                 "iss": "orders-demo", "iat": int(time.time())}
+    claims: dict[str, object] = {
+        "sub": "customer1",
+        "roles": ["customer"],
+        "aud": "orders-api",
+        "iss": "orders-demo",
+        "iat": int(time.time()),
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -42,25 +47,42 @@ def test_seed_quickstart_token_and_body_get_202(http: httpx.Client, settings: Se
         (lambda s: "Bearer " + jwt.encode(_claims(), s, algorithm="HS384"), 401),
         (lambda s: "Bearer " + jwt.encode(_claims(aud="x"), s, algorithm="HS256"), 401),
         (lambda s: "Bearer " + jwt.encode(_claims(iss="x"), s, algorithm="HS256"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(exp=int(time.time()) - 120), s,
-                                          algorithm="HS256"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(iat=int(time.time()) - 2 * 86_400), s,
-                                          algorithm="HS256"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(iat=int(time.time()) + 3600), s,
-                                          algorithm="HS256"), 401),
+        (
+            lambda s: (
+                "Bearer " + jwt.encode(_claims(exp=int(time.time()) - 120), s, algorithm="HS256")
+            ),
+            401,
+        ),
+        (
+            lambda s: (
+                "Bearer "
+                + jwt.encode(_claims(iat=int(time.time()) - 2 * 86_400), s, algorithm="HS256")
+            ),
+            401,
+        ),
+        (
+            lambda s: (
+                "Bearer " + jwt.encode(_claims(iat=int(time.time()) + 3600), s, algorithm="HS256")
+            ),
+            401,
+        ),
         (lambda s: "Bearer " + jwt.encode(_claims(sub=None), s, algorithm="HS256"), 401),
         (lambda s: "Bearer " + jwt.encode(_claims(roles=None), s, algorithm="HS256"), 401),
         (lambda s: "Bearer " + jwt.encode(_claims(roles=["root"]), s, algorithm="HS256"), 403),
     ],
 )
 def test_bad_tokens_are_refused_with_json_and_nothing_stored(
-    http: httpx.Client, settings: Settings, pg: object,
-    make_header: Callable[[str], str | None], status: int,
+    http: httpx.Client,
+    settings: Settings,
+    pg: object,
+    make_header: Callable[[str], str | None],
+    status: int,
 ) -> None:
     header = make_header(settings.jwt_secret)
     before = _count_orders(pg)
-    resp = http.post("/api/orders", json=SEED_BODY,
-                     headers={"Authorization": header} if header else {})
+    resp = http.post(
+        "/api/orders", json=SEED_BODY, headers={"Authorization": header} if header else {}
+    )
     assert resp.status_code == status, resp.text
     error = resp.json()["error"]
     assert error["code"] in {"unauthorized", "forbidden"}
@@ -73,8 +95,9 @@ def test_customer_cannot_use_admin_routes(http: httpx.Client, mint: Callable[...
     resp = http.put("/api/inventory/SKU-1", json={"onHand": 5}, headers=headers)
     assert resp.status_code == 403
     assert resp.json()["error"]["code"] == "forbidden"
-    resp = http.post("/api/admin/faults", json={"fault": "payment-provider", "enabled": True},
-                     headers=headers)
+    resp = http.post(
+        "/api/admin/faults", json={"fault": "payment-provider", "enabled": True}, headers=headers
+    )
     assert resp.status_code == 403
 
 
@@ -82,8 +105,16 @@ def test_health_ready_and_docs_need_no_token(http: httpx.Client) -> None:
     assert http.get("/health").json() == {"status": "ok"}
     ready = http.get("/ready").json()
     assert ready["status"] == "up", ready
-    for part in ("postgres", "redis", "kafka", "relay", "consumer:inventory",
-                 "consumer:payment", "consumer:shipping", "consumer:notification"):
+    for part in (
+        "postgres",
+        "redis",
+        "kafka",
+        "relay",
+        "consumer:inventory",
+        "consumer:payment",
+        "consumer:shipping",
+        "consumer:notification",
+    ):
         assert ready["checks"][part]["status"] == "up", (part, ready)
     assert http.get("/docs").status_code == 200
     spec = http.get("/openapi.json").json()

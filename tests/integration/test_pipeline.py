@@ -1,0 +1,181 @@
+"""The whole flow on the real stack: inventory, payment, shipping, notification over Kafka."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from core.registry import shard_of
+from core.settings import Settings
+from domain.events import Topic
+from tests.integration.conftest import Api, wait_until
+
+
+def _held(pg: Any, order_id: str) -> int:
+    row = pg.execute(
+        "SELECT coalesce(sum(qty), 0) AS n FROM reservations "
+        "WHERE order_id = %s AND state = 'HELD'",
+        (order_id,),
+    ).fetchone()
+    return int(row["n"])
+
+
+def _charged(pg: Any, order_id: str) -> list[str]:
+    return [
+        r["status"]
+        for r in pg.execute("SELECT status FROM payments WHERE order_id = %s", (order_id,))
+    ]
+
+
+def test_order_walks_to_delivered_through_every_seed_topic_in_order(
+    api: Api,
+    customer: str,
+    pg: Any,
+    kafka_tap: Any,
+) -> None:
+    tap = kafka_tap(*Topic.SEED)
+    sku = "SKU-90"
+    api.set_available(sku, 10)
+    before = api.stock(sku)
+    order_id = api.place_ok(customer, [(sku, 3)])
+    order = api.wait_status(customer, order_id, "DELIVERED")
+    assert [t["status"] for t in order["timeline"]] == [
+        "PENDING",
+        "RESERVED",
+        "PAID",
+        "PAID",
+        "SHIPPED",
+        "DELIVERED",
+    ]
+    tap.wait_for(
+        lambda _: len([e for t, e in tap.events(order_id) if t == Topic.NOTIFICATION_SEND]) >= 4,
+        what="notifications for RESERVED, PAID, SHIPPED, DELIVERED",
+    )
+    flow = tap.events(order_id)
+    firsts: dict[str, int] = {}
+    for i, (topic, _) in enumerate(flow):
+        firsts.setdefault(topic, i)
+    expected = [
+        Topic.ORDER_CREATED,
+        Topic.INVENTORY_RESERVED,
+        Topic.PAYMENT_AUTHORIZED,
+        Topic.SHIPPING_UPDATED,
+    ]
+    assert all(t in firsts for t in expected), firsts
+    stamps = {t: e.occurred_at for t, e in reversed(flow)}  # first occurrence per topic
+    assert [stamps[t] for t in expected] == sorted(stamps[t] for t in expected)
+    shipping = [e.data["shipmentStatus"] for t, e in flow if t == Topic.SHIPPING_UPDATED]
+    assert shipping == ["CREATED", "SHIPPED", "DELIVERED"]
+    notified = sorted(e.data["status"] for t, e in flow if t == Topic.NOTIFICATION_SEND)
+    assert notified == ["DELIVERED", "PAID", "RESERVED", "SHIPPED"]
+    after = api.stock(sku)  # shipped: on-hand drops for good, nothing stays reserved
+    assert after["onHand"] == before["onHand"] - 3 and after["reserved"] == before["reserved"]
+    assert _charged(pg, order_id) == ["CAPTURED"]
+
+
+def test_out_of_stock_is_rejected_on_inventory_rejected(
+    api: Api,
+    customer: str,
+    pg: Any,
+    kafka_tap: Any,
+) -> None:
+    tap = kafka_tap(Topic.INVENTORY_REJECTED)
+    sku = "SKU-91"
+    api.set_available(sku, 1)
+    order_id = api.place_ok(customer, [(sku, 2)])
+    order = api.wait_status(customer, order_id, "REJECTED")
+    assert order["reason"] == "out of stock"
+    tap.wait_for(lambda _: bool(tap.events(order_id)), what="inventory.rejected")
+    assert _held(pg, order_id) == 0 and _charged(pg, order_id) == []
+    assert api.stock(sku)["available"] == 1
+
+
+def test_declined_payment_returns_the_stock(
+    api: Api,
+    customer: str,
+    pg: Any,
+    kafka_tap: Any,
+) -> None:
+    tap = kafka_tap(Topic.PAYMENT_DECLINED)
+    sku = "SKU-92"
+    api.set_available(sku, 5)
+    order_id = api.place_ok(customer, [(sku, 4)], paymentMethod="pm_card_chargeDeclined")
+    order = api.wait_status(customer, order_id, "DECLINED")
+    assert order["reason"] == "card_declined"
+    tap.wait_for(lambda _: bool(tap.events(order_id)), what="payment.declined")
+    wait_until(lambda: api.stock(sku)["available"] == 5, what="stock released after decline")
+    assert _held(pg, order_id) == 0
+    assert _charged(pg, order_id) == ["DECLINED"]
+
+
+def test_insufficient_funds_and_credit_limit_decline(
+    api: Api,
+    customer: str,
+    settings: Settings,
+) -> None:
+    oid = api.place_ok(customer, [("SKU-2", 1)], paymentMethod="pm_card_insufficientFunds")
+    assert api.wait_status(customer, oid, "DECLINED")["reason"] == "insufficient_funds"
+    # over the credit limit: 50 lines × 1000 units (well-stocked SKUs, ≥ 5.00 each)
+    big = [(f"SKU-{i}", 1000) for i in range(1, 51)]
+    assert Decimal(50 * 1000 * 5) > Decimal(str(settings.credit_limit))
+    oid = api.place_ok(customer, big)
+    assert api.wait_status(customer, oid, "DECLINED")["reason"] == "credit_limit_exceeded"
+
+
+def test_multi_sku_order_with_one_sku_short_holds_nothing(
+    api: Api,
+    customer: str,
+    pg: Any,
+    settings: Settings,
+) -> None:
+    # two SKUs owned by different inventory shards
+    a = next(
+        f"SKU-{i}" for i in range(93, 101) if shard_of(f"SKU-{i}", settings.inventory_shards) == 0
+    )
+    b = next(
+        f"SKU-{i}"
+        for i in range(93, 101)
+        if shard_of(f"SKU-{i}", settings.inventory_shards) != shard_of(a, settings.inventory_shards)
+    )
+    api.set_available(a, 10)
+    api.set_available(b, 1)
+    order_id = api.place_ok(customer, [(a, 5), (b, 2)])
+    api.wait_status(customer, order_id, "REJECTED")
+    wait_until(
+        lambda: api.stock(a)["available"] == 10 and _held(pg, order_id) == 0,
+        what="compensation released the shard that had reserved",
+    )
+    assert api.stock(b)["available"] == 1
+    states = {
+        r["state"]
+        for r in pg.execute("SELECT state FROM reservations WHERE order_id = %s", (order_id,))
+    }
+    assert states <= {"RELEASED"}
+
+
+def test_shipping_failure_refunds_and_returns_stock(
+    api: Api,
+    customer: str,
+    pg: Any,
+    kafka_tap: Any,
+) -> None:
+    tap = kafka_tap(Topic.PAYMENT_REFUNDED, Topic.SHIPPING_UPDATED)
+    sku = "SKU-94"
+    api.set_available(sku, 6)
+    api.fault("shipping-fail", True, customer)
+    try:
+        order_id = api.place_ok(customer, [(sku, 2)])
+        order = api.wait_status(customer, order_id, "REFUNDED")
+    finally:
+        api.fault("shipping-fail", False, customer)
+    assert "refunded" in order["reason"]
+    wait_until(lambda: _charged(pg, order_id) == ["REFUNDED"], what="payment refunded")
+    wait_until(lambda: api.stock(sku)["available"] == 6, what="stock back after failure")
+    tap.wait_for(
+        lambda _: any(t == Topic.PAYMENT_REFUNDED for t, _ in tap.events(order_id)),
+        what="payment.refunded",
+    )
+    statuses = [
+        e.data["shipmentStatus"] for t, e in tap.events(order_id) if t == Topic.SHIPPING_UPDATED
+    ]
+    assert statuses == ["CREATED", "FAILED"]
