@@ -15,8 +15,8 @@ from domain.errors import Unavailable
 
 BREAKER_NAMESPACE = "payment-provider"
 FAULT_KEY = "fault:payment-provider"
-STATE_KEY = f"pybreaker:{BREAKER_NAMESPACE}:state"
-OPENED_AT_KEY = f"pybreaker:{BREAKER_NAMESPACE}:opened_at"
+STATE_KEY = f"{BREAKER_NAMESPACE}:pybreaker:state"
+OPENED_AT_KEY = f"{BREAKER_NAMESPACE}:pybreaker:opened_at"
 
 
 class ProviderDown(Exception):
@@ -52,8 +52,13 @@ def guarded_call(breaker: pybreaker.CircuitBreaker, fault: bool, order_id: str) 
         raise Unavailable(f"payment provider unavailable: {exc}", retry_after_s=5) from None
 
 
-def retry_after_s(state: str | None, opened_at: str | None, reset_s: float) -> int:
-    """Seconds until an open breaker tries again (at least 1)."""
+def open_for(state: str | bytes | None, opened_at: str | bytes | None, reset_s: float) -> int:
+    """Seconds the circuit stays open from now (0 when it is closed or may be probed again)."""
+    if isinstance(state, bytes):
+        state = state.decode()
+    if isinstance(opened_at, bytes):
+        opened_at = opened_at.decode()
     if state != pybreaker.STATE_OPEN or not opened_at:
-        return 1
-    return max(1, int(float(opened_at) + reset_s - time.time()) + 1)
+        return 0
+    remaining = float(opened_at) + reset_s - time.time()
+    return int(remaining) + 1 if remaining > 0 else 0

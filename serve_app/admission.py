@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from core.provider import OPENED_AT_KEY, STATE_KEY, retry_after_s
+from core.provider import OPENED_AT_KEY, STATE_KEY, open_for
 from domain.errors import Conflict, InvalidInput, OrderError, Unavailable
 
 
@@ -44,16 +44,13 @@ class Admission:
             raise RateLimited(
                 f"rate limit of {self._per_minute} orders per minute reached; retry later", wait
             )
-        state = state.decode() if isinstance(state, bytes) else state
-        opened = opened_at.decode() if isinstance(opened_at, bytes) else opened_at
-        if state == "open":
-            wait = retry_after_s(state, opened, self._reset_s)
-            if opened and float(opened) + self._reset_s > time.time():
-                raise Unavailable(
-                    "payments are temporarily unavailable (circuit open); retry after "
-                    f"{wait}s — orders already accepted will complete",
-                    retry_after_s=wait,
-                )
+        wait = open_for(state, opened_at, self._reset_s)
+        if wait:
+            raise Unavailable(
+                "payments are temporarily unavailable (circuit open); retry after "
+                f"{wait}s; orders already accepted will complete",
+                retry_after_s=wait,
+            )
 
 
 class Idempotency:

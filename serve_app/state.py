@@ -17,7 +17,7 @@ from ray.exceptions import RayTaskError
 from core import registry
 from core.auth import Principal
 from core.db import Row, open_pool
-from core.provider import FAULT_KEY
+from core.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core.settings import Settings
 from domain.commands import SKU_PATTERN
 from domain.errors import Conflict, InvalidInput, NotFound, OrderError, Unavailable
@@ -172,7 +172,13 @@ class AppState:
             health: dict[str, Any] = await self.actor(name).health.remote()
             return health
 
-        probes = [probe("postgres", pg()), probe("redis", redis())]
+        async def payments() -> dict[str, Any]:
+            state, opened = await self.redis.mget([STATE_KEY, OPENED_AT_KEY])
+            wait = open_for(state, opened, self.settings.breaker_reset_s)
+            breaker = {"breaker": "open", "retryAfterS": wait} if wait else {"breaker": "closed"}
+            return {"status": "degraded" if wait else "up", **breaker}
+
+        probes = [probe("postgres", pg()), probe("redis", redis()), probe("payments", payments())]
         if self.with_ray:
             probes.append(probe("relay", actor_health(registry.RELAY)))
             probes += [

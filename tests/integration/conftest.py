@@ -254,3 +254,37 @@ def ray_cluster(settings: Settings) -> Iterator[Any]:
     )
     yield ray
     ray.shutdown()
+
+
+def wait_breaker_admits(http: httpx.Client, timeout: float = 40.0) -> None:
+    """After a provider outage: wait until the gateway admits orders again (circuit not open)."""
+    wait_until(
+        lambda: http.get("/ready").json()["checks"]["payments"]["status"] == "up",
+        timeout=timeout,
+        what="payment circuit to stop refusing orders",
+        interval=0.2,
+    )
+
+
+async def _committed(bootstrap: str, group: str, tp: TopicPartition) -> int:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return int(await consumer.committed(tp) or 0)
+    finally:
+        await consumer.stop()
+
+
+def wait_committed(
+    bootstrap: str, group: str, topic: str, partition: int, offset: int, timeout: float = 20.0
+) -> None:
+    """Wait until consumer `group` committed past `offset` (its effect is durable by then)."""
+    tp = TopicPartition(topic, partition)
+    wait_until(
+        lambda: asyncio.run(_committed(bootstrap, group, tp)) > offset,
+        timeout=timeout,
+        what=f"group {group} to commit past {topic}[{partition}]@{offset}",
+        interval=0.1,
+    )

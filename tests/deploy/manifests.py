@@ -1,0 +1,119 @@
+"""Loading and schema helpers for the offline checks of the deployment files."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+# KubeRay v1.7.0 CRDs, beside the repository (as laid out for CI; GitHub CI downloads them).
+CRD_DIR = ROOT.parent / "shared" / "k8s-schemas"
+# A Kubernetes release that kubernetes-validate ships schemas for (Minikube's default is close).
+K8S_VERSION = "1.34.0"
+RAY_GROUP = "ray.io/"
+
+
+def manifest_files() -> list[Path]:
+    """Every manifest under k8s/ except the kustomization, which `kubectl apply -f` skips."""
+    return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def resources() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(`file:kind/name` id, document) for every Kubernetes object under k8s/."""
+    for path in manifest_files():
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                rel = path.relative_to(K8S)
+                yield f"{rel}:{doc['kind']}/{doc['metadata']['name']}", doc
+
+
+def resource(kind: str, name: str) -> dict[str, Any]:
+    """The one object of `kind` named `name`."""
+    found = [d for _, d in resources() if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name} in k8s/, found {len(found)}"
+    return found[0]
+
+
+def is_kuberay(doc: dict[str, Any]) -> bool:
+    return str(doc["apiVersion"]).startswith(RAY_GROUP)
+
+
+def _strict(schema: Any) -> Any:
+    """Reject unknown fields, as the API server does for `kubectl apply` (field validation
+    Strict): objects with declared properties and no open map get additionalProperties=false."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def crd_validator(kind: str, api_version: str) -> jsonschema.protocols.Validator:
+    """A strict validator for a KubeRay kind, from its CRD's openAPIV3Schema."""
+    group, version = api_version.split("/")
+    for path in sorted(CRD_DIR.glob(f"{group}_*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["names"]["kind"] != kind:
+            continue
+        for v in crd["spec"]["versions"]:
+            if v["name"] == version:
+                schema = _strict(v["schema"]["openAPIV3Schema"])
+                return jsonschema.Draft7Validator(schema)
+    raise LookupError(f"no CRD schema for {api_version} {kind} in {CRD_DIR}")
+
+
+def unknown_keys(model: type[BaseModel], data: Any, path: str = "") -> list[str]:
+    """Keys of `data` that `model` (recursively) does not declare. Serve's config models
+    ignore unknown keys, so a misspelt option would otherwise be dropped silently."""
+    if not isinstance(data, dict):
+        return []
+    fields = {f.alias or name: f for name, f in model.model_fields.items()}
+    fields.update(model.model_fields)
+    found = []
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else key
+        if key not in fields:
+            found.append(where)
+            continue
+        for sub in _models_in(fields[key].annotation):
+            items = value if isinstance(value, list) else [value]
+            for i, item in enumerate(items):
+                suffix = f"[{i}]" if isinstance(value, list) else ""
+                found += unknown_keys(sub, item, where + suffix)
+    return found
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list):
+        return [m for a in args for m in _models_in(a)]
+    return []
+
+
+def check_jsonschema(builtin: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """Run check-jsonschema with one of its vendored schemas (offline)."""
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", builtin, str(path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )

@@ -1,0 +1,50 @@
+"""pybreaker guards Order → Payment: open circuit → 503 + Retry-After; in-flight orders wait and
+complete once it closes, each charged once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.conftest import Api, wait_breaker_admits, wait_until
+
+
+def test_open_breaker_refuses_new_orders_and_in_flight_ones_resume(
+    api: Api,
+    customer: str,
+    pg: Any,
+) -> None:
+    api.fault("payment-provider", True)
+    accepted: list[str] = []
+    try:
+
+        def refused() -> Any:
+            resp = api.place(customer, [("SKU-4", 1)])
+            if resp.status_code == 202:
+                accepted.append(resp.json()["orderId"])
+                return None
+            return resp
+
+        resp = wait_until(
+            refused, timeout=30, what="gateway to refuse while circuit is open", interval=0.3
+        )
+        assert resp.status_code == 503
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert resp.json()["error"]["code"] == "unavailable"
+        ready = api.http.get("/ready").json()
+        assert ready["status"] == "degraded"
+        assert ready["checks"]["payments"]["breaker"] == "open"
+        assert accepted, "orders accepted before the circuit opened are in flight"
+        for oid in accepted:
+            assert api.order(customer, oid)["status"] == "RESERVED"
+    finally:
+        api.fault("payment-provider", False)
+    for oid in accepted:
+        api.wait_status(customer, oid, "DELIVERED", timeout=40)
+    charges = pg.execute(
+        "SELECT order_id, count(*) AS n FROM payments WHERE order_id = ANY(%s::uuid[]) "
+        "GROUP BY order_id",
+        (accepted,),
+    ).fetchall()
+    assert len(charges) == len(accepted) and all(r["n"] == 1 for r in charges)
+    wait_breaker_admits(api.http)
+    assert api.place(customer, [("SKU-4", 1)]).status_code == 202
