@@ -115,5 +115,8 @@ def check_jsonschema(builtin: str, path: Path) -> subprocess.CompletedProcess[st
     """Run check-jsonschema with one of its vendored schemas (offline)."""
     return subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", builtin, str(path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )

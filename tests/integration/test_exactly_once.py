@@ -1,0 +1,135 @@
+"""Redelivered events change nothing; killed actors come back with their state."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from core import registry
+from core.settings import Settings
+from domain.events import Topic
+from tests.integration.conftest import Api, wait_committed, wait_until
+
+
+def _effects(pg: Any, order_id: str) -> dict[str, Any]:
+    q = {
+        "reservations": "SELECT sku, qty, state FROM reservations WHERE order_id = %s ORDER BY sku",
+        "payments": "SELECT amount, status FROM payments WHERE order_id = %s",
+        "shipments": "SELECT tracking, status FROM shipments WHERE order_id = %s",
+        "notifications": "SELECT status FROM notifications WHERE order_id = %s ORDER BY status",
+        "timeline": "SELECT status, event FROM order_events WHERE order_id = %s ORDER BY id",
+    }
+    return {k: [tuple(r.values()) for r in pg.execute(sql, (order_id,))] for k, sql in q.items()}
+
+
+async def _republish(bootstrap: str, records: list[Any]) -> list[tuple[str, int, int]]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = []
+        for r in records:
+            meta = await producer.send_and_wait(r.topic, value=r.value, key=r.key)
+            sent.append((r.topic, meta.partition, meta.offset))
+        return sent
+    finally:
+        await producer.stop()
+
+
+def test_replayed_events_are_applied_once(
+    api: Api,
+    customer: str,
+    pg: Any,
+    kafka_tap: Any,
+    settings: Settings,
+) -> None:
+    tap = kafka_tap(
+        Topic.ORDER_CREATED,
+        Topic.INVENTORY_RESERVED,
+        Topic.PAYMENT_AUTHORIZED,
+        Topic.SHIPPING_UPDATED,
+    )
+    sku = "SKU-97"
+    api.set_available(sku, 20)
+    order_id = api.place_ok(customer, [(sku, 2)])
+    api.wait_status(customer, order_id, "DELIVERED")
+    tap.wait_for(lambda _: len(tap.events(order_id)) >= 6, what="the order's events")
+    stock_before, effects_before = api.stock(sku), _effects(pg, order_id)
+    records = [r for _, e, r in tap.seen if e is not None and str(e.order_id) == order_id]
+    sent = asyncio.run(_republish(settings.kafka_bootstrap, records))
+    groups = {
+        Topic.ORDER_CREATED: ["inventory"],
+        Topic.INVENTORY_RESERVED: ["payment", "notification"],
+        Topic.PAYMENT_AUTHORIZED: ["shipping", "notification"],
+        Topic.SHIPPING_UPDATED: ["inventory", "payment", "notification"],
+    }
+    for topic, partition, offset in sent:
+        for group in groups[topic]:
+            wait_committed(settings.kafka_bootstrap, group, topic, partition, offset)
+    assert _effects(pg, order_id) == effects_before
+    assert api.stock(sku) == stock_before
+    assert api.order(customer, order_id)["status"] == "DELIVERED"
+
+
+def test_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing(
+    api: Api,
+    customer: str,
+    kafka_tap: Any,
+    settings: Settings,
+) -> None:
+    tap = kafka_tap(Topic.dlq(Topic.ORDER_CREATED))
+
+    class _Raw:
+        topic = Topic.ORDER_CREATED
+        key = b"poison"
+        value = b"{not json"
+
+    ((_, partition, offset),) = asyncio.run(_republish(settings.kafka_bootstrap, [_Raw()]))
+    tap.wait_for(
+        lambda seen: any(r.value == b"{not json" for _, _, r in seen),
+        what="poison on order.created.dlq",
+    )
+    record = next(r for _, _, r in tap.seen if r.value == b"{not json")
+    headers = dict(record.headers)
+    assert headers["dlq.source.topic"] == b"order.created"
+    assert headers["dlq.source.offset"] == str(offset).encode()
+    assert headers["dlq.reason"].startswith(b"unparseable")
+    wait_committed(settings.kafka_bootstrap, "inventory", Topic.ORDER_CREATED, partition, offset)
+    order_id = api.place_ok(customer, [("SKU-5", 1)])
+    api.wait_status(customer, order_id, "DELIVERED")
+
+
+def test_killed_actors_restart_with_their_state_and_orders_complete(
+    api: Api,
+    customer: str,
+    pg: Any,
+    settings: Settings,
+    ray_cluster: Any,
+) -> None:
+    sku = "SKU-98"
+    api.set_available(sku, 50)
+    shard_name = registry.inventory_shard(registry.shard_of(sku, settings.inventory_shards))
+    victims = [
+        shard_name,
+        registry.payment_shard(registry.shard_of(customer, settings.payment_shards)),
+        registry.consumer("inventory"),
+        registry.SHIPPING,
+        registry.RELAY,
+    ]
+    placed = [api.place_ok(customer, [(sku, 1)]) for _ in range(5)]
+    for name in victims:  # SIGKILL-like: no graceful exit, Ray restarts it (max_restarts=-1)
+        ray_cluster.kill(ray_cluster.get_actor(name), no_restart=False)
+    placed += [api.place_ok(customer, [(sku, 1)]) for _ in range(5)]
+    for oid in placed:
+        api.wait_status(customer, oid, "DELIVERED", timeout=60)
+    shard = ray_cluster.get_actor(shard_name)
+    wait_until(lambda: ray_cluster.get(shard.snapshot.remote(sku)) is not None, what="shard up")
+    memory = ray_cluster.get(shard.snapshot.remote(sku))
+    row = pg.execute("SELECT on_hand, reserved FROM inventory WHERE sku = %s", (sku,)).fetchone()
+    assert memory == {"onHand": row["on_hand"], "reserved": row["reserved"]}
+    assert api.stock(sku)["available"] == 40
+    n = pg.execute(
+        "SELECT count(*) AS n FROM payments WHERE order_id = ANY(%s::uuid[])", (placed,)
+    ).fetchone()["n"]
+    assert n == len(placed)
