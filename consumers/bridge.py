@@ -23,7 +23,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from consumers.handlers import HANDLERS, PoisonMessage
+from consumers.base import PoisonMessage
+from consumers.handlers import HANDLERS
 from core.kafka import start_producer
 from core.metrics import Metrics
 from core.registry import platform_actor

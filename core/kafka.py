@@ -57,3 +57,16 @@ async def missing_topics(bootstrap: str) -> list[str]:
     finally:
         await admin.close()
     return [t for t in all_topics() if t not in existing]
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of `topic` (empty when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-describe")
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if not described or described[0].get("error_code"):
+        return []
+    return sorted(int(p["partition"]) for p in described[0]["partitions"])

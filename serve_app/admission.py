@@ -5,14 +5,18 @@ with Stripe's semantics, scoped per principal."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from core.provider import OPENED_AT_KEY, STATE_KEY, open_for
 from domain.errors import Conflict, InvalidInput, OrderError, Unavailable
+
+log = logging.getLogger(__name__)
 
 
 class RateLimited(OrderError):
@@ -33,12 +37,18 @@ class Admission:
         """Raise `RateLimited` (429) or `Unavailable` (503) when the order must not be taken."""
         window = int(time.time() // 60)
         key = f"ratelimit:{principal}:{window}"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            pipe.get(STATE_KEY)
-            pipe.get(OPENED_AT_KEY)
-            count, _, state, opened_at = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 120)
+                pipe.get(STATE_KEY)
+                pipe.get(OPENED_AT_KEY)
+                count, _, state, opened_at = await pipe.execute()
+        except RedisError as exc:
+            # Fail open: Redis restarting must not stop orders; the payment stage still has
+            # its own breaker and Postgres keeps every order durable.
+            log.warning("admission checks skipped, Redis unavailable: %s", type(exc).__name__)
+            return
         if int(count) > self._per_minute:
             wait = 60 - int(time.time()) % 60
             raise RateLimited(

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
+from psycopg_pool import PoolTimeout
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.auth import AuthError
@@ -83,6 +87,19 @@ def install(app: FastAPI) -> None:
         )
         return error_response(
             exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+        )
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _dependency_down(_: Request, exc: Exception) -> ORJSONResponse:
+        log.warning("dependency unavailable: %s", type(exc).__name__)
+        return error_response(
+            503,
+            "unavailable",
+            "a backing service is restarting; retry shortly (nothing stored)",
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(Exception)

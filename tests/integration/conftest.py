@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg.rows import dict_row
 
 from core.auth import make_token
+from core.kafka import partitions_of
 from core.settings import Settings, get_settings
 from domain.events import Envelope
 
@@ -178,15 +179,15 @@ class KafkaTap:
         self._loop.run_until_complete(self._open())
 
     async def _open(self) -> None:
+        parts = [
+            TopicPartition(t, p)
+            for t in self._topics
+            for p in await partitions_of(self._bootstrap, t)
+        ]
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False
         )
         await self._consumer.start()
-        parts = [
-            TopicPartition(t, p)
-            for t in self._topics
-            for p in (self._consumer.partitions_for_topic(t) or {0, 1, 2, 3})
-        ]
         self._consumer.assign(parts)
         await self._consumer.seek_to_end(*parts)
         for tp in parts:  # resolve positions now, so later messages are never skipped

@@ -1,0 +1,53 @@
+"""Shared pieces of the consumer handlers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from core import registry
+from core.settings import Settings
+from domain.events import Envelope
+
+
+class PoisonMessage(Exception):
+    """An event that can never be handled (goes to the DLQ after bounded retries)."""
+
+
+class Handler(Protocol):
+    topics: tuple[str, ...]
+
+    async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def by_topic(events: Sequence[tuple[str, Envelope]]) -> dict[str, list[Envelope]]:
+    grouped: dict[str, list[Envelope]] = defaultdict(list)
+    for topic, event in events:
+        grouped[topic].append(event)
+    return grouped
+
+
+def items_of(event: Envelope) -> list[tuple[str, int]]:
+    try:
+        return [(str(i["sku"]), int(i["qty"])) for i in event.data["items"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PoisonMessage(f"event {event.event_id} has no valid items") from exc
+
+
+class ActorLookup:
+    """Cached handles to the named platform actors."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._cache: dict[str, Any] = {}
+
+    def actor(self, name: str) -> Any:
+        if name not in self._cache:
+            self._cache[name] = registry.get_actor(name, self.settings.ray_namespace)
+        return self._cache[name]
+
+    async def close(self) -> None:
+        return None
