@@ -1,0 +1,137 @@
+"""Secrets stay out of logs; outside dev mode a weak secret stops the service at start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from tests.integration.conftest import Api
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tokens_and_secret_never_reach_the_logs(
+    api: Api, customer: str, settings: Settings
+) -> None:
+    token = api.mint(customer)
+    api.http.post(
+        "/api/orders",
+        json={"customerId": customer, "items": []},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    api.http.get("/api/orders", headers={"Authorization": f"Bearer {token}x"})
+    run = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
+    logs = [
+        p
+        for p in run.rglob("*")
+        if p.is_file() and p.suffix in {".log", ".out", ".err"} and p.stat().st_size < 50_000_000
+    ]
+    assert logs, f"no logs found under {run}"
+    secret = settings.jwt_secret.encode()
+    for path in logs:
+        data = path.read_bytes()
+        assert token.encode() not in data, f"token leaked into {path}"
+        assert b"JWT_SECRET=" + secret not in data, f"secret leaked into {path}"
+        assert b'"jwt_secret": "' + secret not in data, f"secret leaked into {path}"
+
+
+@pytest.mark.parametrize("secret", ["devsecret", "too-short-secret"])
+def test_prod_mode_refuses_to_start_with_a_weak_secret(secret: str) -> None:
+    env = {**os.environ, "APP_ENV": "prod", "JWT_SECRET": secret}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import serve_app.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "JWT_SECRET" in proc.stderr and "openssl rand -hex 32" in proc.stderr
+    assert secret not in proc.stderr.replace("JWT_SECRET", "")
+
+
+def test_cli_reports_bad_settings_and_what_to_set() -> None:
+    env = {**os.environ, "APP_ENV": "prod", "JWT_SECRET": "devsecret"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "token"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "JWT_SECRET" in proc.stderr
+
+
+def test_dlq_list_and_replay_commands(settings: Settings, kafka_tap: Any) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from domain.events import Topic
+
+    marker = f"poison-{uuid.uuid4().hex}".encode()
+    tap = kafka_tap(Topic.ORDER_CREATED, Topic.dlq(Topic.ORDER_CREATED))
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(Topic.ORDER_CREATED, value=marker, key=b"poison")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    tap.wait_for(
+        lambda seen: any(t.endswith(".dlq") and r.value == marker for t, _, r in seen),
+        what="poison in the DLQ",
+    )
+    dead = next(r for t, _, r in tap.seen if t.endswith(".dlq") and r.value == marker)
+    cli = [sys.executable, "-m", "cli.main", "dlq"]
+    env = {**os.environ, "COLUMNS": "250"}
+    listing = subprocess.run(
+        [*cli, "list", "order.created", "--limit", "1000"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert marker.decode()[:40] in listing.stdout and "unparseable" in listing.stdout
+    proc = subprocess.run(
+        [
+            *cli,
+            "replay",
+            "order.created",
+            "--partition",
+            str(dead.partition),
+            "--offset",
+            str(dead.offset),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "replayed to order.created" in proc.stdout
+    tap.wait_for(
+        lambda seen: any(
+            t == Topic.ORDER_CREATED
+            and r.value == marker
+            and dict(r.headers).get("dlq.replayed.from")
+            for t, _, r in seen
+        ),
+        what="replayed message back on order.created",
+    )
