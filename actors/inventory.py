@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,7 +50,7 @@ class InventoryShard:
         }
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "up", "shard": self._index, "skus": len(self._stock)}
+        return {"pid": os.getpid(), "status": "up", "shard": self._index, "skus": len(self._stock)}
 
     async def snapshot(self, sku: str) -> dict[str, int] | None:
         """The in-memory view of one SKU (tests compare it with Postgres)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from core.db import insert_outbox, open_pool
@@ -22,7 +23,7 @@ class NotificationActor:
         self._sent = 0
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "up", "sent": self._sent}
+        return {"pid": os.getpid(), "status": "up", "sent": self._sent}
 
     async def notify_batch(self, events: list[Envelope]) -> None:
         """Render and record one notification per (order, status); duplicates do nothing."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import os
 from typing import Any
 
 import psycopg
@@ -36,20 +36,28 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._published = 0
         self._last_error: str | None = None
-        self._last_ok = 0.0
         self._metrics = Metrics()
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._run())]
 
     async def health(self) -> dict[str, Any]:
-        kafka_ok = self._producer is not None and time.monotonic() - self._last_ok < 30
-        backlog = await self.backlog()
+        kafka_ok = await self._kafka_up()
         return {
-            "status": "up" if kafka_ok else "degraded",
+            "pid": os.getpid(),
+            "status": "up" if kafka_ok and self._last_error is None else "degraded",
             "kafka": "up" if kafka_ok else "down",
             "published": self._published,
-            "backlog": backlog,
+            "backlog": await self.backlog(),
             "lastError": self._last_error,
         }
+
+    async def _kafka_up(self) -> bool:
+        """Ask the broker for metadata: a real round trip, not a remembered success."""
+        try:
+            producer = await asyncio.wait_for(self._ensure_producer(), 3)
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), 2)
+        except Exception:
+            return False
+        return True
 
     async def backlog(self) -> int:
         async with self._pool.connection() as conn:
@@ -80,7 +88,6 @@ class OutboxRelay:
             try:
                 while await self._publish_batch():
                     pass
-                self._last_ok = time.monotonic()
                 self._last_error = None
             except Exception as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -60,6 +61,7 @@ class PaymentShard:
 
     async def health(self) -> dict[str, Any]:
         return {
+            "pid": os.getpid(),
             "status": "up",
             "shard": self._index,
             "breaker": self._breaker.current_state,

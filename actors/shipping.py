@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
 import secrets
 import time
 import uuid
@@ -57,7 +58,7 @@ class ShippingActor:
         self._ticker = asyncio.create_task(self._tick_loop())
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "up", "pending": len(self._due)}
+        return {"pid": os.getpid(), "status": "up", "pending": len(self._due)}
 
     async def create_batch(self, events: list[Envelope]) -> None:
         """Handle `payment.authorized`: one shipment per paid order, `shipping.updated` CREATED."""

@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli import dlq
+from cli import chaos, dlq
 from core.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(help="Ray orders platform operations.", no_args_is_help=True)
 app.add_typer(dlq.app, name="dlq")
+app.command("chaos")(chaos.main)
 console = Console(stderr=True)
 
 

@@ -29,6 +29,9 @@ if [[ ! -f "$stamp" ]]; then
   rm -f "$VENV"/.installed-* && touch "$stamp"
 fi
 
+# Node.js tools for the API collection checks (newman).
+"$ROOT/cluster/install-node-tools.sh" >/dev/null
+
 # Kafka: the official jars from Maven Central, resolved by Maven's dependency plugin.
 kafka_libs="$RUN/kafka-$KAFKA_VERSION/libs"
 if [[ ! -f "$kafka_libs/.complete" ]]; then

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,7 +22,10 @@ import psycopg
 import ray
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
+from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from consumers.base import PoisonMessage
 from consumers.handlers import HANDLERS
@@ -36,9 +40,12 @@ log = logging.getLogger(__name__)
 _TRANSIENT = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
+    PoolTimeout,
     KafkaError,
     ConnectionError,
     TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
     Unavailable,
     ray.exceptions.RayActorError,
     ray.exceptions.ActorUnavailableError,
@@ -78,6 +85,7 @@ class KafkaBridge:
             "down" if self._task.done() else ("degraded" if stalled or self._last_error else "up")
         )
         return {
+            "pid": os.getpid(),
             "status": status,
             "group": self._group,
             "handled": self._handled,

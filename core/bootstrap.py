@@ -43,8 +43,11 @@ def _env_vars() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
 
 
-def _detached(cls: Any, name: str, *args: Any) -> Any:
-    return cls.options(name=name, lifetime="detached", get_if_exists=True).remote(*args)
+def _detached(cls: Any, name: str, namespace: str, *args: Any) -> Any:
+    # The namespace is explicit: a Serve replica runs in Ray's "serve" namespace.
+    return cls.options(
+        name=name, namespace=namespace, lifetime="detached", get_if_exists=True
+    ).remote(*args)
 
 
 def actor_names(settings: Settings) -> list[str]:
@@ -73,10 +76,8 @@ def stop_actors(settings: Settings) -> int:
     return stopped
 
 
-def start_actors(settings: Settings) -> dict[str, Any]:
-    """Create (or find) every named actor and wait until each answers `health()`."""
-    import ray
-
+def create_actors(settings: Settings) -> dict[str, Any]:
+    """Create (or find) every named actor; returns their handles without waiting."""
     from actors.inventory import InventoryShard
     from actors.notification import NotificationActor
     from actors.outbox_relay import OutboxRelay
@@ -84,20 +85,40 @@ def start_actors(settings: Settings) -> dict[str, Any]:
     from actors.shipping import ShippingActor
     from consumers.bridge import KafkaBridge
 
-    handles: dict[str, Any] = {registry.RELAY: _detached(OutboxRelay, registry.RELAY)}
+    ns = settings.ray_namespace
+    handles: dict[str, Any] = {registry.RELAY: _detached(OutboxRelay, registry.RELAY, ns)}
     for i in range(settings.inventory_shards):
         name = registry.inventory_shard(i)
-        handles[name] = _detached(InventoryShard, name, i)
+        handles[name] = _detached(InventoryShard, name, ns, i)
     for i in range(settings.payment_shards):
         name = registry.payment_shard(i)
-        handles[name] = _detached(PaymentShard, name, i)
-    handles[registry.SHIPPING] = _detached(ShippingActor, registry.SHIPPING)
-    handles[registry.NOTIFICATION] = _detached(NotificationActor, registry.NOTIFICATION)
+        handles[name] = _detached(PaymentShard, name, ns, i)
+    handles[registry.SHIPPING] = _detached(ShippingActor, registry.SHIPPING, ns)
+    handles[registry.NOTIFICATION] = _detached(NotificationActor, registry.NOTIFICATION, ns)
     for group in registry.CONSUMERS:
         name = registry.consumer(group)
-        handles[name] = _detached(KafkaBridge, name, group)
+        handles[name] = _detached(KafkaBridge, name, ns, group)
+    return handles
+
+
+def start_actors(settings: Settings) -> dict[str, Any]:
+    """Create (or find) every named actor and wait until each answers `health()`."""
+    import ray
+
+    handles = create_actors(settings)
     ray.get([h.health.remote() for h in handles.values()], timeout=120)
     return handles
+
+
+async def ensure_actors(settings: Settings, timeout_s: float = 120.0) -> None:
+    """The async form, for a gateway replica's start (e.g. under a KubeRay RayService, where
+    serveConfigV2 deploys only the Serve app and the gateway brings up the rest)."""
+    import asyncio
+
+    handles = create_actors(settings)
+    await asyncio.wait_for(
+        asyncio.gather(*(h.health.remote() for h in handles.values())), timeout_s
+    )
 
 
 def deploy(settings: Settings, *, restart: bool = False) -> None:

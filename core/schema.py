@@ -40,7 +40,16 @@ orders = sa.Table(
     sa.Column("payment_method", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("request_hash", sa.Text),
     sa.Index("orders_principal_created", "principal", "created_at"),
+    sa.Index(
+        "orders_principal_idempotency_key",
+        "principal",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
     sa.Index("orders_customer_created", "customer_id", "created_at"),
     sa.Index("orders_status_created", "status", "created_at"),
 )

@@ -4,6 +4,7 @@ with Stripe's semantics, scoped per principal."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -17,6 +18,9 @@ from core.provider import OPENED_AT_KEY, STATE_KEY, open_for
 from domain.errors import Conflict, InvalidInput, OrderError, Unavailable
 
 log = logging.getLogger(__name__)
+# An in-flight claim outlives any request (client timeouts are seconds), yet frees itself if the
+# gateway died mid-request; the durable guarantee is the unique key in Postgres.
+_INFLIGHT_TTL_S = 60
 
 
 class RateLimited(OrderError):
@@ -64,7 +68,12 @@ class Admission:
 
 
 class Idempotency:
-    """Same key + same body → the first response; different body → 422; in flight → 409."""
+    """The fast layer of Idempotency-Key (Stripe semantics), in Redis: same key + same body
+    replays the first response; different body → 422; first request still running → 409.
+
+    Postgres holds the durable layer (one order per principal and key, in the order's own
+    transaction), so a Redis outage or restart degrades this to "no 409", never to duplicates.
+    """
 
     def __init__(self, redis: aioredis.Redis, ttl_s: int) -> None:
         self._redis = redis
@@ -81,9 +90,13 @@ class Idempotency:
         """Claim the key. Returns a stored response to replay, or None to go ahead."""
         rkey = self._key(principal, key)
         claim = orjson.dumps({"state": "inflight", "hash": fingerprint})
-        if await self._redis.set(rkey, claim, nx=True, ex=self._ttl):
+        try:
+            if await self._redis.set(rkey, claim, nx=True, ex=_INFLIGHT_TTL_S):
+                return None
+            raw = await self._redis.get(rkey)
+        except RedisError as exc:
+            log.warning("idempotency fast path skipped, Redis unavailable: %s", exc)
             return None
-        raw = await self._redis.get(rkey)
         if raw is None:  # expired between the two calls: claim again
             return await self.begin(principal, key, fingerprint)
         stored = orjson.loads(raw)
@@ -101,8 +114,10 @@ class Idempotency:
         self, principal: str, key: str, fingerprint: str, response: dict[str, Any]
     ) -> None:
         value = orjson.dumps({"state": "done", "hash": fingerprint, "response": response})
-        await self._redis.set(self._key(principal, key), value, ex=self._ttl)
+        with contextlib.suppress(RedisError):
+            await self._redis.set(self._key(principal, key), value, ex=self._ttl)
 
     async def abandon(self, principal: str, key: str) -> None:
-        """The first attempt failed before anything was stored: free the key for a retry."""
-        await self._redis.delete(self._key(principal, key))
+        """The first attempt failed: free the key for a retry (it expires anyway)."""
+        with contextlib.suppress(RedisError):
+            await self._redis.delete(self._key(principal, key))

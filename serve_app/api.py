@@ -98,20 +98,21 @@ def _routes(app: FastAPI) -> None:
         """
         await st.guard_accept(who)
         if idempotency_key is None:
-            body = await st.orders.place(who, cmd)
+            body, replayed = await st.orders.place(who, cmd)
         else:
             fp = st.idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
-            replay = await st.idempotency.begin(who.sub, idempotency_key, fp)
-            if replay is not None:
-                response.headers["Idempotent-Replayed"] = "true"
-                body = replay
+            stored = await st.idempotency.begin(who.sub, idempotency_key, fp)
+            if stored is not None:
+                body, replayed = stored, True
             else:
                 try:
-                    body = await st.orders.place(who, cmd)
+                    body, replayed = await st.orders.place(who, cmd, (idempotency_key, fp))
                 except BaseException:
                     await st.idempotency.abandon(who.sub, idempotency_key)
                     raise
                 await st.idempotency.finish(who.sub, idempotency_key, fp, body)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
         response.headers["Location"] = body["links"]["self"]
         return body
 

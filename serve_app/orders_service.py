@@ -38,6 +38,19 @@ class _NewOrder:
     payment_method: str
     created_at: datetime
     event: Envelope
+    idempotency_key: str | None
+    request_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the batch insert found for one request: its own new order, or the order that an
+    earlier request with the same (principal, Idempotency-Key) created."""
+
+    order_id: uuid.UUID
+    total: Decimal
+    request_hash: str | None
+    created: bool
 
 
 class OrderService:
@@ -46,7 +59,7 @@ class OrderService:
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Row]], prices: dict[str, Decimal]):
         self._pool = pool
         self._prices = prices
-        self._commit: GroupCommit[_NewOrder] = GroupCommit(self._insert_batch)
+        self._commit: GroupCommit[_NewOrder, _Stored] = GroupCommit(self._insert_batch)
 
     @staticmethod
     async def load_prices(pool: AsyncConnectionPool[AsyncConnection[Row]]) -> dict[str, Decimal]:
@@ -58,8 +71,16 @@ class OrderService:
     async def close(self) -> None:
         await self._commit.close()
 
-    async def place(self, principal: Principal, cmd: PlaceOrder) -> dict[str, Any]:
-        """Validate against the catalog, store the order and its `OrderCreated` event durably."""
+    async def place(
+        self, principal: Principal, cmd: PlaceOrder, idempotency: tuple[str, str] | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Validate against the catalog, store the order and its `OrderCreated` event durably.
+
+        With `idempotency=(key, request_hash)`, Postgres keeps one order per (principal, key) in
+        the same transaction: a repeated key returns the first order (or 422 if the body differs).
+        Returns the 202 body and whether it replays an earlier request.
+        Returns the 202 body and whether it is a replay of an earlier request.
+        """
         merged = merge_lines(list(cmd.items))
         unknown = sorted(sku for sku in merged if sku not in self._prices)
         if unknown:
@@ -73,7 +94,6 @@ class OrderService:
         ]
         total = order_total([(qty, self._prices[sku]) for sku, qty in merged.items()])
         order_id = uuid.uuid4()
-        created = now()
         event = new_event(
             "OrderCreated",
             order_id,
@@ -84,7 +104,8 @@ class OrderService:
             currency=CURRENCY,
             paymentMethod=cmd.payment_method,
         )
-        await self._commit.submit(
+        key, request_hash = idempotency or (None, None)
+        stored = await self._commit.submit(
             _NewOrder(
                 order_id,
                 principal.sub,
@@ -92,49 +113,68 @@ class OrderService:
                 items,
                 total,
                 cmd.payment_method,
-                created,
+                now(),
                 event,
+                key,
+                request_hash,
             )
         )
-        return {
-            "orderId": str(order_id),
-            "status": OrderStatus.PENDING.value,
-            "total": float(total),
-            "currency": CURRENCY,
-            "links": {
-                "self": f"/api/orders/{order_id}",
-                "events": f"/api/orders/{order_id}/events",
-                "cancel": f"/api/orders/{order_id}/cancel",
-            },
-        }
-
-    async def _insert_batch(self, batch: list[_NewOrder]) -> None:
-        async with self._pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
-                "payment_method, created_at, updated_at) "
-                "VALUES (%s, %s, %s, 'PENDING', %s::jsonb, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        o.order_id,
-                        o.principal,
-                        o.customer_id,
-                        json.dumps(o.items),
-                        o.total,
-                        CURRENCY,
-                        o.payment_method,
-                        o.created_at,
-                        o.created_at,
-                    )
-                    for o in batch
-                ],
+        if not stored.created and stored.request_hash != request_hash:
+            raise InvalidInput(
+                "Idempotency-Key was already used with a different body; use a new key"
             )
+        return accepted_view(stored.order_id, stored.total), not stored.created
+
+    async def _insert_batch(self, batch: list[_NewOrder]) -> list[_Stored]:
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(
+                "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
+                "payment_method, created_at, updated_at, idempotency_key, request_hash) "
+                "SELECT i, p, c, 'PENDING', it::jsonb, t, %s, pm, ca, ca, k, h FROM unnest("
+                "%s::uuid[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::text[], "
+                "%s::timestamptz[], %s::text[], %s::text[]) AS x(i, p, c, it, t, pm, ca, k, h) "
+                "ON CONFLICT (principal, idempotency_key) WHERE idempotency_key IS NOT NULL "
+                "DO NOTHING RETURNING id",
+                (
+                    CURRENCY,
+                    [o.order_id for o in batch],
+                    [o.principal for o in batch],
+                    [o.customer_id for o in batch],
+                    [json.dumps(o.items) for o in batch],
+                    [o.total for o in batch],
+                    [o.payment_method for o in batch],
+                    [o.created_at for o in batch],
+                    [o.idempotency_key for o in batch],
+                    [o.request_hash for o in batch],
+                ),
+            )
+            inserted = {r["id"] for r in await cur.fetchall()}
+            fresh = [o for o in batch if o.order_id in inserted]
             await cur.executemany(
                 "INSERT INTO order_events (order_id, status, event, at) "
                 "VALUES (%s, 'PENDING', 'OrderCreated', %s)",
-                [(o.order_id, o.created_at) for o in batch],
+                [(o.order_id, o.created_at) for o in fresh],
             )
-            await insert_outbox(conn, [o.event for o in batch])
+            await insert_outbox(conn, [o.event for o in fresh])
+            earlier: dict[tuple[str, str], _Stored] = {}
+            repeats = [o for o in batch if o.order_id not in inserted]
+            if repeats:
+                await cur.execute(
+                    "SELECT id, principal, idempotency_key, total, request_hash FROM orders "
+                    "WHERE (principal, idempotency_key) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    ([o.principal for o in repeats], [o.idempotency_key for o in repeats]),
+                )
+                for r in await cur.fetchall():
+                    earlier[(r["principal"], r["idempotency_key"])] = _Stored(
+                        r["id"], r["total"], r["request_hash"], created=False
+                    )
+        return [
+            _Stored(o.order_id, o.total, o.request_hash, created=True)
+            if o.order_id in inserted
+            else earlier[(o.principal, str(o.idempotency_key))]
+            for o in batch
+        ]
 
     async def get(self, principal: Principal, order_id: uuid.UUID) -> dict[str, Any]:
         """One order with its timeline; another customer's order is reported as not found."""
@@ -227,6 +267,21 @@ class OrderService:
             )
             await insert_outbox(conn, [event])
         return {"orderId": str(order_id), "status": OrderStatus.CANCELLED.value}
+
+
+def accepted_view(order_id: uuid.UUID, total: Decimal) -> dict[str, Any]:
+    """The 202 body of an accepted order (also what a replayed Idempotency-Key returns)."""
+    return {
+        "orderId": str(order_id),
+        "status": OrderStatus.PENDING.value,
+        "total": float(total),
+        "currency": CURRENCY,
+        "links": {
+            "self": f"/api/orders/{order_id}",
+            "events": f"/api/orders/{order_id}/events",
+            "cancel": f"/api/orders/{order_id}/cancel",
+        },
+    }
 
 
 def _encode_cursor(row: Row) -> str:

@@ -16,6 +16,7 @@ from ray.exceptions import RayTaskError
 
 from core import registry
 from core.auth import Principal
+from core.bootstrap import ensure_actors
 from core.db import Row, open_pool
 from core.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core.settings import Settings
@@ -56,6 +57,8 @@ class AppState:
     async def start(cls, settings: Settings, *, with_ray: bool) -> AppState:
         pool = await open_pool(settings.database_url, settings.db_pool_size, "gateway")
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+        if with_ray:
+            await ensure_actors(settings)
         prices = await OrderService.load_prices(pool)
         if not prices:
             raise RuntimeError("the catalog is empty: run `make up` (it seeds SKU-1…SKU-100)")

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import types
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,20 @@ def manifest_files() -> list[Path]:
     return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
 
 
-def resources() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(`file:kind/name` id, document) for every Kubernetes object under k8s/."""
+@functools.cache
+def resources() -> dict[str, dict[str, Any]]:
+    """Every Kubernetes object under k8s/ by `file:kind/name` (shared: copy before changing)."""
+    found = {}
     for path in manifest_files():
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
-                rel = path.relative_to(K8S)
-                yield f"{rel}:{doc['kind']}/{doc['metadata']['name']}", doc
+                found[f"{path.relative_to(K8S)}:{doc['kind']}/{doc['metadata']['name']}"] = doc
+    return found
 
 
 def resource(kind: str, name: str) -> dict[str, Any]:
     """The one object of `kind` named `name`."""
-    found = [d for _, d in resources() if d["kind"] == kind and d["metadata"]["name"] == name]
+    found = [d for d in resources().values() if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {kind}/{name} in k8s/, found {len(found)}"
     return found[0]
 
@@ -70,15 +71,14 @@ def _strict(schema: Any) -> Any:
 def crd_validator(kind: str, api_version: str) -> jsonschema.protocols.Validator:
     """A strict validator for a KubeRay kind, from its CRD's openAPIV3Schema."""
     group, version = api_version.split("/")
-    for path in sorted(CRD_DIR.glob(f"{group}_*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        if crd["spec"]["names"]["kind"] != kind:
-            continue
-        for v in crd["spec"]["versions"]:
-            if v["name"] == version:
-                schema = _strict(v["schema"]["openAPIV3Schema"])
-                return jsonschema.Draft7Validator(schema)
-    raise LookupError(f"no CRD schema for {api_version} {kind} in {CRD_DIR}")
+    path = CRD_DIR / f"{group}_{kind.lower()}s.yaml"  # the CRD files are named group_plural
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are ~1 MB each
+    crd = yaml.load(path.read_text(), Loader=loader)
+    assert crd["spec"]["names"]["kind"] == kind, f"{path} is not the CRD of {kind}"
+    for v in crd["spec"]["versions"]:
+        if v["name"] == version:
+            return jsonschema.Draft7Validator(_strict(v["schema"]["openAPIV3Schema"]))
+    raise LookupError(f"{path} has no version {version} of {kind}")
 
 
 def unknown_keys(model: type[BaseModel], data: Any, path: str = "") -> list[str]:

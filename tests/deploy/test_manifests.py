@@ -19,7 +19,7 @@ from ray.serve.schema import ServeDeploySchema
 from core.settings import Settings
 from tests.deploy import manifests as m
 
-RESOURCES = dict(m.resources())
+RESOURCES = m.resources()
 BUILTIN = {k: v for k, v in RESOURCES.items() if not m.is_kuberay(v)}
 KUBERAY = {k: v for k, v in RESOURCES.items() if m.is_kuberay(v)}
 APP_IMAGE = "ray-orders:0.1.0"
@@ -166,14 +166,15 @@ def test_api_gateway_service_reaches_the_serve_proxies_on_port_80() -> None:
         assert service["spec"]["selector"].items() <= labels.items()
 
 
-def test_ray_metrics_port_is_not_the_serve_port() -> None:
+def test_ray_metrics_port_is_the_apps_and_not_the_serve_port() -> None:
     serve_port = _serve_config()["http_options"]["port"]
-    groups = [_cluster()["headGroupSpec"], *_cluster()["workerGroupSpecs"]]
-    for group in groups:
+    default = Settings.model_fields["metrics_export_port"].default
+    app_port = int(_env(_app_containers()["head"]).get("METRICS_EXPORT_PORT", default))
+    for group in [_cluster()["headGroupSpec"], *_cluster()["workerGroupSpecs"]]:
         container = group["template"]["spec"]["containers"][0]
         # KubeRay defaults metrics-export-port to 8080 when it is not set.
         metrics = int(group["rayStartParams"].get("metrics-export-port", 8080))
-        assert metrics != serve_port
+        assert metrics == app_port != serve_port
         assert _port(container, "metrics") == metrics
 
 

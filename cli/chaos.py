@@ -1,0 +1,188 @@
+"""`make chaos`: steady load while processes die, then every invariant is checked.
+
+One fault at a time: SIGKILL an inventory shard, a payment shard, a consumer actor and the
+outbox relay; SIGKILL and restart the Kafka broker; restart Postgres; restart Redis. Between
+faults the stack must become ready again. Afterwards every accepted order must reach a terminal
+status, and the invariants of ARCHITECTURE §6 must hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+
+from cli.invariants import Verdict, check, end_offsets, terminal_count
+from cli.load import SteadyLoad
+from core import registry
+from core.settings import Settings, get_settings
+from domain.events import Topic
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console()
+CHAOS_SKUS = ["SKU-71", "SKU-72", "SKU-73", "SKU-74"]
+
+
+def _say(msg: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
+
+
+def _wait(what: str, probe: Callable[[], bool], timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if probe():
+                return time.monotonic() - start
+        except Exception:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} not back after {timeout:.0f}s")
+
+
+class Chaos:
+    def __init__(self, settings: Settings) -> None:
+        import ray
+
+        self.s = settings
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=5)
+        ray.init(
+            address="auto",
+            namespace=settings.ray_namespace,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+        )
+        self.ray: Any = ray
+
+    def ready(self) -> bool:
+        return bool(self.http.get("/ready").json()["status"] == "up")
+
+    def actor_pid(self, name: str) -> int:
+        handle = self.ray.get_actor(name)
+        health: dict[str, object] = self.ray.get(handle.health.remote(), timeout=30)
+        return int(str(health["pid"]))
+
+    def sigkill_actor(self, name: str) -> str:
+        pid = self.actor_pid(name)
+        os.kill(pid, signal.SIGKILL)
+        _wait(f"{name} restart", lambda: self.actor_pid(name) != pid, 60)
+        return f"SIGKILL {name} (pid {pid}) → restarted as pid {self.actor_pid(name)}"
+
+    def service(self, action: str, name: str) -> None:
+        subprocess.run(
+            [str(ROOT / "cluster" / "services.sh"), action, name],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+
+    def kill_kafka(self) -> str:
+        pid = int((ROOT / ".run" / "pids" / "kafka.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        _wait("kafka exit", lambda: not _alive(pid), 30)
+        self.service("start", "kafka")
+        return f"SIGKILL kafka broker (pid {pid}) → restarted"
+
+    def restart(self, name: str) -> str:
+        self.service("stop", name)
+        self.service("start", name)
+        return f"restarted {name}"
+
+    def faults(self, customer_shard: int) -> list[tuple[str, Callable[[], str]]]:
+        inv = registry.inventory_shard(registry.shard_of(CHAOS_SKUS[0], self.s.inventory_shards))
+        pay = registry.payment_shard(customer_shard)
+        return [
+            ("inventory shard", lambda: self.sigkill_actor(inv)),
+            ("payment shard", lambda: self.sigkill_actor(pay)),
+            ("consumer actor", lambda: self.sigkill_actor(registry.consumer("inventory"))),
+            ("outbox relay", lambda: self.sigkill_actor(registry.RELAY)),
+            ("kafka broker", self.kill_kafka),
+            ("postgres", lambda: self.restart("pg")),
+            ("redis", lambda: self.restart("redis")),
+        ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _set_stock(chaos: Chaos, stock: int) -> dict[str, int]:
+    from core.auth import make_token
+
+    s = chaos.s
+    admin = make_token(
+        "chaos-admin", ["admin"], secret=s.jwt_secret, audience=s.jwt_audience, issuer=s.jwt_issuer
+    )
+    h = {"Authorization": f"Bearer {admin}"}
+    start: dict[str, int] = {}
+    for sku in CHAOS_SKUS:
+        cur = chaos.http.get(f"/api/inventory/{sku}", headers=h).json()
+        resp = chaos.http.put(
+            f"/api/inventory/{sku}", headers=h, json={"onHand": cur["reserved"] + stock}
+        )
+        resp.raise_for_status()
+        start[sku] = stock
+    return start
+
+
+def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
+    """The whole chaos run; returns the verdict (also printed)."""
+    s = get_settings()
+    chaos = Chaos(s)
+    _wait("stack", chaos.ready, 120)
+    start_stock = _set_stock(chaos, stock)
+    kafka_from = asyncio.run(end_offsets(s.kafka_bootstrap, Topic.PAYMENT_AUTHORIZED))
+    load = SteadyLoad(s, rate, CHAOS_SKUS)
+    t0 = time.monotonic()
+    load.start()
+    _say(f"load: {rate:.0f} orders/s on {', '.join(CHAOS_SKUS)} (stock {stock} each)")
+    time.sleep(settle_s)
+    for name, fault in chaos.faults(registry.shard_of("chaos-0", s.payment_shards)):
+        _say(f"[bold red]fault[/]: {name}: {fault()}")
+        took = _wait("stack ready", chaos.ready, 180)
+        _say(f"  ready again after {took:.1f}s; accepted so far {len(load.accepted)}")
+        time.sleep(settle_s)  # load runs on a healthy stack before the next fault
+    load.stop()
+    _say(
+        f"load stopped: accepted={len(load.accepted)} gave_up={load.gave_up} "
+        f"codes={dict(load.codes)}"
+    )
+    ids = list(load.accepted)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        done = terminal_count(s.database_url, ids)
+        _say(f"waiting for terminal statuses: {done}/{len(ids)}")
+        if done == len(ids):
+            break
+        time.sleep(2)
+    verdict = check(s.database_url, ids, start_stock, kafka_from, s.kafka_bootstrap)
+    verdict.lost += load.gave_up
+    for line in verdict.details:
+        _say(f"[yellow]{line}[/]")
+    _say(f"total {time.monotonic() - t0:.0f}s")
+    console.print(verdict.line())
+    return verdict
+
+
+def main(
+    rate: Annotated[float, typer.Option(help="orders per second during the run")] = 25.0,
+    settle: Annotated[float, typer.Option(help="seconds of load between faults")] = 8.0,
+    stock: Annotated[int, typer.Option(help="units per chaos SKU (some orders sell out)")] = 400,
+    grace: Annotated[float, typer.Option(help="seconds for orders to finish after")] = 120.0,
+) -> None:
+    """Run the chaos scenario and exit non-zero when an invariant is broken."""
+    verdict = run(rate, settle, stock, grace)
+    raise typer.Exit(0 if verdict.clean else 1)

@@ -1,0 +1,160 @@
+"""The platform's invariants (ARCHITECTURE §6), checked against Postgres and Kafka after a run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg.rows import dict_row
+
+from core.kafka import partitions_of
+from domain.events import Envelope, Topic
+from domain.model import TERMINAL
+
+CHARGED = ("AUTHORIZED", "CAPTURED")
+PAID_STATUSES = ("PAID", "SHIPPED", "DELIVERED")
+
+
+@dataclass
+class Verdict:
+    accepted: int = 0
+    terminal: int = 0
+    lost: int = 0
+    oversold: int = 0
+    double_charged: int = 0
+    duplicates_effects: int = 0
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.lost or self.oversold or self.double_charged or self.duplicates_effects)
+
+    def line(self) -> str:
+        return (
+            f"chaos: accepted={self.accepted} terminal={self.terminal} lost={self.lost} "
+            f"oversold={self.oversold} double_charged={self.double_charged} "
+            f"duplicates_effects={self.duplicates_effects}"
+        )
+
+
+def terminal_count(dsn: str, ids: list[str]) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM orders WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)",
+            (ids, [s.value for s in TERMINAL]),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def check(
+    dsn: str,
+    ids: list[str],
+    start_stock: dict[str, int],
+    kafka_from: dict[TopicPartition, int],
+    bootstrap: str,
+) -> Verdict:
+    """Every invariant for the orders `ids` accepted during the run."""
+    v = Verdict(accepted=len(ids))
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        statuses = {
+            str(r["id"]): r["status"]
+            for r in conn.execute(
+                "SELECT id, status FROM orders WHERE id = ANY(%s::uuid[])", (ids,)
+            )
+        }
+        v.terminal = sum(1 for s in statuses.values() if s in {t.value for t in TERMINAL})
+        v.lost = len(ids) - v.terminal
+        if v.lost:
+            v.details.append(f"not terminal: {Counter(statuses.get(i, 'MISSING') for i in ids)}")
+        # 1. stock: never negative, reserved == open holds, sold ≤ what was there
+        for r in conn.execute(
+            "SELECT i.sku, i.on_hand, i.reserved, coalesce(h.q, 0) AS held FROM inventory i "
+            "LEFT JOIN (SELECT sku, sum(qty) AS q FROM reservations WHERE state = 'HELD' "
+            "GROUP BY sku) h ON h.sku = i.sku "
+            "WHERE i.on_hand < 0 OR i.reserved > i.on_hand OR i.reserved <> coalesce(h.q, 0)"
+        ):
+            v.oversold += 1
+            v.details.append(f"stock bookkeeping broken: {r}")
+        for r in conn.execute(
+            "SELECT sku, sum(qty) AS sold FROM reservations WHERE order_id = ANY(%s::uuid[]) "
+            "AND state = 'COMMITTED' GROUP BY sku",
+            (ids,),
+        ):
+            if r["sku"] in start_stock and r["sold"] > start_stock[r["sku"]]:
+                v.oversold += int(r["sold"]) - start_stock[r["sku"]]
+                v.details.append(f"oversold {r['sku']}: {r['sold']} > {start_stock[r['sku']]}")
+        # 2. charges: only orders that are paid keep a charge; money matches
+        bad = conn.execute(
+            "SELECT p.order_id, p.status, o.status AS order_status FROM payments p "
+            "JOIN orders o ON o.id = p.order_id WHERE p.order_id = ANY(%s::uuid[]) AND "
+            "((p.status = ANY(%s) AND o.status <> ALL(%s)) OR "
+            "(o.status = ANY(%s) AND p.status <> ALL(%s)))",
+            (ids, list(CHARGED), list(PAID_STATUSES), list(PAID_STATUSES), list(CHARGED)),
+        ).fetchall()
+        v.double_charged += len(bad)
+        v.details += [f"charge/status mismatch: {b}" for b in bad[:5]]
+        # 4. effects once: one timeline entry per (status, event), held stock released once
+        dup = conn.execute(
+            "SELECT order_id, status, event, count(*) AS n FROM order_events "
+            "WHERE order_id = ANY(%s::uuid[]) GROUP BY 1, 2, 3 HAVING count(*) > 1",
+            (ids,),
+        ).fetchall()
+        v.duplicates_effects += len(dup)
+        v.details += [f"duplicate timeline entry: {d}" for d in dup[:5]]
+        backlog = conn.execute("SELECT count(*) AS n FROM outbox").fetchone()
+        if backlog and backlog["n"]:
+            v.details.append(f"outbox still holds {backlog['n']} row(s)")
+    charges = asyncio.run(_charges_on_kafka(bootstrap, kafka_from, set(ids)))
+    doubled = [oid for oid, n in charges.items() if n > 1]
+    v.double_charged += len(doubled)
+    v.details += [f"order {oid} authorized by {charges[oid]} distinct events" for oid in doubled]
+    return v
+
+
+async def _charges_on_kafka(
+    bootstrap: str, start: dict[TopicPartition, int], ids: set[str]
+) -> Counter[str]:
+    """Distinct `payment.authorized` event ids per order since the run started."""
+    parts = [
+        TopicPartition(Topic.PAYMENT_AUTHORIZED, p)
+        for p in await partitions_of(bootstrap, Topic.PAYMENT_AUTHORIZED)
+    ]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    seen: dict[str, set[str]] = {}
+    try:
+        consumer.assign(parts)
+        for tp in parts:
+            consumer.seek(tp, start.get(tp, 0))
+        ends = await consumer.end_offsets(parts)
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    e = _parse(r.value)
+                    if e is not None and str(e.order_id) in ids:
+                        seen.setdefault(str(e.order_id), set()).add(str(e.event_id))
+    finally:
+        await consumer.stop()
+    return Counter({oid: len(evs) for oid, evs in seen.items()})
+
+
+def _parse(raw: Any) -> Envelope | None:
+    try:
+        return Envelope.from_json(raw)
+    except ValueError:
+        return None
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    """Current end offsets of `topic` (where a run starts reading)."""
+    parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(parts))
+    finally:
+        await consumer.stop()

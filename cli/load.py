@@ -1,0 +1,100 @@
+"""A steady order load that never gives up on an order: every logical order carries its own
+Idempotency-Key and is retried (same key) through 5xx, 503, 429 and connection errors, so a
+fault can delay an order but never turn it into a lost or duplicated one."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from core.auth import make_token
+from core.settings import Settings
+
+_RETRY_FOR_S = 120.0
+
+
+class SteadyLoad:
+    def __init__(
+        self,
+        settings: Settings,
+        rate: float,
+        skus: list[str],
+        customers: int = 40,
+        decline_share: float = 0.1,
+    ) -> None:
+        self._settings = settings
+        self._rate = rate
+        self._skus = skus
+        self._decline = decline_share
+        self._tokens = [
+            (
+                f"chaos-{i}",
+                make_token(
+                    f"chaos-{i}",
+                    ["customer"],
+                    secret=settings.jwt_secret,
+                    audience=settings.jwt_audience,
+                    issuer=settings.jwt_issuer,
+                ),
+            )
+            for i in range(customers)
+        ]
+        self.accepted: list[str] = []
+        self.codes: Counter[int] = Counter()
+        self.gave_up = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sending new orders and wait until every started one is accepted or given up."""
+        self._stop.set()
+        self._thread.join()
+
+    async def _run(self) -> None:
+        url = f"http://127.0.0.1:{self._settings.http_port}"
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            pending: set[asyncio.Task[None]] = set()
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                task = asyncio.create_task(self._one(client))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                next_at += 1.0 / self._rate
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            if pending:
+                await asyncio.gather(*pending)
+
+    async def _one(self, client: httpx.AsyncClient) -> None:
+        who, token = random.choice(self._tokens)
+        body: dict[str, Any] = {
+            "customerId": who,
+            "items": [{"sku": random.choice(self._skus), "qty": random.randint(1, 3)}],
+        }
+        if random.random() < self._decline:
+            body["paymentMethod"] = "pm_card_chargeDeclined"
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
+        deadline, delay = time.monotonic() + _RETRY_FOR_S, 0.2
+        while time.monotonic() < deadline:
+            try:
+                resp = await client.post("/api/orders", json=body, headers=headers)
+                self.codes[resp.status_code] += 1
+                if resp.status_code == 202:
+                    self.accepted.append(resp.json()["orderId"])
+                    return
+                if resp.status_code < 500 and resp.status_code not in (409, 429):
+                    return  # a real client error: nothing was stored, nothing to track
+            except httpx.HTTPError:
+                self.codes[0] += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+        self.gave_up += 1

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Entry point of the compose `ray-head` container: the Ray head node, then the same steps as
+# `make up` (migrate, seed, topics, deploy) against the compose services. Ray stays in the
+# foreground (--block), so the container lives exactly as long as the head node.
+set -euo pipefail
+
+GCS_PORT="${RAY_GCS_PORT:-6390}"
+ray start --head --block --port="$GCS_PORT" --num-cpus="${RAY_NUM_CPUS:-2}" \
+  --dashboard-host=0.0.0.0 --dashboard-port="${DASHBOARD_PORT:-8265}" \
+  --metrics-export-port="${METRICS_EXPORT_PORT:-8090}" --disable-usage-stats &
+ray_pid=$!
+
+until ray status --address="127.0.0.1:$GCS_PORT" >/dev/null 2>&1; do
+  kill -0 "$ray_pid" 2>/dev/null || { echo "ray start exited" >&2; exit 1; }
+  sleep 1
+done
+
+python -m cli.main migrate
+python -m cli.main seed
+python -m cli.main topics
+RAY_ADDRESS="127.0.0.1:$GCS_PORT" python -m cli.main deploy
+echo "ray-head: API on :${HTTP_PORT:-8080}, dashboard on :${DASHBOARD_PORT:-8265}"
+wait "$ray_pid"
