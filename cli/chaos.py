@@ -55,12 +55,13 @@ class Chaos:
 
         self.s = settings
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=5)
-        ray.init(
-            address="auto",
-            namespace=settings.ray_namespace,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
+        if not ray.is_initialized():
+            ray.init(
+                address="auto",
+                namespace=settings.ray_namespace,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+            )
         self.ray: Any = ray
 
     def ready(self) -> bool:
