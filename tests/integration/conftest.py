@@ -247,12 +247,13 @@ def ray_cluster(settings: Settings) -> Iterator[Any]:
     """A driver connected to the running cluster (to kill actors and inspect their state)."""
     import ray
 
-    ray.init(
-        address="auto",
-        namespace=settings.ray_namespace,
-        logging_level="WARNING",
-        log_to_driver=False,
-    )
+    if not ray.is_initialized():  # the chaos run may have connected already
+        ray.init(
+            address="auto",
+            namespace=settings.ray_namespace,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
     yield ray
     ray.shutdown()
 

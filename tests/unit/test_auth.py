@@ -8,7 +8,6 @@ import pytest
 from core.auth import AuthError, make_token, verify_token
 
 SECRET = "devsecret"
-NOW = time.time()
 
 
 def _verify(token: str, max_age_s: int = 86_400) -> object:
@@ -18,7 +17,7 @@ def _verify(token: str, max_age_s: int = 86_400) -> object:
         audience="orders-api",
         issuer="orders-demo",
         max_age_s=max_age_s,
-        now=NOW,
+        now=time.time(),
     )
 
 
@@ -28,7 +27,7 @@ def _claims(**overrides: object) -> dict[str, object]:
         "roles": ["customer"],
         "aud": "orders-api",
         "iss": "orders-demo",
-        "iat": int(NOW),
+        "iat": int(time.time()),
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
@@ -57,9 +56,9 @@ def test_make_token_mints_the_seed_shape() -> None:
         (_sign(_claims(), key="wrong-secret"), 401),
         (_sign(_claims(aud="other-api")), 401),
         (_sign(_claims(iss="someone-else")), 401),
-        (_sign(_claims(exp=int(NOW) - 3600)), 401),
-        (_sign(_claims(iat=int(NOW) - 90_000)), 401),  # no exp, stale iat
-        (_sign(_claims(iat=int(NOW) + 3600)), 401),  # issued in the future
+        (_sign(_claims(exp=int(time.time()) - 3600)), 401),
+        (_sign(_claims(iat=int(time.time()) - 90_000)), 401),  # no exp, stale iat
+        (_sign(_claims(iat=int(time.time()) + 3600)), 401),  # issued in the future
         (_sign(_claims(sub=None)), 401),
         (_sign(_claims(roles=None)), 401),
         (_sign(_claims(roles="admin")), 401),
@@ -83,5 +82,5 @@ def test_alg_none_is_refused() -> None:
 
 
 def test_exp_when_present_is_enforced_even_with_old_iat() -> None:
-    token = _sign(_claims(iat=int(NOW) - 200_000, exp=int(NOW) + 60))
+    token = _sign(_claims(iat=int(time.time()) - 200_000, exp=int(time.time()) + 60))
     assert getattr(_verify(token), "sub") == "customer1"  # noqa: B009
