@@ -37,7 +37,9 @@ def _say(msg: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {msg}")
 
 
-def _wait(what: str, probe: Callable[[], bool], timeout: float) -> float:
+def _wait(
+    what: str, probe: Callable[[], bool], timeout: float, explain: Callable[[], str] | None = None
+) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
@@ -46,7 +48,13 @@ def _wait(what: str, probe: Callable[[], bool], timeout: float) -> float:
         except Exception:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"{what} not back after {timeout:.0f}s")
+    why = ""
+    if explain is not None:
+        try:
+            why = f": {explain()}"
+        except Exception as exc:
+            why = f": {type(exc).__name__}: {exc}"
+    raise RuntimeError(f"{what} not back after {timeout:.0f}s{why}")
 
 
 class Chaos:
@@ -66,6 +74,11 @@ class Chaos:
 
     def ready(self) -> bool:
         return bool(self.http.get("/ready").json()["status"] == "up")
+
+    def not_ready(self) -> str:
+        """What /ready says is not up (for error messages)."""
+        checks = self.http.get("/ready").json()["checks"]
+        return ", ".join(f"{k}={v}" for k, v in checks.items() if v.get("status") != "up")
 
     def actor_pid(self, name: str) -> int:
         handle = self.ray.get_actor(name)
@@ -143,7 +156,7 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
     """The whole chaos run; returns the verdict (also printed)."""
     s = get_settings()
     chaos = Chaos(s)
-    _wait("stack", chaos.ready, 120)
+    _wait("stack", chaos.ready, 120, chaos.not_ready)
     start_stock = _set_stock(chaos, stock)
     kafka_from = asyncio.run(end_offsets(s.kafka_bootstrap, Topic.PAYMENT_AUTHORIZED))
     load = SteadyLoad(s, rate, CHAOS_SKUS)
@@ -153,7 +166,7 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
     time.sleep(settle_s)
     for name, fault in chaos.faults(registry.shard_of("chaos-0", s.payment_shards)):
         _say(f"[bold red]fault[/]: {name}: {fault()}")
-        took = _wait("stack ready", chaos.ready, 180)
+        took = _wait("stack ready", chaos.ready, 180, chaos.not_ready)
         _say(f"  ready again after {took:.1f}s; accepted so far {len(load.accepted)}")
         time.sleep(settle_s)  # load runs on a healthy stack before the next fault
     load.stop()

@@ -20,6 +20,9 @@ log "ray: deploying actors and the Serve app (gateway on :$HTTP_PORT)"
 wait_for "gateway /health" 120 curl -fsS "http://127.0.0.1:$HTTP_PORT/health"
 wait_for "gateway /ready" 120 bash -c "curl -fsS http://127.0.0.1:$HTTP_PORT/ready | grep -q '\"status\":\"up\"'"
 log "stack is up in $((SECONDS - t0))s"
+# Only the public dev default is ever printed; a real secret stays out of consoles and logs.
+shown_secret='<your JWT_SECRET>'
+[[ "$JWT_SECRET" == devsecret ]] && shown_secret=devsecret
 cat <<MSG
 
   API         http://127.0.0.1:$HTTP_PORT/api/orders
@@ -28,7 +31,7 @@ cat <<MSG
   Ray         http://127.0.0.1:$DASHBOARD_PORT
 
   Demo token (customer1, role customer, no exp):
-    export JWT_SECRET=$JWT_SECRET
+    export JWT_SECRET=$shown_secret
     TOKEN=\$(make -s token)            # admin: make -s token ROLE=admin SUB=admin1
   Seed quickstart:
     curl -X POST http://localhost:$HTTP_PORT/api/orders -H "Authorization: Bearer \$TOKEN" \\
