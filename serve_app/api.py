@@ -98,7 +98,7 @@ def _routes(app: FastAPI) -> None:
         """
         await st.guard_accept(who)
         if idempotency_key is None:
-            body, replayed = await st.orders.place(who, cmd)
+            body, replayed = await st.intake.place(who, cmd)
         else:
             fp = st.idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
             stored = await st.idempotency.begin(who.sub, idempotency_key, fp)
@@ -106,7 +106,7 @@ def _routes(app: FastAPI) -> None:
                 body, replayed = stored, True
             else:
                 try:
-                    body, replayed = await st.orders.place(who, cmd, (idempotency_key, fp))
+                    body, replayed = await st.intake.place(who, cmd, (idempotency_key, fp))
                 except BaseException:
                     await st.idempotency.abandon(who.sub, idempotency_key)
                     raise

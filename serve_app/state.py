@@ -22,6 +22,7 @@ from core.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core.settings import Settings
 from domain.commands import SKU_PATTERN
 from domain.errors import Conflict, InvalidInput, NotFound, OrderError, Unavailable
+from serve_app.accept import OrderIntake
 from serve_app.admission import Admission, Idempotency
 from serve_app.orders_service import OrderService
 from serve_app.views import inventory_view
@@ -47,6 +48,7 @@ class AppState:
     settings: Settings
     pool: AsyncConnectionPool[AsyncConnection[Row]]
     redis: aioredis.Redis
+    intake: OrderIntake
     orders: OrderService
     with_ray: bool
     admission: Admission
@@ -59,21 +61,22 @@ class AppState:
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         if with_ray:
             await ensure_actors(settings)
-        prices = await OrderService.load_prices(pool)
+        prices = await OrderIntake.load_prices(pool)
         if not prices:
             raise RuntimeError("the catalog is empty: run `make up` (it seeds SKU-1…SKU-100)")
         return cls(
             settings,
             pool,
             redis,
-            OrderService(pool, prices),
+            OrderIntake(pool, prices),
+            OrderService(pool),
             with_ray,
             Admission(redis, settings.rate_limit_per_min, settings.breaker_reset_s),
             Idempotency(redis, settings.idempotency_ttl_s),
         )
 
     async def close(self) -> None:
-        await self.orders.close()
+        await self.intake.close()
         await self.redis.aclose()
         await self.pool.close()
 
