@@ -150,6 +150,7 @@ class KafkaBridge:
         self._handled += len(events)
         self._metrics.consumed(self._group, len(events))
         await self._update_lag()
+        self._last_error = None  # a whole cycle worked: whatever failed before has recovered
 
     async def _handle(self, events: Sequence[tuple[ConsumerRecord[Any, Any], Envelope]]) -> None:
         """The batch as one call; on poison, isolate it message by message."""

@@ -30,14 +30,20 @@ class Metrics:
         return metric
 
     def relay_published(self, n: int) -> None:
+        if n <= 0:  # Ray counters refuse 0
+            return
         self._get("counter", "orders_outbox_published", "Outbox rows published to Kafka", ()).inc(n)
 
     def status_changed(self, status: str, n: int = 1) -> None:
+        if n <= 0:
+            return
         self._get("counter", "orders_status_total", "Orders entering a status", ("status",)).inc(
             n, tags={"status": status}
         )
 
     def consumed(self, group: str, n: int) -> None:
+        if n <= 0:
+            return
         self._get(
             "counter", "orders_consumer_events", "Events handled by a consumer group", ("group",)
         ).inc(n, tags={"group": group})
