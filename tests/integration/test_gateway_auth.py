@@ -10,24 +10,13 @@ import jwt
 import pytest
 
 from core.settings import Settings
+from tests.claims import seed_claims
 
 SEED_BODY = {"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 2}]}
 
 
-def _claims(**overrides: object) -> dict[str, object]:
-    claims: dict[str, object] = {
-        "sub": "customer1",
-        "roles": ["customer"],
-        "aud": "orders-api",
-        "iss": "orders-demo",
-        "iat": int(time.time()),
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
 def test_seed_quickstart_token_and_body_get_202(http: httpx.Client, settings: Settings) -> None:
-    token = jwt.encode(_claims(), settings.jwt_secret, algorithm="HS256")  # the seed's recipe
+    token = jwt.encode(seed_claims(), settings.jwt_secret, algorithm="HS256")  # the seed's recipe
     resp = http.post("/api/orders", json=SEED_BODY, headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 202, resp.text
     body = resp.json()
@@ -42,33 +31,35 @@ def test_seed_quickstart_token_and_body_get_202(http: httpx.Client, settings: Se
         (lambda s: "Bearer", 401),
         (lambda s: "Basic dXNlcjpwYXNz", 401),
         (lambda s: "Bearer not.a.jwt", 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(), "wrong-secret", algorithm="HS256"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(), None, algorithm="none"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(), s, algorithm="HS384"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(aud="x"), s, algorithm="HS256"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(iss="x"), s, algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(), "wrong-secret", algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(), None, algorithm="none"), 401),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(), s, algorithm="HS384"), 401),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(aud="x"), s, algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(iss="x"), s, algorithm="HS256"), 401),
         (
             lambda s: (
-                "Bearer " + jwt.encode(_claims(exp=int(time.time()) - 120), s, algorithm="HS256")
+                "Bearer "
+                + jwt.encode(seed_claims(exp=int(time.time()) - 120), s, algorithm="HS256")
             ),
             401,
         ),
         (
             lambda s: (
                 "Bearer "
-                + jwt.encode(_claims(iat=int(time.time()) - 2 * 86_400), s, algorithm="HS256")
+                + jwt.encode(seed_claims(iat=int(time.time()) - 2 * 86_400), s, algorithm="HS256")
             ),
             401,
         ),
         (
             lambda s: (
-                "Bearer " + jwt.encode(_claims(iat=int(time.time()) + 3600), s, algorithm="HS256")
+                "Bearer "
+                + jwt.encode(seed_claims(iat=int(time.time()) + 3600), s, algorithm="HS256")
             ),
             401,
         ),
-        (lambda s: "Bearer " + jwt.encode(_claims(sub=None), s, algorithm="HS256"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(roles=None), s, algorithm="HS256"), 401),
-        (lambda s: "Bearer " + jwt.encode(_claims(roles=["root"]), s, algorithm="HS256"), 403),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(sub=None), s, algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(roles=None), s, algorithm="HS256"), 401),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(roles=["root"]), s, algorithm="HS256"), 403),
     ],
 )
 def test_bad_tokens_are_refused_with_json_and_nothing_stored(

@@ -6,6 +6,7 @@ import jwt
 import pytest
 
 from core.auth import AuthError, make_token, verify_token
+from tests.claims import seed_claims
 
 SECRET = "devsecret"
 
@@ -21,24 +22,12 @@ def _verify(token: str, max_age_s: int = 86_400) -> object:
     )
 
 
-def _claims(**overrides: object) -> dict[str, object]:
-    claims: dict[str, object] = {
-        "sub": "customer1",
-        "roles": ["customer"],
-        "aud": "orders-api",
-        "iss": "orders-demo",
-        "iat": int(time.time()),
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
 def _sign(claims: dict[str, object], key: str = SECRET, alg: str = "HS256") -> str:
     return jwt.encode(claims, key, algorithm=alg)
 
 
 def test_seed_token_without_exp_is_accepted_while_recent() -> None:
-    p = _verify(_sign(_claims()))
+    p = _verify(_sign(seed_claims()))
     assert getattr(p, "sub") == "customer1"  # noqa: B009
     assert getattr(p, "roles") == frozenset({"customer"})  # noqa: B009
 
@@ -53,18 +42,18 @@ def test_make_token_mints_the_seed_shape() -> None:
 @pytest.mark.parametrize(
     ("token", "status"),
     [
-        (_sign(_claims(), key="wrong-secret"), 401),
-        (_sign(_claims(aud="other-api")), 401),
-        (_sign(_claims(iss="someone-else")), 401),
-        (_sign(_claims(exp=int(time.time()) - 3600)), 401),
-        (_sign(_claims(iat=int(time.time()) - 90_000)), 401),  # no exp, stale iat
-        (_sign(_claims(iat=int(time.time()) + 3600)), 401),  # issued in the future
-        (_sign(_claims(sub=None)), 401),
-        (_sign(_claims(roles=None)), 401),
-        (_sign(_claims(roles="admin")), 401),
-        (_sign(_claims(iat=None)), 401),
-        (_sign(_claims(roles=["superuser"])), 403),
-        (_sign(_claims(), alg="HS512"), 401),
+        (_sign(seed_claims(), key="wrong-secret"), 401),
+        (_sign(seed_claims(aud="other-api")), 401),
+        (_sign(seed_claims(iss="someone-else")), 401),
+        (_sign(seed_claims(exp=int(time.time()) - 3600)), 401),
+        (_sign(seed_claims(iat=int(time.time()) - 90_000)), 401),  # no exp, stale iat
+        (_sign(seed_claims(iat=int(time.time()) + 3600)), 401),  # issued in the future
+        (_sign(seed_claims(sub=None)), 401),
+        (_sign(seed_claims(roles=None)), 401),
+        (_sign(seed_claims(roles="admin")), 401),
+        (_sign(seed_claims(iat=None)), 401),
+        (_sign(seed_claims(roles=["superuser"])), 403),
+        (_sign(seed_claims(), alg="HS512"), 401),
         ("not-a-jwt", 401),
         ("", 401),
     ],
@@ -76,11 +65,11 @@ def test_untrustworthy_tokens_are_refused(token: str, status: int) -> None:
 
 
 def test_alg_none_is_refused() -> None:
-    token = jwt.encode(_claims(), None, algorithm="none")  # type: ignore[arg-type]
+    token = jwt.encode(seed_claims(), None, algorithm="none")  # type: ignore[arg-type]
     with pytest.raises(AuthError):
         _verify(token)
 
 
 def test_exp_when_present_is_enforced_even_with_old_iat() -> None:
-    token = _sign(_claims(iat=int(time.time()) - 200_000, exp=int(time.time()) + 60))
+    token = _sign(seed_claims(iat=int(time.time()) - 200_000, exp=int(time.time()) + 60))
     assert getattr(_verify(token), "sub") == "customer1"  # noqa: B009
