@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core import registry
-from core.db import Row, apply_transitions, insert_outbox, lock_orders, now, open_pool
+from core.db import (
+    Row,
+    apply_transitions,
+    claim_ownership,
+    insert_outbox,
+    lock_orders,
+    now,
+    open_pool,
+)
 from core.settings import get_settings
 from core.status import StatusPublisher
 from domain.events import new_event
@@ -31,6 +39,8 @@ class InventoryShard:
     async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._index = index
+        # single owner, also across clusters: held until this process dies
+        self._owner = await claim_ownership(self._settings.database_url, f"inventory-shard-{index}")
         self._pool = await open_pool(self._settings.database_url, 4, f"inventory-{index}")
         self._status = StatusPublisher(self._settings.redis_url)
         self._lock = asyncio.Lock()  # one writer at a time keeps memory == Postgres

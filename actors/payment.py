@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from core.db import (
     apply_transitions,
     claim_events,
+    claim_ownership,
     insert_outbox,
     lock_orders,
     open_pool,
@@ -40,6 +41,8 @@ class PaymentShard:
     async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._index = index
+        # single owner, also across clusters: held until this process dies
+        self._owner = await claim_ownership(self._settings.database_url, f"payment-shard-{index}")
         self._pool = await open_pool(self._settings.database_url, 4, f"payment-{index}")
         self._redis = aioredis.from_url(self._settings.redis_url, decode_responses=True)
         self._breaker = make_breaker(

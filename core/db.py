@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -159,3 +160,27 @@ async def append_timeline(
             "VALUES (%s, %s, %s, %s, %s::jsonb)",
             [(oid, st, ev, at, json.dumps(d) if d else None) for oid, st, ev, d in entries],
         )
+
+
+async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncConnection[Row]:
+    """Hold a Postgres advisory lock named `key` for as long as the returned connection lives.
+
+    A shard actor calls this before loading its state, so there is never a second owner of the
+    same SKUs or ledgers, not even from a second Ray cluster on the same database (a RayService
+    upgrade runs two clusters side by side). A killed owner's connection closes and frees the
+    lock for its restarted self.
+    """
+    conn = await AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (key,))
+        row = await cur.fetchone()
+        if row and row["ok"]:
+            return conn
+        if asyncio.get_running_loop().time() > deadline:
+            await conn.close()
+            raise RuntimeError(
+                f"{key} is owned by another process (advisory lock held): is a second "
+                "deployment using the same DATABASE_URL? Stop it, or wait for it to exit."
+            )
+        await asyncio.sleep(0.5)

@@ -133,3 +133,19 @@ def test_killed_actors_restart_with_their_state_and_orders_complete(
         "SELECT count(*) AS n FROM payments WHERE order_id = ANY(%s::uuid[])", (placed,)
     ).fetchone()["n"]
     assert n == len(placed)
+
+
+def test_a_second_owner_of_a_shard_is_refused(settings: Settings) -> None:
+    from core.db import claim_ownership
+
+    async def try_claim(key: str) -> str:
+        try:
+            conn = await claim_ownership(settings.database_url, key, timeout_s=1.0)
+        except RuntimeError as exc:
+            return str(exc)
+        await conn.close()
+        return "claimed"
+
+    for key in ("inventory-shard-0", "payment-shard-0"):
+        assert "owned by another process" in asyncio.run(try_claim(key))
+    assert asyncio.run(try_claim("nobody-owns-this")) == "claimed"
