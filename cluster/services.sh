@@ -71,9 +71,12 @@ kafka_start() {
     kafka_java kafka.tools.StorageTool format --standalone -t "$(kafka_java kafka.tools.StorageTool random-uuid)" \
       -c "$conf" >"$RUN/logs/kafka-format.log" 2>&1 || die "kafka format failed; see $RUN/logs/kafka-format.log"
   fi
+  if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
+    die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by a process this stack did not start; stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
+  fi
   log "kafka: starting KRaft broker+controller on 127.0.0.1:$KAFKA_PORT (heap 512 MB)"
-  setsid nohup bash -c "$(declare -f kafka_java); KAFKA_HOME='$KAFKA_HOME' ROOT='$ROOT' RUN='$RUN' \
-    kafka_java kafka.Kafka '$conf'" >"$RUN/logs/kafka.out" 2>&1 </dev/null &
+  setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$conf" "$RUN/logs" \
+    >"$RUN/logs/kafka.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/kafka.pid"
   wait_for "kafka port $KAFKA_PORT" 120 port_open "$KAFKA_PORT"
 }
