@@ -37,7 +37,7 @@ redeploy: ## roll out code changes to the running stack (actors replaced, Serve 
 	@source cluster/common.sh && $(PY) -m cli.main deploy --restart
 
 chaos: ## steady load while actors, Kafka, Postgres and Redis are killed; checks every invariant
-	@source cluster/common.sh && flock -o .run/heavy.lock $(PY) -m cli.main chaos $(CHAOS_ARGS)
+	@cluster/heavy.sh $(PY) -m cli.main chaos $(CHAOS_ARGS)
 
 bench: ## load test the running stack: DURATION=60 RATE=300 (open loop) or CONCURRENCY=n; BENCH_ARGS="--help"
-	@source cluster/common.sh && flock -o .run/heavy.lock $(PY) -m bench --duration $(or $(DURATION),60) --rate $(or $(RATE),300) --concurrency $(or $(CONCURRENCY),0) $(BENCH_ARGS)
+	@cluster/heavy.sh $(PY) -m bench --duration $(or $(DURATION),60) --rate $(or $(RATE),300) --concurrency $(or $(CONCURRENCY),0) $(BENCH_ARGS)

@@ -28,7 +28,7 @@ trap cleanup EXIT
 "$ROOT/cluster/up.sh" >"$RUN/logs/test-up.log" 2>&1 || { tail -40 "$RUN/logs/test-up.log"; die "make up failed"; }
 log "stack ready ($((SECONDS - t0))s); running pytest"
 set +e
-"$PY" -m pytest -p no:cacheprovider -q -ra "$@"
+"$ROOT/cluster/heavy.sh" "$PY" -m pytest -p no:cacheprovider -q -ra "$@"
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then die "pytest collected no tests"; fi

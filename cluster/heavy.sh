@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs a command that loads the machine (chaos, benchmark) while holding .run/heavy.lock, so two
+# such runs never overlap and skew each other's numbers. Nested calls reuse the held lock.
+#   cluster/heavy.sh COMMAND...
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+if [[ -n "${HEAVY_LOCK_HELD:-}" ]]; then
+  exec "$@"
+fi
+export HEAVY_LOCK_HELD=1
+# -o: the lock stays with flock itself, never with daemons the command may start
+exec flock -o "$RUN/heavy.lock" "$@"
