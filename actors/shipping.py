@@ -8,6 +8,7 @@ resumes every shipment where Postgres says it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import os
@@ -37,7 +38,8 @@ CONSUMER = "shipping"
 FAIL_KEY = "fault:shipping-fail:{}"
 HOLD_KEY = "fault:shipping-hold:{}"
 _HOLD_RECHECK_S = 0.2
-_TICK_S = 0.02
+_IDLE_S = 1.0
+_BATCH_WINDOW_S = 0.005  # let a few due steps gather into one transaction
 
 
 @platform_actor(max_concurrency=64)
@@ -55,6 +57,7 @@ class ShippingActor:
             for r in await cur.fetchall():
                 step = "SHIPPED" if r["status"] == "CREATED" else "DELIVERED"
                 heapq.heappush(self._due, (time.monotonic(), step, r["order_id"]))
+        self._wake = asyncio.Event()
         self._ticker = asyncio.create_task(self._tick_loop())
 
     async def health(self) -> dict[str, Any]:
@@ -100,11 +103,21 @@ class ShippingActor:
             await insert_outbox(conn, outbox)
         when = time.monotonic() + self._settings.ship_delay_s
         for order_id, _, _ in created:
-            heapq.heappush(self._due, (when, "SHIPPED", order_id))
+            self._schedule(when, "SHIPPED", order_id)
+
+    def _schedule(self, when: float, step: str, order_id: uuid.UUID) -> None:
+        heapq.heappush(self._due, (when, step, order_id))
+        self._wake.set()
 
     async def _tick_loop(self) -> None:
         while True:
-            await asyncio.sleep(_TICK_S)
+            # sleep until the earliest step is due (or a new one is scheduled); batch what is due
+            wait = self._due[0][0] - time.monotonic() if self._due else _IDLE_S
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                self._wake.clear()
+                await asyncio.sleep(_BATCH_WINDOW_S)
             now = time.monotonic()
             batch: list[tuple[float, str, uuid.UUID]] = []
             while self._due and self._due[0][0] <= now and len(batch) < 500:
@@ -116,7 +129,7 @@ class ShippingActor:
             except Exception as exc:  # e.g. Postgres restarting: put them back and retry
                 log.warning("shipment step failed, retrying: %s", exc)
                 for item in batch:
-                    heapq.heappush(self._due, (now + 1.0, item[1], item[2]))
+                    self._schedule(now + 1.0, item[1], item[2])
 
     async def _advance(self, batch: list[tuple[float, str, uuid.UUID]]) -> None:
         steps = {oid: step for _, step, oid in batch}
@@ -181,6 +194,6 @@ class ShippingActor:
         await self._status.publish(done)
         when = time.monotonic() + self._settings.deliver_delay_s
         for oid in follow:
-            heapq.heappush(self._due, (when, "DELIVERED", oid))
+            self._schedule(when, "DELIVERED", oid)
         for step, oid in later:
-            heapq.heappush(self._due, (time.monotonic() + _HOLD_RECHECK_S, step, oid))
+            self._schedule(time.monotonic() + _HOLD_RECHECK_S, step, oid)

@@ -102,7 +102,8 @@ class KafkaBridge:
             client_id=f"consumer-{self._group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=20,
+            # the broker answers as soon as data arrives; this only bounds idle polls
+            fetch_max_wait_ms=250,
             max_poll_records=self._settings.consumer_batch_max,
             isolation_level="read_committed",
         )

@@ -27,7 +27,8 @@ OrderId = Annotated[uuid.UUID, Path(description="order id (UUID)")]
 Sku = Annotated[str, Path(pattern=SKU_PATTERN)]
 
 
-def _state(request: Request) -> AppState:
+async def _state(request: Request) -> AppState:
+    # async on purpose: FastAPI runs a sync dependency in a worker thread, on every request
     state: AppState = request.app.state.services
     return state
 
@@ -38,7 +39,7 @@ async def principal(
 ) -> Principal:
     if creds is None or creds.scheme.lower() != "bearer":
         raise AuthError("missing bearer token: send 'Authorization: Bearer <JWT>'")
-    s = _state(request).settings
+    s = (await _state(request)).settings
     return verify_token(
         creds.credentials,
         secret=s.jwt_secret,
