@@ -1,0 +1,188 @@
+"""The tracked main run: offered load through the gateway, every accepted order followed to a
+terminal status, progress lines while it runs, and its summary."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.loadgen import Record, WorkerSpec
+from bench.phase import Phase
+from bench.procs import CpuSampler
+from bench.stats import errors_by_status, group_cpu, latency_summary, pct
+from bench.tracker import Tracker
+from bench.ui import info
+from bench.workload import Customer, Mix
+
+_SPAWN_S = 2.5  # workers import aiohttp & co. before the common start time
+
+
+@dataclass(frozen=True)
+class Load:
+    base_url: str
+    duration_s: int
+    rate: float
+    concurrency: int
+    workers: int
+    mix: Mix
+    seed: int
+    grace_s: float
+    warmup_s: float
+    progress_s: float
+
+
+@dataclass
+class MainRun:
+    load: Load
+    t0: float = 0.0
+    load_end: float = 0.0
+    records: list[Record] = field(default_factory=list)
+    cpu_cores: dict[str, float] = field(default_factory=dict)
+    loadgen_cpu_s: float = 0.0
+
+
+async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSampler) -> MainRun:
+    """Run the load, then wait up to `grace_s` for every accepted order to finish."""
+    result = MainRun(load)
+    result.t0 = t0 = time.time() + _SPAWN_S
+    phase = Phase(_specs(load, people, t0))
+    for pid in phase.start():
+        cpu.own[pid] = "loadgen"
+    await asyncio.sleep(max(0.0, t0 - time.time()))
+    cpu.start()
+    window = _Window(result, tracker, load.progress_s)
+    deadline = t0 + load.duration_s + 45
+    while not phase.done and time.time() < deadline:
+        await _tick()
+        for rec in phase.drain():
+            result.records.append(rec)
+            if rec[3] == 202:
+                tracker.add(rec[4], rec[2])
+        await tracker.poll()
+        window.step(cpu.sample())
+    phase.join()
+    result.records.extend(phase.drain())
+    result.loadgen_cpu_s = phase.cpu_s
+    result.load_end = time.time()
+    result.cpu_cores = cpu.cores()
+    info(f"load done: {tracker.accepted} accepted; waiting ≤{load.grace_s:.0f}s for the pipeline")
+    while tracker.outstanding and time.time() < result.load_end + load.grace_s:
+        await _tick()
+        await tracker.poll()
+        window.step(cpu.sample())
+    return result
+
+
+def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
+    """The run's headline figures (see docs/performance.md for the definitions)."""
+    load, t0 = run.load, run.t0
+    ok = [r for r in run.records if r[3] == 202]
+    outcomes = list(tracker.outcomes.values())
+    steady_from, steady_to = t0 + load.warmup_s, t0 + load.duration_s
+    steady_s = max(steady_to - steady_from, 1e-6)
+    done_in_window = [o for o in outcomes if steady_from <= o.terminal_at < steady_to]
+    shipped_in_window = [
+        o for o in outcomes if o.shipped_at is not None and steady_from <= o.shipped_at < steady_to
+    ]
+    e2e = [o.e2e_s * 1000 for o in outcomes if o.e2e_s is not None]
+    accept = latency_summary([(r[2] - r[0]) * 1000 for r in ok])
+    last_done = max((o.terminal_at for o in outcomes), default=run.load_end)
+    return {
+        "offered": len(run.records),
+        "offered_per_s": round(len(run.records) / load.duration_s, 1),
+        "accepted": len(ok),
+        "accepted_per_s": round(len(ok) / load.duration_s, 1),
+        "completed": len(outcomes),
+        "completed_per_s": round(len(done_in_window) / steady_s, 1),
+        "shipped_per_s": round(len(shipped_in_window) / steady_s, 1),
+        "p50_accept_ms": accept["p50"],
+        "p95_accept_ms": accept["p95"],
+        "p99_accept_ms": accept["p99"],
+        "max_accept_ms": accept["max"],
+        "service_p99_ms": round(pct([(r[2] - r[1]) * 1000 for r in ok], 99), 1),
+        "send_lag_p99_ms": round(pct([(r[1] - r[0]) * 1000 for r in run.records], 99), 1),
+        "p50_e2e_ms": round(pct(e2e, 50), 1),
+        "p95_e2e_ms": round(pct(e2e, 95), 1),
+        "p99_e2e_ms": round(pct(e2e, 99), 1),
+        "errors": errors_by_status(run.records),
+        "final_status": dict(Counter(o.status for o in outcomes).most_common()),
+        "lost": len(tracker.outstanding),
+        "drain_s": round(max(0.0, last_done - (t0 + load.duration_s)), 1),
+        "cpu_cores": run.cpu_cores,
+        "loadgen_cores": round(run.loadgen_cpu_s / load.duration_s, 3),
+        "loadgen_cpu_ms_per_request": round(run.loadgen_cpu_s * 1000 / max(len(run.records), 1), 3),
+    }
+
+
+def _specs(load: Load, people: list[Customer], t0: float) -> list[WorkerSpec]:
+    n = max(1, load.workers)
+    split = [people[i::n] for i in range(n)]  # a customer belongs to one worker
+    common: dict[str, Any] = {
+        "base_url": load.base_url,
+        "path": "/api/orders",
+        "start_at": t0,
+        "duration_s": float(load.duration_s),
+        "mix": load.mix,
+    }
+    if load.concurrency > 0:
+        return [
+            WorkerSpec(
+                index=i,
+                concurrency=load.concurrency // n + (1 if i < load.concurrency % n else 0),
+                people=tuple(split[i]),
+                seed=load.seed * 1000 + i,
+                **common,
+            )
+            for i in range(n)
+        ]
+    return [
+        WorkerSpec(
+            index=i,
+            rate=load.rate / n,
+            offset_s=i / load.rate,
+            people=tuple(split[i]),
+            seed=load.seed * 1000 + i,
+            **common,
+        )
+        for i in range(n)
+    ]
+
+
+async def _tick() -> None:
+    await asyncio.sleep(1.0 - time.time() % 1.0)  # on whole seconds: tidy per-second series
+
+
+class _Window:
+    """Prints a progress line every `every_s` seconds, over the records since the last one."""
+
+    def __init__(self, run: MainRun, tracker: Tracker, every_s: float) -> None:
+        self._run, self._tracker, self._every = run, tracker, every_s
+        self._last_t, self._last_n, self._last_done = run.t0, 0, 0
+        self._cpu: list[dict[str, float]] = []
+
+    def step(self, cores: dict[str, float]) -> None:
+        self._cpu.append(cores)
+        now = time.time()
+        if now - self._last_t < self._every:
+            return
+        span = now - self._last_t
+        new = self._run.records[self._last_n :]
+        ok = [r for r in new if r[3] == 202]
+        done = len(self._tracker.outcomes)
+        avg: dict[str, float] = {}
+        for sample in self._cpu:
+            for k, v in sample.items():
+                avg[k] = avg.get(k, 0.0) + v / len(self._cpu)
+        top = ", ".join(f"{k} {v:.2f}" for k, v in list(group_cpu(avg).items())[:6])
+        info(
+            f"t={now - self._run.t0:4.0f}s answered {len(new) / span:6.1f}/s "
+            f"accepted {len(ok) / span:6.1f}/s completed {(done - self._last_done) / span:6.1f}/s "
+            f"p99 accept {pct([(r[2] - r[0]) * 1000 for r in ok], 99):6.1f} ms "
+            f"errors {len(new) - len(ok)} in-pipeline {len(self._tracker.outstanding)} | "
+            f"cores: {top}"
+        )
+        self._last_t, self._last_n, self._last_done = now, len(self._run.records), done
+        self._cpu = []

@@ -1,0 +1,71 @@
+"""The PNG of a run: throughput, latency and CPU per component over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to a file
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.stats import group_cpu  # noqa: E402
+
+_CPU_ORDER = ("gateway", "actors", "postgres", "kafka", "redis", "ray-system", "loadgen")
+
+
+def draw(result: dict[str, Any], path: Path) -> None:
+    """Write the three-panel plot of `result["series"]` to `path`."""
+    rows: list[dict[str, Any]] = result["series"]
+    t = [r["t"] for r in rows]
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(11, 10), sharex=True)
+    s = result["settings"]["load"]
+    load = f"RATE={s['rate']:g}/s" if not s["concurrency"] else f"CONCURRENCY={s['concurrency']}"
+    fig.suptitle(
+        f"make bench {result['timestamp']}: {load}, {s['duration_s']} s — "
+        f"{result['machine']['cpus']} cores {result['machine']['cpu_model']}",
+        fontsize=11,
+    )
+    for key, label in (
+        ("offered", "offered"),
+        ("accepted", "accepted (202)"),
+        ("shipped", "reached SHIPPED"),
+        ("completed", "completed (terminal)"),
+    ):
+        ax1.plot(t, [r[key] for r in rows], label=label, linewidth=1.2)
+    ax1.set_ylabel("orders / s")
+    ax1.legend(loc="lower right", fontsize=8)
+    ax1.grid(alpha=0.3)
+    for key, label, style in (
+        ("accept_p50_ms", "accept p50", "-"),
+        ("accept_p99_ms", "accept p99", "-"),
+        ("e2e_p50_ms", "accept→SHIPPED p50", "--"),
+        ("e2e_p99_ms", "accept→SHIPPED p99", "--"),
+    ):
+        pts = [(r["t"], r[key]) for r in rows if r[key] > 0]
+        ax2.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label, linewidth=1.2)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("latency (ms, log)")
+    ax2.legend(loc="upper left", fontsize=8)
+    ax2.grid(alpha=0.3, which="both")
+    cpu_rows = [(r["t"], group_cpu(r["cpu"])) for r in rows if "cpu" in r]
+    names = [n for n in _CPU_ORDER if any(n in c for _, c in cpu_rows)]
+    names += sorted({n for _, c in cpu_rows for n in c} - set(names))
+    if cpu_rows:
+        ax3.stackplot(
+            [p[0] for p in cpu_rows],
+            [[c.get(n, 0.0) for _, c in cpu_rows] for n in names],
+            labels=names,
+            alpha=0.85,
+        )
+    ax3.axhline(result["machine"]["cpus"], color="black", linewidth=0.8, linestyle=":")
+    ax3.set_ylabel("CPU (cores)")
+    ax3.set_xlabel("seconds since the load started")
+    ax3.legend(loc="upper right", fontsize=7, ncol=4)
+    ax3.grid(alpha=0.3)
+    for ax in (ax1, ax2, ax3):
+        ax.axvline(s["duration_s"], color="grey", linewidth=0.8, linestyle="--")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,140 @@
+"""CPU used by each component of the stack, from psutil (the copy that Ray ships).
+
+Processes are grouped by what they are (gateway, each actor class, Kafka, Postgres, Redis, Ray's
+own daemons, the load generator); a sampler keeps per-process CPU times and sums the deltas.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+_RAY_ACTOR_GROUPS = {
+    "ServeReplica": "gateway:replica",
+    "ProxyActor": "gateway:proxy",
+    "ServeController": "serve-controller",
+    "InventoryShard": "actor:inventory",
+    "PaymentShard": "actor:payment",
+    "ShippingActor": "actor:shipping",
+    "NotificationActor": "actor:notification",
+    "OutboxRelay": "actor:outbox-relay",
+    "KafkaBridge": "actor:kafka-consumers",
+}
+
+
+def psutil_module() -> Any:
+    """Import psutil, from Ray's `thirdparty_files` when it is not installed on its own."""
+    try:
+        return importlib.import_module("psutil")
+    except ImportError:
+        spec = importlib.util.find_spec("ray")
+        if spec is None or not spec.submodule_search_locations:
+            raise
+        sys.path.append(os.path.join(list(spec.submodule_search_locations)[0], "thirdparty_files"))
+        return importlib.import_module("psutil")
+
+
+def replica_niceness(default: int = 0) -> int:
+    """The niceness of the Serve gateway replica (Ray's workers: 15 unless configured)."""
+    for proc in psutil_module().process_iter(["cmdline", "nice"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd and str(cmd[0]).startswith("ray::ServeReplica"):
+            return int(proc.info["nice"])
+    return default
+
+
+def classify(name: str, cmdline: list[str], username: str) -> str:
+    """The component a process belongs to."""
+    head = cmdline[0] if cmdline else name
+    joined = " ".join(cmdline[:3])
+    if head.startswith("ray::"):
+        kind = head[5:].split(":")[0].split(".")[0].split()[0] if len(head) > 5 else ""
+        return _RAY_ACTOR_GROUPS.get(kind, "ray-system")
+    if name == "haproxy":
+        return "gateway:haproxy"
+    if name == "wrk":
+        return "loadgen"
+    if name == "postgres" or username == "postgres":
+        return "postgres"
+    if name.startswith("redis-server"):
+        return "redis"
+    if name == "java" and "kafka.Kafka" in " ".join(cmdline):
+        return "kafka"
+    if "bench.uvicorn_app" in " ".join(cmdline):
+        return "uvicorn-baseline"
+    if "/ray/" in joined or name in ("raylet", "gcs_server") or name.startswith("ray-dashboard"):
+        return "ray-system"
+    return "other"
+
+
+@dataclass
+class CpuSampler:
+    """Accumulates CPU seconds per component between `start()` and each `sample()`."""
+
+    own: dict[int, str] = field(default_factory=dict)  # our pids → "loadgen" or "bench"
+    totals: dict[str, float] = field(default_factory=dict)
+    series: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    _last: dict[int, float] = field(default_factory=dict)
+    _groups: dict[int, str] = field(default_factory=dict)
+    _t0: float = 0.0
+    _t_last: float = 0.0
+    _ps: Any = None
+
+    def start(self) -> None:
+        self._ps = psutil_module()
+        self.totals.clear()
+        self.series.clear()
+        self._last.clear()
+        self._t0 = self._t_last = time.time()
+        self._scan(record=False)
+
+    def sample(self) -> dict[str, float]:
+        """CPU use (in cores) per component since the previous sample; adds to the totals."""
+        deltas = self._scan(record=True)
+        now = time.time()
+        span = max(now - self._t_last, 1e-6)
+        self._t_last = now
+        cores = {k: v / span for k, v in deltas.items()}
+        self.series.append((now, cores))
+        return cores
+
+    def cores(self) -> dict[str, float]:
+        """Average cores per component over the whole sampled window."""
+        span = max(self._t_last - self._t0, 1e-6)
+        return {k: round(v / span, 3) for k, v in sorted(self.totals.items())}
+
+    def _scan(self, *, record: bool) -> dict[str, float]:
+        deltas: dict[str, float] = {}
+        seen: dict[int, float] = {}
+        attrs = ["pid", "name", "cmdline", "username", "cpu_times", "create_time"]
+        for proc in self._ps.process_iter(attrs):
+            info = proc.info
+            times = info.get("cpu_times")
+            if times is None:
+                continue
+            pid = int(info["pid"])
+            used = float(times.user + times.system)
+            seen[pid] = used
+            group = self.own.get(pid) or self._groups.get(pid)
+            if group is None:
+                group = classify(
+                    str(info.get("name") or ""),
+                    list(info.get("cmdline") or []),
+                    str(info.get("username") or ""),
+                )
+                self._groups[pid] = group
+            if record:
+                # a process born since the last scan counts from 0; one we could not read
+                # before (or a reused pid) counts from now on
+                born = float(info.get("create_time") or 0.0)
+                previous = self._last.get(pid, 0.0 if born >= self._t_last - 0.5 else used)
+                deltas[group] = deltas.get(group, 0.0) + max(used - previous, 0.0)
+        self._last = seen
+        for group, secs in deltas.items():
+            self.totals[group] = self.totals.get(group, 0.0) + secs
+        return deltas

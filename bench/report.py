@@ -1,0 +1,134 @@
+"""What a result file says about where it ran, the JSON files, and the summary table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from bench.procs import psutil_module
+from bench.stats import group_cpu
+from bench.ui import console
+from core.settings import Settings
+
+_PLATFORM_KNOBS = (
+    "gateway_replicas",
+    "max_ongoing_requests",
+    "db_pool_size",
+    "inventory_shards",
+    "payment_shards",
+    "consumer_batch_max",
+    "outbox_batch_max",
+    "ship_delay_s",
+    "deliver_delay_s",
+    "rate_limit_per_min",
+    "credit_limit",
+)
+
+
+def machine() -> dict[str, Any]:
+    """CPU count and model, memory, OS, and the versions that matter."""
+    model = "unknown"
+    if shutil.which("lscpu"):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")),
+            model,
+        )
+    return {
+        "cpus": os.cpu_count() or 0,
+        "cpu_model": model,
+        "ram_gib": round(psutil_module().virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "ray": version("ray"),
+        "git": _git(),
+    }
+
+
+def platform_settings(settings: Settings) -> dict[str, Any]:
+    """The platform's knobs as this process reads them (the stack reads the same environment),
+    and what serves HTTP: Serve's default proxy or the HAProxy ingress."""
+    ps = psutil_module()
+    names = [" ".join(p.info["cmdline"] or []) for p in ps.process_iter(["cmdline"])]
+    replicas = sum(n.startswith("ray::ServeReplica:orders:api-gateway") for n in names)
+    haproxy = any(n.split(" ")[0].endswith("haproxy") for n in names)
+    knobs = {k: getattr(settings, k) for k in _PLATFORM_KNOBS}
+    return {
+        **knobs,
+        "serve_ingress": "haproxy" if haproxy else "default-proxy",
+        "gateway_replica_processes": replicas,
+        "app_env": settings.app_env,
+    }
+
+
+def write(result: dict[str, Any], out_dir: Path) -> Path:
+    """`<out_dir>/<timestamp>.json`, copied to `latest.json`; returns the timestamped path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{result['timestamp']}.json"
+    text = json.dumps(result, indent=1, sort_keys=False, default=str)
+    path.write_text(text + "\n")
+    shutil.copyfile(path, out_dir / "latest.json")
+    return path
+
+
+def table(result: dict[str, Any]) -> None:
+    """The summary table at the end of a run."""
+    t = Table(title=f"make bench {result['timestamp']}", show_header=True)
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("offered / s", result["offered_per_s"]),
+        ("accepted / s", result["accepted_per_s"]),
+        ("completed / s (terminal, steady window)", result["completed_per_s"]),
+        ("reached SHIPPED / s (steady window)", result["shipped_per_s"]),
+        ("accept p50 / p95 / p99 ms", _trio(result, "accept")),
+        ("accept→SHIPPED p50 / p95 / p99 ms", _trio(result, "e2e")),
+        ("errors by status", result["errors"] or "none"),
+        ("final statuses", result["final_status"]),
+        ("lost", result["lost"]),
+        ("oversold units", result["oversold"]),
+        ("stock invariant violations", result["stock"]["invariantViolations"]),
+        ("stored without a 202 seen (client gave up)", result["stock"]["storedWithout202"]),
+        ("drain after load (s)", result["drain_s"]),
+        ("generator send lag p99 ms", result["send_lag_p99_ms"]),
+        ("CPU cores by component", group_cpu(result["cpu_cores"])),
+    ]
+    gen = result.get("generator") or {}
+    for name, probe in gen.items():
+        rows.append((f"ceiling {name} req/s", f"{probe['rps']} (p99 {probe['p99_ms']} ms)"))
+    cap = result.get("capacity") or {}
+    for name in ("serve", "uvicorn"):
+        if name in cap:
+            rows.append((f"accept capacity {name} req/s", f"{cap[name]['ok_rps']}"))
+    rows.append(("serve_vs_uvicorn_ratio", result["serve_vs_uvicorn_ratio"]))
+    for name, value in rows:
+        t.add_row(name, str(value))
+    console.print(t)
+
+
+def _trio(result: dict[str, Any], kind: str) -> str:
+    return " / ".join(str(result[f"p{p}_{kind}_ms"]) for p in (50, 95, 99))
+
+
+def _git() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")

@@ -1,0 +1,159 @@
+"""One `make bench` invocation, phase by phase, into one result dict."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench import ceiling, checks, mainrun, report, stats, stock, wrkrun
+from bench.baseline import UvicornBaseline
+from bench.procs import CpuSampler, replica_niceness
+from bench.tracker import Tracker
+from bench.ui import info
+from bench.workload import REGULAR_SKUS, admin_token, customers
+from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Options:
+    load: mainrun.Load
+    customers: int = 500
+    scarce_units: int = 20
+    baseline: bool = True
+    baseline_port: int = 8081
+    capacity_s: int = 10
+    capacity_connections: int = 32
+    ceiling_s: int = 5
+    drain_timeout_s: float = 120.0
+    out_dir: Path = Path("bench/results")
+    admin_url: str = ""  # where stock is set (a gateway with Ray); default: the load's URL
+    baseline_nice: int = -1  # niceness of the uvicorn baseline; -1: that of the Serve replica
+
+
+async def run(opts: Options, settings: Settings) -> dict[str, Any]:
+    """All phases; returns the result (also written to `out_dir`)."""
+    base = opts.load.base_url
+    await checks.preflight(base)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tag = f"bench-{stamp.replace('-', '')}"
+    people = customers(settings, f"{tag}-m", opts.customers)
+    per_min = 60 * opts.load.rate / max(opts.customers, 1)
+    if per_min > settings.rate_limit_per_min * 0.8:
+        info(f"[yellow]warning: {per_min:.0f} orders/min per customer nears RATE_LIMIT_PER_MIN")
+    cpu = CpuSampler(own={os.getpid(): "bench"})
+    result: dict[str, Any] = {
+        "timestamp": stamp,
+        "machine": report.machine(),
+        "settings": {
+            "load": asdict(opts.load),
+            "bench": {
+                k: v for k, v in asdict(opts).items() if k not in ("load", "out_dir", "admin_url")
+            },
+            "platform": report.platform_settings(settings),
+        },
+    }
+    logs = Path(".run/logs") if Path(".run/logs").is_dir() else opts.out_dir
+    uvi = (
+        UvicornBaseline(
+            opts.baseline_port,
+            logs / "bench-uvicorn.log",
+            replica_niceness() if opts.baseline_nice < 0 else opts.baseline_nice,
+        )
+        if opts.baseline
+        else None
+    )
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as db:
+        tracker = Tracker(settings.database_url)
+        await tracker.open()
+        try:
+            if uvi is not None:
+                info(f"starting the plain-uvicorn baseline on {uvi.url} (nice {uvi.niceness})")
+                await uvi.start()
+                result["settings"]["bench"]["baseline_niceness"] = uvi.niceness
+            result["background_cores"] = await checks.background(cpu)
+            result["generator"] = await _ceilings(opts, uvi, cpu)
+            admin_url = opts.admin_url or base
+            await stock.make_scarce(admin_url, admin_token(settings), db, opts.scarce_units)
+            start = await stock.snapshot(db)
+            low = [s for s in REGULAR_SKUS if start[s][0] - start[s][1] < 100_000]
+            if low:
+                info(f"[yellow]warning: little stock left on {low}: their orders will be REJECTED")
+            what = f"{opts.load.rate:g}/s" if not opts.load.concurrency else "closed loop"
+            info(f"main run: {what} for {opts.load.duration_s}s with {len(people)} customers")
+            main = await mainrun.run(opts.load, people, tracker, cpu)
+            result.update(mainrun.summary(main, tracker))
+            result["series"] = stats.series(
+                main.records, tracker.outcomes.values(), main.t0, cpu.series
+            )
+            result["stock"] = await stock.audit(
+                db, [p.customer_id for p in people], tracker.accepted, start
+            )
+            result["oversold"] = result["stock"]["oversold"]
+            result["lost_ids"] = [str(i) for i in list(tracker.outstanding)[:20]]
+            result["settle_s"] = await checks.settle(base)
+            result["capacity"] = await _capacity(opts, settings, tag, uvi, cpu)
+        finally:
+            await tracker.close()
+            if uvi is not None:
+                await uvi.stop()
+    cap = result["capacity"]
+    serve_rps = cap.get("serve", {}).get("ok_rps", 0.0)
+    uvi_rps = cap.get("uvicorn", {}).get("ok_rps", 0.0)
+    result["serve_vs_uvicorn_ratio"] = round(serve_rps / uvi_rps, 3) if uvi_rps else None
+    return result
+
+
+async def _ceilings(opts: Options, uvi: UvicornBaseline | None, cpu: CpuSampler) -> dict[str, Any]:
+    """The generator's ceiling on a trivial route, with wrk's as a reference."""
+    if opts.ceiling_s <= 0:
+        return {}
+    targets = {"serve": opts.load.base_url}
+    if uvi is not None:
+        targets["uvicorn"] = uvi.url
+    out: dict[str, Any] = {}
+    for name, url in targets.items():
+        info(f"generator ceiling: GET {url}/health for {opts.ceiling_s}s")
+        out[f"{name} /health loadgen"] = await ceiling.generator_ceiling(
+            url, workers=opts.load.workers, concurrency=64, duration_s=opts.ceiling_s, cpu=cpu
+        )
+        if wrkrun.available():
+            out[f"{name} /health wrk"] = await ceiling.wrk_health(
+                url, connections=64, duration_s=opts.ceiling_s
+            )
+    return out
+
+
+async def _capacity(
+    opts: Options, settings: Settings, tag: str, uvi: UvicornBaseline | None, cpu: CpuSampler
+) -> dict[str, Any]:
+    """Accept capacity of Serve, then of plain uvicorn (same app, same mix), each followed by
+    the drain of the orders it accepted (which is the pipeline's rate on a burst)."""
+    if opts.capacity_s <= 0 or not wrkrun.available():
+        return {}
+    targets = {"serve": opts.load.base_url}
+    if uvi is not None:
+        targets["uvicorn"] = uvi.url
+    out: dict[str, Any] = {}
+    for name, url in targets.items():
+        people = customers(settings, f"{tag}-{name[0]}", opts.customers)
+        info(f"accept capacity: wrk -c{opts.capacity_connections} POST {url}/api/orders")
+        res = await ceiling.accept_capacity(
+            url,
+            people,
+            opts.load.mix,
+            connections=opts.capacity_connections,
+            duration_s=opts.capacity_s,
+            seed=opts.load.seed + 7,
+            cpu=cpu,
+        )
+        info(f"  {name}: {res['ok_rps']} accepted/s, p99 {res['p99_ms']} ms; draining")
+        res["drain"] = await ceiling.drain(
+            settings.database_url, [p.customer_id for p in people], opts.drain_timeout_s
+        )
+        out[name] = res
+    return out

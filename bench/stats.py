@@ -1,0 +1,88 @@
+"""Percentiles and per-second series of a tracked run."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from bench.loadgen import Record
+from bench.tracker import Outcome
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile of `values` (0 when empty)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_summary(values_ms: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(pct(values_ms, 50), 1),
+        "p95": round(pct(values_ms, 95), 1),
+        "p99": round(pct(values_ms, 99), 1),
+        "max": round(max(values_ms, default=0.0), 1),
+        "mean": round(sum(values_ms) / len(values_ms), 1) if values_ms else 0.0,
+    }
+
+
+def errors_by_status(records: Iterable[Record]) -> dict[str, int]:
+    """Answers other than 202, by status code ("0": client error, "-1": not sent)."""
+    counts: dict[str, int] = defaultdict(int)
+    for _, _, _, status, _ in records:
+        if status != 202:
+            counts[str(status)] += 1
+    return dict(sorted(counts.items()))
+
+
+def series(
+    records: list[Record],
+    outcomes: Iterable[Outcome],
+    t0: float,
+    cpu: list[tuple[float, dict[str, float]]],
+) -> list[dict[str, Any]]:
+    """One row per second since `t0`: offered, accepted, completed and shipped counts; accept
+    latency percentiles of the requests due in that second; accept→SHIPPED percentiles of the
+    orders accepted in that second; CPU cores per component."""
+    rows: dict[int, dict[str, Any]] = defaultdict(
+        lambda: {"offered": 0, "accepted": 0, "errors": 0, "completed": 0, "shipped": 0}
+    )
+    accept_ms: dict[int, list[float]] = defaultdict(list)
+    e2e_ms: dict[int, list[float]] = defaultdict(list)
+    for due, _, done, status, _ in records:
+        sec = int(due - t0)
+        rows[sec]["offered"] += 1
+        if status == 202:
+            rows[int(done - t0)]["accepted"] += 1
+            accept_ms[sec].append((done - due) * 1000)
+        else:
+            rows[sec]["errors"] += 1
+    for out in outcomes:
+        rows[int(out.terminal_at - t0)]["completed"] += 1
+        if out.shipped_at is not None:
+            rows[int(out.shipped_at - t0)]["shipped"] += 1
+            e2e_ms[int(out.created_at - t0)].append((out.shipped_at - out.created_at) * 1000)
+    for at, cores in cpu:
+        rows[int(at - t0)]["cpu"] = {k: round(v, 3) for k, v in cores.items()}
+    out_rows = []
+    for sec in sorted(s for s in rows if s >= 0):
+        row = {"t": sec, **rows[sec]}
+        row["accept_p50_ms"] = round(pct(accept_ms[sec], 50), 1)
+        row["accept_p99_ms"] = round(pct(accept_ms[sec], 99), 1)
+        row["e2e_p50_ms"] = round(pct(e2e_ms[sec], 50), 1)
+        row["e2e_p99_ms"] = round(pct(e2e_ms[sec], 99), 1)
+        out_rows.append(row)
+    return out_rows
+
+
+def group_cpu(cores: dict[str, float]) -> dict[str, float]:
+    """Per-component cores with the actors and the gateway's processes summed (for progress
+    lines, the table and the plot; the JSON keeps the detail)."""
+    grouped: dict[str, float] = defaultdict(float)
+    for name, value in cores.items():
+        grouped[{"actor": "actors", "gateway": "gateway"}.get(name.split(":")[0], name)] += value
+    return {k: round(v, 2) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])}

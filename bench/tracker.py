@@ -1,0 +1,78 @@
+"""Follows every accepted order to a terminal status, reading Postgres in bulk.
+
+One query per poll for all outstanding ids (chunked), instead of polling the API per order.
+The SHIPPED time comes from `order_events` (the SHIPPED row's `at`), against `orders.created_at`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import TupleRow
+
+TERMINAL = ("DELIVERED", "REJECTED", "DECLINED", "CANCELLED", "REFUNDED")
+_CHUNK = 5000
+_QUERY = (
+    "SELECT o.id, o.status, o.created_at, o.updated_at, "
+    "(SELECT min(e.at) FROM order_events e WHERE e.order_id = o.id AND e.status = 'SHIPPED') "
+    "FROM orders o WHERE o.id = ANY(%s) AND o.status = ANY(%s)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str
+    created_at: float
+    terminal_at: float
+    shipped_at: float | None
+
+    @property
+    def e2e_s(self) -> float | None:
+        """Accept → SHIPPED, both stamped by the platform (the same clock)."""
+        return None if self.shipped_at is None else self.shipped_at - self.created_at
+
+
+@dataclass
+class Tracker:
+    """Accepted order ids in, outcomes out; `poll()` once a second."""
+
+    dsn: str
+    outstanding: dict[uuid.UUID, float] = field(default_factory=dict)  # id → accepted (wall)
+    outcomes: dict[uuid.UUID, Outcome] = field(default_factory=dict)
+    _conn: psycopg.AsyncConnection[TupleRow] | None = None
+
+    async def open(self) -> None:
+        self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    def add(self, order_id: str, accepted_at: float) -> None:
+        self.outstanding[uuid.UUID(order_id)] = accepted_at
+
+    @property
+    def accepted(self) -> int:
+        return len(self.outstanding) + len(self.outcomes)
+
+    async def poll(self) -> int:
+        """Move orders that reached a terminal status to `outcomes`; return how many did."""
+        assert self._conn is not None, "call open() first"
+        ids = list(self.outstanding)
+        moved = 0
+        for start in range(0, len(ids), _CHUNK):
+            cur = await self._conn.execute(_QUERY, (ids[start : start + _CHUNK], list(TERMINAL)))
+            for oid, status, created, updated, shipped in await cur.fetchall():
+                self.outcomes[oid] = Outcome(
+                    str(status), _ts(created), _ts(updated), _ts(shipped) if shipped else None
+                )
+                del self.outstanding[oid]
+                moved += 1
+        return moved
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
