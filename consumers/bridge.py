@@ -37,6 +37,7 @@ from domain.errors import Unavailable
 from domain.events import Envelope, Topic
 
 log = logging.getLogger(__name__)
+_LAG_EVERY_S = 1.0
 _TRANSIENT = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
@@ -75,6 +76,7 @@ class KafkaBridge:
         self._handled = 0
         self._dead = 0
         self._lag = 0
+        self._lag_at = 0.0
         self._last_error: str | None = None
         self._last_poll = time.monotonic()
         self._task = asyncio.create_task(self._run())
@@ -217,6 +219,9 @@ class KafkaBridge:
 
     async def _update_lag(self) -> None:
         assert self._consumer is not None
+        if time.monotonic() - self._lag_at < _LAG_EVERY_S:
+            return  # position() calls per partition are not free: once a second is enough
+        self._lag_at = time.monotonic()
         lag = 0
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)

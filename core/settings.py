@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     inventory_shards: int = Field(default=2, ge=1, le=64)
     payment_shards: int = Field(default=2, ge=1, le=64)
     gateway_replicas: int = Field(default=1, ge=1, le=32)
-    max_ongoing_requests: int = Field(default=256, ge=1)
+    max_ongoing_requests: int = Field(default=64, ge=1)
+    max_queued_requests: int = Field(default=256, ge=1)
     db_pool_size: int = Field(default=8, ge=1, le=100)
 
     hold_ttl_s: float = Field(default=300.0, gt=0)

@@ -17,6 +17,10 @@ api = create_app(with_ray=True)
 @serve.deployment(
     name="api-gateway",
     max_ongoing_requests=_settings.max_ongoing_requests,
+    # Past this queue, answer 503 + Retry-After at once instead of letting requests pile up in
+    # the proxy until clients time out (measured: congestion collapse at 300 req/s offered).
+    max_queued_requests=_settings.max_queued_requests,
+    backpressure_config={"status_code": 503, "retry_after_s": 1},
     autoscaling_config={
         "min_replicas": 1,
         "max_replicas": max(1, _settings.gateway_replicas),
