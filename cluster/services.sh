@@ -4,6 +4,12 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PGDATA="$RUN/pg"
+# The server runs as the postgres user, who must be able to reach its data directory; a clone
+# under a private directory (mode 700, e.g. from mktemp -d) is not reachable, so use /var/tmp.
+if ! runuser -u postgres -- test -x "$RUN" 2>/dev/null; then
+  PGDATA="/var/tmp/ray-orders-pg-$(printf %s "$ROOT" | sha1sum | cut -c1-10)"
+fi
+PGLOG="$PGDATA/server.log"
 
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 pg_start() {
@@ -22,9 +28,9 @@ CONF
   fi
   if ! pg_ready; then
     log "postgres: starting on 127.0.0.1:$PG_PORT"
-    touch "$RUN/logs/postgres.log" && chown postgres "$RUN/logs/postgres.log"
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT" \
-      -l "$RUN/logs/postgres.log" -w -t 60 start >/dev/null
+      -l "$PGLOG" -w -t 60 start >/dev/null || die "postgres did not start; see $PGLOG"
+    ln -sf "$PGLOG" "$RUN/logs/postgres.log"
   fi
   head -n1 "$PGDATA/postmaster.pid" >"$RUN/pids/pg.pid"
   local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qtAX)
