@@ -6,17 +6,19 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PGDATA="$RUN/pg"
 # The server runs as the postgres user, who must be able to reach its data directory; a clone
 # under a private directory (mode 700, e.g. from mktemp -d) is not reachable, so use /var/tmp.
-if ! runuser -u postgres -- test -x "$RUN" 2>/dev/null; then
+if ! (cd / && runuser -u postgres -- test -x "$RUN") 2>/dev/null; then
   PGDATA="/var/tmp/ray-orders-pg-$(printf %s "$ROOT" | sha1sum | cut -c1-10)"
 fi
 PGLOG="$PGDATA/server.log"
+# as the postgres user, from a directory it can enter (the checkout may be private)
+pg_as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 pg_start() {
   if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
     log "postgres: initdb in $PGDATA"
     mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA" -A trust -U postgres >"$RUN/logs/initdb.log"
+    pg_as_postgres "$PG_BIN/initdb" -D "$PGDATA" -A trust -U postgres >"$RUN/logs/initdb.log"
     cat >>"$PGDATA/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$PGDATA'
@@ -28,7 +30,7 @@ CONF
   fi
   if ! pg_ready; then
     log "postgres: starting on 127.0.0.1:$PG_PORT"
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT" \
+    pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT" \
       -l "$PGLOG" -w -t 60 start >/dev/null || die "postgres did not start; see $PGLOG"
     ln -sf "$PGLOG" "$RUN/logs/postgres.log"
   fi
@@ -43,7 +45,7 @@ CONF
 }
 pg_stop() {
   [[ -f "$PGDATA/postmaster.pid" ]] && pid_alive pg && log "stopping postgres" \
-    && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+    && pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
   rm -f "$RUN/pids/pg.pid"
 }
 

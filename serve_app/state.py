@@ -18,6 +18,7 @@ from core import registry
 from core.auth import Principal
 from core.bootstrap import ensure_actors
 from core.db import Row, open_pool
+from core.metrics import families_without_samples
 from core.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core.settings import Settings
 from domain.commands import SKU_PATTERN
@@ -29,7 +30,16 @@ from serve_app.views import inventory_view
 
 log = logging.getLogger(__name__)
 _PROBE_TIMEOUT_S = 2.0
-_METRIC_PREFIXES = ("orders_", "ray_orders_", "ray_serve_", "# ")
+_SERVE_FAMILIES = ("ray_serve_num_http", "ray_serve_deployment_request")
+
+
+def _is_platform_metric(line: str) -> bool:
+    """Our `orders_*` families and Serve's request counters, with their HELP/TYPE lines."""
+    if line.startswith(("# HELP ", "# TYPE ")):
+        name = line.split(" ", 3)[2]
+    else:
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+    return "orders_" in name or name.startswith(_SERVE_FAMILIES)
 
 
 class FaultSpec(BaseModel):
@@ -147,13 +157,8 @@ class AppState:
             text = await asyncio.to_thread(fetch)
         except OSError:
             raise Unavailable("Ray's metrics agent is not reachable on this node") from None
-        keep = [
-            line
-            for line in text.splitlines()
-            if line.startswith(_METRIC_PREFIXES)
-            and "orders_" in line
-            or line.startswith(("ray_serve_num_http", "ray_serve_deployment_request"))
-        ]
+        keep = [line for line in text.splitlines() if _is_platform_metric(line)]
+        keep += families_without_samples(text)
         return "\n".join(keep) + "\n"
 
     async def readiness(self) -> dict[str, Any]:
