@@ -26,6 +26,7 @@ from core.db import (
 )
 from core.settings import get_settings
 from core.status import StatusPublisher
+from domain.errors import Conflict, NotFound
 from domain.events import new_event
 from domain.model import OrderStatus
 
@@ -69,8 +70,6 @@ class InventoryShard:
 
     async def set_stock(self, sku: str, on_hand: int) -> Row:
         """Admin restock. Refuses to go below what is reserved."""
-        from domain.errors import Conflict, NotFound
-
         async with self._lock:
             entry = self._stock.get(sku)
             if entry is None:

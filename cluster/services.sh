@@ -62,12 +62,11 @@ redis_start() {
 redis_stop() { stop_pid redis; }
 
 KAFKA_HOME="$RUN/kafka-$KAFKA_VERSION"
-kafka_java() {
-  java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" \
-    -Dkafka.logs.dir="$RUN/logs" -cp "$KAFKA_HOME/libs/*" "$@"
+# Kafka's command-line tools (storage format); the broker itself runs from cluster/kafka/run.sh.
+kafka_tool() {
+  java -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" -Dkafka.logs.dir="$RUN/logs" \
+    -cp "$KAFKA_HOME/libs/*" "$@"
 }
-kafka_ready() { port_open "$KAFKA_PORT" && "$PY" -m cli.main topics --check >/dev/null 2>&1; }
 kafka_start() {
   pid_alive kafka && port_open "$KAFKA_PORT" && return 0
   local conf="$RUN/kafka/server.properties"
@@ -76,7 +75,7 @@ kafka_start() {
     -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" "$ROOT/cluster/kafka/server.properties" >"$conf"
   if [[ ! -f "$RUN/kafka/data/meta.properties" ]]; then
     log "kafka: formatting KRaft storage"
-    kafka_java kafka.tools.StorageTool format --standalone -t "$(kafka_java kafka.tools.StorageTool random-uuid)" \
+    kafka_tool kafka.tools.StorageTool format --standalone -t "$(kafka_tool kafka.tools.StorageTool random-uuid)" \
       -c "$conf" >"$RUN/logs/kafka-format.log" 2>&1 || die "kafka format failed; see $RUN/logs/kafka-format.log"
   fi
   if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then

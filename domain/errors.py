@@ -48,3 +48,13 @@ class Unavailable(OrderError):
 
 class InvalidTransition(OrderError):
     code = "invalid_transition"
+
+
+class RateLimited(OrderError):
+    """Too many requests from one principal; retry after `retry_after_s`."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -15,20 +15,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from core.provider import OPENED_AT_KEY, STATE_KEY, open_for
-from domain.errors import Conflict, InvalidInput, OrderError, Unavailable
+from domain.errors import Conflict, InvalidInput, RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
 # An in-flight claim outlives any request (client timeouts are seconds), yet frees itself if the
 # gateway died mid-request; the durable guarantee is the unique key in Postgres.
 _INFLIGHT_TTL_S = 60
-
-
-class RateLimited(OrderError):
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class Admission:

@@ -15,7 +15,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.auth import AuthError
-from domain.errors import Conflict, InvalidInput, NotFound, OrderError, OutOfStock, Unavailable
+from domain.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    OrderError,
+    OutOfStock,
+    RateLimited,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +33,8 @@ _STATUS: dict[type[OrderError], int] = {
     InvalidInput: 422,
     OutOfStock: 409,
     Unavailable: 503,
+    RateLimited: 429,
 }
-_STATUS_BY_CODE = {"rate_limited": 429}
 
 
 def error_response(
@@ -59,9 +67,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OrderError)
     async def _order_error(_: Request, exc: OrderError) -> ORJSONResponse:
-        status = _STATUS_BY_CODE.get(exc.code) or next(
-            (s for t, s in _STATUS.items() if isinstance(exc, t)), 400
-        )
+        status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
         headers = None
         retry_after = getattr(exc, "retry_after_s", None)
         if retry_after is not None:
