@@ -88,7 +88,7 @@ class PaymentShard:
                 todo = [e for e in events if e.event_id in new]
                 locked = await lock_orders(conn, [e.order_id for e in todo])
                 pending = dict(self._outstanding)
-                payments, changes, outbox = [], [], []
+                decided: list[tuple[Envelope, Any, Decimal, str | None]] = []
                 for e in todo:
                     row = locked.get(e.order_id)
                     if row is None or row["status"] != OrderStatus.RESERVED.value:
@@ -97,10 +97,15 @@ class PaymentShard:
                     amount = Decimal(str(row["total"]))
                     owed = pending.get(customer, Decimal("0"))
                     reason = decide(row["payment_method"], amount, owed, self._limit)
-                    ref = None
                     if reason is None:
-                        ref = guarded_call(self._breaker, fault, str(e.order_id))
                         pending[customer] = owed + amount
+                    decided.append((e, row, amount, reason))
+                approved = [str(e.order_id) for e, _, _, reason in decided if reason is None]
+                refs = iter(guarded_call(self._breaker, fault, approved))
+                payments, changes, outbox = [], [], []
+                for e, row, amount, reason in decided:
+                    customer = row["customer_id"]
+                    ref = next(refs) if reason is None else None
                     status = "AUTHORIZED" if reason is None else "DECLINED"
                     payments.append((e.order_id, customer, amount, status, reason, ref))
                     data = {

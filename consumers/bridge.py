@@ -104,8 +104,8 @@ class KafkaBridge:
             client_id=f"consumer-{self._group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # the broker answers as soon as data arrives; this only bounds idle polls
-            fetch_max_wait_ms=250,
+            fetch_min_bytes=self._settings.consumer_fetch_min_bytes,
+            fetch_max_wait_ms=self._settings.consumer_fetch_wait_ms,
             max_poll_records=self._settings.consumer_batch_max,
             isolation_level="read_committed",
         )

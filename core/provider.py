@@ -36,18 +36,24 @@ def make_breaker(redis_url: str, fail_max: int, reset_s: float) -> pybreaker.Cir
     )
 
 
-def provider_call(fault: bool, order_id: str) -> str:
-    """The provider's authorization (idempotency key = order id); raises when it is down."""
+def provider_call(fault: bool, order_ids: list[str]) -> list[str]:
+    """The provider's authorization of a batch (idempotency key = order id), one reference per
+    order; raises when it is down."""
     if fault:
         raise ProviderDown("payment provider unavailable (injected fault)")
-    return f"ch_{order_id.replace('-', '')[:24]}"
+    return [f"ch_{oid.replace('-', '')[:24]}" for oid in order_ids]
 
 
-def guarded_call(breaker: pybreaker.CircuitBreaker, fault: bool, order_id: str) -> str:
-    """Call through the breaker; an open circuit or a failure becomes `Unavailable`."""
+def guarded_call(breaker: pybreaker.CircuitBreaker, fault: bool, order_ids: list[str]) -> list[str]:
+    """One call through the breaker for a batch; an open circuit or a failure becomes
+    `Unavailable`. One call per batch, not per order: the breaker's state lives in Redis and
+    every call through it costs blocking round trips (measured: the payment stage fell behind
+    at 300 orders/s with one call per order)."""
+    if not order_ids:
+        return []
     try:
-        ref: str = breaker.call(provider_call, fault, order_id)
-        return ref
+        refs: list[str] = breaker.call(provider_call, fault, order_ids)
+        return refs
     except (pybreaker.CircuitBreakerError, ProviderDown) as exc:
         raise Unavailable(f"payment provider unavailable: {exc}", retry_after_s=5) from None
 
