@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import Any
 
 import psycopg
@@ -20,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from core.db import open_pool
 from core.kafka import start_producer
 from core.metrics import Metrics
+from core.pacing import pace
 from core.registry import platform_actor
 from core.settings import get_settings
 
@@ -86,8 +88,20 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), _POLL_S)
             self._wake.clear()
             try:
-                while await self._publish_batch():
-                    pass
+                while True:
+                    started = time.monotonic()
+                    published = await self._publish_batch()
+                    # under load at most one batch per window: rows committed meanwhile join
+                    # the next one
+                    await pace(
+                        started,
+                        self._settings.batch_window_ms,
+                        published,
+                        self._settings.batch_window_min_events,
+                    )
+                    if published < self._settings.outbox_batch_max and not self._wake.is_set():
+                        break
+                    self._wake.clear()
                 self._last_error = None
             except Exception as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
@@ -95,8 +109,8 @@ class OutboxRelay:
                 await self._reset_producer()
                 await asyncio.sleep(1)
 
-    async def _publish_batch(self) -> bool:
-        """Publish one batch; True when the table may hold more."""
+    async def _publish_batch(self) -> int:
+        """Publish one batch; returns its size (a full batch means the table may hold more)."""
         producer = await self._ensure_producer()
         limit = self._settings.outbox_batch_max
         async with self._pool.connection() as conn:
@@ -107,7 +121,7 @@ class OutboxRelay:
             )
             rows = sorted(await cur.fetchall(), key=lambda r: r["id"])
             if not rows:
-                return False
+                return 0
             futures = [
                 await producer.send(r["topic"], value=bytes(r["payload"]), key=r["key"].encode())
                 for r in rows
@@ -115,7 +129,7 @@ class OutboxRelay:
             await asyncio.gather(*futures)
         self._published += len(rows)
         self._metrics.relay_published(len(rows))
-        return len(rows) == limit
+        return len(rows)
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -27,6 +27,7 @@ from core.db import (
     lock_orders,
     open_pool,
 )
+from core.pacing import pace
 from core.registry import platform_actor
 from core.settings import get_settings
 from core.status import StatusPublisher
@@ -39,7 +40,6 @@ FAIL_KEY = "fault:shipping-fail:{}"
 HOLD_KEY = "fault:shipping-hold:{}"
 _HOLD_RECHECK_S = 0.2
 _IDLE_S = 1.0
-_BATCH_WINDOW_S = 0.005  # let a few due steps gather into one transaction
 
 
 @platform_actor(max_concurrency=64)
@@ -58,6 +58,7 @@ class ShippingActor:
                 step = "SHIPPED" if r["status"] == "CREATED" else "DELIVERED"
                 heapq.heappush(self._due, (time.monotonic(), step, r["order_id"]))
         self._wake = asyncio.Event()
+        self._last_batch, self._last_size = 0.0, 0
         self._ticker = asyncio.create_task(self._tick_loop())
 
     async def health(self) -> dict[str, Any]:
@@ -117,13 +118,20 @@ class ShippingActor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
                 self._wake.clear()
-                await asyncio.sleep(_BATCH_WINDOW_S)
+            # under load at most one transaction per window: steps due meanwhile join this one
+            await pace(
+                self._last_batch,
+                self._settings.batch_window_ms,
+                self._last_size,
+                self._settings.batch_window_min_events,
+            )
             now = time.monotonic()
             batch: list[tuple[float, str, uuid.UUID]] = []
             while self._due and self._due[0][0] <= now and len(batch) < 500:
                 batch.append(heapq.heappop(self._due))
             if not batch:
                 continue
+            self._last_batch, self._last_size = now, len(batch)
             try:
                 await self._advance(batch)
             except Exception as exc:  # e.g. Postgres restarting: put them back and retry

@@ -31,6 +31,7 @@ from consumers.base import PoisonMessage
 from consumers.handlers import HANDLERS
 from core.kafka import start_producer
 from core.metrics import Metrics
+from core.pacing import pace
 from core.registry import platform_actor
 from core.settings import get_settings
 from domain.errors import Unavailable
@@ -124,7 +125,14 @@ class KafkaBridge:
             try:
                 if self._consumer is None:
                     await self._start()
-                await self._poll_once()
+                started = time.monotonic()
+                handled = await self._poll_once()
+                await pace(
+                    started,
+                    self._settings.batch_window_ms,
+                    handled,
+                    self._settings.batch_window_min_events,
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker gone: rebuild clients, resume from last commit
@@ -133,7 +141,8 @@ class KafkaBridge:
                 await self._stop()
                 await asyncio.sleep(1)
 
-    async def _poll_once(self) -> None:
+    async def _poll_once(self) -> int:
+        """One cycle: fetch, handle, commit. Returns the number of records it took."""
         assert self._consumer is not None
         batches = await self._consumer.getmany(
             timeout_ms=200, max_records=self._settings.consumer_batch_max
@@ -141,7 +150,7 @@ class KafkaBridge:
         self._last_poll = time.monotonic()
         records = [r for part in batches.values() for r in part]
         if not records:
-            return
+            return 0
         events: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
         for record in records:
             try:
@@ -154,6 +163,7 @@ class KafkaBridge:
         self._metrics.consumed(self._group, len(events))
         await self._update_lag()
         self._last_error = None  # a whole cycle worked: whatever failed before has recovered
+        return len(records)
 
     async def _handle(self, events: Sequence[tuple[ConsumerRecord[Any, Any], Envelope]]) -> None:
         """The batch as one call; on poison, isolate it message by message."""

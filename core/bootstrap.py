@@ -11,36 +11,15 @@ from core import registry
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
-_ENV_PREFIXES = (
-    "APP_",
-    "JWT_",
-    "HTTP_",
-    "DATABASE_",
-    "REDIS_",
-    "KAFKA_",
-    "INVENTORY_",
-    "PAYMENT_",
-    "GATEWAY_",
-    "MAX_",
-    "DB_",
-    "HOLD_",
-    "CREDIT_",
-    "BREAKER_",
-    "SHIP_",
-    "DELIVER_",
-    "CONSUMER_",
-    "OUTBOX_",
-    "RATE_",
-    "IDEMPOTENCY_",
-    "LOG_",
-    "RAY_SERVE_",
-    "METRICS_",
-)
+# Ray Serve's own knobs travel too (they configure the replicas the platform deploys).
+_RAY_SERVE_PREFIX = "RAY_SERVE_"
 
 
 def _env_vars() -> dict[str, str]:
-    """Settings travel to every actor through the job's runtime_env."""
-    return {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)}
+    """Settings travel to every actor through the job's runtime_env: exactly the variables
+    `Settings` reads (derived from its fields, so a new setting can never be left behind)."""
+    names = {name.upper() for name in Settings.model_fields}
+    return {k: v for k, v in os.environ.items() if k in names or k.startswith(_RAY_SERVE_PREFIX)}
 
 
 def _detached(cls: Any, name: str, namespace: str, *args: Any) -> Any:

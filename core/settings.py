@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # arrives and the wait only bounds idle polls.
     consumer_fetch_min_bytes: int = Field(default=1, ge=1)
     consumer_fetch_wait_ms: int = Field(default=250, ge=0, le=5_000)
+    # Under load each pipeline stage (consumers, outbox relay, shipping timer) starts at most
+    # one batch per window: a cycle costs much the same for 1 event as for 50 (actor call,
+    # transaction, offset commit, Redis publish), so batches grow instead of cycles
+    # multiplying. "Under load" = the last batch had at least BATCH_WINDOW_MIN_EVENTS events;
+    # below that every event is handled at once. Measured in docs/performance.md; 0 = off.
+    batch_window_ms: int = Field(default=100, ge=0, le=1_000)
+    batch_window_min_events: int = Field(default=4, ge=1)
     outbox_batch_max: int = Field(default=1000, ge=1)
     rate_limit_per_min: int = Field(default=6000, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, gt=0)

@@ -113,3 +113,16 @@ def test_notifications_render_per_status_and_ignore_other_events() -> None:
     created = render(new_event("ShippingUpdated", oid, shipmentStatus="CREATED"))
     assert created is None
     assert render(new_event("OrderCreated", oid)) is None
+
+
+def test_an_envelope_pickles_as_its_json_and_comes_back_equal() -> None:
+    import pickle
+    import uuid
+
+    from domain.events import Envelope, new_event
+
+    event = new_event("StockReserved", uuid.uuid4(), customerId="c-1", items=[{"sku": "A"}])
+    raw = pickle.dumps([event, event])
+    assert event.to_json() in raw  # one JSON blob, not pydantic internals
+    back = pickle.loads(raw)
+    assert back == [event, event] and isinstance(back[0], Envelope)

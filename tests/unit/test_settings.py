@@ -23,3 +23,15 @@ def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INVENTORY_SHARDS", "0")
     with pytest.raises(ValueError, match="inventory_shards"):
         Settings()
+
+
+def test_every_setting_travels_to_the_actors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.bootstrap import _env_vars
+
+    for name in Settings.model_fields:
+        monkeypatch.setenv(name.upper(), "x")
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    monkeypatch.setenv("UNRELATED_VARIABLE", "1")
+    sent = _env_vars()
+    assert {name.upper() for name in Settings.model_fields} <= set(sent)
+    assert sent["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "UNRELATED_VARIABLE" not in sent
