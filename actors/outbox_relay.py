@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from core.db import open_pool
 from core.kafka import start_producer
 from core.metrics import Metrics
-from core.pacing import pace
+from core.pacing import pace_batch
 from core.registry import platform_actor
 from core.settings import get_settings
 
@@ -93,12 +93,7 @@ class OutboxRelay:
                     published = await self._publish_batch()
                     # under load at most one batch per window: rows committed meanwhile join
                     # the next one
-                    await pace(
-                        started,
-                        self._settings.batch_window_ms,
-                        published,
-                        self._settings.batch_window_min_events,
-                    )
+                    await pace_batch(started, published, self._settings)
                     if published < self._settings.outbox_batch_max and not self._wake.is_set():
                         break
                     self._wake.clear()

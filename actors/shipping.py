@@ -27,7 +27,7 @@ from core.db import (
     lock_orders,
     open_pool,
 )
-from core.pacing import pace
+from core.pacing import pace_batch
 from core.registry import platform_actor
 from core.settings import get_settings
 from core.status import StatusPublisher
@@ -119,12 +119,7 @@ class ShippingActor:
                     await asyncio.wait_for(self._wake.wait(), wait)
                 self._wake.clear()
             # under load at most one transaction per window: steps due meanwhile join this one
-            await pace(
-                self._last_batch,
-                self._settings.batch_window_ms,
-                self._last_size,
-                self._settings.batch_window_min_events,
-            )
+            await pace_batch(self._last_batch, self._last_size, self._settings)
             now = time.monotonic()
             batch: list[tuple[float, str, uuid.UUID]] = []
             while self._due and self._due[0][0] <= now and len(batch) < 500:

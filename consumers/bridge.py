@@ -31,7 +31,7 @@ from consumers.base import PoisonMessage
 from consumers.handlers import HANDLERS
 from core.kafka import start_producer
 from core.metrics import Metrics
-from core.pacing import pace
+from core.pacing import pace_batch
 from core.registry import platform_actor
 from core.settings import get_settings
 from domain.errors import Unavailable
@@ -127,12 +127,7 @@ class KafkaBridge:
                     await self._start()
                 started = time.monotonic()
                 handled = await self._poll_once()
-                await pace(
-                    started,
-                    self._settings.batch_window_ms,
-                    handled,
-                    self._settings.batch_window_min_events,
-                )
+                await pace_batch(started, handled, self._settings)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker gone: rebuild clients, resume from last commit

@@ -5,6 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from core.settings import Settings
+
+
+async def pace_batch(started: float, size: int, settings: Settings) -> None:
+    """`pace` with the platform's settings (`BATCH_WINDOW_MS`, `BATCH_WINDOW_MIN_EVENTS`)."""
+    await pace(started, settings.batch_window_ms, size, settings.batch_window_min_events)
+
 
 async def pace(started: float, window_ms: int, size: int, min_size: int) -> None:
     """After a batch of `size` items begun at `started` (a `time.monotonic()` reading), wait
