@@ -92,8 +92,8 @@ class OutboxRelay:
                     started = time.monotonic()
                     published = await self._publish_batch()
                     # under load at most one batch per window: rows committed meanwhile join
-                    # the next one
-                    await pace_batch(started, published, self._settings)
+                    # the next one (an order writes ~10 outbox rows over its life)
+                    await pace_batch(started, published, self._settings, per_order=10)
                     if published < self._settings.outbox_batch_max and not self._wake.is_set():
                         break
                     self._wake.clear()
