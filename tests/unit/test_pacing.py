@@ -32,3 +32,19 @@ def test_a_batch_that_took_longer_than_the_window_does_not_wait() -> None:
 
 def test_a_zero_window_turns_pacing_off() -> None:
     assert _elapsed(0.0, 0, size=500, min_size=1) < 0.1
+
+
+def test_pace_batch_counts_the_threshold_in_orders() -> None:
+    from core.pacing import pace_batch
+    from core.settings import Settings
+
+    settings = Settings(batch_window_ms=200, batch_window_min_events=4)
+
+    async def elapsed(size: int, per_order: int) -> float:
+        t0 = time.monotonic()
+        await pace_batch(t0, size, settings, per_order=per_order)
+        return time.monotonic() - t0
+
+    assert asyncio.run(elapsed(39, per_order=10)) < 0.1  # under 4 orders' worth of rows
+    assert asyncio.run(elapsed(40, per_order=10)) >= 0.15
+    assert asyncio.run(elapsed(4, per_order=1)) >= 0.15
