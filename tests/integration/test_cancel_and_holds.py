@@ -15,6 +15,11 @@ def _payment(pg: Any, order_id: str) -> str | None:
     return None if row is None else str(row["status"])
 
 
+def _shipment(pg: Any, order_id: str) -> str | None:
+    row = pg.execute("SELECT status FROM shipments WHERE order_id = %s", (order_id,)).fetchone()
+    return None if row is None else str(row["status"])
+
+
 def test_cancel_while_paid_returns_stock_and_money(api: Api, customer: str, pg: Any) -> None:
     sku = "SKU-95"
     api.set_available(sku, 8)
@@ -22,6 +27,8 @@ def test_cancel_while_paid_returns_stock_and_money(api: Api, customer: str, pg: 
     try:
         order_id = api.place_ok(customer, [(sku, 3)])
         api.wait_status(customer, order_id, "PAID")
+        # PAID comes before the shipping stage creates the (held) shipment: wait for it
+        wait_until(lambda: _shipment(pg, order_id) == "CREATED", what="shipment created")
         assert api.stock(sku)["available"] == 5
         resp = api.http.post(f"/api/orders/{order_id}/cancel", headers=api.headers(customer))
         assert resp.status_code == 202, resp.text
@@ -31,12 +38,7 @@ def test_cancel_while_paid_returns_stock_and_money(api: Api, customer: str, pg: 
     wait_until(lambda: _payment(pg, order_id) == "REFUNDED", what="refund after cancel")
     wait_until(lambda: api.stock(sku)["available"] == 8, what="stock back after cancel")
     wait_until(
-        lambda: (
-            pg.execute("SELECT status FROM shipments WHERE order_id = %s", (order_id,)).fetchone()[
-                "status"
-            ]
-            == "CANCELLED"
-        ),
+        lambda: _shipment(pg, order_id) == "CANCELLED",
         what="held shipment cancelled, never shipped",
     )
     order = api.order(customer, order_id)
