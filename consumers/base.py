@@ -17,6 +17,8 @@ class PoisonMessage(Exception):
 
 class Handler(Protocol):
     topics: tuple[str, ...]
+    # events a delivered order puts on these topics: batch pacing counts its threshold in orders
+    events_per_order: int
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None: ...
 

@@ -127,7 +127,7 @@ class KafkaBridge:
                     await self._start()
                 started = time.monotonic()
                 handled = await self._poll_once()
-                await pace_batch(started, handled, self._settings)
+                await pace_batch(started, handled, self._settings, self._handler.events_per_order)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker gone: rebuild clients, resume from last commit

@@ -19,6 +19,7 @@ from domain.events import Envelope, Topic
 
 class PaymentHandler(ActorLookup):
     topics = (Topic.INVENTORY_RESERVED, Topic.ORDER_CANCELLED, Topic.SHIPPING_UPDATED)
+    events_per_order = 4  # reserved + shipping CREATED, SHIPPED, DELIVERED
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
         grouped = by_topic(events)
@@ -52,6 +53,7 @@ class PaymentHandler(ActorLookup):
 
 class ShippingHandler(ActorLookup):
     topics = (Topic.PAYMENT_AUTHORIZED,)
+    events_per_order = 1
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
         await self.actor(registry.SHIPPING).create_batch.remote([e for _, e in events])
@@ -66,6 +68,7 @@ class NotificationHandler(ActorLookup):
         Topic.SHIPPING_UPDATED,
         Topic.ORDER_CANCELLED,
     )
+    events_per_order = 5  # reserved, authorized, shipping CREATED, SHIPPED, DELIVERED
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
         await self.actor(registry.NOTIFICATION).notify_batch.remote([e for _, e in events])

@@ -31,6 +31,7 @@ class InventoryHandler(ActorLookup):
         Topic.SHIPPING_UPDATED,
     )
     consumer = "inventory"
+    events_per_order = 4  # created + shipping CREATED, SHIPPED, DELIVERED
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
