@@ -108,13 +108,19 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
     return result
 
 
+def _targets(opts: Options, uvi: UvicornBaseline | None) -> dict[str, str]:
+    """The gateways a phase measures: Serve, and the uvicorn baseline when it runs."""
+    targets = {"serve": opts.load.base_url}
+    if uvi is not None:
+        targets["uvicorn"] = uvi.url
+    return targets
+
+
 async def _ceilings(opts: Options, uvi: UvicornBaseline | None, cpu: CpuSampler) -> dict[str, Any]:
     """The generator's ceiling on a trivial route, with wrk's as a reference."""
     if opts.ceiling_s <= 0:
         return {}
-    targets = {"serve": opts.load.base_url}
-    if uvi is not None:
-        targets["uvicorn"] = uvi.url
+    targets = _targets(opts, uvi)
     out: dict[str, Any] = {}
     for name, url in targets.items():
         info(f"generator ceiling: GET {url}/health for {opts.ceiling_s}s")
@@ -135,9 +141,7 @@ async def _capacity(
     the drain of the orders it accepted (which is the pipeline's rate on a burst)."""
     if opts.capacity_s <= 0 or not wrkrun.available():
         return {}
-    targets = {"serve": opts.load.base_url}
-    if uvi is not None:
-        targets["uvicorn"] = uvi.url
+    targets = _targets(opts, uvi)
     out: dict[str, Any] = {}
     for name, url in targets.items():
         people = customers(settings, f"{tag}-{name[0]}", opts.customers)
