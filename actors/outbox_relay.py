@@ -19,7 +19,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 
 from core.db import open_pool
-from core.kafka import start_producer
+from core.kafka import publish_rows, start_producer
 from core.metrics import Metrics
 from core.pacing import pace_batch
 from core.registry import platform_actor
@@ -117,11 +117,9 @@ class OutboxRelay:
             rows = sorted(await cur.fetchall(), key=lambda r: r["id"])
             if not rows:
                 return 0
-            futures = [
-                await producer.send(r["topic"], value=bytes(r["payload"]), key=r["key"].encode())
-                for r in rows
-            ]
-            await asyncio.gather(*futures)
+            await publish_rows(
+                producer, [(r["topic"], r["key"], bytes(r["payload"])) for r in rows]
+            )
         self._published += len(rows)
         self._metrics.relay_published(len(rows))
         return len(rows)
