@@ -1,4 +1,4 @@
-"""The load generator: worker processes with an asyncio HTTP client (aiohttp on uvloop).
+"""The load generator: worker processes with a lean asyncio HTTP/1.1 client on uvloop.
 
 Open loop (`rate`): request i of a worker is due at `start_at + offset + i / rate`, sent when
 due whatever is still in flight, and its latency counts from when it was due, so a slow server
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from typing import Any
 
-import aiohttp
 import orjson
 
+from bench.http1 import Http1Client, HttpError
 from bench.workload import Customer, Mix, OrderFactory
 
 Record = tuple[float, float, float, int, str]
@@ -69,31 +69,30 @@ class _Worker:
             else None
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._path = spec.path.encode()
         self.cpu_s = 0.0
 
     async def run(self) -> None:
         cpu0 = time.process_time()
         spec = self._spec
-        limit = max(spec.max_inflight, spec.concurrency)
-        connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=None)
-        timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
+        client = Http1Client(spec.base_url, spec.timeout_s)
         flusher = asyncio.create_task(self._flush_loop())
-        async with aiohttp.ClientSession(
-            spec.base_url, connector=connector, timeout=timeout, skip_auto_headers=["User-Agent"]
-        ) as session:
+        try:
             if spec.rate > 0:
-                await self._open_loop(session)
+                await self._open_loop(client)
             else:
-                await asyncio.gather(*(self._closed_loop(session) for _ in range(spec.concurrency)))
+                await asyncio.gather(*(self._closed_loop(client) for _ in range(spec.concurrency)))
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=spec.timeout_s + 1)
+        finally:
+            client.close()
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
         self._flush()
         self.cpu_s = time.process_time() - cpu0
 
-    async def _open_loop(self, session: aiohttp.ClientSession) -> None:
+    async def _open_loop(self, client: Http1Client) -> None:
         spec = self._spec
         first = spec.start_at + spec.offset_s
         total = int(spec.duration_s * spec.rate)
@@ -109,38 +108,33 @@ class _Worker:
                 if len(self._tasks) >= spec.max_inflight:
                     self._buffer.append((due, now, now, -1, ""))
                 else:
-                    task = asyncio.create_task(self._one(session, due))
+                    task = asyncio.create_task(self._one(client, due))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 i += 1
 
-    async def _closed_loop(self, session: aiohttp.ClientSession) -> None:
+    async def _closed_loop(self, client: Http1Client) -> None:
         spec = self._spec
         await asyncio.sleep(max(0.0, spec.start_at - time.time()))
         end = spec.start_at + spec.duration_s
         while time.time() < end:
-            await self._one(session, time.time())
+            await self._one(client, time.time())
 
-    async def _one(self, session: aiohttp.ClientSession, due: float) -> None:
+    async def _one(self, client: Http1Client, due: float) -> None:
         sent = time.time()
         status, order_id = 0, ""
         try:
             if self._orders is None:
-                async with session.get(self._spec.path) as resp:
-                    status = resp.status
-                    await resp.read()
+                status, _ = await client.request(b"GET", self._path)
             else:
                 who, body = self._orders.next()
-                headers = {
-                    "Authorization": f"Bearer {who.token}",
-                    "Content-Type": "application/json",
-                }
-                async with session.post(self._spec.path, data=body, headers=headers) as resp:
-                    status = resp.status
-                    payload = await resp.read()
+                headers = b"Authorization: Bearer %s\r\nContent-Type: application/json\r\n" % (
+                    who.token.encode()
+                )
+                status, payload = await client.request(b"POST", self._path, headers, body)
                 if status == 202:
                     order_id = str(orjson.loads(payload)["orderId"])
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError):
+        except (HttpError, OSError, TimeoutError, ValueError, KeyError):
             status = status if status and status != 202 else 0
         self._buffer.append((due, sent, time.time(), status, order_id))
 
