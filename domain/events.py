@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.ids import uuid7
+
 SCHEMA_VERSION = 1
 
 
@@ -50,7 +52,7 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, alias="eventId")
+    event_id: uuid.UUID = Field(default_factory=uuid7, alias="eventId")
     type: str
     order_id: uuid.UUID = Field(alias="orderId")
     occurred_at: datetime = Field(default_factory=_now, alias="occurredAt")

@@ -21,6 +21,7 @@ from domain.catalog import CURRENCY, order_total
 from domain.commands import PlaceOrder, merge_lines
 from domain.errors import InvalidInput
 from domain.events import Envelope, new_event
+from domain.ids import uuid7
 from domain.model import OrderStatus
 
 
@@ -89,7 +90,7 @@ class OrderIntake:
             for sku, qty in merged.items()
         ]
         total = order_total([(qty, self._prices[sku]) for sku, qty in merged.items()])
-        order_id = uuid.uuid4()
+        order_id = uuid7()
         event = new_event(
             "OrderCreated",
             order_id,
