@@ -15,12 +15,12 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from core.auth import Principal
-from core.db import Row, insert_outbox, now
+from core.db import Row, now
 from core.group_commit import GroupCommit
 from domain.catalog import CURRENCY, order_total
 from domain.commands import PlaceOrder, merge_lines
 from domain.errors import InvalidInput
-from domain.events import Envelope, new_event
+from domain.events import Envelope, Topic, new_event
 from domain.ids import uuid7
 from domain.model import OrderStatus
 
@@ -56,7 +56,7 @@ class OrderIntake:
     def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Row]], prices: dict[str, Decimal]):
         self._pool = pool
         self._prices = prices
-        self._commit: GroupCommit[_NewOrder, _Stored] = GroupCommit(self._insert_batch)
+        self._commit: GroupCommit[_NewOrder, _Stored] = GroupCommit(self._insert_batch, flushers=4)
 
     @staticmethod
     async def load_prices(pool: AsyncConnectionPool[AsyncConnection[Row]]) -> dict[str, Decimal]:
@@ -76,7 +76,6 @@ class OrderIntake:
         With `idempotency=(key, request_hash)`, Postgres keeps one order per (principal, key) in
         the same transaction: a repeated key returns the first order (or 422 if the body differs).
         Returns the 202 body and whether it replays an earlier request.
-        Returns the 202 body and whether it is a replay of an earlier request.
         """
         merged = merge_lines(list(cmd.items))
         unknown = sorted(sku for sku in merged if sku not in self._prices)
@@ -123,17 +122,26 @@ class OrderIntake:
         return accepted_view(stored.order_id, stored.total), not stored.created
 
     async def _insert_batch(self, batch: list[_NewOrder]) -> list[_Stored]:
+        """The order rows, their first timeline entry and their outbox rows in one statement
+        (one round trip instead of one per table: under load each round trip waits for a
+        Postgres backend to be scheduled, and two flushers waiting on five of them capped the
+        gateway at ~230 accepts/s with its event loop two-thirds idle)."""
         async with self._pool.connection() as conn, conn.cursor() as cur:
             await cur.execute(
-                "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
-                "payment_method, created_at, updated_at, idempotency_key, request_hash) "
-                "SELECT i, p, c, 'PENDING', it::jsonb, t, %s, pm, ca, ca, k, h FROM unnest("
-                "%s::uuid[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::text[], "
-                "%s::timestamptz[], %s::text[], %s::text[]) AS x(i, p, c, it, t, pm, ca, k, h) "
+                "WITH x AS (SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], "
+                "%s::numeric[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], "
+                "%s::bytea[]) AS x(i, p, c, it, t, pm, ca, k, h, ev)), "
+                "ins AS (INSERT INTO orders (id, principal, customer_id, status, items, total, "
+                "currency, payment_method, created_at, updated_at, idempotency_key, request_hash) "
+                "SELECT i, p, c, 'PENDING', it::jsonb, t, %s, pm, ca, ca, k, h FROM x "
                 "ON CONFLICT (principal, idempotency_key) WHERE idempotency_key IS NOT NULL "
-                "DO NOTHING RETURNING id",
+                "DO NOTHING RETURNING id, created_at), "
+                "timeline AS (INSERT INTO order_events (order_id, status, event, at) "
+                "SELECT id, 'PENDING', 'OrderCreated', created_at FROM ins), "
+                "queued AS (INSERT INTO outbox (topic, key, payload) "
+                "SELECT %s, x.i::text, x.ev FROM x JOIN ins ON ins.id = x.i) "
+                "SELECT id FROM ins",
                 (
-                    CURRENCY,
                     [o.order_id for o in batch],
                     [o.principal for o in batch],
                     [o.customer_id for o in batch],
@@ -143,16 +151,12 @@ class OrderIntake:
                     [o.created_at for o in batch],
                     [o.idempotency_key for o in batch],
                     [o.request_hash for o in batch],
+                    [o.event.to_json() for o in batch],
+                    CURRENCY,
+                    Topic.ORDER_CREATED,
                 ),
             )
             inserted = {r["id"] for r in await cur.fetchall()}
-            fresh = [o for o in batch if o.order_id in inserted]
-            await cur.executemany(
-                "INSERT INTO order_events (order_id, status, event, at) "
-                "VALUES (%s, 'PENDING', 'OrderCreated', %s)",
-                [(o.order_id, o.created_at) for o in fresh],
-            )
-            await insert_outbox(conn, [o.event for o in fresh])
             earlier: dict[tuple[str, str], _Stored] = {}
             repeats = [o for o in batch if o.order_id not in inserted]
             if repeats:
