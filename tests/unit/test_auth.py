@@ -73,3 +73,44 @@ def test_alg_none_is_refused() -> None:
 def test_exp_when_present_is_enforced_even_with_old_iat() -> None:
     token = _sign(seed_claims(iat=int(time.time()) - 200_000, exp=int(time.time()) + 60))
     assert getattr(_verify(token), "sub") == "customer1"  # noqa: B009
+
+
+def test_a_cached_token_is_still_checked_against_the_clock() -> None:
+    """Verified signatures are cached per token; exp, nbf and max age never are."""
+    now = time.time()
+    token = _sign(seed_claims(exp=int(now) + 120, nbf=int(now) + 60))
+
+    def at(t: float, max_age_s: int = 86_400) -> object:
+        return verify_token(
+            token,
+            secret=SECRET,
+            audience="orders-api",
+            issuer="orders-demo",
+            max_age_s=max_age_s,
+            now=t,
+        )
+
+    with pytest.raises(AuthError):
+        at(now)  # not valid before nbf (beyond the 30 s clock skew)
+    assert getattr(at(now + 90), "sub") == "customer1"  # noqa: B009
+    with pytest.raises(AuthError, match="expired"):
+        at(now + 200)  # the same token, verified and cached a moment ago, has expired
+    seed = _sign(seed_claims())
+    _verify(seed)
+    with pytest.raises(AuthError, match="too old"):
+        verify_token(
+            seed,
+            secret=SECRET,
+            audience="orders-api",
+            issuer="orders-demo",
+            max_age_s=1,
+            now=time.time() + 10,
+        )
+    with pytest.raises(AuthError):
+        verify_token(
+            seed,
+            secret="another-secret",
+            audience="orders-api",
+            issuer="orders-demo",
+            max_age_s=86_400,
+        )
