@@ -32,7 +32,8 @@ from domain.model import OrderStatus
 
 log = logging.getLogger(__name__)
 _EXPIRY_SWEEP_S = 1.0
-ReserveRequest = tuple[uuid.UUID, str, list[tuple[str, int]]]  # order, customer, [(sku, qty)]
+# order, customer, principal (who placed it: the hold cap counts per principal), [(sku, qty)]
+ReserveRequest = tuple[uuid.UUID, str, str, list[tuple[str, int]]]
 
 
 @registry.platform_actor(max_concurrency=64)
@@ -103,10 +104,10 @@ class InventoryShard:
                 for row in await cur.fetchall():
                     previous.setdefault(row["order_id"], set()).add(row["state"])
                 delta: dict[str, int] = {}
-                rows: list[tuple[uuid.UUID, str, str, int, Any]] = []
+                rows: list[tuple[uuid.UUID, str, str, str, int, Any]] = []
                 results: list[bool] = []
                 expires = now() + timedelta(seconds=self._settings.hold_ttl_s)
-                for order_id, customer, items in requests:
+                for order_id, customer, principal, items in requests:
                     if order_id in previous:  # replayed: answer what was decided before
                         results.append(previous[order_id] <= {"HELD", "COMMITTED"})
                         continue
@@ -120,12 +121,12 @@ class InventoryShard:
                         previous[order_id] = {"HELD"}
                         for sku, qty in items:
                             delta[sku] = delta.get(sku, 0) + qty
-                            rows.append((order_id, sku, customer, qty, expires))
+                            rows.append((order_id, sku, customer, principal, qty, expires))
                 if rows:
                     async with conn.cursor() as c:
                         await c.executemany(
-                            "INSERT INTO reservations (order_id, sku, customer_id, qty, state, "
-                            "expires_at) VALUES (%s, %s, %s, %s, 'HELD', %s)",
+                            "INSERT INTO reservations (order_id, sku, customer_id, principal, "
+                            "qty, state, expires_at) VALUES (%s, %s, %s, %s, %s, 'HELD', %s)",
                             rows,
                         )
                         await c.executemany(

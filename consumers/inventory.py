@@ -76,9 +76,8 @@ class InventoryHandler(ActorLookup):
         """Orders whose principal already holds the maximum of unshipped reservations."""
         principals = {e.order_id: str(e.data.get("principal", "")) for e in events}
         cur = await conn.execute(
-            "SELECT o.principal, count(DISTINCT r.order_id) AS n FROM reservations r "
-            "JOIN orders o ON o.id = r.order_id WHERE r.state = 'HELD' "
-            "AND o.principal = ANY(%s) GROUP BY o.principal",
+            "SELECT principal, count(DISTINCT order_id) AS n FROM reservations "
+            "WHERE state = 'HELD' AND principal = ANY(%s) GROUP BY principal",
             (sorted(set(principals.values())),),
         )
         holds = {r["principal"]: int(r["n"]) for r in await cur.fetchall()}
@@ -109,7 +108,9 @@ class InventoryHandler(ActorLookup):
                 raise PoisonMessage(f"order {unknown[0].order_id} does not exist")
             capped = await self._over_hold_cap(conn, events)
         n = self.settings.inventory_shards
-        per_shard: dict[int, list[tuple[uuid.UUID, str, list[tuple[str, int]]]]] = defaultdict(list)
+        per_shard: dict[int, list[tuple[uuid.UUID, str, str, list[tuple[str, int]]]]] = defaultdict(
+            list
+        )
         for e in events:
             if e.order_id in capped:
                 continue
@@ -118,7 +119,12 @@ class InventoryHandler(ActorLookup):
                 split[registry.shard_of(sku, n)].append((sku, qty))
             for index in sorted(split):  # fixed order across shards
                 per_shard[index].append(
-                    (e.order_id, str(e.data.get("customerId", "")), split[index])
+                    (
+                        e.order_id,
+                        str(e.data.get("customerId", "")),
+                        str(e.data.get("principal", "")),
+                        split[index],
+                    )
                 )
         shard_ids = sorted(per_shard)
         answers = await asyncio.gather(
@@ -126,7 +132,7 @@ class InventoryHandler(ActorLookup):
         )
         ok: dict[uuid.UUID, bool] = {e.order_id: e.order_id not in capped for e in events}
         for i, results in zip(shard_ids, answers, strict=True):
-            for (order_id, _, _), good in zip(per_shard[i], results, strict=True):
+            for (order_id, _, _, _), good in zip(per_shard[i], results, strict=True):
                 ok[order_id] = ok[order_id] and good
         to_release = [oid for oid, good in ok.items() if not good]
         async with self._pool.connection() as conn:

@@ -90,11 +90,13 @@ reservations = sa.Table(
     sa.Column("order_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("sku", sa.Text, primary_key=True),
     sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("principal", sa.Text),  # who placed the order: the open-hold cap counts by it
     sa.Column("qty", sa.Integer, nullable=False),
     sa.Column("state", sa.Text, nullable=False),  # HELD | RELEASED | COMMITTED
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     sa.Index("reservations_held", "state", "expires_at", postgresql_where=sa.text("state='HELD'")),
+    sa.Index("reservations_held_principal", "principal", postgresql_where=sa.text("state='HELD'")),
 )
 
 payments = sa.Table(

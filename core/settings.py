@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_ongoing_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(default=256, ge=1)
     db_pool_size: int = Field(default=8, ge=1, le=100)
+    # Concurrent group-commit transactions of one gateway replica (docs/adr/ADR-005).
+    accept_flushers: int = Field(default=4, ge=1, le=32)
 
     hold_ttl_s: float = Field(default=300.0, gt=0)
     max_open_holds_per_customer: int = Field(default=50, ge=1)

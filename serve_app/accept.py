@@ -53,10 +53,17 @@ class _Stored:
 class OrderIntake:
     """Creates orders. Prices come from the catalog loaded at start, never from clients."""
 
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Row]], prices: dict[str, Decimal]):
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[AsyncConnection[Row]],
+        prices: dict[str, Decimal],
+        flushers: int = 4,
+    ):
         self._pool = pool
         self._prices = prices
-        self._commit: GroupCommit[_NewOrder, _Stored] = GroupCommit(self._insert_batch, flushers=4)
+        self._commit: GroupCommit[_NewOrder, _Stored] = GroupCommit(
+            self._insert_batch, flushers=flushers
+        )
 
     @staticmethod
     async def load_prices(pool: AsyncConnectionPool[AsyncConnection[Row]]) -> dict[str, Decimal]:

@@ -78,7 +78,7 @@ class AppState:
             settings,
             pool,
             redis,
-            OrderIntake(pool, prices),
+            OrderIntake(pool, prices, settings.accept_flushers),
             OrderService(pool),
             with_ray,
             Admission(redis, settings.rate_limit_per_min, settings.breaker_reset_s),
