@@ -22,7 +22,7 @@ api = create_app(with_ray=True)
     max_queued_requests=_settings.max_queued_requests,
     backpressure_config={"status_code": 503, "retry_after_s": 1},
     autoscaling_config={
-        "min_replicas": max(1, _settings.gateway_replicas),
+        "min_replicas": 1,
         "max_replicas": max(1, _settings.gateway_replicas),
         "target_ongoing_requests": max(1, _settings.max_ongoing_requests // 4),
     },
