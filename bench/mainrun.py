@@ -17,7 +17,7 @@ from bench.tracker import Tracker
 from bench.ui import info
 from bench.workload import Customer, Mix
 
-_SPAWN_S = 2.5  # workers import aiohttp & co. before the common start time
+_SPAWN_S = 2.5  # workers import their modules before the common start time
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from core.settings import Settings
 _PLATFORM_KNOBS = (
     "gateway_replicas",
     "max_ongoing_requests",
+    "accept_flushers",
     "db_pool_size",
     "inventory_shards",
     "payment_shards",
@@ -61,14 +62,21 @@ def platform_settings(settings: Settings) -> dict[str, Any]:
     """The platform's knobs as this process reads them (the stack reads the same environment),
     and what serves HTTP: Serve's default proxy or the HAProxy ingress."""
     ps = psutil_module()
-    names = [" ".join(p.info["cmdline"] or []) for p in ps.process_iter(["cmdline"])]
-    replicas = sum(n.startswith("ray::ServeReplica:orders:api-gateway") for n in names)
-    haproxy = any(n.split(" ")[0].endswith("haproxy") for n in names)
+    procs = [(p, " ".join(p.info["cmdline"] or [])) for p in ps.process_iter(["cmdline"])]
+    gateway = [p for p, n in procs if n.startswith("ray::ServeReplica:orders:api-gateway")]
+    haproxy = any(n.split(" ")[0].endswith("haproxy") for _, n in procs)
     knobs = {k: getattr(settings, k) for k in _PLATFORM_KNOBS}
+    optimized: str | None = None
+    for proc in gateway[:1]:  # the mode is in the environment `ray start` passed to the replica
+        try:
+            optimized = proc.environ().get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "0")
+        except (ps.AccessDenied, ps.NoSuchProcess):
+            optimized = None
     return {
         **knobs,
         "serve_ingress": "haproxy" if haproxy else "default-proxy",
-        "gateway_replica_processes": replicas,
+        "serve_throughput_optimized": optimized,
+        "gateway_replica_processes": len(gateway),
         "app_env": settings.app_env,
     }
 
