@@ -11,14 +11,16 @@ from tests.claims import seed_claims
 SECRET = "devsecret"
 
 
-def _verify(token: str, max_age_s: int = 86_400) -> object:
+def _verify(
+    token: str, max_age_s: int = 86_400, now: float | None = None, secret: str = SECRET
+) -> object:
     return verify_token(
         token,
-        secret=SECRET,
+        secret=secret,
         audience="orders-api",
         issuer="orders-demo",
         max_age_s=max_age_s,
-        now=time.time(),
+        now=time.time() if now is None else now,
     )
 
 
@@ -79,38 +81,14 @@ def test_a_cached_token_is_still_checked_against_the_clock() -> None:
     """Verified signatures are cached per token; exp, nbf and max age never are."""
     now = time.time()
     token = _sign(seed_claims(exp=int(now) + 120, nbf=int(now) + 60))
-
-    def at(t: float, max_age_s: int = 86_400) -> object:
-        return verify_token(
-            token,
-            secret=SECRET,
-            audience="orders-api",
-            issuer="orders-demo",
-            max_age_s=max_age_s,
-            now=t,
-        )
-
     with pytest.raises(AuthError):
-        at(now)  # not valid before nbf (beyond the 30 s clock skew)
-    assert getattr(at(now + 90), "sub") == "customer1"  # noqa: B009
+        _verify(token, now=now)  # not valid before nbf (beyond the 30 s clock skew)
+    assert getattr(_verify(token, now=now + 90), "sub") == "customer1"  # noqa: B009
     with pytest.raises(AuthError, match="expired"):
-        at(now + 200)  # the same token, verified and cached a moment ago, has expired
+        _verify(token, now=now + 200)  # verified and cached a moment ago, expired now
     seed = _sign(seed_claims())
     _verify(seed)
     with pytest.raises(AuthError, match="too old"):
-        verify_token(
-            seed,
-            secret=SECRET,
-            audience="orders-api",
-            issuer="orders-demo",
-            max_age_s=1,
-            now=time.time() + 10,
-        )
+        _verify(seed, max_age_s=1, now=now + 10)
     with pytest.raises(AuthError):
-        verify_token(
-            seed,
-            secret="another-secret",
-            audience="orders-api",
-            issuer="orders-demo",
-            max_age_s=86_400,
-        )
+        _verify(seed, secret="another-secret")  # the cache is keyed by the secret too
