@@ -100,9 +100,10 @@ ray_start() {
   # one pid stops this cluster and nothing else on the machine (unlike `ray stop`).
   # Ray starts its workers at niceness 15 by default: on a shared 2-core box that starves the
   # gateway and the actors next to Kafka and Postgres (measured 78 vs 212 accepts/s).
-  RAY_worker_niceness="${RAY_WORKER_NICENESS:-0}" \
   # Throughput-optimized Serve: user code on the replica's own event loop (no thread hop per
   # request), buffered request logs, no per-request log line on stderr (docs/performance.md).
+  # (No comment lines inside this command: a comment would end it after the first variable.)
+  RAY_worker_niceness="${RAY_WORKER_NICENESS:-0}" \
   RAY_SERVE_ENABLE_HA_PROXY="${RAY_SERVE_ENABLE_HA_PROXY:-1}" RAY_SERVE_HAPROXY_NBTHREAD=2 \
   RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}" \
   RAY_SERVE_HTTP_HOST=127.0.0.1 setsid nohup "$VENV/bin/ray" start --head --block \
