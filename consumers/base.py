@@ -16,9 +16,14 @@ class PoisonMessage(Exception):
 
 
 class Handler(Protocol):
-    topics: tuple[str, ...]
-    # events a delivered order puts on these topics: batch pacing counts its threshold in orders
-    events_per_order: int
+    @property
+    def topics(self) -> tuple[str, ...]: ...
+
+    @property
+    def events_per_order(self) -> int:
+        """Events a delivered order puts on these topics: pacing counts its threshold in
+        orders."""
+        ...
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None: ...
 

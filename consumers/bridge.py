@@ -27,13 +27,13 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from consumers.base import PoisonMessage
+from consumers.base import Handler, PoisonMessage
 from consumers.handlers import HANDLERS
 from core.kafka import start_producer
 from core.metrics import Metrics
 from core.pacing import pace_batch
 from core.registry import platform_actor
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from domain.errors import Unavailable
 from domain.events import Envelope, Topic
 
@@ -65,12 +65,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT) or isinstance(_root(exc), _TRANSIENT)
 
 
-@platform_actor(max_concurrency=8)
-class KafkaBridge:
-    async def __init__(self, group: str) -> None:  # type: ignore[misc]
-        self._settings = get_settings()
+class ConsumerLoop:
+    """One consumer group's loop, run by whichever actor hosts it: a `KafkaBridge`, or the
+    owner of the group's effects itself (the notification actor, docs/adr/ADR-006)."""
+
+    def __init__(self, group: str, handler: Handler, settings: Settings) -> None:
+        self._settings = settings
         self._group = group
-        self._handler = HANDLERS[group](self._settings)
+        self._handler = handler
         self._metrics = Metrics()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -82,13 +84,12 @@ class KafkaBridge:
         self._last_poll = time.monotonic()
         self._task = asyncio.create_task(self._run())
 
-    async def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, Any]:
         stalled = time.monotonic() - self._last_poll > 30
         status = (
             "down" if self._task.done() else ("degraded" if stalled or self._last_error else "up")
         )
         return {
-            "pid": os.getpid(),
             "status": status,
             "group": self._group,
             "handled": self._handled,
@@ -234,6 +235,18 @@ class KafkaBridge:
                 lag += max(0, high - await self._consumer.position(tp))
         self._lag = lag
         self._metrics.lag(self._group, lag)
+
+
+@platform_actor(max_concurrency=8)
+class KafkaBridge:
+    """A consumer group in a process of its own, calling the shard actors that own the effects."""
+
+    async def __init__(self, group: str) -> None:  # type: ignore[misc]
+        settings = get_settings()
+        self._loop = ConsumerLoop(group, HANDLERS[group](settings), settings)
+
+    async def health(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), **self._loop.health()}
 
 
 class _Poison(Exception):

@@ -59,26 +59,8 @@ class ShippingHandler(ActorLookup):
         await self.actor(registry.SHIPPING).create_batch.remote([e for _, e in events])
 
 
-class NotificationHandler(ActorLookup):
-    topics = (
-        Topic.INVENTORY_RESERVED,
-        Topic.INVENTORY_REJECTED,
-        Topic.PAYMENT_AUTHORIZED,
-        Topic.PAYMENT_DECLINED,
-        Topic.SHIPPING_UPDATED,
-        Topic.ORDER_CANCELLED,
-    )
-    events_per_order = 5  # reserved, authorized, shipping CREATED, SHIPPED, DELIVERED
-
-    async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
-        await self.actor(registry.NOTIFICATION).notify_batch.remote([e for _, e in events])
-
-
-HANDLERS: dict[
-    str, type[InventoryHandler | PaymentHandler | ShippingHandler | NotificationHandler]
-] = {
+HANDLERS: dict[str, type[InventoryHandler | PaymentHandler | ShippingHandler]] = {
     "inventory": InventoryHandler,
     "payment": PaymentHandler,
     "shipping": ShippingHandler,
-    "notification": NotificationHandler,
-}
+}  # the notification group runs inside the notification actor (actors/notification.py)

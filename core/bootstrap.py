@@ -38,6 +38,7 @@ def actor_names(settings: Settings) -> list[str]:
         registry.SHIPPING,
         registry.NOTIFICATION,
         *(registry.consumer(g) for g in registry.CONSUMERS),
+        *registry.RETIRED,
     ]
 
 

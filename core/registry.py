@@ -8,7 +8,12 @@ from typing import Any
 RELAY = "outbox-relay"
 SHIPPING = "shipping"
 NOTIFICATION = "notification"
-CONSUMERS = ("inventory", "payment", "shipping", "notification")
+# Consumer groups run by a `KafkaBridge` actor each (named `consumer-<group>`).
+CONSUMERS = ("inventory", "payment", "shipping")
+# The `notification` group runs inside the notification actor (docs/adr/ADR-006).
+NOTIFICATION_GROUP = "notification"
+# Names of actors that older deployments started and this one must stop when it rolls out.
+RETIRED = ("consumer-notification",)
 
 
 def shard_of(key: str, shards: int) -> int:

@@ -196,6 +196,12 @@ class AppState:
                 probe(f"consumer:{g}", actor_health(registry.consumer(g)))
                 for g in registry.CONSUMERS
             ]
+            probes.append(
+                probe(
+                    f"consumer:{registry.NOTIFICATION_GROUP}",
+                    actor_health(registry.NOTIFICATION),
+                )
+            )
         await asyncio.gather(*probes)
         if "relay" in checks:
             kafka = (
