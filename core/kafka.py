@@ -56,15 +56,14 @@ async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[tuple[str, str
     for topic, key, value in rows:
         if topic not in counts:
             counts[topic] = len(await producer.partitions_for(topic))
-        tp = (topic, partition_of(key, counts[topic]))
-        builders = batches[tp]
-        if (
-            not builders
-            or builders[-1].append(key=key.encode(), value=value, timestamp=None) is None
-        ):
-            builders.append(producer.create_batch())
-            if builders[-1].append(key=key.encode(), value=value, timestamp=None) is None:
-                raise ValueError(f"a message of {len(value)} bytes does not fit a Kafka batch")
+        builders = batches[(topic, partition_of(key, counts[topic]))]
+        raw_key = key.encode()
+        if builders and builders[-1].append(key=raw_key, value=value, timestamp=None) is not None:
+            continue
+        builder = producer.create_batch()  # none yet, or the last one is full
+        if builder.append(key=raw_key, value=value, timestamp=None) is None:
+            raise ValueError(f"a message of {len(value)} bytes does not fit a Kafka batch")
+        builders.append(builder)
     futures = [
         await producer.send_batch(builder, topic, partition=partition)
         for (topic, partition), builders in batches.items()

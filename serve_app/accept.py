@@ -57,7 +57,7 @@ class OrderIntake:
         self,
         pool: AsyncConnectionPool[AsyncConnection[Row]],
         prices: dict[str, Decimal],
-        flushers: int = 4,
+        flushers: int,
     ):
         self._pool = pool
         self._prices = prices
