@@ -20,9 +20,11 @@ from core.db import (
     apply_transitions,
     claim_ownership,
     insert_outbox,
+    insert_values,
     lock_orders,
     now,
     open_pool,
+    update_from_values,
 )
 from core.settings import get_settings
 from core.status import StatusPublisher
@@ -34,6 +36,19 @@ log = logging.getLogger(__name__)
 _EXPIRY_SWEEP_S = 1.0
 # order, customer, principal (who placed it: the hold cap counts per principal), [(sku, qty)]
 ReserveRequest = tuple[uuid.UUID, str, str, list[tuple[str, int]]]
+
+
+async def _shift_stock(conn: Any, shifts: list[tuple[str, int, int]]) -> None:
+    """Add `(sku, to reserved, to on-hand)` to each SKU's row, one statement for all SKUs."""
+    await update_from_values(
+        conn,
+        "UPDATE inventory i SET reserved = i.reserved + v.reserved, "
+        "on_hand = i.on_hand + v.on_hand, updated_at = now()",
+        "(%s::text, %s::int, %s::int)",
+        "sku, reserved, on_hand",
+        "i.sku = v.sku",
+        shifts,
+    )
 
 
 @registry.platform_actor(max_concurrency=64)
@@ -122,18 +137,14 @@ class InventoryShard:
                         for sku, qty in items:
                             delta[sku] = delta.get(sku, 0) + qty
                             rows.append((order_id, sku, customer, principal, qty, expires))
-                if rows:
-                    async with conn.cursor() as c:
-                        await c.executemany(
-                            "INSERT INTO reservations (order_id, sku, customer_id, principal, "
-                            "qty, state, expires_at) VALUES (%s, %s, %s, %s, %s, 'HELD', %s)",
-                            rows,
-                        )
-                        await c.executemany(
-                            "UPDATE inventory SET reserved = reserved + %s, updated_at = now() "
-                            "WHERE sku = %s",
-                            [(q, s) for s, q in delta.items()],
-                        )
+                await insert_values(
+                    conn,
+                    "INSERT INTO reservations (order_id, sku, customer_id, principal, qty, state, "
+                    "expires_at)",
+                    "(%s, %s, %s, %s, %s, 'HELD', %s)",
+                    rows,
+                )
+                await _shift_stock(conn, [(s, q, 0) for s, q in delta.items()])
             for sku, qty in delta.items():  # committed: now memory may follow
                 self._stock[sku][1] += qty
             return results
@@ -161,13 +172,7 @@ class InventoryShard:
                 for row in await cur.fetchall():
                     delta[row["sku"]] = delta.get(row["sku"], 0) + row["qty"]
                 on_hand_factor = 1 if target == "COMMITTED" else 0
-                if delta:
-                    async with conn.cursor() as c:
-                        await c.executemany(
-                            "UPDATE inventory SET reserved = reserved - %s, "
-                            "on_hand = on_hand - %s, updated_at = now() WHERE sku = %s",
-                            [(q, q * on_hand_factor, s) for s, q in delta.items()],
-                        )
+                await _shift_stock(conn, [(s, -q, -q * on_hand_factor) for s, q in delta.items()])
             for sku, qty in delta.items():
                 self._stock[sku][1] -= qty
                 self._stock[sku][0] -= qty * on_hand_factor

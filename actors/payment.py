@@ -20,6 +20,7 @@ from core.db import (
     claim_events,
     claim_ownership,
     insert_outbox,
+    insert_values,
     lock_orders,
     open_pool,
 )
@@ -134,13 +135,13 @@ class PaymentShard:
                             )
                         )
                         outbox.append(new_event("PaymentDeclined", e.order_id, **data))
-                if payments:
-                    async with conn.cursor() as cur:
-                        await cur.executemany(
-                            "INSERT INTO payments (order_id, customer_id, amount, status, reason, "
-                            "provider_ref) VALUES (%s, %s, %s, %s, %s, %s)",
-                            payments,
-                        )
+                await insert_values(
+                    conn,
+                    "INSERT INTO payments (order_id, customer_id, amount, status, reason, "
+                    "provider_ref)",
+                    "(%s, %s, %s, %s, %s, %s)",
+                    payments,
+                )
                 done = await apply_transitions(conn, locked, changes)
                 await insert_outbox(conn, outbox)
             self._outstanding = pending

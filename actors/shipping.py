@@ -24,8 +24,10 @@ from core.db import (
     apply_transitions,
     claim_events,
     insert_outbox,
+    insert_values,
     lock_orders,
     open_pool,
+    update_from_values,
 )
 from core.pacing import pace_batch
 from core.registry import platform_actor
@@ -93,13 +95,13 @@ class ShippingActor:
                         **detail,
                     )
                 )
-            if created:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO shipments (order_id, tracking, status, fail) "
-                        "VALUES (%s, %s, 'CREATED', %s) ON CONFLICT DO NOTHING",
-                        created,
-                    )
+            await insert_values(
+                conn,
+                "INSERT INTO shipments (order_id, tracking, status, fail)",
+                "(%s, %s, 'CREATED', %s)",
+                created,
+                "ON CONFLICT DO NOTHING",
+            )
             await append_timeline(conn, timeline)
             await insert_outbox(conn, outbox)
         when = time.monotonic() + self._settings.ship_delay_s
@@ -186,12 +188,14 @@ class ShippingActor:
                 )
                 if new_status == "SHIPPED":
                     follow.append(oid)
-            if updates:
-                async with conn.cursor() as c:
-                    await c.executemany(
-                        "UPDATE shipments SET status = %s, updated_at = now() WHERE order_id = %s",
-                        updates,
-                    )
+            await update_from_values(
+                conn,
+                "UPDATE shipments s SET status = v.status, updated_at = now()",
+                "(%s::text, %s::uuid)",
+                "status, order_id",
+                "s.order_id = v.order_id",
+                updates,
+            )
             done = await apply_transitions(conn, locked, changes)
             await insert_outbox(conn, outbox)
         await self._status.publish(done)

@@ -39,15 +39,70 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# Bind parameters per statement; Postgres allows 65,535, chunks stay well below.
+_MAX_PARAMS = 20_000
+
+
+async def insert_values(
+    conn: AsyncConnection[Row],
+    head: str,
+    row: str,
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+) -> None:
+    """`head VALUES row, row, … tail` as one statement per chunk of rows.
+
+    One multi-row statement instead of `executemany` (one statement per row): measured on this
+    box for 30 rows, 0.47 instead of 0.78 ms of client CPU and 0.37 instead of 0.53 ms of
+    Postgres CPU (docs/performance.md, fifth round). `row` is the placeholder tuple of one row,
+    e.g. `"(%s, %s, 'HELD')"`.
+    """
+    await _values_statements(conn, f"{head} VALUES ", row, rows, f" {tail}" if tail else "")
+
+
+async def update_from_values(
+    conn: AsyncConnection[Row],
+    update: str,
+    row: str,
+    columns: str,
+    where: str,
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """`update FROM (VALUES row, …) AS v(columns) WHERE where`: many rows, one statement.
+
+    Cast every placeholder in `row` (e.g. `"(%s::uuid, %s::text)"`): a VALUES list in FROM has
+    no target columns to take its types from.
+    """
+    await _values_statements(
+        conn, f"{update} FROM (VALUES ", row, rows, f") AS v({columns}) WHERE {where}"
+    )
+
+
+async def _values_statements(
+    conn: AsyncConnection[Row],
+    prefix: str,
+    row: str,
+    rows: Sequence[Sequence[Any]],
+    suffix: str,
+) -> None:
+    if not rows:
+        return
+    width = len(rows[0])
+    step = max(1, _MAX_PARAMS // max(1, width))
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        params = [value for r in chunk for value in r]
+        await conn.execute(f"{prefix}{', '.join([row] * len(chunk))}{suffix}", params)
+
+
 async def insert_outbox(conn: AsyncConnection[Row], events: Sequence[Envelope]) -> None:
     """Queue events for the relay, in the caller's transaction."""
-    if not events:
-        return
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO outbox (topic, key, payload) VALUES (%s, %s, %s)",
-            [(EVENT_TOPIC[e.type], str(e.order_id), e.to_json()) for e in events],
-        )
+    await insert_values(
+        conn,
+        "INSERT INTO outbox (topic, key, payload)",
+        "(%s, %s, %s)",
+        [(EVENT_TOPIC[e.type], str(e.order_id), e.to_json()) for e in events],
+    )
 
 
 async def claim_events(
@@ -101,6 +156,24 @@ async def lock_orders(
     return {r["id"]: r for r in await cur.fetchall()}
 
 
+def _last_per_order(
+    updates: Sequence[tuple[str, str | None, datetime, uuid.UUID]],
+) -> list[tuple[str, str | None, datetime, uuid.UUID]]:
+    """One row per order for `UPDATE … FROM (VALUES …)` (which applies one row per target):
+    an order moved twice in one batch ends in its last status, with its last reason."""
+    merged: dict[uuid.UUID, tuple[str, str | None, datetime, uuid.UUID]] = {}
+    for status, reason, at, order_id in updates:
+        before = merged.get(order_id)
+        if reason is None and before is not None:
+            reason = before[1]
+        merged[order_id] = (status, reason, at, order_id)
+    return list(merged.values())
+
+
+_TIMELINE = "INSERT INTO order_events (order_id, status, event, at, detail)"
+_TIMELINE_ROW = "(%s, %s, %s, %s, %s::jsonb)"
+
+
 async def apply_transitions(
     conn: AsyncConnection[Row],
     locked: dict[uuid.UUID, Row],
@@ -131,18 +204,16 @@ async def apply_transitions(
             (order_id, target.value, event_name, at, json.dumps(detail) if detail else None)
         )
         results.append(Transition(order_id, current, target, event_name, True, row))
-    if updates:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "UPDATE orders SET status = %s, reason = COALESCE(%s, reason), updated_at = %s "
-                "WHERE id = %s",
-                updates,
-            )
-            await cur.executemany(
-                "INSERT INTO order_events (order_id, status, event, at, detail) "
-                "VALUES (%s, %s, %s, %s, %s::jsonb)",
-                timeline,
-            )
+    await update_from_values(
+        conn,
+        "UPDATE orders o SET status = v.status, reason = COALESCE(v.reason, o.reason), "
+        "updated_at = v.at",
+        "(%s::text, %s::text, %s::timestamptz, %s::uuid)",
+        "status, reason, at, id",
+        "o.id = v.id",
+        _last_per_order(updates),
+    )
+    await insert_values(conn, _TIMELINE, _TIMELINE_ROW, timeline)
     return results
 
 
@@ -151,15 +222,13 @@ async def append_timeline(
     entries: Sequence[tuple[uuid.UUID, str, str, dict[str, Any] | None]],
 ) -> None:
     """Timeline entries that do not change the status: `(order_id, status, event, detail)`."""
-    if not entries:
-        return
     at = now()
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO order_events (order_id, status, event, at, detail) "
-            "VALUES (%s, %s, %s, %s, %s::jsonb)",
-            [(oid, st, ev, at, json.dumps(d) if d else None) for oid, st, ev, d in entries],
-        )
+    await insert_values(
+        conn,
+        _TIMELINE,
+        _TIMELINE_ROW,
+        [(oid, st, ev, at, json.dumps(d) if d else None) for oid, st, ev, d in entries],
+    )
 
 
 async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncConnection[Row]:

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     gateway_replicas: int = Field(default=1, ge=1, le=32)
     max_ongoing_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(default=256, ge=1)
+    # One Serve access-log line per request (off: at 300 req/s it is 300 lines a second of the
+    # gateway's CPU; Serve's `ray_serve_deployment_request_counter` and HAProxy's metrics
+    # count them).
+    serve_access_log: bool = False
     db_pool_size: int = Field(default=8, ge=1, le=100)
     # Concurrent group-commit transactions of one gateway replica (docs/adr/ADR-005).
     accept_flushers: int = Field(default=4, ge=1, le=32)

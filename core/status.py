@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import orjson
@@ -48,8 +49,8 @@ class StatusPublisher:
                 await pipe.execute()
         except Exception as exc:  # Redis down: SSE clients fall back to Postgres on reconnect
             log.warning("status publish to Redis failed: %s", exc)
-        for t in applied:
-            self._metrics.status_changed(t.status.value)
+        for status, n in Counter(t.status.value for t in applied).items():
+            self._metrics.status_changed(status, n)
 
     async def close(self) -> None:
         await self._redis.aclose()

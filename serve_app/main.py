@@ -27,6 +27,7 @@ api = create_app(with_ray=True)
         "target_ongoing_requests": max(1, _settings.max_ongoing_requests // 4),
     },
     ray_actor_options={"num_cpus": 0},
+    logging_config={"enable_access_log": _settings.serve_access_log},
     health_check_period_s=5,
 )
 @serve.ingress(api)
