@@ -23,23 +23,32 @@ log = logging.getLogger(__name__)
 _INFLIGHT_TTL_S = 60
 
 
+# Count the order in the principal's minute window and read the payment breaker, as one command
+# with one reply: a pipeline of INCR, EXPIRE, GET, GET cost the gateway four encodes and four
+# parses per order (docs/performance.md, fifth round).
+_ADMIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('GET', KEYS[2]), redis.call('GET', KEYS[3])}
+"""
+_WINDOW_TTL_S = 120
+
+
 class Admission:
     def __init__(self, redis: aioredis.Redis, per_minute: int, breaker_reset_s: float) -> None:
         self._redis = redis
         self._per_minute = per_minute
         self._reset_s = breaker_reset_s
+        self._admit = redis.register_script(_ADMIT)
 
     async def check(self, principal: str) -> None:
         """Raise `RateLimited` (429) or `Unavailable` (503) when the order must not be taken."""
         window = int(time.time() // 60)
         key = f"ratelimit:{principal}:{window}"
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 120)
-                pipe.get(STATE_KEY)
-                pipe.get(OPENED_AT_KEY)
-                count, _, state, opened_at = await pipe.execute()
+            count, state, opened_at = await self._admit(
+                keys=[key, STATE_KEY, OPENED_AT_KEY], args=[_WINDOW_TTL_S]
+            )
         except RedisError as exc:
             # Fail open: Redis restarting must not stop orders; the payment stage still has
             # its own breaker and Postgres keeps every order durable.
