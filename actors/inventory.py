@@ -26,6 +26,7 @@ from core.db import (
     open_pool,
     update_from_values,
 )
+from core.priority import renice_process
 from core.settings import get_settings
 from core.status import StatusPublisher
 from domain.errors import Conflict, NotFound
@@ -55,6 +56,7 @@ async def _shift_stock(conn: Any, shifts: list[tuple[str, int, int]]) -> None:
 class InventoryShard:
     async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
+        renice_process(self._settings.pipeline_niceness, f"inventory-shard-{index}")
         self._index = index
         # single owner, also across clusters: held until this process dies
         self._owner = await claim_ownership(self._settings.database_url, f"inventory-shard-{index}")

@@ -14,6 +14,7 @@ from typing import Any
 
 from consumers.bridge import ConsumerLoop
 from core.db import insert_outbox, open_pool
+from core.priority import renice_process
 from core.registry import NOTIFICATION_GROUP, platform_actor
 from core.settings import get_settings
 from domain.events import Envelope, Topic, new_event
@@ -49,6 +50,7 @@ class _Notifications:
 class NotificationActor:
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
+        renice_process(self._settings.pipeline_niceness, "notification")
         self._pool = await open_pool(self._settings.database_url, 2, "notification")
         self._sent = 0
         self._consumer = ConsumerLoop(

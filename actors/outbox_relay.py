@@ -22,6 +22,7 @@ from core.db import open_pool
 from core.kafka import publish_rows, start_producer
 from core.metrics import Metrics
 from core.pacing import pace_batch
+from core.priority import renice_process
 from core.registry import platform_actor
 from core.settings import get_settings
 
@@ -33,6 +34,7 @@ _POLL_S = 1.0
 class OutboxRelay:
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
+        renice_process(self._settings.pipeline_niceness, "outbox-relay")
         self._pool = await open_pool(self._settings.database_url, 2, "relay")
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()

@@ -25,6 +25,7 @@ from core.db import (
     open_pool,
 )
 from core.metrics import Metrics
+from core.priority import renice_process
 from core.provider import FAULT_KEY, guarded_call, make_breaker
 from core.registry import platform_actor
 from core.settings import get_settings
@@ -41,6 +42,7 @@ CONSUMER = "payment"
 class PaymentShard:
     async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
+        renice_process(self._settings.pipeline_niceness, f"payment-shard-{index}")
         self._index = index
         # single owner, also across clusters: held until this process dies
         self._owner = await claim_ownership(self._settings.database_url, f"payment-shard-{index}")

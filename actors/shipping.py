@@ -30,6 +30,7 @@ from core.db import (
     update_from_values,
 )
 from core.pacing import pace_batch
+from core.priority import renice_process
 from core.registry import platform_actor
 from core.settings import get_settings
 from core.status import StatusPublisher
@@ -48,6 +49,7 @@ _IDLE_S = 1.0
 class ShippingActor:
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
+        renice_process(self._settings.pipeline_niceness, "shipping")
         self._pool = await open_pool(self._settings.database_url, 4, "shipping")
         self._redis = aioredis.from_url(self._settings.redis_url, decode_responses=True)
         self._status = StatusPublisher(self._settings.redis_url)

@@ -33,6 +33,9 @@ def bench(
     customers: Annotated[int, typer.Option(help="customers, each with its own token")] = 500,
     scarce_units: Annotated[int, typer.Option(help="units left on SKU-81..85 at start")] = 20,
     workers: Annotated[int, typer.Option(help="load generator processes")] = 2,
+    generator_nice: Annotated[
+        int, typer.Option(help="niceness of the generator (below 0 needs root)")
+    ] = -5,
     grace: Annotated[float, typer.Option(help="seconds to wait for orders to finish")] = 60.0,
     warmup: Annotated[float, typer.Option(help="seconds left out of the steady rates")] = 5.0,
     progress: Annotated[float, typer.Option(help="seconds between progress lines")] = 5.0,
@@ -75,6 +78,7 @@ def bench(
         grace_s=grace,
         warmup_s=min(warmup, duration / 2),
         progress_s=progress,
+        niceness=generator_nice,
     )
     opts = Options(
         load=load,

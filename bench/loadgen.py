@@ -23,6 +23,7 @@ import orjson
 
 from bench.http1 import Http1Client, HttpError
 from bench.workload import Customer, Mix, OrderFactory
+from core.priority import renice_process
 
 Record = tuple[float, float, float, int, str]
 _FLUSH_S = 0.25
@@ -46,6 +47,7 @@ class WorkerSpec:
     mix: Mix = Mix()
     seed: int = 0
     scarce: bool = True
+    niceness: int = 0
 
 
 def run_worker(spec: WorkerSpec, out: Queue[Any]) -> None:
@@ -53,6 +55,7 @@ def run_worker(spec: WorkerSpec, out: Queue[Any]) -> None:
     `("done", (index, cpu_seconds))`."""
     import uvloop
 
+    renice_process(spec.niceness, f"load generator {spec.index}")
     worker = _Worker(spec, out)
     uvloop.run(worker.run())
     out.put(("done", (spec.index, worker.cpu_s)))

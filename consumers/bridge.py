@@ -32,6 +32,7 @@ from consumers.handlers import HANDLERS
 from core.kafka import start_producer
 from core.metrics import Metrics
 from core.pacing import pace_batch
+from core.priority import renice_process
 from core.registry import platform_actor
 from core.settings import Settings, get_settings
 from domain.errors import Unavailable
@@ -255,6 +256,7 @@ class KafkaBridge:
 
     async def __init__(self, group: str) -> None:  # type: ignore[misc]
         settings = get_settings()
+        renice_process(settings.pipeline_niceness, f"consumer-{group}")
         self._loop = ConsumerLoop(group, HANDLERS[group](settings), settings)
 
     async def health(self) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     ship_delay_s: float = Field(default=0.05, ge=0)
     deliver_delay_s: float = Field(default=0.2, ge=0)
     consumer_max_retries: int = Field(default=3, ge=0)
-    consumer_batch_max: int = Field(default=500, ge=1)
+    consumer_batch_max: int = Field(default=2000, ge=1)
     # A consumer fetch returns once it has this many bytes or after CONSUMER_FETCH_WAIT_MS.
     # Measured (docs/performance.md): 32 KB / 50 ms did not lower the actors' CPU at 100-150
     # orders/s and doubled the consumers' idle cost, so the broker answers as soon as data
@@ -73,7 +73,12 @@ class Settings(BaseSettings):
     # below that every event is handled at once. Measured in docs/performance.md; 0 = off.
     batch_window_ms: int = Field(default=100, ge=0, le=1_000)
     batch_window_min_events: int = Field(default=4, ge=1)
-    outbox_batch_max: int = Field(default=1000, ge=1)
+    outbox_batch_max: int = Field(default=5000, ge=1)
+    # CPU priority (Linux niceness) on a shared box: the accept path ahead of the pipeline,
+    # whose batches grow when it gets less CPU (docs/adr/ADR-007). A gateway niceness below
+    # the current one needs root or CAP_SYS_NICE; without them the replica keeps its own.
+    gateway_niceness: int = Field(default=-5, ge=-20, le=19)
+    pipeline_niceness: int = Field(default=5, ge=-20, le=19)
     rate_limit_per_min: int = Field(default=6000, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, gt=0)
     max_body_bytes: int = Field(default=65_536, ge=1024)

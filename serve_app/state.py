@@ -19,6 +19,7 @@ from core.auth import Principal
 from core.bootstrap import ensure_actors
 from core.db import Row, open_pool
 from core.metrics import families_without_samples
+from core.priority import renice_process
 from core.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core.settings import Settings
 from domain.commands import SKU_PATTERN
@@ -69,7 +70,8 @@ class AppState:
     async def start(cls, settings: Settings, *, with_ray: bool) -> AppState:
         pool = await open_pool(settings.database_url, settings.db_pool_size, "gateway")
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
-        if with_ray:
+        if with_ray:  # the Serve replica: accepts go ahead of the pipeline (ADR-007)
+            renice_process(settings.gateway_niceness, "gateway replica")
             await ensure_actors(settings)
         prices = await OrderIntake.load_prices(pool)
         if not prices:

@@ -1,0 +1,64 @@
+"""`renice_process` moves every thread of the process, and threads started later follow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+_CHILD = """
+import json, os, threading
+from core.priority import renice_process
+
+def nices():
+    out = set()
+    for tid in os.listdir("/proc/self/task"):
+        stat = open(f"/proc/self/task/{tid}/stat").read()
+        out.add(int(stat[stat.rfind(")") + 2 :].split()[16]))
+    return sorted(out)
+
+stop = threading.Event()
+before = threading.Thread(target=stop.wait)
+before.start()
+target = os.getpriority(os.PRIO_PROCESS, 0) + 3
+got = renice_process(target, "test")
+later = []
+thread = threading.Thread(target=lambda: later.append(os.getpriority(os.PRIO_PROCESS, 0)))
+thread.start()
+thread.join()
+print(json.dumps({"target": target, "got": got, "threads": nices(), "later": later[0]}))
+stop.set()
+before.join()
+"""
+
+# Without privileges (as root: after giving them up) lowering niceness is refused.
+_UNPRIVILEGED = """
+import json, os
+from core.priority import renice_process
+
+os.nice(2)
+start = os.getpriority(os.PRIO_PROCESS, 0)
+if os.geteuid() == 0:
+    os.setuid(65534)  # nobody
+print(json.dumps({"start": start, "got": renice_process(start - 5, "test")}))
+"""
+
+
+def _run(code: str) -> dict[str, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    result: dict[str, int] = json.loads(out.stdout)
+    return result
+
+
+def test_every_thread_and_every_later_thread_gets_the_niceness() -> None:
+    r = _run(_CHILD)
+    assert r["got"] == r["target"]
+    assert r["threads"] == [r["target"]]
+    assert r["later"] == r["target"]
+
+
+def test_it_keeps_its_niceness_when_it_may_not_lower_it() -> None:
+    r = _run(_UNPRIVILEGED)
+    assert r["got"] == r["start"]
