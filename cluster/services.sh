@@ -43,8 +43,13 @@ CONF
     "${psql[@]}" -c "create database orders owner orders"
   fi
   # The outbox is a queue table (rows inserted and deleted all the time): check for dead rows
-  # every 5 s instead of every minute (migration 0004 sets its thresholds). Idempotent.
-  "${psql[@]}" -c "alter system set autovacuum_naptime = '5s'" -c "select pg_reload_conf()" >/dev/null
+  # every 5 s instead of every minute (migration 0004 sets its thresholds). At 300 orders/s
+  # the default 1 GB of WAL filled in ~3 minutes: each checkpoint then restarts full-page
+  # images of every page touched, compressed with pglz on the same 2 cores. Fewer checkpoints,
+  # and lz4 (docs/performance.md, fifth round). Idempotent.
+  "${psql[@]}" -c "alter system set autovacuum_naptime = '5s'" \
+    -c "alter system set max_wal_size = '4GB'" -c "alter system set checkpoint_timeout = '15min'" \
+    -c "alter system set wal_compression = 'lz4'" -c "select pg_reload_conf()" >/dev/null
 }
 pg_stop() {
   [[ -f "$PGDATA/postmaster.pid" ]] && pid_alive pg && log "stopping postgres" \

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
-from fastapi.responses import ORJSONResponse, PlainTextResponse
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette.sse import EventSourceResponse
 
@@ -18,13 +18,16 @@ from core.settings import get_settings
 from domain.commands import SKU_PATTERN, PlaceOrder, SetStock
 from domain.model import OrderStatus
 from serve_app import errors
+from serve_app.fast_accept import FastAccept
 from serve_app.limits import BodyLimitMiddleware
 from serve_app.live import status_stream
+from serve_app.responses import JsonResponse
 from serve_app.state import AppState, FaultSpec
 
 _bearer = HTTPBearer(auto_error=False, description="HS256 JWT (see `make token`)")
 OrderId = Annotated[uuid.UUID, Path(description="order id (UUID)")]
 Sku = Annotated[str, Path(pattern=SKU_PATTERN)]
+_JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
 
 
 async def _state(request: Request) -> AppState:
@@ -60,6 +63,14 @@ Admin = Annotated[Principal, Depends(admin)]
 AppStateDep = Annotated[AppState, Depends(_state)]
 
 
+def accepted(body: dict[str, Any], replayed: bool) -> JsonResponse:
+    """The 202 of an accepted (or replayed) order."""
+    headers = {"Location": body["links"]["self"]}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JsonResponse(body, status_code=202, headers=headers)
+
+
 def create_app(*, with_ray: bool = True) -> FastAPI:
     """Build the API. `with_ray=False` serves the accept path only (benchmark baseline)."""
 
@@ -75,9 +86,10 @@ def create_app(*, with_ray: bool = True) -> FastAPI:
         title="Ray orders API",
         version="0.1.0",
         description="Real-time order processing on Ray actors, Kafka, Postgres and Redis.",
-        default_response_class=ORJSONResponse,
+        default_response_class=JsonResponse,
         lifespan=lifespan,
     )
+    app.add_middleware(FastAccept, place=accepted)  # inside the body limit: added first
     app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_body_bytes)
     errors.install(app)
     _routes(app)
@@ -85,37 +97,25 @@ def create_app(*, with_ray: bool = True) -> FastAPI:
 
 
 def _routes(app: FastAPI) -> None:
-    @app.post("/api/orders", status_code=202, tags=["orders"])
+    @app.post(
+        "/api/orders",
+        status_code=202,
+        tags=["orders"],
+        # the hot path answers with its own response: no second pass of FastAPI's encoder
+        response_model=None,
+        responses={202: {"description": "Accepted", "content": _JSON_OBJECT}},
+    )
     async def place_order(
         cmd: PlaceOrder,
-        response: Response,
         st: AppStateDep,
         who: Caller,
         idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-    ) -> dict[str, Any]:
+    ) -> JsonResponse:
         """Accept an order: stored with its `order.created` event in one transaction, then 202.
 
         With `Idempotency-Key`, a retry with the same body replays the first response.
         """
-        await st.guard_accept(who)
-        if idempotency_key is None:
-            body, replayed = await st.intake.place(who, cmd)
-        else:
-            fp = st.idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
-            stored = await st.idempotency.begin(who.sub, idempotency_key, fp)
-            if stored is not None:
-                body, replayed = stored, True
-            else:
-                try:
-                    body, replayed = await st.intake.place(who, cmd, (idempotency_key, fp))
-                except BaseException:
-                    await st.idempotency.abandon(who.sub, idempotency_key)
-                    raise
-                await st.idempotency.finish(who.sub, idempotency_key, fp, body)
-        if replayed:
-            response.headers["Idempotent-Replayed"] = "true"
-        response.headers["Location"] = body["links"]["self"]
-        return body
+        return accepted(*await st.place_order(who, cmd, idempotency_key))
 
     @app.get("/api/orders/{order_id}", tags=["orders"])
     async def get_order(order_id: OrderId, st: AppStateDep, who: Caller) -> dict[str, Any]:
@@ -179,7 +179,7 @@ def _routes(app: FastAPI) -> None:
         return {"status": "ok"}
 
     @app.get("/ready", tags=["ops"])
-    async def ready(st: AppStateDep) -> ORJSONResponse:
+    async def ready(st: AppStateDep) -> JsonResponse:
         """Readiness of each dependency: Postgres, Redis, Kafka (via the relay), consumers."""
         report = await st.readiness()
-        return ORJSONResponse(report, status_code=200 if report["status"] != "down" else 503)
+        return JsonResponse(report, status_code=200 if report["status"] != "down" else 503)

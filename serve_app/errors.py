@@ -8,7 +8,6 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from psycopg_pool import PoolTimeout
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -24,6 +23,7 @@ from domain.errors import (
     RateLimited,
     Unavailable,
 )
+from serve_app.responses import JsonResponse
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ def error_response(
     message: str,
     details: Any = None,
     headers: dict[str, str] | None = None,
-) -> ORJSONResponse:
+) -> JsonResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    return ORJSONResponse({"error": body}, status_code=status, headers=headers)
+    return JsonResponse({"error": body}, status_code=status, headers=headers)
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -62,44 +62,22 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers on `app`."""
+_DEPENDENCY_DOWN = (psycopg.OperationalError, PoolTimeout, RedisConnectionError, RedisTimeoutError)
 
-    @app.exception_handler(OrderError)
-    async def _order_error(_: Request, exc: OrderError) -> ORJSONResponse:
+
+def response_for(exc: Exception) -> JsonResponse | None:
+    """The answer to a typed error or a backing service that is down; None for anything else.
+
+    Shared by the exception handlers below and the accept fast path (serve_app.fast_accept)."""
+    if isinstance(exc, OrderError):
         status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
-        headers = None
         retry_after = getattr(exc, "retry_after_s", None)
-        if retry_after is not None:
-            headers = {"Retry-After": str(retry_after)}
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return error_response(status, exc.code, exc.message, exc.details, headers)
-
-    @app.exception_handler(AuthError)
-    async def _auth_error(_: Request, exc: AuthError) -> ORJSONResponse:
+    if isinstance(exc, AuthError):
         headers = {"WWW-Authenticate": 'Bearer realm="orders-api"'} if exc.status == 401 else None
         return error_response(exc.status, exc.code, exc.message, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
-        details = _validation_details(exc)
-        if any(d["type"] == "json_invalid" for d in details):
-            return error_response(400, "invalid_json", "request body is not valid JSON", details)
-        return error_response(422, "validation_error", "request does not match the schema", details)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status_code, "http_error"
-        )
-        return error_response(
-            exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
-        )
-
-    @app.exception_handler(psycopg.OperationalError)
-    @app.exception_handler(PoolTimeout)
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    async def _dependency_down(_: Request, exc: Exception) -> ORJSONResponse:
+    if isinstance(exc, _DEPENDENCY_DOWN):
         log.warning("dependency unavailable: %s", type(exc).__name__)
         return error_response(
             503,
@@ -107,8 +85,40 @@ def install(app: FastAPI) -> None:
             "a backing service is restarting; retry shortly (nothing stored)",
             headers={"Retry-After": "2"},
         )
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on `app`."""
+
+    @app.exception_handler(OrderError)
+    @app.exception_handler(AuthError)
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _typed(_: Request, exc: Exception) -> JsonResponse:
+        response = response_for(exc)
+        assert response is not None  # registered for exactly the types it maps
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JsonResponse:
+        details = _validation_details(exc)
+        if any(d["type"] == "json_invalid" for d in details):
+            return error_response(400, "invalid_json", "request body is not valid JSON", details)
+        return error_response(422, "validation_error", "request does not match the schema", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return error_response(
+            exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+        )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+    async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
         log.exception("unhandled error")
         return error_response(500, "internal", "internal error; it has been logged")

@@ -22,7 +22,7 @@ from core.metrics import families_without_samples
 from core.priority import renice_process
 from core.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core.settings import Settings
-from domain.commands import SKU_PATTERN
+from domain.commands import SKU_PATTERN, PlaceOrder
 from domain.errors import Conflict, InvalidInput, NotFound, OrderError, Unavailable
 from serve_app.accept import OrderIntake
 from serve_app.admission import Admission, Idempotency
@@ -108,6 +108,26 @@ class AppState:
     async def guard_accept(self, who: Principal) -> None:
         """Rate limit and circuit breaker, before anything is stored."""
         await self.admission.check(who.sub)
+
+    async def place_order(
+        self, who: Principal, cmd: PlaceOrder, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Admit and store an order; returns its body and whether it is a replay of the first
+        request with the same Idempotency-Key (Stripe semantics, see `Idempotency`)."""
+        await self.guard_accept(who)
+        if idempotency_key is None:
+            return await self.intake.place(who, cmd)
+        fp = self.idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
+        stored = await self.idempotency.begin(who.sub, idempotency_key, fp)
+        if stored is not None:
+            return stored, True
+        try:
+            body, replayed = await self.intake.place(who, cmd, (idempotency_key, fp))
+        except BaseException:
+            await self.idempotency.abandon(who.sub, idempotency_key)
+            raise
+        await self.idempotency.finish(who.sub, idempotency_key, fp, body)
+        return body, replayed
 
     async def inventory_of(self, sku: str) -> dict[str, Any]:
         async with self.pool.connection() as conn:
