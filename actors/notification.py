@@ -35,6 +35,7 @@ class _Notifications:
         Topic.ORDER_CANCELLED,
     )
     events_per_order = 5  # reserved, authorized, shipping CREATED, SHIPPED, DELIVERED
+    ignored: dict[str, tuple[bytes, ...]] = {}
 
     def __init__(self, notify: Callable[[list[Envelope]], Awaitable[None]]) -> None:
         self._notify = notify

@@ -44,6 +44,9 @@ def bench(
     baseline_nice: Annotated[
         int, typer.Option(help="niceness of the baseline; -1: the Serve replica's (Ray: 15)")
     ] = -1,
+    warmup_load: Annotated[
+        int, typer.Option(help="seconds of the same load first, reported apart (0: none)")
+    ] = 30,
     capacity_duration: Annotated[int, typer.Option(help="seconds per capacity phase")] = 10,
     capacity_connections: Annotated[int, typer.Option(help="wrk connections")] = 32,
     ceiling_duration: Annotated[int, typer.Option(help="seconds per /health ceiling")] = 5,
@@ -87,6 +90,7 @@ def bench(
         baseline=baseline,
         baseline_port=baseline_port,
         baseline_nice=baseline_nice,
+        warmup_load_s=warmup_load,
         capacity_s=capacity_duration,
         capacity_connections=capacity_connections,
         ceiling_s=ceiling_duration,

@@ -113,6 +113,15 @@ def table(result: dict[str, Any]) -> None:
         ("generator send lag p99 ms", result["send_lag_p99_ms"]),
         ("CPU cores by component", group_cpu(result["cpu_cores"])),
     ]
+    warm = result.get("warmup_run")
+    if warm:
+        rows.append(
+            (
+                f"warm-up run ({warm['duration_s']} s, not in the figures above)",
+                f"accepted {warm['accepted_per_s']}/s, p50/p99 accept "
+                f"{warm['p50_accept_ms']} / {warm['p99_accept_ms']} ms, lost {warm['lost']}",
+            )
+        )
     gen = result.get("generator") or {}
     for name, probe in gen.items():
         rows.append((f"ceiling {name} req/s", f"{probe['rps']} (p99 {probe['p99_ms']} ms)"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class Options:
     out_dir: Path = Path("bench/results")
     admin_url: str = ""  # where stock is set (a gateway with Ray); default: the load's URL
     baseline_nice: int = -1  # niceness of the uvicorn baseline; -1: that of the Serve replica
+    warmup_load_s: int = 30  # the same load first, reported apart (0: none)
 
 
 async def run(opts: Options, settings: Settings) -> dict[str, Any]:
@@ -77,6 +78,8 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
                 result["settings"]["bench"]["baseline_niceness"] = uvi.niceness
             result["background_cores"] = await checks.background(cpu)
             result["generator"] = await _ceilings(opts, uvi, cpu)
+            if opts.warmup_load_s > 0:
+                result["warmup_run"] = await _warm_up(opts, settings, tag, cpu)
             admin_url = opts.admin_url or base
             await stock.make_scarce(admin_url, admin_token(settings), db, opts.scarce_units)
             start = await stock.snapshot(db)
@@ -106,6 +109,23 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
     uvi_rps = cap.get("uvicorn", {}).get("ok_rps", 0.0)
     result["serve_vs_uvicorn_ratio"] = round(serve_rps / uvi_rps, 3) if uvi_rps else None
     return result
+
+
+async def _warm_up(opts: Options, settings: Settings, tag: str, cpu: CpuSampler) -> dict[str, Any]:
+    """The same load for `warmup_load_s`, untracked by the headline figures: a freshly started
+    stack (Kafka's JIT, first imports and schema builds in every Python process, cold caches)
+    is not its steady state. Its own figures are kept in the result (`warmup_run`)."""
+    load = replace(opts.load, duration_s=opts.warmup_load_s, seed=opts.load.seed + 1, warmup_s=0.0)
+    info(f"warm-up: {load.rate:g}/s for {load.duration_s}s (reported apart, not in the figures)")
+    tracker = Tracker(settings.database_url)
+    await tracker.open()
+    try:
+        run = await mainrun.run(load, customers(settings, f"{tag}-w", opts.customers), tracker, cpu)
+        figures = mainrun.summary(run, tracker)
+    finally:
+        await tracker.close()
+    keys = ("accepted_per_s", "completed", "p50_accept_ms", "p99_accept_ms", "p99_e2e_ms", "lost")
+    return {k: figures[k] for k in keys} | {"duration_s": load.duration_s}
 
 
 def _targets(opts: Options, uvi: UvicornBaseline | None) -> dict[str, str]:

@@ -25,9 +25,21 @@ class Handler(Protocol):
         orders."""
         ...
 
+    @property
+    def ignored(self) -> dict[str, tuple[bytes, ...]]:
+        """Per topic, byte strings that mark an event this group ignores: such a record is
+        passed over unparsed (the JSON comes from `Envelope.to_json`, so a marker such as
+        `"shipmentStatus":"CREATED"` is exact)."""
+        ...
+
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def shipment_status(*statuses: str) -> tuple[bytes, ...]:
+    """Markers of `shipping.updated` events with these shipment statuses (see `ignored`)."""
+    return tuple(b'"shipmentStatus":"%s"' % s.encode() for s in statuses)
 
 
 def by_topic(events: Sequence[tuple[str, Envelope]]) -> dict[str, list[Envelope]]:

@@ -161,7 +161,11 @@ class ConsumerLoop:
         if not records:
             return 0
         events: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
+        ignored = self._handler.ignored
         for record in records:
+            markers = ignored.get(record.topic)
+            if markers and record.value is not None and any(m in record.value for m in markers):
+                continue  # an event this group has nothing to do with: not even parsed
             try:
                 events.append((record, Envelope.from_json(record.value)))
             except (ValidationError, ValueError, TypeError) as exc:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.base import ActorLookup, PoisonMessage, by_topic
+from consumers.base import ActorLookup, PoisonMessage, by_topic, shipment_status
 from consumers.inventory import InventoryHandler
 from core import registry
 from domain.events import Envelope, Topic
@@ -20,6 +20,8 @@ from domain.events import Envelope, Topic
 class PaymentHandler(ActorLookup):
     topics = (Topic.INVENTORY_RESERVED, Topic.ORDER_CANCELLED, Topic.SHIPPING_UPDATED)
     events_per_order = 4  # reserved + shipping CREATED, SHIPPED, DELIVERED
+    # captures on DELIVERED, refunds on FAILED: the other shipment steps are not its business
+    ignored = {Topic.SHIPPING_UPDATED: shipment_status("CREATED", "SHIPPED")}
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
         grouped = by_topic(events)
@@ -54,6 +56,7 @@ class PaymentHandler(ActorLookup):
 class ShippingHandler(ActorLookup):
     topics = (Topic.PAYMENT_AUTHORIZED,)
     events_per_order = 1
+    ignored: dict[str, tuple[bytes, ...]] = {}
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
         await self.actor(registry.SHIPPING).create_batch.remote([e for _, e in events])

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.base import ActorLookup, PoisonMessage, by_topic, items_of
+from consumers.base import ActorLookup, PoisonMessage, by_topic, items_of, shipment_status
 from core import registry
 from core.db import apply_transitions, claim_events, insert_outbox, lock_orders, open_pool
 from core.settings import Settings
@@ -32,6 +32,8 @@ class InventoryHandler(ActorLookup):
     )
     consumer = "inventory"
     events_per_order = 4  # created + shipping CREATED, SHIPPED, DELIVERED
+    # commits on SHIPPED, releases on FAILED: the other shipment steps are not its business
+    ignored = {Topic.SHIPPING_UPDATED: shipment_status("CREATED", "DELIVERED")}
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # transaction, offset commit, Redis publish), so batches grow instead of cycles
     # multiplying. "Under load" = the last batch had at least BATCH_WINDOW_MIN_EVENTS events;
     # below that every event is handled at once. Measured in docs/performance.md; 0 = off.
-    batch_window_ms: int = Field(default=100, ge=0, le=1_000)
+    batch_window_ms: int = Field(default=200, ge=0, le=1_000)
     batch_window_min_events: int = Field(default=4, ge=1)
     outbox_batch_max: int = Field(default=5000, ge=1)
     # CPU priority (Linux niceness) on a shared box: the accept path ahead of the pipeline,
