@@ -13,12 +13,15 @@ from core.priority import renice_process
 def nices():
     out = set()
     for tid in os.listdir("/proc/self/task"):
-        stat = open(f"/proc/self/task/{tid}/stat").read()
+        try:
+            stat = open(f"/proc/self/task/{tid}/stat").read()
+        except OSError:  # a thread that has just ended
+            continue
         out.add(int(stat[stat.rfind(")") + 2 :].split()[16]))
     return sorted(out)
 
 stop = threading.Event()
-before = threading.Thread(target=stop.wait)
+before = threading.Thread(target=stop.wait, daemon=True)
 before.start()
 target = os.getpriority(os.PRIO_PROCESS, 0) + 3
 got = renice_process(target, "test")
