@@ -89,7 +89,7 @@ def create_app(*, with_ray: bool = True) -> FastAPI:
         default_response_class=JsonResponse,
         lifespan=lifespan,
     )
-    app.add_middleware(FastAccept, place=accepted)  # inside the body limit: added first
+    app.add_middleware(FastAccept, respond=accepted)  # inside the body limit: added first
     app.add_middleware(BodyLimitMiddleware, max_bytes=get_settings().max_body_bytes)
     errors.install(app)
     _routes(app)

@@ -31,9 +31,9 @@ _MAX_IDEMPOTENCY_KEY = 255  # the route's Header(max_length=255)
 
 
 class FastAccept:
-    def __init__(self, app: ASGIApp, place: Callable[[dict[str, Any], bool], Response]) -> None:
+    def __init__(self, app: ASGIApp, respond: Callable[[dict[str, Any], bool], Response]) -> None:
         self.app = app
-        self._respond = place
+        self._respond = respond
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:

@@ -69,7 +69,7 @@ def _call(
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
         "app": SimpleNamespace(state=SimpleNamespace(services=state)),
     }
-    asyncio.run(FastAccept(app, place=accepted)(scope, receive, send))
+    asyncio.run(FastAccept(app, respond=accepted)(scope, receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
     payload = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict(start["headers"]), payload, downstream
