@@ -25,6 +25,7 @@ from core.db import (
     now,
     open_pool,
     update_from_values,
+    watch_ownership,
 )
 from core.priority import renice_process
 from core.settings import get_settings
@@ -56,10 +57,13 @@ async def _shift_stock(conn: Any, shifts: list[tuple[str, int, int]]) -> None:
 class InventoryShard:
     async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
-        renice_process(self._settings.pipeline_niceness, f"inventory-shard-{index}")
+        key = f"inventory-shard-{index}"
+        renice_process(self._settings.pipeline_niceness, key)
         self._index = index
-        # single owner, also across clusters: held until this process dies
-        self._owner = await claim_ownership(self._settings.database_url, f"inventory-shard-{index}")
+        # single owner, also across clusters: held while this process lives, and watched (a
+        # Postgres restart drops the lock: the process then exits and its restart claims it)
+        self._owner = await claim_ownership(self._settings.database_url, key)
+        self._owner_watch = asyncio.create_task(watch_ownership(self._owner, key))
         self._pool = await open_pool(self._settings.database_url, 4, f"inventory-{index}")
         self._status = StatusPublisher(self._settings.redis_url)
         self._lock = asyncio.Lock()  # one writer at a time keeps memory == Postgres

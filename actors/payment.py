@@ -23,6 +23,7 @@ from core.db import (
     insert_values,
     lock_orders,
     open_pool,
+    watch_ownership,
 )
 from core.metrics import Metrics
 from core.priority import renice_process
@@ -42,10 +43,13 @@ CONSUMER = "payment"
 class PaymentShard:
     async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
-        renice_process(self._settings.pipeline_niceness, f"payment-shard-{index}")
+        key = f"payment-shard-{index}"
+        renice_process(self._settings.pipeline_niceness, key)
         self._index = index
-        # single owner, also across clusters: held until this process dies
-        self._owner = await claim_ownership(self._settings.database_url, f"payment-shard-{index}")
+        # single owner, also across clusters: held while this process lives, and watched (a
+        # Postgres restart drops the lock: the process then exits and its restart claims it)
+        self._owner = await claim_ownership(self._settings.database_url, key)
+        self._owner_watch = asyncio.create_task(watch_ownership(self._owner, key))
         self._pool = await open_pool(self._settings.database_url, 4, f"payment-{index}")
         self._redis = aioredis.from_url(self._settings.redis_url, decode_responses=True)
         self._breaker = make_breaker(

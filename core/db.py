@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -17,6 +20,7 @@ from domain.events import EVENT_TOPIC, Envelope
 from domain.model import OrderStatus, can_transition
 
 Row = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 async def open_pool(dsn: str, size: int, name: str) -> AsyncConnectionPool[AsyncConnection[Row]]:
@@ -239,7 +243,9 @@ async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncC
     upgrade runs two clusters side by side). A killed owner's connection closes and frees the
     lock for its restarted self.
     """
-    conn = await AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
+    conn = await AsyncConnection.connect(
+        dsn, autocommit=True, row_factory=dict_row, application_name=f"owner:{key}"
+    )
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (key,))
@@ -253,3 +259,20 @@ async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncC
                 "deployment using the same DATABASE_URL? Stop it, or wait for it to exit."
             )
         await asyncio.sleep(0.5)
+
+
+async def watch_ownership(conn: AsyncConnection[Row], key: str, every_s: float = 2.0) -> None:
+    """End this process when the connection holding `key`'s advisory lock is gone.
+
+    A Postgres restart (or a terminated backend) takes the lock with it; a shard that went on
+    without it could run next to a second owner. So the process exits, Ray restarts the actor
+    (`max_restarts=-1`) and its `__init__` claims the lock again before reloading its state.
+    """
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            log.error("%s lost its advisory lock (%s); restarting to claim it again", key, exc)
+            logging.shutdown()
+            os._exit(1)

@@ -149,3 +149,39 @@ def test_a_second_owner_of_a_shard_is_refused(settings: Settings) -> None:
     for key in ("inventory-shard-0", "payment-shard-0"):
         assert "owned by another process" in asyncio.run(try_claim(key))
     assert asyncio.run(try_claim("nobody-owns-this")) == "claimed"
+
+
+def test_a_shard_that_loses_its_lock_restarts_and_claims_it_again(
+    settings: Settings, pg: Any, ray_cluster: Any
+) -> None:
+    """A Postgres restart drops every advisory lock with its connection. The shard must not go
+    on without its lock (a second owner could start): it exits, Ray restarts it, and the new
+    process holds the lock again."""
+    from core.db import claim_ownership
+
+    key = "payment-shard-1"
+    shard = ray_cluster.get_actor(registry.payment_shard(1))
+    before = ray_cluster.get(shard.health.remote())["pid"]
+    gone = pg.execute(
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = %s",
+        (f"owner:{key}",),
+    ).fetchall()
+    assert [r["ok"] for r in gone] == [True], "no backend held the shard's lock"
+
+    def restarted() -> bool:
+        try:
+            return bool(ray_cluster.get(shard.health.remote(), timeout=5)["pid"] != before)
+        except Exception:  # between the exit and the restart
+            return False
+
+    wait_until(restarted, timeout=60, what="payment-shard-1 to restart", interval=0.5)
+
+    async def second_claim() -> str:
+        try:
+            conn = await claim_ownership(settings.database_url, key, timeout_s=1.0)
+        except RuntimeError as exc:
+            return str(exc)
+        await conn.close()
+        return "claimed"
+
+    assert "owned by another process" in asyncio.run(second_claim())
