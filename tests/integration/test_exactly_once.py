@@ -55,7 +55,19 @@ def test_replayed_events_are_applied_once(
     order_id = api.place_ok(customer, [(sku, 2)])
     api.wait_status(customer, order_id, "DELIVERED")
     tap.wait_for(lambda _: len(tap.events(order_id)) >= 6, what="the order's events")
-    stock_before, effects_before = api.stock(sku), _effects(pg, order_id)
+    # DELIVERED is the order's status; the capture and the notification of it follow from the
+    # same event a moment later: snapshot only once every effect of the first pass is there
+    effects_before = wait_until(
+        lambda: (
+            (e := _effects(pg, order_id))["payments"][0][1] == "CAPTURED"
+            and ("DELIVERED",) in e["notifications"]
+            and e
+        ),
+        timeout=30,
+        what="the order's last effects (capture, notifications)",
+        interval=0.2,
+    )
+    stock_before = api.stock(sku)
     records = [r for _, e, r in tap.seen if e is not None and str(e.order_id) == order_id]
     sent = asyncio.run(_republish(settings.kafka_bootstrap, records))
     groups = {
