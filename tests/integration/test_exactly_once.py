@@ -147,10 +147,11 @@ def test_killed_actors_restart_with_their_state_and_orders_complete(
     assert n == len(placed)
 
 
-def test_a_second_owner_of_a_shard_is_refused(settings: Settings) -> None:
+def _try_claim(settings: Settings, key: str) -> str:
+    """Claim a shard's advisory lock as a second process would: the refusal, or "claimed"."""
     from core.db import claim_ownership
 
-    async def try_claim(key: str) -> str:
+    async def attempt() -> str:
         try:
             conn = await claim_ownership(settings.database_url, key, timeout_s=1.0)
         except RuntimeError as exc:
@@ -158,9 +159,13 @@ def test_a_second_owner_of_a_shard_is_refused(settings: Settings) -> None:
         await conn.close()
         return "claimed"
 
+    return asyncio.run(attempt())
+
+
+def test_a_second_owner_of_a_shard_is_refused(settings: Settings) -> None:
     for key in ("inventory-shard-0", "payment-shard-0"):
-        assert "owned by another process" in asyncio.run(try_claim(key))
-    assert asyncio.run(try_claim("nobody-owns-this")) == "claimed"
+        assert "owned by another process" in _try_claim(settings, key)
+    assert _try_claim(settings, "nobody-owns-this") == "claimed"
 
 
 def test_a_shard_that_loses_its_lock_restarts_and_claims_it_again(
@@ -169,8 +174,6 @@ def test_a_shard_that_loses_its_lock_restarts_and_claims_it_again(
     """A Postgres restart drops every advisory lock with its connection. The shard must not go
     on without its lock (a second owner could start): it exits, Ray restarts it, and the new
     process holds the lock again."""
-    from core.db import claim_ownership
-
     key = "payment-shard-1"
     shard = ray_cluster.get_actor(registry.payment_shard(1))
     before = ray_cluster.get(shard.health.remote())["pid"]
@@ -187,13 +190,4 @@ def test_a_shard_that_loses_its_lock_restarts_and_claims_it_again(
             return False
 
     wait_until(restarted, timeout=60, what="payment-shard-1 to restart", interval=0.5)
-
-    async def second_claim() -> str:
-        try:
-            conn = await claim_ownership(settings.database_url, key, timeout_s=1.0)
-        except RuntimeError as exc:
-            return str(exc)
-        await conn.close()
-        return "claimed"
-
-    assert "owned by another process" in asyncio.run(second_claim())
+    assert "owned by another process" in _try_claim(settings, key)
