@@ -5,10 +5,13 @@ from __future__ import annotations
 import time
 import warnings
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 Role = Literal["customer", "admin"]
 KNOWN_ROLES: frozenset[str] = frozenset({"customer", "admin"})
@@ -78,6 +81,17 @@ def verify_token(
     if not known:
         raise AuthError("token has no known role", status=403, code="forbidden")
     return Principal(sub=sub, roles=known)
+
+
+def authenticate(token: str, settings: Settings) -> Principal:
+    """`verify_token` with the platform's JWT settings (secret, audience, issuer, max age)."""
+    return verify_token(
+        token,
+        secret=settings.jwt_secret,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        max_age_s=settings.jwt_max_age_s,
+    )
 
 
 @lru_cache(maxsize=16_384)

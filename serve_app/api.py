@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette.sse import EventSourceResponse
 
-from core.auth import AuthError, Principal, verify_token
+from core.auth import AuthError, Principal, authenticate
 from core.settings import get_settings
 from domain.commands import SKU_PATTERN, PlaceOrder, SetStock
 from domain.model import OrderStatus
@@ -42,14 +42,7 @@ async def principal(
 ) -> Principal:
     if creds is None or creds.scheme.lower() != "bearer":
         raise AuthError("missing bearer token: send 'Authorization: Bearer <JWT>'")
-    s = (await _state(request)).settings
-    return verify_token(
-        creds.credentials,
-        secret=s.jwt_secret,
-        audience=s.jwt_audience,
-        issuer=s.jwt_issuer,
-        max_age_s=s.jwt_max_age_s,
-    )
+    return authenticate(creds.credentials, (await _state(request)).settings)
 
 
 async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:

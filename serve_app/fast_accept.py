@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.auth import AuthError, verify_token
+from core.auth import AuthError, authenticate
 from domain.commands import PlaceOrder
 from serve_app import errors
 
@@ -51,18 +51,11 @@ class FastAccept:
             return
         body, messages = await _read_body(receive)
         st = scope["app"].state.services
-        s = st.settings
         try:
             scheme, _, token = auth.decode("latin-1").partition(" ")
             if scheme.lower() != "bearer" or not token:
                 raise AuthError("not a bearer token")
-            who = verify_token(
-                token,
-                secret=s.jwt_secret,
-                audience=s.jwt_audience,
-                issuer=s.jwt_issuer,
-                max_age_s=s.jwt_max_age_s,
-            )
+            who = authenticate(token, st.settings)
             cmd = PlaceOrder.model_validate_json(body)
         except (AuthError, ValidationError, ValueError):
             await self.app(scope, _replay(messages, receive), send)  # FastAPI answers it

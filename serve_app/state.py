@@ -105,16 +105,12 @@ class AppState:
             self._actors[name] = handle
         return handle
 
-    async def guard_accept(self, who: Principal) -> None:
-        """Rate limit and circuit breaker, before anything is stored."""
-        await self.admission.check(who.sub)
-
     async def place_order(
         self, who: Principal, cmd: PlaceOrder, idempotency_key: str | None
     ) -> tuple[dict[str, Any], bool]:
         """Admit and store an order; returns its body and whether it is a replay of the first
         request with the same Idempotency-Key (Stripe semantics, see `Idempotency`)."""
-        await self.guard_accept(who)
+        await self.admission.check(who.sub)  # rate limit and circuit breaker, before storing
         if idempotency_key is None:
             return await self.intake.place(who, cmd)
         fp = self.idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
