@@ -13,13 +13,6 @@ PGLOG="$PGDATA/server.log"
 # as the postgres user, from a directory it can enter (the checkout may be private)
 pg_as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
-# The kernel shares the CPU between sessions (autogroups) before it looks at a process's own
-# niceness: a daemon in its own session competes as a whole, at its session's nice value.
-autogroup_nice() {
-  local pid="$1" nice="$2"
-  [[ -n "$pid" && -w "/proc/$pid/autogroup" ]] && echo "$nice" >"/proc/$pid/autogroup" 2>/dev/null
-  return 0
-}
 
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 pg_start() {
@@ -43,9 +36,6 @@ CONF
     ln -sf "$PGLOG" "$RUN/logs/postgres.log"
   fi
   head -n1 "$PGDATA/postmaster.pid" >"$RUN/pids/pg.pid"
-  # Postgres is on the accept path: its session goes ahead of the others on a shared box
-  # (docs/adr/ADR-007). Needs root; otherwise it keeps the default.
-  autogroup_nice "$(cat "$RUN/pids/pg.pid")" "${PG_AUTOGROUP_NICE:--5}"
   local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qtAX)
   if [[ "$("${psql[@]}" -c "select 1 from pg_roles where rolname='orders'")" != 1 ]]; then
     "${psql[@]}" -c "create role orders login password 'orders'"
@@ -124,8 +114,15 @@ ray_start() {
   # request), buffered request logs, no per-request log line on stderr (docs/performance.md).
   # The Serve controller checks its deployments every 0.5 s instead of 0.1 s (0.04 cores at
   # 300 orders/s for a fixed set of one app and one replica).
+  # Ray's own processes took 0.13 cores at 300 orders/s; three switches give back ~0.045
+  # (docs/performance.md, sixth round): HAProxy's per-request log line, parsed in Python by the
+  # HAProxyManager (the replica counts its requests instead), the C++ event-loop statistics of
+  # every process (only shown in debug dumps), and the two idle workers Ray starts ahead of
+  # tasks this platform never submits (actors get their own processes anyway).
   # (No comment lines inside this command: a comment would end it after the first variable.)
   RAY_worker_niceness="${RAY_WORKER_NICENESS:-0}" \
+  RAY_SERVE_HAPROXY_METRICS_ENABLED="${RAY_SERVE_HAPROXY_METRICS_ENABLED:-0}" \
+  RAY_event_stats="${RAY_EVENT_STATS:-0}" RAY_enable_worker_prestart=0 RAY_prestart_worker_first_driver=0 \
   RAY_SERVE_ENABLE_HA_PROXY="${RAY_SERVE_ENABLE_HA_PROXY:-1}" RAY_SERVE_HAPROXY_NBTHREAD=2 \
   RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}" \
   RAY_SERVE_CONTROL_LOOP_INTERVAL_S="${RAY_SERVE_CONTROL_LOOP_INTERVAL_S:-0.5}" \

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import select
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -23,7 +24,24 @@ Row = dict[str, Any]
 log = logging.getLogger(__name__)
 
 
-async def open_pool(dsn: str, size: int, name: str) -> AsyncConnectionPool[AsyncConnection[Row]]:
+async def check_if_suspect(conn: AsyncConnection[Any]) -> None:
+    """The pool's check on checkout, with a round trip only when the connection looks wrong.
+
+    An idle healthy connection has nothing to read. When Postgres ends a session (restart,
+    `pg_terminate_backend`, crash) it sends an error or closes the socket, which then reads as
+    ready: only then is the server asked (`SELECT ''`), and a failure makes the pool drop the
+    connection and hand out another. The unconditional check cost every transaction one more
+    round trip, i.e. one more wake-up of a backend and of the caller on a busy box (ADR-008)."""
+    if conn.broken or conn.closed:
+        raise psycopg.OperationalError("connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+async def open_pool(
+    dsn: str, size: int, name: str, *, autocommit: bool = False
+) -> AsyncConnectionPool[AsyncConnection[Row]]:
     """Open a pool and wait until its first connection works (fails fast on a bad DSN)."""
     pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
         dsn,
@@ -31,9 +49,9 @@ async def open_pool(dsn: str, size: int, name: str) -> AsyncConnectionPool[Async
         max_size=size,
         name=name,
         open=False,
-        kwargs={"row_factory": dict_row, "autocommit": False},
+        kwargs={"row_factory": dict_row, "autocommit": autocommit},
         connection_class=AsyncConnection[Row],
-        check=AsyncConnectionPool.check_connection,
+        check=check_if_suspect,
     )
     await pool.open(wait=True, timeout=30)
     return pool

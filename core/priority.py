@@ -1,4 +1,5 @@
-"""CPU priority of a process: the accept path ahead of the batch pipeline (docs/adr/ADR-007).
+"""CPU of a process: priority of the accept path ahead of the batch pipeline
+(docs/adr/ADR-007), and the garbage collector of a hot process.
 
 On Linux niceness belongs to each thread; a new thread starts with its creator's. So a process
 changes every thread it has, and the threads it starts later follow.
@@ -6,6 +7,7 @@ changes every thread it has, and the threads it starts later follow.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -30,3 +32,14 @@ def renice_process(niceness: int, who: str) -> int:
             log.info("%s keeps niceness %d (%d needs root or CAP_SYS_NICE)", who, current, niceness)
             return current
     return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def settle_gc(gen0_threshold: int, *, freeze: bool) -> None:
+    """Call once start-up is done: with `freeze`, what is alive now is never scanned again (it
+    stays in memory as it would anyway); the youngest generation is then collected every
+    `gen0_threshold` net allocations. The older generations keep their ratios."""
+    if freeze:
+        gc.collect()
+        gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)

@@ -19,7 +19,7 @@ from core.auth import Principal
 from core.bootstrap import ensure_actors
 from core.db import Row, open_pool
 from core.metrics import families_without_samples
-from core.priority import renice_process
+from core.priority import renice_process, settle_gc
 from core.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core.settings import Settings
 from domain.commands import SKU_PATTERN, PlaceOrder
@@ -76,16 +76,21 @@ class AppState:
         prices = await OrderIntake.load_prices(pool)
         if not prices:
             raise RuntimeError("the catalog is empty: run `make up` (it seeds SKU-1…SKU-100)")
-        return cls(
+        intake_pool = await open_pool(
+            settings.database_url, settings.accept_flushers, "gateway-intake", autocommit=True
+        )
+        state = cls(
             settings,
             pool,
             redis,
-            OrderIntake(pool, prices, settings.accept_flushers),
+            OrderIntake(intake_pool, prices, settings.accept_flushers),
             OrderService(pool),
             with_ray,
             Admission(redis, settings.rate_limit_per_min, settings.breaker_reset_s),
             Idempotency(redis, settings.idempotency_ttl_s),
         )
+        settle_gc(settings.gateway_gc_gen0_threshold, freeze=settings.gateway_gc_freeze)
+        return state
 
     async def close(self) -> None:
         await self.intake.close()

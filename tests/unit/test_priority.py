@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 _CHILD = """
 import json, os, threading
@@ -47,11 +48,11 @@ print(json.dumps({"start": start, "got": renice_process(start - 5, "test")}))
 """
 
 
-def _run(code: str) -> dict[str, int]:
+def _run(code: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    result: dict[str, int] = json.loads(out.stdout)
+    result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
@@ -65,3 +66,20 @@ def test_every_thread_and_every_later_thread_gets_the_niceness() -> None:
 def test_it_keeps_its_niceness_when_it_may_not_lower_it() -> None:
     r = _run(_UNPRIVILEGED)
     assert r["got"] == r["start"]
+
+
+_GC = """
+import gc, json
+from core.priority import settle_gc
+
+alive = [[i] for i in range(10_000)]  # start-up state
+settle_gc(12_345, freeze=True)
+print(json.dumps({"threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def test_settle_gc_freezes_what_start_up_left_and_sets_the_youngest_threshold() -> None:
+    r = _run(_GC)
+    assert r["threshold"][0] == 12_345
+    assert r["threshold"][1:] == [10, 10]  # the older generations keep Python's ratios
+    assert r["frozen"] >= 10_000
