@@ -23,7 +23,7 @@ app = typer.Typer(add_completion=False, help=__doc__)
 @app.command()
 def bench(
     duration: Annotated[int, typer.Option(help="seconds of main load", min=1)] = 60,
-    rate: Annotated[float, typer.Option(help="orders/s offered, open loop")] = 300.0,
+    rate: Annotated[float, typer.Option(help="orders/s offered, open loop")] = 320.0,
     concurrency: Annotated[
         int, typer.Option(help="closed loop with this many connections instead of RATE")
     ] = 0,
