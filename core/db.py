@@ -34,8 +34,9 @@ async def check_if_suspect(conn: AsyncConnection[Any]) -> None:
     round trip, i.e. one more wake-up of a backend and of the caller on a busy box (ADR-008)."""
     if conn.broken or conn.closed:
         raise psycopg.OperationalError("connection is closed")
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if readable:
+    poller = select.poll()  # not select(): a Ray worker may hold descriptors above 1024
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
         await AsyncConnectionPool.check_connection(conn)
 
 
