@@ -13,7 +13,6 @@ PGLOG="$PGDATA/server.log"
 # as the postgres user, from a directory it can enter (the checkout may be private)
 pg_as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
-
 pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 pg_start() {
   if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
