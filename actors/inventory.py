@@ -14,8 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from core import registry
-from core.db import (
+from adapters.pg import (
     Row,
     apply_transitions,
     claim_ownership,
@@ -27,9 +26,10 @@ from core.db import (
     update_from_values,
     watch_ownership,
 )
+from adapters.status import StatusPublisher
+from core import registry
 from core.priority import renice_process
 from core.settings import get_settings
-from core.status import StatusPublisher
 from domain.errors import Conflict, NotFound
 from domain.events import new_event
 from domain.model import OrderStatus

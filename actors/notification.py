@@ -12,8 +12,8 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from adapters.pg import insert_outbox, open_pool
 from consumers.bridge import ConsumerLoop
-from core.db import insert_outbox, open_pool
 from core.priority import renice_process
 from core.registry import NOTIFICATION_GROUP, platform_actor
 from core.settings import get_settings

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaProducer
 
-from core.db import open_pool
-from core.kafka import publish_rows, start_producer
+from adapters.kafka import publish_rows, start_producer
+from adapters.pg import open_pool
 from core.metrics import Metrics
 from core.pacing import pace_batch
 from core.priority import renice_process

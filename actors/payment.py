@@ -15,7 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.db import (
+from adapters.pg import (
     apply_transitions,
     claim_events,
     claim_ownership,
@@ -25,12 +25,12 @@ from core.db import (
     open_pool,
     watch_ownership,
 )
+from adapters.provider import FAULT_KEY, guarded_call, make_breaker
+from adapters.status import StatusPublisher
 from core.metrics import Metrics
 from core.priority import renice_process
-from core.provider import FAULT_KEY, guarded_call, make_breaker
 from core.registry import platform_actor
 from core.settings import get_settings
-from core.status import StatusPublisher
 from domain.events import Envelope, new_event
 from domain.model import OrderStatus
 from domain.payment import decide

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.db import (
+from adapters.pg import (
     append_timeline,
     apply_transitions,
     claim_events,
@@ -29,11 +29,11 @@ from core.db import (
     open_pool,
     update_from_values,
 )
+from adapters.status import StatusPublisher
 from core.pacing import pace_batch
 from core.priority import renice_process
 from core.registry import platform_actor
 from core.settings import get_settings
-from core.status import StatusPublisher
 from domain.events import Envelope, new_event
 from domain.model import OrderStatus
 

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from core.kafka import partitions_of
+from adapters.kafka import partitions_of
 from core.settings import get_settings
 from domain.events import Topic
 

@@ -11,7 +11,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg.rows import dict_row
 
-from core.kafka import partitions_of
+from adapters.kafka import partitions_of
 from domain.events import Envelope, Topic
 from domain.model import TERMINAL
 

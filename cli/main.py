@@ -86,7 +86,7 @@ def topics(
     check: Annotated[bool, typer.Option(help="only check; exit 1 if any is missing")] = False,
 ) -> None:
     """Create the Kafka topics (seed topics, additions and their .dlq)."""
-    from core.kafka import ensure_topics, missing_topics
+    from adapters.kafka import ensure_topics, missing_topics
 
     s = _settings()
     if check:
@@ -115,7 +115,7 @@ def deploy(
     restart: Annotated[bool, typer.Option(help="replace running actors (new code)")] = False,
 ) -> None:
     """Start the platform's actors and the Serve app on the running Ray cluster (idempotent)."""
-    from core.bootstrap import deploy as run_deploy
+    from cluster.deploy import deploy as run_deploy
 
     run_deploy(_settings(), restart=restart)
 

@@ -27,9 +27,9 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from adapters.kafka import start_producer
 from consumers.base import Handler, PoisonMessage
 from consumers.handlers import HANDLERS
-from core.kafka import start_producer
 from core.metrics import Metrics
 from core.pacing import pace_batch
 from core.priority import renice_process

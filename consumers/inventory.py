@@ -9,11 +9,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from adapters.pg import apply_transitions, claim_events, insert_outbox, lock_orders, open_pool
+from adapters.status import StatusPublisher
 from consumers.base import ActorLookup, PoisonMessage, by_topic, items_of, shipment_status
 from core import registry
-from core.db import apply_transitions, claim_events, insert_outbox, lock_orders, open_pool
 from core.settings import Settings
-from core.status import StatusPublisher
 from domain.events import Envelope, Topic, new_event
 from domain.model import OrderStatus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from core.schema import metadata
+from adapters.schema import metadata
 from core.settings import get_settings
 
 engine = create_engine(get_settings().sqlalchemy_url)

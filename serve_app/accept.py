@@ -14,9 +14,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.group_commit import GroupCommit
+from adapters.pg import Row, now
 from core.auth import Principal
-from core.db import Row, now
-from core.group_commit import GroupCommit
 from domain.catalog import CURRENCY, order_total
 from domain.commands import PlaceOrder, merge_lines
 from domain.errors import InvalidInput

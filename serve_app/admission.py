@@ -14,7 +14,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from core.provider import OPENED_AT_KEY, STATE_KEY, open_for
+from adapters.provider import OPENED_AT_KEY, STATE_KEY, open_for
 from domain.errors import Conflict, InvalidInput, RateLimited, Unavailable
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
-"""The HTTP API as a FastAPI app: served by Ray Serve (serve_app.main) or, for the benchmark
+"""The HTTP API as a FastAPI app: served by Ray Serve (cluster.app) or, for the benchmark
 baseline, by plain uvicorn. Routes validate, authorize, call one service function, map errors."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette.sse import EventSourceResponse
 
 from core.auth import AuthError, Principal, authenticate
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from domain.commands import SKU_PATTERN, PlaceOrder, SetStock
 from domain.model import OrderStatus
 from serve_app import errors
@@ -64,12 +64,19 @@ def accepted(body: dict[str, Any], replayed: bool) -> JsonResponse:
     return JsonResponse(body, status_code=202, headers=headers)
 
 
-def create_app(*, with_ray: bool = True) -> FastAPI:
-    """Build the API. `with_ray=False` serves the accept path only (benchmark baseline)."""
+def create_app(
+    *,
+    with_ray: bool = True,
+    on_start: Callable[[Settings], Awaitable[None]] | None = None,
+) -> FastAPI:
+    """Build the API. `with_ray=False` serves the accept path only (benchmark baseline);
+    `on_start` runs before the gateway opens its pools (cluster/app.py: start the actors)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = await AppState.start(get_settings(), with_ray=with_ray)
+        app.state.services = await AppState.start(
+            get_settings(), with_ray=with_ray, on_start=on_start
+        )
         try:
             yield
         finally:

@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from core.db import Row
-from core.status import channel
+from adapters.pg import Row
+from adapters.status import channel
 from domain.model import OrderStatus, is_terminal
 
 _RECHECK_S = 2.0

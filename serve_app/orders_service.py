@@ -11,8 +11,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.pg import Row, apply_transitions, insert_outbox, lock_orders
 from core.auth import Principal
-from core.db import Row, apply_transitions, insert_outbox, lock_orders
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.events import new_event
 from domain.model import CANCELLABLE, OrderStatus

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,13 +15,12 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 from ray.exceptions import RayTaskError
 
+from adapters.pg import Row, open_pool
+from adapters.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core import registry
 from core.auth import Principal
-from core.bootstrap import ensure_actors
-from core.db import Row, open_pool
 from core.metrics import families_without_samples
 from core.priority import renice_process, settle_gc
-from core.provider import FAULT_KEY, OPENED_AT_KEY, STATE_KEY, open_for
 from core.settings import Settings
 from domain.commands import SKU_PATTERN, PlaceOrder
 from domain.errors import Conflict, InvalidInput, NotFound, OrderError, Unavailable
@@ -67,12 +67,21 @@ class AppState:
     _actors: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    async def start(cls, settings: Settings, *, with_ray: bool) -> AppState:
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        with_ray: bool,
+        on_start: Callable[[Settings], Awaitable[None]] | None = None,
+    ) -> AppState:
+        """Open pools and clients; `on_start` runs first (the composition root passes the step
+        that brings up the platform's actors, see cluster/app.py)."""
         pool = await open_pool(settings.database_url, settings.db_pool_size, "gateway")
         redis = aioredis.from_url(settings.redis_url, decode_responses=True)
         if with_ray:  # the Serve replica: accepts go ahead of the pipeline (ADR-007)
             renice_process(settings.gateway_niceness, "gateway replica")
-            await ensure_actors(settings)
+        if on_start is not None:
+            await on_start(settings)
         prices = await OrderIntake.load_prices(pool)
         if not prices:
             raise RuntimeError("the catalog is empty: run `make up` (it seeds SKU-1…SKU-100)")

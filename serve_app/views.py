@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from core.db import Row
+from adapters.pg import Row
 
 
 def _money(value: Decimal | float | str) -> float:

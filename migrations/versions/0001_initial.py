@@ -1,5 +1,5 @@
 """Initial schema: catalog, inventory, orders + timeline, outbox, dedupe, reservations,
-payments, shipments, notifications. Frozen DDL (generated once from core/schema.py), so later
+payments, shipments, notifications. Frozen DDL (generated once from adapters/schema.py), so later
 changes to the metadata never alter what this revision does.
 
 Revision ID: 0001

@@ -16,8 +16,8 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg.rows import dict_row
 
+from adapters.kafka import partitions_of
 from core.auth import make_token
-from core.kafka import partitions_of
 from core.settings import Settings, get_settings
 from domain.events import Envelope
 

@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from core.kafka import partition_of, publish_rows, start_producer
+from adapters.kafka import partition_of, publish_rows, start_producer
 from core.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""The pools' checkout check (`core.db.check_if_suspect`): no round trip for a healthy
+"""The pools' checkout check (`adapters.pg.check_if_suspect`): no round trip for a healthy
 connection, and a connection whose Postgres session ended is replaced, never handed out."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 
 import psycopg
 
-from core.db import open_pool
+from adapters.pg import open_pool
 from core.settings import Settings
 
 

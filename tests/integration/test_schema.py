@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from core.schema import metadata
+from adapters.schema import metadata
 from core.settings import Settings
 
 

@@ -51,7 +51,7 @@ def test_tokens_and_secret_never_reach_the_logs(
 def test_prod_mode_refuses_to_start_with_a_weak_secret(secret: str) -> None:
     env = {**os.environ, "APP_ENV": "prod", "JWT_SECRET": secret}
     proc = subprocess.run(
-        [sys.executable, "-c", "import serve_app.main"],
+        [sys.executable, "-c", "import cluster.app"],
         env=env,
         capture_output=True,
         text=True,

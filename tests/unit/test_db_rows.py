@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from core.db import _last_per_order
+from adapters.pg import _last_per_order
 
 
 def test_an_order_moved_twice_keeps_its_last_status_and_its_last_reason() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pybreaker
 import pytest
 
-from core.provider import guarded_call, open_for
+from adapters.provider import guarded_call, open_for
 from domain.errors import Unavailable
 
 

@@ -26,7 +26,7 @@ def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_setting_travels_to_the_actors(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.bootstrap import _env_vars
+    from cluster.deploy import _env_vars
 
     for name in Settings.model_fields:
         monkeypatch.setenv(name.upper(), "x")

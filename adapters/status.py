@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import orjson
 import redis.asyncio as aioredis
 
-from core.db import Transition, now
+from adapters.pg import Transition, now
 from core.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -122,7 +122,7 @@ def deploy(settings: Settings, *, restart: bool = False) -> None:
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
     )
-    from serve_app.main import app
+    from cluster.app import app
 
     serve.run(app, name="orders", route_prefix="/", blocking=False)
     print(f"serve: app 'orders' deployed on {settings.http_host}:{settings.http_port}", flush=True)

@@ -1,17 +1,20 @@
 """The Ray Serve application: the API gateway deployment on :8080.
 
-Import path for `serve run`/RayService: `serve_app.main:app`.
+Import path for `serve run`/RayService: `cluster.app:app`. It lives in the composition root
+because a replica's start brings up the platform's actors (under a KubeRay RayService,
+serveConfigV2 deploys only this app).
 """
 
 from __future__ import annotations
 
 from ray import serve
 
+from cluster.deploy import ensure_actors
 from core.settings import get_settings
 from serve_app.api import create_app
 
 _settings = get_settings()
-api = create_app(with_ray=True)
+api = create_app(with_ray=True, on_start=ensure_actors)
 
 
 @serve.deployment(
