@@ -7,100 +7,70 @@ an actor call and had it parsed again here, five events per order.
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.pg import insert_outbox, open_pool
-from consumers.bridge import ConsumerLoop
-from core.priority import renice_process
-from core.registry import NOTIFICATION_GROUP, platform_actor
+from actors.base import open_uow, platform_actor
+from adapters import notifications as sql
+from adapters.uow import Tx, UnitOfWork
+from consumers import routes
+from consumers.loop import ConsumerLoop
+from core.registry import NOTIFICATION_GROUP
 from core.settings import get_settings
-from domain.events import Envelope, Topic, new_event
-from domain.notifications import render
+from domain import notifications as rules
+from domain.decision import Decision, OrderView
+from domain.events import Envelope
 
-log = logging.getLogger(__name__)
+
+@dataclass
+class _Notify:
+    """Render and record one message per (order, status); a duplicate does nothing."""
+
+    consumer: str | None = None  # idempotent by the (order, status) key of its rows
+    locks_orders: bool = False
+    decision: Decision = field(default_factory=Decision)
+    sent: int = 0
+
+    async def decide(
+        self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
+    ) -> _Notify:
+        rows = rules.to_send(events)
+        fresh = await sql.record(tx.conn, rows)
+        self.decision.events = [
+            rules.sent(e.order_id, m) for e, m in rows if (e.order_id, m.status) in fresh
+        ]
+        self.sent = len(fresh)
+        return self
 
 
-class _Notifications:
-    """The `notification` group's handler: the batch goes straight to `notify_batch`."""
+class _Group:
+    """The `notification` group's handler: the batch goes straight to the unit of work."""
 
-    topics = (
-        Topic.INVENTORY_RESERVED,
-        Topic.INVENTORY_REJECTED,
-        Topic.PAYMENT_AUTHORIZED,
-        Topic.PAYMENT_DECLINED,
-        Topic.SHIPPING_UPDATED,
-        Topic.ORDER_CANCELLED,
-    )
-    events_per_order = 5  # reserved, authorized, shipping CREATED, SHIPPED, DELIVERED
-    ignored: dict[str, tuple[bytes, ...]] = {}
-
-    def __init__(self, notify: Callable[[list[Envelope]], Awaitable[None]]) -> None:
-        self._notify = notify
+    def __init__(self, uow: UnitOfWork, counter: list[int]) -> None:
+        self._uow = uow
+        self._counter = counter
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
-        await self._notify([e for _, e in events])
+        batch = routes.sort(NOTIFICATION_GROUP, events).get("notify", [])
+        if batch:
+            result, _ = await self._uow.run(_Notify(), batch)
+            self._counter[0] += result.sent
 
     async def close(self) -> None:
-        return None
+        await self._uow.close()
 
 
 @platform_actor(max_concurrency=16)
 class NotificationActor:
     async def __init__(self) -> None:  # type: ignore[misc]
-        self._settings = get_settings()
-        renice_process(self._settings.pipeline_niceness, "notification")
-        self._pool = await open_pool(self._settings.database_url, 2, "notification")
-        self._sent = 0
-        self._consumer = ConsumerLoop(
-            NOTIFICATION_GROUP, _Notifications(self.notify_batch), self._settings
-        )
+        settings = get_settings()
+        self._sent = [0]
+        uow = await open_uow(settings, 2, "notification")
+        self._consumer = ConsumerLoop(NOTIFICATION_GROUP, _Group(uow, self._sent), settings)
 
     async def health(self) -> dict[str, Any]:
         """The consumer loop's health (its status is this actor's) and what was sent."""
-        return {"pid": os.getpid(), **self._consumer.health(), "sent": self._sent}
-
-    async def notify_batch(self, events: list[Envelope]) -> None:
-        """Render and record one notification per (order, status); duplicates do nothing."""
-        rows = []
-        for e in events:
-            message = render(e)
-            if message is not None:
-                rows.append((e, message))
-        if not rows:
-            return
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO notifications "
-                "(order_id, status, customer_id, channel, template, text) "
-                "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                "%s::text[]) ON CONFLICT DO NOTHING RETURNING order_id, status",
-                (
-                    [e.order_id for e, _ in rows],
-                    [m.status for _, m in rows],
-                    [m.customer_id for _, m in rows],
-                    [m.channel for _, m in rows],
-                    [m.template for _, m in rows],
-                    [m.text for _, m in rows],
-                ),
-            )
-            fresh = {(r["order_id"], r["status"]) for r in await cur.fetchall()}
-            await insert_outbox(
-                conn,
-                [
-                    new_event(
-                        "NotificationSent",
-                        e.order_id,
-                        customerId=m.customer_id,
-                        channel=m.channel,
-                        template=m.template,
-                        text=m.text,
-                        status=m.status,
-                    )
-                    for e, m in rows
-                    if (e.order_id, m.status) in fresh
-                ],
-            )
-        self._sent += len(fresh)
+        return {"pid": os.getpid(), **self._consumer.health(), "sent": self._sent[0]}

@@ -12,18 +12,15 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from typing import Any
 
-import psycopg
 from aiokafka import AIOKafkaProducer
 
+from actors.base import platform_actor
+from adapters import outbox as sql
 from adapters.kafka import publish_rows, start_producer
 from adapters.pg import open_pool
 from core.metrics import Metrics
-from core.pacing import pace_batch
-from core.priority import renice_process
-from core.registry import platform_actor
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +31,6 @@ _POLL_S = 1.0
 class OutboxRelay:
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
-        renice_process(self._settings.pipeline_niceness, "outbox-relay")
         self._pool = await open_pool(self._settings.database_url, 2, "relay")
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
@@ -65,21 +61,13 @@ class OutboxRelay:
 
     async def backlog(self) -> int:
         async with self._pool.connection() as conn:
-            cur = await conn.execute("SELECT count(*) AS n FROM outbox")
-            row = await cur.fetchone()
-        return int(row["n"]) if row else 0
+            return await sql.backlog(conn)
 
     async def _listen(self) -> None:
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self._settings.database_url, autocommit=True
-                )
-                async with conn:
-                    await conn.execute("LISTEN outbox")
+                async for _ in sql.notifications(self._settings.database_url):
                     self._wake.set()
-                    async for _ in conn.notifies():
-                        self._wake.set()
             except Exception as exc:
                 log.warning("outbox LISTEN connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(1)
@@ -90,15 +78,13 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), _POLL_S)
             self._wake.clear()
             try:
+                # adaptive batching: each batch takes every row committed while the last one
+                # was being published (bounded); an idle relay publishes a new row at once
                 while True:
-                    started = time.monotonic()
+                    self._wake.clear()
                     published = await self._publish_batch()
-                    # under load at most one batch per window: rows committed meanwhile join
-                    # the next one (an order writes ~10 outbox rows over its life)
-                    await pace_batch(started, published, self._settings, per_order=10)
                     if published < self._settings.outbox_batch_max and not self._wake.is_set():
                         break
-                    self._wake.clear()
                 self._last_error = None
             except Exception as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
@@ -111,17 +97,10 @@ class OutboxRelay:
         producer = await self._ensure_producer()
         limit = self._settings.outbox_batch_max
         async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT %s "
-                "FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, payload",
-                (limit,),
-            )
-            rows = sorted(await cur.fetchall(), key=lambda r: r["id"])
+            rows = await sql.take(conn, limit)
             if not rows:
                 return 0
-            await publish_rows(
-                producer, [(r["topic"], r["key"], bytes(r["payload"])) for r in rows]
-            )
+            await publish_rows(producer, rows)
         self._published += len(rows)
         self._metrics.relay_published(len(rows))
         return len(rows)

@@ -9,11 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
 from domain.events import Topic
-
-PARTITIONS = 4
 
 
 def all_topics() -> list[str]:
@@ -72,8 +70,9 @@ async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[tuple[str, str
     await asyncio.gather(*futures)
 
 
-async def ensure_topics(bootstrap: str, partitions: int = PARTITIONS) -> list[str]:
-    """Create any missing topic; return the names created."""
+async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+    """Create any missing topic with `partitions` partitions and grow any topic that has fewer
+    (Kafka cannot shrink one); return the names created or grown."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-admin")
     await admin.start()
     try:
@@ -83,7 +82,16 @@ async def ensure_topics(bootstrap: str, partitions: int = PARTITIONS) -> list[st
             await admin.create_topics(
                 [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
             )
-        return missing
+        present = [t for t in all_topics() if t in existing]
+        described = await admin.describe_topics(present) if present else []
+        grow = {
+            d["topic"]: NewPartitions(total_count=partitions)
+            for d in described
+            if len(d["partitions"]) < partitions
+        }
+        if grow:
+            await admin.create_partitions(grow)
+        return [*missing, *grow]
     finally:
         await admin.close()
 

@@ -98,7 +98,7 @@ def topics(
     deadline = time.monotonic() + 90
     while True:
         try:
-            created = asyncio.run(ensure_topics(s.kafka_bootstrap))
+            created = asyncio.run(ensure_topics(s.kafka_bootstrap, s.kafka_partitions))
             break
         except Exception as exc:
             if time.monotonic() > deadline:
@@ -106,7 +106,7 @@ def topics(
                 raise typer.Exit(1) from None
             time.sleep(1)
     console.print(
-        f"topics: created {len(created)}" + (f" ({', '.join(created)})" if created else "")
+        f"topics: created or grown {len(created)}" + (f" ({', '.join(created)})" if created else "")
     )
 
 

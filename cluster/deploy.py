@@ -29,25 +29,30 @@ def _detached(cls: Any, name: str, namespace: str, *args: Any) -> Any:
     ).remote(*args)
 
 
-def actor_names(settings: Settings) -> list[str]:
-    """Every named platform actor, in start order."""
+def actor_names(settings: Settings, *, every: bool = False) -> list[str]:
+    """Every named platform actor, in start order; `every`: also the names any allowed shard
+    or consumer count would use (to stop what an earlier deployment with other counts left)."""
+    limit = 64 if every else None
+    inv = limit or settings.inventory_shards
+    pay = limit or settings.payment_shards
+    per_group = limit or settings.consumers_per_group
     return [
         registry.RELAY,
-        *(registry.inventory_shard(i) for i in range(settings.inventory_shards)),
-        *(registry.payment_shard(i) for i in range(settings.payment_shards)),
+        *(registry.inventory_shard(i) for i in range(inv)),
+        *(registry.payment_shard(i) for i in range(pay)),
         registry.SHIPPING,
         registry.NOTIFICATION,
-        *(registry.consumer(g) for g in registry.CONSUMERS),
+        *(registry.consumer(g, i) for g in registry.CONSUMERS for i in range(per_group)),
         *registry.RETIRED,
     ]
 
 
 def stop_actors(settings: Settings) -> int:
-    """Kill every named platform actor for good (used to roll out new code)."""
+    """Kill every named platform actor for good (used to roll out new code or new counts)."""
     import ray
 
     stopped = 0
-    for name in actor_names(settings):
+    for name in actor_names(settings, every=True):
         try:
             ray.kill(ray.get_actor(name, namespace=settings.ray_namespace), no_restart=True)
             stopped += 1
@@ -58,12 +63,12 @@ def stop_actors(settings: Settings) -> int:
 
 def create_actors(settings: Settings) -> dict[str, Any]:
     """Create (or find) every named actor; returns their handles without waiting."""
+    from actors.bridge import KafkaBridge
     from actors.inventory import InventoryShard
     from actors.notification import NotificationActor
     from actors.outbox_relay import OutboxRelay
     from actors.payment import PaymentShard
     from actors.shipping import ShippingActor
-    from consumers.bridge import KafkaBridge
 
     ns = settings.ray_namespace
     handles: dict[str, Any] = {registry.RELAY: _detached(OutboxRelay, registry.RELAY, ns)}
@@ -76,8 +81,9 @@ def create_actors(settings: Settings) -> dict[str, Any]:
     handles[registry.SHIPPING] = _detached(ShippingActor, registry.SHIPPING, ns)
     handles[registry.NOTIFICATION] = _detached(NotificationActor, registry.NOTIFICATION, ns)
     for group in registry.CONSUMERS:
-        name = registry.consumer(group)
-        handles[name] = _detached(KafkaBridge, name, ns, group)
+        for i in range(settings.consumers_per_group):
+            name = registry.consumer(group, i)
+            handles[name] = _detached(KafkaBridge, name, ns, group)
     return handles
 
 
@@ -114,8 +120,10 @@ def deploy(settings: Settings, *, restart: bool = False) -> None:
         log_to_driver=False,
     )
     started = time.monotonic()
-    if restart:
-        print(f"actors: stopped {stop_actors(settings)} to roll out new code", flush=True)
+    changed = _counts_changed(settings)
+    if restart or changed:
+        why = "the shard counts changed" if changed else "to roll out new code"
+        print(f"actors: stopped {stop_actors(settings)} ({why})", flush=True)
         _wait_gone(settings)
     handles = start_actors(settings)
     print(f"actors: {len(handles)} running ({time.monotonic() - started:.1f}s)", flush=True)
@@ -128,11 +136,29 @@ def deploy(settings: Settings, *, restart: bool = False) -> None:
     print(f"serve: app 'orders' deployed on {settings.http_host}:{settings.http_port}", flush=True)
 
 
+def _counts_changed(settings: Settings) -> bool:
+    """True when running shards were started with other shard counts: key → shard routing
+    would then disagree, so every actor restarts and reloads its share from Postgres."""
+    import ray
+
+    want = {"inventory": settings.inventory_shards, "payment": settings.payment_shards}
+    names = {"inventory": registry.inventory_shard, "payment": registry.payment_shard}
+    for kind, count in want.items():
+        try:
+            shard = ray.get_actor(names[kind](0), namespace=settings.ray_namespace)
+        except ValueError:
+            continue
+        health: dict[str, Any] = ray.get(shard.health.remote(), timeout=60)  # type: ignore[assignment]
+        if health.get("of") != count:
+            return True
+    return False
+
+
 def _wait_gone(settings: Settings, timeout_s: float = 30.0) -> None:
     import ray
 
     deadline = time.monotonic() + timeout_s
-    for name in actor_names(settings):
+    for name in actor_names(settings, every=True):
         while time.monotonic() < deadline:
             try:
                 ray.get_actor(name, namespace=settings.ray_namespace)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -16,44 +15,12 @@ class PoisonMessage(Exception):
 
 
 class Handler(Protocol):
-    @property
-    def topics(self) -> tuple[str, ...]: ...
-
-    @property
-    def events_per_order(self) -> int:
-        """Events a delivered order puts on these topics: pacing counts its threshold in
-        orders."""
-        ...
-
-    @property
-    def ignored(self) -> dict[str, tuple[bytes, ...]]:
-        """Per topic, byte strings that mark an event this group ignores: such a record is
-        passed over unparsed (the JSON comes from `Envelope.to_json`, so a marker such as
-        `"shipmentStatus":"CREATED"` is exact)."""
-        ...
+    """What a consumer group does with a batch `(topic, event)`; idempotent (a redelivered
+    event changes nothing)."""
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None: ...
 
     async def close(self) -> None: ...
-
-
-def shipment_status(*statuses: str) -> tuple[bytes, ...]:
-    """Markers of `shipping.updated` events with these shipment statuses (see `ignored`)."""
-    return tuple(b'"shipmentStatus":"%s"' % s.encode() for s in statuses)
-
-
-def by_topic(events: Sequence[tuple[str, Envelope]]) -> dict[str, list[Envelope]]:
-    grouped: dict[str, list[Envelope]] = defaultdict(list)
-    for topic, event in events:
-        grouped[topic].append(event)
-    return grouped
-
-
-def items_of(event: Envelope) -> list[tuple[str, int]]:
-    try:
-        return [(str(i["sku"]), int(i["qty"])) for i in event.data["items"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PoisonMessage(f"event {event.event_id} has no valid items") from exc
 
 
 class ActorLookup:

@@ -1,4 +1,4 @@
-"""What each consumer group does with a batch: one call per shard actor, then done.
+"""What the payment and shipping groups do with a batch: one call per owning actor.
 
 Each handler is idempotent: a redelivered event changes nothing (dedupe rows in the same
 Postgres transaction as the effect, or state transitions that only happen once).
@@ -11,36 +11,30 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.base import ActorLookup, PoisonMessage, by_topic, shipment_status
+from consumers import routes
+from consumers.base import ActorLookup, Handler, PoisonMessage
 from consumers.inventory import InventoryHandler
 from core import registry
-from domain.events import Envelope, Topic
+from core.settings import Settings
+from domain.events import Envelope
+
+# the payment shard's method of each action of the payment group's routes
+_PAYMENT_METHODS = {
+    "authorize": "authorize_batch",
+    "refund": "refund_batch",
+    "capture": "capture_batch",
+}
 
 
 class PaymentHandler(ActorLookup):
-    topics = (Topic.INVENTORY_RESERVED, Topic.ORDER_CANCELLED, Topic.SHIPPING_UPDATED)
-    events_per_order = 4  # reserved + shipping CREATED, SHIPPED, DELIVERED
-    # captures on DELIVERED, refunds on FAILED: the other shipment steps are not its business
-    ignored = {Topic.SHIPPING_UPDATED: shipment_status("CREATED", "SHIPPED")}
+    """Per action, the batch split by customer shard: one call per payment shard."""
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
-        grouped = by_topic(events)
         calls: list[Any] = []
-        refunds = list(grouped[Topic.ORDER_CANCELLED])
-        captures = []
-        for e in grouped[Topic.SHIPPING_UPDATED]:
-            if e.data.get("shipmentStatus") == "FAILED":
-                refunds.append(e)
-            elif e.data.get("shipmentStatus") == "DELIVERED":
-                captures.append(e)
-        for method, batch in (
-            ("authorize_batch", grouped[Topic.INVENTORY_RESERVED]),
-            ("refund_batch", refunds),
-            ("capture_batch", captures),
-        ):
+        for action, batch in routes.sort("payment", events).items():
             for index, part in self._split(batch).items():
                 shard = self.actor(registry.payment_shard(index))
-                calls.append(getattr(shard, method).remote(part))
+                calls.append(getattr(shard, _PAYMENT_METHODS[action]).remote(part))
         await asyncio.gather(*calls)
 
     def _split(self, events: list[Envelope]) -> dict[int, list[Envelope]]:
@@ -54,16 +48,18 @@ class PaymentHandler(ActorLookup):
 
 
 class ShippingHandler(ActorLookup):
-    topics = (Topic.PAYMENT_AUTHORIZED,)
-    events_per_order = 1
-    ignored: dict[str, tuple[bytes, ...]] = {}
-
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
-        await self.actor(registry.SHIPPING).create_batch.remote([e for _, e in events])
+        batch = routes.sort("shipping", events).get("create", [])
+        if batch:
+            await self.actor(registry.SHIPPING).create_batch.remote(batch)
 
 
-HANDLERS: dict[str, type[InventoryHandler | PaymentHandler | ShippingHandler]] = {
-    "inventory": InventoryHandler,
-    "payment": PaymentHandler,
-    "shipping": ShippingHandler,
-}  # the notification group runs inside the notification actor (actors/notification.py)
+def handler_for(group: str, settings: Settings) -> Handler:
+    """The handler of a group run by a `KafkaBridge` actor (the notification group runs inside
+    the notification actor, docs/adr/ADR-006)."""
+    kinds: dict[str, type[InventoryHandler | PaymentHandler | ShippingHandler]] = {
+        "inventory": InventoryHandler,
+        "payment": PaymentHandler,
+        "shipping": ShippingHandler,
+    }
+    return kinds[group](settings)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
+
+from domain.sharding import shard_of as shard_of  # re-exported: callers route by it
 
 RELAY = "outbox-relay"
 SHIPPING = "shipping"
@@ -16,11 +17,6 @@ NOTIFICATION_GROUP = "notification"
 RETIRED = ("consumer-notification",)
 
 
-def shard_of(key: str, shards: int) -> int:
-    """Stable shard index of `key` (never Python's `hash()`, which is salted per process)."""
-    return zlib.crc32(key.encode()) % shards
-
-
 def inventory_shard(index: int) -> str:
     return f"inventory-shard-{index}"
 
@@ -29,8 +25,9 @@ def payment_shard(index: int) -> str:
     return f"payment-shard-{index}"
 
 
-def consumer(group: str) -> str:
-    return f"consumer-{group}"
+def consumer(group: str, index: int = 0) -> str:
+    """The bridge actor `index` of a consumer group (the first keeps the name it always had)."""
+    return f"consumer-{group}" if index == 0 else f"consumer-{group}-{index}"
 
 
 def get_actor(name: str, namespace: str) -> Any:
@@ -38,13 +35,3 @@ def get_actor(name: str, namespace: str) -> Any:
     import ray
 
     return ray.get_actor(name, namespace=namespace)
-
-
-def platform_actor(max_concurrency: int) -> Any:
-    """The decorator of every stateful platform actor: a process that costs no CPU slot
-    (I/O bound), restarts forever after a crash (state reloads from Postgres in `__init__`),
-    and retries calls that were in flight when it died (handlers are idempotent)."""
-    import ray
-
-    remote: Any = ray.remote  # its stubs omit actor-only options such as max_concurrency
-    return remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=max_concurrency)

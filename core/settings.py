@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     ray_namespace: str = "orders"
     metrics_export_port: int = Field(default=8090, gt=0, lt=65536)
 
+    # Scale-out: a CPU share per pipeline actor (so the scheduler places them on worker hosts
+    # and the autoscaler sees demand), bridge actors per consumer group (each takes a share of
+    # the group's partitions), and the partitions of every topic (the most consumers a group
+    # can use; raising it later adds partitions, lowering it is refused by Kafka).
+    actor_num_cpus: float = Field(default=0.1, ge=0, le=8)
+    consumers_per_group: int = Field(default=1, ge=1, le=64)
+    kafka_partitions: int = Field(default=6, ge=1, le=256)
     inventory_shards: int = Field(default=2, ge=1, le=64)
     payment_shards: int = Field(default=2, ge=1, le=64)
     gateway_replicas: int = Field(default=1, ge=1, le=32)
@@ -59,28 +66,14 @@ class Settings(BaseSettings):
     ship_delay_s: float = Field(default=0.05, ge=0)
     deliver_delay_s: float = Field(default=0.2, ge=0)
     consumer_max_retries: int = Field(default=3, ge=0)
+    # Adaptive batching: a stage takes whatever queued while its previous batch ran, up to
+    # these bounds (an idle stage reacts at once; a busy one grows its batches).
     consumer_batch_max: int = Field(default=2000, ge=1)
-    # A consumer fetch returns once it has this many bytes or after CONSUMER_FETCH_WAIT_MS.
-    # Measured (docs/performance.md): 32 KB / 50 ms did not lower the actors' CPU at 100-150
-    # orders/s and doubled the consumers' idle cost, so the broker answers as soon as data
-    # arrives and the wait only bounds idle polls.
-    consumer_fetch_min_bytes: int = Field(default=1, ge=1)
-    consumer_fetch_wait_ms: int = Field(default=250, ge=0, le=5_000)
-    # Under load each pipeline stage (consumers, outbox relay, shipping timer) starts at most
-    # one batch per window: a cycle costs much the same for 1 event as for 50 (actor call,
-    # transaction, offset commit, Redis publish), so batches grow instead of cycles
-    # multiplying. "Under load" = the last batch had at least BATCH_WINDOW_MIN_EVENTS events;
-    # below that every event is handled at once. Measured in docs/performance.md; 0 = off.
-    # 400 ms: at 300 orders/s the stages then leave the box ~0.1 core idle instead of keeping
-    # it full, and the accept p99 stopped swinging between 100 and 450 ms (sixth round).
-    batch_window_ms: int = Field(default=400, ge=0, le=1_000)
-    batch_window_min_events: int = Field(default=4, ge=1)
     outbox_batch_max: int = Field(default=5000, ge=1)
     # CPU priority (Linux niceness) on a shared box: the accept path ahead of the pipeline,
     # whose batches grow when it gets less CPU (docs/adr/ADR-007). A gateway niceness below
     # the current one needs root or CAP_SYS_NICE; without them the replica keeps its own.
     gateway_niceness: int = Field(default=-5, ge=-20, le=19)
-    pipeline_niceness: int = Field(default=5, ge=-20, le=19)
     # The gateway's garbage collector: the objects alive after start-up (Ray, FastAPI, pydantic:
     # hundreds of thousands) move to the permanent generation so that collections stop walking
     # them, and the youngest generation is collected every 50,000 net allocations instead of
@@ -91,7 +84,6 @@ class Settings(BaseSettings):
     rate_limit_per_min: int = Field(default=6000, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, gt=0)
     max_body_bytes: int = Field(default=65_536, ge=1024)
-    log_level: str = "INFO"
 
     @model_validator(mode="after")
     def _secret_is_strong_outside_dev(self) -> Settings:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from pydantic import BaseModel, ConfigDict
 
-from domain.events import Envelope
+from domain.events import Envelope, new_event
 
 _TEMPLATES: dict[str, tuple[str, str]] = {
     # event type (or ShippingUpdated:<shipment status>) -> (order status, text)
@@ -50,4 +52,27 @@ def render(event: Envelope) -> Notification | None:
         channel="email",
         template=key.lower().replace(":", "_"),
         text=text.format(**fields),
+    )
+
+
+def to_send(events: list[Envelope]) -> list[tuple[Envelope, Notification]]:
+    """The notifications a batch causes, one per (order, status) that has a template."""
+    out = []
+    for e in events:
+        message = render(e)
+        if message is not None:
+            out.append((e, message))
+    return out
+
+
+def sent(order_id: uuid.UUID, message: Notification) -> Envelope:
+    """The `NotificationSent` event of a message recorded for the first time."""
+    return new_event(
+        "NotificationSent",
+        order_id,
+        customerId=message.customer_id,
+        channel=message.channel,
+        template=message.template,
+        text=message.text,
+        status=message.status,
     )

@@ -7,8 +7,7 @@ import uuid
 
 import pytest
 
-from consumers.handlers import PaymentHandler
-from consumers.inventory import InventoryHandler
+from consumers import routes
 from domain.events import Topic, new_event
 
 STATUSES = ("CREATED", "SHIPPED", "DELIVERED", "FAILED")
@@ -27,11 +26,42 @@ def _skipped(markers: tuple[bytes, ...], status: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("handler", "acts_on"),
-    [(InventoryHandler, {"SHIPPED", "FAILED"}), (PaymentHandler, {"DELIVERED", "FAILED"})],
+    ("group", "acts_on"),
+    [
+        ("inventory", {"SHIPPED", "FAILED"}),
+        ("payment", {"DELIVERED", "FAILED"}),
+        ("notification", set(STATUSES)),
+    ],
 )
 def test_a_group_parses_exactly_the_shipment_steps_it_acts_on(
-    handler: type, acts_on: set[str]
+    group: str, acts_on: set[str]
 ) -> None:
-    markers = handler.ignored[Topic.SHIPPING_UPDATED]
+    markers = routes.ignored(group).get(Topic.SHIPPING_UPDATED, ())
     assert {s for s in STATUSES if not _skipped(markers, s)} == acts_on
+
+
+@pytest.mark.parametrize(
+    ("group", "topic", "step", "action"),
+    [
+        ("inventory", Topic.ORDER_CREATED, None, "reserve"),
+        ("inventory", Topic.PAYMENT_DECLINED, None, "release"),
+        ("inventory", Topic.ORDER_CANCELLED, None, "release"),
+        ("inventory", Topic.SHIPPING_UPDATED, "FAILED", "release"),
+        ("inventory", Topic.SHIPPING_UPDATED, "SHIPPED", "commit"),
+        ("inventory", Topic.SHIPPING_UPDATED, "DELIVERED", None),
+        ("payment", Topic.INVENTORY_RESERVED, None, "authorize"),
+        ("payment", Topic.ORDER_CANCELLED, None, "refund"),
+        ("payment", Topic.SHIPPING_UPDATED, "FAILED", "refund"),
+        ("payment", Topic.SHIPPING_UPDATED, "DELIVERED", "capture"),
+        ("payment", Topic.SHIPPING_UPDATED, "SHIPPED", None),
+        ("shipping", Topic.PAYMENT_AUTHORIZED, None, "create"),
+        ("notification", Topic.SHIPPING_UPDATED, "CREATED", "notify"),
+    ],
+)
+def test_the_route_table_sends_each_event_to_its_stage_action(
+    group: str, topic: str, step: str | None, action: str | None
+) -> None:
+    data = {"shipmentStatus": step} if step else {}
+    event = new_event("ShippingUpdated" if step else "OrderCreated", uuid.uuid4(), **data)
+    sorted_ = routes.sort(group, [(topic, event)])
+    assert {a for a, batch in sorted_.items() if batch} == ({action} if action else set())

@@ -1,7 +1,9 @@
-"""Kafka consumer actors: one per consumer group, bridging topics to the owning actors.
+"""The Kafka consumer loop of one consumer group, run inside whichever actor hosts it.
 
-The loop: `getmany` a batch → parse (unparseable → DLQ) → one handler call (one call per shard)
-→ commit offsets only after the effect is durable. Infrastructure errors (a database restart, a
+The loop: `getmany` whatever arrived while the previous batch ran (adaptive batching: an idle
+group reacts at once, a busy one takes bigger batches) → parse (unparseable → DLQ) → one
+handler call (one call per shard) → commit offsets only after the effect is durable.
+Infrastructure errors (a database restart, a
 broker restart, an open circuit) are retried without limit, so nothing is lost; an error that
 repeats for one message makes it poison: after bounded retries it goes to `<topic>.dlq` with
 headers saying why, and its partition keeps flowing.
@@ -12,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
-import ray
+import ray.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 from psycopg_pool import PoolTimeout
@@ -28,19 +29,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.kafka import start_producer
+from consumers import routes
 from consumers.base import Handler, PoisonMessage
-from consumers.handlers import HANDLERS
 from core.metrics import Metrics
-from core.pacing import pace_batch
-from core.priority import renice_process
-from core.registry import platform_actor
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from domain.errors import Unavailable
 from domain.events import Envelope, Topic
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LAG_EVERY_S = 1.0
+_IDLE_WAIT_MS = 200
+# The broker answers a fetch as soon as it has data (fetch_min_bytes=1); this bounds idle polls.
+_FETCH_WAIT_MS = 250
 # Events of a batch whose age goes into the stage-latency histogram: every Ray metric call
 # crosses into the core worker, and a batch holds up to CONSUMER_BATCH_MAX events.
 _LATENCY_SAMPLES = 8
@@ -79,8 +80,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class ConsumerLoop:
-    """One consumer group's loop, run by whichever actor hosts it: a `KafkaBridge`, or the
-    owner of the group's effects itself (the notification actor, docs/adr/ADR-006)."""
+    """One consumer group's loop, run by whichever actor hosts it: a `KafkaBridge` actor, or
+    the owner of the group's effects itself (the notification actor, docs/adr/ADR-006)."""
 
     def __init__(self, group: str, handler: Handler, settings: Settings) -> None:
         self._settings = settings
@@ -95,6 +96,7 @@ class ConsumerLoop:
         self._lag_at = 0.0
         self._last_error: str | None = None
         self._last_poll = time.monotonic()
+        self._ignored = routes.ignored(group)
         self._task = asyncio.create_task(self._run())
 
     def health(self) -> dict[str, Any]:
@@ -113,14 +115,13 @@ class ConsumerLoop:
 
     async def _start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            *self._handler.topics,
+            *routes.topics(self._group),
             bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=self._group,
             client_id=f"consumer-{self._group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_min_bytes=self._settings.consumer_fetch_min_bytes,
-            fetch_max_wait_ms=self._settings.consumer_fetch_wait_ms,
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
             max_poll_records=self._settings.consumer_batch_max,
             isolation_level="read_committed",
         )
@@ -139,9 +140,7 @@ class ConsumerLoop:
             try:
                 if self._consumer is None:
                     await self._start()
-                started = time.monotonic()
-                handled = await self._poll_once()
-                await pace_batch(started, handled, self._settings, self._handler.events_per_order)
+                await self._poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker gone: rebuild clients, resume from last commit
@@ -153,15 +152,16 @@ class ConsumerLoop:
     async def _poll_once(self) -> int:
         """One cycle: fetch, handle, commit. Returns the number of records it took."""
         assert self._consumer is not None
+        # returns at once with whatever the background fetcher holds; waits only when idle
         batches = await self._consumer.getmany(
-            timeout_ms=200, max_records=self._settings.consumer_batch_max
+            timeout_ms=_IDLE_WAIT_MS, max_records=self._settings.consumer_batch_max
         )
         self._last_poll = time.monotonic()
         records = [r for part in batches.values() for r in part]
         if not records:
             return 0
         events: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
-        ignored = self._handler.ignored
+        ignored = self._ignored
         for record in records:
             markers = ignored.get(record.topic)
             if markers and record.value is not None and any(m in record.value for m in markers):
@@ -252,19 +252,6 @@ class ConsumerLoop:
                 lag += max(0, high - await self._consumer.position(tp))
         self._lag = lag
         self._metrics.lag(self._group, lag)
-
-
-@platform_actor(max_concurrency=8)
-class KafkaBridge:
-    """A consumer group in a process of its own, calling the shard actors that own the effects."""
-
-    async def __init__(self, group: str) -> None:  # type: ignore[misc]
-        settings = get_settings()
-        renice_process(settings.pipeline_niceness, f"consumer-{group}")
-        self._loop = ConsumerLoop(group, HANDLERS[group](settings), settings)
-
-    async def health(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), **self._loop.health()}
 
 
 class _Poison(Exception):

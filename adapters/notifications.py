@@ -1,0 +1,34 @@
+"""SQL of notifications: one row per (order, status), written once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from psycopg import AsyncConnection
+
+from adapters.pg import Row
+from domain.events import Envelope
+from domain.notifications import Notification
+
+
+async def record(
+    conn: AsyncConnection[Row], rows: Sequence[tuple[Envelope, Notification]]
+) -> set[tuple[uuid.UUID, str]]:
+    """Insert the messages; returns the `(order, status)` pairs that were new."""
+    if not rows:
+        return set()
+    cur = await conn.execute(
+        "INSERT INTO notifications (order_id, status, customer_id, channel, template, text) "
+        "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], "
+        "%s::text[]) ON CONFLICT DO NOTHING RETURNING order_id, status",
+        (
+            [e.order_id for e, _ in rows],
+            [m.status for _, m in rows],
+            [m.customer_id for _, m in rows],
+            [m.channel for _, m in rows],
+            [m.template for _, m in rows],
+            [m.text for _, m in rows],
+        ),
+    )
+    return {(r["order_id"], r["status"]) for r in await cur.fetchall()}

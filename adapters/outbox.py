@@ -1,0 +1,41 @@
+"""SQL of the outbox relay: take a batch of rows (deleted in the transaction that reads them),
+count the backlog, and listen for new rows (a statement trigger NOTIFYs `outbox`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import psycopg
+from psycopg import AsyncConnection
+
+from adapters.pg import Row
+
+Conn = AsyncConnection[Row]
+
+
+async def take(conn: Conn, limit: int) -> list[tuple[str, str, bytes]]:
+    """Delete and return up to `limit` rows `(topic, key, payload)` in id order. The caller
+    commits only after Kafka acknowledged them, so a crash in between republishes the batch."""
+    cur = await conn.execute(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT %s "
+        "FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, payload",
+        (limit,),
+    )
+    rows = sorted(await cur.fetchall(), key=lambda r: r["id"])
+    return [(r["topic"], r["key"], bytes(r["payload"])) for r in rows]
+
+
+async def backlog(conn: Conn) -> int:
+    cur = await conn.execute("SELECT count(*) AS n FROM outbox")
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def notifications(dsn: str) -> AsyncIterator[None]:
+    """Yields once when listening starts and once per NOTIFY on `outbox`."""
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    async with conn:
+        await conn.execute("LISTEN outbox")
+        yield None
+        async for _ in conn.notifies():
+            yield None

@@ -1,0 +1,50 @@
+"""SQL of payments: the ledger of authorizations per order (primary key = order id)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+
+from psycopg import AsyncConnection
+
+from adapters.pg import Row, insert_values
+from domain.payment import AUTHORIZED
+
+Conn = AsyncConnection[Row]
+PaymentRow = tuple[uuid.UUID, str, Decimal, str, str | None, str | None]
+
+
+async def outstanding(conn: Conn) -> dict[str, Decimal]:
+    """Authorized, not yet captured or refunded, per customer."""
+    cur = await conn.execute(
+        "SELECT customer_id, sum(amount) AS s FROM payments WHERE status = %s GROUP BY customer_id",
+        (AUTHORIZED,),
+    )
+    return {r["customer_id"]: Decimal(str(r["s"])) for r in await cur.fetchall()}
+
+
+async def record(conn: Conn, rows: Sequence[PaymentRow]) -> None:
+    """Insert `(order, customer, amount, status, reason, provider ref)` rows. The primary key
+    makes a second charge of the same order fail the whole transaction."""
+    await insert_values(
+        conn,
+        "INSERT INTO payments (order_id, customer_id, amount, status, reason, provider_ref)",
+        "(%s, %s, %s, %s, %s, %s)",
+        rows,
+    )
+
+
+async def settle(
+    conn: Conn, order_ids: Sequence[uuid.UUID], target: str
+) -> list[tuple[uuid.UUID, str, Decimal]]:
+    """AUTHORIZED → `target` (CAPTURED or REFUNDED) once; returns `(order, customer, amount)` of
+    the rows that changed."""
+    cur = await conn.execute(
+        "UPDATE payments SET status = %s, updated_at = now() "
+        "WHERE order_id = ANY(%s) AND status = %s RETURNING order_id, customer_id, amount",
+        (target, list(order_ids), AUTHORIZED),
+    )
+    return [
+        (r["order_id"], r["customer_id"], Decimal(str(r["amount"]))) for r in await cur.fetchall()
+    ]

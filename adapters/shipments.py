@@ -1,0 +1,55 @@
+"""SQL of shipments: one row per paid order, its step and its dev fault flag."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from psycopg import AsyncConnection
+
+from adapters.pg import Row, insert_values, update_from_values
+from domain.shipping import CREATED, SHIPPED, Shipment
+
+Conn = AsyncConnection[Row]
+
+
+async def in_flight(conn: Conn) -> list[tuple[uuid.UUID, str]]:
+    """`(order, status)` of every shipment that has a step left (timers rebuild from it)."""
+    cur = await conn.execute(
+        "SELECT order_id, status FROM shipments WHERE status IN (%s, %s)", (CREATED, SHIPPED)
+    )
+    return [(r["order_id"], r["status"]) for r in await cur.fetchall()]
+
+
+async def create(conn: Conn, shipments: Sequence[Shipment]) -> None:
+    await insert_values(
+        conn,
+        "INSERT INTO shipments (order_id, tracking, status, fail)",
+        "(%s, %s, %s, %s)",
+        [(s.order_id, s.tracking, s.status, s.fail) for s in shipments],
+        "ON CONFLICT DO NOTHING",
+    )
+
+
+async def lock(conn: Conn, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Shipment]:
+    cur = await conn.execute(
+        "SELECT order_id, status, fail, tracking FROM shipments WHERE order_id = ANY(%s) "
+        "ORDER BY order_id FOR UPDATE",
+        (list(order_ids),),
+    )
+    return {
+        r["order_id"]: Shipment(r["order_id"], r["status"], r["fail"], r["tracking"])
+        for r in await cur.fetchall()
+    }
+
+
+async def update(conn: Conn, updates: Sequence[tuple[str, uuid.UUID]]) -> None:
+    """Set `(status, order)` pairs, one statement."""
+    await update_from_values(
+        conn,
+        "UPDATE shipments s SET status = v.status, updated_at = now()",
+        "(%s::text, %s::uuid)",
+        "status, order_id",
+        "s.order_id = v.order_id",
+        updates,
+    )

@@ -1,0 +1,120 @@
+"""SQL of inventory: stock rows, reservations (holds) and the reads the inventory group needs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from psycopg import AsyncConnection
+
+from adapters.pg import Row, insert_values, update_from_values
+from domain.inventory import HELD, Stock
+
+Conn = AsyncConnection[Row]
+
+
+async def load_stock(conn: Conn) -> dict[str, Stock]:
+    cur = await conn.execute("SELECT sku, on_hand, reserved FROM inventory")
+    return {r["sku"]: Stock(r["on_hand"], r["reserved"]) for r in await cur.fetchall()}
+
+
+async def reservation_states(
+    conn: Conn, order_ids: Sequence[uuid.UUID], skus: Sequence[str]
+) -> dict[uuid.UUID, set[str]]:
+    """The states of the reservations these orders already have on these SKUs."""
+    cur = await conn.execute(
+        "SELECT order_id, state FROM reservations WHERE order_id = ANY(%s) AND sku = ANY(%s)",
+        (list(order_ids), list(skus)),
+    )
+    states: dict[uuid.UUID, set[str]] = {}
+    for row in await cur.fetchall():
+        states.setdefault(row["order_id"], set()).add(row["state"])
+    return states
+
+
+async def hold(
+    conn: Conn,
+    rows: Sequence[tuple[uuid.UUID, str, str, str, int]],
+    expires: datetime,
+    delta: Mapping[str, int],
+) -> None:
+    """Insert HELD reservations `(order, sku, customer, principal, qty)`; move `delta` units of
+    each SKU into `reserved`."""
+    await insert_values(
+        conn,
+        "INSERT INTO reservations (order_id, sku, customer_id, principal, qty, state, expires_at)",
+        "(%s, %s, %s, %s, %s, 'HELD', %s)",
+        [(*r, expires) for r in rows],
+    )
+    await shift(conn, {sku: (qty, 0) for sku, qty in delta.items()})
+
+
+async def shift(conn: Conn, delta: Mapping[str, tuple[int, int]]) -> None:
+    """Add `(to reserved, to on-hand)` to each SKU's row, one statement for all SKUs."""
+    await update_from_values(
+        conn,
+        "UPDATE inventory i SET reserved = i.reserved + v.reserved, "
+        "on_hand = i.on_hand + v.on_hand, updated_at = now()",
+        "(%s::text, %s::int, %s::int)",
+        "sku, reserved, on_hand",
+        "i.sku = v.sku",
+        [(sku, r, o) for sku, (r, o) in delta.items()],
+    )
+
+
+async def close_holds(
+    conn: Conn, order_ids: Sequence[uuid.UUID], skus: Sequence[str], target: str
+) -> list[tuple[str, int]]:
+    """HELD → `target` for these orders' reservations on these SKUs; returns `(sku, qty)` of
+    each row that changed (a hold closes once: a second call finds nothing HELD)."""
+    cur = await conn.execute(
+        "UPDATE reservations SET state = %s, updated_at = now() "
+        "WHERE order_id = ANY(%s) AND sku = ANY(%s) AND state = %s RETURNING sku, qty",
+        (target, list(order_ids), list(skus), HELD),
+    )
+    return [(r["sku"], r["qty"]) for r in await cur.fetchall()]
+
+
+async def set_on_hand(conn: Conn, sku: str, on_hand: int) -> None:
+    await conn.execute(
+        "UPDATE inventory SET on_hand = %s, updated_at = now() WHERE sku = %s", (on_hand, sku)
+    )
+
+
+async def expired_holds(
+    conn: Conn, as_of: datetime, skus: Sequence[str], limit: int = 500
+) -> list[uuid.UUID]:
+    """Orders still unpaid whose hold on one of these SKUs expired before `as_of`."""
+    cur = await conn.execute(
+        "SELECT DISTINCT r.order_id FROM reservations r JOIN orders o ON o.id = r.order_id "
+        "WHERE r.state = 'HELD' AND r.expires_at < %s AND r.sku = ANY(%s) "
+        "AND o.status IN ('PENDING', 'RESERVED') LIMIT %s",
+        (as_of, list(skus), limit),
+    )
+    return [r["order_id"] for r in await cur.fetchall()]
+
+
+async def open_holds(conn: Conn, principals: Sequence[str]) -> dict[str, int]:
+    """Unshipped reservations per principal (orders with at least one HELD row)."""
+    cur = await conn.execute(
+        "SELECT principal, count(DISTINCT order_id) AS n FROM reservations "
+        "WHERE state = 'HELD' AND principal = ANY(%s) GROUP BY principal",
+        (sorted(set(principals)),),
+    )
+    return {r["principal"]: int(r["n"]) for r in await cur.fetchall()}
+
+
+async def unseen(conn: Conn, consumer: str, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """The ids of these events that `consumer` has not processed yet (read only)."""
+    cur = await conn.execute(
+        "SELECT event_id FROM processed_events WHERE consumer = %s AND event_id = ANY(%s)",
+        (consumer, list(event_ids)),
+    )
+    seen = {r["event_id"] for r in await cur.fetchall()}
+    return set(event_ids) - seen
+
+
+async def existing_orders(conn: Conn, order_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    cur = await conn.execute("SELECT id FROM orders WHERE id = ANY(%s)", (list(order_ids),))
+    return {r["id"] for r in await cur.fetchall()}

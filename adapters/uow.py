@@ -1,0 +1,192 @@
+"""The unit of work: the one transaction sequence every pipeline stage runs.
+
+    dedupe claim → lock orders → stage decides (loads its state, calls the pure domain rule,
+    writes its own rows) → status moves + timeline → outbox → commit → publish statuses
+
+Stages are small objects (`Stage`) in the actors and consumers; the SQL of the sequence lives
+here and the stage-specific SQL in the other adapters modules (cosmicpython, chapter 6).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.pg import Row, insert_values, now, update_from_values
+from adapters.status import StatusPublisher
+from domain.decision import Applied, Decision, Note, OrderView, apply_moves
+from domain.events import EVENT_TOPIC, Envelope
+from domain.model import OrderStatus
+
+
+class HasDecision(Protocol):
+    @property
+    def decision(self) -> Decision: ...
+
+
+R = TypeVar("R", bound=HasDecision, covariant=True)
+
+
+class Stage(Protocol[R]):
+    """One pipeline stage: `consumer` names its dedupe rows (None: the stage is idempotent by
+    its own rows); `locks_orders` says whether it reads orders under their row locks."""
+
+    @property
+    def consumer(self) -> str | None: ...
+
+    @property
+    def locks_orders(self) -> bool: ...
+
+    async def decide(self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]) -> R:
+        """Load what the rule needs, call it, write the stage's own rows; return its result."""
+        ...
+
+
+@dataclass
+class Tx:
+    """One open transaction: the sequence's statements, in the order the stages use them."""
+
+    conn: AsyncConnection[Row]
+    applied: list[Applied] = field(default_factory=list)
+
+    async def claim(self, consumer: str, events: Sequence[Envelope]) -> list[Envelope]:
+        """Record events as processed by `consumer`; return those not seen before (dedupe)."""
+        if not events:
+            return []
+        cur = await self.conn.execute(
+            "INSERT INTO processed_events (consumer, event_id) SELECT %s, unnest(%s::uuid[]) "
+            "ON CONFLICT DO NOTHING RETURNING event_id",
+            (consumer, [e.event_id for e in events]),
+        )
+        new = {r["event_id"] for r in await cur.fetchall()}
+        return [e for e in events if e.event_id in new]
+
+    async def lock(self, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderView]:
+        """Lock orders in id order (concurrent lockers never deadlock) and read them."""
+        if not order_ids:
+            return {}
+        cur = await self.conn.execute(
+            "SELECT id, status, customer_id, principal, items, total, payment_method "
+            "FROM orders WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            (sorted(set(order_ids)),),
+        )
+        return {r["id"]: _view(r) for r in await cur.fetchall()}
+
+    async def apply(self, decision: Decision, orders: dict[uuid.UUID, OrderView]) -> list[Applied]:
+        """Apply the decision's moves (legal ones only), its notes and its outbox events."""
+        results = apply_moves(orders, decision.moves)
+        done = [a for a in results if a.applied]
+        at = now()
+        await _write_statuses(self.conn, done, at)
+        notes = [Note(a.move.order_id, a.move.target, a.move.event, a.move.detail) for a in done]
+        await append_timeline(self.conn, [*notes, *decision.notes], at)
+        emitted = [a.move.emits for a in done if a.move.emits is not None]
+        await insert_outbox(self.conn, [*emitted, *decision.events])
+        self.applied += done
+        return results
+
+
+class UnitOfWork:
+    """Runs stages against one pool; publishes applied status changes after the commit."""
+
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection[Row]], redis_url: str) -> None:
+        self.pool = pool
+        self._status = StatusPublisher(redis_url)
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[Tx]:
+        """A transaction (committed when the block ends without error); statuses it moved are
+        published once it is committed."""
+        async with self.pool.connection() as conn:
+            tx = Tx(conn)
+            yield tx
+        await self._status.publish(tx.applied)
+
+    async def run(
+        self,
+        stage: Stage[R],
+        events: Sequence[Envelope] = (),
+        order_ids: Sequence[uuid.UUID] | None = None,
+    ) -> tuple[R, list[Applied]]:
+        """The sequence for one batch; returns the stage's result and the outcome of each of its
+        moves. `order_ids` (default: the new events' orders) are the orders it locks."""
+        async with self.begin() as tx:
+            todo = await tx.claim(stage.consumer, events) if stage.consumer else list(events)
+            ids = [e.order_id for e in todo] if order_ids is None else list(order_ids)
+            orders = await tx.lock(ids) if stage.locks_orders else {}
+            result = await stage.decide(tx, todo, orders)
+            applied = await tx.apply(result.decision, orders)
+        return result, applied
+
+    async def close(self) -> None:
+        await self._status.close()
+        await self.pool.close()
+
+
+def _view(row: Row) -> OrderView:
+    return OrderView(
+        row["id"],
+        OrderStatus(row["status"]),
+        row["customer_id"],
+        row["principal"],
+        row["items"],
+        Decimal(str(row["total"])),
+        row["payment_method"],
+    )
+
+
+def _dump(detail: dict[str, Any] | None) -> str | None:
+    return json.dumps(detail) if detail else None
+
+
+async def _write_statuses(conn: AsyncConnection[Row], done: list[Applied], at: datetime) -> None:
+    """One row per order (`UPDATE … FROM (VALUES …)` applies one row per target): an order
+    moved twice in one batch ends in its last status, with its last reason."""
+    merged: dict[uuid.UUID, tuple[str, str | None, datetime, uuid.UUID]] = {}
+    for a in done:
+        oid = a.move.order_id
+        reason = (a.move.detail or {}).get("reason")
+        if reason is None and oid in merged:
+            reason = merged[oid][1]
+        merged[oid] = (a.move.target.value, reason, at, oid)
+    await update_from_values(
+        conn,
+        "UPDATE orders o SET status = v.status, reason = COALESCE(v.reason, o.reason), "
+        "updated_at = v.at",
+        "(%s::text, %s::text, %s::timestamptz, %s::uuid)",
+        "status, reason, at, id",
+        "o.id = v.id",
+        list(merged.values()),
+    )
+
+
+async def append_timeline(
+    conn: AsyncConnection[Row], notes: Sequence[Note], at: datetime | None = None
+) -> None:
+    """Timeline entries `(order, status, event, detail)`."""
+    when = at or now()
+    await insert_values(
+        conn,
+        "INSERT INTO order_events (order_id, status, event, at, detail)",
+        "(%s, %s, %s, %s, %s::jsonb)",
+        [(n.order_id, n.status.value, n.event, when, _dump(n.detail)) for n in notes],
+    )
+
+
+async def insert_outbox(conn: AsyncConnection[Row], events: Sequence[Envelope]) -> None:
+    """Queue events for the relay, in the caller's transaction."""
+    await insert_values(
+        conn,
+        "INSERT INTO outbox (topic, key, payload)",
+        "(%s, %s, %s)",
+        [(EVENT_TOPIC[e.type], str(e.order_id), e.to_json()) for e in events],
+    )
