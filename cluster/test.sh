@@ -4,6 +4,7 @@
 # exactly what it started.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 t0=$SECONDS
+"$ROOT/cluster/preflight.sh" test # OS, root, Python 3.11, free ports: fail early and clearly
 "$ROOT/cluster/install.sh"
 cd "$ROOT"
 log "ruff"

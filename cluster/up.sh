@@ -3,6 +3,7 @@
 # create topics, deploy the actors and the Serve app, then print how to use it.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 t0=$SECONDS
+"$ROOT/cluster/preflight.sh" up # OS, root, Python 3.11, free ports: fail early and clearly
 "$ROOT/cluster/install.sh"
 svc="$ROOT/cluster/services.sh"
 "$svc" start pg

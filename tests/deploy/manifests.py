@@ -16,8 +16,11 @@ from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-# KubeRay v1.7.0 CRDs, beside the repository (as laid out for CI; GitHub CI downloads them).
-CRD_DIR = ROOT.parent / "shared" / "k8s-schemas"
+# KubeRay v1.7.0 CRDs (ray-operator/config/crd/bases of the v1.7.0 tag), vendored in the
+# repository so the checks run in a fresh clone with nothing beside it and no network. They live
+# under tests/, not k8s/, so that no `kubectl apply -f k8s/<folder>/` ever sends them.
+KUBERAY_VERSION = "v1.7.0"
+CRD_DIR = ROOT / "tests" / "deploy" / "schemas" / f"kuberay-{KUBERAY_VERSION}"
 # A Kubernetes release that kubernetes-validate ships schemas for (Minikube's default is close).
 K8S_VERSION = "1.34.0"
 RAY_GROUP = "ray.io/"

@@ -1,0 +1,108 @@
+"""cluster/preflight.sh, which `make up` and `make test` run first: each problem a new user can
+meet (a busy port, another OS, not root, another Python) is named with what to do about it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.manifests import ROOT
+
+SCRIPT = ROOT / "cluster" / "preflight.sh"
+
+
+def _run(
+    script: Path, env: dict[str, str], user: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [str(script), "test"]
+    if user:
+        assignments = [f"{k}={v}" for k, v in env.items()]
+        command = ["runuser", "-u", user, "--", "env", *assignments, *command]
+    return subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def bare_checkout() -> Iterator[Path]:
+    """The two scripts alone in a checkout without .venv that any user may use (the cases
+    point the stack's ports at free ones, so that only the problem a case creates shows)."""
+    root = Path(tempfile.mkdtemp(prefix="preflight-"))
+    try:
+        (root / "cluster").mkdir()
+        for name in ("common.sh", "preflight.sh"):
+            shutil.copy2(ROOT / "cluster" / name, root / "cluster" / name)
+        for path in (root, root / "cluster"):
+            path.chmod(0o777)
+        yield root / "cluster" / "preflight.sh"
+    finally:
+        shutil.rmtree(root)
+
+
+def _free_ports() -> dict[str, str]:
+    names = ["PG_PORT", "REDIS_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "HTTP_PORT"]
+    names += ["DASHBOARD_PORT", "RAY_GCS_PORT", "METRICS_EXPORT_PORT"]
+    return {name: str(_free_port()) for name in names}
+
+
+def test_a_busy_port_names_the_port_the_process_and_the_variable() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = _run(SCRIPT, {"HTTP_PORT": str(port)})
+    assert result.returncode == 1
+    line = next(x for x in result.stderr.splitlines() if f"port {port} " in x)
+    assert "(HTTP_PORT)" in line
+    assert f"pid {os.getpid()}" in line
+    assert f"HTTP_PORT={port + 1} make test" in line
+
+
+def test_the_checkouts_own_running_stack_is_not_a_conflict() -> None:
+    """Every port a process of this checkout's stack holds is fine (`make up` reuses it)."""
+    result = _run(SCRIPT, {})
+    own_ports = [x for x in result.stderr.splitlines() if "not by this checkout's stack" in x]
+    pids = [p.read_text().strip() for p in (ROOT / ".run" / "pids").glob("*.pid")]
+    assert not [x for x in own_ports if any(f"(pid {pid}," in x for pid in pids)]
+
+
+def test_another_os_is_named(bare_checkout: Path, tmp_path: Path) -> None:
+    release = tmp_path / "os-release"
+    release.write_text('ID=fedora\nPRETTY_NAME="Fedora Linux 40"\n')
+    result = _run(bare_checkout, {**_free_ports(), "OS_RELEASE": str(release)})
+    assert result.returncode == 1
+    assert "unsupported OS: Fedora Linux 40" in result.stderr
+    assert "docker compose" in result.stderr
+
+
+def test_another_python_is_named(bare_checkout: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3.11").write_text("#!/bin/sh\necho 3.12.3\n")
+    (fake / "python3.11").chmod(0o755)
+    env = {**_free_ports(), "PATH": f"{fake}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    result = _run(bare_checkout, env)
+    assert result.returncode == 1
+    assert f"wrong Python: {fake}/python3.11 is 3.12.3, the project needs 3.11" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_not_root_is_named(bare_checkout: Path) -> None:
+    result = _run(bare_checkout, _free_ports(), "nobody")
+    assert result.returncode == 1, result.stderr
+    assert "not root (uid 65534)" in result.stderr
+    assert "sudo -E make test" in result.stderr
