@@ -3,7 +3,8 @@
 Open loop (`rate`): request i of a worker is due at `start_at + offset + i / rate`, sent when
 due whatever is still in flight, and its latency counts from when it was due, so a slow server
 cannot slow the offered load down (no coordinated omission). Closed loop (`concurrency`): that
-many requests in flight, each sent when the previous one answered.
+many requests in flight, each sent when the previous one answered. A ladder (`steps`) is open
+loop at one rate per step, back to back; the parent may end it early through `stop`.
 
 Each record is `(due, sent, done, status, order_id)`: wall-clock seconds; status 0 is a client
 error (connection, timeout) and -1 a request the generator could not send (too many in flight).
@@ -22,8 +23,8 @@ from typing import Any
 import orjson
 
 from bench.http1 import Http1Client, HttpError
+from bench.procs import renice_self
 from bench.workload import Customer, Mix, OrderFactory
-from core.priority import renice_process
 
 Record = tuple[float, float, float, int, str]
 _FLUSH_S = 0.25
@@ -48,23 +49,35 @@ class WorkerSpec:
     seed: int = 0
     scarce: bool = True
     niceness: int = 0
+    steps: tuple[float, ...] = ()  # per-worker rates of a ladder, `duration_s` each
 
 
-def run_worker(spec: WorkerSpec, out: Queue[Any]) -> None:
+def segments(spec: WorkerSpec) -> list[tuple[float, float, float]]:
+    """`(start, duration, rate)` of each open-loop segment of `spec` (one unless a ladder)."""
+    if spec.steps:
+        return [
+            (spec.start_at + k * spec.duration_s, spec.duration_s, rate)
+            for k, rate in enumerate(spec.steps)
+        ]
+    return [(spec.start_at, spec.duration_s, spec.rate)] if spec.rate > 0 else []
+
+
+def run_worker(spec: WorkerSpec, out: Queue[Any], stop: Any = None) -> None:
     """Process entry point: run the phase, stream records to `out`, then
-    `("done", (index, cpu_seconds))`."""
+    `("done", (index, cpu_seconds))`. Setting the `stop` event ends an open loop early."""
     import uvloop
 
-    renice_process(spec.niceness, f"load generator {spec.index}")
-    worker = _Worker(spec, out)
+    renice_self(spec.niceness)
+    worker = _Worker(spec, out, stop)
     uvloop.run(worker.run())
     out.put(("done", (spec.index, worker.cpu_s)))
 
 
 class _Worker:
-    def __init__(self, spec: WorkerSpec, out: Queue[Any]) -> None:
+    def __init__(self, spec: WorkerSpec, out: Queue[Any], stop: Any = None) -> None:
         self._spec = spec
         self._out = out
+        self._stop = stop
         self._buffer: list[Record] = []
         self._orders = (
             OrderFactory(spec.mix, list(spec.people), spec.seed, scarce=spec.scarce)
@@ -81,8 +94,10 @@ class _Worker:
         client = Http1Client(spec.base_url, spec.timeout_s)
         flusher = asyncio.create_task(self._flush_loop())
         try:
-            if spec.rate > 0:
-                await self._open_loop(client)
+            if spec.rate > 0 or spec.steps:
+                for start, duration, rate in segments(spec):
+                    if not await self._open_loop(client, start, duration, rate):
+                        break
             else:
                 await asyncio.gather(*(self._closed_loop(client) for _ in range(spec.concurrency)))
             if self._tasks:
@@ -95,19 +110,26 @@ class _Worker:
         self._flush()
         self.cpu_s = time.process_time() - cpu0
 
-    async def _open_loop(self, client: Http1Client) -> None:
+    async def _open_loop(
+        self, client: Http1Client, start: float, duration: float, rate: float
+    ) -> bool:
+        """Send `duration * rate` requests from `start`; False when stopped early."""
         spec = self._spec
-        first = spec.start_at + spec.offset_s
-        total = int(spec.duration_s * spec.rate)
+        # the workers interleave: worker i of n is offset by i/n of an interval (offset_s is
+        # i/n intervals at `spec.rate`)
+        first = start + (spec.offset_s * spec.rate / rate if spec.rate > 0 else 0.0)
+        total = int(duration * rate)
         i = 0
         while i < total:
             now = time.time()
-            due = first + i / spec.rate
+            due = first + i / rate
             if due > now:
+                if self._stop is not None and self._stop.is_set():
+                    return False
                 await asyncio.sleep(due - now)
                 continue
-            while i < total and first + i / spec.rate <= now:  # catch up after a late wake-up
-                due = first + i / spec.rate
+            while i < total and first + i / rate <= now:  # catch up after a late wake-up
+                due = first + i / rate
                 if len(self._tasks) >= spec.max_inflight:
                     self._buffer.append((due, now, now, -1, ""))
                 else:
@@ -115,6 +137,7 @@ class _Worker:
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 i += 1
+        return True
 
     async def _closed_loop(self, client: Http1Client) -> None:
         spec = self._spec

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.cpu import window_ms_per_order
 from bench.loadgen import Record, WorkerSpec
 from bench.phase import Phase
 from bench.procs import CpuSampler
@@ -45,6 +46,8 @@ class MainRun:
     records: list[Record] = field(default_factory=list)
     cpu_cores: dict[str, float] = field(default_factory=dict)
     loadgen_cpu_s: float = 0.0
+    cpu_series: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    cpu_started: float = 0.0
 
 
 async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSampler) -> MainRun:
@@ -76,6 +79,7 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
         await _tick()
         await tracker.poll()
         window.step(cpu.sample())
+    result.cpu_series, result.cpu_started = list(cpu.series), cpu.started
     return result
 
 
@@ -117,6 +121,9 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "cpu_cores": run.cpu_cores,
         "loadgen_cores": round(run.loadgen_cpu_s / load.duration_s, 3),
         "loadgen_cpu_ms_per_request": round(run.loadgen_cpu_s * 1000 / max(len(run.records), 1), 3),
+        "cpu_ms_per_order": window_ms_per_order(
+            run.cpu_series, run.cpu_started, steady_from, steady_to, len(done_in_window)
+        ),
     }
 
 

@@ -15,8 +15,10 @@ class Phase:
     def __init__(self, specs: list[WorkerSpec]) -> None:
         self._ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited loop or sockets
         self._queue: Any = self._ctx.Queue()
+        self._stop: Any = self._ctx.Event()
         self._procs = [
-            self._ctx.Process(target=run_worker, args=(s, self._queue), daemon=True) for s in specs
+            self._ctx.Process(target=run_worker, args=(s, self._queue, self._stop), daemon=True)
+            for s in specs
         ]
         self._finished: set[int] = set()
         self.cpu_s = 0.0  # CPU seconds the workers used for the load
@@ -26,6 +28,10 @@ class Phase:
         for proc in self._procs:
             proc.start()
         return [p.pid for p in self._procs if p.pid is not None]
+
+    def stop(self) -> None:
+        """Ask open-loop workers to send nothing more (they still wait for what is in flight)."""
+        self._stop.set()
 
     @property
     def done(self) -> bool:

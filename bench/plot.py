@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display: render to a file
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bench.stats import group_cpu  # noqa: E402
 
@@ -69,3 +70,62 @@ def draw(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def draw_load(result: dict[str, Any], path: Path) -> bool:
+    """Write the step phase (offered, completed, backlog per step) and latency against load
+    (the `latency_by_load` runs) to `path`; False (no file) when the run had no step phase."""
+    steps: list[dict[str, Any]] = (result.get("saturation") or {}).get("steps") or []
+    points: list[dict[str, Any]] = result.get("latency_by_load") or []
+    if not steps and not points:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
+    sat = result.get("saturation_completed_per_s")
+    fig.suptitle(
+        f"make bench {result['timestamp']}: saturation {sat} completed/s, "
+        f"accept-only capacity {result.get('gateway_accept_capacity_per_s')} /s — "
+        f"{result['machine']['cpus']} cores {result['machine']['cpu_model']}",
+        fontsize=11,
+    )
+    x = list(range(1, len(steps) + 1))
+    for key, label, style in (
+        ("offered_per_s", "offered", "o-"),
+        ("accepted_per_s", "accepted", "s--"),
+        ("completed_per_s", "completed (terminal)", "^-"),
+    ):
+        ax1.plot(x, [s[key] for s in steps], style, label=label, linewidth=1.2, markersize=4)
+    if sat:
+        ax1.axhline(sat, color="black", linewidth=0.8, linestyle=":", label="saturation")
+    backlog = ax1.twinx()
+    backlog.bar(x, [s["backlog_end"] for s in steps], alpha=0.2, color="grey")
+    backlog.set_ylabel("backlog at step end (orders, bars)")
+    ax1.set_zorder(backlog.get_zorder() + 1)  # lines in front of the bars
+    ax1.patch.set_visible(False)
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("orders / s")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax1.grid(alpha=0.3)
+    ax1.set_title("step phase", fontsize=10)
+    offered = [p["offered_per_s"] for p in points]
+    for key, label, style in (
+        ("accept_p50_ms", "accept p50", "o-"),
+        ("accept_p99_ms", "accept p99", "o-"),
+        ("e2e_shipped_p50_ms", "accept→SHIPPED p50", "s--"),
+        ("e2e_shipped_p99_ms", "accept→SHIPPED p99", "s--"),
+    ):
+        ax2.plot(offered, [max(p[key], 0.1) for p in points], style, label=label, linewidth=1.2)
+    if not points:
+        ax2.text(0.5, 0.5, "no load points", ha="center", transform=ax2.transAxes)
+    for p in points:
+        ax2.annotate(f"{p['load_fraction']:.0%}", (p["offered_per_s"], p["accept_p50_ms"] or 0.1))
+    ax2.set_yscale("log")
+    ax2.set_xlabel("offered orders / s")
+    ax2.set_ylabel("latency (ms, log)")
+    ax2.legend(loc="upper left", fontsize=8)
+    ax2.grid(alpha=0.3, which="both")
+    ax2.set_title("latency against load (fractions of saturation)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True

@@ -17,6 +17,7 @@ from typing import Any
 _RAY_ACTOR_GROUPS = {
     "ServeReplica": "gateway:replica",
     "ProxyActor": "gateway:proxy",
+    "HAProxyManager": "gateway:proxy",
     "ServeController": "serve-controller",
     "InventoryShard": "actor:inventory",
     "PaymentShard": "actor:payment",
@@ -25,6 +26,9 @@ _RAY_ACTOR_GROUPS = {
     "OutboxRelay": "actor:outbox-relay",
     "KafkaBridge": "actor:kafka-consumers",
 }
+
+# Ray's own workers (`ray::<name>`): not actors of the platform
+_RAY_OWN = frozenset({"DashboardAgent", "RuntimeEnvAgent", "JobSupervisor", "StatsActor"})
 
 
 def psutil_module() -> Any:
@@ -37,6 +41,23 @@ def psutil_module() -> Any:
             raise
         sys.path.append(os.path.join(list(spec.submodule_search_locations)[0], "thirdparty_files"))
         return importlib.import_module("psutil")
+
+
+def renice_self(niceness: int) -> int:
+    """Give every thread of this process `niceness` (on Linux niceness is per thread); returns
+    the niceness it has now. Below the current value needs root or CAP_SYS_NICE: without them
+    the process keeps its niceness (the report shows the generator's send lag either way)."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness == current:
+        return current
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), niceness)
+        except ProcessLookupError:  # the thread ended meanwhile
+            continue
+        except PermissionError:
+            return current
+    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def replica_niceness(default: int = 0) -> int:
@@ -54,7 +75,7 @@ def classify(name: str, cmdline: list[str], username: str) -> str:
     joined = " ".join(cmdline[:3])
     if head.startswith("ray::"):
         kind = head[5:].split(":")[0].split(".")[0].split()[0] if len(head) > 5 else ""
-        return _RAY_ACTOR_GROUPS.get(kind, "ray-system")
+        return _RAY_ACTOR_GROUPS.get(kind) or _other_ray_worker(kind)
     if name == "haproxy":
         return "gateway:haproxy"
     if name == "wrk":
@@ -70,6 +91,14 @@ def classify(name: str, cmdline: list[str], username: str) -> str:
     if "/ray/" in joined or name in ("raylet", "gcs_server") or name.startswith("ray-dashboard"):
         return "ray-system"
     return "other"
+
+
+def _other_ray_worker(kind: str) -> str:
+    """A Ray worker of a class not listed above: Ray's own (idle workers, agents) or a new
+    actor class of the platform, which then shows under its own name instead of in Ray's."""
+    if not kind or not kind[0].isupper() or kind in _RAY_OWN or kind.startswith("IDLE"):
+        return "ray-system"
+    return f"actor:{kind}"
 
 
 @dataclass
@@ -92,6 +121,11 @@ class CpuSampler:
         self._last.clear()
         self._t0 = self._t_last = time.time()
         self._scan(record=False)
+
+    @property
+    def started(self) -> float:
+        """When `start()` was last called (the first sample covers the time since)."""
+        return self._t0
 
     def sample(self) -> dict[str, float]:
         """CPU use (in cores) per component since the previous sample; adds to the totals."""

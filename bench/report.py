@@ -65,7 +65,8 @@ def platform_settings(settings: Settings) -> dict[str, Any]:
     procs = [(p, " ".join(p.info["cmdline"] or [])) for p in ps.process_iter(["cmdline"])]
     gateway = [p for p, n in procs if n.startswith("ray::ServeReplica:orders:api-gateway")]
     haproxy = any(n.split(" ")[0].endswith("haproxy") for _, n in procs)
-    knobs = {k: getattr(settings, k) for k in _PLATFORM_KNOBS}
+    # a knob the platform no longer has is left out (older result files keep theirs)
+    knobs = {k: getattr(settings, k) for k in _PLATFORM_KNOBS if hasattr(settings, k)}
     optimized: str | None = None
     for proc in gateway[:1]:  # the mode is in the environment `ray start` passed to the replica
         try:
@@ -112,6 +113,7 @@ def table(result: dict[str, Any]) -> None:
         ("drain after load (s)", result["drain_s"]),
         ("generator send lag p99 ms", result["send_lag_p99_ms"]),
         ("CPU cores by component", group_cpu(result["cpu_cores"])),
+        ("CPU ms per completed order (steady window)", _top(result.get("cpu_ms_per_order"))),
     ]
     warm = result.get("warmup_run")
     if warm:
@@ -130,9 +132,47 @@ def table(result: dict[str, Any]) -> None:
         if name in cap:
             rows.append((f"accept capacity {name} req/s", f"{cap[name]['ok_rps']}"))
     rows.append(("serve_vs_uvicorn_ratio", result["serve_vs_uvicorn_ratio"]))
+    rows.extend(_saturation_rows(result))
     for name, value in rows:
         t.add_row(name, str(value))
     console.print(t)
+
+
+def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The step phase, the latency at each load point and the capacity ratio."""
+    found = result.get("saturation")
+    if not found:
+        return [("saturation", "not measured (--no-saturation)")]
+    state = "" if found["found"] else " (not reached: the ladder ended first)"
+    rows: list[tuple[str, Any]] = [
+        (
+            "saturation completed / s" + state,
+            f"{result['saturation_completed_per_s']} at {found['at_offered_per_s']}/s offered, "
+            f"{len(found['steps'])} steps, {found['unfinished']} unfinished",
+        ),
+        ("CPU ms per order at saturation", _top(found.get("cpu_ms_per_order"))),
+    ]
+    for p in result.get("latency_by_load") or []:
+        rows.append(
+            (
+                f"at {p['load_fraction']:.0%} ({p['offered_per_s']}/s offered): "
+                "accept / accept→SHIPPED p50, p99 ms",
+                f"{p['accept_p50_ms']}, {p['accept_p99_ms']} / {p['e2e_shipped_p50_ms']}, "
+                f"{p['e2e_shipped_p99_ms']}; completed {p['completed_per_s']}/s, lost {p['lost']}",
+            )
+        )
+    rows.append(("gateway accept-only capacity / s", result.get("gateway_accept_capacity_per_s")))
+    rows.append(("saturation_vs_accept_capacity", result.get("saturation_vs_accept_capacity")))
+    return rows
+
+
+def _top(per_order: dict[str, float] | None, n: int = 8) -> str:
+    """The `n` largest components of a `cpu_ms_per_order`, and its platform and total sums."""
+    if not per_order:
+        return "n/a"
+    parts = {k: v for k, v in per_order.items() if k not in ("platform", "total")}
+    top = ", ".join(f"{k} {v:g}" for k, v in list(parts.items())[:n])
+    return f"{top}; platform {per_order['platform']:g}, total {per_order['total']:g}"
 
 
 def _trio(result: dict[str, Any], kind: str) -> str:

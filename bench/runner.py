@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench import ceiling, checks, mainrun, report, stats, stock, wrkrun
+from bench import ceiling, checks, loadpoints, mainrun, report, saturation, stats, stock, wrkrun
 from bench.baseline import UvicornBaseline
 from bench.procs import CpuSampler, replica_niceness
+from bench.saturation import Plan
 from bench.tracker import Tracker
 from bench.ui import info
 from bench.workload import REGULAR_SKUS, admin_token, customers
@@ -34,6 +35,10 @@ class Options:
     admin_url: str = ""  # where stock is set (a gateway with Ray); default: the load's URL
     baseline_nice: int = -1  # niceness of the uvicorn baseline; -1: that of the Serve replica
     warmup_load_s: int = 30  # the same load first, reported apart (0: none)
+    saturation: bool = True  # the step phase and the latency-by-load runs
+    steps: Plan = field(default_factory=Plan)
+    load_fractions: tuple[float, ...] = (0.25, 0.5, 0.9)  # of the saturation point
+    load_point_s: int = 20  # seconds of load at each fraction
 
 
 async def run(opts: Options, settings: Settings) -> dict[str, Any]:
@@ -42,12 +47,38 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
     await checks.preflight(base)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tag = f"bench-{stamp.replace('-', '')}"
-    people = customers(settings, f"{tag}-m", opts.customers)
     per_min = 60 * opts.load.rate / max(opts.customers, 1)
     if per_min > settings.rate_limit_per_min * 0.8:
         info(f"[yellow]warning: {per_min:.0f} orders/min per customer nears RATE_LIMIT_PER_MIN")
     cpu = CpuSampler(own={os.getpid(): "bench"})
-    result: dict[str, Any] = {
+    result = _header(opts, settings, stamp)
+    uvi = _baseline(opts)
+    try:
+        if uvi is not None:
+            info(f"starting the plain-uvicorn baseline on {uvi.url} (nice {uvi.niceness})")
+            await uvi.start()
+            result["settings"]["bench"]["baseline_niceness"] = uvi.niceness
+        result["background_cores"] = await checks.background(cpu)
+        result["generator"] = await _ceilings(opts, uvi, cpu)
+        if opts.warmup_load_s > 0:
+            result["warmup_run"] = await _warm_up(opts, settings, tag, cpu)
+        await _main(opts, settings, tag, cpu, result)
+        result["settle_s"] = await checks.settle(base)
+        await _saturation(opts, settings, tag, cpu, result)
+        result["capacity"] = await _capacity(opts, settings, tag, uvi, cpu)
+    finally:
+        if uvi is not None:
+            await uvi.stop()
+    cap = result["capacity"]
+    serve_rps = cap.get("serve", {}).get("ok_rps", 0.0)
+    uvi_rps = cap.get("uvicorn", {}).get("ok_rps", 0.0)
+    result["serve_vs_uvicorn_ratio"] = round(serve_rps / uvi_rps, 3) if uvi_rps else None
+    result.update(loadpoints.capacity_ratios(result))
+    return result
+
+
+def _header(opts: Options, settings: Settings, stamp: str) -> dict[str, Any]:
+    return {
         "timestamp": stamp,
         "machine": report.machine(),
         "settings": {
@@ -58,30 +89,28 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
             "platform": report.platform_settings(settings),
         },
     }
+
+
+def _baseline(opts: Options) -> UvicornBaseline | None:
+    if not opts.baseline:
+        return None
     logs = Path(".run/logs") if Path(".run/logs").is_dir() else opts.out_dir
-    uvi = (
-        UvicornBaseline(
-            opts.baseline_port,
-            logs / "bench-uvicorn.log",
-            replica_niceness() if opts.baseline_nice < 0 else opts.baseline_nice,
-        )
-        if opts.baseline
-        else None
-    )
+    nice = replica_niceness() if opts.baseline_nice < 0 else opts.baseline_nice
+    return UvicornBaseline(opts.baseline_port, logs / "bench-uvicorn.log", nice)
+
+
+async def _main(
+    opts: Options, settings: Settings, tag: str, cpu: CpuSampler, result: dict[str, Any]
+) -> None:
+    """The tracked main run with its stock set-up and audit."""
+    people = customers(settings, f"{tag}-m", opts.customers)
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as db:
         tracker = Tracker(settings.database_url)
         await tracker.open()
         try:
-            if uvi is not None:
-                info(f"starting the plain-uvicorn baseline on {uvi.url} (nice {uvi.niceness})")
-                await uvi.start()
-                result["settings"]["bench"]["baseline_niceness"] = uvi.niceness
-            result["background_cores"] = await checks.background(cpu)
-            result["generator"] = await _ceilings(opts, uvi, cpu)
-            if opts.warmup_load_s > 0:
-                result["warmup_run"] = await _warm_up(opts, settings, tag, cpu)
-            admin_url = opts.admin_url or base
-            await stock.make_scarce(admin_url, admin_token(settings), db, opts.scarce_units)
+            await stock.make_scarce(
+                opts.admin_url or opts.load.base_url, admin_token(settings), db, opts.scarce_units
+            )
             start = await stock.snapshot(db)
             low = [s for s in REGULAR_SKUS if start[s][0] - start[s][1] < 100_000]
             if low:
@@ -98,17 +127,35 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
             )
             result["oversold"] = result["stock"]["oversold"]
             result["lost_ids"] = [str(i) for i in list(tracker.outstanding)[:20]]
-            result["settle_s"] = await checks.settle(base)
-            result["capacity"] = await _capacity(opts, settings, tag, uvi, cpu)
         finally:
             await tracker.close()
-            if uvi is not None:
-                await uvi.stop()
-    cap = result["capacity"]
-    serve_rps = cap.get("serve", {}).get("ok_rps", 0.0)
-    uvi_rps = cap.get("uvicorn", {}).get("ok_rps", 0.0)
-    result["serve_vs_uvicorn_ratio"] = round(serve_rps / uvi_rps, 3) if uvi_rps else None
-    return result
+
+
+async def _saturation(
+    opts: Options, settings: Settings, tag: str, cpu: CpuSampler, result: dict[str, Any]
+) -> None:
+    """The step phase, then latency at fractions of the saturation point it found."""
+    result["saturation_completed_per_s"] = None
+    result["latency_by_load"] = []
+    if not opts.saturation:
+        return
+    dsn = settings.database_url
+    people = customers(settings, f"{tag}-s", opts.customers)
+    found = await saturation.find(opts.load, opts.steps, people, f"{tag}-s", dsn, cpu)
+    result["saturation"] = found
+    result["saturation_completed_per_s"] = found["completed_per_s"]
+    if not found["completed_per_s"] or not opts.load_fractions:
+        return
+    await checks.settle(opts.load.base_url)
+    result["latency_by_load"] = await loadpoints.latency_by_load(
+        opts.load,
+        found["completed_per_s"],
+        opts.load_fractions,
+        opts.load_point_s,
+        lambda i: customers(settings, f"{tag}-l{i}", opts.customers),
+        dsn,
+        cpu,
+    )
 
 
 async def _warm_up(opts: Options, settings: Settings, tag: str, cpu: CpuSampler) -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""Latency against load: tracked open-loop runs at fractions of the saturation point (25 %, 50 %,
+90 % by default), each followed until every accepted order is terminal, and the ratios that put
+the saturation point beside the gateway's accept-only capacity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from bench import mainrun
+from bench.mainrun import Load
+from bench.procs import CpuSampler
+from bench.tracker import Tracker
+from bench.ui import info
+from bench.workload import Customer
+
+
+def point(fraction: float, figures: dict[str, Any]) -> dict[str, Any]:
+    """One entry of `latency_by_load` from the summary (`mainrun.summary`) of its run."""
+    return {
+        "load_fraction": fraction,
+        "offered_per_s": figures["offered_per_s"],
+        "completed_per_s": figures["completed_per_s"],
+        "accept_p50_ms": figures["p50_accept_ms"],
+        "accept_p99_ms": figures["p99_accept_ms"],
+        "e2e_shipped_p50_ms": figures["p50_e2e_ms"],
+        "e2e_shipped_p99_ms": figures["p99_e2e_ms"],
+        "lost": figures["lost"],
+        "errors": figures["errors"],
+        "cpu_ms_per_order": figures["cpu_ms_per_order"],
+    }
+
+
+async def latency_by_load(
+    load: Load,
+    saturation_per_s: float,
+    fractions: Sequence[float],
+    duration_s: int,
+    people: Callable[[int], list[Customer]],
+    dsn: str,
+    cpu: CpuSampler,
+) -> list[dict[str, Any]]:
+    """A tracked run of `duration_s` at each fraction of `saturation_per_s` (customers of run
+    i: `people(i)`); one `point` each."""
+    out: list[dict[str, Any]] = []
+    for i, fraction in enumerate(fractions):
+        rate = round(fraction * saturation_per_s, 1)
+        if rate <= 0:
+            continue
+        run_load = replace(
+            load,
+            rate=rate,
+            concurrency=0,
+            duration_s=duration_s,
+            warmup_s=min(load.warmup_s, duration_s / 4),
+            seed=load.seed + 11 + i,
+        )
+        info(f"load point {fraction:.0%} of saturation: {rate:g}/s for {duration_s}s")
+        tracker = Tracker(dsn)
+        await tracker.open()
+        try:
+            run = await mainrun.run(run_load, people(i), tracker, cpu)
+            entry = point(fraction, mainrun.summary(run, tracker))
+        finally:
+            await tracker.close()
+        info(
+            f"  {fraction:.0%}: completed {entry['completed_per_s']}/s, accept p50/p99 "
+            f"{entry['accept_p50_ms']} / {entry['accept_p99_ms']} ms, accept→SHIPPED p50/p99 "
+            f"{entry['e2e_shipped_p50_ms']} / {entry['e2e_shipped_p99_ms']} ms, "
+            f"lost {entry['lost']}"
+        )
+        out.append(entry)
+    return out
+
+
+def capacity_ratios(result: dict[str, Any]) -> dict[str, float | None]:
+    """`gateway_accept_capacity_per_s` (accepted/s of the gateway alone, the `capacity` phase)
+    and `saturation_vs_accept_capacity` (the pipeline's saturation point over it)."""
+    cap = (result.get("capacity") or {}).get("serve", {}).get("ok_rps") or None
+    sat = result.get("saturation_completed_per_s") or None
+    return {
+        "gateway_accept_capacity_per_s": cap,
+        "saturation_vs_accept_capacity": round(sat / cap, 3) if sat and cap else None,
+    }
