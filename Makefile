@@ -39,5 +39,5 @@ redeploy: ## roll out code changes to the running stack (actors replaced, Serve 
 chaos: ## steady load while actors, Kafka, Postgres and Redis are killed; checks every invariant
 	@cluster/heavy.sh $(PY) -m cli.main chaos $(CHAOS_ARGS)
 
-bench: ## load test the running stack: DURATION=60 RATE=320 (open loop) or CONCURRENCY=n; BENCH_ARGS="--help"
-	@cluster/heavy.sh $(PY) -m bench --duration $(or $(DURATION),60) --rate $(or $(RATE),320) --concurrency $(or $(CONCURRENCY),0) $(BENCH_ARGS)
+bench: ## load test the running stack: DURATION=60 RATE=320 (open loop) or CONCURRENCY=n; then the step phase to saturation and latency at 25/50/90 % of it (SATURATION=0 skips them); BENCH_ARGS="--help"
+	@cluster/heavy.sh $(PY) -m bench --duration $(or $(DURATION),60) --rate $(or $(RATE),320) --concurrency $(or $(CONCURRENCY),0) $(if $(filter 0,$(SATURATION)),--no-saturation) $(BENCH_ARGS)
