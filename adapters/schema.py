@@ -133,3 +133,14 @@ notifications = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
+
+# who owns a customer id (migration 0005): the first customer principal to order for it
+customer_owners = sa.Table(
+    "customer_owners",
+    metadata,
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("principal", sa.Text, nullable=False),
+    sa.Column(
+        "claimed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)

@@ -1,94 +1,85 @@
-"""The accept path: validate against the catalog, then one Postgres transaction shared by
-concurrent requests (group commit) stores each order, its timeline row and its outbox row,
-then 202. No actor call on this path (ADR-003)."""
+"""The accept path: admit (rate limit, circuit), validate against the catalog, then one Postgres
+statement shared by concurrent requests (group commit) claims the customer id and stores the
+order, its timeline row and its outbox row; then 202. No actor call on this path (ADR-003)."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
-
+from adapters.accept_store import NewOrder, Outcome, Pool, Stored, insert_batch, load_prices
 from adapters.group_commit import GroupCommit
-from adapters.pg import Row, now
-from core.auth import Principal
+from adapters.pg import now
+from core.auth import Principal, forbidden
 from domain.catalog import CURRENCY, order_total
 from domain.commands import PlaceOrder, merge_lines
-from domain.errors import InvalidInput
-from domain.events import Envelope, Topic, new_event
+from domain.errors import InvalidInput, Unavailable
+from domain.events import new_event
 from domain.ids import uuid7
-from domain.model import OrderStatus
+from serve_app.admission import Admission, Idempotency
+from serve_app.models import Accepted
+from serve_app.views import accepted_view
 
-
-@dataclass(frozen=True, slots=True)
-class _NewOrder:
-    order_id: uuid.UUID
-    principal: str
-    customer_id: str
-    items: list[dict[str, Any]]
-    total: Decimal
-    payment_method: str
-    created_at: datetime
-    event: Envelope
-    idempotency_key: str | None
-    request_hash: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    """What the batch insert found for one request: its own new order, or the order that an
-    earlier request with the same (principal, Idempotency-Key) created."""
-
-    order_id: uuid.UUID
-    total: Decimal
-    request_hash: str | None
-    created: bool
+# A request whose customer id another commit claimed while its own statement ran is sent again
+# (the next statement sees the claim); more than a few rounds means something else is wrong.
+_CLAIM_ROUNDS = 3
 
 
 class OrderIntake:
     """Creates orders. Prices come from the catalog loaded at start, never from clients.
 
-    `pool` is its own, in autocommit mode: a batch is one statement, hence one transaction,
-    and one round trip to Postgres instead of two (statement, then COMMIT); it owns and closes
-    it."""
+    `pool` is its own, in autocommit mode: a batch is one statement, hence one transaction, and
+    one round trip to Postgres instead of two (statement, then COMMIT); it owns and closes it."""
 
-    def __init__(
-        self,
-        pool: AsyncConnectionPool[AsyncConnection[Row]],
-        prices: dict[str, Decimal],
-        flushers: int,
-    ):
+    def __init__(self, pool: Pool, prices: dict[str, Decimal], flushers: int) -> None:
         self._pool = pool
         self._prices = prices
-        self._commit: GroupCommit[_NewOrder, _Stored] = GroupCommit(
-            self._insert_batch, flushers=flushers
-        )
+        self._commit: GroupCommit[NewOrder, Stored] = GroupCommit(self._flush, flushers=flushers)
 
-    @staticmethod
-    async def load_prices(pool: AsyncConnectionPool[AsyncConnection[Row]]) -> dict[str, Decimal]:
-        """The catalog's prices (immutable while running)."""
-        async with pool.connection() as conn:
-            cur = await conn.execute("SELECT sku, unit_price FROM catalog")
-            return {r["sku"]: r["unit_price"] for r in await cur.fetchall()}
+    @classmethod
+    async def open(cls, pool: Pool, flushers: int) -> OrderIntake:
+        prices = await load_prices(pool)
+        if not prices:
+            raise RuntimeError("the catalog is empty: run `make up` (it seeds SKU-1…SKU-100)")
+        return cls(pool, prices, flushers)
+
+    async def _flush(self, batch: list[NewOrder]) -> list[Stored]:
+        return await insert_batch(self._pool, batch)
 
     async def close(self) -> None:
         await self._commit.close()
         await self._pool.close()
 
     async def place(
-        self, principal: Principal, cmd: PlaceOrder, idempotency: tuple[str, str] | None = None
-    ) -> tuple[dict[str, Any], bool]:
+        self, who: Principal, cmd: PlaceOrder, idempotency: tuple[str, str] | None = None
+    ) -> tuple[Accepted, bool]:
         """Validate against the catalog, store the order and its `OrderCreated` event durably.
 
         With `idempotency=(key, request_hash)`, Postgres keeps one order per (principal, key) in
-        the same transaction: a repeated key returns the first order (or 422 if the body differs).
-        Returns the 202 body and whether it replays an earlier request.
-        """
+        the same transaction: a repeated key returns the first order (or 422 if the body
+        differs). A customer naming a customer id another principal owns gets 403, nothing
+        stored. Returns the 202 body and whether it replays an earlier request."""
+        order = self._new_order(who, cmd, idempotency)
+        for _ in range(_CLAIM_ROUNDS):
+            stored = await self._commit.submit(order)
+            if stored.outcome is not Outcome.RETRY:
+                break
+        else:
+            raise Unavailable("customer id claimed concurrently; retry", retry_after_s=1)
+        if stored.outcome is Outcome.NOT_OWNER:
+            raise forbidden(
+                f"customer id {cmd.customer_id} belongs to another principal: a customer may "
+                "order only for the customer ids it owns (the first principal to use an id owns "
+                "it)"
+            )
+        if stored.outcome is Outcome.REPEAT and stored.request_hash != order.request_hash:
+            raise InvalidInput(
+                "Idempotency-Key was already used with a different body; use a new key"
+            )
+        return accepted_view(stored.order_id, stored.total), stored.outcome is Outcome.REPEAT
+
+    def _new_order(
+        self, who: Principal, cmd: PlaceOrder, idempotency: tuple[str, str] | None
+    ) -> NewOrder:
         merged = merge_lines(list(cmd.items))
         unknown = sorted(sku for sku in merged if sku not in self._prices)
         if unknown:
@@ -106,100 +97,55 @@ class OrderIntake:
             "OrderCreated",
             order_id,
             customerId=cmd.customer_id,
-            principal=principal.sub,
+            principal=who.sub,
             items=items,
             total=str(total),
             currency=CURRENCY,
             paymentMethod=cmd.payment_method,
         )
         key, request_hash = idempotency or (None, None)
-        stored = await self._commit.submit(
-            _NewOrder(
-                order_id,
-                principal.sub,
-                cmd.customer_id,
-                items,
-                total,
-                cmd.payment_method,
-                now(),
-                event,
-                key,
-                request_hash,
-            )
+        return NewOrder(
+            order_id=order_id,
+            principal=who.sub,
+            admin=who.is_admin,
+            customer_id=cmd.customer_id,
+            items=items,
+            total=total,
+            payment_method=cmd.payment_method,
+            created_at=now(),
+            event=event,
+            idempotency_key=key,
+            request_hash=request_hash,
         )
-        if not stored.created and stored.request_hash != request_hash:
-            raise InvalidInput(
-                "Idempotency-Key was already used with a different body; use a new key"
-            )
-        return accepted_view(stored.order_id, stored.total), not stored.created
-
-    async def _insert_batch(self, batch: list[_NewOrder]) -> list[_Stored]:
-        """The order rows, their first timeline entry and their outbox rows in one statement
-        (one round trip instead of one per table: under load each round trip waits for a
-        Postgres backend to be scheduled, and two flushers waiting on five of them capped the
-        gateway at ~230 accepts/s with its event loop two-thirds idle)."""
-        async with self._pool.connection() as conn, conn.cursor() as cur:
-            await cur.execute(
-                "WITH x AS (SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], "
-                "%s::numeric[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], "
-                "%s::bytea[]) AS x(i, p, c, it, t, pm, ca, k, h, ev)), "
-                "ins AS (INSERT INTO orders (id, principal, customer_id, status, items, total, "
-                "currency, payment_method, created_at, updated_at, idempotency_key, request_hash) "
-                "SELECT i, p, c, 'PENDING', it::jsonb, t, %s, pm, ca, ca, k, h FROM x "
-                "ON CONFLICT (principal, idempotency_key) WHERE idempotency_key IS NOT NULL "
-                "DO NOTHING RETURNING id, created_at), "
-                "timeline AS (INSERT INTO order_events (order_id, status, event, at) "
-                "SELECT id, 'PENDING', 'OrderCreated', created_at FROM ins), "
-                "queued AS (INSERT INTO outbox (topic, key, payload) "
-                "SELECT %s, x.i::text, x.ev FROM x JOIN ins ON ins.id = x.i) "
-                "SELECT id FROM ins",
-                (
-                    [o.order_id for o in batch],
-                    [o.principal for o in batch],
-                    [o.customer_id for o in batch],
-                    [json.dumps(o.items) for o in batch],
-                    [o.total for o in batch],
-                    [o.payment_method for o in batch],
-                    [o.created_at for o in batch],
-                    [o.idempotency_key for o in batch],
-                    [o.request_hash for o in batch],
-                    [o.event.to_json() for o in batch],
-                    CURRENCY,
-                    Topic.ORDER_CREATED,
-                ),
-            )
-            inserted = {r["id"] for r in await cur.fetchall()}
-            earlier: dict[tuple[str, str], _Stored] = {}
-            repeats = [o for o in batch if o.order_id not in inserted]
-            if repeats:
-                await cur.execute(
-                    "SELECT id, principal, idempotency_key, total, request_hash FROM orders "
-                    "WHERE (principal, idempotency_key) IN "
-                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
-                    ([o.principal for o in repeats], [o.idempotency_key for o in repeats]),
-                )
-                for r in await cur.fetchall():
-                    earlier[(r["principal"], r["idempotency_key"])] = _Stored(
-                        r["id"], r["total"], r["request_hash"], created=False
-                    )
-        return [
-            _Stored(o.order_id, o.total, o.request_hash, created=True)
-            if o.order_id in inserted
-            else earlier[(o.principal, str(o.idempotency_key))]
-            for o in batch
-        ]
 
 
-def accepted_view(order_id: uuid.UUID, total: Decimal) -> dict[str, Any]:
-    """The 202 body of an accepted order (also what a replayed Idempotency-Key returns)."""
-    return {
-        "orderId": str(order_id),
-        "status": OrderStatus.PENDING.value,
-        "total": float(total),
-        "currency": CURRENCY,
-        "links": {
-            "self": f"/api/orders/{order_id}",
-            "events": f"/api/orders/{order_id}/events",
-            "cancel": f"/api/orders/{order_id}/cancel",
-        },
-    }
+class AcceptService:
+    """`POST /api/orders` end to end: admission, Idempotency-Key, then the intake."""
+
+    def __init__(self, admission: Admission, idempotency: Idempotency, intake: OrderIntake):
+        self._admission = admission
+        self._idempotency = idempotency
+        self._intake = intake
+
+    async def place(
+        self, who: Principal, cmd: PlaceOrder, idempotency_key: str | None
+    ) -> tuple[Accepted, bool]:
+        """Admit and store an order; returns its body and whether it is a replay of the first
+        request with the same Idempotency-Key (Stripe semantics, see `Idempotency`)."""
+        await self._admission.check(who.sub)  # rate limit and circuit breaker, before storing
+        if idempotency_key is None:
+            return await self._intake.place(who, cmd)
+        fp = self._idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
+        stored = await self._idempotency.begin(who.sub, idempotency_key, fp)
+        if stored is not None:
+            return stored, True
+        try:
+            body, replayed = await self._intake.place(who, cmd, (idempotency_key, fp))
+        except BaseException:
+            await self._idempotency.abandon(who.sub, idempotency_key)
+            raise
+        await self._idempotency.finish(who.sub, idempotency_key, fp, body)
+        return body, replayed
+
+    async def close(self) -> None:
+        await self._intake.close()

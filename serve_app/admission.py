@@ -8,14 +8,16 @@ import contextlib
 import hashlib
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.exceptions import RedisError
 
 from adapters.provider import OPENED_AT_KEY, STATE_KEY, open_for
 from domain.errors import Conflict, InvalidInput, RateLimited, Unavailable
+from serve_app.models import Accepted
 
 log = logging.getLogger(__name__)
 # An in-flight claim outlives any request (client timeouts are seconds), yet frees itself if the
@@ -68,6 +70,16 @@ class Admission:
             )
 
 
+class _Stored(BaseModel):
+    """An Idempotency-Key's entry in Redis: in flight (no response yet) or done."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["inflight", "done"]
+    hash: str
+    response: Accepted | None = None
+
+
 class Idempotency:
     """The fast layer of Idempotency-Key (Stripe semantics), in Redis: same key + same body
     replays the first response; different body → 422; first request still running → 409.
@@ -87,7 +99,7 @@ class Idempotency:
     def _key(self, principal: str, key: str) -> str:
         return f"idem:{principal}:{hashlib.sha256(key.encode()).hexdigest()}"
 
-    async def begin(self, principal: str, key: str, fingerprint: str) -> dict[str, Any] | None:
+    async def begin(self, principal: str, key: str, fingerprint: str) -> Accepted | None:
         """Claim the key. Returns a stored response to replay, or None to go ahead."""
         rkey = self._key(principal, key)
         claim = orjson.dumps({"state": "inflight", "hash": fingerprint})
@@ -96,25 +108,26 @@ class Idempotency:
                 return None
             raw = await self._redis.get(rkey)
         except RedisError as exc:
-            log.warning("idempotency fast path skipped, Redis unavailable: %s", exc)
+            log.warning("idempotency fast path skipped, Redis unavailable: %s", type(exc).__name__)
             return None
         if raw is None:  # expired between the two calls: claim again
             return await self.begin(principal, key, fingerprint)
-        stored = orjson.loads(raw)
-        if stored["hash"] != fingerprint:
+        try:  # Redis is a cache, not a source of truth: what it holds is checked like input
+            stored = _Stored.model_validate_json(raw)
+        except ValidationError:
+            log.warning("unreadable idempotency entry ignored; Postgres decides")
+            return None
+        if stored.hash != fingerprint:
             raise InvalidInput(
                 "Idempotency-Key was already used with a different body; "
                 "use a new key for a new order"
             )
-        if stored["state"] == "inflight":
+        if stored.response is None:
             raise Conflict("a request with this Idempotency-Key is still in progress; retry")
-        response: dict[str, Any] = stored["response"]
-        return response
+        return stored.response
 
-    async def finish(
-        self, principal: str, key: str, fingerprint: str, response: dict[str, Any]
-    ) -> None:
-        value = orjson.dumps({"state": "done", "hash": fingerprint, "response": response})
+    async def finish(self, principal: str, key: str, fingerprint: str, response: Accepted) -> None:
+        value = _Stored(state="done", hash=fingerprint, response=response).model_dump_json()
         with contextlib.suppress(RedisError):
             await self._redis.set(self._key(principal, key), value, ex=self._ttl)
 

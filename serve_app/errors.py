@@ -1,4 +1,7 @@
-"""Translate typed errors into JSON responses: `{"error": {"code", "message", "details"?}}`."""
+"""Translate typed errors into JSON responses: `{"error": {"code", "message", "details"?}}`.
+
+One function (`response_for`) maps every expected error, whoever raised it: a route, a
+dependency (token, body), or the request gate in front of the app (serve_app/gate.py)."""
 
 from __future__ import annotations
 
@@ -35,6 +38,24 @@ _STATUS: dict[type[OrderError], int] = {
     Unavailable: 503,
     RateLimited: 429,
 }
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class RequestRejected(Exception):
+    """A request the API refuses before doing anything: malformed headers or body."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
 
 
 def error_response(
@@ -50,15 +71,15 @@ def error_response(
     return JsonResponse({"error": body}, status_code=status, headers=headers)
 
 
-def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    # Only where and what: never echo the input back (it may hold secrets or huge payloads).
+def validation_details(errors: list[Any], prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Only where and what: never echo the input back (it may hold secrets or huge payloads)."""
     return [
         {
-            "loc": [str(p) for p in err.get("loc", ())],
+            "loc": [*prefix, *(str(p) for p in err.get("loc", ()))],
             "msg": err.get("msg"),
             "type": err.get("type"),
         }
-        for err in exc.errors()
+        for err in errors
     ]
 
 
@@ -66,9 +87,9 @@ _DEPENDENCY_DOWN = (psycopg.OperationalError, PoolTimeout, RedisConnectionError,
 
 
 def response_for(exc: Exception) -> JsonResponse | None:
-    """The answer to a typed error or a backing service that is down; None for anything else.
-
-    Shared by the exception handlers below and the accept fast path (serve_app.fast_accept)."""
+    """The answer to a typed error or a backing service that is down; None for anything else."""
+    if isinstance(exc, RequestRejected):
+        return error_response(exc.status, exc.code, exc.message, exc.details)
     if isinstance(exc, OrderError):
         status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 400)
         retry_after = getattr(exc, "retry_after_s", None)
@@ -91,6 +112,7 @@ def response_for(exc: Exception) -> JsonResponse | None:
 def install(app: FastAPI) -> None:
     """Register the handlers on `app`."""
 
+    @app.exception_handler(RequestRejected)
     @app.exception_handler(OrderError)
     @app.exception_handler(AuthError)
     @app.exception_handler(psycopg.OperationalError)
@@ -104,16 +126,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JsonResponse:
-        details = _validation_details(exc)
-        if any(d["type"] == "json_invalid" for d in details):
-            return error_response(400, "invalid_json", "request body is not valid JSON", details)
+        details = validation_details(list(exc.errors()))
         return error_response(422, "validation_error", "request does not match the schema", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status_code, "http_error"
-        )
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(
             exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
         )

@@ -12,10 +12,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
-from adapters.pg import Row
+from adapters.orders_repo import Pool, timeline_after
 from adapters.status import channel
 from domain.model import OrderStatus, is_terminal
 
@@ -23,20 +21,8 @@ _RECHECK_S = 2.0
 _MAX_STREAM_S = 600.0
 
 
-async def _changes(
-    pool: AsyncConnectionPool[AsyncConnection[Row]], order_id: uuid.UUID, after_id: int
-) -> list[Row]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, status, event, at FROM order_events WHERE order_id = %s AND id > %s "
-            "ORDER BY id",
-            (order_id, after_id),
-        )
-        return await cur.fetchall()
-
-
 async def status_stream(
-    pool: AsyncConnectionPool[AsyncConnection[Row]],
+    pool: Pool,
     redis: aioredis.Redis,
     order_id: uuid.UUID,
 ) -> AsyncIterator[dict[str, Any]]:
@@ -48,7 +34,7 @@ async def status_stream(
     deadline = asyncio.get_running_loop().time() + _MAX_STREAM_S
     try:
         while asyncio.get_running_loop().time() < deadline:
-            for row in await _changes(pool, order_id, last_id):
+            for row in await timeline_after(pool, order_id, last_id):
                 last_id = row["id"]
                 if row["status"] == last_status:
                     continue  # a timeline entry that did not change the status
@@ -75,3 +61,14 @@ async def status_stream(
     finally:
         with contextlib.suppress(Exception):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+class LiveStatus:
+    """The SSE stream's resources: the read pool and the Redis client (pub/sub)."""
+
+    def __init__(self, pool: Pool, redis: aioredis.Redis) -> None:
+        self._pool = pool
+        self._redis = redis
+
+    def stream(self, order_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
+        return status_stream(self._pool, self._redis, order_id)

@@ -1,52 +1,69 @@
-"""Response shapes of the public API (camelCase, as in the seed)."""
+"""Rows as clients see them (serve_app/models.py); optional fields are left unset, not null."""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
-from typing import Any
 
 from adapters.pg import Row
+from domain.catalog import CURRENCY
+from serve_app.models import Accepted, Links, Order, OrderLineView, Stock, TimelineEntry
 
 
 def _money(value: Decimal | float | str) -> float:
     return float(Decimal(str(value)).quantize(Decimal("0.01")))
 
 
-def order_view(row: Row, timeline: list[Row] | None = None) -> dict[str, Any]:
-    """An order as clients see it."""
-    view: dict[str, Any] = {
-        "orderId": str(row["id"]),
-        "customerId": row["customer_id"],
-        "status": row["status"],
-        "items": [
-            {"sku": i["sku"], "qty": i["qty"], "unitPrice": _money(i["unitPrice"])}
+def _entry(t: Row) -> TimelineEntry:
+    if t["detail"]:
+        return TimelineEntry(
+            status=t["status"], event=t["event"], at=t["at"].isoformat(), detail=t["detail"]
+        )
+    return TimelineEntry(status=t["status"], event=t["event"], at=t["at"].isoformat())
+
+
+def order_view(row: Row, timeline: list[Row] | None = None) -> Order:
+    """An order as clients see it (with its timeline when given)."""
+    extra: dict[str, object] = {}
+    if row.get("reason"):
+        extra["reason"] = row["reason"]
+    if timeline is not None:
+        extra["timeline"] = [_entry(t) for t in timeline]
+    return Order(
+        order_id=str(row["id"]),
+        customer_id=row["customer_id"],
+        status=row["status"],
+        items=[
+            OrderLineView(sku=i["sku"], qty=i["qty"], unit_price=_money(i["unitPrice"]))
             for i in row["items"]
         ],
-        "total": _money(row["total"]),
-        "currency": row["currency"],
-        "paymentMethod": row["payment_method"],
-        "createdAt": row["created_at"].isoformat(),
-        "updatedAt": row["updated_at"].isoformat(),
-    }
-    if row.get("reason"):
-        view["reason"] = row["reason"]
-    if timeline is not None:
-        view["timeline"] = [
-            {
-                "status": t["status"],
-                "event": t["event"],
-                "at": t["at"].isoformat(),
-                **({"detail": t["detail"]} if t["detail"] else {}),
-            }
-            for t in timeline
-        ]
-    return view
+        total=_money(row["total"]),
+        currency=row["currency"],
+        payment_method=row["payment_method"],
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
+        **extra,
+    )
 
 
-def inventory_view(row: Row) -> dict[str, Any]:
-    return {
-        "sku": row["sku"],
-        "onHand": row["on_hand"],
-        "reserved": row["reserved"],
-        "available": row["on_hand"] - row["reserved"],
-    }
+def stock_view(row: Row) -> Stock:
+    return Stock(
+        sku=row["sku"],
+        on_hand=row["on_hand"],
+        reserved=row["reserved"],
+        available=row["on_hand"] - row["reserved"],
+    )
+
+
+def accepted_view(order_id: uuid.UUID, total: Decimal) -> Accepted:
+    """The 202 body of an accepted order (also what a replayed Idempotency-Key returns)."""
+    base = f"/api/orders/{order_id}"
+    return Accepted(
+        order_id=str(order_id),
+        status="PENDING",
+        total=float(total),
+        currency=CURRENCY,
+        links=Links.model_validate(
+            {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"}
+        ),
+    )

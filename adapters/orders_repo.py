@@ -1,0 +1,129 @@
+"""The gateway's reads (orders, timelines, stock) and the cancel transaction, in SQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.pg import Row, apply_transitions, insert_outbox, lock_orders
+from domain.events import Envelope
+from domain.model import OrderStatus
+
+Pool = AsyncConnectionPool[AsyncConnection[Row]]
+_ORDER_COLUMNS = (
+    "id, principal, customer_id, status, reason, items, total, currency, payment_method, "
+    "created_at, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """A page of orders, newest first: `principal` None = every principal's (admin)."""
+
+    principal: str | None
+    status: str | None
+    customer_id: str | None
+    after: tuple[datetime, uuid.UUID] | None
+    limit: int
+
+
+async def ping(pool: Pool) -> None:
+    async with pool.connection() as conn:
+        await conn.execute("SELECT 1")
+
+
+async def order_with_timeline(pool: Pool, order_id: uuid.UUID) -> tuple[Row, list[Row]] | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = %s", (order_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        cur = await conn.execute(
+            "SELECT status, event, at, detail FROM order_events WHERE order_id = %s ORDER BY id",
+            (order_id,),
+        )
+        return row, await cur.fetchall()
+
+
+async def order_status(pool: Pool, order_id: uuid.UUID) -> Row | None:
+    """`{status, principal}` of one order."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT status, principal FROM orders WHERE id = %s", (order_id,))
+        return await cur.fetchone()
+
+
+async def order_page(pool: Pool, q: PageQuery) -> list[Row]:
+    """Up to `q.limit` orders (one more than asked tells the caller there is a next page)."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("principal", q.principal), ("status", q.status)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            args.append(value)
+    if q.customer_id is not None:
+        where.append("customer_id = %s")
+        args.append(q.customer_id)
+    if q.after is not None:
+        where.append("(created_at, id) < (%s, %s)")
+        args.extend(q.after)
+    sql = f"SELECT {_ORDER_COLUMNS} FROM orders"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
+    args.append(q.limit)
+    async with pool.connection() as conn:
+        cur = await conn.execute(sql, args)
+        return await cur.fetchall()
+
+
+async def timeline_after(pool: Pool, order_id: uuid.UUID, after_id: int) -> list[Row]:
+    """Timeline entries of an order newer than `after_id` (the SSE stream's re-read)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, status, event, at FROM order_events WHERE order_id = %s AND id > %s "
+            "ORDER BY id",
+            (order_id, after_id),
+        )
+        return await cur.fetchall()
+
+
+async def stock_row(pool: Pool, sku: str) -> Row | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT sku, on_hand, reserved FROM inventory WHERE sku = %s", (sku,)
+        )
+        return await cur.fetchone()
+
+
+class LockedOrder:
+    """An order row locked for update in an open transaction (see `locked_order`)."""
+
+    def __init__(self, conn: AsyncConnection[Row], locked: dict[uuid.UUID, Row], oid: uuid.UUID):
+        self._conn = conn
+        self._locked = locked
+        self.order_id = oid
+        self.row = locked.get(oid)
+
+    async def move(
+        self, target: OrderStatus, event_name: str, detail: dict[str, Any], event: Envelope
+    ) -> None:
+        """Apply a status change with its timeline entry and queue `event`, in this
+        transaction."""
+        await apply_transitions(
+            self._conn, self._locked, [(self.order_id, target, event_name, detail)]
+        )
+        await insert_outbox(self._conn, [event])
+
+
+@asynccontextmanager
+async def locked_order(pool: Pool, order_id: uuid.UUID) -> AsyncIterator[LockedOrder]:
+    """One transaction holding the order's row lock; commits when the block ends normally."""
+    async with pool.connection() as conn:
+        yield LockedOrder(conn, await lock_orders(conn, [order_id]), order_id)

@@ -1,0 +1,34 @@
+"""Handles to the platform's named Ray actors, looked up once and cached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import registry
+from domain.errors import Unavailable
+
+
+class ActorDirectory:
+    """Named actors of the platform's namespace; `Unavailable` (503) when Ray or one is
+    missing. Without Ray (the uvicorn baseline of the benchmark) every lookup is Unavailable."""
+
+    def __init__(self, namespace: str, *, with_ray: bool) -> None:
+        self._namespace = namespace
+        self._with_ray = with_ray
+        self._handles: dict[str, Any] = {}
+
+    @property
+    def with_ray(self) -> bool:
+        return self._with_ray
+
+    def get(self, name: str) -> Any:
+        if not self._with_ray:
+            raise Unavailable("this gateway runs without Ray; use the Serve deployment")
+        handle = self._handles.get(name)
+        if handle is None:
+            try:
+                handle = registry.get_actor(name, self._namespace)
+            except ValueError:
+                raise Unavailable(f"actor {name} is not running; run `make up`") from None
+            self._handles[name] = handle
+        return handle

@@ -1,0 +1,38 @@
+"""Stock of one SKU: read from Postgres, written through the SKU's owner (its shard actor)."""
+
+from __future__ import annotations
+
+from ray.exceptions import RayTaskError
+
+from adapters import orders_repo
+from adapters.orders_repo import Pool
+from adapters.pg import Row
+from core import registry
+from domain.errors import NotFound, OrderError
+from serve_app.actors import ActorDirectory
+from serve_app.models import Stock
+from serve_app.views import stock_view
+
+
+class InventoryService:
+    def __init__(self, pool: Pool, actors: ActorDirectory, shards: int) -> None:
+        self._pool = pool
+        self._actors = actors
+        self._shards = shards
+
+    async def get(self, sku: str) -> Stock:
+        row = await orders_repo.stock_row(self._pool, sku)
+        if row is None:
+            raise NotFound(f"sku {sku} not found in the catalog")
+        return stock_view(row)
+
+    async def set_on_hand(self, sku: str, on_hand: int) -> Stock:
+        """Route the write to the SKU's owner, the inventory shard actor."""
+        shard = self._actors.get(registry.inventory_shard(registry.shard_of(sku, self._shards)))
+        try:
+            row: Row = await shard.set_stock.remote(sku, on_hand)
+        except RayTaskError as exc:  # re-raise the shard's typed error for the HTTP mapping
+            if isinstance(exc.cause, OrderError):
+                raise exc.cause from None
+            raise
+        return stock_view(row)

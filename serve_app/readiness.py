@@ -1,0 +1,77 @@
+"""Readiness of the gateway's dependencies: Postgres, Redis, the payment circuit and, under Ray,
+the outbox relay (with Kafka) and every consumer. Each probe is bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from adapters import orders_repo
+from adapters.orders_repo import Pool
+from adapters.provider import OPENED_AT_KEY, STATE_KEY, open_for
+from core import registry
+from serve_app.actors import ActorDirectory
+from serve_app.models import Readiness
+
+_PROBE_TIMEOUT_S = 2.0
+
+
+class ReadinessProbe:
+    def __init__(
+        self, pool: Pool, redis: aioredis.Redis, actors: ActorDirectory, breaker_reset_s: float
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._actors = actors
+        self._reset_s = breaker_reset_s
+
+    async def report(self) -> Readiness:
+        """Overall status (`up`, `degraded` or `down`) with one entry per dependency."""
+        probes: dict[str, Awaitable[dict[str, Any]]] = {
+            "postgres": self._postgres(),
+            "redis": self._redis_up(),
+            "payments": self._payments(),
+        }
+        if self._actors.with_ray:
+            probes["relay"] = self._actor_health(registry.RELAY)
+            for group in registry.CONSUMERS:
+                probes[f"consumer:{group}"] = self._actor_health(registry.consumer(group))
+            probes[f"consumer:{registry.NOTIFICATION_GROUP}"] = self._actor_health(
+                registry.NOTIFICATION
+            )
+        results = await asyncio.gather(*(_bounded(p) for p in probes.values()))
+        checks = dict(zip(probes, results, strict=True))
+        if "relay" in checks:
+            checks["kafka"] = {"status": checks["relay"].get("kafka", "down")}
+        states = {str(c.get("status")) for c in checks.values()}
+        overall = "up" if states <= {"up"} else ("down" if "down" in states else "degraded")
+        return Readiness(status=overall, checks=checks)
+
+    async def _postgres(self) -> dict[str, Any]:
+        await orders_repo.ping(self._pool)
+        return {"status": "up"}
+
+    async def _redis_up(self) -> dict[str, Any]:
+        await self._redis.ping()
+        return {"status": "up"}
+
+    async def _payments(self) -> dict[str, Any]:
+        state, opened = await self._redis.mget([STATE_KEY, OPENED_AT_KEY])
+        wait = open_for(state, opened, self._reset_s)
+        breaker = {"breaker": "open", "retryAfterS": wait} if wait else {"breaker": "closed"}
+        return {"status": "degraded" if wait else "up", **breaker}
+
+    async def _actor_health(self, name: str) -> dict[str, Any]:
+        health: dict[str, Any] = await self._actors.get(name).health.remote()
+        return health
+
+
+async def _bounded(probe: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        result = await asyncio.wait_for(probe, _PROBE_TIMEOUT_S)
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return result if isinstance(result, dict) else {"status": "down", "error": "bad answer"}

@@ -1,0 +1,114 @@
+"""Order routes: validate, authorize, call one service function; errors map in serve_app/errors.
+
+`POST /api/orders` is the hot path (ADR-008): its dependencies read the token and the body with
+the same code as every other route (there is no second implementation of it), and it answers
+with its own JSON bytes, so FastAPI does not encode the body a second time."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response
+from sse_starlette.sse import EventSourceResponse
+
+from domain.commands import SKU_PATTERN, PlaceOrder
+from domain.model import OrderStatus
+from serve_app import openapi
+from serve_app.deps import Accept, Caller, Live, OrderId, Orders, json_body
+from serve_app.models import Accepted, Cancelled, Order, OrderPage
+
+router = APIRouter(tags=["orders"])
+_PLACE_EXAMPLE = {"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 2}]}
+_READ_ERRORS = openapi.errors(*openapi.AUTHENTICATED, 404)
+
+
+@router.post(
+    "/api/orders",
+    status_code=202,
+    response_model=Accepted,
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        **openapi.errors(*openapi.AUTHENTICATED, 409, 422, 429),
+    },
+    openapi_extra=openapi.body(PlaceOrder, _PLACE_EXAMPLE),
+)
+async def place_order(
+    who: Caller,
+    cmd: Annotated[PlaceOrder, Depends(json_body(PlaceOrder))],
+    accept: Accept,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> Response:
+    """Accept an order: stored with its `order.created` event in one transaction, then 202.
+
+    A customer orders only for customer ids it owns: the first principal to use an id owns it
+    (`customer1` owns `c-1`); another customer's id → 403. Admins order for anyone. With
+    `Idempotency-Key`, a retry with the same body replays the first response (header
+    `Idempotent-Replayed: true`); the same key with another body → 422; while the first is in
+    flight → 409.
+    """
+    body, replayed = await accept.place(who, cmd, idempotency_key)
+    headers = {"Location": body.links.self_}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        body.model_dump_json(), status_code=202, headers=headers, media_type="application/json"
+    )
+
+
+@router.get("/api/orders/{order_id}", responses=_READ_ERRORS, response_model_exclude_unset=True)
+async def get_order(order_id: OrderId, who: Caller, orders: Orders) -> Order:
+    """One order with its timeline (owner or admin; others get 404)."""
+    return await orders.get(who, order_id)
+
+
+@router.get(
+    "/api/orders",
+    responses=openapi.errors(*openapi.AUTHENTICATED, 422),
+    response_model_exclude_unset=True,
+)
+async def list_orders(
+    who: Caller,
+    orders: Orders,
+    status: Annotated[OrderStatus | None, Query()] = None,
+    customer_id: Annotated[str | None, Query(alias="customerId", pattern=SKU_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    """A page of orders, newest first; customers see their own, admins all."""
+    return await orders.list(
+        who,
+        status=status.value if status else None,
+        customer_id=customer_id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.post(
+    "/api/orders/{order_id}/cancel",
+    status_code=202,
+    responses=openapi.errors(*openapi.AUTHENTICATED, 404, 409),
+)
+async def cancel_order(order_id: OrderId, who: Caller, orders: Orders) -> Cancelled:
+    """Cancel while not shipped (202); 409 once shipped or already final."""
+    return await orders.cancel(who, order_id, reason="cancelled by user")
+
+
+@router.get(
+    "/api/orders/{order_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "`status` events: `data` is `{orderId, status, event, at}`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **_READ_ERRORS,
+    },
+)
+async def order_events(
+    order_id: OrderId, who: Caller, orders: Orders, live: Live
+) -> EventSourceResponse:
+    """Server-Sent Events: one `status` event per status change, closing at a final status."""
+    await orders.status_of(who, order_id)  # 404 for strangers, before streaming
+    return EventSourceResponse(live.stream(order_id), ping=15)

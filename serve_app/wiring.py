@@ -1,0 +1,82 @@
+"""What one gateway process opens at start and closes at stop: the resources (Postgres pools,
+the async Redis client, Ray actor handles, an HTTP client to the metrics agent) and the
+services built on them. Routes ask for one service each (serve_app/deps.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from adapters.orders_repo import Pool
+from adapters.pg import open_pool
+from core.priority import renice_process, settle_gc
+from core.settings import Settings
+from serve_app.accept import AcceptService, OrderIntake
+from serve_app.actors import ActorDirectory
+from serve_app.admission import Admission, Idempotency
+from serve_app.faults import FaultInjector
+from serve_app.inventory import InventoryService
+from serve_app.live import LiveStatus
+from serve_app.metrics_proxy import MetricsProxy
+from serve_app.orders_service import OrderService
+from serve_app.readiness import ReadinessProbe
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    accept: AcceptService
+    orders: OrderService
+    inventory: InventoryService
+    faults: FaultInjector
+    live: LiveStatus
+    readiness: ReadinessProbe
+    metrics: MetricsProxy
+    _pool: Pool
+    _redis: aioredis.Redis
+
+    async def close(self) -> None:
+        await self.accept.close()
+        await self.metrics.close()
+        await self._redis.aclose()
+        await self._pool.close()
+
+
+async def open_services(
+    settings: Settings,
+    *,
+    with_ray: bool,
+    on_start: Callable[[Settings], Awaitable[None]] | None = None,
+) -> Services:
+    """Open pools and clients; `on_start` runs first (the composition root passes the step
+    that brings up the platform's actors, see cluster/app.py)."""
+    pool = await open_pool(settings.database_url, settings.db_pool_size, "gateway")
+    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    if with_ray:  # the Serve replica: accepts go ahead of the pipeline (ADR-007)
+        renice_process(settings.gateway_niceness, "gateway replica")
+    if on_start is not None:
+        await on_start(settings)
+    intake_pool = await open_pool(
+        settings.database_url, settings.accept_flushers, "gateway-intake", autocommit=True
+    )
+    actors = ActorDirectory(settings.ray_namespace, with_ray=with_ray)
+    services = Services(
+        settings=settings,
+        accept=AcceptService(
+            Admission(redis, settings.rate_limit_per_min, settings.breaker_reset_s),
+            Idempotency(redis, settings.idempotency_ttl_s),
+            await OrderIntake.open(intake_pool, settings.accept_flushers),
+        ),
+        orders=OrderService(pool),
+        inventory=InventoryService(pool, actors, settings.inventory_shards),
+        faults=FaultInjector(redis, settings.app_env),
+        live=LiveStatus(pool, redis),
+        readiness=ReadinessProbe(pool, redis, actors, settings.breaker_reset_s),
+        metrics=MetricsProxy(settings.metrics_export_port),
+        _pool=pool,
+        _redis=redis,
+    )
+    settle_gc(settings.gateway_gc_gen0_threshold, freeze=settings.gateway_gc_freeze)
+    return services
