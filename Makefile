@@ -17,8 +17,8 @@ status: ## show each part of the stack
 install:
 	@cluster/install.sh
 
-token: ## print a demo JWT (SUB=customer1 ROLE=customer); seed style: no exp
-	@cluster/install.sh >/dev/null && $(PY) -m cli.main token --sub $(SUB) --role $(ROLE)
+token: ## print a demo JWT (SUB=customer1 ROLE=customer); seed style: no exp; needs only .venv
+	@cluster/install.sh --venv-only >/dev/null && $(PY) -m cli.main token --sub $(SUB) --role $(ROLE)
 
 lint:
 	@$(PY) -m ruff check .

@@ -1,6 +1,26 @@
 #!/usr/bin/env bash
 # Installs whatever the local stack needs and is missing. Idempotent; fast when all is there.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# --venv-only: just the Python venv (what `make token` needs), no apt, Maven or npm.
+venv_only=false
+[[ "${1:-}" == --venv-only ]] && venv_only=true
+
+# progress WHAT LOG COMMAND... -> COMMAND with its output in LOG; every 10 s a line with the time
+# so far and the log's last line, so that a first install (minutes) never looks stuck.
+progress() {
+  local what="$1" logfile="$2" start=$SECONDS last=$SECONDS pid
+  shift 2
+  "$@" >>"$logfile" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (( SECONDS - last >= 10 )); then
+      last=$SECONDS
+      log "  $what: $((SECONDS - start))s: $(tail -n 1 "$logfile" | tr -d '\r' | cut -c1-90)"
+    fi
+  done
+  wait "$pid"
+}
 
 need_apt=()
 [[ -n "$PG_BIN" && -x "$PG_BIN/postgres" ]] || need_apt+=(postgresql postgresql-contrib)
@@ -8,10 +28,13 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v wrk >/dev/null || need_apt+=(wrk)
-if (( ${#need_apt[@]} )); then
+if (( ${#need_apt[@]} )) && ! $venv_only; then
   log "apt: installing ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >"$RUN/logs/apt.log" 2>&1 \
+  : >"$RUN/logs/apt.log"
+  progress "apt-get update" "$RUN/logs/apt.log" apt-get update \
+    || die "apt-get update failed; see $RUN/logs/apt.log"
+  progress apt "$RUN/logs/apt.log" \
+    env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}" \
     || die "apt-get install failed; see $RUN/logs/apt.log"
 fi
 
@@ -24,21 +47,25 @@ if [[ ! -f "$stamp" ]]; then
   [[ -x "$PY" ]] || "$py" -m venv "$VENV"
   log "pip: installing the project and its pinned dependencies (first time ~1 min)"
   "$PY" -m pip install -q --upgrade pip >"$RUN/logs/pip.log" 2>&1
-  "$PY" -m pip install -q -c "$ROOT/requirements.lock" -e "$ROOT[dev]" >>"$RUN/logs/pip.log" 2>&1 \
-    || die "pip install failed; see $RUN/logs/pip.log"
+  progress pip "$RUN/logs/pip.log" "$PY" -m pip install --progress-bar off \
+    -c "$ROOT/requirements.lock" -e "$ROOT[dev]" || die "pip install failed; see $RUN/logs/pip.log"
   rm -f "$VENV"/.installed-* && touch "$stamp"
 fi
+$venv_only && exit 0
 
 # Node.js tools for the API collection checks (newman).
 "$ROOT/cluster/install-node-tools.sh" >/dev/null
+# kubectl for the offline checks of k8s/ (Debian's kubernetes-client).
+"$ROOT/cluster/install-kubectl.sh" >/dev/null
 
 # Kafka: the official jars from Maven Central, resolved by Maven's dependency plugin.
 kafka_libs="$RUN/kafka-$KAFKA_VERSION/libs"
 if [[ ! -f "$kafka_libs/.complete" ]]; then
   log "maven: fetching Apache Kafka $KAFKA_VERSION jars into $kafka_libs"
   mkdir -p "$kafka_libs"
-  mvn -q -B -f "$ROOT/cluster/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-    dependency:copy-dependencies -DoutputDirectory="$kafka_libs" -DincludeScope=runtime \
-    >"$RUN/logs/maven.log" 2>&1 || die "maven could not fetch Kafka; see $RUN/logs/maven.log"
+  : >"$RUN/logs/maven.log"
+  progress maven "$RUN/logs/maven.log" mvn -B -f "$ROOT/cluster/kafka/pom.xml" \
+    -Dkafka.version="$KAFKA_VERSION" dependency:copy-dependencies -DoutputDirectory="$kafka_libs" \
+    -DincludeScope=runtime || die "maven could not fetch Kafka; see $RUN/logs/maven.log"
   touch "$kafka_libs/.complete"
 fi

@@ -58,9 +58,11 @@ def test_collection_passes_against_the_running_stack(tmp_path: Path) -> None:
     # `newman run docs/postman/collection.json`, as the README gives it, plus a report to read.
     args = [_newman(), "run", str(COLLECTION.relative_to(ROOT)), *_overrides()]
     args += ["--reporters", "cli,json", "--reporter-json-export", str(report), "--color", "off"]
-    args += ["--timeout-request", "20000"]
+    # A request times out after 20 s without a byte; the whole run after 3 min (the SSE request
+    # only ends at the order's final status, and the stream's keep-alive pings reset the first).
+    args += ["--timeout-request", "20000", "--timeout", "180000"]
     result = subprocess.run(
-        args, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        args, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
     )
     assert report.exists(), result.stdout + result.stderr
 

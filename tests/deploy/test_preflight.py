@@ -106,3 +106,21 @@ def test_not_root_is_named(bare_checkout: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "not root (uid 65534)" in result.stderr
     assert "sudo -E make test" in result.stderr
+
+
+def test_make_token_needs_only_the_venv(tmp_path: Path) -> None:
+    """`make -s token` prints a token without apt, Maven, npm or kubectl (each would leave a
+    mark here), once .venv is there."""
+    marks = tmp_path / "called"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool in ("apt-get", "mvn", "npm", "node", "kubectl", "java"):
+        (fake / tool).write_text(f'#!/bin/sh\necho {tool} >>"{marks}"\nexit 1\n')
+        (fake / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["make", "-s", "token"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().split(".")) == 3, result.stdout
+    assert not marks.exists(), marks.read_text()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs kubectl, which the offline checks of k8s/ run (`kubectl kustomize k8s/`, and each folder
+# of the seed's apply sequence read as `kubectl apply -f` reads it), from Debian's packages
+# (package kubernetes-client; Ubuntu's GitHub runners ship kubectl already). Idempotent.
+#   cluster/install-kubectl.sh        prints the path of kubectl
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+if ! command -v kubectl >/dev/null; then
+  if ! apt-cache policy kubernetes-client 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    apt-get update -qq >/dev/null 2>&1 || true
+  fi
+  apt-cache policy kubernetes-client 2>/dev/null | grep -q 'Candidate: [0-9]' \
+    || die "kubectl is missing and this system's apt has no kubernetes-client package; install kubectl (any version >= 1.20) and run again"
+  log "apt: installing kubernetes-client (kubectl)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client \
+    >"$RUN/logs/apt-kubectl.log" 2>&1 \
+    || die "apt-get install kubernetes-client failed; see $RUN/logs/apt-kubectl.log"
+fi
+command -v kubectl
