@@ -16,6 +16,7 @@ from bench.phase import Phase
 from bench.procs import CpuSampler
 from bench.stats import pct
 from bench.tracker import TERMINAL
+from bench.ui import info
 from bench.workload import Customer, Mix, OrderFactory
 
 _SPAWN_S = 2.5
@@ -92,13 +93,16 @@ async def accept_capacity(
 
 async def drain(dsn: str, principals: list[str], timeout_s: float) -> dict[str, Any]:
     """Wait until every order of `principals` is terminal; the pipeline's rate on that burst."""
-    started = time.time()
+    started = last_line = time.time()
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while True:
             row = await _burst(conn, principals)
             total, open_, first, last = row
             if open_ == 0 or time.time() - started > timeout_s:
                 break
+            if time.time() - last_line >= 5.0:
+                last_line = time.time()
+                info(f"  draining: {open_} of {total} orders not terminal yet")
             await asyncio.sleep(1.0)
     span = (last - first) if first is not None and last is not None else 0.0
     return {

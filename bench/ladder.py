@@ -4,8 +4,10 @@ from the Postgres samples taken while it ran, and whether the pipeline still kee
 A step keeps up when the gateway accepts what is offered, completed/s follows the offered rate
 and the backlog (orders accepted but not yet terminal) does not grow. The ladder stops after
 `Rule.confirm` steps in a row that do not keep up (one miss may be a neighbour's burst on a
-shared box). The saturation point is the highest completed/s of any step: once the offered rate
-is above what the pipeline can do, completed/s is what it can do.
+shared box). The saturation point is the highest completed/s of any step, each step counted at
+most at its offered rate: once the offered rate is above what the pipeline can do, completed/s
+is what it can do; below, a step that also works off an earlier step's backlog completes more
+than it is offered, which the pipeline has not shown it can sustain.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class Rule:
 @dataclass(frozen=True)
 class Verdict:
     saturated: bool  # the ladder found the point (else it ran out of steps)
-    completed_per_s: float  # the highest completed/s of any step
+    completed_per_s: float  # the highest completed/s of any step, at most its offered rate
     at_step: int | None  # index of that step
     misses: int  # steps that did not keep up
 
@@ -132,5 +134,6 @@ def judge(steps: Sequence[Step], rule: Rule) -> Verdict:
             run = 0
     if not steps:
         return Verdict(False, 0.0, None, 0)
-    best = max(range(len(steps)), key=lambda i: steps[i].completed_per_s)
-    return Verdict(run >= rule.confirm, steps[best].completed_per_s, best, missed)
+    sustained = [min(s.completed_per_s, s.offered_per_s) for s in steps]
+    best = max(range(len(steps)), key=lambda i: sustained[i])
+    return Verdict(run >= rule.confirm, sustained[best], best, missed)

@@ -156,12 +156,13 @@ class CpuSampler:
             seen[pid] = used
             group = self.own.get(pid) or self._groups.get(pid)
             if group is None:
+                cmdline = list(info.get("cmdline") or [])
                 group = classify(
-                    str(info.get("name") or ""),
-                    list(info.get("cmdline") or []),
-                    str(info.get("username") or ""),
+                    str(info.get("name") or ""), cmdline, str(info.get("username") or "")
                 )
-                self._groups[pid] = group
+                # an idle Ray worker becomes an actor when one (re)starts: ask again next time
+                if not (cmdline and str(cmdline[0]).startswith("ray::IDLE")):
+                    self._groups[pid] = group
             if record:
                 # a process born since the last scan counts from 0; one we could not read
                 # before (or a reused pid) counts from now on

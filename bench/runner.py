@@ -172,6 +172,11 @@ async def _warm_up(opts: Options, settings: Settings, tag: str, cpu: CpuSampler)
     finally:
         await tracker.close()
     keys = ("accepted_per_s", "completed", "p50_accept_ms", "p99_accept_ms", "p99_e2e_ms", "lost")
+    info(
+        "warm-up done: "
+        + ", ".join(f"{k} {figures[k]}" for k in keys)
+        + " (not in the figures of the main run)"
+    )
     return {k: figures[k] for k in keys} | {"duration_s": load.duration_s}
 
 
@@ -223,8 +228,12 @@ async def _capacity(
             cpu=cpu,
         )
         info(f"  {name}: {res['ok_rps']} accepted/s, p99 {res['p99_ms']} ms; draining")
-        res["drain"] = await ceiling.drain(
+        res["drain"] = drained = await ceiling.drain(
             settings.database_url, [p.customer_id for p in people], opts.drain_timeout_s
+        )
+        info(
+            f"  {name}: {drained['orders']} orders drained in {drained['waited_s']}s "
+            f"({drained['burst_completed_per_s']} completed/s, {drained['unfinished']} unfinished)"
         )
         out[name] = res
     return out

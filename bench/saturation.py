@@ -118,7 +118,8 @@ async def _climb(
 ) -> None:
     """Sample once a second; judge each step when it ends; stop at saturation."""
     last_line = t0
-    while not phase.done and len(climb.steps) < len(climb.rates):
+    deadline = t0 + len(climb.rates) * plan.step_s + 30.0
+    while len(climb.steps) < len(climb.rates) and time.time() < deadline:
         await asyncio.sleep(1.0 - time.time() % 1.0)
         climb.records.extend(phase.drain())
         climb.samples.append(await probe.sample())

@@ -67,3 +67,41 @@ def test_classify_new_actor_classes_under_their_own_name() -> None:
     assert classify("python", ["ray::IDLE"], "u") == "ray-system"
     assert classify("python", ["ray::DashboardAgent"], "u") == "ray-system"
     assert classify("python", ["ray::some_task()"], "u") == "ray-system"
+
+
+class _Proc:
+    def __init__(self, pid: int, title: str, cpu_s: float) -> None:
+        times = type("T", (), {"user": cpu_s, "system": 0.0})()
+        self.info = {
+            "pid": pid,
+            "name": "python",
+            "cmdline": [title],
+            "username": "u",
+            "cpu_times": times,
+            "create_time": 0.0,
+        }
+
+
+def test_an_idle_ray_worker_that_becomes_an_actor_counts_as_that_actor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import procs
+
+    scans = iter(
+        [
+            [_Proc(7, "ray::IDLE", 1.0), _Proc(8, "ray::ShippingActor", 1.0)],
+            [_Proc(7, "ray::IDLE", 1.5), _Proc(8, "ray::ShippingActor", 2.0)],
+            [_Proc(7, "ray::PaymentShard", 3.5), _Proc(8, "ray::ShippingActor", 2.5)],
+        ]
+    )
+    fake = type("PS", (), {"process_iter": staticmethod(lambda attrs: next(scans))})()
+    monkeypatch.setattr(procs, "psutil_module", lambda: fake)
+    sampler = procs.CpuSampler()
+    sampler.start()
+    sampler.sample()
+    sampler.sample()
+    assert sampler.totals == {
+        "ray-system": pytest.approx(0.5),
+        "actor:shipping": pytest.approx(1.5),
+        "actor:payment": pytest.approx(2.0),
+    }

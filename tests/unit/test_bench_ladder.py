@@ -95,6 +95,13 @@ def test_saturation_needs_consecutive_misses_and_is_the_best_completed_rate() ->
     assert judge(steps[:-1], Rule(confirm=1)).saturated
 
 
+def test_a_step_working_off_an_earlier_backlog_counts_at_its_offered_rate() -> None:
+    steps = [_step(100, 40, growth=60), _step(160, 230, growth=-70), _step(220, 150, growth=70)]
+    verdict = judge(steps, Rule())
+    assert verdict.completed_per_s == 160  # not 230: that step also drained the first one's
+    assert verdict.at_step == 1
+
+
 def test_no_steps_no_saturation() -> None:
     verdict = judge([], Rule())
     assert not verdict.saturated and verdict.at_step is None and verdict.completed_per_s == 0
