@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Entry point of the compose `ray-head` container: the Ray head node, then the same steps as
-# `make up` (migrate, seed, topics, deploy) against the compose services. Ray stays in the
-# foreground (--block), so the container lives exactly as long as the head node.
+# Entry point of the compose `ray-head` container: the Ray head node, then `deploy` (actors and
+# the Serve app), the last step of `make up`. The steps before it (migrate, seed, topics) ran in
+# the one-shot `init` service, which compose waits for (service_completed_successfully). Ray
+# stays in the foreground (--block), so the container lives exactly as long as the head node.
 set -euo pipefail
 
 GCS_PORT="${RAY_GCS_PORT:-6390}"
@@ -15,9 +16,6 @@ until ray status --address="127.0.0.1:$GCS_PORT" >/dev/null 2>&1; do
   sleep 1
 done
 
-python -m cli.main migrate
-python -m cli.main seed
-python -m cli.main topics
 RAY_ADDRESS="127.0.0.1:$GCS_PORT" python -m cli.main deploy
 echo "ray-head: API on :${HTTP_PORT:-8080}, dashboard on :${DASHBOARD_PORT:-8265}"
 wait "$ray_pid"
