@@ -44,7 +44,8 @@ Saturation = Annotated[
     bool, typer.Option(help="step phase to the saturation point, then latency by load")
 ]
 StepStart = Annotated[float, typer.Option(help="first offered rate of the step phase", min=1)]
-StepInc = Annotated[float, typer.Option(help="orders/s added per step", min=1)]
+StepInc = Annotated[float, typer.Option(help="orders/s added per step (at least)", min=1)]
+StepGrowth = Annotated[float, typer.Option(help="or this share of the rate, if more", min=0)]
 StepS = Annotated[int, typer.Option(help="seconds per step", min=3)]
 StepSettle = Annotated[float, typer.Option(help="seconds left out at the start of a step")]
 StepMax = Annotated[float, typer.Option(help="highest rate the ladder may offer")]
@@ -81,6 +82,7 @@ def bench(
     saturation: Saturation = True,
     step_start: StepStart = 100.0,
     step_inc: StepInc = 60.0,
+    step_growth: StepGrowth = 0.15,
     step_duration: StepS = 15,
     step_settle: StepSettle = 5.0,
     step_max: StepMax = 2000.0,
@@ -132,7 +134,12 @@ def _options(o: dict[str, Any]) -> Options:
         niceness=o["generator_nice"],
     )
     steps = Plan(
-        o["step_start"], o["step_inc"], o["step_duration"], o["step_settle"], o["step_max"]
+        start_per_s=o["step_start"],
+        inc_per_s=o["step_inc"],
+        step_s=o["step_duration"],
+        settle_s=o["step_settle"],
+        max_per_s=o["step_max"],
+        growth=o["step_growth"],
     )
     return Options(
         load=load,

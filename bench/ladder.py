@@ -67,15 +67,17 @@ class Verdict:
     misses: int  # steps that did not keep up
 
 
-def rates(start: float, inc: float, max_rate: float) -> list[float]:
-    """The offered rates of the ladder: `start`, `start + inc`, ... up to `max_rate`."""
-    if start <= 0 or inc <= 0:
-        raise ValueError("the ladder needs start > 0 and inc > 0")
+def rates(start: float, inc: float, max_rate: float, growth: float = 0.0) -> list[float]:
+    """The offered rates of the ladder from `start` up to `max_rate`, each step adding `inc` or
+    `growth` times the current rate, whichever is more (fewer steps to a high saturation point;
+    the point itself is measured as completed/s, not read off the grid)."""
+    if start <= 0 or inc <= 0 or growth < 0:
+        raise ValueError("the ladder needs start > 0, inc > 0 and growth >= 0")
     out: list[float] = []
     rate = start
     while rate <= max_rate + 1e-9:
-        out.append(round(rate, 3))
-        rate += inc
+        out.append(round(rate, 1))
+        rate += max(inc, growth * rate)
     return out
 
 

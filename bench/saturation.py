@@ -38,6 +38,7 @@ class Plan:
     step_s: int = 15
     settle_s: float = 5.0  # left out at the start of each step (the pipeline's delay)
     max_per_s: float = 2000.0
+    growth: float = 0.15  # a step adds max(inc_per_s, growth × rate)
     drain_timeout_s: float = 120.0
     rule: ladder.Rule = field(default_factory=ladder.Rule)
 
@@ -69,14 +70,14 @@ async def find(
     load: Load, plan: Plan, people: list[Customer], prefix: str, dsn: str, cpu: CpuSampler
 ) -> dict[str, Any]:
     """Climb the ladder with `people` (whose ids start with `prefix`); the phase's figures."""
-    rates = ladder.rates(plan.start_per_s, plan.inc_per_s, plan.max_per_s)
+    rates = ladder.rates(plan.start_per_s, plan.inc_per_s, plan.max_per_s, plan.growth)
     t0 = time.time() + _SPAWN_S
     phase = Phase(_specs(load, people, rates, plan.step_s, t0))
     for pid in phase.start():
         cpu.own[pid] = "loadgen"
     info(
-        f"step phase: {rates[0]:g}/s, +{plan.inc_per_s:g}/s every {plan.step_s}s until the "
-        f"pipeline stops keeping up (at most {rates[-1]:g}/s)"
+        f"step phase: {rates[0]:g}/s, +max({plan.inc_per_s:g}/s, {plan.growth:.0%}) every "
+        f"{plan.step_s}s until the pipeline stops keeping up (at most {rates[-1]:g}/s)"
     )
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         probe = _Probe(conn, prefix, t0 - 5.0)

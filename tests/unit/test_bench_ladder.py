@@ -45,6 +45,8 @@ def _simulate(offered: list[float], capacity: float, step_s: int = 15) -> list[S
 def test_rates_climb_by_the_increment_up_to_the_cap() -> None:
     assert rates(100, 60, 400) == [100, 160, 220, 280, 340, 400]
     assert rates(100, 60, 99) == []
+    # or a share of the rate, when that is more: 400 + 60, 460 + 69, 529 + 79.4
+    assert rates(100, 60, 700, growth=0.15)[5:] == [400, 460, 529, 608.4, 699.6]
     with pytest.raises(ValueError):
         rates(0, 60, 400)
 
