@@ -114,9 +114,12 @@ def reserve(
         if req.order_id in decided:
             out.results.append(decided[req.order_id] <= {HELD, COMMITTED})
             continue
+        wanted: dict[str, int] = {}
+        for sku, qty in req.lines:  # a SKU on two lines counts once, with both quantities
+            wanted[sku] = wanted.get(sku, 0) + qty
         ok = all(
             sku in stock and stock[sku].available - out.delta.get(sku, 0) >= qty
-            for sku, qty in req.lines
+            for sku, qty in wanted.items()
         )
         out.results.append(ok)
         if ok:

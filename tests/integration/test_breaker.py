@@ -30,7 +30,7 @@ def test_open_breaker_refuses_new_orders_and_in_flight_ones_resume(
         assert resp.status_code == 503
         assert int(resp.headers["Retry-After"]) >= 1
         assert resp.json()["error"]["code"] == "unavailable"
-        ready = api.http.get("/ready").json()
+        ready = api.http.get("/ready", headers=api.admin).json()
         assert ready["status"] == "degraded"
         assert ready["checks"]["payments"]["breaker"] == "open"
         assert accepted, "orders accepted before the circuit opened are in flight"
@@ -46,5 +46,5 @@ def test_open_breaker_refuses_new_orders_and_in_flight_ones_resume(
         (accepted,),
     ).fetchall()
     assert len(charges) == len(accepted) and all(r["n"] == 1 for r in charges)
-    wait_breaker_admits(api.http)
+    wait_breaker_admits(api)
     assert api.place(customer, [("SKU-4", 1)]).status_code == 202

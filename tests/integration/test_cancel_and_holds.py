@@ -78,7 +78,7 @@ def test_unpaid_hold_expires_cancels_and_returns_stock(
         order = api.wait_status(customer, order_id, "CANCELLED")
     finally:
         api.fault("payment-provider", False)
-        wait_breaker_admits(api.http)
+        wait_breaker_admits(api)
     assert order["reason"] == "reservation hold expired before payment"
     wait_until(lambda: api.stock(sku)["available"] == 4, what="expired hold released")
     assert _payment(pg, order_id) is None  # never charged, also after the provider recovers

@@ -55,10 +55,9 @@ def test_hundreds_of_racing_orders_sell_exactly_the_stock(
     sku, stock, racers = "SKU-88", 40, 300
     api.set_available(sku, stock)
     on_hand_before = api.stock(sku)["onHand"]
-    bodies = [
-        (f"racer-{uuid.uuid4().hex[:8]}", {"customerId": "race", "items": [{"sku": sku, "qty": 1}]})
-        for _ in range(racers)
-    ]
+    # each racer is its own principal and customer (a customer id belongs to one principal)
+    names = [f"racer-{uuid.uuid4().hex[:8]}" for _ in range(racers)]
+    bodies = [(n, {"customerId": n, "items": [{"sku": sku, "qty": 1}]}) for n in names]
     responses = asyncio.run(_fire(base_url, bodies, mint))
     assert Counter(r.status_code for r in responses) == {202: racers}
     ids = [r.json()["orderId"] for r in responses]
@@ -86,11 +85,12 @@ def test_overlapping_multi_sku_orders_never_oversell_or_hold_partially(
     bodies = []
     for i in range(150):
         pair = [skus[i % 3], skus[(i + 1) % 3]]
+        name = f"multi-{uuid.uuid4().hex[:8]}"
         bodies.append(
             (
-                f"multi-{uuid.uuid4().hex[:8]}",
+                name,
                 {
-                    "customerId": "multi",
+                    "customerId": name,
                     "items": [{"sku": pair[0], "qty": 1}, {"sku": pair[1], "qty": 2}],
                 },
             )

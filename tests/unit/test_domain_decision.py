@@ -1,0 +1,62 @@
+"""Applying a decision's moves through the state machine, and notifications, over plain data."""
+
+from __future__ import annotations
+
+import uuid
+
+from domain import notifications
+from domain.decision import Move, apply_moves
+from domain.events import new_event
+from domain.model import OrderStatus
+from tests.unit.domain_fixtures import order
+
+
+def test_a_legal_move_applies_and_updates_the_view() -> None:
+    o = order(OrderStatus.PENDING)
+    orders = {o.order_id: o}
+    [result] = apply_moves(orders, [Move(o.order_id, OrderStatus.RESERVED, "StockReserved")])
+    assert result.applied and result.previous == OrderStatus.PENDING
+    assert orders[o.order_id].status == OrderStatus.RESERVED
+
+
+def test_an_illegal_move_is_not_applied() -> None:
+    o = order(OrderStatus.DELIVERED)
+    orders = {o.order_id: o}
+    [result] = apply_moves(orders, [Move(o.order_id, OrderStatus.CANCELLED, "OrderCancelled")])
+    assert not result.applied
+    assert orders[o.order_id].status == OrderStatus.DELIVERED
+
+
+def test_a_move_of_an_unknown_order_is_not_applied() -> None:
+    [result] = apply_moves({}, [Move(uuid.uuid4(), OrderStatus.RESERVED, "StockReserved")])
+    assert not result.applied and result.previous is None
+
+
+def test_two_moves_of_one_order_in_a_batch_chain() -> None:
+    o = order(OrderStatus.PAID)
+    moves = [
+        Move(o.order_id, OrderStatus.SHIPPED, "ShipmentShipped"),
+        Move(o.order_id, OrderStatus.DELIVERED, "ShipmentDelivered"),
+    ]
+    assert [r.applied for r in apply_moves({o.order_id: o}, moves)] == [True, True]
+
+
+def test_a_notification_is_rendered_for_each_customer_facing_event() -> None:
+    oid = uuid.uuid4()
+    events = [
+        new_event("StockReserved", oid, customerId="c-1"),
+        new_event("ShippingUpdated", oid, customerId="c-1", shipmentStatus="CREATED"),
+        new_event(
+            "ShippingUpdated", oid, customerId="c-1", shipmentStatus="SHIPPED", tracking="T1"
+        ),
+    ]
+    rows = notifications.to_send(events)
+    assert [m.status for _, m in rows] == ["RESERVED", "SHIPPED"]
+    assert "T1" in rows[1][1].text
+
+
+def test_a_sent_notification_becomes_a_notification_sent_event() -> None:
+    oid = uuid.uuid4()
+    [(_, message)] = notifications.to_send([new_event("StockReserved", oid, customerId="c-1")])
+    event = notifications.sent(oid, message)
+    assert event.type == "NotificationSent" and event.data["status"] == "RESERVED"

@@ -1,0 +1,91 @@
+"""Shipment rules over plain data: creation, steps, failure, cancellation, replays, holds."""
+
+from __future__ import annotations
+
+from domain import shipping as rules
+from domain.model import OrderStatus
+from domain.shipping import Shipment
+from tests.unit.domain_fixtures import order
+
+
+def _fixed() -> str:
+    return "TRK1"
+
+
+def test_a_paid_order_gets_one_created_shipment_and_an_event() -> None:
+    o = order(OrderStatus.PAID)
+    out = rules.create([(o, False)], tracking=_fixed)
+    assert out.shipments == [Shipment(o.order_id, rules.CREATED, False, "TRK1")]
+    assert [n.event for n in out.decision.notes] == ["ShipmentCreated"]
+    assert [e.data["shipmentStatus"] for e in out.decision.events] == ["CREATED"]
+    assert out.decision.moves == []
+
+
+def test_an_order_cancelled_after_payment_gets_no_shipment() -> None:
+    out = rules.create([(order(OrderStatus.CANCELLED), False), (None, False)], tracking=_fixed)
+    assert out.shipments == [] and out.decision.events == []
+
+
+def test_the_fault_flag_travels_with_the_shipment() -> None:
+    out = rules.create([(order(OrderStatus.PAID), True)], tracking=_fixed)
+    assert out.shipments[0].fail
+
+
+def test_next_step_follows_created_then_shipped() -> None:
+    assert rules.next_step(rules.CREATED) == rules.SHIPPED
+    assert rules.next_step(rules.SHIPPED) == rules.DELIVERED
+    assert rules.next_step(rules.DELIVERED) is None
+
+
+def _advance(status: OrderStatus, ship: str, step: str, *, fail: bool = False, held: bool = False):  # type: ignore[no-untyped-def]
+    o = order(status)
+    s = Shipment(o.order_id, ship, fail, "TRK1")
+    out = rules.advance(
+        {o.order_id: step}, {o.order_id: s}, {o.order_id: o}, {o.customer_id} if held else set()
+    )
+    return o, out
+
+
+def test_a_created_shipment_ships_and_its_delivery_follows() -> None:
+    o, out = _advance(OrderStatus.PAID, rules.CREATED, rules.SHIPPED)
+    assert out.updates == [(rules.SHIPPED, o.order_id)]
+    assert [m.target for m in out.decision.moves] == [OrderStatus.SHIPPED]
+    assert out.follow == [o.order_id]
+
+
+def test_a_shipped_shipment_is_delivered() -> None:
+    o, out = _advance(OrderStatus.SHIPPED, rules.SHIPPED, rules.DELIVERED)
+    assert [m.target for m in out.decision.moves] == [OrderStatus.DELIVERED]
+    assert out.follow == []
+
+
+def test_a_failing_shipment_refunds_the_order() -> None:
+    o, out = _advance(OrderStatus.PAID, rules.CREATED, rules.SHIPPED, fail=True)
+    [move] = out.decision.moves
+    assert move.target == OrderStatus.REFUNDED
+    assert move.detail is not None and move.detail["reason"] == rules.FAILED_REASON
+    assert out.updates == [(rules.FAILED, o.order_id)] and out.follow == []
+
+
+def test_a_replayed_step_does_nothing() -> None:
+    _, out = _advance(OrderStatus.SHIPPED, rules.SHIPPED, rules.SHIPPED)
+    assert out.updates == [] and out.decision.moves == []
+
+
+def test_a_shipment_of_a_cancelled_order_is_cancelled_without_moving_the_order() -> None:
+    o, out = _advance(OrderStatus.CANCELLED, rules.CREATED, rules.SHIPPED)
+    assert out.updates == [(rules.CANCELLED, o.order_id)]
+    assert out.decision.moves == []
+
+
+def test_a_held_customer_waits_while_paid() -> None:
+    o, out = _advance(OrderStatus.PAID, rules.CREATED, rules.SHIPPED, held=True)
+    assert out.held == [(rules.SHIPPED, o.order_id)]
+    assert out.updates == [] and out.decision.moves == []
+
+
+def test_every_step_event_carries_the_tracking_number() -> None:
+    _, out = _advance(OrderStatus.PAID, rules.CREATED, rules.SHIPPED)
+    assert all(
+        m.emits is not None and m.emits.data["tracking"] == "TRK1" for m in out.decision.moves
+    )
