@@ -1,7 +1,8 @@
 """Group commit: many concurrent callers, one Postgres transaction per batch.
 
 A transaction per request is the ceiling of the accept path on a small box; batching the rows of
-concurrent requests into one transaction (`executemany`) roughly doubles it (see docs/adr).
+concurrent requests into one transaction (one multi-row statement since ADR-005) roughly
+doubles it (docs/adr/ADR-003, ADR-005).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ payments = sa.Table(
     sa.Column("order_id", UUID(as_uuid=True), primary_key=True),  # at most one charge per order
     sa.Column("customer_id", sa.Text, nullable=False, index=True),
     sa.Column("amount", sa.Numeric(14, 2), nullable=False),
-    sa.Column("status", sa.Text, nullable=False),  # AUTHORIZED | DECLINED | REFUNDED | VOIDED
+    sa.Column("status", sa.Text, nullable=False),  # AUTHORIZED | DECLINED | CAPTURED | REFUNDED
     sa.Column("reason", sa.Text),
     sa.Column("provider_ref", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
