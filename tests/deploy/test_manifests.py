@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import re
-import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,7 +87,7 @@ def test_builtin_kind_is_valid_kubernetes_strictly(rid: str) -> None:
 
 
 def test_kubernetes_validate_rejects_an_unknown_field() -> None:
-    service = copy.deepcopy(m.resource("Service", "api-gateway"))
+    service = copy.deepcopy(m.resource("Service", "postgres"))
     service["spec"]["port"] = 80
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(service, m.K8S_VERSION, strict=True)
@@ -135,35 +136,155 @@ def test_serve_import_path_imports_and_declares_the_configured_deployments() -> 
     assert configured <= {app._bound_deployment.name}
 
 
-def test_head_has_no_cpus_and_workers_autoscale_in_tree() -> None:
+def _group(name: str) -> dict[str, Any]:
+    (group,) = [g for g in _cluster()["workerGroupSpecs"] if g["groupName"] == name]
+    return group
+
+
+def _deployment() -> dict[str, Any]:
+    (deployment,) = _serve_config()["applications"][0]["deployments"]
+    return deployment
+
+
+def _custom_resources(group: dict[str, Any]) -> dict[str, float]:
+    """rayStartParams.resources, KubeRay's quoted JSON ('"{\\"gateway\\": 1}"')."""
+    raw = group["rayStartParams"].get("resources", '"{}"')
+    resources: dict[str, float] = json.loads(json.loads(raw))
+    return resources
+
+
+def test_worker_groups_autoscale_in_tree_and_the_head_has_no_cpus() -> None:
     cluster = _cluster()
     assert cluster["enableInTreeAutoscaling"] is True
     assert cluster["rayVersion"] == importlib.import_module("ray").__version__
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    assert {g["groupName"] for g in cluster["workerGroupSpecs"]} == {"gateway", "pipeline"}
     for group in cluster["workerGroupSpecs"]:
         assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
         assert group["maxReplicas"] > group["minReplicas"]
-    (deployment,) = _serve_config()["applications"][0]["deployments"]
+
+
+def test_gateway_replicas_go_only_to_gateway_pods_one_per_pod() -> None:
+    gateway, deployment = _group("gateway"), _deployment()
+    assert gateway["rayStartParams"]["num-cpus"] == "0"
+    per_pod = _custom_resources(gateway)["gateway"]
+    options = deployment["ray_actor_options"]
+    assert options["num_cpus"] == 0 and options["resources"] == {"gateway": per_pod}
+    assert deployment["max_replicas_per_node"] == 1
     scaling = deployment["autoscaling_config"]
-    assert scaling["max_replicas"] > scaling["min_replicas"] >= 1
-    # Replicas need CPU so that the KubeRay autoscaler sees demand and adds workers.
-    assert deployment["ray_actor_options"]["num_cpus"] > 0
+    # Every gateway pod holds a replica (so it is ready and serves), and the autoscaler adds a
+    # pod for each replica that does not fit.
+    assert scaling["min_replicas"] == gateway["minReplicas"] >= 2
+    assert scaling["max_replicas"] == gateway["maxReplicas"] > scaling["min_replicas"]
 
 
-def test_api_gateway_service_reaches_the_serve_proxies_on_port_80() -> None:
-    service = m.resource("Service", "api-gateway")
+def test_pipeline_actors_go_only_to_pipeline_pods() -> None:
+    """The actors ask for ACTOR_NUM_CPUS each; only pipeline pods offer CPUs to Ray."""
+    env = _env(_app_containers()["head"])
+    fields = Settings.model_fields
+    settings = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in fields})
+    assert settings.actor_num_cpus > 0
+    pipeline = _group("pipeline")
+    assert "num-cpus" not in pipeline["rayStartParams"] and not _custom_resources(pipeline)
+    cpu = float(pipeline["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
+    assert cpu * 10 >= 11 * settings.actor_num_cpus * 10  # 11 actors at the defaults fit a pod
+    others = [_cluster()["headGroupSpec"], _group("gateway")]
+    assert all(g["rayStartParams"]["num-cpus"] == "0" for g in others)
+
+
+def test_api_gateway_is_the_rayservices_serve_service_on_port_80() -> None:
+    """KubeRay creates `api-gateway` and keeps it on the active cluster's serving pods, so
+    `kubectl -n orders port-forward svc/api-gateway 8080:80` works; k8s/ has no such Service
+    of its own (it would select the pods of both clusters)."""
+    service = _rayservice()["spec"]["serveService"]
+    assert (service["metadata"]["name"], service["metadata"]["namespace"]) == (
+        "api-gateway",
+        "orders",
+    )
     (port,) = service["spec"]["ports"]
-    assert port["port"] == 80
+    assert port == {"name": "serve", "port": 80, "targetPort": "serve"}
+    assert "selector" not in service["spec"]  # KubeRay sets it
+    assert not [
+        d
+        for d in RESOURCES.values()
+        if d["kind"] == "Service" and d["metadata"]["name"] == "api-gateway"
+    ]
     serve_port = _serve_config()["http_options"]["port"]
     assert serve_port == Settings.model_fields["http_port"].default == 8080
-    pods = [_cluster()["headGroupSpec"]["template"]]
-    pods += [g["template"] for g in _cluster()["workerGroupSpecs"]]
-    kuberay_labels = {"ray.io/is-ray-node": "yes", "ray.io/serve": "true"}
-    for pod in pods:
-        container = pod["spec"]["containers"][0]
-        assert _port(container, port["targetPort"]) == serve_port
-        labels = {**pod["metadata"]["labels"], **kuberay_labels}
-        assert service["spec"]["selector"].items() <= labels.items()
+    head = _cluster()["headGroupSpec"]["template"]["spec"]["containers"][0]
+    gateway = _group("gateway")["template"]["spec"]["containers"][0]
+    assert _port(head, "serve") == _port(gateway, "serve") == serve_port
+    # Pipeline pods run no Serve proxy: no `serve` port keeps them out of the Service (named
+    # targetPort), and their own readiness probe keeps KubeRay from adding a proxy check.
+    pipeline = _group("pipeline")["template"]["spec"]["containers"][0]
+    assert "serve" not in {p["name"] for p in pipeline["ports"]}
+    assert pipeline["readinessProbe"]["httpGet"] == {"path": "/api/healthz", "port": 52365}
+    assert "readinessProbe" not in gateway
+
+
+def test_serve_options_have_one_source_of_truth() -> None:
+    """serveConfigV2 overrides the deployment's options, so the ConfigMap must not pretend
+    to set them."""
+    config = m.resource("ConfigMap", "orders-config")["data"]
+    owned = {"MAX_ONGOING_REQUESTS", "MAX_QUEUED_REQUESTS", "GATEWAY_REPLICAS", "SERVE_ACCESS_LOG"}
+    assert not owned & config.keys()
+    deployment = _deployment()
+    for option in ("max_ongoing_requests", "max_queued_requests", "autoscaling_config"):
+        assert option in deployment
+
+
+def test_upgrades_cannot_deadlock_on_the_shards_ownership_locks() -> None:
+    """No second cluster beside the first (docs/adr/ADR-010-kuberay-upgrades.md)."""
+    assert _rayservice()["spec"]["upgradeStrategy"] == {"type": "None"}
+    adr = (m.ROOT / "docs" / "adr" / "ADR-010-kuberay-upgrades.md").read_text()
+    assert "upgradeStrategy" in adr and "advisory lock" in adr
+
+
+def test_gcs_fault_tolerance_uses_the_external_redis_with_its_secret() -> None:
+    options = _cluster()["gcsFaultToleranceOptions"]
+    host, port = options["redisAddress"].split(":")
+    assert m.resource("Service", host)["spec"]["ports"][0]["port"] == int(port)
+    redis = m.resource("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
+    redis_env = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in redis["env"]}
+    assert options["redisUsername"]["valueFrom"]["secretKeyRef"] == redis_env["REDIS_USER"]
+    assert options["redisPassword"]["valueFrom"]["secretKeyRef"] == redis_env["REDIS_PASSWORD"]
+    assert "--user default off" in " ".join(redis["args"])
+
+
+def test_secrets_reach_pods_only_as_secret_env() -> None:
+    """Secrets go Secret -> env on the head and every worker, never into serveConfigV2 (which
+    the Ray dashboard shows) or the ConfigMap."""
+    secrets = {
+        value
+        for d in RESOURCES.values()
+        if d["kind"] == "Secret"
+        for key, value in d["stringData"].items()
+        if key != "username"
+    }
+    config = _rayservice()["spec"]["serveConfigV2"]
+    assert "runtime_env" not in config and not [v for v in secrets if v in config]
+    config_map = m.resource("ConfigMap", "orders-config")["data"]
+    assert not [v for v in secrets if v in config_map.values()]
+    for name, container in _app_containers().items():
+        refs = {v["name"] for v in container["env"] if "valueFrom" in v}
+        assert {"JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD"} <= refs, name
+
+
+def test_disruption_budgets_allow_drains() -> None:
+    budgets = [d for d in RESOURCES.values() if d["kind"] == "PodDisruptionBudget"]
+    groups = {g["groupName"]: g for g in _cluster()["workerGroupSpecs"]}
+    covered = set()
+    for budget in budgets:
+        spec = budget["spec"]
+        selector = spec["selector"]["matchLabels"]
+        assert selector.get("ray.io/node-type") == "worker", "no budget may pin the head"
+        # Pods of a RayCluster (no scale subresource): only an integer minAvailable works.
+        assert "maxUnavailable" not in spec and isinstance(spec["minAvailable"], int)
+        group = groups[selector["ray.io/group"]]
+        assert spec["minAvailable"] < group["minReplicas"], "no eviction would be allowed"
+        assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+        covered.add(selector["ray.io/group"])
+    assert covered == set(groups)
 
 
 def test_ray_metrics_port_is_the_apps_and_not_the_serve_port() -> None:
@@ -204,12 +325,91 @@ def test_init_job_prepares_schema_catalog_and_topics_in_order() -> None:
     assert "&&" in command
 
 
-def test_kustomize_builds_every_object() -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(m.K8S)], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
-    built = [d for d in yaml.safe_load_all(out) if d]
-    assert len(built) == len(RESOURCES)
+def _kubectl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl with a kubeconfig whose server cannot answer: whatever these checks prove, they
+    prove offline (and never reach a local service on kubectl's default localhost:8080)."""
+    binary = subprocess.run(
+        [str(m.ROOT / "cluster" / "install-kubectl.sh")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout.split()[-1]
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump(OFFLINE_KUBECONFIG))
+    return subprocess.run(
+        [binary, "--kubeconfig", str(config), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=m.ROOT,
+    )
+
+
+OFFLINE_KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:1"}}],
+    "contexts": [
+        {"name": "none", "context": {"cluster": "none", "user": "none", "namespace": "orders"}}
+    ],
+    "current-context": "none",
+    "users": [{"name": "none", "user": {"token": "offline"}}],  # kubectl 1.20 asks otherwise
+}
+# The seed's apply sequence (README, Kubernetes).
+APPLY_SEQUENCE = ["00-namespace.yaml", "infra/", "services/", "hpa/"]
+
+
+def test_kustomize_builds_every_object(tmp_path: Path) -> None:
+    result = _kubectl(tmp_path, "kustomize", "k8s/")
+    assert result.returncode == 0, result.stderr
+    built = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert sorted(f"{d['kind']}/{d['metadata']['name']}" for d in built) == sorted(
+        f"{d['kind']}/{d['metadata']['name']}" for d in RESOURCES.values()
+    )
+
+
+@pytest.mark.parametrize("target", APPLY_SEQUENCE)
+def test_each_folder_of_the_apply_sequence_reads_as_kubectl_apply_reads_it(
+    tmp_path: Path, target: str
+) -> None:
+    """`kubectl apply -f k8s/<target>` offline: a client-side dry run of `apply` needs the API
+    server's discovery even with --validate=false (checked below), so this reads the folder
+    with the same file and object decoding as `apply -f` (`annotate --local --dry-run=client`)
+    and checks that it yields exactly the objects of those files, nothing else (no stray file,
+    no CRD schema: they live under tests/). Schema validity is checked above, per object."""
+    result = _kubectl(
+        tmp_path,
+        "annotate",
+        "--local",
+        "--dry-run=client",
+        "-o",
+        "name",
+        "-f",
+        f"k8s/{target}",
+        "ray-orders/checked=offline",
+    )
+    assert result.returncode == 0, result.stderr
+    kinds = {d["kind"]: d for d in RESOURCES.values()}
+    expected = sorted(
+        f"{d['kind'].lower()}{_group_suffix(d)}/{d['metadata']['name']}"
+        for rid, d in RESOURCES.items()
+        if rid.split(":")[0].startswith(target.rstrip("/"))
+    )
+    assert kinds and sorted(result.stdout.split()) == expected
+
+
+def test_apply_dry_run_without_a_server_needs_discovery(tmp_path: Path) -> None:
+    """Why the check above reads instead of applying: kubectl cannot map kinds offline."""
+    result = _kubectl(
+        tmp_path, "apply", "--dry-run=client", "--validate=false", "-f", "k8s/00-namespace.yaml"
+    )
+    assert result.returncode != 0
+
+
+def _group_suffix(doc: dict[str, Any]) -> str:
+    """kubectl's `-o name` form: kind.group, no group for the core API."""
+    group = doc["apiVersion"].rpartition("/")[0]
+    return f".{group}" if group else ""
