@@ -59,9 +59,6 @@ class _Group:
             result, _ = await self._uow.run(_Notify(), batch)
             self._counter[0] += result.sent
 
-    async def close(self) -> None:
-        await self._uow.close()
-
 
 @platform_actor(max_concurrency=16)
 class NotificationActor:

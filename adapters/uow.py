@@ -127,10 +127,6 @@ class UnitOfWork:
             applied = await tx.apply(result.decision, orders)
         return result, applied
 
-    async def close(self) -> None:
-        await self._status.close()
-        await self.pool.close()
-
 
 def _view(row: Row) -> OrderView:
     return OrderView(

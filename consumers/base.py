@@ -20,8 +20,6 @@ class Handler(Protocol):
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None: ...
 
-    async def close(self) -> None: ...
-
 
 class ActorLookup:
     """Cached handles to the named platform actors."""
@@ -34,6 +32,3 @@ class ActorLookup:
         if name not in self._cache:
             self._cache[name] = registry.get_actor(name, self.settings.ray_namespace)
         return self._cache[name]
-
-    async def close(self) -> None:
-        return None

@@ -43,11 +43,8 @@ class _Outcome:
 class InventoryHandler(ActorLookup):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
+        # opened on the first batch and kept for the life of the bridge actor's process
         self._uow: UnitOfWork | None = None
-
-    async def close(self) -> None:
-        if self._uow is not None:
-            await self._uow.close()
 
     def _shard(self, index: int) -> Any:
         return self.actor(registry.inventory_shard(index))
