@@ -7,9 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-import psycopg
-from psycopg.rows import TupleRow
-
+from adapters import benchdb
 from bench import wrkrun
 from bench.loadgen import WorkerSpec
 from bench.phase import Phase
@@ -94,10 +92,9 @@ async def accept_capacity(
 async def drain(dsn: str, principals: list[str], timeout_s: float) -> dict[str, Any]:
     """Wait until every order of `principals` is terminal; the pipeline's rate on that burst."""
     started = last_line = time.time()
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+    async with await benchdb.connect(dsn) as conn:
         while True:
-            row = await _burst(conn, principals)
-            total, open_, first, last = row
+            total, open_, first, last = await benchdb.burst(conn, principals, TERMINAL)
             if open_ == 0 or time.time() - started > timeout_s:
                 break
             if time.time() - last_line >= 5.0:
@@ -112,19 +109,3 @@ async def drain(dsn: str, principals: list[str], timeout_s: float) -> dict[str, 
         "burst_completed_per_s": round((total - open_) / span, 1) if span > 0 else 0.0,
     }
 
-
-async def _burst(
-    conn: psycopg.AsyncConnection[TupleRow], principals: list[str]
-) -> tuple[int, int, float | None, float | None]:
-    cur = await conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE status <> ALL(%s)), "
-        "extract(epoch FROM min(created_at)), "
-        "extract(epoch FROM max(updated_at) FILTER (WHERE status = ANY(%s))) "
-        "FROM orders WHERE principal = ANY(%s)",
-        (list(TERMINAL), list(TERMINAL), principals),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    first = float(row[2]) if row[2] is not None else None
-    last = float(row[3]) if row[3] is not None else None
-    return int(row[0]), int(row[1]), first, last

@@ -11,9 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import TupleRow
-
+from adapters import benchdb
 from bench import ladder
 from bench.cpu import window_ms_per_order
 from bench.loadgen import Record, WorkerSpec
@@ -25,10 +23,6 @@ from bench.ui import info
 from bench.workload import Customer
 
 _SPAWN_S = 2.5
-_QUERY = (
-    "SELECT count(*), count(*) FILTER (WHERE status = ANY(%s)) FROM orders "
-    "WHERE created_at >= %s AND principal LIKE %s"
-)
 
 
 @dataclass(frozen=True)
@@ -55,15 +49,13 @@ class _Climb:
 class _Probe:
     """Counts of the phase's orders (principals `<prefix>-*`, created since `since`)."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[TupleRow], prefix: str, since: float):
+    def __init__(self, conn: benchdb.Conn, prefix: str, since: float):
         self._conn, self._like = conn, prefix + "-%"
         self._since = datetime.fromtimestamp(since, UTC)
 
     async def sample(self) -> ladder.Sample:
-        cur = await self._conn.execute(_QUERY, (list(TERMINAL), self._since, self._like))
-        row = await cur.fetchone()
-        assert row is not None
-        return ladder.Sample(time.time(), int(row[0]), int(row[1]))
+        stored, done = await benchdb.phase_counts(self._conn, TERMINAL, self._since, self._like)
+        return ladder.Sample(time.time(), stored, done)
 
 
 async def find(
@@ -79,7 +71,7 @@ async def find(
         f"step phase: {rates[0]:g}/s, +max({plan.inc_per_s:g}/s, {plan.growth:.0%}) every "
         f"{plan.step_s}s until the pipeline stops keeping up (at most {rates[-1]:g}/s)"
     )
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+    async with await benchdb.connect(dsn) as conn:
         probe = _Probe(conn, prefix, t0 - 5.0)
         await asyncio.sleep(max(0.0, t0 - time.time()))
         cpu.start()

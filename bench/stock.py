@@ -5,25 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import psycopg
-from psycopg.rows import TupleRow
 
+from adapters import benchdb
+from adapters.benchdb import Conn
 from bench.workload import SCARCE_SKUS
-
-Conn = psycopg.AsyncConnection[TupleRow]
-# Every order of the run's customers, also those the gateway stored after the client gave up
-# waiting (no 202 seen, so not tracked): an oversell by those would count all the same.
-_SHIPPED_UNITS = (
-    "SELECT i->>'sku', sum((i->>'qty')::int) FROM orders o, jsonb_array_elements(o.items) i "
-    "WHERE o.principal = ANY(%s) AND EXISTS (SELECT 1 FROM order_events e "
-    "WHERE e.order_id = o.id AND e.status = 'SHIPPED') GROUP BY 1"
-)
 
 
 async def snapshot(conn: Conn) -> dict[str, tuple[int, int]]:
     """`sku → (on_hand, reserved)` of every SKU."""
-    cur = await conn.execute("SELECT sku, on_hand, reserved FROM inventory")
-    return {str(sku): (int(on), int(res)) for sku, on, res in await cur.fetchall()}
+    return await benchdb.inventory(conn)
 
 
 async def make_scarce(base_url: str, admin_token: str, conn: Conn, units: int) -> None:
@@ -46,20 +36,17 @@ async def audit(
 ) -> dict[str, Any]:
     """Oversold units (shipped beyond what was available at the start, per SKU) by the orders of
     `principals`, rows that break the stock invariants (on_hand < 0, reserved < 0,
-    reserved > on_hand), and how many orders were stored without the client seeing the 202."""
-    cur = await conn.execute("SELECT count(*) FROM orders WHERE principal = ANY(%s)", (principals,))
-    stored = await cur.fetchone()
-    cur = await conn.execute(_SHIPPED_UNITS, (principals,))
-    shipped = {str(sku): int(units) for sku, units in await cur.fetchall()}
+    reserved > on_hand), and how many orders were stored without the client seeing the 202.
+    Every order of the customers counts, also those the gateway stored after the client gave
+    up waiting (no 202 seen, so not tracked): an oversell by those would count all the same."""
+    stored = await benchdb.orders_of(conn, principals)
+    shipped = await benchdb.shipped_units(conn, principals)
     oversold = {
         sku: units - (start[sku][0] - start[sku][1])
         for sku, units in shipped.items()
         if sku in start and units > start[sku][0] - start[sku][1]
     }
-    cur = await conn.execute(
-        "SELECT count(*) FROM inventory WHERE on_hand < 0 OR reserved < 0 OR reserved > on_hand"
-    )
-    row = await cur.fetchone()
+    violations = await benchdb.stock_violations(conn)
     end = await snapshot(conn)
     scarce = {
         sku: {
@@ -74,8 +61,8 @@ async def audit(
     return {
         "oversold": sum(oversold.values()),
         "oversoldBySku": oversold,
-        "invariantViolations": int(row[0]) if row else 0,
+        "invariantViolations": violations,
         "scarceSkus": scarce,
         "shippedUnits": sum(shipped.values()),
-        "storedWithout202": max(0, (int(stored[0]) if stored else 0) - tracked),
+        "storedWithout202": max(0, stored - tracked),
     }

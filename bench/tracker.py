@@ -10,16 +10,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import psycopg
-from psycopg.rows import TupleRow
+from adapters import benchdb
 
 TERMINAL = ("DELIVERED", "REJECTED", "DECLINED", "CANCELLED", "REFUNDED")
 _CHUNK = 5000
-_QUERY = (
-    "SELECT o.id, o.status, o.created_at, o.updated_at, "
-    "(SELECT min(e.at) FROM order_events e WHERE e.order_id = o.id AND e.status = 'SHIPPED') "
-    "FROM orders o WHERE o.id = ANY(%s) AND o.status = ANY(%s)"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +36,10 @@ class Tracker:
     dsn: str
     outstanding: dict[uuid.UUID, float] = field(default_factory=dict)  # id → accepted (wall)
     outcomes: dict[uuid.UUID, Outcome] = field(default_factory=dict)
-    _conn: psycopg.AsyncConnection[TupleRow] | None = None
+    _conn: benchdb.Conn | None = None
 
     async def open(self) -> None:
-        self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+        self._conn = await benchdb.connect(self.dsn)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -64,10 +58,12 @@ class Tracker:
         ids = list(self.outstanding)
         moved = 0
         for start in range(0, len(ids), _CHUNK):
-            cur = await self._conn.execute(_QUERY, (ids[start : start + _CHUNK], list(TERMINAL)))
-            for oid, status, created, updated, shipped in await cur.fetchall():
+            chunk = ids[start : start + _CHUNK]
+            for oid, status, created, updated, shipped in await benchdb.outcomes(
+                self._conn, chunk, TERMINAL
+            ):
                 self.outcomes[oid] = Outcome(
-                    str(status), _ts(created), _ts(updated), _ts(shipped) if shipped else None
+                    status, _ts(created), _ts(updated), _ts(shipped) if shipped else None
                 )
                 del self.outstanding[oid]
                 moved += 1

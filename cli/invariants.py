@@ -7,10 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from psycopg.rows import dict_row
 
+from adapters import audit
 from adapters.kafka import partitions_of
 from domain.events import Envelope, Topic
 from domain.model import TERMINAL
@@ -42,12 +41,7 @@ class Verdict:
 
 
 def terminal_count(dsn: str, ids: list[str]) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM orders WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)",
-            (ids, [s.value for s in TERMINAL]),
-        ).fetchone()
-    return int(row[0]) if row else 0
+    return audit.count_in_status(dsn, ids, [s.value for s in TERMINAL])
 
 
 def check(
@@ -59,60 +53,47 @@ def check(
 ) -> Verdict:
     """Every invariant for the orders `ids` accepted during the run."""
     v = Verdict(accepted=len(ids))
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        statuses = {
-            str(r["id"]): r["status"]
-            for r in conn.execute(
-                "SELECT id, status FROM orders WHERE id = ANY(%s::uuid[])", (ids,)
-            )
-        }
-        v.terminal = sum(1 for s in statuses.values() if s in {t.value for t in TERMINAL})
-        v.lost = len(ids) - v.terminal
-        if v.lost:
-            v.details.append(f"not terminal: {Counter(statuses.get(i, 'MISSING') for i in ids)}")
-        # 1. stock: never negative, reserved == open holds, sold ≤ what was there
-        for r in conn.execute(
-            "SELECT i.sku, i.on_hand, i.reserved, coalesce(h.q, 0) AS held FROM inventory i "
-            "LEFT JOIN (SELECT sku, sum(qty) AS q FROM reservations WHERE state = 'HELD' "
-            "GROUP BY sku) h ON h.sku = i.sku "
-            "WHERE i.on_hand < 0 OR i.reserved > i.on_hand OR i.reserved <> coalesce(h.q, 0)"
-        ):
-            v.oversold += 1
-            v.details.append(f"stock bookkeeping broken: {r}")
-        for r in conn.execute(
-            "SELECT sku, sum(qty) AS sold FROM reservations WHERE order_id = ANY(%s::uuid[]) "
-            "AND state = 'COMMITTED' GROUP BY sku",
-            (ids,),
-        ):
-            if r["sku"] in start_stock and r["sold"] > start_stock[r["sku"]]:
-                v.oversold += int(r["sold"]) - start_stock[r["sku"]]
-                v.details.append(f"oversold {r['sku']}: {r['sold']} > {start_stock[r['sku']]}")
-        # 2. charges: only orders that are paid keep a charge; money matches
-        bad = conn.execute(
-            "SELECT p.order_id, p.status, o.status AS order_status FROM payments p "
-            "JOIN orders o ON o.id = p.order_id WHERE p.order_id = ANY(%s::uuid[]) AND "
-            "((p.status = ANY(%s) AND o.status <> ALL(%s)) OR "
-            "(o.status = ANY(%s) AND p.status <> ALL(%s)))",
-            (ids, list(CHARGED), list(PAID_STATUSES), list(PAID_STATUSES), list(CHARGED)),
-        ).fetchall()
-        v.double_charged += len(bad)
-        v.details += [f"charge/status mismatch: {b}" for b in bad[:5]]
+    with audit.connect(dsn) as conn:
+        _check_terminal(v, audit.statuses(conn, ids), ids)
+        _check_stock(v, conn, ids, start_stock)
+        _check_charges(v, conn, ids)
         # 4. effects once: one timeline entry per (status, event), held stock released once
-        dup = conn.execute(
-            "SELECT order_id, status, event, count(*) AS n FROM order_events "
-            "WHERE order_id = ANY(%s::uuid[]) GROUP BY 1, 2, 3 HAVING count(*) > 1",
-            (ids,),
-        ).fetchall()
+        dup = audit.duplicate_timeline(conn, ids)
         v.duplicates_effects += len(dup)
         v.details += [f"duplicate timeline entry: {d}" for d in dup[:5]]
-        backlog = conn.execute("SELECT count(*) AS n FROM outbox").fetchone()
-        if backlog and backlog["n"]:
-            v.details.append(f"outbox still holds {backlog['n']} row(s)")
+        backlog = audit.outbox_rows(conn)
+        if backlog:
+            v.details.append(f"outbox still holds {backlog} row(s)")
     charges = asyncio.run(_charges_on_kafka(bootstrap, kafka_from, set(ids)))
     doubled = [oid for oid, n in charges.items() if n > 1]
     v.double_charged += len(doubled)
     v.details += [f"order {oid} authorized by {charges[oid]} distinct events" for oid in doubled]
     return v
+
+
+def _check_terminal(v: Verdict, statuses: dict[str, str], ids: list[str]) -> None:
+    v.terminal = sum(1 for s in statuses.values() if s in {t.value for t in TERMINAL})
+    v.lost = len(ids) - v.terminal
+    if v.lost:
+        v.details.append(f"not terminal: {Counter(statuses.get(i, 'MISSING') for i in ids)}")
+
+
+def _check_stock(v: Verdict, conn: audit.Conn, ids: list[str], start: dict[str, int]) -> None:
+    """1. stock: never negative, reserved == open holds, sold ≤ what was there."""
+    for r in audit.broken_stock(conn):
+        v.oversold += 1
+        v.details.append(f"stock bookkeeping broken: {r}")
+    for r in audit.sold_by_sku(conn, ids):
+        if r["sku"] in start and r["sold"] > start[r["sku"]]:
+            v.oversold += int(r["sold"]) - start[r["sku"]]
+            v.details.append(f"oversold {r['sku']}: {r['sold']} > {start[r['sku']]}")
+
+
+def _check_charges(v: Verdict, conn: audit.Conn, ids: list[str]) -> None:
+    """2. charges: only orders that are paid keep a charge; money matches."""
+    bad = audit.charge_mismatches(conn, ids, CHARGED, PAID_STATUSES)
+    v.double_charged += len(bad)
+    v.details += [f"charge/status mismatch: {b}" for b in bad[:5]]
 
 
 async def _charges_on_kafka(

@@ -62,22 +62,11 @@ def migrate() -> None:
 @app.command()
 def seed() -> None:
     """Insert the demo catalog SKU-1…SKU-100 with stock (existing rows are left alone)."""
-    import psycopg
-
+    from adapters.catalog import seed as seed_rows
     from domain.catalog import seed_catalog
 
     items = seed_catalog()
-    with psycopg.connect(_settings().database_url) as conn, conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO catalog (sku, name, unit_price) VALUES (%s, %s, %s) "
-            "ON CONFLICT (sku) DO NOTHING",
-            [(i.sku, i.name, i.unit_price) for i in items],
-        )
-        cur.executemany(
-            "INSERT INTO inventory (sku, on_hand, reserved) VALUES (%s, %s, 0) "
-            "ON CONFLICT (sku) DO NOTHING",
-            [(i.sku, i.initial_stock) for i in items],
-        )
+    seed_rows(_settings().database_url, items)
     console.print(f"catalog: {len(items)} SKUs present")
 
 

@@ -1,0 +1,105 @@
+"""The benchmark's reads of Postgres (`make bench`): stock before and after a run, the outcome
+of tracked orders, and counts of a phase's orders. Read-only, on an autocommit connection."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import TupleRow
+
+Conn = psycopg.AsyncConnection[TupleRow]
+# (order id, status, created_at, updated_at, time of its SHIPPED timeline entry or None)
+Outcome = tuple[uuid.UUID, str, datetime, datetime, datetime | None]
+
+# Every order of the run's customers, also those the gateway stored after the client gave up
+# waiting (no 202 seen, so not tracked): an oversell by those would count all the same.
+_SHIPPED_UNITS = (
+    "SELECT i->>'sku', sum((i->>'qty')::int) FROM orders o, jsonb_array_elements(o.items) i "
+    "WHERE o.principal = ANY(%s) AND EXISTS (SELECT 1 FROM order_events e "
+    "WHERE e.order_id = o.id AND e.status = 'SHIPPED') GROUP BY 1"
+)
+_OUTCOMES = (
+    "SELECT o.id, o.status, o.created_at, o.updated_at, "
+    "(SELECT min(e.at) FROM order_events e WHERE e.order_id = o.id AND e.status = 'SHIPPED') "
+    "FROM orders o WHERE o.id = ANY(%s) AND o.status = ANY(%s)"
+)
+_BURST = (
+    "SELECT count(*), count(*) FILTER (WHERE status <> ALL(%s)), "
+    "extract(epoch FROM min(created_at)), "
+    "extract(epoch FROM max(updated_at) FILTER (WHERE status = ANY(%s))) "
+    "FROM orders WHERE principal = ANY(%s)"
+)
+_PHASE = (
+    "SELECT count(*), count(*) FILTER (WHERE status = ANY(%s)) FROM orders "
+    "WHERE created_at >= %s AND principal LIKE %s"
+)
+
+
+async def connect(dsn: str) -> Conn:
+    """An autocommit connection (each read sees the latest commits)."""
+    return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+
+
+async def inventory(conn: Conn) -> dict[str, tuple[int, int]]:
+    """`sku → (on_hand, reserved)` of every SKU."""
+    cur = await conn.execute("SELECT sku, on_hand, reserved FROM inventory")
+    return {str(sku): (int(on), int(res)) for sku, on, res in await cur.fetchall()}
+
+
+async def orders_of(conn: Conn, principals: Sequence[str]) -> int:
+    """How many orders the `principals` have stored."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM orders WHERE principal = ANY(%s)", (list(principals),)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def shipped_units(conn: Conn, principals: Sequence[str]) -> dict[str, int]:
+    """`sku → units` shipped (a SHIPPED timeline entry) in orders of `principals`."""
+    cur = await conn.execute(_SHIPPED_UNITS, (list(principals),))
+    return {str(sku): int(units) for sku, units in await cur.fetchall()}
+
+
+async def stock_violations(conn: Conn) -> int:
+    """SKUs that break the stock invariants (on_hand < 0, reserved < 0, reserved > on_hand)."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM inventory WHERE on_hand < 0 OR reserved < 0 OR reserved > on_hand"
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def outcomes(
+    conn: Conn, ids: Sequence[uuid.UUID], terminal: Sequence[str]
+) -> list[Outcome]:
+    """The orders of `ids` in a `terminal` status, with their times."""
+    cur = await conn.execute(_OUTCOMES, (list(ids), list(terminal)))
+    return [(oid, str(status), c, u, s) for oid, status, c, u, s in await cur.fetchall()]
+
+
+async def burst(
+    conn: Conn, principals: Sequence[str], terminal: Sequence[str]
+) -> tuple[int, int, float | None, float | None]:
+    """Orders of `principals`: how many, how many not `terminal` yet, the first one's creation
+    and the last terminal one's update (epoch seconds)."""
+    cur = await conn.execute(_BURST, (list(terminal), list(terminal), list(principals)))
+    row = await cur.fetchone()
+    assert row is not None
+    first = float(row[2]) if row[2] is not None else None
+    last = float(row[3]) if row[3] is not None else None
+    return int(row[0]), int(row[1]), first, last
+
+
+async def phase_counts(
+    conn: Conn, terminal: Sequence[str], since: datetime, principal_like: str
+) -> tuple[int, int]:
+    """Orders created since `since` whose principal matches `principal_like` (SQL LIKE): how
+    many, and how many of them are `terminal`."""
+    cur = await conn.execute(_PHASE, (list(terminal), since, principal_like))
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
