@@ -1,4 +1,5 @@
-"""`orders` command line: tokens, migrations, seeding, topics, deployment, DLQ tools."""
+"""`orders` command line: the stack's status, one order (get, watch live), tokens, migrations,
+seeding, topics, deployment, DLQ tools."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli import chaos, dlq
+from cli import chaos, dlq, order, status
 from core.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(help="Ray orders platform operations.", no_args_is_help=True)
 app.add_typer(dlq.app, name="dlq")
 app.command("chaos")(chaos.main)
+app.command("status")(status.status)
+app.command("get")(order.get)
+app.command("watch")(order.watch)
 console = Console(stderr=True)
 
 

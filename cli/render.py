@@ -1,0 +1,178 @@
+"""How the CLI shows things (pure: data in, rich renderables or text out)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from adapters.audit import TableSize
+from domain.model import OrderStatus, is_terminal
+
+STATUS_STYLE = {
+    "PENDING": "yellow",
+    "RESERVED": "cyan",
+    "PAID": "blue",
+    "SHIPPED": "magenta",
+    "DELIVERED": "bold green",
+    "REJECTED": "bold red",
+    "DECLINED": "bold red",
+    "CANCELLED": "bold red",
+    "REFUNDED": "bold red",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def final(status: str | None) -> bool:
+    """Whether `status` is a final order status (an unknown one is not)."""
+    if status is None or status not in OrderStatus.__members__:
+        return False
+    return is_terminal(OrderStatus(status))
+
+
+def human_bytes(n: int) -> str:
+    """1536 → `1.5 KiB`; powers of 1024, one decimal from KiB on."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_count(n: int) -> str:
+    """1234567 → `1,234,567`."""
+    return f"{n:,}"
+
+
+def clock(iso: str) -> str:
+    """The time of day of an ISO 8601 timestamp, to the millisecond (the text itself when it
+    is not one)."""
+    try:
+        return datetime.fromisoformat(iso).strftime("%H:%M:%S.%f")[:-3]
+    except ValueError:
+        return iso
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of the stack: `up` None means not checked (e.g. the gateway is down)."""
+
+    name: str
+    up: bool | None
+    where: str
+    detail: str = ""
+
+
+def parts_table(parts: Iterable[Part], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    for col in ("part", "state", "where", "detail"):
+        table.add_column(col, overflow="fold")
+    for p in parts:
+        state = {True: "[green]up[/green]", False: "[red]down[/red]", None: "[dim]?[/dim]"}[p.up]
+        table.add_row(f"  {p.name}", state, p.where, p.detail)
+    return table
+
+
+def readiness_parts(ready: Mapping[str, Any]) -> list[Part]:
+    """The gateway's `/ready` checks that the stack list does not show (actors, payments)."""
+    shown = {"postgres", "redis", "kafka"}
+    out = []
+    for name, check in ready.get("checks", {}).items():
+        if name in shown or not isinstance(check, dict):
+            continue
+        state = check.get("status")
+        up = True if state == "up" else (False if state == "down" else None)
+        extra = {k: v for k, v in check.items() if k not in ("status", "pid") and v is not None}
+        detail = ", ".join(f"{k}={v}" for k, v in extra.items())
+        if state not in ("up", "down"):
+            detail = f"{state}; {detail}" if detail else str(state)
+        out.append(Part(name, up, "", detail))
+    return out
+
+
+def tables_table(sizes: Sequence[TableSize]) -> Table:
+    """Size and estimated rows per table; partition columns once any table is partitioned."""
+    parted = any(s.partitions for s in sizes)
+    table = Table(title="tables", title_justify="left")
+    table.add_column("table")
+    table.add_column("size", justify="right")
+    table.add_column("rows (est.)", justify="right")
+    if parted:
+        table.add_column("partitions", justify="right")
+        table.add_column("oldest partition", overflow="fold")
+    for s in sizes:
+        row = [s.name, human_bytes(s.bytes), human_count(s.rows)]
+        if parted:
+            oldest = f"{s.oldest_partition} {s.oldest_bound or ''}".strip()
+            row += [str(s.partitions) if s.partitions else "-", oldest or "-"]
+        table.add_row(*row)
+    if sizes:
+        total = sum(s.bytes for s in sizes)
+        table.add_section()
+        table.add_row("total", human_bytes(total), "", *([""] * (2 if parted else 0)))
+    return table
+
+
+def lag_table(lags: Mapping[str, tuple[int, int]]) -> Table:
+    """`group → (lag, partitions)`: messages not yet committed by each consumer group."""
+    table = Table(title="consumer lag", title_justify="left", caption="Kafka, committed offsets")
+    table.add_column("group")
+    table.add_column("lag", justify="right")
+    table.add_column("partitions", justify="right")
+    for group, (lag, parts) in lags.items():
+        table.add_row(group, Text(human_count(lag), style="yellow" if lag else ""), str(parts))
+    return table
+
+
+def order_view(order: Mapping[str, Any]) -> RenderableType:
+    """An order as `GET /api/orders/{id}` returns it: summary, lines, timeline."""
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="dim")
+    head.add_column()
+    head.add_row("order", str(order.get("orderId", "")))
+    head.add_row("status", status_text(str(order.get("status", ""))))
+    if order.get("reason"):
+        head.add_row("reason", str(order["reason"]))
+    head.add_row("customer", str(order.get("customerId", "")))
+    head.add_row("total", f"{order.get('total', '')} {order.get('currency', '')}".strip())
+    head.add_row("payment", str(order.get("paymentMethod", "")))
+    head.add_row("created", str(order.get("createdAt", "")))
+    head.add_row("updated", str(order.get("updatedAt", "")))
+    items = Table(title="items", title_justify="left")
+    items.add_column("sku")
+    items.add_column("qty", justify="right")
+    items.add_column("unit price", justify="right")
+    for line in order.get("items", []):
+        items.add_row(str(line["sku"]), str(line["qty"]), str(line["unitPrice"]))
+    return Group(head, items, timeline_table(order.get("timeline") or []))
+
+
+def timeline_table(entries: Iterable[Mapping[str, Any]]) -> Table:
+    table = Table(title="timeline", title_justify="left")
+    for col in ("at", "status", "event", "detail"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        detail = e.get("detail") or {}
+        text = ", ".join(f"{k}={v}" for k, v in detail.items()) if isinstance(detail, dict) else ""
+        status = status_text(str(e.get("status", "")))
+        table.add_row(clock(str(e.get("at", ""))), status, str(e.get("event", "")), text)
+    return table
+
+
+def change_line(status: str, event: str, at: str) -> Text:
+    """One line of `orders watch`: time, status, the event that moved it."""
+    line = Text(f"{clock(at)}  ")
+    line.append(f"{status:<10}", style=STATUS_STYLE.get(status, ""))
+    line.append(f"  {event}")
+    if final(status):
+        line.append("  (final)", style="dim")
+    return line

@@ -1,0 +1,151 @@
+"""`orders status`: each part of the stack up or down (as `make status`), the pipeline's actors
+as the gateway reports them, the tables' sizes and each consumer group's lag."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import typer
+from rich.console import Console
+
+from adapters import audit
+from adapters.audit import GroupOffsets, TableSize
+from cli import api, render
+from cli.order import Token, Url
+from cli.render import Part
+from consumers import routes
+from core.settings import Settings, get_settings
+
+TABLES = (
+    "orders",
+    "order_events",
+    "notifications",
+    "processed_events",
+    "reservations",
+    "payments",
+    "shipments",
+    "outbox",
+)
+_TIMEOUT_S = 3.0
+console = Console(highlight=False)
+
+
+@dataclass
+class Report:
+    stack: list[Part] = field(default_factory=list)
+    pipeline: list[Part] = field(default_factory=list)
+    sizes: list[TableSize] = field(default_factory=list)
+    lags: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def all_up(self) -> bool:
+        return all(p.up for p in self.stack)
+
+
+def status(url: Url = None, token: Token = None) -> None:
+    """Each part of the stack up or down, the pipeline's actors (the gateway's /ready), table
+    sizes with row estimates, and consumer lag. Exit 1 when a part of the stack is down."""
+    s = get_settings()
+    report = asyncio.run(gather(s, api.base_url(s, url), token))
+    console.print(render.parts_table(report.stack, "stack"))
+    if report.pipeline:
+        console.print(render.parts_table(report.pipeline, "pipeline (the gateway's /ready)"))
+    if report.sizes:
+        console.print(render.tables_table(report.sizes))
+    if report.lags:
+        console.print(render.lag_table(report.lags))
+    if not report.all_up:
+        raise typer.Exit(1)
+
+
+async def gather(s: Settings, url: str, token: str | None) -> Report:
+    """Every probe at once, each bounded in time."""
+    groups = {g: routes.topics(g) for g in routes.GROUPS}
+    pg, redis, kafka, ray, gateway = await asyncio.gather(
+        asyncio.to_thread(audit.table_sizes, s.database_url, TABLES, _TIMEOUT_S),
+        asyncio.to_thread(audit.ping_redis, s.redis_url, _TIMEOUT_S),
+        audit.group_offsets(s.kafka_bootstrap, groups, _TIMEOUT_S * 2),
+        asyncio.to_thread(_ray),
+        asyncio.to_thread(_gateway, s, url, token),
+        return_exceptions=True,
+    )
+    report = Report()
+    report.stack.append(_part("postgres", pg, where(s.database_url)))
+    report.stack.append(_part("redis", redis, where(s.redis_url)))
+    report.stack.append(_part("kafka", kafka, s.kafka_bootstrap))
+    report.stack.append(ray if isinstance(ray, Part) else _part("ray", ray, ""))
+    if isinstance(gateway, BaseException):
+        report.stack.append(_part("gateway", gateway, url))
+    else:
+        report.stack.append(gateway[0])
+        report.pipeline = gateway[1]
+    if isinstance(pg, list):
+        report.sizes = pg
+    if isinstance(kafka, list):
+        report.lags = lags(kafka)
+    return report
+
+
+def _part(name: str, result: object, where_: str) -> Part:
+    if isinstance(result, BaseException):
+        why = str(result).strip().splitlines()[0] if str(result).strip() else ""
+        return Part(name, False, where_, why or type(result).__name__)
+    return Part(name, True, where_)
+
+
+def where(url: str) -> str:
+    """`host:port/path` of a connection URL, without user or password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path if parts.path not in ('', '/') else ''}"
+
+
+def lags(offsets: Iterable[GroupOffsets]) -> dict[str, tuple[int, int]]:
+    """`group → (messages not committed yet, partitions)`; a partition the group never
+    committed counts from its first offset."""
+    out = {}
+    for g in offsets:
+        behind = 0
+        for key, end in g.end.items():
+            committed = g.committed.get(key)
+            behind += max(0, end - (g.begin.get(key, 0) if committed is None else committed))
+        out[g.group] = (behind, len(g.end))
+    return out
+
+
+def _ray() -> Part:
+    """The GCS port answers, and the dashboard with its version (RAY_ADDRESS, DASHBOARD_PORT)."""
+    address = os.environ.get("RAY_ADDRESS", "127.0.0.1:6390")
+    host, _, port = address.rpartition(":")
+    dashboard = f"http://{host or '127.0.0.1'}:{os.environ.get('DASHBOARD_PORT', '8265')}"
+    text = f"{address}, dashboard {dashboard}"
+    try:
+        socket.create_connection((host, int(port)), timeout=_TIMEOUT_S).close()
+    except (OSError, ValueError) as exc:
+        return Part("ray", False, text, str(exc))
+    try:
+        version = httpx.get(f"{dashboard}/api/version", timeout=_TIMEOUT_S).json()["ray_version"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return Part("ray", True, text, "dashboard not answering")
+    return Part("ray", True, text, f"Ray {version}")
+
+
+def _gateway(s: Settings, url: str, token: str | None) -> tuple[Part, list[Part]]:
+    """`/health`, then `/ready` as an admin for the actors behind the gateway."""
+    try:
+        httpx.get(f"{url}/health", timeout=_TIMEOUT_S).raise_for_status()
+    except httpx.HTTPError as exc:
+        return Part("gateway", False, url, str(exc) or type(exc).__name__), []
+    try:
+        ready: dict[str, Any] = api.readiness(url, api.token(s, token), _TIMEOUT_S)
+    except (api.ApiError, httpx.HTTPError) as exc:
+        return Part("gateway", True, url, f"/ready: {exc}"), []
+    return Part("gateway", True, url, f"ready: {ready['status']}"), render.readiness_parts(ready)

@@ -1,0 +1,134 @@
+"""What `orders status`, `orders get` and `orders watch` print (pure formatting)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console, RenderableType
+
+from adapters.audit import GroupOffsets, TableSize
+from cli import render
+from cli.status import Report, lags, where
+
+
+def _text(*items: RenderableType) -> str:
+    console = Console(width=120, record=True, file=io.StringIO())
+    for item in items:
+        console.print(item)
+    return console.export_text()
+
+
+def test_sizes_and_counts_read_like_a_human_would_write_them() -> None:
+    assert render.human_bytes(0) == "0 B"
+    assert render.human_bytes(1023) == "1023 B"
+    assert render.human_bytes(1536) == "1.5 KiB"
+    assert render.human_bytes(89 * 1024**2) == "89.0 MiB"
+    assert render.human_bytes(3 * 1024**5) == "3072.0 TiB"
+    assert render.human_count(1234567) == "1,234,567"
+
+
+def test_clock_shows_the_time_of_day_to_the_millisecond() -> None:
+    assert render.clock("2026-12-03T07:23:23.781569+00:00") == "07:23:23.781"
+    assert render.clock("not a time") == "not a time"
+
+
+def test_final_statuses() -> None:
+    assert render.final("DELIVERED") and render.final("REFUNDED") and render.final("CANCELLED")
+    assert not render.final("SHIPPED") and not render.final(None) and not render.final("BOGUS")
+
+
+def test_tables_show_partition_columns_only_once_a_table_is_partitioned() -> None:
+    plain = [TableSize("orders", 40 * 1024**2, 54_848), TableSize("outbox", 8192, 0)]
+    text = _text(render.tables_table(plain))
+    assert "orders" in text and "40.0 MiB" in text and "54,848" in text
+    assert "partitions" not in text
+    assert "40.0 MiB" in text.split("total")[1]  # 40 MiB + 8 KiB
+    parted = [
+        *plain,
+        TableSize("order_events", 2048, 10, 3, "order_events_p20261130", "FOR VALUES FROM (x)"),
+    ]
+    text = _text(render.tables_table(parted))
+    assert "oldest partition" in text
+    assert "order_events_p20261130 FOR VALUES FROM (x)" in text
+
+
+def test_lag_counts_uncommitted_partitions_from_their_first_offset() -> None:
+    got = lags(
+        [
+            GroupOffsets(
+                "payment",
+                {("a", 0): 10, ("a", 1): None, ("b", 0): 7},
+                {("a", 0): 0, ("a", 1): 4, ("b", 0): 0},
+                {("a", 0): 12, ("a", 1): 9, ("b", 0): 7},
+            ),
+            GroupOffsets("idle", {}, {}, {}),
+        ]
+    )
+    assert got == {"payment": (2 + 5 + 0, 3), "idle": (0, 0)}
+    text = _text(render.lag_table(got))
+    assert "payment" in text and "7" in text
+
+
+def test_where_drops_credentials() -> None:
+    assert where("postgresql://orders:s3cret@db.local:5432/orders") == "db.local:5432/orders"
+    assert where("redis://app:pw@127.0.0.1:6379/0") == "127.0.0.1:6379/0"
+    assert where("redis://127.0.0.1") == "127.0.0.1"
+
+
+def test_stack_parts_and_readiness() -> None:
+    ready = {
+        "status": "degraded",
+        "checks": {
+            "postgres": {"status": "up"},
+            "payments": {"status": "up", "breaker": "closed"},
+            "relay": {"pid": 1, "status": "down", "kafka": "down", "lastError": "boom"},
+            "consumer:payment": {"status": "degraded", "lag": 3, "lastError": None},
+        },
+    }
+    parts = render.readiness_parts(ready)
+    assert [(p.name, p.up) for p in parts] == [
+        ("payments", True),
+        ("relay", False),
+        ("consumer:payment", None),
+    ]
+    assert parts[1].detail == "kafka=down, lastError=boom"  # no pid, no nulls
+    assert parts[2].detail == "degraded; lag=3"
+    report = Report(stack=[render.Part("postgres", True, "h:1"), render.Part("redis", False, "")])
+    assert not report.all_up
+    text = _text(render.parts_table(report.stack, "stack"))
+    assert "postgres  up" in text and "redis     down" in text
+
+
+def test_an_order_and_a_watch_line() -> None:
+    order = {
+        "orderId": "01a23ac9-5905-70ad-a695-176e05057728",
+        "customerId": "c-1",
+        "status": "REFUNDED",
+        "reason": "shipping failed",
+        "items": [{"sku": "SKU-1", "qty": 2, "unitPrice": 42.0}],
+        "total": 84.0,
+        "currency": "USD",
+        "paymentMethod": "pm_card_visa",
+        "createdAt": "2026-12-03T07:23:23.781569+00:00",
+        "updatedAt": "2026-12-03T07:23:24.116993+00:00",
+        "timeline": [
+            {"status": "PENDING", "event": "OrderCreated", "at": "2026-12-03T07:23:23.781+00:00"},
+            {
+                "status": "PAID",
+                "event": "PaymentAuthorized",
+                "at": "2026-12-03T07:23:23.827+00:00",
+                "detail": {"amount": "84.00"},
+            },
+        ],
+    }
+    text = _text(render.order_view(order))
+    for part in ("01a23ac9-5905-70ad-a695-176e05057728", "REFUNDED", "shipping failed", "c-1"):
+        assert part in text
+    assert "84.0 USD" in text and "SKU-1" in text
+    assert "07:23:23.827" in text and "PaymentAuthorized" in text and "amount=84.00" in text
+    line = render.change_line("DELIVERED", "ShipmentDelivered", "2026-12-03T07:23:24.116+00:00")
+    assert line.plain == "07:23:24.116  DELIVERED   ShipmentDelivered  (final)"
+    assert (
+        render.change_line("PAID", "PaymentAuthorized", "x").plain
+        == "x  PAID        PaymentAuthorized"
+    )
