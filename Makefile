@@ -1,5 +1,6 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
+ORDERS := .venv/bin/orders
 SUB ?= customer1
 ROLE ?= customer
 
@@ -18,7 +19,7 @@ install:
 	@cluster/install.sh
 
 token: ## print a demo JWT (SUB=customer1 ROLE=customer); seed style: no exp; needs only .venv
-	@cluster/install.sh --venv-only >/dev/null && $(PY) -m cli.main token --sub $(SUB) --role $(ROLE)
+	@cluster/install.sh --venv-only >/dev/null && $(ORDERS) token --sub $(SUB) --role $(ROLE)
 
 lint:
 	@$(PY) -m ruff check .
@@ -37,7 +38,7 @@ redeploy: ## roll out code changes to the running stack (actors replaced, Serve 
 	@source cluster/common.sh && $(PY) -m cli.main deploy --restart
 
 chaos: ## steady load while actors, Kafka, Postgres and Redis are killed; checks every invariant
-	@cluster/heavy.sh $(PY) -m cli.main chaos $(CHAOS_ARGS)
+	@cluster/heavy.sh $(ORDERS) chaos $(CHAOS_ARGS)
 
 bench: ## load test the running stack: DURATION=60 RATE=320 (open loop) or CONCURRENCY=n; then the step phase to saturation and latency at 25/50/90 % of it (SATURATION=0 skips them); BENCH_ARGS="--help"
 	@cluster/heavy.sh $(PY) -m bench --duration $(or $(DURATION),60) --rate $(or $(RATE),320) --concurrency $(or $(CONCURRENCY),0) $(if $(filter 0,$(SATURATION)),--no-saturation) $(BENCH_ARGS)

@@ -15,11 +15,11 @@ from cli import chaos, dlq, order, status
 from core.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(help="Ray orders platform operations.", no_args_is_help=True)
-app.add_typer(dlq.app, name="dlq")
-app.command("chaos")(chaos.main)
 app.command("status")(status.status)
 app.command("get")(order.get)
 app.command("watch")(order.watch)
+app.add_typer(dlq.app, name="dlq")
+app.command("chaos")(chaos.main)
 console = Console(stderr=True)
 
 

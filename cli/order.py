@@ -78,7 +78,7 @@ def get(
     token: Token = None,
     raw: Annotated[bool, typer.Option("--json", help="print the API's JSON as it is")] = False,
 ) -> None:
-    """Show one order with its timeline, read through the API (GET /api/orders/{id})."""
+    """One order with its timeline, through the API (GET /api/orders/{id})."""
     s = get_settings()
     base = api.base_url(s, url)
     try:
@@ -101,9 +101,10 @@ def watch(
     token: Token = None,
     timeout: Seconds = 120.0,
 ) -> None:
-    """Follow an order live (its SSE stream, GET /api/orders/{id}/events): one line per status
-    change, ending at its final status. Exit 0 at a final status, 1 on an error, 124 when
-    --timeout passes first."""
+    """Follow an order live until its final status.
+
+    One line per status change, from its Server-Sent Events (GET /api/orders/{id}/events).
+    Exits 0 at a final status, 1 on an error, 124 when --timeout passes first."""
     s = get_settings()
     base = api.base_url(s, url)
     follower = Follower()

@@ -50,8 +50,11 @@ class Report:
 
 
 def status(url: Url = None, token: Token = None) -> None:
-    """Each part of the stack up or down, the pipeline's actors (the gateway's /ready), table
-    sizes with row estimates, and consumer lag. Exit 1 when a part of the stack is down."""
+    """The stack up or down, the actors, table sizes and consumer lag.
+
+    Each part of the stack (as `make status`), the actors behind the gateway (its /ready),
+    each table's size and estimated rows, and each consumer group's lag from its committed
+    Kafka offsets. Exits 1 when a part of the stack is down."""
     s = get_settings()
     report = asyncio.run(gather(s, api.base_url(s, url), token))
     console.print(render.parts_table(report.stack, "stack"))
