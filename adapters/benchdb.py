@@ -73,9 +73,7 @@ async def stock_violations(conn: Conn) -> int:
     return int(row[0]) if row else 0
 
 
-async def outcomes(
-    conn: Conn, ids: Sequence[uuid.UUID], terminal: Sequence[str]
-) -> list[Outcome]:
+async def outcomes(conn: Conn, ids: Sequence[uuid.UUID], terminal: Sequence[str]) -> list[Outcome]:
     """The orders of `ids` in a `terminal` status, with their times."""
     cur = await conn.execute(_OUTCOMES, (list(ids), list(terminal)))
     return [(oid, str(status), c, u, s) for oid, status, c, u, s in await cur.fetchall()]

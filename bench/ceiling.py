@@ -108,4 +108,3 @@ async def drain(dsn: str, principals: list[str], timeout_s: float) -> dict[str, 
         "waited_s": round(time.time() - started, 1),
         "burst_completed_per_s": round((total - open_) / span, 1) if span > 0 else 0.0,
     }
-
