@@ -4,6 +4,7 @@ chaos`), and for `orders status` the size of each table and the consumer groups'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -187,10 +188,12 @@ async def group_offsets(
 
 
 async def _group_offsets(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> list[GroupOffsets]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-status")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-status")
+        stack.push_async_callback(admin.close)  # also after a failed start (its connections)
+        await admin.start()
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        stack.push_async_callback(consumer.stop)
         await consumer.start()
         topics = sorted({t for ts in groups.values() for t in ts})
         described = await admin.describe_topics(topics) if topics else []
@@ -215,9 +218,6 @@ async def _group_offsets(bootstrap: str, groups: Mapping[str, Sequence[str]]) ->
                 )
             )
         return out
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def _key(tp: TopicPartition) -> tuple[str, int]:

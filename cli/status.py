@@ -4,6 +4,7 @@ as the gateway reports them, the tables' sizes and each consumer group's lag."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from collections.abc import Iterable
@@ -56,6 +57,7 @@ def status(url: Url = None, token: Token = None) -> None:
     each table's size and estimated rows, and each consumer group's lag from its committed
     Kafka offsets. Exits 1 when a part of the stack is down."""
     s = get_settings()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a down broker: one line below
     report = asyncio.run(gather(s, api.base_url(s, url), token))
     console.print(render.parts_table(report.stack, "stack"))
     if report.pipeline:
