@@ -13,7 +13,6 @@ from pydantic import BaseModel
 
 from core.auth import Principal, authenticate, bearer_token, forbidden
 from core.settings import Settings
-from serve_app.accept import AcceptService
 from serve_app.faults import FaultInjector
 from serve_app.inventory import InventoryService
 from serve_app.live import LiveStatus
@@ -32,41 +31,37 @@ from serve_app.wiring import Services
 M = TypeVar("M", bound=BaseModel)
 
 
-def _services(request: Request) -> Services:
+def services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-async def _accept(request: Request) -> AcceptService:
-    return _services(request).accept
-
-
 async def _orders(request: Request) -> OrderService:
-    return _services(request).orders
+    return services(request).orders
 
 
 async def _inventory(request: Request) -> InventoryService:
-    return _services(request).inventory
+    return services(request).inventory
 
 
 async def _faults(request: Request) -> FaultInjector:
-    return _services(request).faults
+    return services(request).faults
 
 
 async def _live(request: Request) -> LiveStatus:
-    return _services(request).live
+    return services(request).live
 
 
 async def _readiness(request: Request) -> ReadinessProbe:
-    return _services(request).readiness
+    return services(request).readiness
 
 
 async def _metrics(request: Request) -> MetricsProxy:
-    return _services(request).metrics
+    return services(request).metrics
 
 
 async def _settings(request: Request) -> Settings:
-    return _services(request).settings
+    return services(request).settings
 
 
 async def optional_principal(request: Request) -> Principal | None:
@@ -74,13 +69,13 @@ async def optional_principal(request: Request) -> Principal | None:
     header = single_headers(request.scope["headers"]).get(b"authorization")
     if header is None:
         return None
-    return authenticate(bearer_token(header.decode("latin-1")), _services(request).settings)
+    return authenticate(bearer_token(header.decode("latin-1")), services(request).settings)
 
 
 async def principal(request: Request) -> Principal:
     header = single_headers(request.scope["headers"]).get(b"authorization")
     token = bearer_token(None if header is None else header.decode("latin-1"))
-    return authenticate(token, _services(request).settings)
+    return authenticate(token, services(request).settings)
 
 
 async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -117,7 +112,6 @@ Caller = Annotated[Principal, Depends(principal)]
 MaybeCaller = Annotated[Principal | None, Depends(optional_principal)]
 Admin = Annotated[Principal, Depends(admin)]
 OrderId = Annotated[uuid.UUID, Depends(_order_id)]
-Accept = Annotated[AcceptService, Depends(_accept)]
 Orders = Annotated[OrderService, Depends(_orders)]
 Inventory = Annotated[InventoryService, Depends(_inventory)]
 Faults = Annotated[FaultInjector, Depends(_faults)]

@@ -54,10 +54,12 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     for status in sorted(set(statuses)):
         description, code, message = _ERRORS[status]
         entry: dict[str, Any] = {
-            "model": ErrorEnvelope,
             "description": description,
             "content": {
-                "application/json": {"example": {"error": {"code": code, "message": message}}}
+                "application/json": {
+                    "schema": {"$ref": _REF.format(model=ErrorEnvelope.__name__)},
+                    "example": {"error": {"code": code, "message": message}},
+                }
             },
         }
         if status in (429, 503):
@@ -78,7 +80,8 @@ def body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
 
 
 def install(app: FastAPI, bodies: list[type[BaseModel]]) -> None:
-    """Replace `app.openapi` with one that adds the body models and the bearer scheme."""
+    """Replace `app.openapi` with one that adds the body models, the error envelope and the
+    bearer scheme."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -91,7 +94,8 @@ def install(app: FastAPI, bodies: list[type[BaseModel]]) -> None:
         )
         components = schema.setdefault("components", {})
         schemas = components.setdefault("schemas", {})
-        for model in bodies:
+        models: list[type[BaseModel]] = [*bodies, ErrorEnvelope]
+        for model in models:
             js = model.model_json_schema(by_alias=True, ref_template=_REF)
             schemas.update(js.pop("$defs", {}))
             schemas[model.__name__] = js

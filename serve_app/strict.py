@@ -10,14 +10,17 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
 
 from domain.errors import NotFound
 from domain.strict_json import JsonRejected, loads
 from serve_app.errors import RequestRejected, validation_details
 
 M = TypeVar("M", bound=BaseModel)
+_VISIBLE = re.compile(r"[\x20-\x7e]+")
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 CANONICAL_UUID_PATTERN = f"^{_CANONICAL_UUID.pattern}$"
+IDEMPOTENCY_KEY_MAX = 255
 _SINGLE = (b"authorization", b"content-type", b"content-length", b"idempotency-key")
 
 
@@ -76,3 +79,19 @@ def canonical_uuid(value: str, what: str = "order") -> uuid.UUID:
     if not _CANONICAL_UUID.fullmatch(value):
         raise NotFound(f"{what} not found: ids are canonical lower-case UUIDs")
     return uuid.UUID(value)
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The `Idempotency-Key` header: absent, or 1..255 printable ASCII characters (422)."""
+    raw = single_headers(request.scope["headers"]).get(b"idempotency-key")
+    if raw is None:
+        return None
+    key = raw.decode("latin-1")
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_MAX or not _VISIBLE.fullmatch(key):
+        raise RequestRejected(
+            422,
+            "validation_error",
+            "Idempotency-Key must be 1..255 printable ASCII characters",
+            [{"loc": ["header", "idempotency-key"], "msg": "invalid", "type": "string_type"}],
+        )
+    return key

@@ -79,11 +79,12 @@ def test_bad_bodies_get_a_clear_4xx_and_store_nothing(
     status: int,
     code: str,
 ) -> None:
-    before = pg.execute("SELECT count(*) AS n FROM orders").fetchone()["n"]
+    mine = "SELECT count(*) AS n FROM orders WHERE principal = 'customer1'"
+    before = pg.execute(mine).fetchone()["n"]
     resp = api.http.post("/api/orders", json=body, headers=api.headers("customer1"))
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]["code"] == code
-    assert pg.execute("SELECT count(*) AS n FROM orders").fetchone()["n"] == before
+    assert pg.execute(mine).fetchone()["n"] == before
 
 
 def test_invalid_json_and_oversized_bodies(api: Api) -> None:
@@ -97,15 +98,18 @@ def test_invalid_json_and_oversized_bodies(api: Api) -> None:
 
 def test_junk_path_parameters_are_4xx_json(api: Api) -> None:
     h = api.headers("customer1")
-    for path in (
-        "/api/orders/not-a-uuid",
-        "/api/orders/1%27%20OR%201=1",
-        "/api/inventory/bad%20sku",
+    oid = uuid.uuid4()
+    for path, status in (
+        ("/api/orders/not-a-uuid", 404),
+        ("/api/orders/1%27%20OR%201=1", 404),
+        (f"/api/orders/{str(oid).upper()}", 404),  # ids are canonical lower-case UUIDs
+        (f"/api/orders/{oid.hex}", 404),
+        ("/api/inventory/bad%20sku", 422),
     ):
         resp = api.http.get(path, headers=h)
-        assert resp.status_code in (404, 422), (path, resp.text)
+        assert resp.status_code == status, (path, resp.text)
         assert "error" in resp.json()
-    resp = api.http.get(f"/api/orders/{uuid.uuid4()}", headers=h)
+    resp = api.http.get(f"/api/orders/{oid}", headers=h)
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
 
 

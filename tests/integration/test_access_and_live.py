@@ -52,6 +52,23 @@ def test_listing_pages_own_orders_and_admin_filters(api: Api, customer: str) -> 
     assert bad.status_code == 422
 
 
+def test_a_customer_id_belongs_to_the_first_principal_that_used_it(
+    api: Api, customer: str, pg: Any
+) -> None:
+    api.place_ok(customer, [("SKU-6", 1)])  # `customer` (principal) now owns `customer` (id)
+    owner = pg.execute(
+        "SELECT principal FROM customer_owners WHERE customer_id = %s", (customer,)
+    ).fetchone()
+    assert owner == {"principal": customer}
+    body = {"customerId": customer, "items": [{"sku": "SKU-6", "qty": 1}]}
+    intruder = f"other-{uuid.uuid4().hex[:8]}"
+    resp = api.http.post("/api/orders", json=body, headers=api.headers(intruder))
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden"
+    n = pg.execute("SELECT count(*) AS n FROM orders WHERE principal = %s", (intruder,))
+    assert n.fetchone()["n"] == 0
+    assert api.http.post("/api/orders", json=body, headers=api.admin).status_code == 202
+
+
 def test_inventory_reads_for_anyone_writes_for_admins(api: Api, customer: str) -> None:
     h = api.headers(customer)
     stock = api.http.get("/api/inventory/SKU-10", headers=h).json()
@@ -97,7 +114,9 @@ def test_idempotency_key_replays_conflicts_and_rejects_changed_bodies(
     assert changed.status_code == 422
     n = pg.execute("SELECT count(*) AS n FROM orders WHERE principal = %s", (customer,)).fetchone()
     assert n["n"] == 1
-    other = {**api.headers(f"x-{customer}"), "Idempotency-Key": h["Idempotency-Key"]}
+    # keys are scoped per principal: an admin (who may order for this customer) with the same
+    # key and body places a new order
+    other = {**api.admin, "Idempotency-Key": h["Idempotency-Key"]}
     scoped = api.http.post("/api/orders", json=body, headers=other)
     assert scoped.status_code == 202 and scoped.json()["orderId"] != first.json()["orderId"]
 

@@ -92,9 +92,14 @@ def test_customer_cannot_use_admin_routes(http: httpx.Client, mint: Callable[...
     assert resp.status_code == 403
 
 
-def test_health_ready_and_docs_need_no_token(http: httpx.Client) -> None:
+def test_health_ready_and_docs_need_no_token_details_need_admin(
+    http: httpx.Client, admin_headers: dict[str, str], mint: Callable[..., str]
+) -> None:
     assert http.get("/health").json() == {"status": "ok"}
-    ready = http.get("/ready").json()
+    assert http.get("/ready").json() == {"status": "up"}  # no node, pid or version to see
+    customer = {"Authorization": f"Bearer {mint('customer1')}"}
+    assert http.get("/ready", headers=customer).json() == {"status": "up"}
+    ready = http.get("/ready", headers=admin_headers).json()
     assert ready["status"] == "up", ready
     for part in (
         "postgres",
@@ -107,6 +112,9 @@ def test_health_ready_and_docs_need_no_token(http: httpx.Client) -> None:
         "consumer:notification",
     ):
         assert ready["checks"][part]["status"] == "up", (part, ready)
+    assert http.get("/metrics").status_code == 401
+    assert http.get("/metrics", headers=customer).status_code == 403
+    assert http.get("/metrics", headers=admin_headers).status_code == 200
     assert http.get("/docs").status_code == 200
     spec = http.get("/openapi.json").json()
     assert "/api/orders" in spec["paths"] and "/api/orders/{order_id}/events" in spec["paths"]
