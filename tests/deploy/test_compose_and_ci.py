@@ -168,8 +168,11 @@ def test_compose_postgres_and_redis_require_the_apps_credentials() -> None:
     assert postgres["environment"]["POSTGRES_USER"] != db.username == "orders"
     assert "--auth-host=scram-sha-256" in postgres["environment"]["POSTGRES_INITDB_ARGS"]
     assert db.password == secrets["ORDERS_DB_PASSWORD"] != secrets["POSTGRES_PASSWORD"]
-    (init,) = [v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v]
-    script = (m.ROOT / init.split(":")[0]).read_text()
+    assert postgres["build"] == "docker/postgres"
+    image = (m.ROOT / "docker" / "postgres" / "Dockerfile").read_text()
+    assert "COPY 10-orders-role.sh /docker-entrypoint-initdb.d/" in image
+    assert '"postgresql-${PG_MAJOR}-partman"' in image
+    script = (m.ROOT / "docker" / "postgres" / "10-orders-role.sh").read_text()
     assert "CREATE ROLE orders LOGIN NOSUPERUSER" in script
     redis = urlsplit(secrets["REDIS_URL"])
     command = " ".join(services["redis"]["command"])
@@ -193,14 +196,16 @@ def test_compose_services_are_healthchecked_and_started_in_order() -> None:
     assert needs("ray-head") == {**infra, "init": "service_completed_successfully"}
     assert needs("ray-worker") == {"ray-head": "service_healthy"}
     used = {v.split(":")[0] for s in services.values() for v in s.get("volumes", [])}
-    assert used - {"./docker/postgres-init.sh"} == set(compose["volumes"])
+    assert used == set(compose["volumes"])
 
 
-def test_compose_builds_the_image_once_and_the_k8s_manifests_run_it() -> None:
+def test_compose_builds_each_image_once_and_the_k8s_manifests_run_them() -> None:
     services = _compose()["services"]
-    builders = [name for name, spec in services.items() if "build" in spec]
-    assert builders == ["ray-head"]
+    builders = {name: spec["image"] for name, spec in services.items() if "build" in spec}
+    assert builders == {"ray-head": IMAGE, "postgres": "ray-orders-postgres:17"}
     assert services["ray-head"]["build"] == "."
+    postgres = m.resource("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0]
+    assert postgres["image"] == builders["postgres"]
     for name in APP_SERVICES:
         assert services[name]["image"] == IMAGE
         if name != "ray-head":

@@ -270,6 +270,26 @@ def test_secrets_reach_pods_only_as_secret_env() -> None:
         assert {"JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD"} <= refs, name
 
 
+def test_postgres_app_role_is_not_the_superuser() -> None:
+    """The app connects as `orders`, created by the image's first-start script without
+    superuser rights; the superuser's password is another Secret key, given to Postgres only."""
+    postgres = m.resource("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0]
+    env = {v["name"]: v.get("value", v.get("valueFrom")) for v in postgres["env"]}
+    assert env["POSTGRES_USER"] != "orders"
+    assert env["ORDERS_DB_PASSWORD"]["secretKeyRef"] == {
+        "name": "postgres-credentials",
+        "key": "password",
+    }
+    assert env["POSTGRES_PASSWORD"]["secretKeyRef"]["key"] != "password"
+    assert "scram-sha-256" in env["POSTGRES_INITDB_ARGS"]
+    for name, container in _app_containers().items():
+        refs = {
+            v["name"]: v["valueFrom"]["secretKeyRef"] for v in container["env"] if "valueFrom" in v
+        }
+        assert refs["POSTGRES_PASSWORD"] == env["ORDERS_DB_PASSWORD"]["secretKeyRef"], name
+        assert urlsplit(_env(container)["DATABASE_URL"]).username == "orders", name
+
+
 def test_disruption_budgets_allow_drains() -> None:
     budgets = [d for d in RESOURCES.values() if d["kind"] == "PodDisruptionBudget"]
     groups = {g["groupName"]: g for g in _cluster()["workerGroupSpecs"]}
