@@ -26,8 +26,13 @@ _IDEMPOTENCY_KEY_DOC = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "replay protection, kept 24 h per principal (1..255 characters)",
-    "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+    "description": "replay protection, kept 24 h per principal (1..255 printable ASCII)",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": IDEMPOTENCY_KEY_MAX,
+        "pattern": "^[ -~]+$",
+    },
 }
 
 
