@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from core import registry
@@ -21,13 +22,13 @@ class ActorDirectory:
     def with_ray(self) -> bool:
         return self._with_ray
 
-    def get(self, name: str) -> Any:
+    async def get(self, name: str) -> Any:
         if not self._with_ray:
             raise Unavailable("this gateway runs without Ray; use the Serve deployment")
         handle = self._handles.get(name)
         if handle is None:
-            try:
-                handle = registry.get_actor(name, self._namespace)
+            try:  # a blocking call to Ray's GCS: off the event loop
+                handle = await asyncio.to_thread(registry.get_actor, name, self._namespace)
             except ValueError:
                 raise Unavailable(f"actor {name} is not running; run `make up`") from None
             self._handles[name] = handle

@@ -28,7 +28,8 @@ class InventoryService:
 
     async def set_on_hand(self, sku: str, on_hand: int) -> Stock:
         """Route the write to the SKU's owner, the inventory shard actor."""
-        shard = self._actors.get(registry.inventory_shard(registry.shard_of(sku, self._shards)))
+        name = registry.inventory_shard(registry.shard_of(sku, self._shards))
+        shard = await self._actors.get(name)
         try:
             row: Row = await shard.set_stock.remote(sku, on_hand)
         except RayTaskError as exc:  # re-raise the shard's typed error for the HTTP mapping

@@ -65,7 +65,8 @@ class ReadinessProbe:
         return {"status": "degraded" if wait else "up", **breaker}
 
     async def _actor_health(self, name: str) -> dict[str, Any]:
-        health: dict[str, Any] = await self._actors.get(name).health.remote()
+        actor = await self._actors.get(name)
+        health: dict[str, Any] = await actor.health.remote()
         return health
 
 
