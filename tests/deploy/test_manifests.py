@@ -251,6 +251,27 @@ def test_gcs_fault_tolerance_uses_the_external_redis_with_its_secret() -> None:
     assert "--user default off" in " ".join(redis["args"])
 
 
+def test_kuberay_admission_rules_hold() -> None:
+    """Rules the KubeRay v1.7.0 operator enforces beyond the CRD schema (ValidateRayClusterSpec,
+    ValidateRayServiceSpec), which would otherwise show only as a rejected RayService."""
+    cluster = _cluster()
+    head = cluster["headGroupSpec"]
+    head_env = {v["name"] for v in head["template"]["spec"]["containers"][0].get("env", [])}
+    if "gcsFaultToleranceOptions" in cluster:
+        # With GCS fault tolerance the operator owns these (it sets them from the options).
+        assert not {"REDIS_PASSWORD", "RAY_REDIS_ADDRESS"} & head_env
+        assert "redis-password" not in head["rayStartParams"]
+        assert "ray.io/ft-enabled" not in _rayservice()["metadata"].get("annotations", {})
+    assert "REDIS_USERNAME" not in head_env and "redis-username" not in head["rayStartParams"]
+    for group in [head, *cluster["workerGroupSpecs"]]:
+        params = group["rayStartParams"]
+        assert "labels" not in params
+        uses_params = any(k in params for k in ("num-cpus", "num-gpus", "memory", "resources"))
+        assert not (uses_params and group.get("resources")), "resources in two places"
+    strategy = _rayservice()["spec"]["upgradeStrategy"]["type"]
+    assert strategy in {"None", "NewCluster", "NewClusterWithIncrementalUpgrade"}
+
+
 def test_secrets_reach_pods_only_as_secret_env() -> None:
     """Secrets go Secret -> env on the head and every worker, never into serveConfigV2 (which
     the Ray dashboard shows) or the ConfigMap."""
@@ -267,7 +288,7 @@ def test_secrets_reach_pods_only_as_secret_env() -> None:
     assert not [v for v in secrets if v in config_map.values()]
     for name, container in _app_containers().items():
         refs = {v["name"] for v in container["env"] if "valueFrom" in v}
-        assert {"JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD"} <= refs, name
+        assert {"JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_APP_PASSWORD"} <= refs, name
 
 
 def test_postgres_app_role_is_not_the_superuser() -> None:
