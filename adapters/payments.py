@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_values
+from adapters.pg import Row, insert_rows
 from domain.payment import AUTHORIZED
 
 Conn = AsyncConnection[Row]
@@ -27,10 +27,10 @@ async def outstanding(conn: Conn) -> dict[str, Decimal]:
 async def record(conn: Conn, rows: Sequence[PaymentRow]) -> None:
     """Insert `(order, customer, amount, status, reason, provider ref)` rows. The primary key
     makes a second charge of the same order fail the whole transaction."""
-    await insert_values(
+    await insert_rows(
         conn,
         "INSERT INTO payments (order_id, customer_id, amount, status, reason, provider_ref)",
-        "(%s, %s, %s, %s, %s, %s)",
+        ("uuid", "text", "numeric", "text", "text", "text"),
         rows,
     )
 

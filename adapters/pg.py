@@ -62,6 +62,43 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+async def insert_rows(
+    conn: AsyncConnection[Row],
+    head: str,
+    types: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    tail: str = "",
+) -> None:
+    """`head SELECT * FROM unnest(%s::type[], …) tail`: all rows in one statement, one array
+    parameter per column (`types`: the Postgres type of each column, e.g. `("uuid", "text")`).
+
+    The statement's text does not depend on the number of rows, so psycopg parses it once and
+    Postgres prepares it after a few runs. With adaptive batching (ADR-013) every batch size
+    made the multi-row `VALUES` form a new statement: psycopg's query splitting was the largest
+    Python cost of the shipping actor and the inventory shards in a profile at 300 orders/s.
+    """
+    if rows:
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        await conn.execute(f"{head} SELECT * FROM unnest({arrays}) {tail}".rstrip(), columns)
+
+
+async def update_rows(
+    conn: AsyncConnection[Row],
+    update: str,
+    types: Sequence[str],
+    columns: str,
+    where: str,
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """`update FROM unnest(%s::type[], …) AS v(columns) WHERE where`: many rows, one statement
+    whose text does not depend on their number (see `insert_rows`)."""
+    if rows:
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        values = [list(c) for c in zip(*rows, strict=True)]
+        await conn.execute(f"{update} FROM unnest({arrays}) AS v({columns}) WHERE {where}", values)
+
+
 # Bind parameters per statement; Postgres allows 65,535, chunks stay well below.
 _MAX_PARAMS = 20_000
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_values, update_from_values
+from adapters.pg import Row, insert_rows, update_rows
 from domain.shipping import CREATED, SHIPPED, Shipment
 
 Conn = AsyncConnection[Row]
@@ -22,10 +22,10 @@ async def in_flight(conn: Conn) -> list[tuple[uuid.UUID, str]]:
 
 
 async def create(conn: Conn, shipments: Sequence[Shipment]) -> None:
-    await insert_values(
+    await insert_rows(
         conn,
         "INSERT INTO shipments (order_id, tracking, status, fail)",
-        "(%s, %s, %s, %s)",
+        ("uuid", "text", "text", "bool"),
         [(s.order_id, s.tracking, s.status, s.fail) for s in shipments],
         "ON CONFLICT DO NOTHING",
     )
@@ -45,10 +45,10 @@ async def lock(conn: Conn, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Sh
 
 async def update(conn: Conn, updates: Sequence[tuple[str, uuid.UUID]]) -> None:
     """Set `(status, order)` pairs, one statement."""
-    await update_from_values(
+    await update_rows(
         conn,
         "UPDATE shipments s SET status = v.status, updated_at = now()",
-        "(%s::text, %s::uuid)",
+        ("text", "uuid"),
         "status, order_id",
         "s.order_id = v.order_id",
         updates,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_values, update_from_values
+from adapters.pg import Row, insert_rows, update_rows
 from domain.inventory import HELD, Stock
 
 Conn = AsyncConnection[Row]
@@ -41,22 +41,22 @@ async def hold(
 ) -> None:
     """Insert HELD reservations `(order, sku, customer, principal, qty)`; move `delta` units of
     each SKU into `reserved`."""
-    await insert_values(
+    await insert_rows(
         conn,
         "INSERT INTO reservations (order_id, sku, customer_id, principal, qty, state, expires_at)",
-        "(%s, %s, %s, %s, %s, 'HELD', %s)",
-        [(*r, expires) for r in rows],
+        ("uuid", "text", "text", "text", "int", "text", "timestamptz"),
+        [(*r, HELD, expires) for r in rows],
     )
     await shift(conn, {sku: (qty, 0) for sku, qty in delta.items()})
 
 
 async def shift(conn: Conn, delta: Mapping[str, tuple[int, int]]) -> None:
     """Add `(to reserved, to on-hand)` to each SKU's row, one statement for all SKUs."""
-    await update_from_values(
+    await update_rows(
         conn,
         "UPDATE inventory i SET reserved = i.reserved + v.reserved, "
         "on_hand = i.on_hand + v.on_hand, updated_at = now()",
-        "(%s::text, %s::int, %s::int)",
+        ("text", "int", "int"),
         "sku, reserved, on_hand",
         "i.sku = v.sku",
         [(sku, r, o) for sku, (r, o) in delta.items()],

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.pg import Row, insert_values, now, update_from_values
+from adapters.pg import Row, insert_rows, now, update_rows
 from adapters.status import StatusPublisher
 from domain.decision import Applied, Decision, Note, OrderView, apply_moves
 from domain.events import EVENT_TOPIC, Envelope
@@ -63,7 +63,10 @@ class Tx:
         if not events:
             return []
         cur = await self.conn.execute(
-            "INSERT INTO processed_events (consumer, event_id) SELECT %s, unnest(%s::uuid[]) "
+            # event_at (the partition key) is the time inside the event id: a redelivery meets
+            # its first delivery's row in the same partition (ADR-012)
+            "INSERT INTO processed_events (consumer, event_id, event_at) "
+            "SELECT %s, id, uuid7_time(id) FROM unnest(%s::uuid[]) AS id "
             "ON CONFLICT DO NOTHING RETURNING event_id",
             (consumer, [e.event_id for e in events]),
         )
@@ -154,11 +157,11 @@ async def _write_statuses(conn: AsyncConnection[Row], done: list[Applied], at: d
         if reason is None and oid in merged:
             reason = merged[oid][1]
         merged[oid] = (a.move.target.value, reason, at, oid)
-    await update_from_values(
+    await update_rows(
         conn,
         "UPDATE orders o SET status = v.status, reason = COALESCE(v.reason, o.reason), "
         "updated_at = v.at",
-        "(%s::text, %s::text, %s::timestamptz, %s::uuid)",
+        ("text", "text", "timestamptz", "uuid"),
         "status, reason, at, id",
         "o.id = v.id",
         list(merged.values()),
@@ -170,19 +173,19 @@ async def append_timeline(
 ) -> None:
     """Timeline entries `(order, status, event, detail)`."""
     when = at or now()
-    await insert_values(
+    await insert_rows(
         conn,
         "INSERT INTO order_events (order_id, status, event, at, detail)",
-        "(%s, %s, %s, %s, %s::jsonb)",
+        ("uuid", "text", "text", "timestamptz", "jsonb"),
         [(n.order_id, n.status.value, n.event, when, _dump(n.detail)) for n in notes],
     )
 
 
 async def insert_outbox(conn: AsyncConnection[Row], events: Sequence[Envelope]) -> None:
     """Queue events for the relay, in the caller's transaction."""
-    await insert_values(
+    await insert_rows(
         conn,
         "INSERT INTO outbox (topic, key, payload)",
-        "(%s, %s, %s)",
+        ("text", "text", "bytea"),
         [(EVENT_TOPIC[e.type], str(e.order_id), e.to_json()) for e in events],
     )
