@@ -10,7 +10,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from core.settings import KAFKA_SEGMENT_HOURS, get_settings
 from domain.events import Topic
 
 
@@ -70,9 +72,23 @@ async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[tuple[str, str
     await asyncio.gather(*futures)
 
 
-async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+def retention_configs(retention_hours: int) -> dict[str, str]:
+    """Topic configs that bound how long a message can be read (ADR-012): `retention.ms`, and
+    hourly segments (Kafka deletes whole segments, once their newest message expired)."""
+    return {
+        "retention.ms": str(retention_hours * 3_600_000),
+        "segment.ms": str(min(retention_hours, KAFKA_SEGMENT_HOURS) * 3_600_000),
+    }
+
+
+async def ensure_topics(
+    bootstrap: str, partitions: int, retention_hours: int | None = None
+) -> list[str]:
     """Create any missing topic with `partitions` partitions and grow any topic that has fewer
-    (Kafka cannot shrink one); return the names created or grown."""
+    (Kafka cannot shrink one); set every topic's retention (default: KAFKA_RETENTION_HOURS);
+    return the names created or grown."""
+    hours = get_settings().kafka_retention_hours if retention_hours is None else retention_hours
+    configs = retention_configs(hours)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-admin")
     await admin.start()
     try:
@@ -80,8 +96,17 @@ async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
         missing = [t for t in all_topics() if t not in existing]
         if missing:
             await admin.create_topics(
-                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+                [
+                    NewTopic(t, partitions, replication_factor=1, topic_configs=configs)
+                    for t in missing
+                ]
             )
+        answers = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs) for t in all_topics()]
+        )
+        refused = [r for a in answers for r in a.resources if r[0] != 0]
+        if refused:
+            raise RuntimeError(f"Kafka refused the retention configs: {refused}")
         present = [t for t in all_topics() if t in existing]
         described = await admin.describe_topics(present) if present else []
         grow = {

@@ -19,9 +19,13 @@ async def record(
     if not rows:
         return set()
     cur = await conn.execute(
-        "INSERT INTO notifications (order_id, status, customer_id, channel, template, text) "
-        "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], "
-        "%s::text[]) ON CONFLICT DO NOTHING RETURNING order_id, status",
+        # order_at (the partition key) is the time inside the order id: a second message for
+        # the same (order, status) meets the first in the same partition (ADR-012)
+        "INSERT INTO notifications (order_id, status, customer_id, channel, template, text, "
+        "order_at) SELECT u.*, uuid7_time(u.order_id) FROM unnest(%s::uuid[], %s::text[], "
+        "%s::text[], %s::text[], %s::text[], %s::text[]) "
+        "AS u(order_id, status, customer_id, channel, template, text) "
+        "ON CONFLICT DO NOTHING RETURNING order_id, status",
         (
             [e.order_id for e, _ in rows],
             [m.status for _, m in rows],

@@ -55,6 +55,12 @@ orders = sa.Table(
     sa.Index("orders_created", "created_at", "id"),
 )
 
+# The append-only tables are daily range partitions managed by pg_partman (migration 0006,
+# docs/adr/ADR-012-retention.md): a primary key must hold the partition key, so those keyed by
+# an id hold the time in that UUIDv7 id (`uuid7_time(id)` in SQL), which never changes the
+# key's meaning. Their partitions (`<table>_p<date>`, `<table>_default`) are not declared here.
+PARTITION_KEYS = {"order_events": "at", "processed_events": "event_at", "notifications": "order_at"}
+
 order_events = sa.Table(
     "order_events",
     metadata,
@@ -62,8 +68,9 @@ order_events = sa.Table(
     sa.Column("order_id", UUID(as_uuid=True), nullable=False, index=True),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("event", sa.Text, nullable=False),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("detail", JSONB),
+    postgresql_partition_by="RANGE (at)",
 )
 
 outbox = sa.Table(
@@ -81,7 +88,9 @@ processed_events = sa.Table(
     metadata,
     sa.Column("consumer", sa.Text, primary_key=True),
     sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("event_at", sa.DateTime(timezone=True), primary_key=True),  # uuid7_time(event_id)
     sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    postgresql_partition_by="RANGE (event_at)",
 )
 
 reservations = sa.Table(
@@ -132,6 +141,8 @@ notifications = sa.Table(
     sa.Column("template", sa.Text, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Column("order_at", sa.DateTime(timezone=True), primary_key=True),  # uuid7_time(order_id)
+    postgresql_partition_by="RANGE (order_at)",
 )
 
 # who owns a customer id (migration 0005): the first customer principal to order for it
@@ -144,3 +155,17 @@ customer_owners = sa.Table(
         "claimed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
 )
+
+
+def is_partition(name: str | None) -> bool:
+    """True for the name of a partition of a partitioned table (`<table>_p…`, `<table>_default`).
+
+    For Alembic's `include_name`: the partitions come and go with pg_partman's maintenance."""
+    return name is not None and any(
+        name.startswith(f"{t}_p") or name == f"{t}_default" for t in PARTITION_KEYS
+    )
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's `include_name` hook: everything but the partitions."""
+    return not (type_ == "table" and is_partition(name))

@@ -37,6 +37,18 @@ if (( ${#need_apt[@]} )) && ! $venv_only; then
     env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}" \
     || die "apt-get install failed; see $RUN/logs/apt.log"
 fi
+# pg_partman for the installed PostgreSQL major: it manages the partitions of the append-only
+# tables (migration 0006, docs/adr/ADR-012-retention.md). Known only once PostgreSQL is there.
+pg_major="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1 || true)"
+if [[ -n "$pg_major" && ! -f "/usr/share/postgresql/$pg_major/extension/pg_partman.control" ]] \
+  && ! $venv_only; then
+  log "apt: installing postgresql-$pg_major-partman"
+  partman=(env DEBIAN_FRONTEND=noninteractive apt-get install -y "postgresql-$pg_major-partman")
+  progress apt "$RUN/logs/apt.log" "${partman[@]}" \
+    || { progress "apt-get update" "$RUN/logs/apt.log" apt-get update \
+      && progress apt "$RUN/logs/apt.log" "${partman[@]}"; } \
+    || die "apt-get install postgresql-$pg_major-partman failed; see $RUN/logs/apt.log"
+fi
 
 # Python: a project venv, installed from the lock file; re-run only when the inputs change.
 stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/requirements.lock" | sha1sum | cut -c1-12)"

@@ -84,6 +84,34 @@ class Settings(BaseSettings):
     rate_limit_per_min: int = Field(default=6000, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, gt=0)
     max_body_bytes: int = Field(default=65_536, ge=1024)
+    # Retention (docs/adr/ADR-012-retention.md). Kafka keeps a message KAFKA_RETENTION_HOURS
+    # (set on every topic, with hourly segments); a dedupe row must outlive every redelivery,
+    # so DEDUPE_RETENTION_HOURS >= KAFKA_RETENTION_HOURS + 2 is enforced at start. Timelines and
+    # notifications (whose key also dedupes) are kept ORDER_HISTORY_DAYS days by order time.
+    kafka_retention_hours: int = Field(default=24, ge=1)
+    dedupe_retention_hours: int = Field(default=48, ge=1)
+    order_history_days: int = Field(default=30, ge=1)
+    partition_maintenance_s: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _dedupe_outlives_redelivery(self) -> Settings:
+        least = self.kafka_retention_hours + KAFKA_SEGMENT_HOURS + 1
+        if self.dedupe_retention_hours < least:
+            raise ValueError(
+                f"DEDUPE_RETENTION_HOURS={self.dedupe_retention_hours} is shorter than "
+                f"KAFKA_RETENTION_HOURS={self.kafka_retention_hours} + {KAFKA_SEGMENT_HOURS + 1} "
+                "(Kafka drops an hourly segment up to an hour after its messages expire): a "
+                "redelivered event could outlive its dedupe row and run twice; set "
+                f"DEDUPE_RETENTION_HOURS >= {least} or lower KAFKA_RETENTION_HOURS"
+            )
+        if self.order_history_days * 24 < self.dedupe_retention_hours:
+            raise ValueError(
+                f"ORDER_HISTORY_DAYS={self.order_history_days} is shorter than "
+                f"DEDUPE_RETENTION_HOURS={self.dedupe_retention_hours}: notifications dedupe by "
+                "their own (order, status) key and must be kept as long as dedupe rows; set "
+                f"ORDER_HISTORY_DAYS >= {-(-self.dedupe_retention_hours // 24)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secret_is_strong_outside_dev(self) -> Settings:
@@ -101,6 +129,11 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The database URL in SQLAlchemy's psycopg 3 dialect form."""
         return self.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+# Kafka log segments roll hourly (segment.ms, set with retention.ms by adapters/kafka.py), so a
+# message is readable at most KAFKA_RETENTION_HOURS + 1 h plus one retention check (5 min).
+KAFKA_SEGMENT_HOURS = 1
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,226 @@
+"""Retention of the append-only tables (docs/adr/ADR-012-retention.md).
+
+Each is a set of daily partitions managed by pg_partman (migration 0006). `maintain` gives
+pg_partman the windows from the settings and runs its maintenance, which makes the partitions
+of the coming days and drops every partition older than its table's window, whole: no DELETE,
+no dead rows, no vacuum debt. `report` is the ops view: sizes, the oldest partition and when
+it goes. `maintenance_loop` runs `maintain` periodically inside any long-lived process.
+
+A dedupe key (`processed_events`' event id, `notifications`' order id) lands in the partition
+of the time inside that UUIDv7 id, so a redelivery always meets its first delivery's row while
+that partition exists. Once it is dropped, the day's ids would fall into the default partition
+and pass as new: a check on the default partition (`<table>_within_retention`) refuses them
+instead, so such a late event goes to its dead-letter topic rather than running twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+
+from adapters.pg import Row
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+Conn = AsyncConnection[Row]
+_LOCK_TIMEOUT = "5s"  # a drop waits this long for its table lock, then tries next time
+
+
+@dataclass(frozen=True, slots=True)
+class Partitioned:
+    """A partitioned table: its partition key and whether that key is a dedupe key's time."""
+
+    table: str
+    key: str
+    dedupe: bool
+
+    def window(self, settings: Settings) -> timedelta:
+        """How long its rows are kept (at least; a partition goes once all of it is older)."""
+        if self.table == "processed_events":
+            return timedelta(hours=settings.dedupe_retention_hours)
+        return timedelta(days=settings.order_history_days)
+
+
+TABLES = (
+    Partitioned("processed_events", "event_at", dedupe=True),
+    Partitioned("notifications", "order_at", dedupe=True),
+    Partitioned("order_events", "at", dedupe=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TableRetention:
+    """The ops view of one partitioned table (sizes are the sum over its partitions)."""
+
+    table: str
+    total_bytes: int
+    rows_estimate: int
+    partitions: int
+    oldest_partition: str | None
+    oldest_from: datetime | None
+    retention: timedelta
+    next_drop_at: datetime | None  # when all of the oldest partition is older than the window
+    default_rows: int  # rows in no dated partition (ids that are not UUIDv7; no partition yet)
+
+    def to_json(self) -> dict[str, Any]:
+        """camelCase keys, times in ISO 8601, `retention` in hours (/ready, `orders status`)."""
+        out = asdict(self)
+        out["retention"] = self.retention.total_seconds() / 3600
+        for name in ("oldest_from", "next_drop_at"):
+            value = out[name]
+            out[name] = None if value is None else value.isoformat()
+        return {_camel(k): v for k, v in out.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+async def report(conn: Conn, settings: Settings) -> list[TableRetention]:
+    """Sizes, oldest partition and next drop of every partitioned table. Catalog and
+    statistics reads only: any role may call it (the gateway's /ready, `orders status`)."""
+    return [await _table_report(conn, t, t.window(settings)) for t in TABLES]
+
+
+async def report_dsn(dsn: str, settings: Settings) -> list[TableRetention]:
+    """`report` over a connection of its own."""
+    async with await AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        return await report(conn, settings)
+
+
+_PARTITIONS = """
+SELECT c.relname AS name,
+       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1]
+           AS lower_bound,
+       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1]
+           AS upper_bound,
+       pg_total_relation_size(c.oid) AS bytes, greatest(c.reltuples, 0)::bigint AS est,
+       pg_stat_get_live_tuples(c.oid) AS live
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = %s::regclass
+"""
+
+
+async def _partitions(conn: Conn, table: str) -> list[Row]:
+    """Every partition of `table`: name, bounds (None for the default), size, row estimate."""
+    cur = await conn.execute(_PARTITIONS, (table,))
+    rows = await cur.fetchall()
+    for r in rows:
+        for bound in ("lower_bound", "upper_bound"):
+            r[bound] = None if r[bound] is None else datetime.fromisoformat(r[bound])
+    return rows
+
+
+async def _table_report(conn: Conn, t: Partitioned, window: timedelta) -> TableRetention:
+    parts = await _partitions(conn, t.table)
+    ranged = sorted((p for p in parts if p["lower_bound"] is not None), key=_lower)
+    oldest = ranged[0] if ranged else None
+    return TableRetention(
+        table=t.table,
+        total_bytes=sum(int(p["bytes"]) for p in parts),
+        rows_estimate=sum(max(int(p["est"]), int(p["live"])) for p in parts),
+        partitions=len(ranged),
+        oldest_partition=oldest["name"] if oldest else None,
+        oldest_from=oldest["lower_bound"] if oldest else None,
+        retention=window,
+        next_drop_at=oldest["upper_bound"] + window if oldest else None,
+        default_rows=sum(int(p["live"]) for p in parts if p["lower_bound"] is None),
+    )
+
+
+def _lower(partition: Row) -> datetime:
+    bound: datetime = partition["lower_bound"]
+    return bound
+
+
+@dataclass(frozen=True, slots=True)
+class Maintained:
+    """What one maintenance run did to one table."""
+
+    table: str
+    dropped: list[str]
+    created: list[str]
+    kept_from: datetime | None  # lower bound of the oldest partition kept
+
+
+async def maintain(conn: Conn, settings: Settings) -> list[Maintained]:
+    """Set each table's window from the settings, let pg_partman make the coming partitions and
+    drop those older than the window, then move the dedupe guard to the oldest partition kept.
+
+    One transaction per table (`conn` must be in autocommit mode); a table whose lock is not
+    granted within a few seconds is left for the next run."""
+    done: list[Maintained] = []
+    for t in TABLES:
+        try:
+            done.append(await _maintain_table(conn, t, t.window(settings)))
+        except psycopg.errors.LockNotAvailable:
+            log.warning("retention: %s is busy; its maintenance waits for the next run", t.table)
+    return done
+
+
+async def maintain_dsn(dsn: str, settings: Settings) -> list[Maintained]:
+    """`maintain` over a connection of its own."""
+    async with await AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        return await maintain(conn, settings)
+
+
+async def _maintain_table(conn: Conn, t: Partitioned, window: timedelta) -> Maintained:
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+        before = {p["name"] for p in await _partitions(conn, t.table)}
+        # pg_partman names a table with its schema (public, or a test's scratch schema)
+        await conn.execute(
+            "UPDATE partman.part_config SET retention = %s, retention_keep_table = false, "
+            "retention_keep_index = false, infinite_time_partitions = true, "
+            "inherit_privileges = true WHERE parent_table = current_schema() || '.' || %s",
+            (f"{int(window.total_seconds())} seconds", t.table),
+        )
+        await conn.execute(
+            "SELECT partman.run_maintenance(p_parent_table => current_schema() || '.' || %s, "
+            "p_analyze => false)",
+            (t.table,),
+        )
+        parts = await _partitions(conn, t.table)
+        ranged = sorted((p for p in parts if p["lower_bound"] is not None), key=_lower)
+        kept_from = ranged[0]["lower_bound"] if ranged else None
+        if t.dedupe and kept_from is not None:
+            await _guard_default(conn, t, kept_from)
+    after = {p["name"] for p in parts}
+    return Maintained(t.table, sorted(before - after), sorted(after - before), kept_from)
+
+
+async def _guard_default(conn: Conn, t: Partitioned, kept_from: datetime) -> None:
+    """The default partition refuses keys older than the oldest partition kept (their own
+    partition may have held the dedupe row); keys of ids that are not UUIDv7 (`-infinity`)
+    and times past the newest partition stay welcome. NOT VALID: only new rows are checked."""
+    default = sql.Identifier(f"{t.table}_default")
+    name = sql.Identifier(f"{t.table}_within_retention")
+    key = sql.Identifier(t.key)
+    await conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(default, name))
+    await conn.execute(
+        sql.SQL(
+            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} = '-infinity' OR {} >= {}) NOT VALID"
+        ).format(default, name, key, key, sql.Literal(kept_from))
+    )
+
+
+async def maintenance_loop(settings: Settings) -> None:
+    """Run `maintain` now and then every `PARTITION_MAINTENANCE_S` seconds, forever; a failed
+    run (database restarting, lock busy) is logged and retried at the next period. Start it
+    as a task of one long-lived process (pg_partman's maintenance is safe to run twice)."""
+    while True:
+        try:
+            for m in await maintain_dsn(settings.database_url, settings):
+                if m.dropped or m.created:
+                    log.info("retention: %s dropped %s, created %s", m.table, m.dropped, m.created)
+        except (psycopg.Error, OSError) as exc:
+            log.warning("retention: maintenance failed (%s); retrying next period", exc)
+        await asyncio.sleep(settings.partition_maintenance_s)

@@ -1,0 +1,107 @@
+"""A scratch schema in the stack's database, migrated by Alembic in a subprocess: the migration
+and retention tests work on their own tables (and pg_partman configuration) without a second
+database, a superuser or touching the platform's tables. Dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import psycopg
+from psycopg.rows import dict_row
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def owner_url() -> str:
+    """The role that migrates (and owns the tables): MIGRATION_DATABASE_URL when the stack has
+    one, else DATABASE_URL."""
+    from core.settings import get_settings
+
+    return os.environ.get("MIGRATION_DATABASE_URL") or get_settings().database_url
+
+
+def in_schema(url: str, schema: str) -> str:
+    """`url` with `schema` first on the search path (libpq `options`)."""
+    parts = urlsplit(url)
+    query = f"options={quote(f'-csearch_path={schema}')}"
+    return parts._replace(query=f"{parts.query}&{query}" if parts.query else query).geturl()
+
+
+def alembic(url: str, *args: str) -> str:
+    """Run the project's Alembic (`migrations/`) against `url`; returns its output."""
+    env = {**os.environ, "DATABASE_URL": url, "MIGRATION_DATABASE_URL": url}
+    proc = subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"alembic {' '.join(args)} failed:\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@contextmanager
+def scratch_schema(prefix: str) -> Iterator[str]:
+    """A new empty schema; yields the URL that works in it. Dropped with its pg_partman
+    configuration and template tables at the end."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = owner_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield in_schema(url, schema)
+    finally:
+        _drop(url, schema)
+
+
+def _drop(url: str, schema: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        if not _has_partman(conn):
+            return
+        conn.execute("DELETE FROM partman.part_config WHERE parent_table LIKE %s", (f"{schema}.%",))
+        for (name,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'partman' AND tablename LIKE %s",
+            (f"template_{schema}_%",),
+        ).fetchall():
+            conn.execute(f'DROP TABLE partman."{name}"')
+
+
+def _has_partman(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT to_regclass('partman.part_config') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+
+def uuid7_at(at: datetime) -> uuid.UUID:
+    """A UUIDv7 whose time is `at` (domain/ids.py's layout, random bits from os.urandom)."""
+    ms = int(at.timestamp() * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | (rand >> 68) << 64
+        | 0b10 << 62
+        | (rand & ((1 << 62) - 1))
+    )
+    return uuid.UUID(int=value)
+
+
+def time_of(u: uuid.UUID) -> datetime:
+    """The millisecond time inside a UUIDv7."""
+    return datetime.fromtimestamp((u.int >> 80) / 1000, UTC)

@@ -1,0 +1,181 @@
+"""A retention pass (adapters/retention.py) drops whole partitions older than each table's window,
+keeps every row inside it, and a redelivery whose dedupe partition is gone is refused rather than
+run twice. Runs on twelve days of history in a scratch schema (tests/integration/scratch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from adapters import notifications, retention
+from adapters.uow import Tx
+from core.settings import Settings
+from domain.events import Envelope
+from domain.notifications import Notification
+from tests.integration.scratch import alembic, connect, scratch_schema, uuid7_at
+
+NOW = datetime.now(UTC)
+DAYS = 12
+SETTINGS = Settings(kafka_retention_hours=24, dedupe_retention_hours=50, order_history_days=5)
+KEYS = {"processed_events": "event_at", "notifications": "order_at", "order_events": "at"}
+
+
+def _fill(url: str) -> None:
+    """One order, its timeline, its notification and its dedupe row per hour of DAYS days."""
+    with connect(url) as conn:
+        conn.execute(
+            "INSERT INTO processed_events (consumer, event_id) "
+            "SELECT 'inventory', x FROM unnest(%s::uuid[]) AS x",
+            ([uuid7_at(NOW - timedelta(hours=h)) for h in range(DAYS * 24)],),
+        )
+        orders = [uuid7_at(NOW - timedelta(hours=h)) for h in range(DAYS * 24)]
+        conn.execute(
+            "INSERT INTO order_events (order_id, status, event, at) "
+            "SELECT x, 'PENDING', 'E', now() - make_interval(hours => n::int - 1) "
+            "FROM unnest(%s::uuid[]) WITH ORDINALITY AS u(x, n)",
+            (orders,),
+        )
+        conn.execute(
+            "INSERT INTO notifications (order_id, status, customer_id, channel, template, text) "
+            "SELECT x, 'PAID', 'c', 'email', 't', 'x' FROM unnest(%s::uuid[]) AS x",
+            (orders,),
+        )
+
+
+def _counts(url: str, since: dict[str, datetime]) -> dict[str, tuple[int, int, datetime]]:
+    """Per table: rows newer than its window start, all rows, the oldest key."""
+    out = {}
+    with connect(url) as conn:
+        for table, key in KEYS.items():
+            row = conn.execute(
+                f"SELECT count(*) FILTER (WHERE {key} >= %s) AS inside, count(*) AS total, "
+                f"min({key}) AS oldest FROM {table}",
+                (since[table],),
+            ).fetchone()
+            assert row is not None
+            out[table] = (row["inside"], row["total"], row["oldest"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def history() -> Iterator[dict[str, Any]]:
+    """Twelve days of rows migrated into partitions, then one retention pass."""
+    with scratch_schema("rettest") as url:
+        alembic(url, "upgrade", "0005")
+        _fill(url)
+        alembic(url, "upgrade", "head")
+        windows = {t.table: NOW - t.window(SETTINGS) for t in retention.TABLES}
+        before = _counts(url, windows)
+        sizes = asyncio.run(retention.report_dsn(url, SETTINGS))
+        done = asyncio.run(retention.maintain_dsn(url, SETTINGS))
+        yield {
+            "url": url,
+            "windows": windows,
+            "before": before,
+            "after": _counts(url, windows),
+            "sizes": {r.table: r for r in sizes},
+            "done": {m.table: m for m in done},
+        }
+
+
+def test_a_pass_keeps_every_row_inside_the_window(history: dict[str, Any]) -> None:
+    for table in KEYS:
+        inside_before, total_before, _ = history["before"][table]
+        inside_after, total_after, oldest = history["after"][table]
+        assert inside_after == inside_before > 0, table
+        assert total_after < total_before, f"{table}: nothing dropped"
+        start = history["windows"][table]
+        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        assert oldest >= day, f"{table}: a row older than its window's first day survived"
+
+
+def test_a_pass_drops_whole_partitions_and_deletes_no_row(history: dict[str, Any]) -> None:
+    with connect(history["url"]) as conn:
+        for table in KEYS:
+            dropped = history["done"][table].dropped
+            assert dropped, table
+            left = conn.execute(
+                "SELECT count(*) AS n FROM pg_class WHERE relname = ANY(%s) "
+                "AND relnamespace = current_schema()::regnamespace",
+                (dropped,),
+            ).fetchone()
+            assert left == {"n": 0}
+            deleted = conn.execute(
+                "SELECT coalesce(sum(n_tup_del), 0) AS n FROM pg_stat_user_tables "
+                "WHERE schemaname = current_schema() AND relname LIKE %s",
+                (f"{table}_%",),
+            ).fetchone()
+            assert deleted == {"n": 0}
+
+
+def test_the_ops_view_shows_sizes_the_oldest_partition_and_the_next_drop(
+    history: dict[str, Any],
+) -> None:
+    after = {r.table: r for r in asyncio.run(retention.report_dsn(history["url"], SETTINGS))}
+    for table in KEYS:
+        before, now = history["sizes"][table], after[table]
+        assert now.total_bytes < before.total_bytes
+        assert now.oldest_from == history["done"][table].kept_from
+        assert now.oldest_partition and now.oldest_partition.startswith(f"{table}_p")
+        assert now.next_drop_at is not None and now.next_drop_at > NOW
+        assert now.next_drop_at <= NOW + timedelta(days=1, minutes=1)
+        assert now.partitions >= 7  # the coming week is made in advance
+        assert set(now.to_json()) >= {"table", "totalBytes", "oldestPartition", "nextDropAt"}
+
+
+def test_a_second_pass_drops_nothing_more(history: dict[str, Any]) -> None:
+    again = asyncio.run(retention.maintain_dsn(history["url"], SETTINGS))
+    assert [m.dropped for m in again] == [[], [], []]
+
+
+async def _claim(url: str, *event_ids: uuid.UUID) -> list[Envelope]:
+    events = [Envelope(event_id=e, type="OrderCreated", order_id=uuid.uuid4()) for e in event_ids]
+    async with await AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        return await Tx(conn).claim("inventory", events)
+
+
+def test_a_redelivery_older_than_the_kept_partitions_is_refused_not_run_twice(
+    history: dict[str, Any],
+) -> None:
+    url = history["url"]
+    with pytest.raises(psycopg.errors.CheckViolation, match="processed_events_within_retention"):
+        asyncio.run(_claim(url, uuid7_at(NOW - timedelta(days=8))))
+
+
+def test_dedupe_still_holds_inside_the_window_and_for_ids_that_are_not_v7(
+    history: dict[str, Any],
+) -> None:
+    url = history["url"]
+    fresh, v4 = uuid7_at(NOW - timedelta(hours=1)), uuid.uuid4()
+    assert len(asyncio.run(_claim(url, fresh, v4))) == 2
+    assert asyncio.run(_claim(url, fresh, v4)) == []
+    kept = uuid7_at(NOW - timedelta(hours=30))
+    assert len(asyncio.run(_claim(url, kept))) == 1
+    assert asyncio.run(_claim(url, kept)) == []
+
+
+async def _notify(url: str, order_id: uuid.UUID) -> set[tuple[uuid.UUID, str]]:
+    message = Notification(
+        customer_id="c", status="SHIPPED", channel="email", template="t", text="x"
+    )
+    async with await AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        return await notifications.record(
+            conn, [(Envelope(type="ShippingUpdated", order_id=order_id), message)]
+        )
+
+
+def test_a_notification_for_an_order_past_its_history_is_refused(history: dict[str, Any]) -> None:
+    url = history["url"]
+    recent = uuid7_at(NOW - timedelta(days=2))
+    assert asyncio.run(_notify(url, recent)) == {(recent, "SHIPPED")}
+    assert asyncio.run(_notify(url, recent)) == set()
+    with pytest.raises(psycopg.errors.CheckViolation, match="notifications_within_retention"):
+        asyncio.run(_notify(url, uuid7_at(NOW - timedelta(days=9))))
