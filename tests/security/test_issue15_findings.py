@@ -262,8 +262,8 @@ def test_7_authenticated_answers_are_never_cached(http: httpx.Client, world: Wor
 def test_8_ready_and_metrics_show_no_deployment_details_without_admin(
     http: httpx.Client, world: World
 ) -> None:
-    anonymous = http.get("/ready")
-    assert anonymous.status_code == 200 and set(anonymous.json()) == {"status"}
+    anonymous = http.get("/ready")  # 200 or, while a dependency is down, 503: same shape
+    assert anonymous.status_code in (200, 503) and set(anonymous.json()) == {"status"}
     customer = http.get("/ready", headers=[world.as_attacker()])
     assert set(customer.json()) == {"status"}
     admin = http.get("/ready", headers=[world.as_attacker("admin")])
