@@ -1,8 +1,12 @@
 """Order routes: validate, authorize, call one service function; errors map in serve_app/errors.
 
-`POST /api/orders` is the hot path (ADR-008): its dependencies read the token and the body with
-the same code as every other route (there is no second implementation of it), and it answers
-with its own JSON bytes, so FastAPI does not encode the body a second time."""
+`POST /api/orders` is the hot path and has exactly one implementation (the pure-ASGI fast path
+that re-implemented it is gone: it disagreed with this route on repeated headers). It reads the
+token and the body with the same functions as every other route, calling them itself rather
+than through FastAPI's dependency resolution, and answers with its own JSON bytes. Measured
+in-process (min of 40 x 200 requests, services faked): 89 us a request, against 119 us for the
+former FastAPI route with dependencies and 21 us for the former fast path; the Serve replica
+spends ~1.1 ms a request in all, so the difference is ~6 % of the replica's CPU."""
 
 from __future__ import annotations
 
