@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -25,6 +26,7 @@ from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 _POLL_S = 1.0
+_BUSY_S = 0.1
 
 
 @platform_actor(max_concurrency=32)
@@ -34,6 +36,7 @@ class OutboxRelay:
         self._pool = await open_pool(self._settings.database_url, 2, "relay")
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
+        self._busy_at = 0.0  # when the last non-empty batch went out
         self._published = 0
         self._last_error: str | None = None
         self._metrics = Metrics()
@@ -81,8 +84,10 @@ class OutboxRelay:
                 # adaptive batching: each batch takes every row committed while the last one
                 # was being published (bounded); an idle relay publishes a new row at once
                 while True:
+                    await self._linger()
                     self._wake.clear()
                     published = await self._publish_batch()
+                    self._busy_at = time.monotonic() if published else self._busy_at
                     if published < self._settings.outbox_batch_max and not self._wake.is_set():
                         break
                 self._last_error = None
@@ -91,6 +96,14 @@ class OutboxRelay:
                 log.warning("outbox publish failed, will retry: %s", self._last_error)
                 await self._reset_producer()
                 await asyncio.sleep(1)
+
+    async def _linger(self) -> None:
+        """Under continuous load (a batch went out within the last `_BUSY_S`) wait
+        `BATCH_LINGER_MS` so that rows committed meanwhile join this batch; an idle relay
+        publishes a new row at once."""
+        linger = self._settings.batch_linger_ms
+        if linger and time.monotonic() - self._busy_at < _BUSY_S:
+            await asyncio.sleep(linger / 1000)
 
     async def _publish_batch(self) -> int:
         """Publish one batch; returns its size (a full batch means the table may hold more)."""

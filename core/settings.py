@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
@@ -11,6 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "devsecret"
 _MIN_SECRET_BYTES = 32
+# The local stack's generated credentials (cluster/common.sh): the connection URLs with their
+# passwords, so that a tool run outside the stack's scripts connects as the stack does. Absent
+# anywhere else (containers, pods): then only the environment and `.env` count, which win.
+_CREDENTIALS = (
+    Path(os.environ.get("RUN_DIR") or Path(__file__).resolve().parents[1] / ".run")
+    / "credentials.env"
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +31,7 @@ class SettingsError(RuntimeError):
 class Settings(BaseSettings):
     """Every knob of the platform. Environment variables use the upper-case field name."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=(_CREDENTIALS, ".env"), extra="ignore", frozen=True)
 
     app_env: Literal["dev", "test", "prod"] = "dev"
     jwt_secret: str = DEV_SECRET
@@ -69,6 +78,9 @@ class Settings(BaseSettings):
     # Adaptive batching: a stage takes whatever queued while its previous batch ran, up to
     # these bounds (an idle stage reacts at once; a busy one grows its batches).
     consumer_batch_max: int = Field(default=2000, ge=1)
+    # Under continuous load a stage whose batch is small waits this long for more (fewer
+    # cycles, each an actor call, a transaction and a publish); an idle stage never waits.
+    batch_linger_ms: int = Field(default=10, ge=0, le=200)
     outbox_batch_max: int = Field(default=5000, ge=1)
     # CPU priority (Linux niceness) on a shared box: the accept path ahead of the pipeline,
     # whose batches grow when it gets less CPU (docs/adr/ADR-007). A gateway niceness below
