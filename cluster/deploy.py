@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -13,13 +14,34 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 # Ray Serve's own knobs travel too (they configure the replicas the platform deploys).
 _RAY_SERVE_PREFIX = "RAY_SERVE_"
+# Secrets never travel: Ray keeps a job's runtime_env in its metadata (the dashboard's job and
+# Serve pages show it). Every Ray process reads them from its own environment, the one its
+# node's `ray start` was launched with: cluster/services.sh and cluster/join.sh, compose's
+# env_file, a k8s Secret in the pods' env (docs/security.md).
+_SECRET_SETTINGS = frozenset({"JWT_SECRET", "DATABASE_URL", "REDIS_URL"})
+_SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "KEY")
+_URL_WITH_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
+
+
+def _is_secret(name: str, value: str) -> bool:
+    return (
+        name in _SECRET_SETTINGS
+        or any(word in name for word in _SECRET_WORDS)
+        or _URL_WITH_PASSWORD.search(value) is not None
+    )
 
 
 def _env_vars() -> dict[str, str]:
-    """Settings travel to every actor through the job's runtime_env: exactly the variables
-    `Settings` reads (derived from its fields, so a new setting can never be left behind)."""
+    """The settings that travel to every actor through the job's runtime_env, so that a
+    redeploy with other knobs reaches them: the variables `Settings` reads (derived from its
+    fields, so a new setting can never be left behind), except secrets and connection URLs
+    with a password, which the nodes' own environment provides."""
     names = {name.upper() for name in Settings.model_fields}
-    return {k: v for k, v in os.environ.items() if k in names or k.startswith(_RAY_SERVE_PREFIX)}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if (k in names or k.startswith(_RAY_SERVE_PREFIX)) and not _is_secret(k, v)
+    }
 
 
 def _detached(cls: Any, name: str, namespace: str, *args: Any) -> Any:

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # start|stop|status of one service of the local stack: pg, redis, kafka, ray.
 #   cluster/services.sh start pg      cluster/services.sh status
+# Every service listens on NODE_ADDRESS (loopback unless set) and requires credentials
+# (cluster/common.sh generates them; docs/security.md).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# The daemons started here must not inherit the caller's descriptors beyond 0-2 (a lock held by
+# `flock … make up`, a CI step's pipe): a daemon holding one keeps the lock or the pipe open for
+# its whole life.
+exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 
 PGDATA="$RUN/pg"
 # The server runs as the postgres user, who must be able to reach its data directory; a clone
@@ -12,36 +18,108 @@ fi
 PGLOG="$PGDATA/server.log"
 # as the postgres user, from a directory it can enter (the checkout may be private)
 pg_as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+# pg_admin DB [PSQL ARGS...] -> runs the SQL on stdin as the superuser, over the Unix socket
+# (peer: only the OS user postgres gets in; the superuser has no password, no TCP login).
+pg_admin() {
+  local db="$1"; shift
+  pg_as_postgres "$PG_BIN/psql" -h "$PGDATA" -p "$PG_PORT" -U postgres -d "$db" -qtAX \
+    -v ON_ERROR_STOP=1 "$@" >/dev/null
+}
+# scram_verifier -> the SCRAM-SHA-256 verifier of the password on stdin (RFC 5802/7677, as
+# Postgres stores it), so that the password itself never reaches the server or its logs.
+scram_verifier() {
+  python3 -c '
+import base64, hashlib, hmac, os, sys
+password, salt, rounds = sys.stdin.readline().strip().encode(), os.urandom(16), 4096
+salted = hashlib.pbkdf2_hmac("sha256", password, salt, rounds)
+stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+server = hmac.new(salted, b"Server Key", "sha256").digest()
+b64 = lambda b: base64.b64encode(b).decode()
+print(f"SCRAM-SHA-256${rounds}:{b64(salt)}${b64(stored)}:{b64(server)}")'
+}
 
-pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
-pg_start() {
-  if [[ ! -f "$PGDATA/PG_VERSION" ]]; then
-    log "postgres: initdb in $PGDATA"
-    mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
-    pg_as_postgres "$PG_BIN/initdb" -D "$PGDATA" -A trust -U postgres >"$RUN/logs/initdb.log"
-    cat >>"$PGDATA/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
+pg_ready() { "$PG_BIN/pg_isready" -q -h "$NODE_ADDRESS" -p "$PG_PORT"; }
+pg_init() {
+  log "postgres: initdb in $PGDATA"
+  mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
+  pg_as_postgres "$PG_BIN/initdb" -D "$PGDATA" --auth-local=peer --auth-host=scram-sha-256 \
+    -U postgres >"$RUN/logs/initdb.log"
+  cat >>"$PGDATA/postgresql.conf" <<CONF
 unix_socket_directories = '$PGDATA'
 max_connections = 200
 shared_buffers = 256MB
 wal_compression = on
 max_wal_size = 1GB
 CONF
+}
+# Who may connect, written at every start (a data directory initialised with `trust` by an
+# earlier version is upgraded in place): no trust anywhere; the superuser only through the
+# socket as the OS user postgres; the platform's two roles with scram-sha-256, to their database.
+pg_hba() {
+  local tmp="$PGDATA/pg_hba.conf.new"
+  {
+    echo "# Written by cluster/services.sh at every start; edits are overwritten (docs/security.md)."
+    echo "local  all                postgres                   peer"
+    echo "local  $PG_DATABASE  $PG_OWNER_USER,$PG_APP_USER             scram-sha-256"
+    echo "host   $PG_DATABASE  $PG_OWNER_USER,$PG_APP_USER  127.0.0.1/32  scram-sha-256"
+    # other machines of the cluster: the networks this host is directly on
+    is_loopback "$NODE_ADDRESS" || echo "host   $PG_DATABASE  $PG_OWNER_USER,$PG_APP_USER  samenet  scram-sha-256"
+  } >"$tmp"
+  chown postgres:postgres "$tmp" && chmod 600 "$tmp" && mv -f "$tmp" "$PGDATA/pg_hba.conf"
+}
+# The roles and their privileges (idempotent): `orders` owns the database and its schema (the
+# migrations run as it), `orders_app` (the platform) may read and write the tables' rows and
+# nothing else: no DDL, no other database, no role attributes.
+pg_roles() {
+  local owner app
+  owner="$(scram_verifier <<<"$ORDERS_DB_PASSWORD")"
+  app="$(scram_verifier <<<"$ORDERS_APP_DB_PASSWORD")"
+  pg_admin postgres <<SQL
+ALTER SYSTEM SET password_encryption = 'scram-sha-256';
+SELECT 'CREATE ROLE $PG_OWNER_USER' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_OWNER_USER') \\gexec
+SELECT 'CREATE ROLE $PG_APP_USER' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_APP_USER') \\gexec
+ALTER ROLE $PG_OWNER_USER LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '$owner';
+ALTER ROLE $PG_APP_USER LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD '$app';
+ALTER ROLE postgres PASSWORD NULL;
+SELECT 'CREATE DATABASE $PG_DATABASE OWNER $PG_OWNER_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DATABASE') \\gexec
+ALTER DATABASE $PG_DATABASE OWNER TO $PG_OWNER_USER;
+REVOKE ALL ON DATABASE $PG_DATABASE FROM PUBLIC;
+GRANT CONNECT ON DATABASE $PG_DATABASE TO $PG_APP_USER;
+SQL
+  pg_admin "$PG_DATABASE" <<SQL
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO $PG_APP_USER;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO $PG_APP_USER;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO $PG_APP_USER;
+ALTER DEFAULT PRIVILEGES FOR ROLE $PG_OWNER_USER IN SCHEMA public
+  GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO $PG_APP_USER;
+ALTER DEFAULT PRIVILEGES FOR ROLE $PG_OWNER_USER IN SCHEMA public
+  GRANT USAGE, SELECT ON SEQUENCES TO $PG_APP_USER;
+SQL
+  # pg_partman (migration 0006 partitions the append-only tables with it): the extension needs
+  # the superuser, the schema's owner uses it (its partitions are DDL); the app may read it.
+  if [[ -f "$ROOT/cluster/pg_partman.sql" ]] && compgen -G "/usr/share/postgresql/*/extension/pg_partman.control" >/dev/null; then
+    pg_admin "$PG_DATABASE" -v app_role="$PG_OWNER_USER" <"$ROOT/cluster/pg_partman.sql"
+    pg_admin "$PG_DATABASE" <<SQL
+GRANT USAGE ON SCHEMA partman TO $PG_APP_USER;
+GRANT SELECT ON ALL TABLES IN SCHEMA partman TO $PG_APP_USER;
+SQL
   fi
+}
+pg_start() {
+  ensure_credentials
+  [[ -f "$PGDATA/PG_VERSION" ]] || pg_init
+  pg_hba
   if ! pg_ready; then
-    log "postgres: starting on 127.0.0.1:$PG_PORT"
-    pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT" \
+    log "postgres: starting on $NODE_ADDRESS:$PG_PORT"
+    pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT -c listen_addresses=$NODE_ADDRESS" \
       -l "$PGLOG" -w -t 60 start >/dev/null || die "postgres did not start; see $PGLOG"
     ln -sf "$PGLOG" "$RUN/logs/postgres.log"
+  else
+    pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" reload >/dev/null # the access rules just written
   fi
   head -n1 "$PGDATA/postmaster.pid" >"$RUN/pids/pg.pid"
-  local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qtAX)
-  if [[ "$("${psql[@]}" -c "select 1 from pg_roles where rolname='orders'")" != 1 ]]; then
-    "${psql[@]}" -c "create role orders login password 'orders'"
-  fi
-  if [[ "$("${psql[@]}" -c "select 1 from pg_database where datname='orders'")" != 1 ]]; then
-    "${psql[@]}" -c "create database orders owner orders"
-  fi
+  pg_roles
   # The outbox is a queue table (rows inserted and deleted all the time): check for dead rows
   # every 5 s instead of every minute (migration 0004 sets its thresholds). At 300 orders/s
   # the default 1 GB of WAL filled in ~3 minutes: each checkpoint then restarts full-page
@@ -50,10 +128,14 @@ CONF
   # notifications, processed_events: millions of rows after a few benchmarks) ran in the middle
   # of a run and stalled the accept path for a second: they now sleep 10 ms instead of 2 ms
   # per cost budget, the same work spread thinner (docs/performance.md, fifth round). Idempotent.
-  "${psql[@]}" -c "alter system set autovacuum_naptime = '5s'" \
-    -c "alter system set max_wal_size = '4GB'" -c "alter system set checkpoint_timeout = '15min'" \
-    -c "alter system set wal_compression = 'lz4'" \
-    -c "alter system set autovacuum_vacuum_cost_delay = '10ms'" -c "select pg_reload_conf()" >/dev/null
+  pg_admin postgres <<'SQL'
+ALTER SYSTEM SET autovacuum_naptime = '5s';
+ALTER SYSTEM SET max_wal_size = '4GB';
+ALTER SYSTEM SET checkpoint_timeout = '15min';
+ALTER SYSTEM SET wal_compression = 'lz4';
+ALTER SYSTEM SET autovacuum_vacuum_cost_delay = '10ms';
+SELECT pg_reload_conf();
+SQL
 }
 pg_stop() {
   [[ -f "$PGDATA/postmaster.pid" ]] && pid_alive pg && log "stopping postgres" \
@@ -61,13 +143,31 @@ pg_stop() {
   rm -f "$RUN/pids/pg.pid"
 }
 
-redis_ready() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping | grep -q PONG; }
+# redis-cli as the platform's ACL user (the password through the environment, not argv)
+redis_cli() {
+  REDISCLI_AUTH="${REDIS_PASSWORD:-}" redis-cli --user "$REDIS_USER" -h "$NODE_ADDRESS" \
+    -p "$REDIS_PORT" "$@"
+}
+# ready: answering, and as the platform's user (redis-cli carries on as the default user when
+# its AUTH fails, so a PONG alone would not tell)
+redis_ready() { [[ "$(redis_cli ACL WHOAMI 2>/dev/null)" == "$REDIS_USER" ]]; }
 redis_start() {
-  pid_alive redis && redis_ready && return 0
-  log "redis: starting on 127.0.0.1:$REDIS_PORT"
+  ensure_credentials
+  if pid_alive redis; then
+    redis_ready && return 0
+    stop_pid redis # not answering, or still without the ACL of these credentials
+  fi
+  log "redis: starting on $NODE_ADDRESS:$REDIS_PORT"
   mkdir -p "$RUN/redis"
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RUN/redis" --daemonize yes \
-    --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
+  # The ACL: the default (anonymous) user off; the platform's user `orders` with the SHA-256 of
+  # its password, every key and channel, and no administrative or dangerous command (CONFIG,
+  # MODULE, REPLICAOF, DEBUG, FLUSHALL, KEYS, SHUTDOWN...).
+  local conf="$RUN/redis/redis.conf" hash
+  hash="$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
+  (umask 077 && printf '%s\n' "user default off resetpass resetkeys resetchannels -@all" \
+    "user $REDIS_USER on #$hash ~* &* +@all -@admin -@dangerous" >"$conf")
+  redis-server "$conf" --bind "$NODE_ADDRESS" --port "$REDIS_PORT" --dir "$RUN/redis" \
+    --daemonize yes --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
     --appendonly yes --appendfsync everysec --save "" >/dev/null
   wait_for redis 30 redis_ready
 }
@@ -83,17 +183,18 @@ kafka_start() {
   pid_alive kafka && port_open "$KAFKA_PORT" && return 0
   local conf="$RUN/kafka/server.properties"
   mkdir -p "$RUN/kafka/data"
-  sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" \
-    -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" "$ROOT/cluster/kafka/server.properties" >"$conf"
+  # the broker's listener on NODE_ADDRESS; the controller's stays on loopback
+  sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
+    -e "s#PLAINTEXT://127.0.0.1#PLAINTEXT://$NODE_ADDRESS#g" "$ROOT/cluster/kafka/server.properties" >"$conf"
   if [[ ! -f "$RUN/kafka/data/meta.properties" ]]; then
     log "kafka: formatting KRaft storage"
     kafka_tool kafka.tools.StorageTool format --standalone -t "$(kafka_tool kafka.tools.StorageTool random-uuid)" \
       -c "$conf" >"$RUN/logs/kafka-format.log" 2>&1 || die "kafka format failed; see $RUN/logs/kafka-format.log"
   fi
-  if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
+  if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT" 127.0.0.1; then
     die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by a process this stack did not start; stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
   fi
-  log "kafka: starting KRaft broker+controller on 127.0.0.1:$KAFKA_PORT (heap 512 MB)"
+  log "kafka: starting KRaft broker+controller on $NODE_ADDRESS:$KAFKA_PORT (heap 512 MB)"
   setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$conf" "$RUN/logs" \
     >"$RUN/logs/kafka.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/kafka.pid"
@@ -101,33 +202,24 @@ kafka_start() {
 }
 kafka_stop() { stop_pid kafka 60; }
 
-ray_ready() { "$VENV/bin/ray" status --address "$RAY_ADDRESS" >/dev/null 2>&1; }
+ray_ready() {
+  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$(ray_loopback_switch)" \
+    "$VENV/bin/ray" status --address "$RAY_ADDRESS" >/dev/null 2>&1
+}
 ray_start() {
+  ensure_credentials
   pid_alive ray && ray_ready && return 0
-  log "ray: starting head (num-cpus=$RAY_NUM_CPUS, dashboard :$DASHBOARD_PORT)"
+  log "ray: starting head on $NODE_ADDRESS (num-cpus=$RAY_NUM_CPUS, dashboard $DASHBOARD_HOST:$DASHBOARD_PORT)"
   # --block keeps `ray start` in the foreground as the parent of Ray's processes, so stopping that
-  # one pid stops this cluster and nothing else on the machine (unlike `ray stop`).
-  # Ray starts its workers at niceness 15 by default: on a shared 2-core box that starves the
-  # gateway and the actors next to Kafka and Postgres (measured 78 vs 212 accepts/s).
-  # Throughput-optimized Serve: user code on the replica's own event loop (no thread hop per
-  # request), buffered request logs, no per-request log line on stderr (docs/performance.md).
-  # The Serve controller checks its deployments every 0.5 s instead of 0.1 s (0.04 cores at
-  # 300 orders/s for a fixed set of one app and one replica).
-  # Ray's own processes took 0.13 cores at 300 orders/s; three switches give back ~0.045
-  # (docs/performance.md, sixth round): HAProxy's per-request log line, parsed in Python by the
-  # HAProxyManager (the replica counts its requests instead), the C++ event-loop statistics of
-  # every process (only shown in debug dumps), and the two idle workers Ray starts ahead of
-  # tasks this platform never submits (actors get their own processes anyway).
-  # (No comment lines inside this command: a comment would end it after the first variable.)
-  RAY_worker_niceness="${RAY_WORKER_NICENESS:-0}" \
-  RAY_SERVE_HAPROXY_METRICS_ENABLED="${RAY_SERVE_HAPROXY_METRICS_ENABLED:-0}" \
-  RAY_event_stats="${RAY_EVENT_STATS:-0}" RAY_enable_worker_prestart=0 RAY_prestart_worker_first_driver=0 \
-  RAY_SERVE_ENABLE_HA_PROXY="${RAY_SERVE_ENABLE_HA_PROXY:-1}" RAY_SERVE_HAPROXY_NBTHREAD=2 \
-  RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}" \
-  RAY_SERVE_CONTROL_LOOP_INTERVAL_S="${RAY_SERVE_CONTROL_LOOP_INTERVAL_S:-0.5}" \
-  RAY_SERVE_HTTP_HOST=127.0.0.1 setsid nohup "$VENV/bin/ray" start --head --block \
-    --node-ip-address=127.0.0.1 --port="$RAY_GCS_PORT" --num-cpus="$RAY_NUM_CPUS" \
-    --dashboard-host=127.0.0.1 --dashboard-port="$DASHBOARD_PORT" --disable-usage-stats --metrics-export-port="$METRICS_EXPORT_PORT" \
+  # one pid stops this cluster and nothing else on the machine (unlike `ray stop`). Every port
+  # Ray opens binds NODE_ADDRESS (loopback by default; docs/security.md lists them).
+  ray_env
+  env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --head --block \
+    --node-ip-address="$NODE_ADDRESS" --port="$RAY_GCS_PORT" --num-cpus="$RAY_NUM_CPUS" \
+    --ray-client-server-port="$RAY_CLIENT_SERVER_PORT" \
+    --dashboard-host="$DASHBOARD_HOST" --dashboard-port="$DASHBOARD_PORT" \
+    --dashboard-agent-listen-port="$DASHBOARD_AGENT_PORT" \
+    --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
     --temp-dir="$RUN/ray" >"$RUN/logs/ray.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/ray.pid"
   wait_for "ray head" 120 ray_ready
@@ -141,10 +233,10 @@ status_line() {
 }
 all_status() {
   local s
-  s=false; pg_ready 2>/dev/null && s=true; status_line postgres $s "127.0.0.1:$PG_PORT"
-  s=false; redis_ready 2>/dev/null && s=true; status_line redis $s "127.0.0.1:$REDIS_PORT"
-  s=false; port_open "$KAFKA_PORT" && s=true; status_line kafka $s "127.0.0.1:$KAFKA_PORT"
-  s=false; ray_ready && s=true; status_line ray $s "127.0.0.1:$RAY_GCS_PORT, dashboard http://127.0.0.1:$DASHBOARD_PORT"
+  s=false; pg_ready 2>/dev/null && s=true; status_line postgres $s "$NODE_ADDRESS:$PG_PORT"
+  s=false; redis_ready 2>/dev/null && s=true; status_line redis $s "$NODE_ADDRESS:$REDIS_PORT"
+  s=false; port_open "$KAFKA_PORT" && s=true; status_line kafka $s "$NODE_ADDRESS:$KAFKA_PORT"
+  s=false; ray_ready && s=true; status_line ray $s "$NODE_ADDRESS:$RAY_GCS_PORT, dashboard http://$DASHBOARD_HOST:$DASHBOARD_PORT"
   s=false; curl -fsS "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && s=true
   status_line gateway $s "http://127.0.0.1:$HTTP_PORT (docs /docs)"
 }

@@ -27,6 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 "$ROOT/cluster/up.sh" >"$RUN/logs/test-up.log" 2>&1 || { tail -40 "$RUN/logs/test-up.log"; die "make up failed"; }
+# the credentials a first make up generated, for the tests that connect with them
+load_credentials && derive_urls && stack_switches
 log "stack ready ($((SECONDS - t0))s); running pytest"
 set +e
 "$ROOT/cluster/heavy.sh" "$PY" -m pytest -p no:cacheprovider -q -ra "$@"

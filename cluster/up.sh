@@ -5,14 +5,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 t0=$SECONDS
 "$ROOT/cluster/preflight.sh" up # OS, root, Python 3.11, free ports: fail early and clearly
 "$ROOT/cluster/install.sh"
+# The node address the later make commands use, and the credentials (generated the first time).
+printf 'NODE_ADDRESS=%s\n' "$NODE_ADDRESS" >"$RUN/node.env"
+ensure_credentials
 svc="$ROOT/cluster/services.sh"
 "$svc" start pg
 "$svc" start redis
 "$svc" start kafka
 cd "$ROOT"
-log "postgres: migrating and seeding the catalog"
-"$PY" -m cli.main migrate
-"$PY" -m cli.main seed
+log "postgres: migrating and seeding the catalog (as the schema's owner, $PG_OWNER_USER)"
+DATABASE_URL="$MIGRATION_DATABASE_URL" "$PY" -m cli.main migrate
+DATABASE_URL="$MIGRATION_DATABASE_URL" "$PY" -m cli.main seed
 log "kafka: ensuring topics"
 "$PY" -m cli.main topics
 "$svc" start ray
@@ -29,7 +32,8 @@ cat <<MSG
   API         http://127.0.0.1:$HTTP_PORT/api/orders
   API docs    http://127.0.0.1:$HTTP_PORT/docs
   Readiness   http://127.0.0.1:$HTTP_PORT/ready
-  Ray         http://127.0.0.1:$DASHBOARD_PORT
+  Ray         http://$DASHBOARD_HOST:$DASHBOARD_PORT  (token: RAY_AUTH_TOKEN in $CREDENTIALS_FILE)
+  Credentials $CREDENTIALS_FILE  (Postgres, Redis, Ray; git-ignored)
 
   Demo token (customer1, role customer, no exp):
     export JWT_SECRET=$shown_secret

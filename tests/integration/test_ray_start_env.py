@@ -1,13 +1,24 @@
-"""What `cluster/services.sh` passes to `ray start` reaches the platform's processes."""
+"""What `cluster/services.sh` passes to `ray start` reaches the platform's processes; every
+port of the single-box stack listens on loopback only (docs/security.md, "Ports")."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import socket
+import stat
+import time
 from pathlib import Path
 
 import pytest
 
 from core.settings import get_settings
+from tests.conftest import node_address
+from tests.integration.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = Path(os.environ.get("RUN_DIR") or ROOT / ".run")
 
 
 def _processes(title: str) -> list[int]:
@@ -52,20 +63,24 @@ def test_ray_starts_its_workers_at_the_configured_niceness() -> None:
     assert {_nice(pid) for pid in pids} == {_WORKER_NICENESS}  # Ray's own default would be 15
 
 
+# Every platform process keeps the niceness the launcher gives Ray's workers (RAY_WORKER_NICENESS):
+# CPU priority is the launcher's tuning of one box, not the actors' or the gateway's (ADR-007).
 @pytest.mark.parametrize(
     ("title", "setting"),
     [
-        ("ray::OutboxRelay", "pipeline_niceness"),
-        ("ray::KafkaBridge", "pipeline_niceness"),
-        ("ray::InventoryShard", "pipeline_niceness"),
-        ("ray::NotificationActor", "pipeline_niceness"),
-        ("ray::ServeReplica:orders:api-gateway", "gateway_niceness"),
+        ("ray::OutboxRelay", None),
+        ("ray::KafkaBridge", None),
+        ("ray::InventoryShard", None),
+        ("ray::NotificationActor", None),
+        ("ray::ServeReplica:orders:api-gateway", None),
     ],
 )
-def test_every_thread_of_a_platform_process_runs_at_its_niceness(title: str, setting: str) -> None:
+def test_every_thread_of_a_platform_process_runs_at_its_niceness(
+    title: str, setting: str | None
+) -> None:
     pids = _processes(title)
     assert pids, f"no {title} process: is the stack up?"
-    expected = getattr(get_settings(), setting)
+    expected = _WORKER_NICENESS if setting is None else getattr(get_settings(), setting)
     if expected < _WORKER_NICENESS and os.geteuid() != 0:
         expected = _WORKER_NICENESS  # not allowed to go first: it keeps what Ray gave it
     for pid in pids:
@@ -79,3 +94,130 @@ def test_the_gateway_runs_serve_throughput_optimized_behind_haproxy() -> None:
         "RAY_SERVE_THROUGHPUT_OPTIMIZED", "1"
     )
     assert env.get("RAY_SERVE_ENABLE_HA_PROXY") == os.environ.get("RAY_SERVE_ENABLE_HA_PROXY", "1")
+
+
+def test_ray_processes_get_the_app_credentials_but_not_the_owners() -> None:
+    (pid, *_) = _processes("ray::ServeReplica:orders:api-gateway")
+    env = _environ(pid)
+    assert env.get("DATABASE_URL") == get_settings().database_url
+    assert env.get("REDIS_URL") == get_settings().redis_url
+    assert env.get("RAY_AUTH_MODE") == "token" and env.get("RAY_AUTH_TOKEN")
+    leaked = {"ORDERS_DB_PASSWORD", "MIGRATION_DATABASE_URL", "ORDERS_APP_DB_PASSWORD"} & set(env)
+    assert not leaked
+
+
+def _stack_pids() -> dict[int, str]:
+    """pid -> process title of everything this checkout's stack runs: the processes recorded
+    in .run/pids and all their descendants (Ray's GCS, raylet, workers, dashboard, HAProxy)."""
+    parents: dict[int, int] = {}
+    titles: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat_line = (entry / "stat").read_text()
+                titles[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat_line[stat_line.rfind(")") + 2 :].split()[1])
+    roots = {int(p.read_text()) for p in (RUN / "pids").glob("*.pid") if p.read_text().strip()}
+    mine = set(roots)
+    for pid in sorted(parents):
+        chain, cur = [], pid
+        while cur > 1 and cur not in mine and cur in parents:
+            chain.append(cur)
+            cur = parents[cur]
+        if cur in mine:
+            mine.update(chain)
+    return {pid: titles.get(pid, "") for pid in mine}
+
+
+def _listening() -> dict[int, tuple[str, int]]:
+    """socket inode -> (address, port) of every listening TCP socket."""
+    found = {}
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            hex_addr, hex_port = fields[1].split(":")
+            raw = bytes.fromhex(hex_addr)
+            # /proc stores each 32-bit word in host (little-endian) order
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
+            found[int(fields[9])] = (str(ipaddress.ip_address(words)), int(hex_port, 16))
+    return found
+
+
+def _sockets_of(pids: dict[int, str]) -> list[tuple[str, str, int]]:
+    """(process title, address, port) of each listening socket the pids hold."""
+    listening = _listening()
+    held = []
+    for pid, title in pids.items():
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        for link in links:
+            match = re.fullmatch(r"socket:\[(\d+)\]", link)
+            if match and int(match.group(1)) in listening:
+                held.append((title, *listening[int(match.group(1))]))
+    return held
+
+
+def _loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+def test_every_port_of_the_single_box_stack_listens_on_loopback_only() -> None:
+    if not _loopback(socket.gethostbyname(node_address())):
+        pytest.skip(
+            "multi-host mode: Ray's own servers listen on every interface (docs/security.md)"
+        )
+    env = os.environ
+    expected = {"RAY_GCS_PORT": 6390, "DASHBOARD_PORT": 8265, "HTTP_PORT": 8080, "PG_PORT": 5432}
+    expected |= {"REDIS_PORT": 6379, "KAFKA_PORT": 9092, "METRICS_EXPORT_PORT": 8090}
+    ports = {int(env.get(k, default)) for k, default in expected.items()}
+
+    def complete() -> set[tuple[str, str, int]] | None:
+        """The stack's sockets once each of its own ports is among them (a redeploy by someone
+        else may be restarting the gateway right now)."""
+        held = set(_sockets_of(_stack_pids()))
+        return held if ports <= {port for _, _, port in held} else None
+
+    held = wait_until(complete, timeout=60, what=f"the stack's ports {sorted(ports)}")
+    # The one exception Ray does not let a deployment change: each Serve replica's gRPC server
+    # for calls between deployments binds [::]:<random> (ray/serve/_private/replica.py); it
+    # requires Ray's token like every Ray server.
+    exempt = {(t, a, p) for t, a, p in held if t.startswith("ray::ServeReplica") and a == "::"}
+    wide = sorted((t, a, p) for t, a, p in held - exempt if not _loopback(a))
+    assert not wide
+
+
+def _haproxy_config() -> Path:
+    for pid, title in _stack_pids().items():
+        if title.endswith("haproxy"):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            return Path(argv[argv.index(b"-f") + 1].decode())
+    raise AssertionError("no HAProxy process in the stack: is the gateway up?")
+
+
+def test_the_ingress_admin_socket_is_private() -> None:
+    config = _haproxy_config().read_text()
+    match = re.search(r"stats socket (\S+) mode (\d+) ", config)
+    assert match and match.group(2) == "600", config[:400]
+    sock = Path(match.group(1))
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    assert stat.S_IMODE(sock.parent.parent.stat().st_mode) == 0o700  # <haproxy dir>/<node id>/
+
+
+def test_the_ingress_closes_a_client_that_is_slow_with_its_headers() -> None:
+    assert "timeout http-request 10s" in _haproxy_config().read_text()
+    port = int(os.environ.get("HTTP_PORT", "8080"))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        started = time.monotonic()
+        answer = conn.recv(4096)
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer[:100]
+    assert 8 <= waited <= 20, waited

@@ -1,4 +1,5 @@
-"""Secrets stay out of logs; outside dev mode a weak secret stops the service at start."""
+"""Secrets stay out of logs and out of what the Ray dashboard shows (which needs Ray's token);
+outside dev mode a weak secret stops the service at start."""
 
 from __future__ import annotations
 
@@ -8,13 +9,79 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from core.settings import Settings
 from tests.integration.conftest import Api
 
 ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = (
+    f"http://{os.environ.get('DASHBOARD_HOST', '127.0.0.1')}:"
+    f"{os.environ.get('DASHBOARD_PORT', '8265')}"
+)
+# What the dashboard says about jobs, Serve, actors, nodes, placement groups and tasks.
+DASHBOARD_PATHS = [
+    "/api/jobs/",
+    "/api/serve/applications/",
+    "/api/v0/actors?detail=1&limit=10000",
+    "/api/v0/nodes?detail=1",
+    "/nodes?view=summary",
+    "/api/v0/placement_groups?detail=1",
+    "/api/v0/tasks?detail=1&limit=1000",
+    "/api/cluster_status",
+]
+
+
+def _secrets(settings: Settings) -> dict[str, str]:
+    """Every secret value of the stack this process knows, by name."""
+    found = {"JWT_SECRET": settings.jwt_secret}
+    for name, url in [
+        ("DATABASE_URL", settings.database_url),
+        ("REDIS_URL", settings.redis_url),
+        ("MIGRATION_DATABASE_URL", os.environ.get("MIGRATION_DATABASE_URL", "")),
+    ]:
+        if urlsplit(url).password:
+            found[f"password of {name}"] = str(urlsplit(url).password)
+    for name in (
+        "ORDERS_DB_PASSWORD",
+        "ORDERS_APP_DB_PASSWORD",
+        "REDIS_PASSWORD",
+        "RAY_AUTH_TOKEN",
+    ):
+        if os.environ.get(name):
+            found[name] = os.environ[name]
+    return found
+
+
+@pytest.mark.parametrize("path", DASHBOARD_PATHS)
+def test_the_dashboard_answers_nothing_without_rays_token(path: str) -> None:
+    resp = httpx.get(DASHBOARD + path, timeout=30)
+    assert resp.status_code == 401, resp.text[:200]
+
+
+def test_the_dashboard_shows_no_secret_even_with_the_token(settings: Settings) -> None:
+    secrets = _secrets(settings)
+    assert {"JWT_SECRET", "password of DATABASE_URL", "password of REDIS_URL"} <= set(secrets)
+    headers = {"Authorization": f"Bearer {os.environ['RAY_AUTH_TOKEN']}"}
+    bodies = {}
+    with httpx.Client(base_url=DASHBOARD, headers=headers, timeout=60) as client:
+        for path in DASHBOARD_PATHS:
+            resp = client.get(path)
+            assert resp.status_code == 200, f"{path}: {resp.status_code} {resp.text[:200]}"
+            bodies[path] = resp.text
+    # the pages do describe the platform (its deploy job with its runtime_env, the Serve app)
+    assert "cli.main deploy" in bodies["/api/jobs/"] and "runtime_env" in bodies["/api/jobs/"]
+    assert '"orders"' in bodies["/api/serve/applications/"]
+    leaks = [
+        f"{name} in {path}"
+        for path, body in bodies.items()
+        for name, value in secrets.items()
+        if value in body
+    ]
+    assert not leaks
 
 
 def test_tokens_and_secret_never_reach_the_logs(

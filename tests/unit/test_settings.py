@@ -25,7 +25,12 @@ def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_every_setting_travels_to_the_actors(monkeypatch: pytest.MonkeyPatch) -> None:
+SECRETS = {"JWT_SECRET", "DATABASE_URL", "REDIS_URL"}
+
+
+def test_every_setting_but_the_secrets_travels_to_the_actors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from cluster.deploy import _env_vars
 
     for name in Settings.model_fields:
@@ -33,5 +38,26 @@ def test_every_setting_travels_to_the_actors(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
     monkeypatch.setenv("UNRELATED_VARIABLE", "1")
     sent = _env_vars()
-    assert {name.upper() for name in Settings.model_fields} <= set(sent)
+    assert {name.upper() for name in Settings.model_fields} - SECRETS == set(sent) - {
+        "RAY_SERVE_ENABLE_HA_PROXY"
+    }
     assert sent["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "UNRELATED_VARIABLE" not in sent
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JWT_SECRET", "x"),
+        ("DATABASE_URL", "postgresql://orders_app@db/orders"),
+        ("KAFKA_BOOTSTRAP", "kafka://user:hunter2@broker:9092"),
+        ("RAY_SERVE_SOME_TOKEN", "x"),
+        ("RAY_SERVE_PROXY_URL", "http://admin:hunter2@proxy"),
+    ],
+)
+def test_secrets_never_travel_in_the_runtime_env(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    from cluster.deploy import _env_vars
+
+    monkeypatch.setenv(name, value)
+    assert name not in _env_vars()

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# HAProxy as Ray Serve's ingress starts it (RAY_SERVE_HAPROXY_BINARY_PATH points here; set by
+# cluster/services.sh): the real binary (ORDERS_HAPROXY_BIN) with the configuration Ray wrote,
+# tightened where Ray offers no setting (docs/security.md, "Ports"):
+#   - the admin socket `mode 600` instead of 666 (its directory is private as well);
+#   - the stats page and the Prometheus frontend on loopback instead of every interface;
+#   - `timeout http-request 10s`: a client gets 10 s to send its request headers (without it
+#     only the 3600 s client inactivity timeout bounds a slow sender).
+# Ray regenerates the file before every (re)start and passes it with -f; the edits are idempotent.
+set -euo pipefail
+real="${ORDERS_HAPROXY_BIN:?ORDERS_HAPROXY_BIN (the HAProxy binary) is not set}"
+stats="${RAY_SERVE_HAPROXY_STATS_PORT:-8404}" metrics="${RAY_SERVE_HAPROXY_METRICS_PORT:-9101}"
+conf="" prev=""
+for arg in "$@"; do
+  [[ "$prev" == -f ]] && conf="$arg"
+  prev="$arg"
+done
+if [[ -n "$conf" && -w "$conf" ]]; then
+  tmp="$conf.tightened.$$"
+  sed -E -e "s/^([[:space:]]*stats socket [^[:space:]]+) mode 666 /\1 mode 600 /" \
+    -e "s/^([[:space:]]*bind )(\*)?:($stats|$metrics)[[:space:]]*$/\1127.0.0.1:\3/" "$conf" |
+    awk '{ print } /^defaults[[:space:]]*$/ && !done { print "    timeout http-request 10s"; done = 1 }' |
+    awk '!(/^[[:space:]]*timeout http-request / && seen++)' >"$tmp"
+  mv -f "$tmp" "$conf"
+fi
+exec "$real" "$@"

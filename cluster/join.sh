@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# make join HEAD=<address>: this machine joins, as a worker node, the Ray cluster whose head was
+# started with `NODE_ADDRESS=<address> make up` (README, "Adding a machine"). Ray's processes
+# here run with the project's environment: the connection URLs point at the head's services,
+# with the credentials of the head's .run/credentials.env copied to this checkout's .run/ (or
+# given in the environment). `make leave` stops this node again (by pid).
+#   cluster/join.sh HEAD_ADDRESS       NODE_ADDRESS: this machine's address (default: the source
+#                                      address of the route to the head); WORKER_NUM_CPUS
+set -euo pipefail
+head="${1:-}"
+[[ -n "$head" ]] || { echo "usage: make join HEAD=<address of the head>" >&2; exit 2; }
+export HEAD_ADDRESS="$head"
+if [[ -z "${NODE_ADDRESS:-}" ]]; then
+  NODE_ADDRESS="$(ip -4 route get "$head" 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n 1)"
+  export NODE_ADDRESS
+fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+is_loopback "$HEAD_ADDRESS" && die "HEAD=$HEAD_ADDRESS is loopback: start the head with" \
+  "NODE_ADDRESS=<its address> make up and join that address"
+[[ -n "$NODE_ADDRESS" ]] && ! is_loopback "$NODE_ADDRESS" \
+  || die "no address of this machine reaches $HEAD_ADDRESS; set NODE_ADDRESS=<this machine's address>"
+for key in "${CREDENTIAL_KEYS[@]}"; do
+  [[ -n "${!key:-}" ]] || die "$key is not set: copy the head's .run/credentials.env to" \
+    "$CREDENTIALS_FILE (mode 600), or export the head's credentials"
+done
+if pid_alive ray-worker; then
+  log "already joined (pid $(cat "$RUN/pids/ray-worker.pid")); make leave first"
+  exit 0
+fi
+"$ROOT/cluster/install.sh" --venv-only
+
+# joined: Ray's startup message is in the log (and the process is still there)
+joined() {
+  pid_alive ray-worker || die "ray start failed; see $RUN/logs/ray-worker.out"
+  grep -q "Ray runtime started" "$RUN/logs/ray-worker.out"
+}
+cpus="${WORKER_NUM_CPUS:-$(nproc)}"
+log "ray: joining $HEAD_ADDRESS:$RAY_GCS_PORT as $NODE_ADDRESS (num-cpus=$cpus)"
+ray_env
+# --block: this pid is the parent of the node's Ray processes; make leave stops them by it.
+env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --block \
+  --address="$HEAD_ADDRESS:$RAY_GCS_PORT" --node-ip-address="$NODE_ADDRESS" --num-cpus="$cpus" \
+  --dashboard-agent-listen-port="$DASHBOARD_AGENT_PORT" \
+  --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
+  --temp-dir="$RUN/ray" >"$RUN/logs/ray-worker.out" 2>&1 </dev/null &
+echo $! >"$RUN/pids/ray-worker.pid"
+wait_for "ray worker node" 120 joined
+log "joined: this machine ($NODE_ADDRESS) is a node of the cluster at $HEAD_ADDRESS"
