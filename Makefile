@@ -4,7 +4,7 @@ ORDERS := .venv/bin/orders
 SUB ?= customer1
 ROLE ?= customer
 
-.PHONY: up down status test lint token demo bench chaos install clean-data
+.PHONY: up down status test lint token demo bench chaos install clean-data join leave
 
 up: ## install what is missing, start the whole stack, deploy, seed
 	@cluster/up.sh
@@ -14,6 +14,12 @@ down: ## stop everything `make up` started (data kept in .run/)
 
 status: ## show each part of the stack
 	@cluster/services.sh status
+
+join: ## this machine joins the head at HEAD=<address> as a Ray worker node (README, Adding a machine)
+	@cluster/join.sh $(HEAD)
+
+leave: ## stop the worker node `make join` started here (by pid)
+	@cluster/leave.sh
 
 install:
 	@cluster/install.sh
