@@ -1,10 +1,8 @@
-"""The gateway's reads (orders, timelines, stock) and the cancel transaction, in SQL."""
+"""The gateway's reads (orders, timelines, stock), in SQL (a cancel is a unit-of-work stage)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,9 +10,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.pg import Row, apply_transitions, insert_outbox, lock_orders
-from domain.events import Envelope
-from domain.model import OrderStatus
+from adapters.pg import Row
 
 Pool = AsyncConnectionPool[AsyncConnection[Row]]
 _ORDER_COLUMNS = (
@@ -100,30 +96,3 @@ async def stock_row(pool: Pool, sku: str) -> Row | None:
             "SELECT sku, on_hand, reserved FROM inventory WHERE sku = %s", (sku,)
         )
         return await cur.fetchone()
-
-
-class LockedOrder:
-    """An order row locked for update in an open transaction (see `locked_order`)."""
-
-    def __init__(self, conn: AsyncConnection[Row], locked: dict[uuid.UUID, Row], oid: uuid.UUID):
-        self._conn = conn
-        self._locked = locked
-        self.order_id = oid
-        self.row = locked.get(oid)
-
-    async def move(
-        self, target: OrderStatus, event_name: str, detail: dict[str, Any], event: Envelope
-    ) -> None:
-        """Apply a status change with its timeline entry and queue `event`, in this
-        transaction."""
-        await apply_transitions(
-            self._conn, self._locked, [(self.order_id, target, event_name, detail)]
-        )
-        await insert_outbox(self._conn, [event])
-
-
-@asynccontextmanager
-async def locked_order(pool: Pool, order_id: uuid.UUID) -> AsyncIterator[LockedOrder]:
-    """One transaction holding the order's row lock; commits when the block ends normally."""
-    async with pool.connection() as conn:
-        yield LockedOrder(conn, await lock_orders(conn, [order_id]), order_id)

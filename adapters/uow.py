@@ -147,9 +147,12 @@ def _dump(detail: dict[str, Any] | None) -> str | None:
     return json.dumps(detail) if detail else None
 
 
-async def _write_statuses(conn: AsyncConnection[Row], done: list[Applied], at: datetime) -> None:
-    """One row per order (`UPDATE … FROM (VALUES …)` applies one row per target): an order
-    moved twice in one batch ends in its last status, with its last reason."""
+def last_status_per_order(
+    done: Sequence[Applied], at: datetime
+) -> list[tuple[str, str | None, datetime, uuid.UUID]]:
+    """One row `(status, reason, at, order)` per order (`UPDATE … FROM unnest(…)` applies one
+    row per target): an order moved twice in one batch ends in its last status, with its last
+    reason."""
     merged: dict[uuid.UUID, tuple[str, str | None, datetime, uuid.UUID]] = {}
     for a in done:
         oid = a.move.order_id
@@ -157,6 +160,10 @@ async def _write_statuses(conn: AsyncConnection[Row], done: list[Applied], at: d
         if reason is None and oid in merged:
             reason = merged[oid][1]
         merged[oid] = (a.move.target.value, reason, at, oid)
+    return list(merged.values())
+
+
+async def _write_statuses(conn: AsyncConnection[Row], done: list[Applied], at: datetime) -> None:
     await update_rows(
         conn,
         "UPDATE orders o SET status = v.status, reason = COALESCE(v.reason, o.reason), "
@@ -164,7 +171,7 @@ async def _write_statuses(conn: AsyncConnection[Row], done: list[Applied], at: d
         ("text", "text", "timestamptz", "uuid"),
         "status, reason, at, id",
         "o.id = v.id",
-        list(merged.values()),
+        last_status_per_order(done, at),
     )
 
 

@@ -3,7 +3,7 @@
 One fault at a time: SIGKILL an inventory shard, a payment shard, a consumer actor and the
 outbox relay; SIGKILL and restart the Kafka broker; restart Postgres; restart Redis. Between
 faults the stack must become ready again. Afterwards every accepted order must reach a terminal
-status, and the invariants of ARCHITECTURE §6 must hold.
+status, and the invariants of docs/reliability.md must hold.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from cli.api import token
 from cli.invariants import Verdict, check, end_offsets, terminal_count
 from cli.load import SteadyLoad
 from core import registry
@@ -62,7 +63,11 @@ class Chaos:
         import ray
 
         self.s = settings
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=5)
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{settings.http_port}",
+            timeout=5,
+            headers={"Authorization": f"Bearer {token(settings)}"},  # /ready details: admins
+        )
         if not ray.is_initialized():
             ray.init(
                 address="auto",

@@ -1,4 +1,4 @@
-"""The platform's invariants (ARCHITECTURE §6), checked against Postgres and Kafka after a run."""
+"""The platform's invariants (docs/reliability.md), checked in Postgres and Kafka after a run."""
 
 from __future__ import annotations
 

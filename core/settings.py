@@ -82,17 +82,6 @@ class Settings(BaseSettings):
     # cycles, each an actor call, a transaction and a publish); an idle stage never waits.
     batch_linger_ms: int = Field(default=10, ge=0, le=200)
     outbox_batch_max: int = Field(default=5000, ge=1)
-    # CPU priority (Linux niceness) on a shared box: the accept path ahead of the pipeline,
-    # whose batches grow when it gets less CPU (docs/adr/ADR-007). A gateway niceness below
-    # the current one needs root or CAP_SYS_NICE; without them the replica keeps its own.
-    gateway_niceness: int = Field(default=-5, ge=-20, le=19)
-    # The gateway's garbage collector: the objects alive after start-up (Ray, FastAPI, pydantic:
-    # hundreds of thousands) move to the permanent generation so that collections stop walking
-    # them, and the youngest generation is collected every 50,000 net allocations instead of
-    # 700. Profiled: collections were ~15% of the replica's CPU (docs/performance.md, sixth
-    # round).
-    gateway_gc_freeze: bool = True
-    gateway_gc_gen0_threshold: int = Field(default=50_000, ge=1)
     rate_limit_per_min: int = Field(default=6000, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, gt=0)
     max_body_bytes: int = Field(default=65_536, ge=1024)

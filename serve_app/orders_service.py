@@ -6,15 +6,18 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from adapters import orders_repo
 from adapters.orders_repo import PageQuery, Pool
 from adapters.pg import Row
+from adapters.uow import Tx, UnitOfWork
 from core.auth import Principal
-from domain.errors import Conflict, InvalidInput, NotFound
-from domain.events import new_event
-from domain.model import CANCELLABLE, OrderStatus
+from domain import ordering
+from domain.decision import Decision, OrderView
+from domain.errors import InvalidInput, NotFound
+from domain.events import Envelope
 from serve_app.models import Cancelled, Order, OrderPage
 from serve_app.views import order_view
 
@@ -26,8 +29,9 @@ def _visible(principal: Principal, row: Row | None) -> bool:
 class OrderService:
     """Reads orders for their owner (or an admin) and cancels them while nothing shipped."""
 
-    def __init__(self, pool: Pool):
+    def __init__(self, pool: Pool, uow: UnitOfWork):
         self._pool = pool
+        self._uow = uow
 
     async def get(self, principal: Principal, order_id: uuid.UUID) -> Order:
         """One order with its timeline; another customer's order is reported as not found."""
@@ -66,28 +70,28 @@ class OrderService:
         return OrderPage(items=[order_view(r) for r in page], next_cursor=nxt)
 
     async def cancel(self, principal: Principal, order_id: uuid.UUID, reason: str) -> Cancelled:
-        """Cancel while nothing has shipped; the stages release stock and refund on the event."""
-        async with orders_repo.locked_order(self._pool, order_id) as locked:
-            row = locked.row
-            if row is None or not _visible(principal, row):
-                raise NotFound(f"order {order_id} not found")
-            status = OrderStatus(row["status"])
-            if status not in CANCELLABLE:
-                raise Conflict(
-                    f"order is {status.value}: only PENDING, RESERVED or PAID orders can be "
-                    "cancelled",
-                    {"status": status.value},
-                )
-            event = new_event(
-                "OrderCancelled",
-                order_id,
-                reason=reason,
-                customerId=row["customer_id"],
-                previous=status.value,
-            )
-            detail = {"reason": reason, "by": principal.sub}
-            await locked.move(OrderStatus.CANCELLED, "OrderCancelled", detail, event)
+        """Cancel while nothing has shipped; the stages release stock and refund on the event.
+        A stage of the unit of work: lock, rule, move + timeline + outbox, publish."""
+        await self._uow.run(_Cancel(order_id, principal, reason), order_ids=[order_id])
         return Cancelled(order_id=str(order_id), status="CANCELLED")
+
+
+@dataclass
+class _Cancel:
+    order_id: uuid.UUID
+    principal: Principal
+    reason: str
+    consumer: str | None = None
+    locks_orders: bool = True
+    decision: Decision = field(default_factory=Decision)
+
+    async def decide(
+        self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
+    ) -> _Cancel:
+        who = self.principal
+        order = orders.get(self.order_id)
+        self.decision = ordering.cancel(self.order_id, order, who.sub, who.is_admin, self.reason)
+        return self
 
 
 def _encode_cursor(row: Row) -> str:

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from adapters.orders_repo import Pool
 from adapters.pg import open_pool
-from core.priority import renice_process, settle_gc
+from adapters.uow import UnitOfWork
 from core.settings import Settings
 from serve_app.accept import AcceptService, OrderIntake
 from serve_app.actors import ActorDirectory
@@ -54,8 +54,6 @@ async def open_services(
     that brings up the platform's actors, see cluster/app.py)."""
     pool = await open_pool(settings.database_url, settings.db_pool_size, "gateway")
     redis = aioredis.from_url(settings.redis_url, decode_responses=True)
-    if with_ray:  # the Serve replica: accepts go ahead of the pipeline (ADR-007)
-        renice_process(settings.gateway_niceness, "gateway replica")
     if on_start is not None:
         await on_start(settings)
     intake_pool = await open_pool(
@@ -69,7 +67,7 @@ async def open_services(
             Idempotency(redis, settings.idempotency_ttl_s),
             await OrderIntake.open(intake_pool, settings.accept_flushers),
         ),
-        orders=OrderService(pool),
+        orders=OrderService(pool, UnitOfWork(pool, settings.redis_url)),
         inventory=InventoryService(pool, actors, settings.inventory_shards),
         faults=FaultInjector(redis, settings.app_env),
         live=LiveStatus(pool, redis),
@@ -78,5 +76,4 @@ async def open_services(
         _pool=pool,
         _redis=redis,
     )
-    settle_gc(settings.gateway_gc_gen0_threshold, freeze=settings.gateway_gc_freeze)
     return services
