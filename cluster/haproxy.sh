@@ -3,7 +3,9 @@
 # cluster/services.sh): the real binary (ORDERS_HAPROXY_BIN) with the configuration Ray wrote,
 # tightened where Ray offers no setting (docs/security.md, "Ports"):
 #   - the admin socket `mode 600` instead of 666 (its directory is private as well);
-#   - the stats page and the Prometheus frontend on loopback instead of every interface;
+#   - the stats page and the Prometheus frontend on loopback instead of every interface, and the
+#     stats page behind basic auth (user `ops`, password: the cluster's RAY_AUTH_TOKEN; it shows
+#     HAProxy's version and the backend addresses);
 #   - `timeout http-request 10s`: a client gets 10 s to send its request headers (without it
 #     only the 3600 s client inactivity timeout bounds a slow sender).
 # Ray regenerates the file before every (re)start and passes it with -f; the edits are idempotent.
@@ -20,7 +22,10 @@ if [[ -n "$conf" && -w "$conf" ]]; then
   sed -E -e "s/^([[:space:]]*stats socket [^[:space:]]+) mode 666 /\1 mode 600 /" \
     -e "s/^([[:space:]]*bind )(\*)?:($stats|$metrics)[[:space:]]*$/\1127.0.0.1:\3/" "$conf" |
     awk '{ print } /^defaults[[:space:]]*$/ && !done { print "    timeout http-request 10s"; done = 1 }' |
-    awk '!(/^[[:space:]]*timeout http-request / && seen++)' >"$tmp"
+    awk '!(/^[[:space:]]*timeout http-request / && seen++)' |
+    awk -v auth="${RAY_AUTH_TOKEN:-}" '{ print }
+      /^[[:space:]]*stats enable[[:space:]]*$/ && auth != "" && !done { print "  stats auth ops:" auth; done = 1 }' |
+    awk '!(/^[[:space:]]*stats auth / && seen++)' >"$tmp"
   mv -f "$tmp" "$conf"
 fi
 exec "$real" "$@"

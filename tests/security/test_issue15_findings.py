@@ -4,6 +4,7 @@ and nothing stored (no order, no claimed customer id, the victim's order untouch
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections import Counter
@@ -273,15 +274,13 @@ def test_8_ready_and_metrics_show_no_deployment_details_without_admin(
     assert http.get("/metrics", headers=[world.as_attacker("admin")]).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ray Serve's HAProxy template serves its stats page on *:8404 without auth (HAProxy "
-    "version, backend addresses); not configurable from the app: the launcher must not expose "
-    "it (cluster/, docs/security.md)",
-)
 def test_8_ingress_stats_page_is_not_served_without_auth() -> None:
     try:
         resp = httpx.get("http://127.0.0.1:8404/stats", timeout=3)
     except httpx.HTTPError:
         return  # not listening: nothing to read
     assert resp.status_code in (401, 403), resp.status_code
+    # the operator still reads it, with the cluster's token (cluster/haproxy.sh)
+    token = os.environ["RAY_AUTH_TOKEN"]
+    ok = httpx.get("http://127.0.0.1:8404/stats", auth=("ops", token), timeout=3)
+    assert ok.status_code == 200
