@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from adapters.pg import Row
@@ -30,7 +30,6 @@ from core.settings import Settings
 
 log = logging.getLogger(__name__)
 Conn = AsyncConnection[Row]
-_LOCK_TIMEOUT = "5s"  # a drop waits this long for its table lock, then tries next time
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +151,24 @@ class Maintained:
 
 
 async def maintain(conn: Conn, settings: Settings) -> list[Maintained]:
-    """Set each table's window from the settings, let pg_partman make the coming partitions and
-    drop those older than the window, then move the dedupe guard to the oldest partition kept.
-
-    One transaction per table (`conn` must be in autocommit mode); a table whose lock is not
-    granted within a few seconds is left for the next run."""
+    """Give each table its window from the settings, let pg_partman make the coming partitions
+    and drop those past the window, then move the table's dedupe guard to the oldest partition
+    kept: `retention_maintain()` (migration 0007), which runs with the tables' owner's rights,
+    so the platform's own role may call it. One transaction per table (`conn` in autocommit); a
+    table whose lock is not granted within 5 s is left for the next run."""
     done: list[Maintained] = []
     for t in TABLES:
         try:
-            done.append(await _maintain_table(conn, t, t.window(settings)))
+            cur = await conn.execute(
+                "SELECT dropped, created, kept_from FROM retention_maintain(%s, %s)",
+                (t.table, t.window(settings)),
+            )
         except psycopg.errors.LockNotAvailable:
             log.warning("retention: %s is busy; its maintenance waits for the next run", t.table)
+            continue
+        row = await cur.fetchone()
+        if row is not None:
+            done.append(Maintained(t.table, row["dropped"], row["created"], row["kept_from"]))
     return done
 
 
@@ -172,50 +178,11 @@ async def maintain_dsn(dsn: str, settings: Settings) -> list[Maintained]:
         return await maintain(conn, settings)
 
 
-async def _maintain_table(conn: Conn, t: Partitioned, window: timedelta) -> Maintained:
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
-        before = {p["name"] for p in await _partitions(conn, t.table)}
-        # pg_partman names a table with its schema (public, or a test's scratch schema)
-        await conn.execute(
-            "UPDATE partman.part_config SET retention = %s, retention_keep_table = false, "
-            "retention_keep_index = false, infinite_time_partitions = true, "
-            "inherit_privileges = true WHERE parent_table = current_schema() || '.' || %s",
-            (f"{int(window.total_seconds())} seconds", t.table),
-        )
-        await conn.execute(
-            "SELECT partman.run_maintenance(p_parent_table => current_schema() || '.' || %s, "
-            "p_analyze => false)",
-            (t.table,),
-        )
-        parts = await _partitions(conn, t.table)
-        ranged = sorted((p for p in parts if p["lower_bound"] is not None), key=_lower)
-        kept_from = ranged[0]["lower_bound"] if ranged else None
-        if t.dedupe and kept_from is not None:
-            await _guard_default(conn, t, kept_from)
-    after = {p["name"] for p in parts}
-    return Maintained(t.table, sorted(before - after), sorted(after - before), kept_from)
-
-
-async def _guard_default(conn: Conn, t: Partitioned, kept_from: datetime) -> None:
-    """The default partition refuses keys older than the oldest partition kept (their own
-    partition may have held the dedupe row); keys of ids that are not UUIDv7 (`-infinity`)
-    and times past the newest partition stay welcome. NOT VALID: only new rows are checked."""
-    default = sql.Identifier(f"{t.table}_default")
-    name = sql.Identifier(f"{t.table}_within_retention")
-    key = sql.Identifier(t.key)
-    await conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(default, name))
-    await conn.execute(
-        sql.SQL(
-            "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} = '-infinity' OR {} >= {}) NOT VALID"
-        ).format(default, name, key, key, sql.Literal(kept_from))
-    )
-
-
 async def maintenance_loop(settings: Settings) -> None:
     """Run `maintain` now and then every `PARTITION_MAINTENANCE_S` seconds, forever; a failed
     run (database restarting, lock busy) is logged and retried at the next period. Start it
-    as a task of one long-lived process (pg_partman's maintenance is safe to run twice)."""
+    as a task of one long-lived process of the platform, whose role is enough (migration 0007);
+    pg_partman's maintenance is safe to run twice, even at once (it locks)."""
     while True:
         try:
             for m in await maintain_dsn(settings.database_url, settings):

@@ -13,14 +13,22 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from adapters import notifications, retention
 from adapters.uow import Tx
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from domain.events import Envelope
 from domain.notifications import Notification
-from tests.integration.scratch import alembic, connect, scratch_schema, uuid7_at
+from tests.integration.scratch import (
+    alembic,
+    connect,
+    in_schema,
+    owner_url,
+    scratch_schema,
+    uuid7_at,
+)
 
 NOW = datetime.now(UTC)
 DAYS = 12
@@ -179,3 +187,31 @@ def test_a_notification_for_an_order_past_its_history_is_refused(history: dict[s
     assert asyncio.run(_notify(url, recent)) == set()
     with pytest.raises(psycopg.errors.CheckViolation, match="notifications_within_retention"):
         asyncio.run(_notify(url, uuid7_at(NOW - timedelta(days=9))))
+
+
+def test_the_platform_role_runs_the_maintenance_but_cannot_drop_a_partition_itself(
+    history: dict[str, Any],
+) -> None:
+    """The platform's role (DATABASE_URL) calls the owner's `retention_maintain`; DDL of its
+    own it has none (docs/security.md)."""
+    url, app_url = history["url"], in_schema(get_settings().database_url, _schema(history["url"]))
+    app_role = conninfo_to_dict(get_settings().database_url).get("user")
+    with connect(url) as conn:
+        conn.execute(f"GRANT USAGE ON SCHEMA {_schema(url)} TO {app_role}")
+    shorter = Settings(kafka_retention_hours=24, dedupe_retention_hours=26, order_history_days=4)
+    done = {m.table: m for m in asyncio.run(retention.maintain_dsn(app_url, shorter))}
+    assert done["order_events"].dropped and done["notifications"].dropped
+    oldest = done["order_events"].kept_from
+    assert oldest is not None and oldest <= NOW - timedelta(days=4)
+    kept = asyncio.run(retention.report_dsn(app_url, shorter))
+    victim = next(r.oldest_partition for r in kept if r.table == "order_events")
+    if app_role != conninfo_to_dict(owner_url()).get("user"):
+        with connect(app_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"DROP TABLE {victim}")
+
+
+def _schema(url: str) -> str:
+    with connect(url) as conn:
+        row = conn.execute("SELECT current_schema() AS s").fetchone()
+    assert row is not None
+    return str(row["s"])
