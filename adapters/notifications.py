@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row
+from adapters.pg import Row, tuples
 from domain.events import Envelope
 from domain.notifications import Notification
 
@@ -18,7 +18,8 @@ async def record(
     """Insert the messages; returns the `(order, status)` pairs that were new."""
     if not rows:
         return set()
-    cur = await conn.execute(
+    rows_back = await tuples(
+        conn,
         # order_at (the partition key) is the time inside the order id: a second message for
         # the same (order, status) meets the first in the same partition (ADR-012)
         "INSERT INTO notifications (order_id, status, customer_id, channel, template, text, "
@@ -35,4 +36,4 @@ async def record(
             [m.text for _, m in rows],
         ),
     )
-    return {(r["order_id"], r["status"]) for r in await cur.fetchall()}
+    return {(r[0], r[1]) for r in rows_back}

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import psycopg
 from psycopg import AsyncConnection
 
-from adapters.pg import Row
+from adapters.pg import Row, tuples
 
 Conn = AsyncConnection[Row]
 
@@ -16,13 +16,14 @@ Conn = AsyncConnection[Row]
 async def take(conn: Conn, limit: int) -> list[tuple[str, str, bytes]]:
     """Delete and return up to `limit` rows `(topic, key, payload)` in id order. The caller
     commits only after Kafka acknowledged them, so a crash in between republishes the batch."""
-    cur = await conn.execute(
+    rows = await tuples(
+        conn,
         "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT %s "
         "FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, payload",
         (limit,),
     )
-    rows = sorted(await cur.fetchall(), key=lambda r: r["id"])
-    return [(r["topic"], r["key"], bytes(r["payload"])) for r in rows]
+    rows.sort(key=lambda r: r[0])
+    return [(r[1], r[2], bytes(r[3])) for r in rows]
 
 
 async def backlog(conn: Conn) -> int:

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.pg import Row, insert_rows, now, update_rows
+from adapters.pg import Row, insert_rows, now, tuples, update_rows
 from adapters.status import StatusPublisher
 from domain.decision import Applied, Decision, Note, OrderView, apply_moves
 from domain.events import EVENT_TOPIC, Envelope
@@ -62,7 +62,8 @@ class Tx:
         """Record events as processed by `consumer`; return those not seen before (dedupe)."""
         if not events:
             return []
-        cur = await self.conn.execute(
+        rows = await tuples(
+            self.conn,
             # event_at (the partition key) is the time inside the event id: a redelivery meets
             # its first delivery's row in the same partition (ADR-012)
             "INSERT INTO processed_events (consumer, event_id, event_at) "
@@ -70,7 +71,7 @@ class Tx:
             "ON CONFLICT DO NOTHING RETURNING event_id",
             (consumer, [e.event_id for e in events]),
         )
-        new = {r["event_id"] for r in await cur.fetchall()}
+        new = {r[0] for r in rows}
         return [e for e in events if e.event_id in new]
 
     async def lock(self, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderView]:
