@@ -4,7 +4,7 @@ ORDERS := .venv/bin/orders
 SUB ?= customer1
 ROLE ?= customer
 
-.PHONY: up down status test lint token demo bench chaos install clean-data join leave
+.PHONY: up down status test lint token demo bench chaos install clean-data join leave bench-scale
 
 up: ## install what is missing, start the whole stack, deploy, seed
 	@cluster/up.sh
@@ -51,3 +51,6 @@ chaos: ## steady load while actors, Kafka, Postgres and Redis are killed; checks
 
 bench: ## load test the running stack: DURATION=60 RATE=320 (open loop) or CONCURRENCY=n; then the step phase to saturation and latency at 25/50/90 % of it (SATURATION=0 skips them); BENCH_ARGS="--help"
 	@cluster/heavy.sh $(PY) -m bench --duration $(or $(DURATION),60) --rate $(or $(RATE),320) --concurrency $(or $(CONCURRENCY),0) $(if $(filter 0,$(SATURATION)),--no-saturation) $(BENCH_ARGS)
+
+bench-scale: ## scale-out on hosts made of network namespaces (root): 1 then 2 worker hosts capped at CAP=0.5 cores each, then one dies under load; bench/results/scaleout.json, docs/scaling.png (docs/scaling.md)
+	@cluster/heavy.sh $(PY) -m bench.scale --cap $(or $(CAP),0.5) $(SCALE_ARGS)

@@ -1,0 +1,178 @@
+"""The figures of `make bench-scale` (pure arithmetic over its samples), its JSON file, plot and
+summary table."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from adapters import audit
+from bench.cpu import seconds_in
+from bench.loadgen import Record
+from bench.saturation import Plan
+from bench.scale_cpu import HostCpuSampler
+from bench.tracker import Tracker
+from bench.ui import console
+
+
+def _best_step(found: dict[str, Any]) -> int:
+    steps = found["steps"]
+    for i, s in enumerate(steps):
+        if s["offered_per_s"] == found["at_offered_per_s"]:
+            return i
+    return len(steps) - 1
+
+
+def host_profile(cpu: HostCpuSampler, found: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    """CPU per host (cores, its cap, the share of time its quota held it back) and the largest
+    components inside each host, over the settled window of the ladder's saturation step."""
+    if not found["steps"]:
+        return {}
+    k = _best_step(found)
+    a = cpu.started + k * plan.step_s + plan.settle_s
+    b = cpu.started + (k + 1) * plan.step_s
+    span = b - a
+    hosts = seconds_in(cpu.series, cpu.started, a, b)
+    parts = seconds_in(cpu.parts, cpu.started, a, b)
+    held = seconds_in(cpu.throttled, cpu.started, a, b)
+    caps = {name: c.cap for name, c in (cpu.cgroups.read_all() if cpu.cgroups else {}).items()}
+    out: dict[str, Any] = {"offered_per_s": found["steps"][k]["offered_per_s"], "window_s": span}
+    out["loadgen_cores"] = round(hosts.pop("loadgen", 0.0) / span, 3)
+    per: dict[str, Any] = {}
+    for key, used in sorted(hosts.items()):
+        name = key.removeprefix("host:")
+        inside = {
+            p.split(":", 1)[1]: v / span for p, v in parts.items() if p.startswith(name + ":")
+        }
+        top = dict(sorted(inside.items(), key=lambda kv: -kv[1])[:8])
+        per[name] = {
+            "cores": round(used / span, 3),
+            "cap": caps.get(name, 0.0),
+            "throttled_share": round(held.get(name, 0.0) / span, 3),
+            "top": {c: round(v, 3) for c, v in top.items()},
+        }
+    out["hosts"] = per
+    return out
+
+
+_TERMINAL = ("DELIVERED", "REJECTED", "DECLINED", "CANCELLED", "REFUNDED")
+_CHARGED = ("AUTHORIZED", "CAPTURED")
+_PAID = ("PAID", "SHIPPED", "DELIVERED")
+
+
+def invariants(dsn: str, ids: list[str], available: dict[str, int]) -> dict[str, Any]:
+    """The invariants of ARCHITECTURE §6 for the orders `ids` (as `orders chaos` checks them,
+    from Postgres): not terminal (lost), units sold beyond what was `available` per SKU or stock
+    bookkeeping broken (oversold), a charge on an order that is not paid or a paid order without
+    one, a timeline entry written twice."""
+    with audit.connect(dsn) as conn:
+        states = audit.statuses(conn, ids)
+        lost = sum(1 for i in ids if states.get(i) not in _TERMINAL)
+        broken = audit.broken_stock(conn)
+        oversold = len(broken) + sum(
+            int(r["sold"]) - available[r["sku"]]
+            for r in audit.sold_by_sku(conn, ids)
+            if r["sku"] in available and r["sold"] > available[r["sku"]]
+        )
+        charges = audit.charge_mismatches(conn, ids, _CHARGED, _PAID)
+        twice = audit.duplicate_timeline(conn, ids)
+    return {
+        "accepted": len(ids),
+        "lost": lost,
+        "oversold": oversold,
+        "charge_mismatches": len(charges),
+        "duplicate_effects": len(twice),
+        "details": [str(r) for r in [*broken, *charges, *twice][:10]],
+    }
+
+
+def _cumulative(times: list[float], t: float) -> int:
+    return bisect.bisect_right(times, t)
+
+
+def recovery(records: list[Record], tracker: Tracker, kill_at: float) -> dict[str, Any]:
+    """Orders in the pipeline (accepted, not yet terminal) second by second around the kill;
+    `recovered_s`: from the kill until that backlog is back to what it was before it (the
+    largest of the 10 s before, plus a quarter or 5 orders), after its peak; None when it never
+    is (orders lost)."""
+    accepted = sorted(r[2] for r in records if r[3] == 202)
+    done = sorted(o.terminal_at for o in tracker.outcomes.values())
+    if not accepted:
+        return {"recovered_s": None, "timeline": []}
+    first = math.floor(accepted[0])
+    last = math.ceil(max(done[-1] if done else 0.0, accepted[-1]))
+    rows = []
+    for t in range(first, last + 1):
+        a, d = _cumulative(accepted, t), _cumulative(done, t)
+        rows.append(
+            {
+                "t": round(t - kill_at, 1),
+                "accepted_per_s": a - _cumulative(accepted, t - 1),
+                "completed_per_s": d - _cumulative(done, t - 1),
+                "backlog": a - d,
+            }
+        )
+    before = [r["backlog"] for r in rows if -10 <= r["t"] < 0] or [0]
+    threshold = max(max(before) * 1.25, max(before) + 5)
+    after = [r for r in rows if r["t"] >= 0]
+    peak = max(range(len(after)), key=lambda i: after[i]["backlog"], default=0)
+    recovered = None
+    if tracker.outstanding == {}:
+        recovered = next((r["t"] for r in after[peak:] if r["backlog"] <= threshold), None)
+    return {"recovered_s": recovered, "timeline": rows}
+
+
+def write(result: dict[str, Any], out_dir: Path, plot: Path | None) -> Path:
+    """`<out_dir>/scaleout-<stamp>.json` and `scaleout.json`; the plot at `plot`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=1, default=str) + "\n"
+    stamped = out_dir / f"scaleout-{result['timestamp']}.json"
+    stamped.write_text(text)
+    (out_dir / "scaleout.json").write_text(text)
+    if plot is not None:
+        from bench.scale_plot import draw
+
+        draw(result, plot)
+    return stamped
+
+
+def table(result: dict[str, Any]) -> None:
+    t = Table(title=f"make bench-scale {result['timestamp']}")
+    t.add_column("figure")
+    t.add_column("1 worker host", justify="right")
+    t.add_column("2 worker hosts", justify="right")
+    one, two = result["runs"]
+    for label, key in (
+        ("saturation offered / s", "offered_per_s"),
+        ("saturation completed / s", "completed_per_s"),
+        ("p99 accept ms (latency run)", "p99_accept_ms"),
+        ("p99 accept→SHIPPED ms (latency run)", "p99_accept_to_shipped_ms"),
+        ("lost (ladder)", "lost"),
+    ):
+        t.add_row(label, str(one[key]), str(two[key]))
+    for run, col in ((one, 1), (two, 2)):
+        hosts = run["at_saturation"].get("hosts", {})
+        line = ", ".join(
+            f"{h} {v['cores']:.2f}"
+            + (f"/{v['cap']:g} (held {v['throttled_share']:.0%})" if v["cap"] else "")
+            for h, v in hosts.items()
+        )
+        t.add_row(
+            f"cores per host at saturation ({col})",
+            line if col == 1 else "",
+            line if col == 2 else "",
+        )
+    loss = result["node_loss"]
+    t.add_row("scaleout_ratio", "", str(result["scaleout_ratio"]))
+    t.add_row(
+        "node loss (w2 killed)",
+        "",
+        f"accepted {loss['accepted']}, lost {loss['lost']}, oversold {loss['oversold']}, "
+        f"recovered in {loss['recovered_s']} s",
+    )
+    console.print(t)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Hosts as Linux network namespaces on this one machine: a head (Postgres, Redis, Kafka, Ray head
+# with --num-cpus=0, the Serve gateway) and worker hosts (`make join` inside them), each its own
+# address on a bridge this script creates from a private range, each worker in a cgroup with a
+# CPU quota. The services and Ray start as the single-box stack starts them (cluster/services.sh,
+# cluster/join.sh), with this harness's own RUN_DIR. Used by tests/multinode and
+# `make bench-scale`; needs root and `ip`.
+#
+#   cluster/netns.sh up [N]           bridge + head (services, Ray head, deploy) + N workers (default 2)
+#   cluster/netns.sh worker I         worker host I (1..9) joins and waits until it is a node
+#   cluster/netns.sh deploy [--restart]  (re)deploy the platform from the head (settings from env)
+#   cluster/netns.sh kill I raylet|host   SIGKILL worker I's raylet, or every process of worker I
+#   cluster/netns.sh stop-worker I    stop worker host I (by pid) and delete its namespace
+#   cluster/netns.sh exec head|wI CMD...  run CMD on that host (its namespace and cgroup)
+#   cluster/netns.sh env              the variables that reach the head from this machine
+#   cluster/netns.sh cpu              CPU seconds used so far per host (from the cgroups)
+#   cluster/netns.sh down             stop everything by pid; delete namespaces, links, bridge, cgroups
+#
+# Knobs (env): NETNS_PREFIX (orders: namespaces orders-head, orders-w1.., bridge ordersbr0),
+# NETNS_SUBNET (10.77.0: this machine .1, head .2, worker I .1I), NETNS_CPU_CAP (cores per
+# worker host, 0.5; 0 = no cap), NETNS_WORKER_CPUS (logical CPUs a worker offers Ray, 4: room
+# for every actor on one survivor), NETNS_RUN_DIR (default /tmp/netns-<hash of checkout and
+# prefix>: never the single-box stack's .run; reachable by the postgres user; short, for the
+# socket paths under it: HAProxy allows 97 characters for <RUN_DIR>/haproxy/<node id>/admin.sock).
+# Traffic goes only to loopback and the addresses on that bridge: the namespaces have no route
+# anywhere else.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+P="${NETNS_PREFIX:-orders}"
+SUBNET="${NETNS_SUBNET:-10.77.0}"
+HEAD_IP="$SUBNET.2"
+export RUN_DIR="${NETNS_RUN_DIR:-/tmp/netns-$(printf %s "$ROOT:$P" | sha1sum | cut -c1-8)}"
+# Nothing of the single-box stack (or of a caller's environment) leaks in: its URLs, passwords
+# and Ray token are derived again from this harness's own credentials (RUN_DIR/credentials.env).
+unset DATABASE_URL MIGRATION_DATABASE_URL REDIS_URL KAFKA_BOOTSTRAP RAY_ADDRESS CREDENTIALS_FILE \
+  ORDERS_DB_PASSWORD ORDERS_APP_DB_PASSWORD REDIS_PASSWORD RAY_AUTH_TOKEN RAY_AUTH_MODE \
+  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
+export NODE_ADDRESS="$HEAD_IP" HEAD_ADDRESS="$HEAD_IP"
+source "$ROOT/cluster/common.sh"
+source "$ROOT/cluster/netns-lib.sh"
+
+usage() { sed -n '9,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  up)
+    netns_require
+    trap 'rc=$?; if (( rc )); then log "up failed (exit $rc): cleaning up"; netns_down; fi' EXIT
+    trap 'exit 143' TERM INT
+    netns_up "${1:-2}"
+    trap - EXIT
+    ;;
+  worker) netns_require; netns_worker "${1:?worker index}"; netns_wait_nodes ;;
+  deploy) netns_require; netns_deploy "$@" ;;
+  kill) netns_require; netns_kill "${1:?worker index}" "${2:-raylet}" ;;
+  stop-worker) netns_require; netns_stop_worker "${1:?worker index}" ;;
+  exec) netns_require; host="${1:?host}"; shift; netns_exec "$host" "$@" ;;
+  env) netns_env_lines ;;
+  cpu) netns_cpu ;;
+  down) netns_require; netns_down ;;
+  *) usage ;;
+esac

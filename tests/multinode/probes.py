@@ -1,0 +1,138 @@
+"""What the multi-node tests look at: where Ray placed the platform's actors, which host holds
+which partitions of each consumer group, and a tracked open-loop order load."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import re
+import subprocess
+import time
+import zlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+
+from adapters import benchdb
+from bench import mainrun, stock
+from bench.mainrun import Load, MainRun
+from bench.procs import CpuSampler
+from bench.scale_hosts import Hosts
+from bench.tracker import Tracker
+from bench.workload import SCARCE_SKUS, Mix, admin_token, customers
+from cli.invariants import Verdict, check, end_offsets
+from cluster.deploy import actor_names
+from core import registry
+from core.settings import Settings
+from domain.events import Topic
+
+
+def pipeline_actors(settings: Settings) -> set[str]:
+    """The named pipeline actors a deployment with these settings runs."""
+    return set(actor_names(settings)) - set(registry.RETIRED)
+
+
+def placement(hosts: Hosts, names: set[str]) -> dict[str, str]:
+    """name → address of the node of each ALIVE actor among `names`."""
+    return {a.name: a.node_ip for a in hosts.actors() if a.name in names and a.state == "ALIVE"}
+
+
+def wait_placed(hosts: Hosts, names: set[str], on: set[str], timeout_s: float) -> dict[str, str]:
+    """Wait until every actor of `names` is ALIVE on one of the addresses `on`."""
+    deadline = time.monotonic() + timeout_s
+    where: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        where = placement(hosts, names)
+        if set(where) == names and set(where.values()) <= on:
+            return where
+        time.sleep(2)
+    missing = sorted(names - set(where))
+    raise AssertionError(f"after {timeout_s:.0f}s: not alive {missing}; placed {where} (want {on})")
+
+
+_ROW = re.compile(r"^(\S+)\s+\S+\s+/(\S+)\s+\S+\s+\d+\s+\S+\s+(\S+)")
+
+
+def group_members(hosts: Hosts) -> dict[str, list[tuple[str, set[tuple[str, int]]]]]:
+    """group → [(member's address, its partitions)], from Kafka's own consumer-group tool."""
+    libs = sorted(glob.glob(str(hosts.run_dir / "kafka-*" / "libs")))
+    proc = subprocess.run(
+        ["java", "-XX:TieredStopAtLevel=1", "-cp", f"{libs[-1]}/*",
+         "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+         "--bootstrap-server", hosts.bootstrap, "--describe", "--members", "--verbose",
+         "--all-groups"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    out: dict[str, list[tuple[str, set[tuple[str, int]]]]] = {}
+    for line in proc.stdout.splitlines():
+        m = _ROW.match(line)
+        if m is None or m.group(1) == "GROUP":
+            continue
+        parts: set[tuple[str, int]] = set()
+        for chunk in m.group(3).split(";"):
+            topic, _, nums = chunk.partition(":")
+            parts |= {(topic, int(n)) for n in nums.split(",") if n}
+        out.setdefault(m.group(1), []).append((m.group(2), parts))
+    return out
+
+
+@dataclass
+class Outcome:
+    run: MainRun
+    tracker: Tracker
+    ids: list[str]
+    verdict: Verdict
+    statuses: dict[int, int]  # HTTP status → requests
+
+
+async def tracked_load(
+    hosts: Hosts,
+    prefix: str,
+    rate: float,
+    duration_s: int,
+    during: Callable[[], Coroutine[None, None, None]] | None = None,
+    grace_s: float = 180.0,
+    scarce_units: int = 20,
+) -> Outcome:
+    """Open-loop orders at `rate` for `duration_s` (a third of them ask for a scarce SKU with
+    `scarce_units` available), `during` running alongside; then wait until every accepted
+    order is terminal (or `grace_s`) and check every invariant of ARCHITECTURE §6."""
+    settings = hosts.platform_settings()
+    tracker = Tracker(hosts.dsn)
+    await tracker.open()
+    conn = await benchdb.connect(hosts.dsn)
+    try:
+        await stock.make_scarce(hosts.gateway, admin_token(settings), conn, scarce_units)
+        start = await stock.snapshot(conn)
+        kafka_from = await end_offsets(hosts.bootstrap, Topic.PAYMENT_AUTHORIZED)
+        load = Load(
+            base_url=hosts.gateway, duration_s=duration_s, rate=rate, concurrency=0, workers=1,
+            mix=Mix(oos_share=0.3), seed=zlib.crc32(prefix.encode()), grace_s=grace_s, warmup_s=0.0,
+            progress_s=10.0, niceness=0,
+        )  # fmt: skip
+        side = asyncio.create_task(during()) if during is not None else None
+        run = await mainrun.run(load, customers(settings, prefix, 50), tracker, CpuSampler())
+        if side is not None:
+            await side
+        ids = [str(i) for i in (*tracker.outcomes, *tracker.outstanding)]
+        available = {sku: start[sku][0] - start[sku][1] for sku in SCARCE_SKUS}
+        verdict = await asyncio.to_thread(
+            check, hosts.dsn, ids, available, dict(kafka_from), hosts.bootstrap
+        )
+    finally:
+        await tracker.close()
+        await conn.close()
+    statuses: dict[int, int] = {}
+    for rec in run.records:
+        statuses[rec[3]] = statuses.get(rec[3], 0) + 1
+    return Outcome(run, tracker, ids, verdict, statuses)
+
+
+def accepted_after(outcome: Outcome, t: float) -> int:
+    """Orders accepted (202) that were due after wall-clock time `t`."""
+    return sum(1 for r in outcome.run.records if r[3] == 202 and r[0] > t)
+
+
+def partitions(hosts: Hosts, topics: tuple[str, ...]) -> set[tuple[str, int]]:
+    """Every partition of `topics` (the harness's KAFKA_PARTITIONS each)."""
+    n = int(hosts.settings["KAFKA_PARTITIONS"])
+    return {(t, p) for t in topics for p in range(n)}
