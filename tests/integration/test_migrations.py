@@ -223,3 +223,22 @@ def test_downgrade_gives_every_row_back_and_upgrade_again_works() -> None:
         assert configs == {"n": 0}
         alembic(url, "upgrade", "head")
         assert _snapshot(url) == before
+
+
+def test_uuid7_time_reads_the_ids_time_and_is_inlined(
+    migrated: tuple[str, dict[str, uuid.UUID], Any],
+) -> None:
+    url, ids, _ = migrated
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT uuid7_time(%s) AS v7, uuid7_time(%s) = '-infinity' AS v4, "
+            "uuid7_time(NULL) IS NULL AS null",
+            (ids["event0"], ids["v4event"]),
+        ).fetchone()
+        plan = conn.execute(
+            "EXPLAIN VERBOSE SELECT uuid7_time(x) FROM unnest(%s::uuid[]) AS x",
+            ([ids["event0"]],),
+        ).fetchall()
+    assert row == {"v7": time_of(ids["event0"]), "v4": True, "null": True}
+    # inlined: the plan shows the expression, not a call (a call cost ~5x more per row)
+    assert not any("uuid7_time" in str(r) for r in plan), plan
