@@ -1,4 +1,4 @@
-"""Kafka adapters: an idempotent producer, topic administration."""
+"""Kafka adapters: the clients' connection options, an idempotent producer, topic administration."""
 
 from __future__ import annotations
 
@@ -11,9 +11,29 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.helpers import create_ssl_context
 
-from core.settings import KAFKA_SEGMENT_HOURS, get_settings
+from core.settings import KAFKA_SEGMENT_HOURS, Settings, get_settings
 from domain.events import Topic
+
+
+def client_options(settings: Settings | None = None) -> dict[str, Any]:
+    """Keyword arguments every aiokafka client (producer, consumer, admin) is built with, so no
+    call site names the broker's authentication itself: nothing with the default PLAINTEXT (the
+    local stack's loopback broker), SASL/SCRAM with KAFKA_USERNAME and KAFKA_PASSWORD in
+    compose and Kubernetes, over TLS with the system's CAs for SASL_SSL (ADR-011)."""
+    s = settings or get_settings()
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {
+        "security_protocol": s.kafka_security_protocol,
+        "sasl_mechanism": s.kafka_sasl_mechanism,
+        "sasl_plain_username": s.kafka_username,
+        "sasl_plain_password": s.kafka_password,
+    }
+    if s.kafka_security_protocol == "SASL_SSL":
+        options["ssl_context"] = create_ssl_context()
+    return options
 
 
 def all_topics() -> list[str]:
@@ -31,6 +51,7 @@ async def start_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         linger_ms=2,
         max_batch_size=256 * 1024,
         request_timeout_ms=15_000,
+        **client_options(),
     )
     await producer.start()
     return producer
@@ -89,7 +110,9 @@ async def ensure_topics(
     return the names created or grown."""
     hours = get_settings().kafka_retention_hours if retention_hours is None else retention_hours
     configs = retention_configs(hours)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="orders-admin", **client_options()
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -123,7 +146,9 @@ async def ensure_topics(
 
 async def missing_topics(bootstrap: str) -> list[str]:
     """Topics the platform needs that the broker does not have yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-check")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="orders-check", **client_options()
+    )
     await asyncio.wait_for(admin.start(), timeout=10)
     try:
         existing = set(await admin.list_topics())
@@ -134,7 +159,9 @@ async def missing_topics(bootstrap: str) -> list[str]:
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     """The partition numbers of `topic` (empty when it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-describe")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="orders-describe", **client_options()
+    )
     await admin.start()
     try:
         described = await admin.describe_topics([topic])

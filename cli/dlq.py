@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from adapters.kafka import partitions_of
+from adapters.kafka import client_options, partitions_of
 from core.settings import get_settings
 from domain.events import Topic
 
@@ -23,7 +23,9 @@ async def _read(topic: str, limit: int) -> list[Any]:
     parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
     if not parts:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
+    )
     await consumer.start()
     try:
         consumer.assign(parts)
@@ -84,7 +86,10 @@ def replay(
             raise typer.BadParameter(f"no message at {name}[{partition}]@{offset}")
         record = match[0]
         producer = AIOKafkaProducer(
-            bootstrap_servers=get_settings().kafka_bootstrap, enable_idempotence=True, acks="all"
+            bootstrap_servers=get_settings().kafka_bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            **client_options(),
         )
         await producer.start()
         try:

@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from adapters import audit
-from adapters.kafka import partitions_of
+from adapters.kafka import client_options, partitions_of
 from domain.events import Envelope, Topic
 from domain.model import TERMINAL
 
@@ -104,7 +104,9 @@ async def _charges_on_kafka(
         TopicPartition(Topic.PAYMENT_AUTHORIZED, p)
         for p in await partitions_of(bootstrap, Topic.PAYMENT_AUTHORIZED)
     ]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
+    )
     await consumer.start()
     seen: dict[str, set[str]] = {}
     try:
@@ -133,7 +135,9 @@ def _parse(raw: Any) -> Envelope | None:
 async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
     """Current end offsets of `topic` (where a run starts reading)."""
     parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
+    )
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(parts))

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from adapters.kafka import start_producer
+from adapters.kafka import client_options, start_producer
 from consumers import routes
 from consumers.base import Handler, PoisonMessage
 from core.metrics import Metrics
@@ -129,6 +129,7 @@ class ConsumerLoop:
             fetch_max_wait_ms=_FETCH_WAIT_MS,
             max_poll_records=self._settings.consumer_batch_max,
             isolation_level="read_committed",
+            **client_options(self._settings),
         )
         await self._consumer.start()
         self._producer = await start_producer(self._settings.kafka_bootstrap, f"dlq-{self._group}")

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://orders:orders@127.0.0.1:5432/orders"
     redis_url: str = "redis://127.0.0.1:6379/0"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Kafka authentication (docs/adr/ADR-011-kafka-auth.md): none on the local stack's loopback
+    # broker; SASL/SCRAM in compose and Kubernetes. Every client gets them from
+    # adapters.kafka.client_options().
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = ""
     ray_namespace: str = "orders"
     metrics_export_port: int = Field(default=8090, gt=0, lt=65536)
 
@@ -111,6 +118,17 @@ class Settings(BaseSettings):
                 f"DEDUPE_RETENTION_HOURS={self.dedupe_retention_hours}: notifications dedupe by "
                 "their own (order, status) key and must be kept as long as dedupe rows; set "
                 f"ORDER_HISTORY_DAYS >= {-(-self.dedupe_retention_hours // 24)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Settings:
+        if self.kafka_security_protocol != "PLAINTEXT" and not (
+            self.kafka_username and self.kafka_password
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_USERNAME "
+                "and KAFKA_PASSWORD (the broker's SCRAM user, docs/adr/ADR-011-kafka-auth.md)"
             )
         return self
 

@@ -25,7 +25,7 @@ def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-SECRETS = {"JWT_SECRET", "DATABASE_URL", "REDIS_URL"}
+SECRETS = {"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "KAFKA_PASSWORD"}
 
 
 def test_every_setting_but_the_secrets_travels_to_the_actors(
