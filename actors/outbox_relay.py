@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from actors.base import platform_actor
 from adapters import outbox as sql
+from adapters import retention
 from adapters.kafka import publish_rows, start_producer
 from adapters.pg import open_pool
 from core.metrics import Metrics
@@ -40,7 +41,13 @@ class OutboxRelay:
         self._published = 0
         self._last_error: str | None = None
         self._metrics = Metrics()
-        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._run())]
+        # one per cluster, long-lived: it also keeps the partitions of the history tables
+        # (pg_partman, ADR-012): the coming days' created, those past their window dropped
+        self._tasks = [
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._run()),
+            asyncio.create_task(retention.maintenance_loop(self._settings)),
+        ]
 
     async def health(self) -> dict[str, Any]:
         kafka_ok = await self._kafka_up()

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from adapters.audit import TableSize
+from adapters.retention import TableRetention
 from domain.model import OrderStatus, is_terminal
 
 STATUS_STYLE = {
@@ -176,3 +177,16 @@ def change_line(status: str, event: str, at: str) -> Text:
     if final(status):
         line.append("  (final)", style="dim")
     return line
+
+
+def retention_table(tables: Sequence[TableRetention]) -> Table:
+    """Per partitioned history table: its window, oldest partition and when it is dropped."""
+    table = Table(title="retention (pg_partman, ADR-012)")
+    for name in ("table", "window", "partitions", "oldest partition", "next drop"):
+        table.add_column(name)
+    for t in tables:
+        hours = t.retention.total_seconds() / 3600
+        window = f"{hours / 24:g} d" if hours >= 48 else f"{hours:g} h"
+        drop = t.next_drop_at.strftime("%Y-%m-%d %H:%M UTC") if t.next_drop_at else "-"
+        table.add_row(t.table, window, str(t.partitions), t.oldest_partition or "-", drop)
+    return table

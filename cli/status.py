@@ -16,8 +16,9 @@ import httpx
 import typer
 from rich.console import Console
 
-from adapters import audit
+from adapters import audit, retention
 from adapters.audit import GroupOffsets, TableSize
+from adapters.retention import TableRetention
 from cli import api, render
 from cli.order import Token, Url
 from cli.render import Part
@@ -44,6 +45,7 @@ class Report:
     pipeline: list[Part] = field(default_factory=list)
     sizes: list[TableSize] = field(default_factory=list)
     lags: dict[str, tuple[int, int]] = field(default_factory=dict)
+    retention: list[TableRetention] = field(default_factory=list)
 
     @property
     def all_up(self) -> bool:
@@ -51,7 +53,7 @@ class Report:
 
 
 def status(url: Url = None, token: Token = None) -> None:
-    """The stack up or down, the actors, table sizes and consumer lag.
+    """The stack up or down, the actors, table sizes, retention and consumer lag.
 
     Each part of the stack (as `make status`), the actors behind the gateway (its /ready),
     each table's size and estimated rows, and each consumer group's lag from its committed
@@ -64,6 +66,8 @@ def status(url: Url = None, token: Token = None) -> None:
         console.print(render.parts_table(report.pipeline, "pipeline (the gateway's /ready)"))
     if report.sizes:
         console.print(render.tables_table(report.sizes))
+    if report.retention:
+        console.print(render.retention_table(report.retention))
     if report.lags:
         console.print(render.lag_table(report.lags))
     if not report.all_up:
@@ -73,12 +77,13 @@ def status(url: Url = None, token: Token = None) -> None:
 async def gather(s: Settings, url: str, token: str | None) -> Report:
     """Every probe at once, each bounded in time."""
     groups = {g: routes.topics(g) for g in routes.GROUPS}
-    pg, redis, kafka, ray, gateway = await asyncio.gather(
+    pg, redis, kafka, ray, gateway, kept = await asyncio.gather(
         asyncio.to_thread(audit.table_sizes, s.database_url, TABLES, _TIMEOUT_S),
         asyncio.to_thread(audit.ping_redis, s.redis_url, _TIMEOUT_S),
         audit.group_offsets(s.kafka_bootstrap, groups, _TIMEOUT_S * 2),
         asyncio.to_thread(_ray),
         asyncio.to_thread(_gateway, s, url, token),
+        asyncio.wait_for(retention.report_dsn(s.database_url, s), _TIMEOUT_S),
         return_exceptions=True,
     )
     report = Report()
@@ -95,6 +100,8 @@ async def gather(s: Settings, url: str, token: str | None) -> Report:
         report.sizes = pg
     if isinstance(kafka, list):
         report.lags = lags(kafka)
+    if isinstance(kept, list):
+        report.retention = kept
     return report
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from adapters.schema import metadata
+from adapters.schema import include_name, metadata
 from core.settings import get_settings
 
 engine = create_engine(get_settings().sqlalchemy_url)
 with engine.connect() as connection:
-    context.configure(connection=connection, target_metadata=metadata)
+    # partitions (pg_partman's) are not in the metadata: autogenerate must not drop them
+    context.configure(connection=connection, target_metadata=metadata, include_name=include_name)
     with context.begin_transaction():
         context.run_migrations()

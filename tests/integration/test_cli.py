@@ -133,5 +133,11 @@ def test_status_shows_every_part_the_tables_and_the_lag() -> None:
     for table in ("orders", "order_events", "notifications", "processed_events", "outbox"):
         assert any(line.split()[1:2] == [table] for line in out.splitlines()), (table, out)
     assert "consumer:payment" in out and "consumer lag" in out
+    # the retention view: each partitioned history table with its window and next drop
+    assert "retention (pg_partman" in out
+    for table, window in (("processed_events", "2 d"), ("order_events", "30 d")):
+        rows = [line for line in out.splitlines() if line.split()[1:2] == [table]]
+        assert any(window in row for row in rows), (table, out)
+    assert "next drop" in out
     for group in ("inventory", "payment", "shipping", "notification"):
         assert any(line.split()[1:2] == [group] for line in out.splitlines()), (group, out)
