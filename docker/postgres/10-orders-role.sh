@@ -1,21 +1,48 @@
 #!/usr/bin/env bash
-# First start of the Postgres container (docker-entrypoint-initdb.d, as POSTGRES_USER, a
-# superuser): the application's role `orders`, a login that is not a superuser and owns only its
-# database (the migrations create its tables there), with the password ORDERS_DB_PASSWORD; and,
-# when the image has it (docker/postgres/Dockerfile), pg_partman in that database, usable by
-# the role, as cluster/pg_partman.sql does for the local stack. Clients authenticate with
-# scram-sha-256 (POSTGRES_INITDB_ARGS). The same script runs in k8s (k8s/infra/postgres.yaml).
+# The platform's two roles in the Postgres container (docker-compose.yml, k8s/infra/postgres.yaml),
+# as cluster/services.sh (pg_roles) creates them for the local stack:
+#   orders      owns the database and its schema; the migrations and the seed run as it
+#               (MIGRATION_DATABASE_URL), password ORDERS_DB_PASSWORD;
+#   orders_app  what the platform runs as (DATABASE_URL): may read and write the tables' rows
+#               and use their sequences, nothing else (no DDL, no other database, no role
+#               attributes), password ORDERS_APP_DB_PASSWORD.
+# Neither is a superuser; the superuser (POSTGRES_USER) is for initdb and this script only.
+# And, when the image has it (docker/postgres/Dockerfile), pg_partman in that database: the owner
+# uses it (migration 0006 partitions the history tables), the app may read it.
+# Runs on the first start (docker-entrypoint-initdb.d, as POSTGRES_USER). Idempotent, so it also
+# brings a data volume from before orders_app existed up to date (README, Compose):
+#   docker compose exec postgres bash /docker-entrypoint-initdb.d/10-orders-role.sh
 set -euo pipefail
-: "${ORDERS_DB_PASSWORD:?set ORDERS_DB_PASSWORD}"
-psql -v ON_ERROR_STOP=1 -v pw="$ORDERS_DB_PASSWORD" --username "$POSTGRES_USER" --dbname postgres <<'SQL'
-CREATE ROLE orders LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'pw';
-CREATE DATABASE orders OWNER orders;
+: "${ORDERS_DB_PASSWORD:?set ORDERS_DB_PASSWORD}" "${ORDERS_APP_DB_PASSWORD:?set ORDERS_APP_DB_PASSWORD}"
+export PGPASSWORD="${PGPASSWORD:-${POSTGRES_PASSWORD:-}}"
+su_psql() {
+  psql -v ON_ERROR_STOP=1 -qtAX --username "${POSTGRES_USER:-postgres}" "$@"
+}
+su_psql --dbname postgres -v owner_pw="$ORDERS_DB_PASSWORD" -v app_pw="$ORDERS_APP_DB_PASSWORD" <<'SQL'
+SELECT 'CREATE ROLE orders' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders') \gexec
+SELECT 'CREATE ROLE orders_app' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders_app') \gexec
+ALTER ROLE orders LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'owner_pw';
+ALTER ROLE orders_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'app_pw';
+SELECT 'CREATE DATABASE orders OWNER orders' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'orders') \gexec
+ALTER DATABASE orders OWNER TO orders;
 REVOKE ALL ON DATABASE orders FROM PUBLIC;
+GRANT CONNECT ON DATABASE orders TO orders_app;
 SQL
-available="$(psql --username "$POSTGRES_USER" --dbname orders -tAc \
+su_psql --dbname orders <<'SQL'
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO orders_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO orders_app;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO orders_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE orders IN SCHEMA public
+  GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO orders_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE orders IN SCHEMA public
+  GRANT USAGE, SELECT ON SEQUENCES TO orders_app;
+SQL
+available="$(su_psql --dbname orders -c \
   "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_partman'")"
 if [[ "$available" == 1 ]]; then
-  psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname orders <<'SQL'
+  su_psql --dbname orders <<'SQL'
+SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS partman;
 CREATE EXTENSION IF NOT EXISTS pg_partman SCHEMA partman;
 GRANT ALL ON SCHEMA partman TO orders;
@@ -23,5 +50,7 @@ GRANT ALL ON ALL TABLES IN SCHEMA partman TO orders;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA partman TO orders;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA partman TO orders;
 GRANT EXECUTE ON ALL PROCEDURES IN SCHEMA partman TO orders;
+GRANT USAGE ON SCHEMA partman TO orders_app;
+GRANT SELECT ON ALL TABLES IN SCHEMA partman TO orders_app;
 SQL
 fi

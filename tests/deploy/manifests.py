@@ -1,8 +1,10 @@
-"""Loading and schema helpers for the offline checks of the deployment files."""
+"""Loading and schema helpers for the checks of the deployment files (k8s/, docker-compose.yml,
+docker/), and what the local stack's scripts (cluster/) say those files must mirror."""
 
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 import sys
 import types
@@ -24,6 +26,20 @@ CRD_DIR = ROOT / "tests" / "deploy" / "schemas" / f"kuberay-{KUBERAY_VERSION}"
 # A Kubernetes release that kubernetes-validate ships schemas for (Minikube's default is close).
 K8S_VERSION = "1.34.0"
 RAY_GROUP = "ray.io/"
+COMPOSE = ROOT / "docker-compose.yml"
+# What a Ray node must never hold: the schema owner's and the servers' own credentials
+# (cluster/common.sh keeps them out of `ray start`'s environment, RAY_ENV_DROP).
+OWNER_AND_SERVER_SECRETS = frozenset(
+    {
+        "ORDERS_DB_PASSWORD",
+        "MIGRATION_DATABASE_URL",
+        "POSTGRES_PASSWORD",
+        "ORDERS_APP_DB_PASSWORD",
+        "REDIS_PASSWORD",
+    }
+)
+# What every Ray node needs in its own environment (never in runtime_env: cluster/deploy.py).
+RUNTIME_SECRETS = frozenset({"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "KAFKA_PASSWORD"})
 
 
 def manifest_files() -> list[Path]:
@@ -123,3 +139,108 @@ def check_jsonschema(builtin: str, path: Path) -> subprocess.CompletedProcess[st
         timeout=120,
         check=False,
     )
+
+
+def is_ray_container(name: str) -> bool:
+    """The readable names of `app_containers()` that are Ray nodes (not init steps)."""
+    return name == "head" or name.startswith("worker:")
+
+
+def app_containers() -> dict[str, dict[str, Any]]:
+    """Every container of k8s/ that runs the project's image, by a readable name: the Ray head,
+    its init containers, one per worker group, and the orders-init Job's."""
+    cluster = resource("RayService", "orders")["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    found = {
+        "head": head["containers"][0],
+        **{f"head-init:{c['name']}": c for c in head.get("initContainers", [])},
+    }
+    for group in cluster["workerGroupSpecs"]:
+        found[f"worker:{group['groupName']}"] = group["template"]["spec"]["containers"][0]
+    job = resource("Job", "orders-init")["spec"]["template"]["spec"]
+    found["job:orders-init"] = job["containers"][0]
+    return found
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    """The environment a container gets: ConfigMaps, Secrets and `$(VAR)` expansion."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(resource("ConfigMap", source["configMapRef"]["name"])["data"])
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda g: env[g.group(1)], var["value"])
+        else:
+            env[var["name"]] = secret_value(var["valueFrom"]["secretKeyRef"])
+    return env
+
+
+def secret_value(ref: dict[str, str]) -> str:
+    value: str = resource("Secret", ref["name"])["stringData"][ref["key"]]
+    return value
+
+
+def secret_refs(container: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """env name -> the secretKeyRef it comes from."""
+    return {
+        v["name"]: v["valueFrom"]["secretKeyRef"]
+        for v in container.get("env", [])
+        if "secretKeyRef" in v.get("valueFrom", {})
+    }
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (x.split("=", 1) for x in path.read_text().splitlines() if x and x[0] != "#")
+    return dict(pairs)
+
+
+def _interpolate(value: Any) -> str:
+    """Compose's `${VAR:-default}` with nothing set in the environment."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
+
+
+def compose_env(service: str) -> dict[str, str]:
+    """The environment a compose service's container gets with only the committed env files (the
+    optional, git-ignored ones absent): env_file entries in order, then `environment`."""
+    spec = compose()["services"][service]
+    env: dict[str, str] = {}
+    for entry in spec.get("env_file", []):
+        path = ROOT / entry["path"]
+        if path.exists() or entry.get("required", True):
+            env.update(env_file(path))
+    env.update({k: _interpolate(v) for k, v in spec.get("environment", {}).items()})
+    return env
+
+
+def local_redis_app_rules() -> str:
+    """The ACL rules of the platform's Redis user in the local stack (cluster/services.sh)."""
+    script = (ROOT / "cluster" / "services.sh").read_text()
+    found = re.search(r'"user \$REDIS_USER on #\$hash ([^"]+)"', script)
+    assert found, "the Redis user's ACL line not found in cluster/services.sh"
+    return found.group(1)
+
+
+def local_pg_grants() -> list[str]:
+    """The privilege statements of the local stack's roles (cluster/services.sh, pg_roles), with
+    its variables replaced by the role and database names, one normalised statement each."""
+    script = (ROOT / "cluster" / "services.sh").read_text()
+    body = script[script.index("pg_roles() {") : script.index("\npg_start() {")]
+    names = {"$PG_OWNER_USER": "orders", "$PG_APP_USER": "orders_app", "$PG_DATABASE": "orders"}
+    for var, name in names.items():
+        body = body.replace(var, name)
+    return sql_statements(body, ("GRANT", "REVOKE", "ALTER DEFAULT PRIVILEGES"))
+
+
+def sql_statements(text: str, starts: tuple[str, ...]) -> list[str]:
+    """The statements of `text` that begin with one of `starts`, whitespace collapsed."""
+    statements = []
+    for chunk in " ".join(text.split()).split(";"):
+        found = [m.start() for s in starts for m in re.finditer(rf"(?:^|(?<= )){s}\b", chunk)]
+        if found:
+            statements.append(chunk[min(found) :].strip())
+    return statements

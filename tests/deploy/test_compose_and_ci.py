@@ -18,42 +18,26 @@ import yaml
 from core.settings import Settings
 from tests.deploy import manifests as m
 
-COMPOSE = m.ROOT / "docker-compose.yml"
+COMPOSE = m.COMPOSE
 WORKFLOW = m.ROOT / ".github" / "workflows" / "ci.yml"
 IMAGE = "ray-orders:0.1.0"
 APP_SERVICES = ("init", "ray-head", "ray-worker")
+RAY_NODES = ("ray-head", "ray-worker")
 INFRA = ("kafka", "postgres", "redis")
 DEFAULTS = {name: f.default for name, f in Settings.model_fields.items()}
 DEV_SECRETS = m.ROOT / "docker" / "secrets.dev.env"
+DEV_INFRA = m.ROOT / "docker" / "infra.dev.env"
+IMAGES = {
+    "ray-head": IMAGE,
+    "postgres": "ray-orders-postgres:17",
+    "kafka": "ray-orders-kafka:4.1.1",
+}
 ACTIONLINT_VERSION = "v1.7.12"
 
 
-def _compose() -> dict[str, Any]:
-    compose: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
-    return compose
-
-
-def _interpolate(value: Any) -> str:
-    """Compose's `${VAR:-default}` with nothing set in the environment."""
-    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
-
-
-def _env_file(path: Path) -> dict[str, str]:
-    pairs = (x.split("=", 1) for x in path.read_text().splitlines() if x and x[0] != "#")
-    return dict(pairs)
-
-
-def _env(service: str) -> dict[str, str]:
-    """The environment a service's container gets with only the committed env files (the
-    optional docker/secrets.env absent): env_file entries in order, then `environment`."""
-    spec = _compose()["services"][service]
-    env: dict[str, str] = {}
-    for entry in spec.get("env_file", []):
-        path = m.ROOT / entry["path"]
-        if path.exists() or entry.get("required", True):
-            env.update(_env_file(path))
-    env.update({k: _interpolate(v) for k, v in spec.get("environment", {}).items()})
-    return env
+_compose = m.compose
+_env = m.compose_env
+_env_file = m.env_file
 
 
 def _published(service: str) -> dict[int, int]:
@@ -107,80 +91,6 @@ def test_compose_publishes_the_local_stack_ports() -> None:
         assert all(host == inner for host, inner in published.items()), service
 
 
-def test_compose_kafka_listeners_serve_containers_and_the_host() -> None:
-    kafka = _compose()["services"]["kafka"]["environment"]
-    advertised = dict(
-        reversed(listener.split("://"))
-        for listener in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    )
-    assert advertised["localhost:9092"] == "PLAINTEXT_HOST"
-    assert advertised[_env("ray-head")["KAFKA_BOOTSTRAP"]] == "PLAINTEXT"
-    assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-
-
-def test_compose_app_settings_are_the_local_stack_defaults_but_hosts_and_secrets() -> None:
-    envs = [_env(s) for s in APP_SERVICES]
-    assert all(env == envs[0] for env in envs)
-    env = envs[0]
-    assert env["HTTP_HOST"] == "0.0.0.0"
-    hosts = {"DATABASE_URL": "postgres", "REDIS_URL": "redis"}
-    for var, host in hosts.items():
-        default, url = urlsplit(DEFAULTS[var.lower()]), urlsplit(env[var])
-        assert url._replace(netloc="") == default._replace(netloc="")
-        assert (url.hostname, url.port) == (host, default.port)
-    skip = {"HTTP_HOST", "KAFKA_BOOTSTRAP", "JWT_SECRET", *hosts}
-    same = {k: v for k, v in env.items() if k.lower() in DEFAULTS and k not in skip}
-    assert {"APP_ENV", "HTTP_PORT", "INVENTORY_SHARDS"} <= same.keys()
-    assert {k: str(DEFAULTS[k.lower()]) for k in same} == same
-    Settings(**{k.lower(): v for k, v in env.items() if k.lower() in DEFAULTS})
-
-
-def test_compose_secrets_come_only_from_env_files() -> None:
-    """docker-compose.yml holds no secret: they come from docker/secrets.dev.env (public dev
-    values) and the optional, git-ignored and docker-ignored docker/secrets.env, which wins."""
-    secrets = _env_file(DEV_SECRETS)
-    assert {"JWT_SECRET", "POSTGRES_PASSWORD", "ORDERS_DB_PASSWORD", "REDIS_PASSWORD"} <= set(
-        secrets
-    )
-    text = COMPOSE.read_text()
-    for key in ("JWT_SECRET", "PASSWORD", "DATABASE_URL", "REDIS_URL"):
-        for service in _compose()["services"].values():
-            assert not [k for k in service.get("environment", {}) if key in k]
-    leaked = [v for v in secrets.values() if v in text and len(v) > 3]
-    assert not leaked, f"secret values written into docker-compose.yml: {leaked}"
-    for name in (*APP_SERVICES, "postgres", "redis"):
-        files = [
-            (e["path"], e.get("required", True)) for e in _compose()["services"][name]["env_file"]
-        ]
-        assert files == [("docker/secrets.dev.env", True), ("docker/secrets.env", False)], name
-    ignored = subprocess.run(
-        ["git", "check-ignore", "-q", "docker/secrets.env"], cwd=m.ROOT, check=False
-    )
-    assert ignored.returncode == 0, "docker/secrets.env must be git-ignored"
-    assert "docker/*.env" in (m.ROOT / ".dockerignore").read_text().split()
-
-
-def test_compose_postgres_and_redis_require_the_apps_credentials() -> None:
-    secrets = _env_file(DEV_SECRETS)
-    services = _compose()["services"]
-    db = urlsplit(secrets["DATABASE_URL"])
-    postgres = services["postgres"]
-    assert postgres["environment"]["POSTGRES_USER"] != db.username == "orders"
-    assert "--auth-host=scram-sha-256" in postgres["environment"]["POSTGRES_INITDB_ARGS"]
-    assert db.password == secrets["ORDERS_DB_PASSWORD"] != secrets["POSTGRES_PASSWORD"]
-    assert postgres["build"] == "docker/postgres"
-    image = (m.ROOT / "docker" / "postgres" / "Dockerfile").read_text()
-    assert "COPY 10-orders-role.sh /docker-entrypoint-initdb.d/" in image
-    assert '"postgresql-${PG_MAJOR}-partman"' in image
-    script = (m.ROOT / "docker" / "postgres" / "10-orders-role.sh").read_text()
-    assert "CREATE ROLE orders LOGIN NOSUPERUSER" in script
-    redis = urlsplit(secrets["REDIS_URL"])
-    command = " ".join(services["redis"]["command"])
-    assert "--user default off" in command
-    assert f"--user {redis.username} on" in command and "$$REDIS_PASSWORD" in command
-    assert redis.password == secrets["REDIS_PASSWORD"]
-
-
 def test_compose_services_are_healthchecked_and_started_in_order() -> None:
     compose = _compose()
     services = compose["services"]
@@ -199,27 +109,175 @@ def test_compose_services_are_healthchecked_and_started_in_order() -> None:
     assert used == set(compose["volumes"])
 
 
+def test_compose_kafka_listeners_serve_containers_and_the_host_with_scram_only() -> None:
+    """Every listener but the controller's is SASL (docs/adr/ADR-011-kafka-auth.md), the
+    controller listens inside the broker's container only, and the Ray nodes' settings name the
+    containers' listener with SASL and the broker's own SCRAM user."""
+    kafka = _compose()["services"]["kafka"]["environment"]
+    protocols = dict(x.split(":") for x in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = dict(x.split("://") for x in kafka["KAFKA_LISTENERS"].split(","))
+    advertised = dict(
+        reversed(listener.split("://"))
+        for listener in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
+    controller = kafka["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert listeners[controller].startswith("localhost:") and controller not in advertised.values()
+    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"1@{listeners[controller]}"
+    assert {protocols[n] for n in listeners if n != controller} == {"SASL_PLAINTEXT"}
+    assert advertised["localhost:9092"] == "SASL_HOST"
+    app = _env("ray-head")
+    assert advertised[app["KAFKA_BOOTSTRAP"]] == kafka["KAFKA_INTER_BROKER_LISTENER_NAME"]
+    assert protocols[advertised[app["KAFKA_BOOTSTRAP"]]] == app["KAFKA_SECURITY_PROTOCOL"]
+    assert app["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    broker = _env("kafka")
+    assert (app["KAFKA_USERNAME"], app["KAFKA_PASSWORD"]) == (
+        broker["KAFKA_USERNAME"],
+        broker["KAFKA_PASSWORD"],
+    )
+    assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    health = " ".join(_compose()["services"]["kafka"]["healthcheck"]["test"])
+    assert "--command-config /tmp/orders-kafka/client.properties" in health
+    start = (m.ROOT / "docker" / "kafka" / "start.sh").read_text()
+    assert 'conf="${BROKER_CONFIG_DIR:-/tmp/orders-kafka}"' in start
+
+
+def test_compose_app_settings_are_the_local_stack_defaults_but_hosts_and_secrets() -> None:
+    ray = [_env(s) for s in RAY_NODES]
+    assert ray[0] == ray[1]
+    env = ray[0]
+    init = _env("init")
+    assert {k: v for k, v in init.items() if k in env} == env
+    assert env["HTTP_HOST"] == "0.0.0.0"
+    hosts = {"DATABASE_URL": "postgres", "REDIS_URL": "redis"}
+    for var, host in hosts.items():
+        default, url = urlsplit(DEFAULTS[var.lower()]), urlsplit(env[var])
+        assert url._replace(netloc="") == default._replace(netloc="")
+        assert (url.hostname, url.port) == (host, default.port)
+    kafka = {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_USERNAME", "KAFKA_PASSWORD"}
+    skip = {"HTTP_HOST", "KAFKA_BOOTSTRAP", "JWT_SECRET", *hosts, *kafka}
+    same = {k: v for k, v in env.items() if k.lower() in DEFAULTS and k not in skip}
+    assert {"APP_ENV", "HTTP_PORT", "INVENTORY_SHARDS"} <= same.keys()
+    assert {k: str(DEFAULTS[k.lower()]) for k in same} == same
+    Settings(**{k.lower(): v for k, v in env.items() if k.lower() in DEFAULTS})
+
+
+def test_compose_every_ray_node_has_the_runtime_secrets_and_token_auth() -> None:
+    """cluster/deploy.py keeps secrets out of the job's runtime_env, so each Ray node (head and
+    worker) has them in its own environment, with Ray's token authentication on; none holds the
+    schema owner's or a server's credentials."""
+    for name in RAY_NODES:
+        env = _env(name)
+        assert env.keys() >= m.RUNTIME_SECRETS, name
+        assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"], name
+        assert urlsplit(env["DATABASE_URL"]).username == "orders_app", name
+        assert not m.OWNER_AND_SERVER_SECRETS & env.keys(), name
+    for name in ("postgres", "redis", "kafka"):
+        assert not {"JWT_SECRET", "RAY_AUTH_TOKEN", "DATABASE_URL"} & _env(name).keys(), name
+
+
+def test_compose_secrets_come_only_from_env_files() -> None:
+    """docker-compose.yml holds no secret: the Ray nodes' come from docker/secrets.dev.env (public
+    dev values) and the optional, git-ignored and docker-ignored docker/secrets.env, which wins;
+    the servers' and the schema owner's from docker/infra.dev.env and docker/infra.env."""
+    secrets, infra = _env_file(DEV_SECRETS), _env_file(DEV_INFRA)
+    runtime = {"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "RAY_AUTH_TOKEN", "KAFKA_PASSWORD"}
+    assert runtime <= secrets.keys() and not m.OWNER_AND_SERVER_SECRETS & secrets.keys()
+    assert m.OWNER_AND_SERVER_SECRETS | {"KAFKA_PASSWORD"} <= infra.keys()
+    text = COMPOSE.read_text()
+    for key in ("SECRET", "PASSWORD", "TOKEN", "DATABASE_URL", "REDIS_URL"):
+        for service in _compose()["services"].values():
+            assert not [k for k in service.get("environment", {}) if key in k]
+    values = {**secrets, **infra}
+    leaked = [v for k, v in values.items() if v in text and len(v) > 3 and "USER" not in k]
+    assert not leaked, f"secret values written into docker-compose.yml: {leaked}"
+    runtime_files = [("docker/secrets.dev.env", True), ("docker/secrets.env", False)]
+    infra_files = [("docker/infra.dev.env", True), ("docker/infra.env", False)]
+    expected = {
+        **dict.fromkeys(RAY_NODES, runtime_files),
+        **dict.fromkeys(INFRA, infra_files),
+        "init": runtime_files + infra_files,
+    }
+    for name, files in expected.items():
+        spec = _compose()["services"][name]["env_file"]
+        assert [(e["path"], e.get("required", True)) for e in spec] == files, name
+    for path in ("docker/secrets.env", "docker/infra.env"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=m.ROOT, check=False)
+        assert ignored.returncode == 0, f"{path} must be git-ignored"
+    assert "docker/*.env" in (m.ROOT / ".dockerignore").read_text().split()
+
+
+def test_compose_dev_env_files_agree_on_every_password() -> None:
+    secrets, infra = _env_file(DEV_SECRETS), _env_file(DEV_INFRA)
+    app, owner = urlsplit(secrets["DATABASE_URL"]), urlsplit(infra["MIGRATION_DATABASE_URL"])
+    assert (app.username, app.password) == ("orders_app", infra["ORDERS_APP_DB_PASSWORD"])
+    assert (owner.username, owner.password) == ("orders", infra["ORDERS_DB_PASSWORD"])
+    assert owner._replace(netloc="") == app._replace(netloc="") and owner.port == app.port
+    redis = urlsplit(secrets["REDIS_URL"])
+    assert (redis.username, redis.password) == ("orders", infra["REDIS_PASSWORD"])
+    for key in ("KAFKA_USERNAME", "KAFKA_PASSWORD"):
+        assert secrets[key] == infra[key], key
+    passwords = [v for k, v in infra.items() if k.endswith("PASSWORD")]
+    assert len(set(passwords)) == len(passwords), "one password per role"
+
+
+def test_compose_postgres_and_redis_require_the_roles_credentials() -> None:
+    """Postgres: scram, the superuser for initdb only, the owner and the DML-only runtime role
+    from the image's script (which mirrors cluster/services.sh, test_manifests.py); Redis: the
+    ACL of cluster/services.sh from a file, the default user off."""
+    services = _compose()["services"]
+    postgres = services["postgres"]
+    assert postgres["environment"]["POSTGRES_USER"] == "postgres"
+    assert "--auth-host=scram-sha-256" in postgres["environment"]["POSTGRES_INITDB_ARGS"]
+    assert postgres["build"] == "docker/postgres"
+    health = " ".join(postgres["healthcheck"]["test"])
+    assert "-U orders_app" in health and "ORDERS_APP_DB_PASSWORD" in health
+    image = (m.ROOT / "docker" / "postgres" / "Dockerfile").read_text()
+    assert "COPY 10-orders-role.sh /docker-entrypoint-initdb.d/" in image
+    assert '"postgresql-${PG_MAJOR}-partman"' in image
+    script = services["redis"]["command"][-1]
+    assert "'user default off resetpass resetkeys resetchannels -@all'" in script
+    user = urlsplit(_env_file(DEV_SECRETS)["REDIS_URL"]).username
+    assert f'"user {user} on #$$hash {m.local_redis_app_rules()}"' in script
+    assert "REDIS_PASSWORD" in script and ">$$REDIS_PASSWORD" not in script  # hashed, not argv
+
+
 def test_compose_builds_each_image_once_and_the_k8s_manifests_run_them() -> None:
     services = _compose()["services"]
     builders = {name: spec["image"] for name, spec in services.items() if "build" in spec}
-    assert builders == {"ray-head": IMAGE, "postgres": "ray-orders-postgres:17"}
+    assert builders == IMAGES
     assert services["ray-head"]["build"] == "."
-    postgres = m.resource("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0]
-    assert postgres["image"] == builders["postgres"]
+    assert services["kafka"]["build"] == "docker/kafka"
+    for kind, name in (("StatefulSet", "postgres"), ("StatefulSet", "kafka")):
+        pod = m.resource(kind, name)["spec"]["template"]["spec"]
+        assert pod["containers"][0]["image"] == builders[name]
     for name in APP_SERVICES:
         assert services[name]["image"] == IMAGE
         if name != "ray-head":
             assert services[name]["pull_policy"] == "never", name
     job = m.resource("Job", "orders-init")
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    kafka_image = (m.ROOT / "docker" / "kafka" / "Dockerfile").read_text()
+    assert "FROM apache/kafka:4.1.1" in kafka_image
+    assert 'CMD ["bash", "/etc/orders/kafka-start.sh"]' in kafka_image
 
 
 def test_compose_runs_the_same_steps_as_make_up() -> None:
+    """init migrates and seeds as the schema owner, as cluster/up.sh does; ray-head deploys."""
     services = _compose()["services"]
     head = services["ray-head"]["command"]
     script = (m.ROOT / head[-1]).read_text()
-    steps = _cli_steps(" ".join(services["init"]["command"])) + _cli_steps(script)
-    assert steps == _cli_steps((m.ROOT / "cluster" / "up.sh").read_text())
+    init = " ".join(services["init"]["command"]).replace("$$", "$")
+    up = (m.ROOT / "cluster" / "up.sh").read_text()
+    owner = r'(DATABASE_URL="\$MIGRATION_DATABASE_URL" )?'
+    as_owner = re.compile(owner + r"\S* ?-m cli\.main (\w+)")
+    assert as_owner.findall(init) == [
+        ('DATABASE_URL="$MIGRATION_DATABASE_URL" ', "migrate"),
+        ('DATABASE_URL="$MIGRATION_DATABASE_URL" ', "seed"),
+        ("", "topics"),
+    ]
+    steps = _cli_steps(init) + _cli_steps(script)
+    assert steps == _cli_steps(up)
+    assert 'DATABASE_URL="$MIGRATION_DATABASE_URL" "$PY" -m cli.main migrate' in up
     assert _cli_steps(script) == ["deploy"]
     assert "--dashboard-host=0.0.0.0" in script
     worker = " ".join(services["ray-worker"]["command"])

@@ -40,33 +40,8 @@ def _cluster() -> dict[str, Any]:
     return cluster
 
 
-def _app_containers() -> dict[str, dict[str, Any]]:
-    """Every container that runs the project's image, by a readable name."""
-    head = _cluster()["headGroupSpec"]["template"]["spec"]
-    found = {
-        "head": head["containers"][0],
-        **{f"head-init:{c['name']}": c for c in head.get("initContainers", [])},
-    }
-    for group in _cluster()["workerGroupSpecs"]:
-        found[f"worker:{group['groupName']}"] = group["template"]["spec"]["containers"][0]
-    found["job:orders-init"] = m.resource("Job", "orders-init")["spec"]["template"]["spec"][
-        "containers"
-    ][0]
-    return found
-
-
-def _env(container: dict[str, Any]) -> dict[str, str]:
-    """The environment a container gets: ConfigMaps, Secrets and `$(VAR)` expansion."""
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        env.update(m.resource("ConfigMap", source["configMapRef"]["name"])["data"])
-    for var in container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda g: env[g.group(1)], var["value"])
-        else:
-            ref = var["valueFrom"]["secretKeyRef"]
-            env[var["name"]] = m.resource("Secret", ref["name"])["stringData"][ref["key"]]
-    return env
+_app_containers = m.app_containers
+_env = m.container_env
 
 
 def _port(container: dict[str, Any], name: str) -> int:
@@ -240,17 +215,6 @@ def test_upgrades_cannot_deadlock_on_the_shards_ownership_locks() -> None:
     assert "upgradeStrategy" in adr and "advisory lock" in adr
 
 
-def test_gcs_fault_tolerance_uses_the_external_redis_with_its_secret() -> None:
-    options = _cluster()["gcsFaultToleranceOptions"]
-    host, port = options["redisAddress"].split(":")
-    assert m.resource("Service", host)["spec"]["ports"][0]["port"] == int(port)
-    redis = m.resource("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
-    redis_env = {v["name"]: v["valueFrom"]["secretKeyRef"] for v in redis["env"]}
-    assert options["redisUsername"]["valueFrom"]["secretKeyRef"] == redis_env["REDIS_USER"]
-    assert options["redisPassword"]["valueFrom"]["secretKeyRef"] == redis_env["REDIS_PASSWORD"]
-    assert "--user default off" in " ".join(redis["args"])
-
-
 def test_kuberay_admission_rules_hold() -> None:
     """Rules the KubeRay v1.7.0 operator enforces beyond the CRD schema (ValidateRayClusterSpec,
     ValidateRayServiceSpec), which would otherwise show only as a rejected RayService."""
@@ -270,45 +234,6 @@ def test_kuberay_admission_rules_hold() -> None:
         assert not (uses_params and group.get("resources")), "resources in two places"
     strategy = _rayservice()["spec"]["upgradeStrategy"]["type"]
     assert strategy in {"None", "NewCluster", "NewClusterWithIncrementalUpgrade"}
-
-
-def test_secrets_reach_pods_only_as_secret_env() -> None:
-    """Secrets go Secret -> env on the head and every worker, never into serveConfigV2 (which
-    the Ray dashboard shows) or the ConfigMap."""
-    secrets = {
-        value
-        for d in RESOURCES.values()
-        if d["kind"] == "Secret"
-        for key, value in d["stringData"].items()
-        if key != "username"
-    }
-    config = _rayservice()["spec"]["serveConfigV2"]
-    assert "runtime_env" not in config and not [v for v in secrets if v in config]
-    config_map = m.resource("ConfigMap", "orders-config")["data"]
-    assert not [v for v in secrets if v in config_map.values()]
-    for name, container in _app_containers().items():
-        refs = {v["name"] for v in container["env"] if "valueFrom" in v}
-        assert {"JWT_SECRET", "POSTGRES_PASSWORD", "REDIS_APP_PASSWORD"} <= refs, name
-
-
-def test_postgres_app_role_is_not_the_superuser() -> None:
-    """The app connects as `orders`, created by the image's first-start script without
-    superuser rights; the superuser's password is another Secret key, given to Postgres only."""
-    postgres = m.resource("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0]
-    env = {v["name"]: v.get("value", v.get("valueFrom")) for v in postgres["env"]}
-    assert env["POSTGRES_USER"] != "orders"
-    assert env["ORDERS_DB_PASSWORD"]["secretKeyRef"] == {
-        "name": "postgres-credentials",
-        "key": "password",
-    }
-    assert env["POSTGRES_PASSWORD"]["secretKeyRef"]["key"] != "password"
-    assert "scram-sha-256" in env["POSTGRES_INITDB_ARGS"]
-    for name, container in _app_containers().items():
-        refs = {
-            v["name"]: v["valueFrom"]["secretKeyRef"] for v in container["env"] if "valueFrom" in v
-        }
-        assert refs["POSTGRES_PASSWORD"] == env["ORDERS_DB_PASSWORD"]["secretKeyRef"], name
-        assert urlsplit(_env(container)["DATABASE_URL"]).username == "orders", name
 
 
 def test_disruption_budgets_allow_drains() -> None:
@@ -338,32 +263,6 @@ def test_ray_metrics_port_is_the_apps_and_not_the_serve_port() -> None:
         metrics = int(group["rayStartParams"].get("metrics-export-port", 8080))
         assert metrics == app_port != serve_port
         assert _port(container, "metrics") == metrics
-
-
-def test_app_containers_share_image_and_settings_that_load() -> None:
-    containers = _app_containers()
-    assert {c["image"] for c in containers.values()} == {APP_IMAGE}
-    envs = {name: _env(c) for name, c in containers.items()}
-    first = next(iter(envs.values()))
-    assert all(env == first for env in envs.values()), "app containers differ in env"
-    fields = Settings.model_fields
-    settings = Settings(**{k.lower(): v for k, v in first.items() if k.lower() in fields})
-    assert settings.http_host == "0.0.0.0"
-    for url, service, port in [
-        (settings.database_url, "postgres", 5432),
-        (settings.redis_url, "redis", 6379),
-        (f"//{settings.kafka_bootstrap}", "kafka", 9092),
-    ]:
-        parts = urlsplit(url)
-        assert (parts.hostname, parts.port) == (service, port)
-        assert m.resource("Service", service)["spec"]["ports"][0]["port"] == port
-
-
-def test_init_job_prepares_schema_catalog_and_topics_in_order() -> None:
-    command = " ".join(_app_containers()["job:orders-init"]["command"])
-    steps = re.findall(r"python -m cli\.main (\w+)", command)
-    assert steps == ["migrate", "seed", "topics"]
-    assert "&&" in command
 
 
 def _kubectl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -454,3 +353,227 @@ def _group_suffix(doc: dict[str, Any]) -> str:
     """kubectl's `-o name` form: kind.group, no group for the core API."""
     group = doc["apiVersion"].rpartition("/")[0]
     return f".{group}" if group else ""
+
+
+# --- Secure by default (issue 15): what the local stack does (cluster/*.sh), in k8s too -------
+
+
+def _ray_containers() -> dict[str, dict[str, Any]]:
+    return {n: c for n, c in _app_containers().items() if m.is_ray_container(n)}
+
+
+def _secret_values() -> set[str]:
+    """Every value of every Secret in k8s/ except user names."""
+    return {
+        value
+        for d in RESOURCES.values()
+        if d["kind"] == "Secret"
+        for key, value in d["stringData"].items()
+        if "username" not in key
+    }
+
+
+def test_every_ray_node_has_the_runtime_secrets_from_secrets() -> None:
+    """The head and every worker group run actors or replicas, which read their settings from
+    their own node's environment (cluster/deploy.py keeps secrets out of runtime_env): each gets
+    JWT_SECRET, DATABASE_URL, REDIS_URL and the Kafka password, built from Secrets only."""
+    groups = {g["groupName"] for g in _cluster()["workerGroupSpecs"]}
+    ray = _ray_containers()
+    assert set(ray) == {"head", *(f"worker:{g}" for g in groups)}
+    for name, container in ray.items():
+        refs = m.secret_refs(container)
+        env = _env(container)
+        assert env.keys() >= m.RUNTIME_SECRETS, name
+        assert {"JWT_SECRET", "KAFKA_PASSWORD"} <= refs.keys(), name
+        for url in ("DATABASE_URL", "REDIS_URL"):
+            (var,) = [v for v in container["env"] if v["name"] == url]
+            used = set(re.findall(r"\$\((\w+)\)", var["value"]))
+            assert used and used <= refs.keys(), f"{name}: {url} not from Secrets"
+            assert urlsplit(env[url]).password in _secret_values(), name
+
+
+def test_ray_nodes_run_as_the_dml_only_role_and_only_the_job_migrates() -> None:
+    """Ray pods connect as orders_app with its Secret key; the schema owner's credentials (and
+    the superuser's) reach the orders-init Job and Postgres only."""
+    postgres = m.resource("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0]
+    pg = m.secret_refs(postgres)
+    assert pg["ORDERS_APP_DB_PASSWORD"] != pg["ORDERS_DB_PASSWORD"] != pg["POSTGRES_PASSWORD"]
+    for name, container in _app_containers().items():
+        env, refs = _env(container), m.secret_refs(container)
+        assert urlsplit(env["DATABASE_URL"]).username == "orders_app", name
+        assert refs["ORDERS_APP_DB_PASSWORD"] == pg["ORDERS_APP_DB_PASSWORD"], name
+        owner_refs = [
+            r for r in refs.values() if r in (pg["ORDERS_DB_PASSWORD"], pg["POSTGRES_PASSWORD"])
+        ]
+        if name == "job:orders-init":
+            assert urlsplit(env["MIGRATION_DATABASE_URL"]).username == "orders"
+            assert refs["ORDERS_DB_PASSWORD"] == pg["ORDERS_DB_PASSWORD"]
+        else:
+            assert (
+                not owner_refs
+                and not m.OWNER_AND_SERVER_SECRETS - {"ORDERS_APP_DB_PASSWORD"} & env.keys()
+            ), f"{name} holds the schema owner's or a server's credentials"
+    assert (
+        "scram-sha-256"
+        in {v["name"]: v.get("value", "") for v in postgres["env"]}["POSTGRES_INITDB_ARGS"]
+    )
+
+
+def test_app_containers_share_image_and_settings_that_load() -> None:
+    containers = _app_containers()
+    assert {c["image"] for c in containers.values()} == {APP_IMAGE}
+    envs = {name: _env(c) for name, c in containers.items()}
+    ray = envs.pop("head")
+    assert all(env == ray for n, env in envs.items() if n != "job:orders-init"), "env differs"
+    job = envs["job:orders-init"]
+    assert {k: v for k, v in job.items() if k not in ray}.keys() == {
+        "ORDERS_DB_PASSWORD",
+        "MIGRATION_DATABASE_URL",
+    } and all(job[k] == v for k, v in ray.items())
+    fields = Settings.model_fields
+    settings = Settings(**{k.lower(): v for k, v in ray.items() if k.lower() in fields})
+    assert settings.http_host == "0.0.0.0"
+    assert settings.kafka_security_protocol == "SASL_PLAINTEXT"
+    for url, service, port in [
+        (settings.database_url, "postgres", 5432),
+        (settings.redis_url, "redis", 6379),
+        (f"//{settings.kafka_bootstrap}", "kafka", 9092),
+    ]:
+        parts = urlsplit(url)
+        assert (parts.hostname, parts.port) == (service, port)
+        assert m.resource("Service", service)["spec"]["ports"][0]["port"] == port
+
+
+def test_init_job_migrates_and_seeds_as_the_owner_then_creates_topics() -> None:
+    command = " ".join(_app_containers()["job:orders-init"]["command"])
+    steps = re.findall(r"(\S*) python -m cli\.main (\w+)", command)
+    owner = 'DATABASE_URL="$MIGRATION_DATABASE_URL"'
+    assert steps == [(owner, "migrate"), (owner, "seed"), ("&&", "topics")]
+    assert command.count("&&") == 2
+
+
+def test_no_secret_is_written_outside_a_secret() -> None:
+    """Secret values appear only in Secrets: not in a ConfigMap, not in serveConfigV2 (the Ray
+    dashboard shows it), not in any env value, command or argument; every variable named like a
+    secret is a secretKeyRef or a `$(VAR)` composition of them."""
+    secrets = _secret_values()
+    texts = []
+    for rid, doc in RESOURCES.items():
+        if doc["kind"] != "Secret":
+            texts.append((rid, json.dumps(doc)))
+    leaked = [(rid, v) for rid, text in texts for v in secrets if v in text]
+    assert not leaked, leaked
+    config = _rayservice()["spec"]["serveConfigV2"]
+    assert "runtime_env" not in config
+    for rid, doc in RESOURCES.items():
+        for var in _all_env(doc):
+            secret_like = re.search(r"PASSWORD|SECRET|TOKEN|_URL$", var["name"])
+            if secret_like and "value" in var:
+                assert re.fullmatch(r"[^:]+://[^@]*\$\(\w+\)@.+", var["value"]), (rid, var)
+
+
+def _all_env(node: Any) -> list[dict[str, Any]]:
+    """Every env entry of every container anywhere in an object."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("env"), list) and "image" in node:
+            found += node["env"]
+        for value in node.values():
+            found += _all_env(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _all_env(item)
+    return found
+
+
+def test_ray_token_authentication_is_on() -> None:
+    """KubeRay v1.7.0 `authOptions` (in the vendored CRD): token mode, the token generated by
+    the operator and set as RAY_AUTH_MODE/RAY_AUTH_TOKEN on every Ray container, never set
+    (or turned off) by a manifest; the probes' paths stay public under token authentication."""
+    from ray.dashboard.http_server_agent import PUBLIC_EXACT_PATHS
+
+    cluster = _cluster()
+    assert cluster["authOptions"] == {"mode": "token"}
+    major, minor = (int(x) for x in cluster["rayVersion"].split(".")[:2])
+    assert (major, minor) >= (2, 52), "KubeRay refuses token mode before Ray 2.52"
+    for rid, doc in RESOURCES.items():
+        assert not [v for v in _all_env(doc) if v["name"].startswith("RAY_AUTH")], rid
+    for name, container in _ray_containers().items():
+        probe = container.get("readinessProbe", {}).get("httpGet")
+        assert probe is None or probe["path"] in PUBLIC_EXACT_PATHS, name
+    broken = copy.deepcopy(_rayservice())
+    broken["spec"]["rayClusterConfig"]["authOptions"]["mode"] = "tokens"
+    assert not m.crd_validator(broken["kind"], broken["apiVersion"]).is_valid(broken)
+
+
+def _redis_acl() -> dict[str, str]:
+    """user name (as the Secret's key names it) -> its ACL rules, from the Redis command."""
+    redis = m.resource("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
+    script = redis["command"][-1]
+    users = {v["name"]: v["valueFrom"]["secretKeyRef"]["key"] for v in redis["env"]}
+    found = dict(re.findall(r'"user \$(\w+) on #\$\$\(sha "\$\w+"\) ([^"]+)"', script))
+    return {users[var]: rules for var, rules in found.items()}
+
+
+def test_redis_users_the_app_as_locally_and_the_gcs_limited_to_rays_keys() -> None:
+    redis = m.resource("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
+    script = redis["command"][-1]
+    assert "'user default off resetpass resetkeys resetchannels -@all'" in script
+    assert "exec docker-entrypoint.sh redis-server /tmp/redis-acl.conf" in script
+    acl = _redis_acl()
+    assert acl["username"] == m.local_redis_app_rules()
+    assert acl["gcs-username"] == "~RAY* ~DUMMY resetchannels +@all -@admin -@dangerous +info"
+    # GCS fault tolerance logs in as the GCS user, the app as its own
+    options = _cluster()["gcsFaultToleranceOptions"]
+    host, port = options["redisAddress"].split(":")
+    assert m.resource("Service", host)["spec"]["ports"][0]["port"] == int(port)
+    refs = m.secret_refs(redis)
+    assert options["redisUsername"]["valueFrom"]["secretKeyRef"] == refs["GCS_REDIS_USER"]
+    assert options["redisPassword"]["valueFrom"]["secretKeyRef"] == refs["GCS_REDIS_PASSWORD"]
+    head = m.secret_refs(_app_containers()["head"])
+    assert head["REDIS_APP_USER"] == refs["REDIS_USER"]
+    assert head["REDIS_APP_PASSWORD"] == refs["REDIS_PASSWORD"]
+
+
+def test_postgres_image_creates_the_roles_as_the_local_stack_does() -> None:
+    """docker/postgres/10-orders-role.sh (compose and k8s) grants what cluster/services.sh and
+    cluster/pg_partman.sql grant locally, to the same two roles, neither a superuser."""
+    script = (m.ROOT / "docker" / "postgres" / "10-orders-role.sh").read_text()
+    starts = ("GRANT", "REVOKE", "ALTER DEFAULT PRIVILEGES")
+    image = set(m.sql_statements(script, starts))
+    partman = (m.ROOT / "cluster" / "pg_partman.sql").read_text().replace(':"app_role"', "orders")
+    assert set(m.local_pg_grants()) | set(m.sql_statements(partman, starts)) == image
+    for role in ("orders", "orders_app"):
+        assert f"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in script
+    mode = subprocess.run(
+        ["git", "ls-files", "-s", "docker/postgres/10-orders-role.sh"],
+        cwd=m.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert mode.startswith("100755"), "the entry point sources a script that is not executable"
+
+
+def test_kafka_requires_scram_from_every_client() -> None:
+    """Every listener but the controller's is SASL (docs/adr/ADR-011-kafka-auth.md); the
+    controller listens inside the pod only; the clients' settings and the broker's SCRAM user
+    come from one Secret."""
+    sts = m.resource("StatefulSet", "kafka")["spec"]["template"]["spec"]
+    (broker,) = sts["containers"]
+    assert broker["image"] == "ray-orders-kafka:4.1.1" and sts["enableServiceLinks"] is False
+    env = {v["name"]: v.get("value") for v in broker["env"]}
+    protocols = dict(x.split(":") for x in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = dict(x.split("://") for x in env["KAFKA_LISTENERS"].split(","))
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert listeners[controller].startswith("localhost:")
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"1@{listeners[controller]}"
+    clients = {name: protocols[name] for name in listeners if name != controller}
+    assert clients and set(clients.values()) == {"SASL_PLAINTEXT"}
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in clients
+    app = _env(_app_containers()["head"])
+    assert app["KAFKA_SECURITY_PROTOCOL"] in clients.values()
+    assert app["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    refs, head = m.secret_refs(broker), m.secret_refs(_app_containers()["head"])
+    assert refs["KAFKA_USERNAME"] == head["KAFKA_USERNAME"]
+    assert refs["KAFKA_PASSWORD"] == head["KAFKA_PASSWORD"]
