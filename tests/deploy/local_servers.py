@@ -1,0 +1,155 @@
+"""Run the containers' own start scripts and commands (docker/kafka/start.sh, the Redis command of
+docker-compose.yml and k8s/, docker/postgres/10-orders-role.sh) with the servers `make up`
+installs on this machine, on free loopback ports: what only a Docker daemon or a cluster would
+otherwise reveal. Only the image's own launchers are stood in for (a `bin/` of one-line shims)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy import manifests as m
+
+RUN = Path(os.environ.get("RUN_DIR") or m.ROOT / ".run")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def needed(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.fail(f"{what} not found at {path}: `make up` (cluster/install.sh) installs it")
+    return path
+
+
+def kafka_libs() -> Path:
+    common = (m.ROOT / "cluster" / "common.sh").read_text()
+    found = re.search(r'KAFKA_VERSION="\$\{KAFKA_VERSION:-([^}]+)\}"', common)
+    assert found, "KAFKA_VERSION not found in cluster/common.sh"
+    return needed(RUN / f"kafka-{found.group(1)}" / "libs", "Kafka")
+
+
+# The image's launchers (bin/ of the Kafka distribution), each the class it runs.
+KAFKA_TOOLS = {
+    "kafka-storage.sh": "kafka.tools.StorageTool",
+    "kafka-server-start.sh": "kafka.Kafka",
+    "kafka-broker-api-versions.sh": "org.apache.kafka.tools.BrokerApiVersionsCommand",
+}
+
+
+def kafka_home(tmp: Path) -> Path:
+    """A BROKER_HOME whose bin/ runs the local stack's Kafka jars, as the image's bin/ does."""
+    libs, logs = kafka_libs(), tmp / "logs"
+    log4j = m.ROOT / "cluster" / "kafka" / "log4j2.yaml"
+    (tmp / "bin").mkdir(parents=True)
+    logs.mkdir()
+    for name, main in KAFKA_TOOLS.items():
+        shim = tmp / "bin" / name
+        shim.write_text(
+            "#!/usr/bin/env bash\n"
+            f"exec java ${{KAFKA_HEAP_OPTS:--Xmx256m}} -XX:TieredStopAtLevel=1 "
+            f'-Dlog4j2.configurationFile={log4j} -Dkafka.logs.dir={logs} -cp "{libs}/*" '
+            f'{main} "$@"\n'
+        )
+        shim.chmod(0o755)
+    return tmp
+
+
+def shims(tmp: Path, scripts: dict[str, str]) -> str:
+    """A PATH whose first directory holds `scripts` (name -> shell body)."""
+    (tmp / "shims").mkdir(parents=True, exist_ok=True)
+    for name, body in scripts.items():
+        path = tmp / "shims" / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    return f"{tmp / 'shims'}:{os.environ['PATH']}"
+
+
+@contextlib.contextmanager
+def server(
+    command: list[str], env: dict[str, str], port: int, log: Path, timeout_s: float = 90
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `command` in its own session, wait until it listens on `port`, stop it after."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not port_open(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{command[:2]} did not listen on {port}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def process_text(pid: int) -> str:
+    """A process's environment and command line, as anyone who can read /proc sees them."""
+    proc = Path("/proc") / str(pid)
+    return (proc / "environ").read_bytes().decode() + (proc / "cmdline").read_bytes().decode()
+
+
+def localize_kafka(env: dict[str, str], data: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """The broker's environment on free loopback ports and a local data directory; returns it
+    and listener name -> its port."""
+    listeners = dict(x.split("://") for x in env["KAFKA_LISTENERS"].split(","))
+    ports = {name: free_port() for name in listeners}
+
+    def local(name: str, address: str) -> str:
+        host = address.rsplit(":", 1)[0]
+        return f"{name}://{host or '127.0.0.1'}:{ports[name]}"
+
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    advertised = [x.split("://")[0] for x in env["KAFKA_ADVERTISED_LISTENERS"].split(",")]
+    return {
+        **env,
+        "KAFKA_LISTENERS": ",".join(local(n, a) for n, a in listeners.items()),
+        "KAFKA_ADVERTISED_LISTENERS": ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in advertised),
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": f"1@localhost:{ports[controller]}",
+        "KAFKA_LOG_DIRS": str(data),
+        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx256m",
+    }, ports
+
+
+def listener_of(env: dict[str, str], bootstrap: str) -> str:
+    """The listener a client's KAFKA_BOOTSTRAP reaches (by port: the Service and the pod name
+    differ in k8s)."""
+    port = bootstrap.rsplit(":", 1)[1]
+    (name,) = [
+        x.split("://")[0]
+        for x in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        if x.rsplit(":", 1)[1] == port
+    ]
+    return name
