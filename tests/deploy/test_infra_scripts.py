@@ -163,6 +163,46 @@ def test_kafka_keeps_its_scram_user_across_restarts(
         assert ("formatting" in log.read_text()) is (run == "first")
 
 
+def _kafka_client_calls(path: Path) -> list[str]:
+    """The argument text of every aiokafka client built in `path`."""
+    text, calls = path.read_text(), []
+    for found in re.finditer(r"AIOKafka(?:Producer|Consumer|AdminClient)\(", text):
+        depth, end = 1, found.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            end += 1
+        calls.append(text[found.end() : end - 1])
+    return calls
+
+
+_CLIENT_FILES = sorted(
+    str(p.relative_to(m.ROOT))
+    for p in m.ROOT.glob("*/**/*.py")
+    if p.parts[len(m.ROOT.parts)] not in {".venv", "tests", ".run"} and _kafka_client_calls(p)
+)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(
+            p,
+            marks=pytest.mark.xfail(
+                strict=True, reason="the lead's file: orders status has no SASL in compose/k8s"
+            ),
+        )
+        if p == "adapters/audit.py"
+        else p
+        for p in _CLIENT_FILES
+    ],
+)
+def test_every_kafka_client_is_built_with_client_options(path: str) -> None:
+    """ADR-011: one helper gives every producer, consumer and admin client its authentication,
+    so SASL in compose and k8s reaches all of them."""
+    calls = _kafka_client_calls(m.ROOT / path)
+    assert calls and all("client_options(" in call for call in calls), calls
+
+
 # --- Redis: the command of docker-compose.yml and k8s/infra/redis.yaml -------------------------
 
 
