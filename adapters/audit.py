@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from psycopg.rows import dict_row
 
+from adapters.kafka import client_options
+
 Row = dict[str, Any]
 Conn = psycopg.Connection[Row]
 
@@ -189,10 +191,14 @@ async def group_offsets(
 
 async def _group_offsets(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> list[GroupOffsets]:
     async with contextlib.AsyncExitStack() as stack:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orders-status")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="orders-status", **client_options()
+        )
         stack.push_async_callback(admin.close)  # also after a failed start (its connections)
         await admin.start()
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
+        )
         stack.push_async_callback(consumer.stop)
         await consumer.start()
         topics = sorted({t for ts in groups.values() for t in ts})

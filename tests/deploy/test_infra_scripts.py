@@ -184,17 +184,7 @@ _CLIENT_FILES = sorted(
 
 @pytest.mark.parametrize(
     "path",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                strict=True, reason="the lead's file: orders status has no SASL in compose/k8s"
-            ),
-        )
-        if p == "adapters/audit.py"
-        else p
-        for p in _CLIENT_FILES
-    ],
+    _CLIENT_FILES,
 )
 def test_every_kafka_client_is_built_with_client_options(path: str) -> None:
     """ADR-011: one helper gives every producer, consumer and admin client its authentication,
