@@ -86,9 +86,15 @@ def shims(tmp: Path, scripts: dict[str, str]) -> str:
 
 @contextlib.contextmanager
 def server(
-    command: list[str], env: dict[str, str], port: int, log: Path, timeout_s: float = 90
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    log: Path,
+    timeout_s: float = 90,
+    logs_dir: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `command` in its own session, wait until it listens on `port`, stop it after."""
+    """Start `command` in its own session, wait until it listens on `port`, stop it after
+    (a failure shows the end of its output and of the logs in `logs_dir`)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -97,7 +103,9 @@ def server(
         deadline = time.monotonic() + timeout_s
         while not port_open(port):
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{command[:2]} did not listen on {port}:\n{log.read_text()[-3000:]}")
+                logs = sorted(logs_dir.glob("*.log")) if logs_dir else []
+                tails = "".join(f"\n--- {p}\n{p.read_text()[-3000:]}" for p in [log, *logs])
+                pytest.fail(f"{command[:2]} (exit {proc.poll()}) did not listen on {port}:{tails}")
             time.sleep(0.3)
         yield proc
     finally:
@@ -122,8 +130,9 @@ def process_text(pid: int) -> str:
 
 
 def localize_kafka(env: dict[str, str], data: Path) -> tuple[dict[str, str], dict[str, int]]:
-    """The broker's environment on free loopback ports and a local data directory; returns it
-    and listener name -> its port."""
+    """The broker's environment on free loopback ports and a local data directory (its heap as
+    configured: the log cleaner alone takes 128 MB at start); returns it and listener name -> its
+    port."""
     listeners = dict(x.split("://") for x in env["KAFKA_LISTENERS"].split(","))
     ports = {name: free_port() for name in listeners}
 
@@ -139,7 +148,6 @@ def localize_kafka(env: dict[str, str], data: Path) -> tuple[dict[str, str], dic
         "KAFKA_ADVERTISED_LISTENERS": ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in advertised),
         "KAFKA_CONTROLLER_QUORUM_VOTERS": f"1@localhost:{ports[controller]}",
         "KAFKA_LOG_DIRS": str(data),
-        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx256m",
     }, ports
 
 

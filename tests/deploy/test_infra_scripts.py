@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,12 @@ async def _round_trip(bootstrap: str) -> list[bytes]:
         **kafka.client_options(),
     )
     await consumer.start()
-    try:
-        batch = await consumer.getmany(timeout_ms=20_000)
-        return [r.value for records in batch.values() for r in records]
+    try:  # the first poll of a new broker may wait for its group coordinator
+        deadline, values = time.monotonic() + 90, []
+        while not values and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=5_000)
+            values = [r.value for records in batch.values() for r in records]
+        return values
     finally:
         await consumer.stop()
 
@@ -127,7 +131,8 @@ def test_kafka_serves_only_scram_clients_with_the_ray_nodes_settings(
     command, env, port = _start_kafka(source, tmp_path, tmp_path / "data")
     bootstrap = f"127.0.0.1:{port}"
     password = env["KAFKA_PASSWORD"]
-    with ls.server(command, env, port, tmp_path / "kafka.log") as broker:
+    logs = tmp_path / "home" / "logs"
+    with ls.server(command, env, port, tmp_path / "kafka.log", logs_dir=logs) as broker:
         _use_kafka(app_settings, source, port)
         assert asyncio.run(_round_trip(bootstrap)) == [b"scram"]
         _use_kafka(app_settings, source, port, KAFKA_PASSWORD="not-the-password")
@@ -157,7 +162,7 @@ def test_kafka_keeps_its_scram_user_across_restarts(
     _use_kafka(app_settings, "compose", port)
     for run in ("first", "second"):
         log = tmp_path / f"{run}.log"
-        with ls.server(command, env, port, log):
+        with ls.server(command, env, port, log, logs_dir=tmp_path / "home" / "logs"):
             missing = asyncio.run(kafka.missing_topics(f"127.0.0.1:{port}"))
             assert len(missing) == len(kafka.all_topics())
         assert ("formatting" in log.read_text()) is (run == "first")
