@@ -22,7 +22,7 @@ from adapters import benchdb
 from bench import mainrun, report, saturation, stock
 from bench.mainrun import Load
 from bench.saturation import Plan
-from bench.scale_cpu import HostCpuSampler, box_busy_cores
+from bench.scale_cpu import HostCpuSampler, idle_sample
 from bench.scale_hosts import Hosts, unavailable
 from bench.scale_report import host_profile, invariants, recovery, table, write
 from bench.tracker import Tracker
@@ -42,7 +42,7 @@ class ScaleOptions:
     cap: float = 0.5  # cores per worker host
     platform: dict[str, str] = field(default_factory=lambda: dict(PLATFORM))
     plan: Plan = field(
-        default_factory=lambda: Plan(start_per_s=20, inc_per_s=10, step_s=15, growth=0.15)
+        default_factory=lambda: Plan(start_per_s=10, inc_per_s=5, step_s=15, growth=0.15)
     )
     warmup_s: int = 20
     latency_fraction: float = 0.7  # of each run's own saturation point
@@ -55,6 +55,8 @@ class ScaleOptions:
     customers: int = 300
     seed: int = 1
     grace_s: float = 180.0
+    quiet_cores: float = 0.6  # the rest of the machine (kernel included), before each ladder
+    quiet_wait_s: float = 600.0
 
 
 def _load(hosts: Hosts, opts: ScaleOptions, rate: float, duration_s: int, seed: int) -> Load:
@@ -93,8 +95,8 @@ async def measure(hosts: Hosts, n: int, opts: ScaleOptions, tag: str) -> dict[st
     base = _load(hosts, opts, opts.plan.start_per_s, opts.warmup_s, opts.seed + 10 * n)
     info(f"{n} worker host(s): warm-up {base.rate:g}/s for {base.duration_s}s")
     await _tracked(hosts, opts, replace(base, grace_s=60), f"{tag}-w{n}", cpu)
-    background = box_busy_cores()
-    info(f"{n} worker host(s): the ladder (machine busy {background} cores before it)")
+    background = await wait_quiet(hosts, opts)
+    info(f"{n} worker host(s): the ladder")
     prefix = f"{tag}-s{n}"
     found = await saturation.find(
         base, opts.plan, customers(settings, prefix, opts.customers), prefix, hosts.dsn, cpu
@@ -118,7 +120,7 @@ async def measure(hosts: Hosts, n: int, opts: ScaleOptions, tag: str) -> dict[st
         "p99_accept_ms": figures["p99_accept_ms"],
         "p99_accept_to_shipped_ms": figures["p99_e2e_ms"],
         "latency_run": {"load_fraction": opts.latency_fraction} | {k: figures[k] for k in keys},
-        "busy_cores_before": background,
+        "before_ladder": background,
         "at_saturation": profile,
         "placement": _placement(hosts),
         "ladder": [
@@ -127,6 +129,21 @@ async def measure(hosts: Hosts, n: int, opts: ScaleOptions, tag: str) -> dict[st
             for s in found["steps"]
         ],
     }
+
+
+async def wait_quiet(hosts: Hosts, opts: ScaleOptions) -> dict[str, Any]:
+    """Wait (at most `quiet_wait_s`) until the rest of the machine keeps at most `quiet_cores`
+    busy: the figures compare one host with two, which another process's burst would skew.
+    Returns that figure and what each host of the idle harness used meanwhile."""
+    started = time.monotonic()
+    while True:
+        others, idle = await asyncio.to_thread(idle_sample, hosts.cgroups, 10.0)
+        waited = time.monotonic() - started
+        if others <= opts.quiet_cores or waited > opts.quiet_wait_s:
+            if others > opts.quiet_cores:
+                info(f"[yellow]the machine stays busy ({others} cores besides the harness)")
+            return {"others_cores": others, "waited_s": round(waited), "hosts_idle_cores": idle}
+        info(f"  the machine is busy besides the harness ({others} cores): waiting ({waited:.0f}s)")
 
 
 def _placement(hosts: Hosts) -> dict[str, list[str]]:
@@ -214,6 +231,9 @@ def main(
         str, typer.Option(help="raylet: SIGKILL its raylet; host: every process")
     ] = "raylet",
     step_s: Annotated[int, typer.Option(help="seconds per ladder step", min=5)] = 15,
+    start: Annotated[float, typer.Option(help="first offered rate of the ladder", min=1)] = 10,
+    inc: Annotated[float, typer.Option(help="orders/s added per step (at least)", min=1)] = 5,
+    quiet: Annotated[float, typer.Option(help="wait until the rest of the box uses ≤ this")] = 0.6,
     out: Annotated[Path, typer.Option(help="results folder")] = Path("bench/results"),
     plot: Annotated[Path, typer.Option(help="where the PNG goes")] = Path("docs/scaling.png"),
 ) -> None:
@@ -224,7 +244,8 @@ def main(
         raise typer.Exit(2)
     if kill not in ("raylet", "host"):
         raise typer.BadParameter("raylet or host", param_hint="--kill")
-    opts = ScaleOptions(cap=cap, kill=kill, plan=replace(ScaleOptions().plan, step_s=step_s))
+    plan = replace(ScaleOptions().plan, step_s=step_s, start_per_s=start, inc_per_s=inc)
+    opts = ScaleOptions(cap=cap, kill=kill, plan=plan, quiet_cores=quiet)
     result = asyncio.run(run(opts))
     path = write(result, out, plot)
     table(result)

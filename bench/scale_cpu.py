@@ -91,7 +91,9 @@ class HostCpuSampler(CpuSampler):
 
     cgroups: Cgroups | None = None
     parts: list[tuple[float, dict[str, float]]] = field(default_factory=list)
-    throttled: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    throttled: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # CPU-s/s
+    box: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # the whole machine
+    _box_last: tuple[float, float] = (0.0, 0.0)
     _host_last: dict[str, HostCpu] = field(default_factory=dict)
     _proc_last: dict[int, float] = field(default_factory=dict)
     _proc_group: dict[int, str] = field(default_factory=dict)
@@ -102,6 +104,9 @@ class HostCpuSampler(CpuSampler):
         self.series.clear()
         self.parts.clear()
         self.throttled.clear()
+        self.box.clear()
+        self.own.setdefault(os.getpid(), "bench")
+        self._box_last = _busy_jiffies()
         self._t0 = self._t_last = time.time()
         self._host_last = self._hosts()
         self._proc_last = {pid: t for pid, (_, t) in self._procs().items()}
@@ -123,10 +128,16 @@ class HostCpuSampler(CpuSampler):
         seen: dict[int, float] = {}
         for pid, (group, used) in self._procs().items():
             seen[pid] = used
-            delta = max(used - self._proc_last.get(pid, used if group == "loadgen" else 0.0), 0.0)
+            mine = group in ("loadgen", "bench")  # counted from when first seen
+            delta = max(used - self._proc_last.get(pid, used if mine else 0.0), 0.0)
             parts[group] = parts.get(group, 0.0) + delta / span
         self._proc_last = seen
         cores["loadgen"] = parts.pop("loadgen", 0.0)
+        cores["bench"] = parts.pop("bench", 0.0)
+        box = _busy_jiffies()
+        busy = (box[0] - self._box_last[0]) / max(box[1] - self._box_last[1], 1e-9)
+        self._box_last = box
+        self.box.append((now, {"box": busy * (os.cpu_count() or 1)}))
         for name, value in cores.items():
             self.totals[name] = self.totals.get(name, 0.0) + value * span
         self.series.append((now, cores))
@@ -140,7 +151,7 @@ class HostCpuSampler(CpuSampler):
     def _procs(self) -> dict[int, tuple[str, float]]:
         """pid → (`<host>:<component>` or "loadgen", CPU seconds) of the hosts' processes."""
         out: dict[int, tuple[str, float]] = {}
-        wanted: dict[int, str] = {pid: "loadgen" for pid in self.own if self.own[pid] == "loadgen"}
+        wanted = {pid: g for pid, g in self.own.items() if g in ("loadgen", "bench")}
         if self.cgroups is not None:
             for host in self.cgroups.hosts():
                 wanted.update(dict.fromkeys(self.cgroups.pids(host), host))
@@ -154,7 +165,7 @@ class HostCpuSampler(CpuSampler):
                     kind = classify(
                         info["name"] or "", info["cmdline"] or [], info["username"] or ""
                     )
-                    group = "loadgen" if host == "loadgen" else f"{host}:{kind}"
+                    group = host if host in ("loadgen", "bench") else f"{host}:{kind}"
                     if not kind.startswith("ray-system") or "IDLE" not in str(info["cmdline"]):
                         self._proc_group[pid] = group
                 out[pid] = (group, float(times.user + times.system))
@@ -163,16 +174,23 @@ class HostCpuSampler(CpuSampler):
         return out
 
 
-def box_busy_cores(interval_s: float = 3.0) -> float:
-    """Cores the whole machine kept busy over `interval_s` (from /proc/stat)."""
+def _busy_jiffies() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine so far (/proc/stat)."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # guest time is already in user
+    return total - fields[3] - fields[4], total
 
-    def read() -> tuple[float, float]:
-        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + fields[4]
-        return sum(fields), idle
 
-    total0, idle0 = read()
+def idle_sample(cgroups: Cgroups, interval_s: float = 5.0) -> tuple[float, dict[str, float]]:
+    """Over `interval_s`: the cores the rest of the machine kept busy besides the harness's
+    hosts (another stack, another engineer's work, the kernel), and each host's own cores."""
+    hosts0, box0 = cgroups.read_all(), _busy_jiffies()
     time.sleep(interval_s)
-    total1, idle1 = read()
-    cpus = os.cpu_count() or 1
-    return round(cpus * (1 - (idle1 - idle0) / max(total1 - total0, 1e-9)), 2)
+    hosts1, box1 = cgroups.read_all(), _busy_jiffies()
+    box = (box1[0] - box0[0]) / max(box1[1] - box0[1], 1e-9) * (os.cpu_count() or 1)
+    per = {
+        h: round((hosts1[h].used_s - hosts0[h].used_s) / interval_s, 3)
+        for h in hosts1
+        if h in hosts0
+    }
+    return round(max(box - sum(per.values()), 0.0), 2), per

@@ -55,7 +55,7 @@ def _hosts(ax: Any, result: dict[str, Any]) -> None:
             labels.append(f"{host}\n({run['worker_hosts']} w)")
             cores.append(v["cores"])
             caps.append(v["cap"])
-            notes.append(f"held {v['throttled_share']:.0%}" if v["cap"] else "no cap")
+            notes.append(f"held {v['throttled_per_s']:.2f}/s" if v["cap"] else "no cap")
     x = range(len(labels))
     ax.bar(x, cores, color=["tab:grey" if c == 0 else "tab:green" for c in caps])
     for i, (c, cap, note) in enumerate(zip(cores, caps, notes, strict=True)):

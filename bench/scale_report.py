@@ -43,6 +43,12 @@ def host_profile(cpu: HostCpuSampler, found: dict[str, Any], plan: Plan) -> dict
     caps = {name: c.cap for name, c in (cpu.cgroups.read_all() if cpu.cgroups else {}).items()}
     out: dict[str, Any] = {"offered_per_s": found["steps"][k]["offered_per_s"], "window_s": span}
     out["loadgen_cores"] = round(hosts.pop("loadgen", 0.0) / span, 3)
+    out["bench_cores"] = round(hosts.pop("bench", 0.0) / span, 3)
+    box = seconds_in(cpu.box, cpu.started, a, b).get("box", 0.0) / span
+    out["machine_busy_cores"] = round(box, 3)
+    # the rest of the machine: another stack, another engineer's work, the kernel's
+    mine = sum(hosts.values()) / span + out["loadgen_cores"] + out["bench_cores"]
+    out["others_cores"] = round(max(box - mine, 0.0), 3)
     per: dict[str, Any] = {}
     for key, used in sorted(hosts.items()):
         name = key.removeprefix("host:")
@@ -53,7 +59,8 @@ def host_profile(cpu: HostCpuSampler, found: dict[str, Any], plan: Plan) -> dict
         per[name] = {
             "cores": round(used / span, 3),
             "cap": caps.get(name, 0.0),
-            "throttled_share": round(held.get(name, 0.0) / span, 3),
+            # CPU-seconds per second its processes were held back (summed over the CPUs)
+            "throttled_per_s": round(held.get(name, 0.0) / span, 3),
             "top": {c: round(v, 3) for c, v in top.items()},
         }
     out["hosts"] = per
@@ -159,7 +166,7 @@ def table(result: dict[str, Any]) -> None:
         hosts = run["at_saturation"].get("hosts", {})
         line = ", ".join(
             f"{h} {v['cores']:.2f}"
-            + (f"/{v['cap']:g} (held {v['throttled_share']:.0%})" if v["cap"] else "")
+            + (f"/{v['cap']:g} (held {v['throttled_per_s']:.2f}/s)" if v["cap"] else "")
             for h, v in hosts.items()
         )
         t.add_row(

@@ -44,8 +44,6 @@ run_files() {
 
 netns_up() {
   local workers="$1" i t0=$SECONDS
-  ! ns_exists "$(ns_of head)" \
-    || die "namespace $(ns_of head) exists: another harness runs (cluster/netns.sh down first)"
   # shellcheck disable=SC2046
   rm -rf $(run_files) "$RUN/logs" && mkdir -p "$RUN/pids" "$RUN/logs"
   (umask 077 && openssl rand -hex 32 >"$RUN/jwt.env")

@@ -45,6 +45,9 @@ cmd="${1:-}"; shift || true
 case "$cmd" in
   up)
     netns_require
+    # another harness of this prefix runs: refuse before the trap (its cleanup would stop that one)
+    ! ns_exists "$(ns_of head)" && ! ip link show "$BR" >/dev/null 2>&1 \
+      || die "$(ns_of head) or $BR exists: a harness runs already (cluster/netns.sh down first)"
     trap 'rc=$?; if (( rc )); then log "up failed (exit $rc): cleaning up"; netns_down; fi' EXIT
     trap 'exit 143' TERM INT
     netns_up "${1:-2}"
