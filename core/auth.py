@@ -15,7 +15,7 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from pydantic import BaseModel, ConfigDict
@@ -25,7 +25,6 @@ from domain.strict_json import JsonRejected, loads
 if TYPE_CHECKING:
     from core.settings import Settings
 
-Role = Literal["customer", "admin"]
 KNOWN_ROLES: frozenset[str] = frozenset({"customer", "admin"})
 MAX_SUB_CHARS = 128
 MAX_ROLE_CHARS = 32

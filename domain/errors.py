@@ -28,12 +28,6 @@ class InvalidInput(OrderError):
     code = "invalid_input"
 
 
-class OutOfStock(OrderError):
-    code = "out_of_stock"
-
-
-class PaymentDeclined(OrderError):
-    code = "payment_declined"
 
 
 class Unavailable(OrderError):

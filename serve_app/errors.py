@@ -22,7 +22,6 @@ from domain.errors import (
     InvalidInput,
     NotFound,
     OrderError,
-    OutOfStock,
     RateLimited,
     Unavailable,
 )
@@ -34,7 +33,6 @@ _STATUS: dict[type[OrderError], int] = {
     NotFound: 404,
     Conflict: 409,
     InvalidInput: 422,
-    OutOfStock: 409,
     Unavailable: 503,
     RateLimited: 429,
 }
