@@ -93,7 +93,7 @@ cg_make() {
   else echo "max 100000" >"$d/cpu.max"; fi
   echo "$cores" >"$RUN/cap-$host"
 }
-cg_pids() { local d; for d in $(cg_dirs "$1"); do cat "$d/cgroup.procs" 2>/dev/null; done | sort -un; }
+cg_pids() { local d; for d in $(cg_dirs "$1"); do cat "$d/cgroup.procs" 2>/dev/null || true; done | sort -un; }
 cg_remove() {
   local host="$1" d
   for d in $(cg_dirs "$host"); do [[ -d "$d" ]] && rmdir "$d" 2>/dev/null; done
@@ -226,7 +226,8 @@ netns_kill() {
 kill_rest() {
   local host="$1" pids t=0
   while (( t++ < 50 )); do
-    pids="$( (cg_pids "$host"; ip netns pids "$(ns_of "$host")" 2>/dev/null) | sort -un)"
+    # (`ip netns pids` fails when a process ends while it looks: never fatal here)
+    pids="$( { cg_pids "$host"; ip netns pids "$(ns_of "$host")" 2>/dev/null || true; } | sort -un)"
     [[ -n "$pids" ]] || return 0
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
