@@ -106,7 +106,7 @@ class Hosts:
 
     def up(self, workers: int) -> None:
         """Bridge, head (services, Ray head, deploy) and `workers` worker hosts."""
-        self._run("up", str(workers), timeout=900)
+        self._run("up", str(workers), timeout=1800)  # may first wait for another harness
         self.info = dict(
             line.split("=", 1) for line in self._run("env").splitlines() if "=" in line
         )

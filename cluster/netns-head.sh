@@ -95,6 +95,7 @@ netns_down() {
   # the data goes too; the logs stay for a look afterwards (the next `up` removes them)
   # shellcheck disable=SC2046
   rm -rf $(run_files)
+  [[ "$(owner_of)" == "$RUN" ]] && rm -f "$OWNER"
   log "netns harness down (logs in $RUN/logs)"
   return 0
 }

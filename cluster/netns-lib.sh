@@ -47,6 +47,40 @@ netns_require() {
     || die "NETNS_SUBNET=$SUBNET is not the first three octets of a private range"
 }
 
+# --- one harness of a prefix per machine ---------------------------------------------------
+# The names (namespaces, bridge, cgroups, subnet) are the machine's: a second checkout's harness
+# (a fresh clone's `make test`) waits for the first to finish instead of tearing it down.
+OWNER="/tmp/$P-netns.owner"
+owner_of() { cat "$OWNER" 2>/dev/null || true; }
+# stale: nothing of the owner runs any more and its claim is older than 2 minutes
+owner_stale() {
+  local run="$1" f
+  [[ -n "$(find "$OWNER" -mmin -2 2>/dev/null)" ]] && return 1
+  for f in "$run"/pids/*.pid "$run"/w[1-9]/pids/*.pid; do
+    [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && return 1
+  done
+  ! ns_exists "$(ns_of head)"
+}
+netns_claim() {
+  local start=$SECONDS wait_s="${NETNS_WAIT_S:-600}" owner last=-30
+  while ! (set -C && echo "$RUN" >"$OWNER") 2>/dev/null; do
+    owner="$(owner_of)"
+    [[ "$owner" == "$RUN" ]] && return 0
+    if owner_stale "$owner"; then rm -f "$OWNER"; continue; fi
+    (( SECONDS - start < wait_s )) \
+      || die "the harness of $owner holds $OWNER after ${wait_s}s (NETNS_WAIT_S); not starting"
+    (( SECONDS - last >= 30 )) && last=$SECONDS && log "waiting for the harness of $owner to end"
+    sleep 5
+  done
+}
+# mine -> 0 when this RUN_DIR's harness owns the names (or nobody does and none exist)
+mine() {
+  local owner
+  owner="$(owner_of)"
+  [[ "$owner" == "$RUN" ]] || { [[ -z "$owner" ]] && ! ns_exists "$(ns_of head)"; }
+}
+require_mine() { mine || die "the harness on this machine is $(owner_of) 's, not this checkout's"; }
+
 ns_of() { if [[ "$1" == head ]]; then echo "$P-head"; else echo "$P-$1"; fi; }
 ip_of() { if [[ "$1" == head ]]; then echo "$HEAD_IP"; else echo "$SUBNET.$((10 + ${1#w}))"; fi; }
 ns_exists() { [[ -e "/run/netns/$1" ]]; }

@@ -16,6 +16,9 @@
 #   cluster/netns.sh cpu              CPU seconds used so far per host (from the cgroups)
 #   cluster/netns.sh down             stop everything by pid; delete namespaces, links, bridge, cgroups
 #
+# One harness per machine (the names and the subnet are the machine's): `up` claims
+# /tmp/<prefix>-netns.owner and waits (NETNS_WAIT_S, 600) while another checkout's harness
+# holds it; the other commands touch only a harness this checkout owns.
 # Knobs (env): NETNS_PREFIX (orders: namespaces orders-head, orders-w1.., bridge ordersbr0),
 # NETNS_SUBNET (10.77.0: this machine .1, head .2, worker I .1I), NETNS_CPU_CAP (cores per
 # worker host, 0.5; 0 = no cap), NETNS_WORKER_CPUS (logical CPUs a worker offers Ray, 4: room
@@ -45,21 +48,24 @@ cmd="${1:-}"; shift || true
 case "$cmd" in
   up)
     netns_require
-    # another harness of this prefix runs: refuse before the trap (its cleanup would stop that one)
+    netns_claim # another checkout's harness runs: wait for it (before the trap: never stop it)
     ! ns_exists "$(ns_of head)" && ! ip link show "$BR" >/dev/null 2>&1 \
-      || die "$(ns_of head) or $BR exists: a harness runs already (cluster/netns.sh down first)"
+      || die "$(ns_of head) or $BR exists without an owner (cluster/netns.sh down first)"
     trap 'rc=$?; if (( rc )); then log "up failed (exit $rc): cleaning up"; netns_down; fi' EXIT
     trap 'exit 143' TERM INT
     netns_up "${1:-2}"
     trap - EXIT
     ;;
-  worker) netns_require; netns_worker "${1:?worker index}"; netns_wait_nodes ;;
-  deploy) netns_require; netns_deploy "$@" ;;
-  kill) netns_require; netns_kill "${1:?worker index}" "${2:-raylet}" ;;
-  stop-worker) netns_require; netns_stop_worker "${1:?worker index}" ;;
-  exec) netns_require; host="${1:?host}"; shift; netns_exec "$host" "$@" ;;
+  worker) netns_require; require_mine; netns_worker "${1:?worker index}"; netns_wait_nodes ;;
+  deploy) netns_require; require_mine; netns_deploy "$@" ;;
+  kill) netns_require; require_mine; netns_kill "${1:?worker index}" "${2:-raylet}" ;;
+  stop-worker) netns_require; require_mine; netns_stop_worker "${1:?worker index}" ;;
+  exec) netns_require; require_mine; host="${1:?host}"; shift; netns_exec "$host" "$@" ;;
   env) netns_env_lines ;;
   cpu) netns_cpu ;;
-  down) netns_require; netns_down ;;
+  down)
+    netns_require
+    if mine; then netns_down; else log "the harness on this machine is $(owner_of)'s: not touched"; fi
+    ;;
   *) usage ;;
 esac

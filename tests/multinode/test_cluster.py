@@ -18,7 +18,7 @@ from core.settings import Settings
 from tests.multinode import probes
 from tests.multinode.conftest import PLATFORM
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1500)  # the first test may wait for another harness (600 s)
 RECOVER_S = 150.0  # actors back on the survivor, from the kill
 
 
@@ -54,14 +54,14 @@ async def test_shard_count_change_on_redeploy(hosts: Hosts) -> None:
         await asyncio.sleep(6)
         await asyncio.to_thread(hosts.deploy, INVENTORY_SHARDS="3")
 
-    out = await probes.tracked_load(hosts, "mn-shards", 12.0, 30, redeploy)
+    out = await probes.tracked_load(hosts, "mn-shards", 12.0, 25, redeploy)
     assert out.verdict.clean, out.verdict.details
-    assert out.verdict.accepted > 200 and not out.tracker.outstanding, out.verdict.line()
+    assert out.verdict.accepted > 150 and not out.tracker.outstanding, out.verdict.line()
     names = probes.pipeline_actors(_platform(hosts))
     probes.wait_placed(hosts, names, {hosts.worker_ip(1), hosts.worker_ip(2)}, 60)
     # after the redeploy: stock set through the gateway lands on the new owner, and a scarce
     # SKU sells exactly what it has
-    after = await probes.tracked_load(hosts, "mn-shards-after", 12.0, 15, scarce_units=5)
+    after = await probes.tracked_load(hosts, "mn-shards-after", 12.0, 12, scarce_units=5)
     assert after.verdict.clean, after.verdict.details
     assert not after.tracker.outstanding, after.verdict.line()
     assert set(after.statuses) == {202}, after.statuses
@@ -78,10 +78,10 @@ async def test_worker_host_loss_under_load(hosts: Hosts) -> None:
     killed_at: list[float] = []
 
     async def kill() -> None:
-        await asyncio.sleep(12)
+        await asyncio.sleep(10)
         killed_at.append(await asyncio.to_thread(hosts.kill, victim, "raylet"))
 
-    out = await probes.tracked_load(hosts, "mn-loss", 25.0, 40, kill, grace_s=RECOVER_S + 60)
+    out = await probes.tracked_load(hosts, "mn-loss", 25.0, 35, kill, grace_s=RECOVER_S + 60)
     assert killed_at, "the worker was never killed"
     assert probes.accepted_after(out, killed_at[0] + 5) > 100, "too little load after the kill"
     assert set(out.statuses) == {202}, f"the gateway on the head answered {out.statuses}"
