@@ -52,5 +52,5 @@ chaos: ## steady load while actors, Kafka, Postgres and Redis are killed; checks
 bench: ## load test the running stack: DURATION=60 RATE=320 (open loop) or CONCURRENCY=n; then the step phase to saturation and latency at 25/50/90 % of it (SATURATION=0 skips them); BENCH_ARGS="--help"
 	@cluster/heavy.sh $(PY) -m bench --duration $(or $(DURATION),60) --rate $(or $(RATE),320) --concurrency $(or $(CONCURRENCY),0) $(if $(filter 0,$(SATURATION)),--no-saturation) $(BENCH_ARGS)
 
-bench-scale: ## scale-out on hosts made of network namespaces (root): 1 then 2 worker hosts capped at CAP=0.5 cores each, then one dies under load; bench/results/scaleout.json, docs/scaling.png (docs/scaling.md)
-	@cluster/heavy.sh $(PY) -m bench.scale --cap $(or $(CAP),0.5) $(SCALE_ARGS)
+bench-scale: ## scale-out on hosts made of network namespaces (root): 1 worker host capped at CAP=0.4 cores, the same with 2×CAP, then 2 hosts at CAP, then one dies under load; bench/results/scaleout.json, docs/scaling.png (docs/scaling.md)
+	@cluster/heavy.sh $(PY) -m bench.scale --cap $(or $(CAP),0.4) $(SCALE_ARGS)

@@ -118,6 +118,10 @@ class Hosts:
         """Start worker host `index` and wait until it joined the cluster."""
         self._run("worker", str(index), timeout=300)
 
+    def set_cap(self, index: int, cores: float) -> None:
+        """Change worker `index`'s CPU quota (0: none)."""
+        self._run("cap", str(index), f"{cores:g}", timeout=30)
+
     def stop_worker(self, index: int) -> None:
         self._run("stop-worker", str(index), timeout=120)
 

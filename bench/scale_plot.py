@@ -32,12 +32,20 @@ def draw(result: dict[str, Any], path: Path) -> None:
 
 def _ladder(ax: Any, result: dict[str, Any]) -> None:
     top = 0.0
-    for run, color in zip(result["runs"], ("tab:blue", "tab:orange"), strict=True):
+    one, two = result["runs"]
+    control = result["control_one_host_double_cap"]
+    for run, color, style in (
+        (one, "tab:blue", "o-"),
+        (control, "tab:green", "s--"),
+        (two, "tab:orange", "o-"),
+    ):
         steps = run["ladder"]
         offered = [s["offered_per_s"] for s in steps]
         done = [s["completed_per_s"] for s in steps]
         n = run["worker_hosts"]
-        ax.plot(offered, done, "o-", color=color, label=f"{n} worker host{'s' * (n > 1)}")
+        each = " each" if n > 1 else ""
+        label = f"{n} worker host{'s' * (n > 1)} at {run['cap']:g} core{each}"
+        ax.plot(offered, done, style, color=color, label=label, markersize=4)
         ax.axhline(run["completed_per_s"], color=color, linestyle=":", linewidth=1)
         top = max(top, *offered)
     ax.plot([0, top], [0, top], color="grey", linewidth=0.8, label="completed = offered")
@@ -50,9 +58,10 @@ def _ladder(ax: Any, result: dict[str, Any]) -> None:
 
 def _hosts(ax: Any, result: dict[str, Any]) -> None:
     labels, cores, caps, notes = [], [], [], []
-    for run in result["runs"]:
+    one, two = result["runs"]
+    for run in (one, result["control_one_host_double_cap"], two):
         for host, v in run["at_saturation"].get("hosts", {}).items():
-            labels.append(f"{host}\n({run['worker_hosts']} w)")
+            labels.append(f"{host}\n({run['worker_hosts']}×{run['cap']:g})")
             cores.append(v["cores"])
             caps.append(v["cap"])
             notes.append(f"held {v['throttled_per_s']:.2f}/s" if v["cap"] else "no cap")
@@ -62,6 +71,7 @@ def _hosts(ax: Any, result: dict[str, Any]) -> None:
         if cap:
             ax.hlines(cap, i - 0.4, i + 0.4, color="red", linewidth=1.5)
         ax.text(i, c + 0.02, f"{c:.2f}\n{note}", ha="center", fontsize=7)
+    ax.set_ylim(0, max([*cores, *caps, 0.1]) * 1.3)
     ax.set_xticks(list(x), labels, fontsize=8)
     ax.set_ylabel("cores at the saturation step")
     ax.set_title("CPU per host (red: the host's quota)", fontsize=9)
@@ -76,6 +86,9 @@ def _loss(ax: Any, result: dict[str, Any]) -> None:
     ax.plot(t, [r["completed_per_s"] for r in rows], label="completed / s", linewidth=1)
     ax.plot(t, [r["backlog"] for r in rows], label="in the pipeline", linewidth=1.5)
     ax.axvline(0, color="red", linewidth=1, label="worker host w2 killed")
+    if loss.get("actors_back_s") is not None:
+        ax.axvline(loss["actors_back_s"], color="grey", linewidth=1, linestyle=":",
+                   label=f"its actors alive on w1 ({loss['actors_back_s']:g} s)")  # fmt: skip
     if loss["recovered_s"] is not None:
         ax.axvline(loss["recovered_s"], color="green", linewidth=1, linestyle="--",
                    label=f"recovered ({loss['recovered_s']:g} s)")  # fmt: skip

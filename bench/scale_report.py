@@ -174,6 +174,12 @@ def table(result: dict[str, Any]) -> None:
             line if col == 1 else "",
             line if col == 2 else "",
         )
+    control = result["control_one_host_double_cap"]
+    t.add_row(
+        f"control: 1 worker host at {control['cap']:g} core, completed / s",
+        str(control["completed_per_s"]),
+        f"spread_vs_same_cpu_one_host {result['spread_vs_same_cpu_one_host']}",
+    )
     loss = result["node_loss"]
     t.add_row("scaleout_ratio", "", str(result["scaleout_ratio"]))
     t.add_row(

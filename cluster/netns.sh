@@ -8,6 +8,7 @@
 #
 #   cluster/netns.sh up [N]           bridge + head (services, Ray head, deploy) + N workers (default 2)
 #   cluster/netns.sh worker I         worker host I (1..9) joins and waits until it is a node
+#   cluster/netns.sh cap I CORES      change worker I's CPU quota (0: none)
 #   cluster/netns.sh deploy [--restart]  (re)deploy the platform from the head (settings from env)
 #   cluster/netns.sh kill I raylet|host   SIGKILL worker I's raylet, or every process of worker I
 #   cluster/netns.sh stop-worker I    stop worker host I (by pid) and delete its namespace
@@ -42,7 +43,7 @@ export NODE_ADDRESS="$HEAD_IP" HEAD_ADDRESS="$HEAD_IP"
 source "$ROOT/cluster/common.sh"
 source "$ROOT/cluster/netns-lib.sh"
 
-usage() { sed -n '9,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '9,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cmd="${1:-}"; shift || true
 case "$cmd" in
@@ -57,6 +58,7 @@ case "$cmd" in
     trap - EXIT
     ;;
   worker) netns_require; require_mine; netns_worker "${1:?worker index}"; netns_wait_nodes ;;
+  cap) netns_require; require_mine; cg_make "w${1:?worker index}" "${2:?cores}" ;;
   deploy) netns_require; require_mine; netns_deploy "$@" ;;
   kill) netns_require; require_mine; netns_kill "${1:?worker index}" "${2:-raylet}" ;;
   stop-worker) netns_require; require_mine; netns_stop_worker "${1:?worker index}" ;;
