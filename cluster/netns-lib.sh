@@ -52,21 +52,38 @@ netns_require() {
 # (a fresh clone's `make test`) waits for the first to finish instead of tearing it down.
 OWNER="/tmp/$P-netns.owner"
 owner_of() { cat "$OWNER" 2>/dev/null || true; }
-# stale: nothing of the owner runs any more and its claim is older than 2 minutes
+# stale: the claim is older than 2 minutes and nothing of it runs any more: none of its recorded
+# pids lives and no process is left in any namespace of the prefix (a harness whose session was
+# killed leaves its namespaces, empty, and this file behind).
 owner_stale() {
-  local run="$1" f
+  local run="$1" f h
   [[ -n "$(find "$OWNER" -mmin -2 2>/dev/null)" ]] && return 1
   for f in "$run"/pids/*.pid "$run"/w[1-9]/pids/*.pid; do
     [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && return 1
   done
-  ! ns_exists "$(ns_of head)"
+  netns_idle
+}
+# netns_idle -> 0 when no process runs in any namespace of the prefix
+netns_idle() {
+  local h
+  for h in $(hosts_up); do
+    [[ -z "$(ip netns pids "$(ns_of "$h")" 2>/dev/null)" ]] || return 1
+  done
+  return 0
+}
+# netns_take_over RUN -> remove what a dead harness left (its empty namespaces, links, bridge,
+# cgroups, data); the logs stay in its RUN_DIR
+netns_take_over() {
+  log "the harness of $1 is gone (nothing of it runs): removing what it left"
+  (RUN="$1" netns_down) || true
+  rm -f "$OWNER"
 }
 netns_claim() {
   local start=$SECONDS wait_s="${NETNS_WAIT_S:-600}" owner last=-30
   while ! (set -C && echo "$RUN" >"$OWNER") 2>/dev/null; do
     owner="$(owner_of)"
     [[ "$owner" == "$RUN" ]] && return 0
-    if owner_stale "$owner"; then rm -f "$OWNER"; continue; fi
+    if owner_stale "$owner"; then netns_take_over "$owner"; continue; fi
     (( SECONDS - start < wait_s )) \
       || die "the harness of $owner holds $OWNER after ${wait_s}s (NETNS_WAIT_S); not starting"
     (( SECONDS - last >= 30 )) && last=$SECONDS && log "waiting for the harness of $owner to end"

@@ -50,6 +50,10 @@ case "$cmd" in
   up)
     netns_require
     netns_claim # another checkout's harness runs: wait for it (before the trap: never stop it)
+    if { ns_exists "$(ns_of head)" || ip link show "$BR" >/dev/null 2>&1; } && netns_idle; then
+      log "namespaces of a dead harness are left, with nothing in them: removing them"
+      netns_down && netns_claim
+    fi
     ! ns_exists "$(ns_of head)" && ! ip link show "$BR" >/dev/null 2>&1 \
       || die "$(ns_of head) or $BR exists without an owner (cluster/netns.sh down first)"
     trap 'rc=$?; if (( rc )); then log "up failed (exit $rc): cleaning up"; netns_down; fi' EXIT

@@ -22,17 +22,9 @@ RUN = Path(os.environ.get("RUN_DIR") or ROOT / ".run")
 
 
 def _processes(title: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if cmdline.startswith(title.encode()):
-            pids.append(int(entry.name))
-    return pids
+    """pids of this checkout's stack whose title starts with `title` (never another stack's,
+    such as a namespace harness running on the same machine)."""
+    return sorted(pid for pid, t in _stack_pids().items() if t.startswith(title))
 
 
 def _nice(pid: int) -> int:
