@@ -1,9 +1,10 @@
 """The outbox relay: publishes rows written in business transactions to Kafka, at least once.
 
-Woken by Postgres LISTEN/NOTIFY (a statement trigger on `outbox`), with a slow poll as a safety
-net. A batch is deleted in the same transaction that read it, and that transaction commits only
-after Kafka acknowledged every message: a crash in between republishes the batch, and consumers
-drop the duplicates by event id.
+Woken by Postgres LISTEN/NOTIFY while it waits (a statement trigger on `outbox` notifies only
+then: a notifying commit serializes every other one, migration 0009), polling while it drains,
+with a slow poll as a safety net. A batch is deleted in the same transaction that read it, and
+that transaction commits only after Kafka acknowledged every message: a crash in between
+republishes the batch, and consumers drop the duplicates by event id.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from core.metrics import Metrics
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
-_POLL_S = 1.0
-_BUSY_S = 0.1
+_POLL_S = 0.25  # waiting: the safety poll
+_BUSY_S = 0.2  # draining: back to waiting after this long without a row
 
 
 @platform_actor(max_concurrency=32)
@@ -37,7 +38,6 @@ class OutboxRelay:
         self._pool = await open_pool(self._settings.database_url, 2, "relay")
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
-        self._busy_at = 0.0  # when the last non-empty batch went out
         self._published = 0
         self._last_error: str | None = None
         self._metrics = Metrics()
@@ -84,19 +84,9 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _POLL_S)
-            self._wake.clear()
             try:
-                # adaptive batching: each batch takes every row committed while the last one
-                # was being published (bounded); an idle relay publishes a new row at once
-                while True:
-                    await self._linger()
-                    self._wake.clear()
-                    published = await self._publish_batch()
-                    self._busy_at = time.monotonic() if published else self._busy_at
-                    if published < self._settings.outbox_batch_max and not self._wake.is_set():
-                        break
+                await self._wait_for_rows()
+                await self._drain()
                 self._last_error = None
             except Exception as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
@@ -104,13 +94,36 @@ class OutboxRelay:
                 await self._reset_producer()
                 await asyncio.sleep(1)
 
-    async def _linger(self) -> None:
-        """Under continuous load (a batch went out within the last `_BUSY_S`) wait
-        `BATCH_LINGER_MS` so that rows committed meanwhile join this batch; an idle relay
-        publishes a new row at once."""
-        linger = self._settings.batch_linger_ms
-        if linger and time.monotonic() - self._busy_at < _BUSY_S:
-            await asyncio.sleep(linger / 1000)
+    async def _wait_for_rows(self) -> None:
+        """Idle: ask the trigger for a NOTIFY and wait for it, polling every `_POLL_S` as a
+        safety net. A row whose statement ran before the flag was set, and that committed after
+        the first look below, waits for that poll."""
+        async with self._pool.connection() as conn:
+            await sql.set_waiting(conn, True)
+        self._wake.clear()
+        while not await self._publish_batch():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _POLL_S)
+            if self._wake.is_set():
+                break
+        async with self._pool.connection() as conn:
+            await sql.set_waiting(conn, False)
+
+    async def _drain(self) -> None:
+        """Busy: publish until no row has come for `_BUSY_S`, polling every `BATCH_LINGER_MS`
+        (rows committed meanwhile make one batch; a full batch goes on at once)."""
+        pause = max(self._settings.batch_linger_ms, 1) / 1000
+        last_rows = time.monotonic()
+        while True:
+            published = await self._publish_batch()
+            if published >= self._settings.outbox_batch_max:
+                continue
+            now = time.monotonic()
+            if published:
+                last_rows = now
+            elif now - last_rows >= _BUSY_S:
+                return
+            await asyncio.sleep(pause)
 
     async def _publish_batch(self) -> int:
         """Publish one batch; returns its size (a full batch means the table may hold more)."""

@@ -1,5 +1,6 @@
 """SQL of the outbox relay: take a batch of rows (deleted in the transaction that reads them),
-count the backlog, and listen for new rows (a statement trigger NOTIFYs `outbox`)."""
+count the backlog, say whether the relay waits, and listen for new rows (a statement trigger
+NOTIFYs `outbox` while the relay waits: migration 0009)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ async def take(conn: Conn, limit: int) -> list[tuple[str, str, bytes]]:
     )
     rows.sort(key=lambda r: r[0])
     return [(r[1], r[2], bytes(r[3])) for r in rows]
+
+
+async def set_waiting(conn: Conn, waiting: bool) -> None:
+    """Whether the relay waits for a NOTIFY (the trigger sends one only then). An upsert: the
+    table is UNLOGGED, empty after a crash of Postgres (which the trigger reads as waiting)."""
+    await conn.execute(
+        "INSERT INTO outbox_relay (id, waiting) VALUES (1, %s) "
+        "ON CONFLICT (id) DO UPDATE SET waiting = EXCLUDED.waiting",
+        (waiting,),
+    )
 
 
 async def backlog(conn: Conn) -> int:
