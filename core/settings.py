@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     consumer_batch_max: int = Field(default=2000, ge=1)
     # Under continuous load a stage whose batch is small waits this long for more (fewer
     # cycles, each an actor call, a transaction and a publish); an idle stage never waits.
-    batch_linger_ms: int = Field(default=10, ge=0, le=200)
+    batch_linger_ms: int = Field(default=40, ge=0, le=200)
     outbox_batch_max: int = Field(default=5000, ge=1)
     rate_limit_per_min: int = Field(default=6000, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, gt=0)
