@@ -83,6 +83,18 @@ outbox = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
 )
 
+# Whether the outbox relay waits for a NOTIFY (the outbox trigger sends one only then; one row,
+# UNLOGGED: empty after a crash, which the trigger reads as waiting; migration 0009).
+outbox_relay = sa.Table(
+    "outbox_relay",
+    metadata,
+    sa.Column(
+        "id", sa.SmallInteger, sa.CheckConstraint("id = 1"), primary_key=True, autoincrement=False
+    ),
+    sa.Column("waiting", sa.Boolean, nullable=False),
+    prefixes=["UNLOGGED"],
+)
+
 processed_events = sa.Table(
     "processed_events",
     metadata,

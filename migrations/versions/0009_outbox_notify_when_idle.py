@@ -6,7 +6,8 @@ group commit of the accept path and the stages' units of work was lost under loa
 (`pg_stat_activity` showed the accepts waiting on `Lock:object` at COMMIT, docs/performance.md).
 A busy relay does not need waking: it polls while it drains. It says whether it waits in the
 one row of `outbox_relay` (UNLOGGED: after a crash the table is empty, which reads as waiting,
-so the trigger notifies until the relay says otherwise).
+so the trigger notifies until the relay says otherwise). The payload names the outbox's schema
+(the relay ignores it; a test in a scratch schema tells its own notifications apart).
 
 Revision ID: 0009
 Revises: 0008
@@ -25,7 +26,7 @@ WHEN_WAITING = """
 CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger AS $$
 BEGIN
   IF (SELECT waiting FROM outbox_relay WHERE id = 1) IS NOT FALSE THEN
-    PERFORM pg_notify('outbox', '');
+    PERFORM pg_notify('outbox', TG_TABLE_SCHEMA);
   END IF;
   RETURN NULL;
 END $$ LANGUAGE plpgsql
