@@ -28,7 +28,7 @@ requests = st.lists(lines, max_size=12).map(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(stocks, requests)
 def test_reservation_never_oversells_and_is_all_or_nothing(
     stock: dict[str, Stock], reqs: list[ReserveRequest]
@@ -42,7 +42,7 @@ def test_reservation_never_oversells_and_is_all_or_nothing(
     assert sum(r[4] for r in out.rows) == sum(out.delta.values())
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(stocks, requests)
 def test_the_same_batch_reserved_twice_holds_nothing_more(
     stock: dict[str, Stock], reqs: list[ReserveRequest]
@@ -58,7 +58,7 @@ def test_the_same_batch_reserved_twice_holds_nothing_more(
     assert second.results == first.results
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(SKUS), st.integers(1, 9)), max_size=10))
 def test_releasing_then_committing_the_same_holds_never_goes_negative(
     rows: list[tuple[str, int]],
@@ -75,7 +75,7 @@ def test_releasing_then_committing_the_same_holds_never_goes_negative(
 amounts = st.decimals(min_value=1, max_value=80, places=2)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["x", "y"]), amounts), max_size=15), amounts)
 def test_approved_charges_never_exceed_the_credit_limit(
     batch: list[tuple[str, Decimal]], already: Decimal
@@ -97,7 +97,7 @@ def test_approved_charges_never_exceed_the_credit_limit(
 statuses = st.sampled_from(list(OrderStatus))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=90, deadline=None)
 @given(statuses, st.lists(statuses, max_size=8))
 def test_only_legal_status_paths_are_applied_and_replays_change_nothing(
     start: OrderStatus, targets: list[OrderStatus]

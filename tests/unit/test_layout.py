@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,14 @@ def _modules(*packages: str) -> list[Path]:
     return sorted(p for pkg in packages for p in (ROOT / pkg).rglob("*.py"))
 
 
+@cache
+def _tree(path: Path) -> ast.Module:
+    """Each module parsed once for all the checks below."""
+    return ast.parse(path.read_text())
+
+
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+    tree = _tree(path)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -58,7 +65,7 @@ def test_a_package_imports_only_lower_layers(package: str) -> None:
 def test_domain_imports_nothing_of_the_platform_nor_any_infrastructure() -> None:
     infra = {"ray", "psycopg", "psycopg_pool", "redis", "aiokafka", "sqlalchemy", "fastapi"}
     for path in _modules("domain"):
-        tree = ast.parse(path.read_text())
+        tree = _tree(path)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 mods = (
@@ -74,7 +81,7 @@ def test_domain_imports_nothing_of_the_platform_nor_any_infrastructure() -> None
 
 
 def _strings(path: Path) -> list[tuple[int, str]]:
-    tree = ast.parse(path.read_text())
+    tree = _tree(path)
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -104,7 +111,7 @@ def test_no_function_over_60_lines_and_no_module_over_300() -> None:
         source = path.read_text()
         if source.count("\n") > 300:
             long_modules.append(f"{path.relative_to(ROOT)} ({source.count(chr(10))} lines)")
-        for node in ast.walk(ast.parse(source)):
+        for node in ast.walk(_tree(path)):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > 60:
