@@ -35,9 +35,14 @@ def _modules(*packages: str) -> list[Path]:
 
 
 @cache
+def _source(path: Path) -> str:
+    return path.read_text()
+
+
+@cache
 def _tree(path: Path) -> ast.Module:
-    """Each module parsed once for all the checks below."""
-    return ast.parse(path.read_text())
+    """Each module read and parsed once for all the checks below."""
+    return ast.parse(_source(path))
 
 
 def _imports(path: Path) -> set[str]:
@@ -108,7 +113,7 @@ def test_sql_text_lives_only_in_the_adapters() -> None:
 def test_no_function_over_60_lines_and_no_module_over_300() -> None:
     long_functions, long_modules = [], []
     for path in _modules(*PACKAGES):
-        source = path.read_text()
+        source = _source(path)
         if source.count("\n") > 300:
             long_modules.append(f"{path.relative_to(ROOT)} ({source.count(chr(10))} lines)")
         for node in ast.walk(_tree(path)):
