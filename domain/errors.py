@@ -28,8 +28,6 @@ class InvalidInput(OrderError):
     code = "invalid_input"
 
 
-
-
 class Unavailable(OrderError):
     """A dependency is temporarily down; retry after `retry_after_s`."""
 
