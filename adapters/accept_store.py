@@ -11,7 +11,6 @@ the order are one statement, so two principals racing for a new id cannot both w
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ from typing import Any
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.pg import Row
+from adapters.pg import Row, json_rows
 from domain.catalog import CURRENCY
 from domain.events import Envelope, Topic
 
@@ -76,9 +75,8 @@ async def load_prices(pool: Pool) -> dict[str, Decimal]:
 # ok: the requests allowed to store. An id claimed by a commit that ended after this statement
 # began is in neither claim nor owner: its requests come back as RETRY.
 _ACCEPT = (
-    "WITH x AS (SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bool[], %s::text[], "
-    "%s::text[], %s::numeric[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], "
-    "%s::bytea[]) WITH ORDINALITY AS x(i, p, a, c, it, t, pm, ca, k, h, ev, n)), "
+    "WITH x AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x(i uuid, p text, a bool, "
+    "c text, it jsonb, t numeric, pm text, ca timestamptz, k text, h text, ev text, n int)), "
     "claim AS (INSERT INTO customer_owners (customer_id, principal) "
     "SELECT DISTINCT ON (c) c, p FROM x WHERE NOT a ORDER BY c, n "
     "ON CONFLICT DO NOTHING RETURNING customer_id, principal), "
@@ -89,34 +87,41 @@ _ACCEPT = (
     "(SELECT 1 FROM owner o WHERE o.customer_id = x.c AND o.principal = x.p)), "
     "ins AS (INSERT INTO orders (id, principal, customer_id, status, items, total, "
     "currency, payment_method, created_at, updated_at, idempotency_key, request_hash) "
-    "SELECT i, p, c, 'PENDING', it::jsonb, t, %s, pm, ca, ca, k, h FROM ok "
+    "SELECT i, p, c, 'PENDING', it, t, %s, pm, ca, ca, k, h FROM ok "
     "ON CONFLICT (principal, idempotency_key) WHERE idempotency_key IS NOT NULL "
     "DO NOTHING RETURNING id, created_at), "
     "timeline AS (INSERT INTO order_events (order_id, status, event, at) "
     "SELECT id, 'PENDING', 'OrderCreated', created_at FROM ins), "
     "queued AS (INSERT INTO outbox (topic, key, payload) "
-    "SELECT %s, x.i::text, x.ev FROM x JOIN ins ON ins.id = x.i) "
+    "SELECT %s, x.i::text, convert_to(x.ev, 'UTF8') FROM x JOIN ins ON ins.id = x.i) "
     "SELECT id, NULL AS customer_id, NULL AS principal FROM ins "
     "UNION ALL SELECT NULL, customer_id, principal FROM owner"
 )
 
 
+_COLUMNS = ("i", "p", "a", "c", "it", "t", "pm", "ca", "k", "h", "ev", "n")
+
+
 def _params(batch: list[NewOrder]) -> tuple[Any, ...]:
-    return (
-        [o.order_id for o in batch],
-        [o.principal for o in batch],
-        [o.admin for o in batch],
-        [o.customer_id for o in batch],
-        [json.dumps(o.items) for o in batch],
-        [o.total for o in batch],
-        [o.payment_method for o in batch],
-        [o.created_at for o in batch],
-        [o.idempotency_key for o in batch],
-        [o.request_hash for o in batch],
-        [o.event.to_json() for o in batch],
-        CURRENCY,
-        Topic.ORDER_CREATED,
-    )
+    """The batch as one JSON document (see `adapters.pg.recordset`), in arrival order `n`."""
+    rows = [
+        (
+            o.order_id,
+            o.principal,
+            o.admin,
+            o.customer_id,
+            o.items,
+            o.total,
+            o.payment_method,
+            o.created_at,
+            o.idempotency_key,
+            o.request_hash,
+            o.event.to_json(),
+            n,
+        )
+        for n, o in enumerate(batch, 1)
+    ]
+    return (json_rows(_COLUMNS, rows), CURRENCY, Topic.ORDER_CREATED)
 
 
 async def insert_batch(pool: Pool, batch: list[NewOrder]) -> list[Stored]:

@@ -2,7 +2,8 @@
 
 A transaction per request is the ceiling of the accept path on a small box; batching the rows of
 concurrent requests into one transaction (one multi-row statement since ADR-005) roughly
-doubles it (docs/adr/ADR-003, ADR-005).
+doubles it (docs/adr/ADR-003, ADR-005). The gateway's admission checks batch their Redis
+round trips the same way (serve_app/admission.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, tuples
+from adapters.pg import Row, recordset, tuples
 from domain.events import Envelope
 from domain.notifications import Notification
 
@@ -18,22 +18,17 @@ async def record(
     """Insert the messages; returns the `(order, status)` pairs that were new."""
     if not rows:
         return set()
+    source, columns, doc = recordset(
+        ("uuid", "text", "text", "text", "text", "text"),
+        [(e.order_id, m.status, m.customer_id, m.channel, m.template, m.text) for e, m in rows],
+    )
     rows_back = await tuples(
         conn,
         # order_at (the partition key) is the time inside the order id: a second message for
         # the same (order, status) meets the first in the same partition (ADR-012)
         "INSERT INTO notifications (order_id, status, customer_id, channel, template, text, "
-        "order_at) SELECT u.*, uuid7_time(u.order_id) FROM unnest(%s::uuid[], %s::text[], "
-        "%s::text[], %s::text[], %s::text[], %s::text[]) "
-        "AS u(order_id, status, customer_id, channel, template, text) "
+        f"order_at) SELECT {columns}, uuid7_time(c0) FROM {source} "
         "ON CONFLICT DO NOTHING RETURNING order_id, status",
-        (
-            [e.order_id for e, _ in rows],
-            [m.status for _, m in rows],
-            [m.customer_id for _, m in rows],
-            [m.channel for _, m in rows],
-            [m.template for _, m in rows],
-            [m.text for _, m in rows],
-        ),
+        (doc,),
     )
     return {(r[0], r[1]) for r in rows_back}

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_rows
+from adapters.pg import Row, insert_rows, uuid_array
 from domain.payment import AUTHORIZED
 
 Conn = AsyncConnection[Row]
@@ -42,8 +42,8 @@ async def settle(
     the rows that changed."""
     cur = await conn.execute(
         "UPDATE payments SET status = %s, updated_at = now() "
-        "WHERE order_id = ANY(%s) AND status = %s RETURNING order_id, customer_id, amount",
-        (target, list(order_ids), AUTHORIZED),
+        "WHERE order_id = ANY(%s::uuid[]) AND status = %s RETURNING order_id, customer_id, amount",
+        (target, uuid_array(order_ids), AUTHORIZED),
     )
     return [
         (r["order_id"], r["customer_id"], Decimal(str(r["amount"]))) for r in await cur.fetchall()

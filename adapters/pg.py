@@ -6,10 +6,13 @@ import asyncio
 import logging
 import os
 import select
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row, tuple_row
@@ -67,6 +70,49 @@ async def tuples(
         return await cur.fetchall()
 
 
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode()  # JSON payloads (UTF-8); `recordset` converts them back to bytea
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+def recordset(types: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, str, str]:
+    """Rows as one JSON parameter: `(source, columns, json)` for
+    `SELECT {columns} FROM {source}` with `json` as the statement's parameter.
+
+    One `jsonb_to_recordset` parameter instead of one array parameter per column: psycopg dumps
+    arrays element by element in Python (`ListDumper`, the largest single cost of the shipping
+    actor at 280 orders/s), orjson writes the whole batch in C. Measured on 50 rows of five
+    columns (uuid, text, text, timestamptz, jsonb), CPU per statement: arrays 714 us in the
+    client and 190 us in Postgres; `jsonb_to_recordset` 167 and 160; `json_to_recordset` 192
+    and 240 (a hash table per row). The columns are named `c0`, `c1`, … in the order of `types`;
+    a `bytea` column travels as UTF-8 text, `jsonb` columns take the value itself (a dict, not
+    its JSON text)."""
+    keys = [f"c{i}" for i in range(len(types))]
+    defs = ", ".join(
+        f"{k} {'text' if t == 'bytea' else t}" for k, t in zip(keys, types, strict=True)
+    )
+    columns = ", ".join(
+        f"convert_to({k}, 'UTF8')" if t == "bytea" else k for k, t in zip(keys, types, strict=True)
+    )
+    return f"jsonb_to_recordset(%s::jsonb) AS v({defs})", columns, json_rows(keys, rows)
+
+
+def json_rows(keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as a JSON array of objects with these keys, for `jsonb_to_recordset`."""
+    return orjson.dumps(
+        [dict(zip(keys, r, strict=True)) for r in rows], default=_json_default
+    ).decode()
+
+
+def uuid_array(ids: Iterable[uuid.UUID]) -> str:
+    """A `uuid[]` literal (pass it as `%s::uuid[]`): psycopg would dump a list of UUIDs element
+    by element in Python; a UUID's text needs no quoting."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 async def insert_rows(
     conn: AsyncConnection[Row],
     head: str,
@@ -74,8 +120,9 @@ async def insert_rows(
     rows: Sequence[Sequence[Any]],
     tail: str = "",
 ) -> None:
-    """`head SELECT * FROM unnest(%s::type[], …) tail`: all rows in one statement, one array
-    parameter per column (`types`: the Postgres type of each column, e.g. `("uuid", "text")`).
+    """`head SELECT … FROM jsonb_to_recordset(…) tail`: all rows in one statement, one JSON
+    parameter (`types`: the Postgres type of each column, e.g. `("uuid", "text")`; see
+    `recordset`).
 
     The statement's text does not depend on the number of rows, so psycopg parses it once and
     Postgres prepares it after a few runs. With adaptive batching (ADR-013) every batch size
@@ -83,9 +130,8 @@ async def insert_rows(
     Python cost of the shipping actor and the inventory shards in a profile at 300 orders/s.
     """
     if rows:
-        arrays = ", ".join(f"%s::{t}[]" for t in types)
-        columns = [list(c) for c in zip(*rows, strict=True)]
-        await conn.execute(f"{head} SELECT * FROM unnest({arrays}) {tail}".rstrip(), columns)
+        source, columns, doc = recordset(types, rows)
+        await conn.execute(f"{head} SELECT {columns} FROM {source} {tail}".rstrip(), (doc,))
 
 
 async def update_rows(
@@ -96,12 +142,15 @@ async def update_rows(
     where: str,
     rows: Sequence[Sequence[Any]],
 ) -> None:
-    """`update FROM unnest(%s::type[], …) AS v(columns) WHERE where`: many rows, one statement
+    """`update FROM jsonb_to_recordset(…) AS v(columns) WHERE where`: many rows, one statement
     whose text does not depend on their number (see `insert_rows`)."""
     if rows:
-        arrays = ", ".join(f"%s::{t}[]" for t in types)
-        values = [list(c) for c in zip(*rows, strict=True)]
-        await conn.execute(f"{update} FROM unnest({arrays}) AS v({columns}) WHERE {where}", values)
+        names = [c.strip() for c in columns.split(",")]
+        defs = ", ".join(f"{n} {t}" for n, t in zip(names, types, strict=True))
+        await conn.execute(
+            f"{update} FROM jsonb_to_recordset(%s::jsonb) AS v({defs}) WHERE {where}",
+            (json_rows(names, rows),),
+        )
 
 
 async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncConnection[Row]:

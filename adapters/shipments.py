@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_rows, update_rows
+from adapters.pg import Row, insert_rows, update_rows, uuid_array
 from domain.shipping import CREATED, SHIPPED, Shipment
 
 Conn = AsyncConnection[Row]
@@ -33,9 +33,9 @@ async def create(conn: Conn, shipments: Sequence[Shipment]) -> None:
 
 async def lock(conn: Conn, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Shipment]:
     cur = await conn.execute(
-        "SELECT order_id, status, fail, tracking FROM shipments WHERE order_id = ANY(%s) "
-        "ORDER BY order_id FOR UPDATE",
-        (list(order_ids),),
+        "SELECT order_id, status, fail, tracking FROM shipments WHERE order_id = "
+        "ANY(%s::uuid[]) ORDER BY order_id FOR UPDATE",
+        (uuid_array(order_ids),),
     )
     return {
         r["order_id"]: Shipment(r["order_id"], r["status"], r["fail"], r["tracking"])

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_rows, update_rows
+from adapters.pg import Row, insert_rows, update_rows, uuid_array
 from domain.inventory import HELD, Stock
 
 Conn = AsyncConnection[Row]
@@ -24,8 +24,9 @@ async def reservation_states(
 ) -> dict[uuid.UUID, set[str]]:
     """The states of the reservations these orders already have on these SKUs."""
     cur = await conn.execute(
-        "SELECT order_id, state FROM reservations WHERE order_id = ANY(%s) AND sku = ANY(%s)",
-        (list(order_ids), list(skus)),
+        "SELECT order_id, state FROM reservations WHERE order_id = ANY(%s::uuid[]) "
+        "AND sku = ANY(%s)",
+        (uuid_array(order_ids), list(skus)),
     )
     states: dict[uuid.UUID, set[str]] = {}
     for row in await cur.fetchall():
@@ -70,8 +71,8 @@ async def close_holds(
     each row that changed (a hold closes once: a second call finds nothing HELD)."""
     cur = await conn.execute(
         "UPDATE reservations SET state = %s, updated_at = now() "
-        "WHERE order_id = ANY(%s) AND sku = ANY(%s) AND state = %s RETURNING sku, qty",
-        (target, list(order_ids), list(skus), HELD),
+        "WHERE order_id = ANY(%s::uuid[]) AND sku = ANY(%s) AND state = %s RETURNING sku, qty",
+        (target, uuid_array(order_ids), list(skus), HELD),
     )
     return [(r["sku"], r["qty"]) for r in await cur.fetchall()]
 
@@ -108,13 +109,15 @@ async def open_holds(conn: Conn, principals: Sequence[str]) -> dict[str, int]:
 async def unseen(conn: Conn, consumer: str, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     """The ids of these events that `consumer` has not processed yet (read only)."""
     cur = await conn.execute(
-        "SELECT event_id FROM processed_events WHERE consumer = %s AND event_id = ANY(%s)",
-        (consumer, list(event_ids)),
+        "SELECT event_id FROM processed_events WHERE consumer = %s AND event_id = ANY(%s::uuid[])",
+        (consumer, uuid_array(event_ids)),
     )
     seen = {r["event_id"] for r in await cur.fetchall()}
     return set(event_ids) - seen
 
 
 async def existing_orders(conn: Conn, order_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    cur = await conn.execute("SELECT id FROM orders WHERE id = ANY(%s)", (list(order_ids),))
+    cur = await conn.execute(
+        "SELECT id FROM orders WHERE id = ANY(%s::uuid[])", (uuid_array(order_ids),)
+    )
     return {r["id"] for r in await cur.fetchall()}

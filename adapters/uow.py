@@ -9,19 +9,18 @@ here and the stage-specific SQL in the other adapters modules (cosmicpython, cha
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.pg import Row, insert_rows, now, tuples, update_rows
+from adapters.pg import Row, insert_rows, now, tuples, update_rows, uuid_array
 from adapters.status import StatusPublisher
 from domain.decision import Applied, Decision, Note, OrderView, apply_moves
 from domain.events import EVENT_TOPIC, Envelope
@@ -69,7 +68,7 @@ class Tx:
             "INSERT INTO processed_events (consumer, event_id, event_at) "
             "SELECT %s, id, uuid7_time(id) FROM unnest(%s::uuid[]) AS id "
             "ON CONFLICT DO NOTHING RETURNING event_id",
-            (consumer, [e.event_id for e in events]),
+            (consumer, uuid_array(e.event_id for e in events)),
         )
         new = {r[0] for r in rows}
         return [e for e in events if e.event_id in new]
@@ -80,8 +79,8 @@ class Tx:
             return {}
         cur = await self.conn.execute(
             "SELECT id, status, customer_id, principal, items, total, payment_method "
-            "FROM orders WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-            (sorted(set(order_ids)),),
+            "FROM orders WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+            (uuid_array(set(order_ids)),),
         )
         return {r["id"]: _view(r) for r in await cur.fetchall()}
 
@@ -144,10 +143,6 @@ def _view(row: Row) -> OrderView:
     )
 
 
-def _dump(detail: dict[str, Any] | None) -> str | None:
-    return json.dumps(detail) if detail else None
-
-
 def last_status_per_order(
     done: Sequence[Applied], at: datetime
 ) -> list[tuple[str, str | None, datetime, uuid.UUID]]:
@@ -185,7 +180,7 @@ async def append_timeline(
         conn,
         "INSERT INTO order_events (order_id, status, event, at, detail)",
         ("uuid", "text", "text", "timestamptz", "jsonb"),
-        [(n.order_id, n.status.value, n.event, when, _dump(n.detail)) for n in notes],
+        [(n.order_id, n.status.value, n.event, when, n.detail or None) for n in notes],
     )
 
 

@@ -148,4 +148,5 @@ class AcceptService:
         return body, replayed
 
     async def close(self) -> None:
+        await self._admission.close()
         await self._intake.close()

@@ -262,8 +262,9 @@ def wait_breaker_admits(api: Api, timeout: float = 40.0) -> None:
     """After a provider outage: wait until the gateway admits orders again (circuit not open).
     The readiness details are for admins."""
     wait_until(
-        lambda: api.http.get("/ready", headers=api.admin).json()["checks"]["payments"]["status"]
-        == "up",
+        lambda: (
+            api.http.get("/ready", headers=api.admin).json()["checks"]["payments"]["status"] == "up"
+        ),
         timeout=timeout,
         what="payment circuit to stop refusing orders",
         interval=0.2,
