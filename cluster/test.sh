@@ -12,6 +12,11 @@ log "ruff"
 log "mypy --strict"
 "$PY" -m mypy
 svc="$ROOT/cluster/services.sh"
+# The suite runs two inventory and two payment shards (the default on one host is one of each,
+# docs/adr/ADR-014), so the rules that span shards (an order's SKUs on two shards) are tested.
+# A stack that was already up gets the caller's counts back afterwards.
+own_shards=("INVENTORY_SHARDS=${INVENTORY_SHARDS:-1}" "PAYMENT_SHARDS=${PAYMENT_SHARDS:-1}")
+export INVENTORY_SHARDS="${TEST_INVENTORY_SHARDS:-2}" PAYMENT_SHARDS="${TEST_PAYMENT_SHARDS:-2}"
 # Remember what was already up, so cleanup stops only what this run started.
 was_up=()
 pid_alive pg && was_up+=(pg)
@@ -20,6 +25,11 @@ pid_alive kafka && was_up+=(kafka)
 pid_alive ray && was_up+=(ray)
 cleanup() {
   local rc=$?
+  if [[ " ${was_up[*]} " == *" ray "* ]]; then
+    log "giving the running stack its shard counts back (${own_shards[*]})"
+    env "${own_shards[@]}" "$PY" -m cli.main deploy >>"$RUN/logs/test-up.log" 2>&1 \
+      || log "redeploy failed (see $RUN/logs/test-up.log): run make up"
+  fi
   for s in ray kafka redis pg; do
     [[ " ${was_up[*]} " == *" $s "* ]] || "$svc" stop "$s" || true
   done

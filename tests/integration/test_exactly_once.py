@@ -174,8 +174,8 @@ def test_a_shard_that_loses_its_lock_restarts_and_claims_it_again(
     """A Postgres restart drops every advisory lock with its connection. The shard must not go
     on without its lock (a second owner could start): it exits, Ray restarts it, and the new
     process holds the lock again."""
-    key = "payment-shard-1"
-    shard = ray_cluster.get_actor(registry.payment_shard(1))
+    key = registry.payment_shard(settings.payment_shards - 1)
+    shard = ray_cluster.get_actor(key)
     before = ray_cluster.get(shard.health.remote())["pid"]
     gone = pg.execute(
         "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = %s",
@@ -189,5 +189,5 @@ def test_a_shard_that_loses_its_lock_restarts_and_claims_it_again(
         except Exception:  # between the exit and the restart
             return False
 
-    wait_until(restarted, timeout=60, what="payment-shard-1 to restart", interval=0.5)
+    wait_until(restarted, timeout=60, what=f"{key} to restart", interval=0.5)
     assert "owned by another process" in _try_claim(settings, key)

@@ -12,7 +12,12 @@ from bench.scale_hosts import Hosts, unavailable
 
 # The platform as these tests deploy it: two bridge actors per consumer group, so that each
 # worker host holds a member of every group, and partitions for both.
-PLATFORM = {"CONSUMERS_PER_GROUP": "2", "KAFKA_PARTITIONS": "6", "INVENTORY_SHARDS": "2"}
+PLATFORM = {
+    "CONSUMERS_PER_GROUP": "2",
+    "KAFKA_PARTITIONS": "6",
+    "INVENTORY_SHARDS": "2",
+    "PAYMENT_SHARDS": "2",
+}
 CAP = 0.5  # cores per worker host
 
 
