@@ -87,7 +87,6 @@ class OutboxRelay:
             try:
                 await self._wait_for_rows()
                 await self._drain()
-                self._last_error = None
             except Exception as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("outbox publish failed, will retry: %s", self._last_error)
@@ -131,9 +130,15 @@ class OutboxRelay:
         limit = self._settings.outbox_batch_max
         async with self._pool.connection() as conn:
             rows = await sql.take(conn, limit)
-            if not rows:
-                return 0
-            await publish_rows(producer, rows)
+            if rows:
+                await publish_rows(producer, rows)
+        # Postgres (and the broker, when there were rows) answered: whatever failed before has
+        # recovered. Cleared here, not after a whole busy cycle: after a Postgres restart an
+        # idle relay would otherwise report the old error until the next order came, and a
+        # client waiting for "up" before sending one would wait forever.
+        self._last_error = None
+        if not rows:
+            return 0
         self._published += len(rows)
         self._metrics.relay_published(len(rows))
         return len(rows)
