@@ -78,7 +78,9 @@ def _json_default(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not a column value")
 
 
-def recordset(types: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, str, str]:
+def recordset(
+    types: Sequence[str], rows: Sequence[Sequence[Any]], names: Sequence[str] | None = None
+) -> tuple[str, str, str]:
     """Rows as one JSON parameter: `(source, columns, json)` for
     `SELECT {columns} FROM {source}` with `json` as the statement's parameter.
 
@@ -87,10 +89,10 @@ def recordset(types: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str,
     actor at 280 orders/s), orjson writes the whole batch in C. Measured on 50 rows of five
     columns (uuid, text, text, timestamptz, jsonb), CPU per statement: arrays 714 us in the
     client and 190 us in Postgres; `jsonb_to_recordset` 167 and 160; `json_to_recordset` 192
-    and 240 (a hash table per row). The columns are named `c0`, `c1`, … in the order of `types`;
-    a `bytea` column travels as UTF-8 text, `jsonb` columns take the value itself (a dict, not
-    its JSON text)."""
-    keys = [f"c{i}" for i in range(len(types))]
+    and 240 (a hash table per row). The columns are `names`, by default `c0`, `c1`, … in the
+    order of `types`; a `bytea` column travels as UTF-8 text, `jsonb` columns take the value
+    itself (a dict, not its JSON text)."""
+    keys = list(names) if names is not None else [f"c{i}" for i in range(len(types))]
     defs = ", ".join(
         f"{k} {'text' if t == 'bytea' else t}" for k, t in zip(keys, types, strict=True)
     )
@@ -146,11 +148,8 @@ async def update_rows(
     whose text does not depend on their number (see `insert_rows`)."""
     if rows:
         names = [c.strip() for c in columns.split(",")]
-        defs = ", ".join(f"{n} {t}" for n, t in zip(names, types, strict=True))
-        await conn.execute(
-            f"{update} FROM jsonb_to_recordset(%s::jsonb) AS v({defs}) WHERE {where}",
-            (json_rows(names, rows),),
-        )
+        source, _, doc = recordset(types, rows, names)
+        await conn.execute(f"{update} FROM {source} WHERE {where}", (doc,))
 
 
 async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncConnection[Row]:

@@ -25,7 +25,8 @@ pid_alive kafka && was_up+=(kafka)
 pid_alive ray && was_up+=(ray)
 cleanup() {
   local rc=$?
-  if [[ " ${was_up[*]} " == *" ray "* ]]; then
+  if [[ " ${was_up[*]} " == *" ray "* \
+     && "${own_shards[*]}" != "INVENTORY_SHARDS=$INVENTORY_SHARDS PAYMENT_SHARDS=$PAYMENT_SHARDS" ]]; then
     log "giving the running stack its shard counts back (${own_shards[*]})"
     env "${own_shards[@]}" "$PY" -m cli.main deploy >>"$RUN/logs/test-up.log" 2>&1 \
       || log "redeploy failed (see $RUN/logs/test-up.log): run make up"
