@@ -31,7 +31,8 @@ def platform_actor(max_concurrency: int) -> Any:
 
 async def open_uow(settings: Settings, size: int, name: str) -> UnitOfWork:
     """A unit of work over a pool of `size` connections named `name`."""
-    return UnitOfWork(await open_pool(settings.database_url, size, name), settings.redis_url)
+    pool = await open_pool(settings.database_url, size, name, wait_for_postgres=True)
+    return UnitOfWork(pool, settings.redis_url)
 
 
 async def owned_shard(key: str, settings: Settings) -> tuple[UnitOfWork, asyncio.Task[None]]:

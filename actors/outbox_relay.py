@@ -35,7 +35,9 @@ _BUSY_S = 0.2  # draining: back to waiting after this long without a row
 class OutboxRelay:
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
-        self._pool = await open_pool(self._settings.database_url, 2, "relay")
+        self._pool = await open_pool(
+            self._settings.database_url, 2, "relay", wait_for_postgres=True
+        )
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
         self._published = 0

@@ -39,9 +39,13 @@ async def check_if_suspect(conn: AsyncConnection[Any]) -> None:
 
 
 async def open_pool(
-    dsn: str, size: int, name: str, *, autocommit: bool = False
+    dsn: str, size: int, name: str, *, autocommit: bool = False, wait_for_postgres: bool = False
 ) -> AsyncConnectionPool[AsyncConnection[Row]]:
-    """Open a pool and wait until its first connection works (fails fast on a bad DSN)."""
+    """Open a pool and wait until its first connection works (fails within 30 s on a bad DSN).
+    `wait_for_postgres`: first wait for Postgres for as long as it takes (`connect_when_up`),
+    what an actor's `__init__` needs (Ray never restarts an actor whose creation task raised)."""
+    if wait_for_postgres:
+        await (await connect_when_up(dsn, name)).close()
     pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
         dsn,
         min_size=1,
@@ -152,6 +156,38 @@ async def update_rows(
         await conn.execute(f"{update} FROM {source} WHERE {where}", (doc,))
 
 
+async def connect_when_up(
+    dsn: str, name: str, *, give_up_after_s: float | None = None
+) -> AsyncConnection[Row]:
+    """Connect, waiting for Postgres for as long as it takes (or `give_up_after_s`).
+
+    A shard's `__init__` calls this: Ray never restarts an actor whose creation task raised,
+    so a shard that restarted while Postgres was down (it exits when a Postgres restart takes
+    its lock) and raised "connection refused" would stay dead after Postgres came back. Every
+    failure is logged (the first at once, then every ~10 s) with its cause, so a wrong DSN shows.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    logged: float | None = None
+    pause = 0.2
+    while True:
+        try:
+            return await AsyncConnection.connect(
+                dsn, autocommit=True, row_factory=dict_row, application_name=name
+            )
+        except psycopg.OperationalError as exc:
+            waited = loop.time() - start
+            if give_up_after_s is not None and waited >= give_up_after_s:
+                raise
+            if logged is None or loop.time() - logged >= 10:
+                logged = loop.time()
+                log.warning(
+                    "%s: Postgres not reachable after %.0f s (%s); retrying", name, waited, exc
+                )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
 async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncConnection[Row]:
     """Hold a Postgres advisory lock named `key` for as long as the returned connection lives.
 
@@ -160,9 +196,7 @@ async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncC
     upgrade runs two clusters side by side). A killed owner's connection closes and frees the
     lock for its restarted self.
     """
-    conn = await AsyncConnection.connect(
-        dsn, autocommit=True, row_factory=dict_row, application_name=f"owner:{key}"
-    )
+    conn = await connect_when_up(dsn, f"owner:{key}")
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (key,))
