@@ -116,6 +116,24 @@ class Chaos:
         self.service("start", name)
         return f"restarted {name}"
 
+    def postgres_outage(self, shard: str) -> str:
+        """Postgres stays down until `shard` has exited (a Postgres restart takes its lock)
+        and Ray has started it again into the outage: its `__init__` must wait for Postgres,
+        not raise (Ray never restarts an actor whose creation task raised)."""
+        pid = self.actor_pid(shard)
+        before = _starting(shard)
+        self.service("stop", "pg")
+        try:
+            _wait(f"{shard} exit", lambda: not _alive(pid), 60)
+            _wait(
+                f"{shard} waiting in __init__ for Postgres",
+                lambda: bool(_starting(shard) - before),
+                60,
+            )
+        finally:
+            self.service("start", "pg")
+        return f"postgres down until {shard} (pid {pid}) exited and restarted into the outage"
+
     def faults(self, customer_shard: int) -> list[tuple[str, Callable[[], str]]]:
         inv = registry.inventory_shard(registry.shard_of(CHAOS_SKUS[0], self.s.inventory_shards))
         pay = registry.payment_shard(customer_shard)
@@ -126,8 +144,23 @@ class Chaos:
             ("outbox relay", lambda: self.sigkill_actor(registry.RELAY)),
             ("kafka broker", self.kill_kafka),
             ("postgres", lambda: self.restart("pg")),
+            ("postgres outage", lambda: self.postgres_outage(inv)),
             ("redis", lambda: self.restart("redis")),
         ]
+
+
+def _starting(actor: str) -> set[int]:
+    """Processes of this host running the actor's `__init__` (Ray titles such a process
+    `ray::<actor name>:<Class>.__init__`)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_text() if entry.name.isdigit() else ""
+            if title.startswith(f"ray::{actor}:") and ".__init__" in title:
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def _alive(pid: int) -> bool:
