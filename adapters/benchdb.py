@@ -11,8 +11,11 @@ import psycopg
 from psycopg.rows import TupleRow
 
 Conn = psycopg.AsyncConnection[TupleRow]
-# (order id, status, created_at, updated_at, time of its SHIPPED timeline entry or None)
-Outcome = tuple[uuid.UUID, str, datetime, datetime, datetime | None]
+# (order id, status, created_at, updated_at, times of its timeline entries STAGES, None where
+# it has none; the last one is SHIPPED)
+Outcome = tuple[uuid.UUID, str, datetime, datetime, tuple[datetime | None, ...]]
+# The pipeline's stages after the accept, each by the timeline event that records it.
+STAGES = ("StockReserved", "PaymentAuthorized", "ShipmentCreated", "ShipmentShipped")
 
 # Every order of the run's customers, also those the gateway stored after the client gave up
 # waiting (no 202 seen, so not tracked): an oversell by those would count all the same.
@@ -22,9 +25,10 @@ _SHIPPED_UNITS = (
     "WHERE e.order_id = o.id AND e.status = 'SHIPPED') GROUP BY 1"
 )
 _OUTCOMES = (
-    "SELECT o.id, o.status, o.created_at, o.updated_at, "
-    "(SELECT min(e.at) FROM order_events e WHERE e.order_id = o.id AND e.status = 'SHIPPED') "
-    "FROM orders o WHERE o.id = ANY(%s) AND o.status = ANY(%s)"
+    "SELECT o.id, o.status, o.created_at, o.updated_at, s.* FROM orders o, LATERAL (SELECT "
+    + ", ".join(f"min(e.at) FILTER (WHERE e.event = '{event}')" for event in STAGES)
+    + " FROM order_events e WHERE e.order_id = o.id) s "
+    "WHERE o.id = ANY(%s) AND o.status = ANY(%s)"
 )
 _BURST = (
     "SELECT count(*), count(*) FILTER (WHERE status <> ALL(%s)), "
@@ -76,7 +80,7 @@ async def stock_violations(conn: Conn) -> int:
 async def outcomes(conn: Conn, ids: Sequence[uuid.UUID], terminal: Sequence[str]) -> list[Outcome]:
     """The orders of `ids` in a `terminal` status, with their times."""
     cur = await conn.execute(_OUTCOMES, (list(ids), list(terminal)))
-    return [(oid, str(status), c, u, s) for oid, status, c, u, s in await cur.fetchall()]
+    return [(r[0], str(r[1]), r[2], r[3], tuple(r[4:])) for r in await cur.fetchall()]
 
 
 async def burst(

@@ -13,7 +13,7 @@ from bench.cpu import window_ms_per_order
 from bench.loadgen import Record, WorkerSpec
 from bench.phase import Phase
 from bench.procs import CpuSampler
-from bench.stats import errors_by_status, group_cpu, latency_summary, pct
+from bench.stats import errors_by_status, group_cpu, hop_latencies, latency_summary, pct
 from bench.tracker import Tracker
 from bench.ui import info
 from bench.workload import Customer, Mix
@@ -114,6 +114,7 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "p50_e2e_ms": round(pct(e2e, 50), 1),
         "p95_e2e_ms": round(pct(e2e, 95), 1),
         "p99_e2e_ms": round(pct(e2e, 99), 1),
+        "e2e_hops_ms": hop_latencies(outcomes),
         "errors": errors_by_status(run.records),
         "final_status": dict(Counter(o.status for o in outcomes).most_common()),
         "lost": len(tracker.outstanding),

@@ -104,6 +104,7 @@ def table(result: dict[str, Any]) -> None:
         ("reached SHIPPED / s (steady window)", result["shipped_per_s"]),
         ("accept p50 / p95 / p99 ms", _trio(result, "accept")),
         ("accept→SHIPPED p50 / p95 / p99 ms", _trio(result, "e2e")),
+        ("… by hop, p50 / p99 ms", _hops(result.get("e2e_hops_ms", {}))),
         ("errors by status", result["errors"] or "none"),
         ("final statuses", result["final_status"]),
         ("lost", result["lost"]),
@@ -173,6 +174,17 @@ def _top(per_order: dict[str, float] | None, n: int = 8) -> str:
     parts = {k: v for k, v in per_order.items() if k not in ("platform", "total")}
     top = ", ".join(f"{k} {v:g}" for k, v in list(parts.items())[:n])
     return f"{top}; platform {per_order['platform']:g}, total {per_order['total']:g}"
+
+
+def _hops(hops: dict[str, dict[str, float]]) -> str:
+    """`reserved 113/218, paid 97/173, …`: each hop named by the stage it ends in."""
+    names = {
+        "accept_to_reserved": "reserved",
+        "reserved_to_paid": "paid",
+        "paid_to_shipment_created": "shipment created",
+        "shipment_created_to_shipped": "shipped",
+    }
+    return ", ".join(f"{names.get(h, h)} {v['p50']}/{v['p99']}" for h, v in hops.items()) or "none"
 
 
 def _trio(result: dict[str, Any], kind: str) -> str:

@@ -86,3 +86,29 @@ def group_cpu(cores: dict[str, float]) -> dict[str, float]:
     for name, value in cores.items():
         grouped[{"actor": "actors", "gateway": "gateway"}.get(name.split(":")[0], name)] += value
     return {k: round(v, 2) for k, v in sorted(grouped.items(), key=lambda kv: -kv[1])}
+
+
+HOPS = (
+    "accept_to_reserved",
+    "reserved_to_paid",
+    "paid_to_shipment_created",
+    "shipment_created_to_shipped",
+)
+
+
+def hop_latencies(outcomes: Iterable[Outcome]) -> dict[str, dict[str, float]]:
+    """accept→SHIPPED hop by hop (`HOPS`, p50 and p99 ms) over the orders that reached SHIPPED
+    with every stage recorded: where an order's time goes, one stage's wait and work at a time."""
+    spans: list[list[float]] = [[] for _ in HOPS]
+    for o in outcomes:
+        times = (o.created_at, *o.stages)
+        if len(times) != len(HOPS) + 1 or any(t is None for t in times):
+            continue
+        for i, span in enumerate(spans):
+            later, earlier = times[i + 1], times[i]
+            assert later is not None and earlier is not None
+            span.append((later - earlier) * 1000)
+    return {
+        hop: {"p50": round(pct(span, 50), 1), "p99": round(pct(span, 99), 1)}
+        for hop, span in zip(HOPS, spans, strict=True)
+    }

@@ -1,7 +1,8 @@
 """Follows every accepted order to a terminal status, reading Postgres in bulk.
 
 One query per poll for all outstanding ids (chunked), instead of polling the API per order.
-The SHIPPED time comes from `order_events` (the SHIPPED row's `at`), against `orders.created_at`.
+The SHIPPED time comes from `order_events` (the SHIPPED row's `at`), against `orders.created_at`;
+so do the times of the stages before it (`benchdb.STAGES`), for the latency of each hop.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Outcome:
     created_at: float
     terminal_at: float
     shipped_at: float | None
+    stages: tuple[float | None, ...] = ()  # times of benchdb.STAGES (shipped last), None: none
 
     @property
     def e2e_s(self) -> float | None:
@@ -59,12 +61,11 @@ class Tracker:
         moved = 0
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            for oid, status, created, updated, shipped in await benchdb.outcomes(
+            for oid, status, created, updated, stages in await benchdb.outcomes(
                 self._conn, chunk, TERMINAL
             ):
-                self.outcomes[oid] = Outcome(
-                    status, _ts(created), _ts(updated), _ts(shipped) if shipped else None
-                )
+                times = tuple(None if t is None else _ts(t) for t in stages)
+                self.outcomes[oid] = Outcome(status, _ts(created), _ts(updated), times[-1], times)
                 del self.outstanding[oid]
                 moved += 1
         return moved

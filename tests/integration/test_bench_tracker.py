@@ -1,0 +1,42 @@
+"""The benchmark's tracker against a real order: its outcome carries the time of every stage
+(`benchdb.STAGES`), in the order the pipeline ran them, so `make bench` can time each hop."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from bench.stats import HOPS, hop_latencies
+from bench.tracker import Tracker
+from core.settings import Settings
+from tests.integration.conftest import Api
+
+
+def test_a_delivered_order_has_every_stage_time_in_pipeline_order(
+    api: Api, customer: str, settings: Settings
+) -> None:
+    api.set_available("SKU-91", 10)
+    order_id = api.place_ok(customer, [("SKU-91", 1)])
+    api.wait_status(customer, order_id, "DELIVERED")
+
+    async def track() -> Tracker:
+        tracker = Tracker(settings.database_url)
+        await tracker.open()
+        try:
+            tracker.add(order_id, 0.0)
+            assert await tracker.poll() == 1
+        finally:
+            await tracker.close()
+        return tracker
+
+    outcome = asyncio.run(track()).outcomes[uuid.UUID(order_id)]
+    assert outcome.status == "DELIVERED"
+    times = (outcome.created_at, *outcome.stages)
+    assert len(times) == len(HOPS) + 1 and None not in times, times
+    # accepted, reserved, paid, shipment created, shipped: in that order
+    assert list(times) == sorted(t for t in times if t is not None)
+    assert outcome.shipped_at == outcome.stages[-1]
+    hops = hop_latencies([outcome])
+    assert list(hops) == list(HOPS) and all(h["p50"] >= 0 for h in hops.values())
+    total = sum(h["p50"] for h in hops.values())
+    assert abs(total - (outcome.e2e_s or 0) * 1000) < 1.0  # the hops add up to accept→SHIPPED
