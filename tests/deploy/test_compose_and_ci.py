@@ -9,7 +9,7 @@ import re
 import subprocess
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -158,7 +158,9 @@ def test_compose_app_settings_are_the_local_stack_defaults_but_hosts_and_secrets
     same = {k: v for k, v in env.items() if k.lower() in DEFAULTS and k not in skip}
     assert {"APP_ENV", "HTTP_PORT", "INVENTORY_SHARDS"} <= same.keys()
     assert {k: str(DEFAULTS[k.lower()]) for k in same} == same
-    Settings(**{k.lower(): v for k, v in env.items() if k.lower() in DEFAULTS})
+    Settings(
+        **cast(dict[str, Any], {k.lower(): v for k, v in env.items() if k.lower() in DEFAULTS})
+    )
 
 
 def test_compose_every_ray_node_has_the_runtime_secrets_and_token_auth() -> None:

@@ -106,7 +106,7 @@ async def _round_trip(bootstrap: str) -> list[bytes]:
     )
     await consumer.start()
     try:  # the first poll of a new broker may wait for its group coordinator
-        deadline, values = time.monotonic() + 90, []
+        deadline, values = time.monotonic() + 90, list[bytes]()
         while not values and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=5_000)
             values = [r.value for records in batch.values() for r in records]
@@ -227,7 +227,7 @@ def _redis(source: str, tmp: Path) -> tuple[list[str], dict[str, str], int, str]
 
 def _denied(client: redis.Redis, *command: str) -> bool:
     try:
-        client.execute_command(*command)
+        client.execute_command(*command)  # type: ignore[no-untyped-call]
     except redis.exceptions.NoPermissionError:
         return True
     return False

@@ -9,7 +9,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import kubernetes_validate
@@ -112,12 +112,14 @@ def test_serve_import_path_imports_and_declares_the_configured_deployments() -> 
 
 
 def _group(name: str) -> dict[str, Any]:
-    (group,) = [g for g in _cluster()["workerGroupSpecs"] if g["groupName"] == name]
+    groups: list[dict[str, Any]] = _cluster()["workerGroupSpecs"]
+    (group,) = [g for g in groups if g["groupName"] == name]
     return group
 
 
 def _deployment() -> dict[str, Any]:
-    (deployment,) = _serve_config()["applications"][0]["deployments"]
+    deployments: list[dict[str, Any]] = _serve_config()["applications"][0]["deployments"]
+    (deployment,) = deployments
     return deployment
 
 
@@ -157,7 +159,9 @@ def test_pipeline_actors_go_only_to_pipeline_pods() -> None:
     """The actors ask for ACTOR_NUM_CPUS each; only pipeline pods offer CPUs to Ray."""
     env = _env(_app_containers()["head"])
     fields = Settings.model_fields
-    settings = Settings(**{k.lower(): v for k, v in env.items() if k.lower() in fields})
+    settings = Settings(
+        **cast(dict[str, Any], {k.lower(): v for k, v in env.items() if k.lower() in fields})
+    )
     assert settings.actor_num_cpus > 0
     pipeline = _group("pipeline")
     assert "num-cpus" not in pipeline["rayStartParams"] and not _custom_resources(pipeline)
@@ -431,7 +435,9 @@ def test_app_containers_share_image_and_settings_that_load() -> None:
         "MIGRATION_DATABASE_URL",
     } and all(job[k] == v for k, v in ray.items())
     fields = Settings.model_fields
-    settings = Settings(**{k.lower(): v for k, v in ray.items() if k.lower() in fields})
+    settings = Settings(
+        **cast(dict[str, Any], {k.lower(): v for k, v in ray.items() if k.lower() in fields})
+    )
     assert settings.http_host == "0.0.0.0"
     assert settings.kafka_security_protocol == "SASL_PLAINTEXT"
     for url, service, port in [

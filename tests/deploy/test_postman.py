@@ -31,7 +31,10 @@ def _newman() -> str:
 
 
 def _requests(items: list[dict[str, object]]) -> int:
-    return sum(_requests(i["item"]) if "item" in i else 1 for i in items)  # type: ignore[arg-type]
+    total = 0
+    for i in items:
+        total += _requests(i["item"]) if "item" in i else 1  # type: ignore[arg-type]
+    return total
 
 
 def _overrides() -> list[str]:

@@ -4,6 +4,7 @@ Kafka, Ray with the platform deployed, gateway on :HTTP_PORT). Nothing here is m
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -251,7 +252,7 @@ def ray_cluster(settings: Settings) -> Iterator[Any]:
         ray.init(
             address="auto",
             namespace=settings.ray_namespace,
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             log_to_driver=False,
         )
     yield ray

@@ -32,7 +32,7 @@ def test_seed_quickstart_token_and_body_get_202(http: httpx.Client, settings: Se
         (lambda s: "Basic dXNlcjpwYXNz", 401),
         (lambda s: "Bearer not.a.jwt", 401),
         (lambda s: "Bearer " + jwt.encode(seed_claims(), "wrong-secret", algorithm="HS256"), 401),
-        (lambda s: "Bearer " + jwt.encode(seed_claims(), None, algorithm="none"), 401),
+        (lambda s: "Bearer " + jwt.encode(seed_claims(), "", algorithm="none"), 401),
         (lambda s: "Bearer " + jwt.encode(seed_claims(), s, algorithm="HS384"), 401),
         (lambda s: "Bearer " + jwt.encode(seed_claims(aud="x"), s, algorithm="HS256"), 401),
         (lambda s: "Bearer " + jwt.encode(seed_claims(iss="x"), s, algorithm="HS256"), 401),

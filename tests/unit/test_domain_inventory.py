@@ -115,10 +115,8 @@ def test_outcomes_reserve_or_reject_with_the_reason() -> None:
     decision = rules.outcomes([ok_e, oos_e, cap_e], ok, {cap_e.order_id})
     moves = {m.order_id: m for m in decision.moves}
     assert moves[ok_e.order_id].target == OrderStatus.RESERVED
-    assert (
-        moves[ok_e.order_id].emits is not None
-        and moves[ok_e.order_id].emits.type == "StockReserved"
-    )
+    emits = moves[ok_e.order_id].emits
+    assert emits is not None and emits.type == "StockReserved"
     assert moves[oos_e.order_id].detail == {"reason": rules.OUT_OF_STOCK}
     assert moves[cap_e.order_id].detail == {"reason": rules.TOO_MANY_HOLDS}
     assert all(m.emits is not None for m in decision.moves)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 import uvloop
@@ -59,7 +60,7 @@ async def _keepalive_and_bodies() -> tuple[list[tuple[int, bytes]], int]:
 
 @pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
 def test_requests_reuse_keepalive_connections(run: Callable[..., object]) -> None:
-    answers, connections = run(_keepalive_and_bodies())  # type: ignore[misc]
+    answers, connections = cast(tuple[list[tuple[int, bytes]], int], run(_keepalive_and_bodies()))
     assert answers[:3] == [(202, b"body-0"), (202, b"body-1"), (202, b"body-2")]
     assert answers[3:] == [(202, b"p")] * 4
     assert connections <= 4  # the three sequential requests shared one connection

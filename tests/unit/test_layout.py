@@ -92,7 +92,7 @@ def _strings(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             out.append((node.lineno, node.value))
         elif isinstance(node, ast.JoinedStr):
-            text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+            text = "".join(str(v.value) for v in node.values if isinstance(v, ast.Constant))
             out.append((node.lineno, str(text)))
     return out
 
