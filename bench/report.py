@@ -178,13 +178,8 @@ def _top(per_order: dict[str, float] | None, n: int = 8) -> str:
 
 def _hops(hops: dict[str, dict[str, float]]) -> str:
     """`reserved 113/218, paid 97/173, …`: each hop named by the stage it ends in."""
-    names = {
-        "accept_to_reserved": "reserved",
-        "reserved_to_paid": "paid",
-        "paid_to_shipment_created": "shipment created",
-        "shipment_created_to_shipped": "shipped",
-    }
-    return ", ".join(f"{names.get(h, h)} {v['p50']}/{v['p99']}" for h, v in hops.items()) or "none"
+    ends = ((h.rpartition("_to_")[2].replace("_", " "), v) for h, v in hops.items())
+    return ", ".join(f"{end} {v['p50']}/{v['p99']}" for end, v in ends) or "none"
 
 
 def _trio(result: dict[str, Any], kind: str) -> str:

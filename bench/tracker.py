@@ -22,8 +22,12 @@ class Outcome:
     status: str
     created_at: float
     terminal_at: float
-    shipped_at: float | None
     stages: tuple[float | None, ...] = ()  # times of benchdb.STAGES (shipped last), None: none
+
+    @property
+    def shipped_at(self) -> float | None:
+        """When it reached SHIPPED (None: it never did)."""
+        return self.stages[-1] if self.stages else None
 
     @property
     def e2e_s(self) -> float | None:
@@ -65,7 +69,7 @@ class Tracker:
                 self._conn, chunk, TERMINAL
             ):
                 times = tuple(None if t is None else _ts(t) for t in stages)
-                self.outcomes[oid] = Outcome(status, _ts(created), _ts(updated), times[-1], times)
+                self.outcomes[oid] = Outcome(status, _ts(created), _ts(updated), times)
                 del self.outstanding[oid]
                 moved += 1
         return moved

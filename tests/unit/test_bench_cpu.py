@@ -54,7 +54,9 @@ def test_main_run_summary_reports_cpu_per_order_of_its_steady_window() -> None:
     tracker = Tracker("postgresql://unused")
     for i in range(1000):  # 100 a second over [100, 110), 800 inside the steady [102, 110)
         at = 100.0 + i / 100
-        tracker.outcomes[uuid.uuid4()] = Outcome("DELIVERED", at - 0.5, at, at - 0.2)
+        tracker.outcomes[uuid.uuid4()] = Outcome(
+            "DELIVERED", at - 0.5, at, (None, None, None, at - 0.2)
+        )
     got = summary(run, tracker)["cpu_ms_per_order"]
     assert got["postgres"] == pytest.approx(0.5 * 8 * 1000 / 800)
     assert got["actor:payment"] == pytest.approx(0.25 * 8 * 1000 / 800)
