@@ -1,4 +1,4 @@
-"""What the payment and shipping groups do with a batch: one call per owning actor.
+"""What the payment group does with a batch: one call per owning shard actor.
 
 Each handler is idempotent: a redelivered event changes nothing (dedupe rows in the same
 Postgres transaction as the effect, or state transitions that only happen once).
@@ -47,19 +47,11 @@ class PaymentHandler(ActorLookup):
         return parts
 
 
-class ShippingHandler(ActorLookup):
-    async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
-        batch = routes.sort("shipping", events).get("create", [])
-        if batch:
-            await self.actor(registry.SHIPPING).create_batch.remote(batch)
-
-
 def handler_for(group: str, settings: Settings) -> Handler:
-    """The handler of a group run by a `KafkaBridge` actor (the notification group runs inside
-    the notification actor, docs/adr/ADR-006)."""
-    kinds: dict[str, type[InventoryHandler | PaymentHandler | ShippingHandler]] = {
+    """The handler of a group run by a `KafkaBridge` actor (the notification and shipping
+    groups run inside their owners, docs/adr/ADR-006)."""
+    kinds: dict[str, type[InventoryHandler | PaymentHandler]] = {
         "inventory": InventoryHandler,
         "payment": PaymentHandler,
-        "shipping": ShippingHandler,
     }
     return kinds[group](settings)

@@ -10,11 +10,10 @@ RELAY = "outbox-relay"
 SHIPPING = "shipping"
 NOTIFICATION = "notification"
 # Consumer groups run by a `KafkaBridge` actor each (named `consumer-<group>`).
-CONSUMERS = ("inventory", "payment", "shipping")
-# The `notification` group runs inside the notification actor (docs/adr/ADR-006).
+CONSUMERS = ("inventory", "payment")
+# The `notification` and `shipping` groups run inside their owners (docs/adr/ADR-006).
 NOTIFICATION_GROUP = "notification"
-# Names of actors that older deployments started and this one must stop when it rolls out.
-RETIRED = ("consumer-notification",)
+SHIPPING_GROUP = "shipping"
 
 
 def inventory_shard(index: int) -> str:
@@ -35,3 +34,8 @@ def get_actor(name: str, namespace: str) -> Any:
     import ray
 
     return ray.get_actor(name, namespace=namespace)
+
+
+# Names of actors that older deployments started and this one must stop when it rolls out: the
+# bridges of the groups that now run inside their owners (any count `CONSUMERS_PER_GROUP` allows).
+RETIRED = tuple(consumer(g, i) for g in (NOTIFICATION_GROUP, SHIPPING_GROUP) for i in range(64))

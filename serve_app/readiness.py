@@ -42,6 +42,7 @@ class ReadinessProbe:
             probes[f"consumer:{registry.NOTIFICATION_GROUP}"] = self._actor_health(
                 registry.NOTIFICATION
             )
+            probes[f"consumer:{registry.SHIPPING_GROUP}"] = self._actor_health(registry.SHIPPING)
         results = await asyncio.gather(*(_bounded(p) for p in probes.values()))
         checks = dict(zip(probes, results, strict=True))
         if "relay" in checks:
