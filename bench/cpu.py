@@ -46,3 +46,14 @@ def window_ms_per_order(
 ) -> dict[str, float]:
     """`ms_per_order` of the CPU used within [start, end] by `orders` completed orders."""
     return ms_per_order(seconds_in(series, started, start, end), orders)
+
+
+def steal_pct(
+    series: Sequence[tuple[float, float]], started: float, start: float, end: float, cpus: int
+) -> float:
+    """The share (%) of the machine's CPU time within [start, end] that the hypervisor gave to
+    other guests while this one wanted to run (`steal`): on a shared VM, the figures of a run
+    with much of it are lower for a reason outside the platform."""
+    stolen = seconds_in([(at, {"steal": c}) for at, c in series], started, start, end)
+    span = (end - start) * max(cpus, 1)
+    return round(100 * stolen.get("steal", 0.0) / span, 1) if span > 0 else 0.0

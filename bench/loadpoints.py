@@ -30,6 +30,8 @@ def point(fraction: float, figures: dict[str, Any]) -> dict[str, Any]:
         "lost": figures["lost"],
         "errors": figures["errors"],
         "cpu_ms_per_order": figures["cpu_ms_per_order"],
+        "cpu_steal_pct": figures.get("cpu_steal_pct", 0.0),
+        "cpu_unit_ms": figures.get("cpu_unit_ms"),
     }
 
 

@@ -4,12 +4,14 @@ terminal status, progress lines while it runs, and its summary."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.cpu import window_ms_per_order
+from bench import speed
+from bench.cpu import steal_pct, window_ms_per_order
 from bench.loadgen import Record, WorkerSpec
 from bench.phase import Phase
 from bench.procs import CpuSampler
@@ -47,6 +49,8 @@ class MainRun:
     cpu_cores: dict[str, float] = field(default_factory=dict)
     loadgen_cpu_s: float = 0.0
     cpu_series: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    steal_series: list[tuple[float, float]] = field(default_factory=list)
+    unit_series: list[tuple[float, float]] = field(default_factory=list)  # bench.speed
     cpu_started: float = 0.0
 
 
@@ -68,7 +72,7 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
             if rec[3] == 202:
                 tracker.add(rec[4], rec[2])
         await tracker.poll()
-        window.step(cpu.sample())
+        window.step(cpu.sample(), cpu.steal_cores)
     phase.join()
     result.records.extend(phase.drain())
     result.loadgen_cpu_s = phase.cpu_s
@@ -78,8 +82,9 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
     while tracker.outstanding and time.time() < result.load_end + load.grace_s:
         await _tick()
         await tracker.poll()
-        window.step(cpu.sample())
+        window.step(cpu.sample(), cpu.steal_cores)
     result.cpu_series, result.cpu_started = list(cpu.series), cpu.started
+    result.steal_series = list(cpu.steal_series)
     return result
 
 
@@ -125,6 +130,10 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "cpu_ms_per_order": window_ms_per_order(
             run.cpu_series, run.cpu_started, steady_from, steady_to, len(done_in_window)
         ),
+        "cpu_steal_pct": steal_pct(
+            run.steal_series, run.cpu_started, steady_from, steady_to, os.cpu_count() or 1
+        ),
+        "cpu_unit_ms": speed.median_in(run.unit_series, steady_from, steady_to),
     }
 
 
@@ -174,9 +183,12 @@ class _Window:
         self._run, self._tracker, self._every = run, tracker, every_s
         self._last_t, self._last_n, self._last_done = run.t0, 0, 0
         self._cpu: list[dict[str, float]] = []
+        self._steal: list[float] = []
 
-    def step(self, cores: dict[str, float]) -> None:
+    def step(self, cores: dict[str, float], steal: float) -> None:
+        """One sample: cores per component, and cores the hypervisor took from the machine."""
         self._cpu.append(cores)
+        self._steal.append(steal)
         now = time.time()
         if now - self._last_t < self._every:
             return
@@ -189,12 +201,15 @@ class _Window:
             for k, v in sample.items():
                 avg[k] = avg.get(k, 0.0) + v / len(self._cpu)
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(group_cpu(avg).items())[:6])
+        unit = speed.unit_ms()
+        self._run.unit_series.append((time.time(), unit))
         info(
             f"t={now - self._run.t0:4.0f}s answered {len(new) / span:6.1f}/s "
             f"accepted {len(ok) / span:6.1f}/s completed {(done - self._last_done) / span:6.1f}/s "
             f"p99 accept {pct([(r[2] - r[0]) * 1000 for r in ok], 99):6.1f} ms "
             f"errors {len(new) - len(ok)} in-pipeline {len(self._tracker.outstanding)} | "
-            f"cores: {top}"
+            f"cores: {top}; stolen {sum(self._steal) / len(self._steal):.2f}; "
+            f"CPU unit {unit:.1f} ms"
         )
         self._last_t, self._last_n, self._last_done = now, len(self._run.records), done
-        self._cpu = []
+        self._cpu, self._steal = [], []

@@ -108,7 +108,10 @@ class CpuSampler:
     own: dict[int, str] = field(default_factory=dict)  # our pids → "loadgen" or "bench"
     totals: dict[str, float] = field(default_factory=dict)
     series: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    # (sample time, cores the hypervisor took from the whole machine since the previous sample)
+    steal_series: list[tuple[float, float]] = field(default_factory=list)
     _last: dict[int, float] = field(default_factory=dict)
+    _steal_last: float = 0.0
     _groups: dict[int, str] = field(default_factory=dict)
     _t0: float = 0.0
     _t_last: float = 0.0
@@ -118,8 +121,10 @@ class CpuSampler:
         self._ps = psutil_module()
         self.totals.clear()
         self.series.clear()
+        self.steal_series.clear()
         self._last.clear()
         self._t0 = self._t_last = time.time()
+        self._steal_last = self._stolen_s()
         self._scan(record=False)
 
     @property
@@ -135,7 +140,20 @@ class CpuSampler:
         self._t_last = now
         cores = {k: v / span for k, v in deltas.items()}
         self.series.append((now, cores))
+        stolen = self._stolen_s()
+        self.steal_series.append((now, max(stolen - self._steal_last, 0.0) / span))
+        self._steal_last = stolen
         return cores
+
+    @property
+    def steal_cores(self) -> float:
+        """Cores the hypervisor took in the last sample's interval (0 before the first)."""
+        return self.steal_series[-1][1] if self.steal_series else 0.0
+
+    def _stolen_s(self) -> float:
+        """CPU seconds the hypervisor gave to others while this machine's CPUs wanted to run
+        (`steal` of /proc/stat; 0 where the kernel does not count it)."""
+        return float(getattr(self._ps.cpu_times(), "steal", 0.0))
 
     def cores(self) -> dict[str, float]:
         """Average cores per component over the whole sampled window."""

@@ -18,6 +18,8 @@ from bench.stats import group_cpu
 from bench.ui import console
 from core.settings import Settings
 
+# Above this share of stolen CPU time the report says the run's figures are not comparable.
+_STEAL_WARN_PCT = 5.0
 _PLATFORM_KNOBS = (
     "gateway_replicas",
     "max_ongoing_requests",
@@ -115,6 +117,8 @@ def table(result: dict[str, Any]) -> None:
         ("generator send lag p99 ms", result["send_lag_p99_ms"]),
         ("CPU cores by component", group_cpu(result["cpu_cores"])),
         ("CPU ms per completed order (steady window)", _top(result.get("cpu_ms_per_order"))),
+        ("CPU time taken by the hypervisor (steal, steady window)", _steal(result)),
+        ("CPU unit ms, median (machine speed, bench/speed.py)", result.get("cpu_unit_ms")),
     ]
     warm = result.get("warmup_run")
     if warm:
@@ -159,12 +163,21 @@ def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
                 f"at {p['load_fraction']:.0%} ({p['offered_per_s']}/s offered): "
                 "accept / accept→SHIPPED p50, p99 ms",
                 f"{p['accept_p50_ms']}, {p['accept_p99_ms']} / {p['e2e_shipped_p50_ms']}, "
-                f"{p['e2e_shipped_p99_ms']}; completed {p['completed_per_s']}/s, lost {p['lost']}",
+                f"{p['e2e_shipped_p99_ms']}; completed {p['completed_per_s']}/s, lost {p['lost']}, "
+                f"steal {p.get('cpu_steal_pct', 0.0)} %, CPU unit {p.get('cpu_unit_ms')} ms",
             )
         )
     rows.append(("gateway accept-only capacity / s", result.get("gateway_accept_capacity_per_s")))
     rows.append(("saturation_vs_accept_capacity", result.get("saturation_vs_accept_capacity")))
     return rows
+
+
+def _steal(result: dict[str, Any]) -> str:
+    """The run's steal share, with what it means for the figures when it is large."""
+    pct = float(result.get("cpu_steal_pct", 0.0))
+    if pct >= _STEAL_WARN_PCT:
+        return f"{pct} % of the machine's CPU time: other guests slowed this run; compare with care"
+    return f"{pct} %"
 
 
 def _top(per_order: dict[str, float] | None, n: int = 8) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
 
-from bench.cpu import ms_per_order, seconds_in, window_ms_per_order
+from bench import speed
+from bench.cpu import ms_per_order, seconds_in, steal_pct, window_ms_per_order
 from bench.mainrun import Load, MainRun, summary
 from bench.procs import classify
 from bench.tracker import Outcome, Tracker
@@ -57,9 +59,24 @@ def test_main_run_summary_reports_cpu_per_order_of_its_steady_window() -> None:
         tracker.outcomes[uuid.uuid4()] = Outcome(
             "DELIVERED", at - 0.5, at, (None, None, None, at - 0.2)
         )
-    got = summary(run, tracker)["cpu_ms_per_order"]
+    # a core stolen throughout the ramp-up, none in the steady window's first half, 0.5 after
+    run.steal_series = [
+        (100.0 + t, 1.0 if t <= 2 else (0.0 if t <= 6 else 0.5)) for t in range(1, 11)
+    ]
+    figures = summary(run, tracker)
+    got = figures["cpu_ms_per_order"]
     assert got["postgres"] == pytest.approx(0.5 * 8 * 1000 / 800)
     assert got["actor:payment"] == pytest.approx(0.25 * 8 * 1000 / 800)
+    cpus = os.cpu_count() or 1
+    assert figures["cpu_steal_pct"] == pytest.approx(round(100 * 0.5 * 4 / (8 * cpus), 1))
+    assert figures["cpu_unit_ms"] is None  # no progress line, no unit timed
+
+
+def test_cpu_unit_ms_is_the_median_of_the_units_timed_in_the_window() -> None:
+    series = [(101.0, 90.0), (103.0, 30.0), (105.0, 45.0), (107.0, 31.0), (111.0, 80.0)]
+    assert speed.median_in(series, 102.0, 110.0) == 31.0  # 30, 45, 31: the ramp-up's 90 is out
+    assert speed.median_in(series, 108.0, 110.0) is None
+    assert 0 < speed.unit_ms() < 10_000
 
 
 def test_classify_new_actor_classes_under_their_own_name() -> None:
@@ -96,14 +113,35 @@ def test_an_idle_ray_worker_that_becomes_an_actor_counts_as_that_actor(
             [_Proc(7, "ray::PaymentShard", 3.5), _Proc(8, "ray::ShippingActor", 2.5)],
         ]
     )
-    fake = type("PS", (), {"process_iter": staticmethod(lambda attrs: next(scans))})()
+    # the machine's steal counter: still in the first interval, 1 s more in the second
+    stolen = iter([10.0, 10.0, 11.0])
+    fake = type(
+        "PS",
+        (),
+        {
+            "process_iter": staticmethod(lambda attrs: next(scans)),
+            "cpu_times": staticmethod(lambda: type("C", (), {"steal": next(stolen)})()),
+        },
+    )()
     monkeypatch.setattr(procs, "psutil_module", lambda: fake)
     sampler = procs.CpuSampler()
     sampler.start()
     sampler.sample()
+    assert sampler.steal_cores == 0.0
     sampler.sample()
     assert sampler.totals == {
         "ray-system": pytest.approx(0.5),
         "actor:shipping": pytest.approx(1.5),
         "actor:payment": pytest.approx(2.0),
     }
+    assert sampler.steal_cores > 0.0
+    assert [c > 0 for _, c in sampler.steal_series] == [False, True]
+
+
+def test_steal_pct_is_the_stolen_share_of_the_machines_cpu_time_in_the_window() -> None:
+    # 1-second samples from t=100 on a 2-CPU machine: 0.5 core stolen during 101-103, none else
+    series = [(101.0, 0.0), (102.0, 0.5), (103.0, 0.5), (104.0, 0.0)]
+    assert steal_pct(series, 100.0, 100.0, 104.0, 2) == pytest.approx(12.5)  # 1 s of 8
+    assert steal_pct(series, 100.0, 101.0, 103.0, 2) == pytest.approx(25.0)  # 1 s of 4
+    assert steal_pct(series, 100.0, 101.5, 102.0, 2) == pytest.approx(25.0)  # part of a sample
+    assert steal_pct([], 100.0, 100.0, 104.0, 2) == 0.0
