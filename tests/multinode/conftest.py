@@ -10,8 +10,8 @@ import pytest
 
 from bench.scale_hosts import Hosts, unavailable
 
-# The platform as these tests deploy it: two bridge actors per consumer group, so that each
-# worker host holds a member of every group, and partitions for both.
+# The platform as these tests deploy it: two bridge actors per bridged consumer group
+# (inventory, payment), so that each worker host holds a member of both, and partitions for both.
 PLATFORM = {
     "CONSUMERS_PER_GROUP": "2",
     "KAFKA_PARTITIONS": "6",

@@ -1,7 +1,7 @@
 """A real Ray cluster of three hosts on this machine (cluster/netns.sh): the head (Postgres, Redis,
 Kafka, Ray head with no CPUs, the Serve gateway) and two worker hosts, each a network namespace
 with its own address on a private bridge and a CPU quota of its own. The platform deploys with
-two bridge actors per consumer group; its actors must spread over both workers, survive the
+two bridge actors per bridged consumer group; its actors must spread over both workers, survive the
 loss of one under load, and survive a redeploy with another inventory shard count — with every
 accepted order terminal, none oversold, none charged twice."""
 
@@ -14,6 +14,7 @@ import pytest
 
 from bench.scale_hosts import Hosts
 from consumers import routes
+from core import registry
 from core.settings import Settings
 from tests.multinode import probes
 from tests.multinode.conftest import PLATFORM
@@ -39,10 +40,11 @@ def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
     assert gateway and all(a.node_ip == hosts.info["NODE_ADDRESS"] for a in gateway), gateway
     members = probes.group_members(hosts)
     for group in routes.GROUPS:
-        if group == "notification":  # one actor holds it (docs/adr/ADR-006)
-            continue
+        # a bridged group has CONSUMERS_PER_GROUP members; the notification and shipping
+        # groups one, their owner actor (docs/adr/ADR-006)
+        want = 2 if group in registry.CONSUMERS else 1
         owned = [parts for _, parts in members.get(group, [])]
-        assert len(owned) == 2, f"group {group}: members {members.get(group)}"
+        assert len(owned) == want, f"group {group}: members {members.get(group)}"
         assert set().union(*owned) == probes.partitions(hosts, routes.topics(group))
 
 
