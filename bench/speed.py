@@ -3,8 +3,9 @@ CPU time of the thread that runs it.
 
 CPU time leaves out the waits for a CPU (those are the scheduler's and the hypervisor's steal),
 so a unit that takes longer means each instruction ran slower: on a shared VM another guest on
-the same physical core, or a lower clock. On the 2-vCPU VM of docs/performance.md the unit took
-29–31 ms and, ten seconds later with the same idle stack, 44–52 ms; a run's CPU per order and
+the same physical core, or a lower clock (the run's own load moves it too: compare units at the
+same offered load). On the 2-vCPU VM of docs/performance.md a unit three times this one took
+29–36 ms and, ten seconds later with the same idle stack, 44–52 ms; a run's CPU per order and
 its latencies move with it. `make bench` times a unit with each progress line and reports the
 median of its steady window (`cpu_unit_ms`), so two runs can be told apart by the machine they
 ran on as well as by the code.
