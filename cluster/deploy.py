@@ -65,7 +65,7 @@ def actor_names(settings: Settings, *, every: bool = False) -> list[str]:
         registry.SHIPPING,
         registry.NOTIFICATION,
         *(registry.consumer(g, i) for g in registry.CONSUMERS for i in range(per_group)),
-        *registry.RETIRED,
+        *registry.retired(per_group),
     ]
 
 

@@ -36,6 +36,11 @@ def get_actor(name: str, namespace: str) -> Any:
     return ray.get_actor(name, namespace=namespace)
 
 
-# Names of actors that older deployments started and this one must stop when it rolls out: the
-# bridges of the groups that now run inside their owners (any count `CONSUMERS_PER_GROUP` allows).
-RETIRED = tuple(consumer(g, i) for g in (NOTIFICATION_GROUP, SHIPPING_GROUP) for i in range(64))
+# Groups whose bridges older deployments started: they run inside their owners now (ADR-006).
+RETIRED_GROUPS = (NOTIFICATION_GROUP, SHIPPING_GROUP)
+
+
+def retired(per_group: int) -> list[str]:
+    """The bridge actors of `RETIRED_GROUPS` an older deployment with up to `per_group` bridges
+    a group may have left; a rollout stops them."""
+    return [consumer(g, i) for g in RETIRED_GROUPS for i in range(per_group)]

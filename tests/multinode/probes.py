@@ -28,7 +28,7 @@ from domain.events import Topic
 
 def pipeline_actors(settings: Settings) -> set[str]:
     """The named pipeline actors a deployment with these settings runs."""
-    return set(actor_names(settings)) - set(registry.RETIRED)
+    return set(actor_names(settings)) - set(registry.retired(settings.consumers_per_group))
 
 
 def placement(hosts: Hosts, names: set[str]) -> dict[str, str]:
