@@ -1,4 +1,6 @@
-"""Inventory shard actors: each owns the stock of the SKUs with `crc32(sku) % N == index`.
+"""Inventory shard actors: each owns the stock of the SKUs with `crc32(sku) % N == index`, and
+hosts one member of the `inventory` consumer group (docs/adr/ADR-006): a batch's part for this
+shard is handled in process, the other shards' parts through their actors.
 
 State lives in memory for fast decisions and is persisted in the same Postgres transaction as
 every change, so a restarted shard (max_restarts=-1) reloads exactly what was committed. The
@@ -19,6 +21,9 @@ from actors.base import owned_shard, platform_actor
 from adapters import stock as sql
 from adapters.pg import now
 from adapters.uow import Tx
+from consumers.base import Shards
+from consumers.inventory import InventoryHandler
+from consumers.loop import ConsumerLoop
 from core import registry
 from core.settings import get_settings
 from domain import inventory as rules
@@ -57,6 +62,10 @@ class InventoryShard:
         self._stock: dict[str, rules.Stock] = {}
         await self._reload()
         self._sweeper = asyncio.create_task(self._expire_loop())
+        # last: the loop may hand over a batch at once, and the shard's methods need the above
+        shards = Shards(self._settings, registry.inventory_shard, index, self)
+        handler = InventoryHandler(self._settings, self._uow, shards)
+        self._consumer = ConsumerLoop(registry.INVENTORY_GROUP, handler, self._settings)
 
     async def _reload(self) -> None:
         async with self._uow.begin() as tx:
@@ -65,10 +74,11 @@ class InventoryShard:
         self._stock = {s: v for s, v in stock.items() if registry.shard_of(s, n) == self._index}
 
     async def health(self) -> dict[str, Any]:
+        """The consumer member's health (its status is this shard's) and the shard's share."""
         n = self._settings.inventory_shards
         return {
             "pid": os.getpid(),
-            "status": "up",
+            **self._consumer.health(),
             "shard": self._index,
             "of": n,
             "skus": len(self._stock),

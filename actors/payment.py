@@ -1,4 +1,6 @@
-"""Payment shard actors: each owns the ledger of the customers with `crc32(customer) % N`.
+"""Payment shard actors: each owns the ledger of the customers with `crc32(customer) % N`, and
+hosts one member of the `payment` consumer group (docs/adr/ADR-006): a batch's part for this
+shard is handled in process, the other shards' parts through their actors.
 
 At most one charge per order: the `payments` row (primary key = order id) is written in the
 same transaction as the order's move, the dedupe row and the outbox event (`adapters.uow`).
@@ -20,6 +22,9 @@ from actors.base import owned_shard, platform_actor
 from adapters import payments as sql
 from adapters.provider import FAULT_KEY, guarded_call, make_breaker
 from adapters.uow import Tx
+from consumers.base import Shards
+from consumers.loop import ConsumerLoop
+from consumers.payment import PaymentHandler
 from core import registry
 from core.metrics import Metrics
 from core.settings import get_settings
@@ -89,11 +94,16 @@ class PaymentShard:
         self.limit = Decimal(str(settings.credit_limit))
         async with self._uow.begin() as tx:
             self.outstanding = await sql.outstanding(tx.conn)
+        # last: the loop may hand over a batch at once, and the shard's methods need the above
+        shards = Shards(settings, registry.payment_shard, index, self)
+        handler = PaymentHandler(settings, shards)
+        self._consumer = ConsumerLoop(registry.PAYMENT_GROUP, handler, settings)
 
     async def health(self) -> dict[str, Any]:
+        """The consumer member's health (its status is this shard's) and the shard's share."""
         return {
             "pid": os.getpid(),
-            "status": "up",
+            **self._consumer.health(),
             "shard": self._index,
             "of": self._shards,
             "breaker": self._breaker.current_state,

@@ -24,7 +24,6 @@ _RAY_ACTOR_GROUPS = {
     "ShippingActor": "actor:shipping",
     "NotificationActor": "actor:notification",
     "OutboxRelay": "actor:outbox-relay",
-    "KafkaBridge": "actor:kafka-consumers",
 }
 
 # Ray's own workers (`ray::<name>`): not actors of the platform

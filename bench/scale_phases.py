@@ -21,7 +21,6 @@ from bench.ui import info
 from bench.workload import SCARCE_SKUS, Mix, admin_token, customers
 
 PLATFORM = {
-    "CONSUMERS_PER_GROUP": "2",
     "KAFKA_PARTITIONS": "6",
     "INVENTORY_SHARDS": "2",
     "PAYMENT_SHARDS": "2",

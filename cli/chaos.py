@@ -1,9 +1,10 @@
 """`make chaos`: steady load while processes die, then every invariant is checked.
 
-One fault at a time: SIGKILL an inventory shard, a payment shard, a consumer actor and the
-outbox relay; SIGKILL and restart the Kafka broker; restart Postgres; restart Redis. Between
-faults the stack must become ready again. Afterwards every accepted order must reach a terminal
-status, and the invariants of docs/reliability.md must hold.
+One fault at a time: SIGKILL an inventory shard, a payment shard (each hosts a member of its
+consumer group), the shipping actor (its group's only member) and the outbox relay; SIGKILL and
+restart the Kafka broker; restart Postgres; restart Redis. Between faults the stack must become
+ready again. Afterwards every accepted order must reach a terminal status, and the invariants
+of docs/reliability.md must hold.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class Chaos:
         return [
             ("inventory shard", lambda: self.sigkill_actor(inv)),
             ("payment shard", lambda: self.sigkill_actor(pay)),
-            ("consumer actor", lambda: self.sigkill_actor(registry.consumer("inventory"))),
+            ("shipping actor", lambda: self.sigkill_actor(registry.SHIPPING)),
             ("outbox relay", lambda: self.sigkill_actor(registry.RELAY)),
             ("kafka broker", self.kill_kafka),
             ("postgres", lambda: self.restart("pg")),

@@ -53,19 +53,18 @@ def _detached(cls: Any, name: str, namespace: str, *args: Any) -> Any:
 
 def actor_names(settings: Settings, *, every: bool = False) -> list[str]:
     """Every named platform actor, in start order; `every`: also the names any allowed shard
-    or consumer count would use (to stop what an earlier deployment with other counts left)."""
+    count would use and the bridges of older versions (to stop what an earlier deployment
+    left)."""
     limit = 64 if every else None
     inv = limit or settings.inventory_shards
     pay = limit or settings.payment_shards
-    per_group = limit or settings.consumers_per_group
     return [
         registry.RELAY,
         *(registry.inventory_shard(i) for i in range(inv)),
         *(registry.payment_shard(i) for i in range(pay)),
         registry.SHIPPING,
         registry.NOTIFICATION,
-        *(registry.consumer(g, i) for g in registry.CONSUMERS for i in range(per_group)),
-        *registry.retired(per_group),
+        *(registry.retired() if every else ()),
     ]
 
 
@@ -85,7 +84,6 @@ def stop_actors(settings: Settings) -> int:
 
 def create_actors(settings: Settings) -> dict[str, Any]:
     """Create (or find) every named actor; returns their handles without waiting."""
-    from actors.bridge import KafkaBridge
     from actors.inventory import InventoryShard
     from actors.notification import NotificationActor
     from actors.outbox_relay import OutboxRelay
@@ -102,10 +100,6 @@ def create_actors(settings: Settings) -> dict[str, Any]:
         handles[name] = _detached(PaymentShard, name, ns, i)
     handles[registry.SHIPPING] = _detached(ShippingActor, registry.SHIPPING, ns)
     handles[registry.NOTIFICATION] = _detached(NotificationActor, registry.NOTIFICATION, ns)
-    for group in registry.CONSUMERS:
-        for i in range(settings.consumers_per_group):
-            name = registry.consumer(group, i)
-            handles[name] = _detached(KafkaBridge, name, ns, group)
     return handles
 
 

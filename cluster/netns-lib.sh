@@ -248,7 +248,7 @@ netns_wait_nodes() {
 }
 
 netns_deploy() {
-  log "deploy from the head (CONSUMERS_PER_GROUP=${CONSUMERS_PER_GROUP:-1}, INVENTORY_SHARDS=${INVENTORY_SHARDS:-1}, PAYMENT_SHARDS=${PAYMENT_SHARDS:-1})"
+  log "deploy from the head (INVENTORY_SHARDS=${INVENTORY_SHARDS:-1}, PAYMENT_SHARDS=${PAYMENT_SHARDS:-1})"
   in_head "$PY" -m cluster.netns_deploy "$@" >>"$RUN/logs/deploy.log" 2>&1 \
     || { tail -20 "$RUN/logs/deploy.log" >&2; die "deploy failed; see $RUN/logs/deploy.log"; }
   wait_for "gateway /ready on $HEAD_IP:$HTTP_PORT" 180 \

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from core import registry
 from core.settings import Settings
+from domain.errors import Unavailable
 from domain.events import Envelope
 
 
@@ -21,14 +22,33 @@ class Handler(Protocol):
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None: ...
 
 
-class ActorLookup:
-    """Cached handles to the named platform actors."""
+class Shards:
+    """The shards of one kind as the member of a consumer group hosted by shard `index` sees
+    them: its own shard is called in process (no Ray call, no pickling of the batch), the
+    others through their named actors (docs/adr/ADR-006)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._cache: dict[str, Any] = {}
+    def __init__(
+        self, settings: Settings, name: Callable[[int], str], index: int, local: object
+    ) -> None:
+        self._namespace = settings.ray_namespace
+        self._name = name
+        self._index = index
+        self._local = local
+        self._handles: dict[int, Any] = {}
 
-    def actor(self, name: str) -> Any:
-        if name not in self._cache:
-            self._cache[name] = registry.get_actor(name, self.settings.ray_namespace)
-        return self._cache[name]
+    def call(self, index: int, method: str, *args: Any) -> Awaitable[Any]:
+        """`method(*args)` on shard `index`, awaitable either way."""
+        if index == self._index:
+            result: Awaitable[Any] = getattr(self._local, method)(*args)
+            return result
+        remote: Awaitable[Any] = getattr(self._handle(index), method).remote(*args)
+        return remote
+
+    def _handle(self, index: int) -> Any:
+        if index not in self._handles:
+            name = self._name(index)
+            try:
+                self._handles[index] = registry.get_actor(name, self._namespace)
+            except ValueError as exc:  # not created yet (a rollout): retried, never poison
+                raise Unavailable(f"actor {name} does not exist (yet)") from exc
+        return self._handles[index]

@@ -7,14 +7,11 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from adapters import stock as sql
-from adapters.pg import open_pool
 from adapters.uow import Tx, UnitOfWork
 from consumers import routes
-from consumers.base import ActorLookup, PoisonMessage
-from core import registry
+from consumers.base import PoisonMessage, Shards
 from core.settings import Settings
 from domain import inventory as rules
 from domain.decision import Decision, OrderView
@@ -40,19 +37,16 @@ class _Outcome:
         return self
 
 
-class InventoryHandler(ActorLookup):
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        # opened on the first batch and kept for the life of the bridge actor's process
-        self._uow: UnitOfWork | None = None
+class InventoryHandler:
+    """The group's member hosted by an inventory shard: `uow` is the shard's, `shards` calls the
+    hosting shard in process and the others through Ray."""
 
-    def _shard(self, index: int) -> Any:
-        return self.actor(registry.inventory_shard(index))
+    def __init__(self, settings: Settings, uow: UnitOfWork, shards: Shards) -> None:
+        self.settings = settings
+        self._uow = uow
+        self._shards = shards
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
-        if self._uow is None:
-            pool = await open_pool(self.settings.database_url, 2, "inventory-consumer")
-            self._uow = UnitOfWork(pool, self.settings.redis_url)
         work = routes.sort(CONSUMER, events)
         release = [e.order_id for e in work.get("release", [])]
         if work.get("reserve"):
@@ -63,8 +57,7 @@ class InventoryHandler(ActorLookup):
     async def _broadcast(self, method: str, order_ids: list[uuid.UUID]) -> None:
         if order_ids:
             n = self.settings.inventory_shards
-            shards = [self._shard(i) for i in range(n)]
-            await asyncio.gather(*(getattr(s, method).remote(order_ids) for s in shards))
+            await asyncio.gather(*(self._shards.call(i, method, order_ids) for i in range(n)))
 
     async def _screen(self, uow: UnitOfWork, events: list[Envelope]) -> list[Envelope]:
         """The events not handled yet; an order that does not exist is poison (checked before
@@ -91,7 +84,7 @@ class InventoryHandler(ActorLookup):
             raise PoisonMessage(str(exc)) from exc
         shard_ids = sorted(per_shard)  # fixed order across shards
         answers = await asyncio.gather(
-            *(self._shard(i).reserve_batch.remote(per_shard[i]) for i in shard_ids)
+            *(self._shards.call(i, "reserve_batch", per_shard[i]) for i in shard_ids)
         )
         asked = (per_shard[i] for i in shard_ids)
         ok = rules.combine(events, capped, zip(asked, answers, strict=True))

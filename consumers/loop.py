@@ -82,8 +82,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 class ConsumerLoop:
-    """One consumer group's loop, run by whichever actor hosts it: a `KafkaBridge` actor, or
-    the owner of the group's effects itself (the notification actor, docs/adr/ADR-006)."""
+    """One consumer group member's loop, run inside the actor that owns the group's effects
+    (an inventory or payment shard, the shipping or the notification actor, docs/adr/ADR-006)."""
 
     def __init__(self, group: str, handler: Handler, settings: Settings) -> None:
         self._settings = settings

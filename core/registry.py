@@ -9,9 +9,11 @@ from domain.sharding import shard_of as shard_of  # re-exported: callers route b
 RELAY = "outbox-relay"
 SHIPPING = "shipping"
 NOTIFICATION = "notification"
-# Consumer groups run by a `KafkaBridge` actor each (named `consumer-<group>`).
-CONSUMERS = ("inventory", "payment")
-# The `notification` and `shipping` groups run inside their owners (docs/adr/ADR-006).
+# Every consumer group runs inside the actors that own its effects (docs/adr/ADR-006): one
+# member in each inventory shard, one in each payment shard, one in the shipping and one in the
+# notification actor.
+INVENTORY_GROUP = "inventory"
+PAYMENT_GROUP = "payment"
 NOTIFICATION_GROUP = "notification"
 SHIPPING_GROUP = "shipping"
 
@@ -24,8 +26,8 @@ def payment_shard(index: int) -> str:
     return f"payment-shard-{index}"
 
 
-def consumer(group: str, index: int = 0) -> str:
-    """The bridge actor `index` of a consumer group (the first keeps the name it always had)."""
+def bridge(group: str, index: int = 0) -> str:
+    """The name older deployments gave bridge actor `index` of a consumer group."""
     return f"consumer-{group}" if index == 0 else f"consumer-{group}-{index}"
 
 
@@ -36,11 +38,12 @@ def get_actor(name: str, namespace: str) -> Any:
     return ray.get_actor(name, namespace=namespace)
 
 
-# Groups whose bridges older deployments started: they run inside their owners now (ADR-006).
-RETIRED_GROUPS = (NOTIFICATION_GROUP, SHIPPING_GROUP)
+# Older deployments ran consumer groups in bridge actors of their own (`KafkaBridge`, up to
+# `CONSUMERS_PER_GROUP` = 64 per group); every group runs inside its owners now (ADR-006).
+RETIRED_GROUPS = (INVENTORY_GROUP, PAYMENT_GROUP, NOTIFICATION_GROUP, SHIPPING_GROUP)
+RETIRED_PER_GROUP = 64
 
 
-def retired(per_group: int) -> list[str]:
-    """The bridge actors of `RETIRED_GROUPS` an older deployment with up to `per_group` bridges
-    a group may have left; a rollout stops them."""
-    return [consumer(g, i) for g in RETIRED_GROUPS for i in range(per_group)]
+def retired() -> list[str]:
+    """The bridge actors an older deployment may have left running; a rollout stops them."""
+    return [bridge(g, i) for g in RETIRED_GROUPS for i in range(RETIRED_PER_GROUP)]

@@ -55,11 +55,10 @@ class Settings(BaseSettings):
     metrics_export_port: int = Field(default=8090, gt=0, lt=65536)
 
     # Scale-out: a CPU share per pipeline actor (so the scheduler places them on worker hosts
-    # and the autoscaler sees demand), bridge actors per consumer group (each takes a share of
-    # the group's partitions), and the partitions of every topic (the most consumers a group
-    # can use; raising it later adds partitions, lowering it is refused by Kafka).
+    # and the autoscaler sees demand), and the partitions of every topic (the most members a
+    # consumer group can use: each shard hosts one of its group, ADR-006; raising it later adds
+    # partitions, lowering it is refused by Kafka).
     actor_num_cpus: float = Field(default=0.1, ge=0, le=8)
-    consumers_per_group: int = Field(default=1, ge=1, le=64)
     kafka_partitions: int = Field(default=6, ge=1, le=256)
     # One shard of each kind on one host: every shard is a process with its own cycles and
     # transactions, and on the 2-core box two of each cost ~13 % more CPU per order and ~100
@@ -157,6 +156,12 @@ class Settings(BaseSettings):
 # message is readable at most KAFKA_RETENTION_HOURS + 1 h plus one retention check (5 min).
 KAFKA_SEGMENT_HOURS = 1
 
+# Settings of earlier versions that no longer do anything: named in a warning when still set.
+GONE = {
+    "CONSUMERS_PER_GROUP": "each shard hosts one member of its consumer group now: set "
+    "INVENTORY_SHARDS and PAYMENT_SHARDS (docs/adr/ADR-006)",
+}
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
@@ -171,4 +176,7 @@ def get_settings() -> Settings:
         raise SettingsError(f"invalid settings: {problems}") from None
     if settings.app_env == "dev" and settings.jwt_secret == DEV_SECRET:
         log.warning("JWT_SECRET is the dev default; never use APP_ENV=dev in production")
+    for name, instead in GONE.items():
+        if name in os.environ:
+            log.warning("%s is no longer used and is ignored: %s", name, instead)
     return settings

@@ -37,12 +37,14 @@ class ReadinessProbe:
         }
         if self._actors.with_ray:
             probes["relay"] = self._actor_health(registry.RELAY)
-            for group in registry.CONSUMERS:
-                probes[f"consumer:{group}"] = self._actor_health(registry.consumer(group))
-            probes[f"consumer:{registry.NOTIFICATION_GROUP}"] = self._actor_health(
-                registry.NOTIFICATION
-            )
-            probes[f"consumer:{registry.SHIPPING_GROUP}"] = self._actor_health(registry.SHIPPING)
+            # each group's (first) member, hosted by the actor that owns its effects (ADR-006)
+            for group, host in (
+                (registry.INVENTORY_GROUP, registry.inventory_shard(0)),
+                (registry.PAYMENT_GROUP, registry.payment_shard(0)),
+                (registry.SHIPPING_GROUP, registry.SHIPPING),
+                (registry.NOTIFICATION_GROUP, registry.NOTIFICATION),
+            ):
+                probes[f"consumer:{group}"] = self._actor_health(host)
         results = await asyncio.gather(*(_bounded(p) for p in probes.values()))
         checks = dict(zip(probes, results, strict=True))
         if "relay" in checks:

@@ -125,8 +125,8 @@ def test_killed_actors_restart_with_their_state_and_orders_complete(
     victims = [
         shard_name,
         registry.payment_shard(registry.shard_of(customer, settings.payment_shards)),
-        registry.consumer("inventory"),
         registry.SHIPPING,
+        registry.NOTIFICATION,
         registry.RELAY,
     ]
     placed = [api.place_ok(customer, [(sku, 1)]) for _ in range(5)]

@@ -112,10 +112,11 @@ def test_health_ready_and_docs_need_no_token_details_need_admin(
         "consumer:notification",
     ):
         assert ready["checks"][part]["status"] == "up", (part, ready)
-    # the shipping and notification groups run inside their owners (ADR-006): their loops'
-    # health comes with the owner's own fields
-    assert ready["checks"]["consumer:shipping"]["group"] == "shipping", ready
-    assert "pending" in ready["checks"]["consumer:shipping"], ready
+    # every group runs inside the actors that own its effects (ADR-006): a member's health
+    # comes with its host's own fields
+    for group, field in (("inventory", "skus"), ("payment", "customers"), ("shipping", "pending")):
+        assert ready["checks"][f"consumer:{group}"]["group"] == group, ready
+        assert field in ready["checks"][f"consumer:{group}"], ready
     assert "sent" in ready["checks"]["consumer:notification"], ready
     assert http.get("/metrics").status_code == 401
     assert http.get("/metrics", headers=customer).status_code == 403

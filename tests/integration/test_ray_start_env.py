@@ -61,7 +61,7 @@ def test_ray_starts_its_workers_at_the_configured_niceness() -> None:
     ("title", "setting"),
     [
         ("ray::OutboxRelay", None),
-        ("ray::KafkaBridge", None),
+        ("ray::PaymentShard", None),
         ("ray::InventoryShard", None),
         ("ray::NotificationActor", None),
         ("ray::ServeReplica:orders:api-gateway", None),

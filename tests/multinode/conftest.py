@@ -10,10 +10,10 @@ import pytest
 
 from bench.scale_hosts import Hosts, unavailable
 
-# The platform as these tests deploy it: two bridge actors per bridged consumer group
-# (inventory, payment), so that each worker host holds a member of both, and partitions for both.
+# The platform as these tests deploy it: two shards of each kind, each hosting a member of its
+# consumer group (ADR-006), so that each worker host holds a member of both, and partitions for
+# both.
 PLATFORM = {
-    "CONSUMERS_PER_GROUP": "2",
     "KAFKA_PARTITIONS": "6",
     "INVENTORY_SHARDS": "2",
     "PAYMENT_SHARDS": "2",

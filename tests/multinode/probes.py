@@ -21,14 +21,13 @@ from bench.tracker import Tracker
 from bench.workload import SCARCE_SKUS, Mix, admin_token, customers
 from cli.invariants import Verdict, check, end_offsets
 from cluster.deploy import actor_names
-from core import registry
 from core.settings import Settings
 from domain.events import Topic
 
 
 def pipeline_actors(settings: Settings) -> set[str]:
     """The named pipeline actors a deployment with these settings runs."""
-    return set(actor_names(settings)) - set(registry.retired(settings.consumers_per_group))
+    return set(actor_names(settings))
 
 
 def placement(hosts: Hosts, names: set[str]) -> dict[str, str]:

@@ -1,9 +1,9 @@
 """A real Ray cluster of three hosts on this machine (cluster/netns.sh): the head (Postgres, Redis,
 Kafka, Ray head with no CPUs, the Serve gateway) and two worker hosts, each a network namespace
 with its own address on a private bridge and a CPU quota of its own. The platform deploys with
-two bridge actors per bridged consumer group; its actors must spread over both workers, survive the
-loss of one under load, and survive a redeploy with another inventory shard count — with every
-accepted order terminal, none oversold, none charged twice."""
+two shards of each kind, each hosting a member of its consumer group; its actors must spread
+over both workers, survive the loss of one under load, and survive a redeploy with another
+inventory shard count — with every accepted order terminal, none oversold, none charged twice."""
 
 from __future__ import annotations
 
@@ -40,9 +40,13 @@ def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
     assert gateway and all(a.node_ip == hosts.info["NODE_ADDRESS"] for a in gateway), gateway
     members = probes.group_members(hosts)
     for group in routes.GROUPS:
-        # a bridged group has CONSUMERS_PER_GROUP members; the notification and shipping
-        # groups one, their owner actor (docs/adr/ADR-006)
-        want = 2 if group in registry.CONSUMERS else 1
+        # a member in each shard of the group's kind; the notification and shipping groups
+        # one, their owner actor (docs/adr/ADR-006)
+        shards = {
+            registry.INVENTORY_GROUP: int(PLATFORM["INVENTORY_SHARDS"]),
+            registry.PAYMENT_GROUP: int(PLATFORM["PAYMENT_SHARDS"]),
+        }
+        want = shards.get(group, 1)
         owned = [parts for _, parts in members.get(group, [])]
         assert len(owned) == want, f"group {group}: members {members.get(group)}"
         assert set().union(*owned) == probes.partitions(hosts, routes.topics(group))

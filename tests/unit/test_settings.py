@@ -61,3 +61,22 @@ def test_secrets_never_travel_in_the_runtime_env(
 
     monkeypatch.setenv(name, value)
     assert name not in _env_vars()
+
+
+def test_a_setting_that_is_gone_is_named_in_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from core.settings import get_settings
+
+    monkeypatch.setenv("CONSUMERS_PER_GROUP", "2")
+    get_settings.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="core.settings"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert any(
+        "CONSUMERS_PER_GROUP is no longer used" in r.getMessage()
+        and "INVENTORY_SHARDS" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text

@@ -1,6 +1,6 @@
-"""What the payment group does with a batch: one call per owning shard actor.
+"""The payment group: each batch split by action and by customer shard, one call per shard.
 
-Each handler is idempotent: a redelivered event changes nothing (dedupe rows in the same
+Each effect is idempotent: a redelivered event changes nothing (dedupe rows in the same
 Postgres transaction as the effect, or state transitions that only happen once).
 """
 
@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from consumers import routes
-from consumers.base import ActorLookup, Handler, PoisonMessage
-from consumers.inventory import InventoryHandler
+from consumers.base import PoisonMessage, Shards
 from core import registry
 from core.settings import Settings
 from domain.events import Envelope
@@ -26,15 +25,18 @@ _PAYMENT_METHODS = {
 }
 
 
-class PaymentHandler(ActorLookup):
+class PaymentHandler:
     """Per action, the batch split by customer shard: one call per payment shard."""
+
+    def __init__(self, settings: Settings, shards: Shards) -> None:
+        self._count = settings.payment_shards
+        self._shards = shards
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
         calls: list[Any] = []
-        for action, batch in routes.sort("payment", events).items():
+        for action, batch in routes.sort(registry.PAYMENT_GROUP, events).items():
             for index, part in self._split(batch).items():
-                shard = self.actor(registry.payment_shard(index))
-                calls.append(getattr(shard, _PAYMENT_METHODS[action]).remote(part))
+                calls.append(self._shards.call(index, _PAYMENT_METHODS[action], part))
         await asyncio.gather(*calls)
 
     def _split(self, events: list[Envelope]) -> dict[int, list[Envelope]]:
@@ -43,15 +45,5 @@ class PaymentHandler(ActorLookup):
             customer = e.data.get("customerId")
             if not isinstance(customer, str) or not customer:
                 raise PoisonMessage(f"event {e.event_id} has no customerId")
-            parts[registry.shard_of(customer, self.settings.payment_shards)].append(e)
+            parts[registry.shard_of(customer, self._count)].append(e)
         return parts
-
-
-def handler_for(group: str, settings: Settings) -> Handler:
-    """The handler of a group run by a `KafkaBridge` actor (the notification and shipping
-    groups run inside their owners, docs/adr/ADR-006)."""
-    kinds: dict[str, type[InventoryHandler | PaymentHandler]] = {
-        "inventory": InventoryHandler,
-        "payment": PaymentHandler,
-    }
-    return kinds[group](settings)
