@@ -59,24 +59,26 @@ class InventoryHandler:
             n = self.settings.inventory_shards
             await asyncio.gather(*(self._shards.call(i, method, order_ids) for i in range(n)))
 
-    async def _screen(self, uow: UnitOfWork, events: list[Envelope]) -> list[Envelope]:
-        """The events not handled yet; an order that does not exist is poison (checked before
-        reserving, so nothing is held for a phantom order)."""
+    async def _screen(
+        self, uow: UnitOfWork, events: list[Envelope]
+    ) -> tuple[list[Envelope], list[tuple[uuid.UUID, str]], dict[str, int]]:
+        """The events not handled yet, their principals and those principals' open holds, read
+        in one transaction; an order that does not exist is poison (checked before reserving,
+        so nothing is held for a phantom order)."""
         async with uow.begin() as tx:
             new = await sql.unseen(tx.conn, CONSUMER, [e.event_id for e in events])
             events = [e for e in events if e.event_id in new]
             known = await sql.existing_orders(tx.conn, [e.order_id for e in events])
-        unknown = [e for e in events if e.order_id not in known]
-        if unknown:
-            raise PoisonMessage(f"order {unknown[0].order_id} does not exist")
-        return events
+            unknown = [e for e in events if e.order_id not in known]
+            if unknown:
+                raise PoisonMessage(f"order {unknown[0].order_id} does not exist")
+            principals = [(e.order_id, str(e.data.get("principal", ""))) for e in events]
+            holds = await sql.open_holds(tx.conn, [p for _, p in principals])
+        return events, principals, holds
 
     async def _reserve(self, uow: UnitOfWork, events: list[Envelope]) -> list[uuid.UUID]:
         """Reserve, then record outcomes; returns the orders whose holds must be released."""
-        events = await self._screen(uow, events)
-        principals = [(e.order_id, str(e.data.get("principal", ""))) for e in events]
-        async with uow.begin() as tx:
-            holds = await sql.open_holds(tx.conn, [p for _, p in principals])
+        events, principals, holds = await self._screen(uow, events)
         capped = rules.over_hold_cap(principals, holds, self.settings.max_open_holds_per_customer)
         try:
             per_shard = rules.split_by_shard(events, self.settings.inventory_shards, capped)
