@@ -4,7 +4,7 @@ the outbox relay (with Kafka) and every consumer. Each probe is bounded in time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,20 +13,40 @@ from adapters import orders_repo
 from adapters.orders_repo import Pool
 from adapters.provider import OPENED_AT_KEY, STATE_KEY, open_for
 from core import registry
+from core.settings import Settings
 from serve_app.actors import ActorDirectory
 from serve_app.models import Readiness
 
 _PROBE_TIMEOUT_S = 2.0
+_COUNTS = ("handled", "deadLettered", "lag")  # summed over a group's members
+
+
+def _worst(states: Iterable[str]) -> str:
+    """`up` when every state is `up`, `down` when one is, else `degraded`."""
+    seen = set(states)
+    return "up" if seen <= {"up"} else ("down" if "down" in seen else "degraded")
 
 
 class ReadinessProbe:
     def __init__(
-        self, pool: Pool, redis: aioredis.Redis, actors: ActorDirectory, breaker_reset_s: float
+        self, pool: Pool, redis: aioredis.Redis, actors: ActorDirectory, settings: Settings
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._actors = actors
-        self._reset_s = breaker_reset_s
+        self._reset_s = settings.breaker_reset_s
+        # every member of each consumer group, hosted by the actors that own its effects
+        # (ADR-006): one per shard of the group's kind, the shipping and notification actors
+        self._members = {
+            registry.INVENTORY_GROUP: [
+                registry.inventory_shard(i) for i in range(settings.inventory_shards)
+            ],
+            registry.PAYMENT_GROUP: [
+                registry.payment_shard(i) for i in range(settings.payment_shards)
+            ],
+            registry.SHIPPING_GROUP: [registry.SHIPPING],
+            registry.NOTIFICATION_GROUP: [registry.NOTIFICATION],
+        }
 
     async def report(self) -> Readiness:
         """Overall status (`up`, `degraded` or `down`) with one entry per dependency."""
@@ -37,20 +57,13 @@ class ReadinessProbe:
         }
         if self._actors.with_ray:
             probes["relay"] = self._actor_health(registry.RELAY)
-            # each group's (first) member, hosted by the actor that owns its effects (ADR-006)
-            for group, host in (
-                (registry.INVENTORY_GROUP, registry.inventory_shard(0)),
-                (registry.PAYMENT_GROUP, registry.payment_shard(0)),
-                (registry.SHIPPING_GROUP, registry.SHIPPING),
-                (registry.NOTIFICATION_GROUP, registry.NOTIFICATION),
-            ):
-                probes[f"consumer:{group}"] = self._actor_health(host)
+            for group, hosts in self._members.items():
+                probes[f"consumer:{group}"] = self._group_health(group, hosts)
         results = await asyncio.gather(*(_bounded(p) for p in probes.values()))
         checks = dict(zip(probes, results, strict=True))
         if "relay" in checks:
             checks["kafka"] = {"status": checks["relay"].get("kafka", "down")}
-        states = {str(c.get("status")) for c in checks.values()}
-        overall = "up" if states <= {"up"} else ("down" if "down" in states else "degraded")
+        overall = _worst(str(c.get("status")) for c in checks.values())
         return Readiness(status=overall, checks=checks)
 
     async def _postgres(self) -> dict[str, Any]:
@@ -71,6 +84,20 @@ class ReadinessProbe:
         actor = await self._actors.get(name)
         health: dict[str, Any] = await actor.health.remote()
         return health
+
+    async def _group_health(self, group: str, hosts: list[str]) -> dict[str, Any]:
+        """A group is as healthy as its worst member: a single member's health as it is, or
+        the members' totals with each member's health (a host that does not answer is down)."""
+        members = await asyncio.gather(*(_bounded(self._actor_health(h)) for h in hosts))
+        if len(members) == 1:
+            return members[0]
+        return {
+            "status": _worst(str(m.get("status")) for m in members),
+            "group": group,
+            **{k: sum(int(m.get(k) or 0) for m in members) for k in _COUNTS},
+            "lastError": next((m["lastError"] for m in members if m.get("lastError")), None),
+            "members": members,
+        }
 
 
 async def _bounded(probe: Awaitable[dict[str, Any]]) -> dict[str, Any]:

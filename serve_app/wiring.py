@@ -71,7 +71,7 @@ async def open_services(
         inventory=InventoryService(pool, actors, settings.inventory_shards),
         faults=FaultInjector(redis, settings.app_env),
         live=LiveStatus(pool, redis),
-        readiness=ReadinessProbe(pool, redis, actors, settings.breaker_reset_s),
+        readiness=ReadinessProbe(pool, redis, actors, settings),
         metrics=MetricsProxy(settings.metrics_export_port),
         _pool=pool,
         _redis=redis,

@@ -93,7 +93,10 @@ def test_customer_cannot_use_admin_routes(http: httpx.Client, mint: Callable[...
 
 
 def test_health_ready_and_docs_need_no_token_details_need_admin(
-    http: httpx.Client, admin_headers: dict[str, str], mint: Callable[..., str]
+    http: httpx.Client,
+    admin_headers: dict[str, str],
+    mint: Callable[..., str],
+    settings: Settings,
 ) -> None:
     assert http.get("/health").json() == {"status": "ok"}
     assert http.get("/ready").json() == {"status": "up"}  # no node, pid or version to see
@@ -113,10 +116,20 @@ def test_health_ready_and_docs_need_no_token_details_need_admin(
     ):
         assert ready["checks"][part]["status"] == "up", (part, ready)
     # every group runs inside the actors that own its effects (ADR-006): a member's health
-    # comes with its host's own fields
-    for group, field in (("inventory", "skus"), ("payment", "customers"), ("shipping", "pending")):
-        assert ready["checks"][f"consumer:{group}"]["group"] == group, ready
-        assert field in ready["checks"][f"consumer:{group}"], ready
+    # comes with its host's own fields; a group of several members lists each one
+    for group, field, n in (
+        ("inventory", "skus", settings.inventory_shards),
+        ("payment", "customers", settings.payment_shards),
+        ("shipping", "pending", 1),
+    ):
+        check = ready["checks"][f"consumer:{group}"]
+        assert check["group"] == group, ready
+        members = check["members"] if n > 1 else [check]
+        assert len(members) == n, ready
+        assert all(m["group"] == group and field in m for m in members), ready
+    if settings.inventory_shards > 1:
+        shards = [m["shard"] for m in ready["checks"]["consumer:inventory"]["members"]]
+        assert shards == list(range(settings.inventory_shards)), ready
     assert "sent" in ready["checks"]["consumer:notification"], ready
     assert http.get("/metrics").status_code == 401
     assert http.get("/metrics", headers=customer).status_code == 403

@@ -1,0 +1,70 @@
+"""A consumer group's readiness is its members' (serve_app.readiness): every member is asked,
+the group is as healthy as its worst one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from core.settings import Settings
+from serve_app.readiness import ReadinessProbe
+
+
+class _Health:
+    def __init__(self, answer: dict[str, Any] | None) -> None:
+        self._answer = answer
+
+    async def remote(self) -> dict[str, Any]:
+        if self._answer is None:
+            raise ConnectionError("actor died")
+        return self._answer
+
+
+class _Actor:
+    def __init__(self, answer: dict[str, Any] | None) -> None:
+        self.health = _Health(answer)
+
+
+class _Directory:
+    with_ray = True
+
+    def __init__(self, answers: dict[str, dict[str, Any] | None]) -> None:
+        self._answers = answers
+
+    async def get(self, name: str) -> _Actor:
+        return _Actor(self._answers[name])
+
+
+def _member(shard: int, status: str = "up", **more: Any) -> dict[str, Any]:
+    health = {"status": status, "group": "inventory", "handled": 10 + shard, "lag": shard}
+    return {**health, "deadLettered": 0, "lastError": None, "shard": shard, **more}
+
+
+def _group(answers: dict[str, dict[str, Any] | None], shards: int) -> dict[str, Any]:
+    settings = Settings(inventory_shards=shards)
+    probe = ReadinessProbe(None, None, _Directory(answers), settings)  # type: ignore[arg-type]
+    hosts = [f"inventory-shard-{i}" for i in range(shards)]
+    return asyncio.run(probe._group_health("inventory", hosts))
+
+
+def test_a_single_member_is_the_group() -> None:
+    assert _group({"inventory-shard-0": _member(0)}, 1) == _member(0)
+
+
+def test_several_members_sum_up_and_each_is_listed() -> None:
+    answers: dict[str, dict[str, Any] | None] = {
+        f"inventory-shard-{i}": _member(i) for i in range(3)
+    }
+    group = _group(answers, 3)
+    assert group["status"] == "up"
+    assert (group["handled"], group["lag"], group["deadLettered"]) == (33, 3, 0)
+    assert [m["shard"] for m in group["members"]] == [0, 1, 2]
+
+
+def test_the_worst_member_decides() -> None:
+    stalled = _member(1, "degraded", lastError="OperationalError: gone")
+    group = _group({"inventory-shard-0": _member(0), "inventory-shard-1": stalled}, 2)
+    assert (group["status"], group["lastError"]) == ("degraded", "OperationalError: gone")
+    dead = _group({"inventory-shard-0": _member(0), "inventory-shard-1": None}, 2)
+    assert dead["status"] == "down"  # a member that does not answer is down, not skipped
+    assert dead["members"][1] == {"status": "down", "error": "ConnectionError"}
