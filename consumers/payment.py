@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 from consumers import routes
 from consumers.base import PoisonMessage, Shards
@@ -33,11 +32,13 @@ class PaymentHandler:
         self._shards = shards
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
-        calls: list[Any] = []
-        for action, batch in routes.sort(registry.PAYMENT_GROUP, events).items():
-            for index, part in self._split(batch).items():
-                calls.append(self._shards.call(index, _PAYMENT_METHODS[action], part))
-        await asyncio.gather(*calls)
+        # split the whole batch first: a poison event stops it before any shard is called
+        plan = [
+            (index, _PAYMENT_METHODS[action], part)
+            for action, batch in routes.sort(registry.PAYMENT_GROUP, events).items()
+            for index, part in self._split(batch).items()
+        ]
+        await asyncio.gather(*(self._shards.call(i, method, part) for i, method, part in plan))
 
     def _split(self, events: list[Envelope]) -> dict[int, list[Envelope]]:
         parts: dict[int, list[Envelope]] = defaultdict(list)

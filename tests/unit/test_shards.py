@@ -78,3 +78,52 @@ def test_a_shard_that_does_not_exist_yet_is_unavailable_not_poison(
     with pytest.raises(Unavailable, match="inventory-shard-2") as raised:
         shards.call(2, "reserve_batch", [])
     assert is_transient(raised.value)  # the loop retries it without limit, never dead-letters
+
+
+class _Recorder:
+    """Stands in for `Shards`: records the calls a handler makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str, list[str]]] = []
+
+    def call(self, index: int, method: str, part: list[Any]) -> asyncio.Future[None]:
+        self.calls.append((index, method, [e.data["customerId"] for e in part]))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def _reserved(customer: str | None, cancelled: bool = False) -> tuple[str, Any]:
+    from uuid import uuid4
+
+    from domain.events import Topic, new_event
+
+    data = {"customerId": customer} if customer is not None else {}
+    if cancelled:
+        return Topic.ORDER_CANCELLED, new_event("OrderCancelled", uuid4(), **data)
+    return Topic.INVENTORY_RESERVED, new_event("StockReserved", uuid4(), **data)
+
+
+def test_the_payment_member_makes_one_call_per_shard_and_action() -> None:
+    from consumers.payment import PaymentHandler
+
+    shards = _Recorder()
+    handler = PaymentHandler(Settings(payment_shards=2), shards)  # type: ignore[arg-type]
+    customers = ["c-1", "c-2", "c-3", "c-4"]
+    asyncio.run(handler.handle([_reserved(c) for c in customers]))
+    by_shard = {i: [c for c in customers if registry.shard_of(c, 2) == i] for i in (0, 1)}
+    assert sorted(shards.calls) == [
+        (i, "authorize_batch", by_shard[i]) for i in (0, 1) if by_shard[i]
+    ]
+
+
+def test_a_poison_event_stops_the_batch_before_any_shard_is_called() -> None:
+    from consumers.base import PoisonMessage
+    from consumers.payment import PaymentHandler
+
+    shards = _Recorder()
+    handler = PaymentHandler(Settings(payment_shards=2), shards)  # type: ignore[arg-type]
+    batch = [_reserved("c-2", cancelled=True), _reserved("c-1"), _reserved(None)]
+    with pytest.raises(PoisonMessage, match="no customerId"):
+        asyncio.run(handler.handle(batch))  # the refund's part comes first, and is not sent
+    assert shards.calls == []
