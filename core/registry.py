@@ -26,6 +26,17 @@ def payment_shard(index: int) -> str:
     return f"payment-shard-{index}"
 
 
+def members(inventory_shards: int, payment_shards: int) -> dict[str, list[str]]:
+    """Per consumer group, the actors that run its members (docs/adr/ADR-006): every shard of
+    the group's kind, and the shipping and notification actors their one group each."""
+    return {
+        INVENTORY_GROUP: [inventory_shard(i) for i in range(inventory_shards)],
+        PAYMENT_GROUP: [payment_shard(i) for i in range(payment_shards)],
+        SHIPPING_GROUP: [SHIPPING],
+        NOTIFICATION_GROUP: [NOTIFICATION],
+    }
+
+
 def bridge(group: str, index: int = 0) -> str:
     """The name older deployments gave bridge actor `index` of a consumer group."""
     return f"consumer-{group}" if index == 0 else f"consumer-{group}-{index}"

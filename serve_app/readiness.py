@@ -35,18 +35,7 @@ class ReadinessProbe:
         self._redis = redis
         self._actors = actors
         self._reset_s = settings.breaker_reset_s
-        # every member of each consumer group, hosted by the actors that own its effects
-        # (ADR-006): one per shard of the group's kind, the shipping and notification actors
-        self._members = {
-            registry.INVENTORY_GROUP: [
-                registry.inventory_shard(i) for i in range(settings.inventory_shards)
-            ],
-            registry.PAYMENT_GROUP: [
-                registry.payment_shard(i) for i in range(settings.payment_shards)
-            ],
-            registry.SHIPPING_GROUP: [registry.SHIPPING],
-            registry.NOTIFICATION_GROUP: [registry.NOTIFICATION],
-        }
+        self._members = registry.members(settings.inventory_shards, settings.payment_shards)
 
     async def report(self) -> Readiness:
         """Overall status (`up`, `degraded` or `down`) with one entry per dependency."""

@@ -31,7 +31,8 @@ def _platform(hosts: Hosts) -> Settings:
 
 
 def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
-    names = probes.pipeline_actors(_platform(hosts))
+    platform = _platform(hosts)
+    names = probes.pipeline_actors(platform)
     workers = {hosts.worker_ip(1), hosts.worker_ip(2)}
     where = probes.wait_placed(hosts, names, workers, 60)
     per_host = Counter(where.values())
@@ -39,14 +40,11 @@ def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
     gateway = [a for a in hosts.actors() if a.class_name.startswith("ServeReplica")]
     assert gateway and all(a.node_ip == hosts.info["NODE_ADDRESS"] for a in gateway), gateway
     members = probes.group_members(hosts)
+    # a member in each shard of the group's kind; the notification and shipping groups one,
+    # their owner actor (docs/adr/ADR-006)
+    hosted = registry.members(platform.inventory_shards, platform.payment_shards)
     for group in routes.GROUPS:
-        # a member in each shard of the group's kind; the notification and shipping groups
-        # one, their owner actor (docs/adr/ADR-006)
-        shards = {
-            registry.INVENTORY_GROUP: int(PLATFORM["INVENTORY_SHARDS"]),
-            registry.PAYMENT_GROUP: int(PLATFORM["PAYMENT_SHARDS"]),
-        }
-        want = shards.get(group, 1)
+        want = len(hosted[group])
         owned = [parts for _, parts in members.get(group, [])]
         assert len(owned) == want, f"group {group}: members {members.get(group)}"
         assert set().union(*owned) == probes.partitions(hosts, routes.topics(group))

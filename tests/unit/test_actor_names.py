@@ -25,3 +25,14 @@ def test_a_rollout_stops_every_bridge_an_older_version_may_have_left() -> None:
     for group in ("inventory", "payment", "shipping", "notification"):
         assert {f"consumer-{group}", f"consumer-{group}-1", f"consumer-{group}-63"} <= every
     assert {"inventory-shard-63", "payment-shard-63", "shipping", "notification"} <= every
+
+
+def test_each_group_runs_in_the_actors_that_own_its_effects() -> None:
+    from core import registry
+
+    assert registry.members(2, 3) == {
+        "inventory": ["inventory-shard-0", "inventory-shard-1"],
+        "payment": ["payment-shard-0", "payment-shard-1", "payment-shard-2"],
+        "shipping": ["shipping"],
+        "notification": ["notification"],
+    }
