@@ -136,6 +136,23 @@ die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 # machines; Ray's processes inherit it). The app's connection URLs are in it (Ray processes read
 # their settings from their environment, never from runtime_env); the owner role's credentials
 # and the bare passwords are not (cluster/deploy.py).
+# ray_session_priority PID: the CPU weight of the session `ray start` (PID, run under setsid)
+# leads, i.e. of every Ray process of this node. With autogroup scheduling (the kernel's default,
+# /proc/sys/kernel/sched_autogroup_enabled) Linux shares the CPU between sessions first, and only
+# then between the processes of a session: each Postgres backend is a session of its own, and so
+# are Kafka, Redis and the load generator, while the gateway, the five actors, HAProxy and Ray's
+# own processes share one. At niceness 0 all of Ray weighed as much as one Postgres backend;
+# measured at 190 orders/s, RAY_AUTOGROUP_NICENESS -5 halved the accept p99 (ADR-007). Lowering
+# it needs root or CAP_SYS_NICE; without them, or without autogroups (containers: cgroups decide
+# there), it stays as it was.
+ray_session_priority() {
+  local pid="$1" nice="${RAY_AUTOGROUP_NICENESS:--5}" file="/proc/$1/autogroup"
+  [[ -e $file ]] || return 0
+  if ! echo "$nice" 2>/dev/null >"$file"; then
+    log "ray: session niceness $nice refused (needs root or CAP_SYS_NICE); kept $(cat "$file" 2>/dev/null)"
+  fi
+}
+
 ray_env() {
   local haproxy_bin haproxy_dir="$RUN/haproxy"
   # HAProxy refuses a socket path over 97 characters: <dir>/<node id, 56>/admin.sock leaves 29

@@ -79,6 +79,35 @@ def test_every_thread_of_a_platform_process_runs_at_its_niceness(
         assert _thread_nices(pid) == {expected}, f"{title} pid {pid}"
 
 
+_AUTOGROUP_NICENESS = int(os.environ.get("RAY_AUTOGROUP_NICENESS", "-5"))
+
+
+def _autogroup(pid: int) -> tuple[str, int] | None:
+    """`(autogroup, its niceness)` of a process; None on a kernel without autogroups."""
+    try:
+        name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+    except OSError:
+        return None
+    return name, int(nice)
+
+
+def test_the_ray_session_weighs_what_the_launcher_sets() -> None:
+    """All of Ray's processes share one session, hence one autogroup, whose niceness the
+    launcher lowers (RAY_AUTOGROUP_NICENESS; root only) so that the gateway and the actors
+    together weigh more than a single Postgres backend (ADR-007)."""
+    titles = ("ray::ServeReplica:orders:api-gateway", "ray::InventoryShard", "ray::OutboxRelay")
+    pids = [pid for title in titles for pid in _processes(title)]
+    assert len(pids) >= len(titles), "is the stack up?"
+    groups = {_autogroup(pid) for pid in pids}
+    if groups == {None}:
+        return  # a kernel without autogroups: nothing weighs sessions
+    assert len(groups) == 1, groups  # one session
+    (group,) = groups
+    assert group is not None
+    expected = _AUTOGROUP_NICENESS if os.geteuid() == 0 or _AUTOGROUP_NICENESS >= 0 else 0
+    assert group[1] == expected
+
+
 def test_the_gateway_runs_serve_throughput_optimized_behind_haproxy() -> None:
     (pid, *_) = _processes("ray::ServeReplica:orders:api-gateway")
     env = _environ(pid)
