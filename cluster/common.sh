@@ -145,9 +145,13 @@ die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 # measured at 190 orders/s, RAY_AUTOGROUP_NICENESS -5 halved the accept p99 (ADR-007). Lowering
 # it needs root or CAP_SYS_NICE; without them, or without autogroups (containers: cgroups decide
 # there), it stays as it was.
+# Called once `ray start` answers: before its setsid() the write would reach the caller's session.
 ray_session_priority() {
-  local pid="$1" nice="${RAY_AUTOGROUP_NICENESS:--5}" file="/proc/$1/autogroup"
+  local pid="$1" nice="${RAY_AUTOGROUP_NICENESS:--5}" file="/proc/$1/autogroup" stat
   [[ -e $file ]] || return 0
+  stat="$(cat "/proc/$pid/stat")"
+  read -r -a stat <<<"${stat##*) }"
+  [[ ${stat[3]} == "$pid" ]] || die "ray: pid $pid does not lead its own session"
   if ! echo "$nice" 2>/dev/null >"$file"; then
     log "ray: session niceness $nice refused (needs root or CAP_SYS_NICE); kept $(cat "$file" 2>/dev/null)"
   fi

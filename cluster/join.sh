@@ -45,6 +45,6 @@ env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --bl
   --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
   --temp-dir="$RUN/ray" >"$RUN/logs/ray-worker.out" 2>&1 </dev/null &
 echo $! >"$RUN/pids/ray-worker.pid"
-ray_session_priority $!
 wait_for "ray worker node" 120 joined
+ray_session_priority "$(cat "$RUN/pids/ray-worker.pid")"
 log "joined: this machine ($NODE_ADDRESS) is a node of the cluster at $HEAD_ADDRESS"

@@ -222,8 +222,8 @@ ray_start() {
     --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
     --temp-dir="$RUN/ray" >"$RUN/logs/ray.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/ray.pid"
-  ray_session_priority $!
   wait_for "ray head" 120 ray_ready
+  ray_session_priority "$(cat "$RUN/pids/ray.pid")"
 }
 ray_stop() { stop_pid ray 60; }
 
