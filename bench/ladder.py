@@ -5,9 +5,12 @@ A step keeps up when the gateway accepts what is offered, completed/s follows th
 and the backlog (orders accepted but not yet terminal) does not grow. The ladder stops after
 `Rule.confirm` steps in a row that do not keep up (one miss may be a neighbour's burst on a
 shared box). The saturation point is the highest completed/s of any step, each step counted at
-most at its offered rate: once the offered rate is above what the pipeline can do, completed/s
-is what it can do; below, a step that also works off an earlier step's backlog completes more
-than it is offered, which the pipeline has not shown it can sustain.
+most at its offered rate and at the rate it accepted: once the offered rate is above what the
+pipeline can do, completed/s is what it can do; but a step that also works off an earlier
+step's backlog completes more than it takes in, which the platform has not shown it can
+sustain. (A run of 2026-12-04 had a step offered 608/s accept 454/s and complete 512/s while
+its backlog fell by 100/s; counted at its offered rate it made "saturation" 512/s, and the 90 %
+load point at 461/s fell behind by 50/s.)
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ class Rule:
 @dataclass(frozen=True)
 class Verdict:
     saturated: bool  # the ladder found the point (else it ran out of steps)
-    completed_per_s: float  # the highest completed/s of any step, at most its offered rate
+    completed_per_s: float  # the highest completed/s of any step, at most its offered and
+    # its accepted rate
     at_step: int | None  # index of that step
     misses: int  # steps that did not keep up
 
@@ -136,6 +140,6 @@ def judge(steps: Sequence[Step], rule: Rule) -> Verdict:
             run = 0
     if not steps:
         return Verdict(False, 0.0, None, 0)
-    sustained = [min(s.completed_per_s, s.offered_per_s) for s in steps]
+    sustained = [min(s.completed_per_s, s.offered_per_s, s.accepted_per_s) for s in steps]
     best = max(range(len(steps)), key=lambda i: sustained[i])
     return Verdict(run >= rule.confirm, sustained[best], best, missed)

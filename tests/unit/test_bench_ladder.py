@@ -104,6 +104,20 @@ def test_a_step_working_off_an_earlier_backlog_counts_at_its_offered_rate() -> N
     assert verdict.at_step == 1
 
 
+def test_a_step_taking_in_less_than_it_completes_counts_at_its_accepted_rate() -> None:
+    # the last three steps of run 20261204-055058: the 608/s step accepted 454/s, completed
+    # 512/s, and its backlog fell by 100/s (the 529/s step's)
+    steps = [
+        _step(460, 457.9, growth=-20, accepted=453.9),
+        _step(529, 390.2, growth=114, accepted=470.6),
+        _step(608.4, 512.4, growth=-100.6, accepted=454.2),
+    ]
+    verdict = judge(steps, Rule())
+    assert verdict.saturated
+    assert verdict.completed_per_s == pytest.approx(454.2)  # not 512.4
+    assert verdict.at_step == 2
+
+
 def test_no_steps_no_saturation() -> None:
     verdict = judge([], Rule())
     assert not verdict.saturated and verdict.at_step is None and verdict.completed_per_s == 0
