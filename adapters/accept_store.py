@@ -74,6 +74,10 @@ async def load_prices(pool: Pool) -> dict[str, Decimal]:
 # owner: who owns each id named by a customer (claimed now, or before this statement began);
 # ok: the requests allowed to store. An id claimed by a commit that ended after this statement
 # began is in neither claim nor owner: its requests come back as RETRY.
+# The named ids are a parameter of their own: Postgres cannot see how many rows `x` holds (it
+# guesses 100), and `IN (SELECT c FROM x)` made it read all of customer_owners for every batch
+# once the table held a few thousand customers (4 ms a batch at 14,000); `= ANY(array)` is one
+# index probe per id.
 _ACCEPT = (
     "WITH x AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS x(i uuid, p text, a bool, "
     "c text, it jsonb, t numeric, pm text, ca timestamptz, k text, h text, ev text, n int)), "
@@ -81,8 +85,7 @@ _ACCEPT = (
     "SELECT DISTINCT ON (c) c, p FROM x WHERE NOT a ORDER BY c, n "
     "ON CONFLICT DO NOTHING RETURNING customer_id, principal), "
     "owner AS (SELECT customer_id, principal FROM claim UNION ALL "
-    "SELECT customer_id, principal FROM customer_owners "
-    "WHERE customer_id IN (SELECT c FROM x WHERE NOT a)), "
+    "SELECT customer_id, principal FROM customer_owners WHERE customer_id = ANY(%s::text[])), "
     "ok AS (SELECT * FROM x WHERE a OR EXISTS "
     "(SELECT 1 FROM owner o WHERE o.customer_id = x.c AND o.principal = x.p)), "
     "ins AS (INSERT INTO orders (id, principal, customer_id, status, items, total, "
@@ -121,7 +124,8 @@ def _params(batch: list[NewOrder]) -> tuple[Any, ...]:
         )
         for n, o in enumerate(batch, 1)
     ]
-    return (json_rows(_COLUMNS, rows), CURRENCY, Topic.ORDER_CREATED)
+    named = sorted({o.customer_id for o in batch if not o.admin})
+    return (json_rows(_COLUMNS, rows), named, CURRENCY, Topic.ORDER_CREATED)
 
 
 async def insert_batch(pool: Pool, batch: list[NewOrder]) -> list[Stored]:
