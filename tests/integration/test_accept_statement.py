@@ -13,22 +13,22 @@ from adapters import accept_store
 from domain.events import new_event
 
 # The planner guesses 100 rows for the batch (`jsonb_to_recordset`); for the old `IN (SELECT c
-# FROM x)` it read the whole table between ~2,000 and ~17,000 customers and probed the index
-# above: each size is planned in turn.
+# FROM x)` it read the whole table between ~2,000 and ~17,000 customers (above that it probed
+# the index): each size is planned in turn.
 _CUSTOMERS_ON_FILE = (1_000, 8_000, 30_000)
 
 
-def _scans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans", []):
-        yield from _scans(child)
+        yield from _nodes(child)
 
 
 def _rows_read(plan: dict[str, Any], table: str) -> int:
     """Rows the plan's scans of `table` looked at: returned in every loop, plus filtered out."""
     return sum(
         int(n["Actual Rows"]) * int(n["Actual Loops"]) + int(n.get("Rows Removed by Filter", 0))
-        for n in _scans(plan)
+        for n in _nodes(plan)
         if n.get("Relation Name") == table and n["Node Type"] != "ModifyTable"
     )
 
@@ -64,9 +64,10 @@ def test_a_batch_reads_only_the_owners_of_the_customers_it_names(pg: Any) -> Non
                 "ON CONFLICT DO NOTHING",
                 (size,),
             )
+            batch = _two_new_customers()
             row = pg.execute(
                 "EXPLAIN (ANALYZE, FORMAT JSON) " + accept_store._ACCEPT,
-                accept_store._params(batch := _two_new_customers()),
+                accept_store._params(batch),
             ).fetchone()
             plan = next(iter(row.values()))[0]["Plan"]
             assert _rows_read(plan, "customer_owners") <= len(batch), (size, plan)
