@@ -64,7 +64,7 @@ class InventoryShard:
         self._sweeper = asyncio.create_task(self._expire_loop())
         # last: the loop may hand over a batch at once, and the shard's methods need the above
         shards = Shards(self._settings, registry.inventory_shard, index, self)
-        handler = InventoryHandler(self._settings, self._uow, shards)
+        handler = InventoryHandler(self._settings, self._uow, shards, self, index)
         self._consumer = ConsumerLoop(registry.INVENTORY_GROUP, handler, self._settings)
 
     async def _reload(self) -> None:
@@ -108,17 +108,31 @@ class InventoryShard:
 
     async def reserve_batch(self, requests: list[rules.ReserveRequest]) -> list[bool]:
         """All-or-nothing per order (within this shard), in request order; idempotent per order."""
-        async with self._lock:
-            expires = now() + timedelta(seconds=self._settings.hold_ttl_s)
-            async with self._uow.begin() as tx:
-                ids = [r.order_id for r in requests]
-                previous = await sql.reservation_states(tx.conn, ids, list(self._stock))
-                out = rules.reserve(self._stock, requests, previous)
-                await sql.hold(tx.conn, out.rows, expires, out.delta)
-            for sku, qty in out.delta.items():  # committed: now memory may follow
+        async with self._uow.begin() as tx:
+            return await self.reserve_in(tx, requests)
+
+    async def reserve_in(self, tx: Tx, requests: list[rules.ReserveRequest]) -> list[bool]:
+        """`reserve_batch` in the caller's transaction (the consumer member hosted here reserves
+        in the transaction that records the outcomes). The shard stays locked until `tx` ends
+        and its memory follows only if `tx` commits; once per transaction (the lock is not
+        reentrant)."""
+        await self._lock.acquire()
+        held: dict[str, int] = {}
+
+        def end(committed: bool) -> None:
+            for sku, qty in held.items() if committed else ():
                 s = self._stock[sku]
                 self._stock[sku] = rules.Stock(s.on_hand, s.reserved + qty)
-            return out.results
+            self._lock.release()
+
+        tx.after(end)  # before anything can fail: the lock is released whatever happens
+        expires = now() + timedelta(seconds=self._settings.hold_ttl_s)
+        ids = [r.order_id for r in requests]
+        previous = await sql.reservation_states(tx.conn, ids, list(self._stock))
+        out = rules.reserve(self._stock, requests, previous)
+        tx.write(*sql.holding(out.rows, expires, out.delta))
+        held.update(out.delta)
+        return out.results
 
     async def release_batch(self, order_ids: list[uuid.UUID]) -> int:
         """Return held stock of these orders exactly once (HELD → RELEASED)."""
@@ -135,7 +149,7 @@ class InventoryShard:
             async with self._uow.begin() as tx:
                 rows = await sql.close_holds(tx.conn, order_ids, list(self._stock), target)
                 delta = rules.settle(rows, target)
-                await sql.shift(tx.conn, delta)
+                tx.write(sql.shifting(delta))
             for sku, (reserved, on_hand) in delta.items():
                 s = self._stock[sku]
                 self._stock[sku] = rules.Stock(s.on_hand + on_hand, s.reserved + reserved)

@@ -55,7 +55,7 @@ class _Authorize:
         approved = [str(c.order.order_id) for c in decided if c.approved]
         refs = await shard.provider(approved)
         self.decision, rows = rules.charge_outcomes(decided, refs)
-        await sql.record(tx.conn, rows)
+        tx.write(sql.recording(rows))
         return self
 
 

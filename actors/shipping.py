@@ -59,7 +59,7 @@ class _Create:
             (orders.get(e.order_id), self.fail.get(e.order_id, False)) for e in events
         )
         self.decision = self.created.decision
-        await sql.create(tx.conn, self.created.shipments)
+        tx.write(sql.creating(self.created.shipments))
         return self
 
 
@@ -81,7 +81,7 @@ class _Advance:
         held = {c for c, flag in zip(customers, flags, strict=True) if flag}
         self.advanced = rules.advance(self.steps, shipments, orders, held)
         self.decision = self.advanced.decision
-        await sql.update(tx.conn, self.advanced.updates)
+        tx.write(sql.moving(self.advanced.updates))
         return self
 
 

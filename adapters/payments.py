@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_rows, uuid_array
+from adapters.pg import Row, Write, inserting, uuid_array
 from domain.payment import AUTHORIZED
 
 Conn = AsyncConnection[Row]
@@ -24,11 +24,10 @@ async def outstanding(conn: Conn) -> dict[str, Decimal]:
     return {r["customer_id"]: Decimal(str(r["s"])) for r in await cur.fetchall()}
 
 
-async def record(conn: Conn, rows: Sequence[PaymentRow]) -> None:
-    """Insert `(order, customer, amount, status, reason, provider ref)` rows. The primary key
-    makes a second charge of the same order fail the whole transaction."""
-    await insert_rows(
-        conn,
+def recording(rows: Sequence[PaymentRow]) -> Write | None:
+    """Insert `(order, customer, amount, status, reason, provider ref)` rows (for `Tx.write`).
+    The primary key makes a second charge of the same order fail the whole transaction."""
+    return inserting(
         "INSERT INTO payments (order_id, customer_id, amount, status, reason, provider_ref)",
         ("uuid", "text", "numeric", "text", "text", "text"),
         rows,

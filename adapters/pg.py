@@ -8,6 +8,7 @@ import os
 import select
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -119,6 +120,59 @@ def uuid_array(ids: Iterable[uuid.UUID]) -> str:
     return "{" + ",".join(map(str, ids)) + "}"
 
 
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One data-modifying statement with one JSON parameter (`inserting`, `updating`)."""
+
+    sql: str
+    doc: str
+
+
+def inserting(
+    head: str, types: Sequence[str], rows: Sequence[Sequence[Any]], tail: str = ""
+) -> Write | None:
+    """`head SELECT … FROM jsonb_to_recordset(…) tail`: all rows in one statement, one JSON
+    parameter (`types`: the Postgres type of each column, e.g. `("uuid", "text")`; see
+    `recordset`); None without rows.
+
+    The statement's text does not depend on the number of rows, so psycopg parses it once and
+    Postgres prepares it after a few runs. With adaptive batching (ADR-013) every batch size
+    made the multi-row `VALUES` form a new statement: psycopg's query splitting was the largest
+    Python cost of the shipping actor and the inventory shards in a profile at 300 orders/s.
+    """
+    if not rows:
+        return None
+    source, columns, doc = recordset(types, rows)
+    return Write(f"{head} SELECT {columns} FROM {source} {tail}".rstrip(), doc)
+
+
+def updating(
+    update: str, types: Sequence[str], columns: str, where: str, rows: Sequence[Sequence[Any]]
+) -> Write | None:
+    """`update FROM jsonb_to_recordset(…) AS v(columns) WHERE where`: many rows, one statement
+    whose text does not depend on their number (see `inserting`); None without rows."""
+    if not rows:
+        return None
+    names = [c.strip() for c in columns.split(",")]
+    source, _, doc = recordset(types, rows, names)
+    return Write(f"{update} FROM {source} WHERE {where}", doc)
+
+
+async def write_all(conn: AsyncConnection[Row], writes: Iterable[Write | None]) -> None:
+    """Run the writes as one statement: all but the last become data-modifying CTEs of the last
+    (`WITH w0 AS (…), w1 AS (…) <last>`), so a stage's writes cost one round trip and one
+    statement instead of one each (ADR-013, amendment). Postgres runs every part to completion;
+    the parts see the same snapshot, so no two of them may change the same row. The text
+    depends only on which writes are present, so psycopg and Postgres keep a few prepared
+    variants."""
+    todo = [w for w in writes if w is not None]
+    if not todo:
+        return
+    *ctes, main = todo
+    head = ", ".join(f"w{i} AS ({w.sql})" for i, w in enumerate(ctes))
+    await conn.execute(f"WITH {head} {main.sql}" if ctes else main.sql, [w.doc for w in todo])
+
+
 async def insert_rows(
     conn: AsyncConnection[Row],
     head: str,
@@ -126,18 +180,8 @@ async def insert_rows(
     rows: Sequence[Sequence[Any]],
     tail: str = "",
 ) -> None:
-    """`head SELECT … FROM jsonb_to_recordset(…) tail`: all rows in one statement, one JSON
-    parameter (`types`: the Postgres type of each column, e.g. `("uuid", "text")`; see
-    `recordset`).
-
-    The statement's text does not depend on the number of rows, so psycopg parses it once and
-    Postgres prepares it after a few runs. With adaptive batching (ADR-013) every batch size
-    made the multi-row `VALUES` form a new statement: psycopg's query splitting was the largest
-    Python cost of the shipping actor and the inventory shards in a profile at 300 orders/s.
-    """
-    if rows:
-        source, columns, doc = recordset(types, rows)
-        await conn.execute(f"{head} SELECT {columns} FROM {source} {tail}".rstrip(), (doc,))
+    """`inserting(…)`, run now (nothing without rows)."""
+    await write_all(conn, [inserting(head, types, rows, tail)])
 
 
 async def update_rows(
@@ -148,12 +192,8 @@ async def update_rows(
     where: str,
     rows: Sequence[Sequence[Any]],
 ) -> None:
-    """`update FROM jsonb_to_recordset(…) AS v(columns) WHERE where`: many rows, one statement
-    whose text does not depend on their number (see `insert_rows`)."""
-    if rows:
-        names = [c.strip() for c in columns.split(",")]
-        source, _, doc = recordset(types, rows, names)
-        await conn.execute(f"{update} FROM {source} WHERE {where}", (doc,))
+    """`updating(…)`, run now (nothing without rows)."""
+    await write_all(conn, [updating(update, types, columns, where, rows)])
 
 
 async def connect_when_up(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_rows, update_rows, uuid_array
+from adapters.pg import Row, Write, inserting, updating, uuid_array
 from domain.shipping import CREATED, SHIPPED, Shipment
 
 Conn = AsyncConnection[Row]
@@ -21,9 +21,9 @@ async def in_flight(conn: Conn) -> list[tuple[uuid.UUID, str]]:
     return [(r["order_id"], r["status"]) for r in await cur.fetchall()]
 
 
-async def create(conn: Conn, shipments: Sequence[Shipment]) -> None:
-    await insert_rows(
-        conn,
+def creating(shipments: Sequence[Shipment]) -> Write | None:
+    """Insert new shipments (for `Tx.write`); one that exists already stays as it is."""
+    return inserting(
         "INSERT INTO shipments (order_id, tracking, status, fail)",
         ("uuid", "text", "text", "bool"),
         [(s.order_id, s.tracking, s.status, s.fail) for s in shipments],
@@ -43,10 +43,9 @@ async def lock(conn: Conn, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Sh
     }
 
 
-async def update(conn: Conn, updates: Sequence[tuple[str, uuid.UUID]]) -> None:
-    """Set `(status, order)` pairs, one statement."""
-    await update_rows(
-        conn,
+def moving(updates: Sequence[tuple[str, uuid.UUID]]) -> Write | None:
+    """Set `(status, order)` pairs, one statement (for `Tx.write`)."""
+    return updating(
         "UPDATE shipments s SET status = v.status, updated_at = now()",
         ("text", "uuid"),
         "status, order_id",

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, insert_rows, update_rows, uuid_array
+from adapters.pg import Row, Write, inserting, updating, uuid_array
 from domain.inventory import HELD, Stock
 
 Conn = AsyncConnection[Row]
@@ -34,27 +34,24 @@ async def reservation_states(
     return states
 
 
-async def hold(
-    conn: Conn,
+def holding(
     rows: Sequence[tuple[uuid.UUID, str, str, str, int]],
     expires: datetime,
     delta: Mapping[str, int],
-) -> None:
+) -> tuple[Write | None, Write | None]:
     """Insert HELD reservations `(order, sku, customer, principal, qty)`; move `delta` units of
-    each SKU into `reserved`."""
-    await insert_rows(
-        conn,
+    each SKU into `reserved` (writes for `Tx.write`)."""
+    insert = inserting(
         "INSERT INTO reservations (order_id, sku, customer_id, principal, qty, state, expires_at)",
         ("uuid", "text", "text", "text", "int", "text", "timestamptz"),
         [(*r, HELD, expires) for r in rows],
     )
-    await shift(conn, {sku: (qty, 0) for sku, qty in delta.items()})
+    return insert, shifting({sku: (qty, 0) for sku, qty in delta.items()})
 
 
-async def shift(conn: Conn, delta: Mapping[str, tuple[int, int]]) -> None:
+def shifting(delta: Mapping[str, tuple[int, int]]) -> Write | None:
     """Add `(to reserved, to on-hand)` to each SKU's row, one statement for all SKUs."""
-    await update_rows(
-        conn,
+    return updating(
         "UPDATE inventory i SET reserved = i.reserved + v.reserved, "
         "on_hand = i.on_hand + v.on_hand, updated_at = now()",
         ("text", "int", "int"),
@@ -104,20 +101,3 @@ async def open_holds(conn: Conn, principals: Sequence[str]) -> dict[str, int]:
         (sorted(set(principals)),),
     )
     return {r["principal"]: int(r["n"]) for r in await cur.fetchall()}
-
-
-async def unseen(conn: Conn, consumer: str, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """The ids of these events that `consumer` has not processed yet (read only)."""
-    cur = await conn.execute(
-        "SELECT event_id FROM processed_events WHERE consumer = %s AND event_id = ANY(%s::uuid[])",
-        (consumer, uuid_array(event_ids)),
-    )
-    seen = {r["event_id"] for r in await cur.fetchall()}
-    return set(event_ids) - seen
-
-
-async def existing_orders(conn: Conn, order_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    cur = await conn.execute(
-        "SELECT id FROM orders WHERE id = ANY(%s::uuid[])", (uuid_array(order_ids),)
-    )
-    return {r["id"] for r in await cur.fetchall()}

@@ -1,7 +1,8 @@
 """The unit of work: the one transaction sequence every pipeline stage runs.
 
     dedupe claim → lock orders → stage decides (loads its state, calls the pure domain rule,
-    writes its own rows) → status moves + timeline → outbox → commit → publish statuses
+    queues its own writes) → its writes + status moves + timeline + outbox as one statement →
+    commit → publish statuses
 
 Stages are small objects (`Stage`) in the actors and consumers; the SQL of the sequence lives
 here and the stage-specific SQL in the other adapters modules (cosmicpython, chapter 6).
@@ -10,7 +11,7 @@ here and the stage-specific SQL in the other adapters modules (cosmicpython, cha
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import Protocol, TypeVar
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.pg import Row, insert_rows, now, tuples, update_rows, uuid_array
+from adapters.pg import Row, Write, inserting, now, tuples, updating, uuid_array, write_all
 from adapters.status import StatusPublisher
 from domain.decision import Applied, Decision, Note, OrderView, apply_moves
 from domain.events import EVENT_TOPIC, Envelope
@@ -52,10 +53,35 @@ class Stage(Protocol[R]):
 
 @dataclass
 class Tx:
-    """One open transaction: the sequence's statements, in the order the stages use them."""
+    """One open transaction: the sequence's statements, in the order the stages use them.
+
+    A stage's writes that return nothing are queued (`write`) and sent with the decision's in
+    one statement by `apply` (or, in a transaction that applies no decision, before the commit):
+    a stage's transaction is then claim, lock, its reads, one write and the commit. Callbacks
+    given to `after` run once the transaction has ended, told whether it committed."""
 
     conn: AsyncConnection[Row]
     applied: list[Applied] = field(default_factory=list)
+    _writes: list[Write] = field(default_factory=list)
+    _after: list[Callable[[bool], None]] = field(default_factory=list)
+
+    def write(self, *writes: Write | None) -> None:
+        """Queue writes (None: nothing to write) for this transaction's one write statement."""
+        self._writes += [w for w in writes if w is not None]
+
+    async def flush(self, *writes: Write | None) -> None:
+        """Run the queued writes and `writes` now, as one statement."""
+        queued, self._writes = self._writes, []
+        await write_all(self.conn, [*queued, *writes])
+
+    def after(self, callback: Callable[[bool], None]) -> None:
+        """Call `callback(committed)` when the transaction has ended (committed or not)."""
+        self._after.append(callback)
+
+    def ended(self, committed: bool) -> None:
+        callbacks, self._after = self._after, []
+        for callback in callbacks:
+            callback(committed)
 
     async def claim(self, consumer: str, events: Sequence[Envelope]) -> list[Envelope]:
         """Record events as processed by `consumer`; return those not seen before (dedupe)."""
@@ -85,15 +111,18 @@ class Tx:
         return {r["id"]: _view(r) for r in await cur.fetchall()}
 
     async def apply(self, decision: Decision, orders: dict[uuid.UUID, OrderView]) -> list[Applied]:
-        """Apply the decision's moves (legal ones only), its notes and its outbox events."""
+        """Apply the decision's moves (legal ones only), its notes and its outbox events, with
+        the stage's queued writes, in one statement."""
         results = apply_moves(orders, decision.moves)
         done = [a for a in results if a.applied]
         at = now()
-        await _write_statuses(self.conn, done, at)
         notes = [Note(a.move.order_id, a.move.target, a.move.event, a.move.detail) for a in done]
-        await append_timeline(self.conn, [*notes, *decision.notes], at)
         emitted = [a.move.emits for a in done if a.move.emits is not None]
-        await insert_outbox(self.conn, [*emitted, *decision.events])
+        await self.flush(
+            _statuses(done, at),
+            timeline_rows([*notes, *decision.notes], at),
+            outbox_rows([*emitted, *decision.events]),
+        )
         self.applied += done
         return results
 
@@ -107,11 +136,19 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[Tx]:
-        """A transaction (committed when the block ends without error); statuses it moved are
-        published once it is committed."""
-        async with self.pool.connection() as conn:
-            tx = Tx(conn)
-            yield tx
+        """A transaction (committed when the block ends without error, queued writes sent
+        first); statuses it moved are published once it is committed."""
+        tx: Tx | None = None
+        committed = False
+        try:
+            async with self.pool.connection() as conn:
+                tx = Tx(conn)
+                yield tx
+                await tx.flush()  # writes queued by a transaction that applied no decision
+            committed = True
+        finally:
+            if tx is not None:
+                tx.ended(committed)
         await self._status.publish(tx.applied)
 
     async def run(
@@ -159,9 +196,8 @@ def last_status_per_order(
     return list(merged.values())
 
 
-async def _write_statuses(conn: AsyncConnection[Row], done: list[Applied], at: datetime) -> None:
-    await update_rows(
-        conn,
+def _statuses(done: list[Applied], at: datetime) -> Write | None:
+    return updating(
         "UPDATE orders o SET status = v.status, reason = COALESCE(v.reason, o.reason), "
         "updated_at = v.at",
         ("text", "text", "timestamptz", "uuid"),
@@ -171,23 +207,19 @@ async def _write_statuses(conn: AsyncConnection[Row], done: list[Applied], at: d
     )
 
 
-async def append_timeline(
-    conn: AsyncConnection[Row], notes: Sequence[Note], at: datetime | None = None
-) -> None:
+def timeline_rows(notes: Sequence[Note], at: datetime | None = None) -> Write | None:
     """Timeline entries `(order, status, event, detail)`."""
     when = at or now()
-    await insert_rows(
-        conn,
+    return inserting(
         "INSERT INTO order_events (order_id, status, event, at, detail)",
         ("uuid", "text", "text", "timestamptz", "jsonb"),
         [(n.order_id, n.status.value, n.event, when, n.detail or None) for n in notes],
     )
 
 
-async def insert_outbox(conn: AsyncConnection[Row], events: Sequence[Envelope]) -> None:
-    """Queue events for the relay, in the caller's transaction."""
-    await insert_rows(
-        conn,
+def outbox_rows(events: Sequence[Envelope]) -> Write | None:
+    """Events for the relay, queued in the caller's transaction."""
+    return inserting(
         "INSERT INTO outbox (topic, key, payload)",
         ("text", "text", "bytea"),
         [(EVENT_TOPIC[e.type], str(e.order_id), e.to_json()) for e in events],

@@ -1,5 +1,6 @@
 """The unit of work against the real Postgres: a replayed batch applies once, an illegal move is
-neither applied nor emitted, and statuses are written with their timeline in one transaction."""
+neither applied nor emitted, statuses are written with their timeline in one transaction, and a
+stage's queued writes go with its decision in one statement (or are lost with a failed one)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+from psycopg import AsyncCursor
+
 from adapters.pg import open_pool
-from adapters.uow import Tx, UnitOfWork
+from adapters.uow import Tx, UnitOfWork, timeline_rows
 from core.settings import Settings
-from domain.decision import Decision, Move, OrderView
+from domain.decision import Decision, Move, Note, OrderView
 from domain.events import Envelope, Topic, new_event
 from domain.model import OrderStatus
 
@@ -102,3 +106,89 @@ def test_an_illegal_move_is_neither_applied_nor_recorded_nor_emitted(
     assert pg.execute("SELECT status FROM orders WHERE id = %s", (oid,)).fetchone() == {
         "status": "DELIVERED"
     }
+
+
+@dataclass
+class _RejectWithWrite(_Reject):
+    """`_Reject` that also queues a write of its own (a note in the order's timeline)."""
+
+    async def decide(
+        self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
+    ) -> _RejectWithWrite:
+        await super().decide(tx, events, orders)
+        tx.write(timeline_rows([Note(e.order_id, OrderStatus.PENDING, "Checked") for e in events]))
+        return self
+
+
+async def _statements_of_one_stage(
+    settings: Settings, event: Envelope, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    sent: list[str] = []
+    execute = AsyncCursor.execute
+
+    async def counted(self: AsyncCursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return await execute(self, query, *args, **kwargs)
+
+    uow = UnitOfWork(await open_pool(settings.database_url, 1, "uow-test"), settings.redis_url)
+    try:
+        monkeypatch.setattr(AsyncCursor, "execute", counted)
+        await uow.run(_RejectWithWrite(), [event])
+    finally:
+        monkeypatch.undo()
+        await uow.pool.close()
+    return sent
+
+
+def test_a_stages_writes_and_its_decisions_go_as_one_statement(
+    pg: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oid = _scratch_order(pg, "PENDING")
+    sent = asyncio.run(
+        _statements_of_one_stage(settings, new_event("OrderCreated", oid), monkeypatch)
+    )
+    # claim, lock, then the stage's note + the status + the move's timeline row + the outbox row
+    assert [s.split()[0] for s in sent] == ["INSERT", "SELECT", "WITH"], sent
+    assert sent[2].count("INSERT INTO order_events") == 2 and "UPDATE orders" in sent[2]
+    assert "INSERT INTO outbox" in sent[2]
+    assert pg.execute("SELECT status FROM orders WHERE id = %s", (oid,)).fetchone() == {
+        "status": "REJECTED"
+    }
+    timeline = pg.execute(
+        "SELECT event FROM order_events WHERE order_id = %s ORDER BY event", (oid,)
+    ).fetchall()
+    assert [r["event"] for r in timeline] == ["Checked", "StockRejected"]
+
+
+async def _queued_then(
+    settings: Settings, oid: uuid.UUID, fail: bool
+) -> tuple[list[bool], list[dict[str, Any]]]:
+    """Queue a timeline row outside any decision, then end the block normally or with an error;
+    returns what the `after` callbacks were told."""
+    told: list[bool] = []
+    uow = UnitOfWork(await open_pool(settings.database_url, 1, "uow-test"), settings.redis_url)
+    try:
+        try:
+            async with uow.begin() as tx:
+                tx.after(told.append)
+                tx.write(timeline_rows([Note(oid, OrderStatus.PENDING, "Queued")]))
+                if fail:
+                    raise RuntimeError("the stage failed")
+        except RuntimeError:
+            pass
+        async with uow.pool.connection() as conn:
+            cur = await conn.execute("SELECT event FROM order_events WHERE order_id = %s", (oid,))
+            return told, await cur.fetchall()
+    finally:
+        await uow.pool.close()
+
+
+def test_queued_writes_commit_with_the_transaction_and_only_then(
+    pg: Any, settings: Settings
+) -> None:
+    committed, failed = _scratch_order(pg, "PENDING"), _scratch_order(pg, "PENDING")
+    assert asyncio.run(_queued_then(settings, committed, fail=False)) == (
+        [True],
+        [{"event": "Queued"}],
+    )
+    assert asyncio.run(_queued_then(settings, failed, fail=True)) == ([False], [])
