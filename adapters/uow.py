@@ -1,8 +1,8 @@
 """The unit of work: the one transaction sequence every pipeline stage runs.
 
-    dedupe claim → lock orders → stage decides (loads its state, calls the pure domain rule,
-    queues its own writes) → its writes + status moves + timeline + outbox as one statement →
-    commit → publish statuses
+    dedupe claim + lock orders (one statement) → stage decides (loads its state, calls the pure
+    domain rule, queues its own writes) → its writes + status moves + timeline + outbox as one
+    statement → commit → publish statuses
 
 Stages are small objects (`Stage`) in the actors and consumers; the SQL of the sequence lives
 here and the stage-specific SQL in the other adapters modules (cosmicpython, chapter 6).
@@ -57,8 +57,9 @@ class Tx:
 
     A stage's writes that return nothing are queued (`write`) and sent with the decision's in
     one statement by `apply` (or, in a transaction that applies no decision, before the commit):
-    a stage's transaction is then claim, lock, its reads, one write and the commit. Callbacks
-    given to `after` run once the transaction has ended, told whether it committed."""
+    a stage's transaction is then claim and lock (one statement), its reads, one write and the
+    commit. Callbacks given to `after` run once the transaction has ended, told whether it
+    committed."""
 
     conn: AsyncConnection[Row]
     applied: list[Applied] = field(default_factory=list)
@@ -99,13 +100,25 @@ class Tx:
         new = {r[0] for r in rows}
         return [e for e in events if e.event_id in new]
 
+    async def claim_and_lock(
+        self, consumer: str, events: Sequence[Envelope]
+    ) -> tuple[list[Envelope], dict[uuid.UUID, OrderView]]:
+        """`claim`, then `lock` the new events' orders, in one statement (one round trip)."""
+        if not events:
+            return [], {}
+        cur = await self.conn.execute(_CLAIM_AND_LOCK, _claim_params(consumer, events))
+        rows = await cur.fetchall()
+        new = set(rows[0]["new"] or ()) if rows else set()
+        orders = {r["id"]: _view(r) for r in rows if r["id"] is not None}
+        return [e for e in events if e.event_id in new], orders
+
     async def lock(self, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderView]:
         """Lock orders in id order (concurrent lockers never deadlock) and read them."""
         if not order_ids:
             return {}
         cur = await self.conn.execute(
-            "SELECT id, status, customer_id, principal, items, total, payment_method "
-            "FROM orders WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = ANY(%s::uuid[]) ORDER BY id "
+            "FOR UPDATE",
             (uuid_array(set(order_ids)),),
         )
         return {r["id"]: _view(r) for r in await cur.fetchall()}
@@ -160,12 +173,37 @@ class UnitOfWork:
         """The sequence for one batch; returns the stage's result and the outcome of each of its
         moves. `order_ids` (default: the new events' orders) are the orders it locks."""
         async with self.begin() as tx:
-            todo = await tx.claim(stage.consumer, events) if stage.consumer else list(events)
-            ids = [e.order_id for e in todo] if order_ids is None else list(order_ids)
-            orders = await tx.lock(ids) if stage.locks_orders else {}
+            if stage.consumer and stage.locks_orders and order_ids is None:
+                todo, orders = await tx.claim_and_lock(stage.consumer, events)
+            else:
+                todo = await tx.claim(stage.consumer, events) if stage.consumer else list(events)
+                ids = [e.order_id for e in todo] if order_ids is None else list(order_ids)
+                orders = await tx.lock(ids) if stage.locks_orders else {}
             result = await stage.decide(tx, todo, orders)
             applied = await tx.apply(result.decision, orders)
         return result, applied
+
+
+_ORDER_COLUMNS = "id, status, customer_id, principal, items, total, payment_method"
+# x: the batch's (event, order) pairs; c: the events claimed now (new to this consumer). One row
+# per locked order, each carrying the claimed ids (`new`), or a single row of NULLs with them
+# when no order is locked: the one-row `LEFT JOIN LATERAL` keeps the claim's answer.
+_CLAIM_AND_LOCK = (
+    "WITH x AS (SELECT * FROM unnest(%s::uuid[], %s::uuid[]) AS x(e, o)), "
+    "c AS (INSERT INTO processed_events (consumer, event_id, event_at) "
+    "SELECT %s, e, uuid7_time(e) FROM x ON CONFLICT DO NOTHING RETURNING event_id) "
+    "SELECT (SELECT array_agg(event_id) FROM c) AS new, o.* FROM (SELECT 1) AS one "
+    f"LEFT JOIN LATERAL (SELECT {_ORDER_COLUMNS} FROM orders "
+    "WHERE id IN (SELECT x.o FROM x JOIN c ON c.event_id = x.e) ORDER BY id FOR UPDATE) o ON true"
+)
+
+
+def _claim_params(consumer: str, events: Sequence[Envelope]) -> tuple[str, str, str]:
+    return (
+        uuid_array(e.event_id for e in events),
+        uuid_array(e.order_id for e in events),
+        consumer,
+    )
 
 
 def _view(row: Row) -> OrderView:

@@ -147,10 +147,11 @@ def test_a_stages_writes_and_its_decisions_go_as_one_statement(
     sent = asyncio.run(
         _statements_of_one_stage(settings, new_event("OrderCreated", oid), monkeypatch)
     )
-    # claim, lock, then the stage's note + the status + the move's timeline row + the outbox row
-    assert [s.split()[0] for s in sent] == ["INSERT", "SELECT", "WITH"], sent
-    assert sent[2].count("INSERT INTO order_events") == 2 and "UPDATE orders" in sent[2]
-    assert "INSERT INTO outbox" in sent[2]
+    # claim + lock, then the stage's note + the status + the move's timeline row + the outbox row
+    assert len(sent) == 2, sent
+    assert "INSERT INTO processed_events" in sent[0] and "FOR UPDATE" in sent[0]
+    assert sent[1].count("INSERT INTO order_events") == 2 and "UPDATE orders" in sent[1]
+    assert "INSERT INTO outbox" in sent[1]
     assert pg.execute("SELECT status FROM orders WHERE id = %s", (oid,)).fetchone() == {
         "status": "REJECTED"
     }
@@ -192,3 +193,28 @@ def test_queued_writes_commit_with_the_transaction_and_only_then(
         [{"event": "Queued"}],
     )
     assert asyncio.run(_queued_then(settings, failed, fail=True)) == ([False], [])
+
+
+async def _claim_and_lock_twice(
+    settings: Settings, events: list[Envelope]
+) -> list[tuple[list[uuid.UUID], set[uuid.UUID]]]:
+    uow = UnitOfWork(await open_pool(settings.database_url, 1, "uow-test"), settings.redis_url)
+    try:
+        out = []
+        for _ in range(2):
+            async with uow.begin() as tx:
+                new, orders = await tx.claim_and_lock("uow-contract-test", events)
+                out.append(([e.event_id for e in new], set(orders)))
+        return out
+    finally:
+        await uow.pool.close()
+
+
+def test_claim_and_lock_reports_new_events_even_without_an_order_and_locks_only_theirs(
+    pg: Any, settings: Settings
+) -> None:
+    known, missing = _scratch_order(pg, "PENDING"), uuid.uuid4()
+    events = [new_event("OrderCreated", known), new_event("OrderCreated", missing)]
+    first, second = asyncio.run(_claim_and_lock_twice(settings, events))
+    assert first == ([e.event_id for e in events], {known})  # the phantom order: claimed, no row
+    assert second == ([], set())  # a redelivery: nothing new, nothing locked
