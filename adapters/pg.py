@@ -161,7 +161,7 @@ def updating(
 async def write_all(conn: AsyncConnection[Row], writes: Iterable[Write | None]) -> None:
     """Run the writes as one statement: all but the last become data-modifying CTEs of the last
     (`WITH w0 AS (…), w1 AS (…) <last>`), so a stage's writes cost one round trip and one
-    statement instead of one each (ADR-013, amendment). Postgres runs every part to completion;
+    statement instead of one each (ADR-009, amendment). Postgres runs every part to completion;
     the parts see the same snapshot, so no two of them may change the same row. The text
     depends only on which writes are present, so psycopg and Postgres keep a few prepared
     variants."""
