@@ -69,9 +69,27 @@ class InventoryShard:
 
     async def _reload(self) -> None:
         async with self._uow.begin() as tx:
-            stock = await sql.load_stock(tx.conn)
+            self._stock = self._mine(await sql.load_stock(tx.conn))
+
+    def _mine(self, stock: dict[str, rules.Stock]) -> dict[str, rules.Stock]:
         n = self._settings.inventory_shards
-        self._stock = {s: v for s, v in stock.items() if registry.shard_of(s, n) == self._index}
+        return {s: v for s, v in stock.items() if registry.shard_of(s, n) == self._index}
+
+    async def _locked(self, tx: Tx) -> dict[str, rules.Stock]:
+        """Lock the shard until `tx` ends; returns where to put the SKUs' new values, which
+        memory takes only if `tx` commits. Everything here takes its connection first and the
+        lock second, so the lock's holder never waits for a connection held by a waiter. Once
+        per transaction (the lock is not reentrant)."""
+        await self._lock.acquire()
+        changes: dict[str, rules.Stock] = {}
+
+        def end(committed: bool) -> None:
+            if committed:
+                self._stock.update(changes)
+            self._lock.release()
+
+        tx.after(end)  # before anything can fail: the lock is released whatever happens
+        return changes
 
     async def health(self) -> dict[str, Any]:
         """The consumer member's health (its status is this shard's) and the shard's share."""
@@ -91,9 +109,10 @@ class InventoryShard:
 
     async def set_stock(self, sku: str, on_hand: int) -> dict[str, Any]:
         """Admin restock. Refuses to go below what is reserved."""
-        async with self._lock:
+        async with self._uow.begin() as tx:
+            changes = await self._locked(tx)
             if sku not in self._stock:
-                await self._reload()
+                self._stock = self._mine(await sql.load_stock(tx.conn))
             current = self._stock.get(sku)
             if current is None:
                 raise NotFound(f"sku {sku} not found in the catalog")
@@ -101,10 +120,9 @@ class InventoryShard:
                 updated = rules.set_on_hand(current, on_hand)
             except ValueError as exc:
                 raise Conflict(str(exc), {"reserved": current.reserved}) from None
-            async with self._uow.begin() as tx:
-                await sql.set_on_hand(tx.conn, sku, on_hand)
-            self._stock[sku] = updated
-            return {"sku": sku, "on_hand": updated.on_hand, "reserved": updated.reserved}
+            await sql.set_on_hand(tx.conn, sku, on_hand)
+            changes[sku] = updated
+        return {"sku": sku, "on_hand": updated.on_hand, "reserved": updated.reserved}
 
     async def reserve_batch(self, requests: list[rules.ReserveRequest]) -> list[bool]:
         """All-or-nothing per order (within this shard), in request order; idempotent per order."""
@@ -113,25 +131,17 @@ class InventoryShard:
 
     async def reserve_in(self, tx: Tx, requests: list[rules.ReserveRequest]) -> list[bool]:
         """`reserve_batch` in the caller's transaction (the consumer member hosted here reserves
-        in the transaction that records the outcomes). The shard stays locked until `tx` ends
-        and its memory follows only if `tx` commits; once per transaction (the lock is not
-        reentrant)."""
-        await self._lock.acquire()
-        held: dict[str, int] = {}
-
-        def end(committed: bool) -> None:
-            for sku, qty in held.items() if committed else ():
-                s = self._stock[sku]
-                self._stock[sku] = rules.Stock(s.on_hand, s.reserved + qty)
-            self._lock.release()
-
-        tx.after(end)  # before anything can fail: the lock is released whatever happens
+        in the transaction that records the outcomes): the shard stays locked until `tx` ends
+        and its memory follows only if `tx` commits."""
+        changes = await self._locked(tx)
         expires = now() + timedelta(seconds=self._settings.hold_ttl_s)
         ids = [r.order_id for r in requests]
         previous = await sql.reservation_states(tx.conn, ids, list(self._stock))
         out = rules.reserve(self._stock, requests, previous)
         tx.write(*sql.holding(out.rows, expires, out.delta))
-        held.update(out.delta)
+        for sku, qty in out.delta.items():
+            s = self._stock[sku]
+            changes[sku] = rules.Stock(s.on_hand, s.reserved + qty)
         return out.results
 
     async def release_batch(self, order_ids: list[uuid.UUID]) -> int:
@@ -145,15 +155,15 @@ class InventoryShard:
     async def _settle(self, order_ids: list[uuid.UUID], target: str) -> int:
         if not order_ids:
             return 0
-        async with self._lock:
-            async with self._uow.begin() as tx:
-                rows = await sql.close_holds(tx.conn, order_ids, list(self._stock), target)
-                delta = rules.settle(rows, target)
-                tx.write(sql.shifting(delta))
+        async with self._uow.begin() as tx:
+            changes = await self._locked(tx)
+            rows = await sql.close_holds(tx.conn, order_ids, list(self._stock), target)
+            delta = rules.settle(rows, target)
+            tx.write(sql.shifting(delta))
             for sku, (reserved, on_hand) in delta.items():
                 s = self._stock[sku]
-                self._stock[sku] = rules.Stock(s.on_hand + on_hand, s.reserved + reserved)
-            return sum(qty for _, qty in rows)
+                changes[sku] = rules.Stock(s.on_hand + on_hand, s.reserved + reserved)
+        return sum(qty for _, qty in rows)
 
     async def _expire_loop(self) -> None:
         while True:
