@@ -173,29 +173,6 @@ async def write_all(conn: AsyncConnection[Row], writes: Iterable[Write | None]) 
     await conn.execute(f"WITH {head} {main.sql}" if ctes else main.sql, [w.doc for w in todo])
 
 
-async def insert_rows(
-    conn: AsyncConnection[Row],
-    head: str,
-    types: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    tail: str = "",
-) -> None:
-    """`inserting(…)`, run now (nothing without rows)."""
-    await write_all(conn, [inserting(head, types, rows, tail)])
-
-
-async def update_rows(
-    conn: AsyncConnection[Row],
-    update: str,
-    types: Sequence[str],
-    columns: str,
-    where: str,
-    rows: Sequence[Sequence[Any]],
-) -> None:
-    """`updating(…)`, run now (nothing without rows)."""
-    await write_all(conn, [updating(update, types, columns, where, rows)])
-
-
 async def connect_when_up(
     dsn: str, name: str, *, give_up_after_s: float | None = None
 ) -> AsyncConnection[Row]:

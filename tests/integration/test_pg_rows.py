@@ -11,7 +11,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from adapters.pg import insert_rows, update_rows, uuid_array
+from adapters.pg import inserting, updating, uuid_array, write_all
 from tests.integration.scratch import scratch_schema
 
 _TYPES = ("uuid", "text", "numeric", "timestamptz", "jsonb", "bool", "int", "bytea")
@@ -24,14 +24,18 @@ async def _round_trip(url: str, rows: list[tuple[Any, ...]]) -> list[dict[str, A
             "CREATE TABLE rows_check (i uuid, t text, n numeric, at timestamptz, d jsonb, "
             "b bool, k int, p bytea)"
         )
-        await insert_rows(conn, "INSERT INTO rows_check", _TYPES, rows)
-        await update_rows(
+        await write_all(conn, [inserting("INSERT INTO rows_check", _TYPES, rows)])
+        await write_all(
             conn,
-            "UPDATE rows_check r SET k = v.k",
-            ("int", "uuid"),
-            "k, i",
-            "r.i = v.i",
-            [(41, rows[0][0])],
+            [
+                updating(
+                    "UPDATE rows_check r SET k = v.k",
+                    ("int", "uuid"),
+                    "k, i",
+                    "r.i = v.i",
+                    [(41, rows[0][0])],
+                )
+            ],
         )
         cur = await conn.execute(
             "SELECT i, t, n, at, d, b, k, p, jsonb_typeof(d) AS kind FROM rows_check "
