@@ -90,12 +90,8 @@ class Tx:
             return []
         rows = await tuples(
             self.conn,
-            # event_at (the partition key) is the time inside the event id: a redelivery meets
-            # its first delivery's row in the same partition (ADR-012)
-            "INSERT INTO processed_events (consumer, event_id, event_at) "
-            "SELECT %s, id, uuid7_time(id) FROM unnest(%s::uuid[]) AS id "
-            "ON CONFLICT DO NOTHING RETURNING event_id",
-            (consumer, uuid_array(e.event_id for e in events)),
+            f"WITH x AS (SELECT unnest(%s::uuid[]) AS e) {_CLAIM}",
+            (uuid_array(e.event_id for e in events), consumer),
         )
         new = {r[0] for r in rows}
         return [e for e in events if e.event_id in new]
@@ -185,13 +181,19 @@ class UnitOfWork:
 
 
 _ORDER_COLUMNS = "id, status, customer_id, principal, items, total, payment_method"
+# The dedupe claim of the events `x(e)` for the consumer named by the next parameter. event_at
+# (the partition key) is the time inside the event id: a redelivery meets its first delivery's
+# row in the same partition (ADR-012).
+_CLAIM = (
+    "INSERT INTO processed_events (consumer, event_id, event_at) "
+    "SELECT %s, e, uuid7_time(e) FROM x ON CONFLICT DO NOTHING RETURNING event_id"
+)
 # x: the batch's (event, order) pairs; c: the events claimed now (new to this consumer). A row
 # per claimed event (`new`), then a row per locked order: linear in the batch (a claimed-ids
 # array on every order row was quadratic, 2,000 x 2,000 ids for a full batch).
 _CLAIM_AND_LOCK = (
     "WITH x AS (SELECT * FROM unnest(%s::uuid[], %s::uuid[]) AS x(e, o)), "
-    "c AS (INSERT INTO processed_events (consumer, event_id, event_at) "
-    "SELECT %s, e, uuid7_time(e) FROM x ON CONFLICT DO NOTHING RETURNING event_id) "
+    f"c AS ({_CLAIM}) "
     "SELECT event_id AS new, NULL::uuid AS id, NULL AS status, NULL AS customer_id, "
     "NULL AS principal, NULL::jsonb AS items, NULL::numeric AS total, NULL AS payment_method "
     "FROM c UNION ALL SELECT NULL, o.* FROM "

@@ -14,7 +14,7 @@ import pytest
 from psycopg import AsyncCursor
 
 from adapters.pg import open_pool
-from adapters.uow import _CLAIM_AND_LOCK, Tx, UnitOfWork, _claim_params, timeline_rows
+from adapters.uow import Tx, UnitOfWork, timeline_rows
 from core.settings import Settings
 from domain.decision import Decision, Move, Note, OrderView
 from domain.events import Envelope, Topic, new_event
@@ -210,16 +210,28 @@ async def _claim_and_lock_twice(
         await uow.pool.close()
 
 
-async def _values_fetched(settings: Settings, events: list[Envelope]) -> int:
-    """How many values the claim-and-lock statement sends back for `events`."""
+async def _values_fetched(
+    settings: Settings, events: list[Envelope], monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """How many values `claim_and_lock` gets back from Postgres for `events`."""
+    fetched: list[dict[str, Any]] = []
+    fetchall = AsyncCursor.fetchall
+
+    async def recorded(self: AsyncCursor[Any]) -> Any:
+        rows = await fetchall(self)
+        fetched.extend(rows)
+        return rows
+
     uow = UnitOfWork(await open_pool(settings.database_url, 1, "uow-test"), settings.redis_url)
     try:
         async with uow.begin() as tx:
-            cur = await tx.conn.execute(_CLAIM_AND_LOCK, _claim_params("uow-size-test", events))
-            rows = await cur.fetchall()
+            monkeypatch.setattr(AsyncCursor, "fetchall", recorded)
+            await tx.claim_and_lock("uow-size-test", events)
+            monkeypatch.undo()
             await tx.conn.rollback()
-        return sum(len(v) if isinstance(v, list) else 1 for r in rows for v in r.values())
+        return sum(len(v) if isinstance(v, list) else 1 for r in fetched for v in r.values())
     finally:
+        monkeypatch.undo()
         await uow.pool.close()
 
 
@@ -233,9 +245,11 @@ def test_claim_and_lock_reports_new_events_even_without_an_order_and_locks_only_
     assert second == ([], set())  # a redelivery: nothing new, nothing locked
 
 
-def test_claim_and_lock_answers_in_proportion_to_the_batch(pg: Any, settings: Settings) -> None:
+def test_claim_and_lock_answers_in_proportion_to_the_batch(
+    pg: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A full batch once came back as every claimed id on every order row: 2,000 x 2,000 ids,
     seconds of work per cycle, and a pipeline that fell behind for good at 320 orders/s."""
     events = [new_event("OrderCreated", _scratch_order(pg, "PENDING")) for _ in range(200)]
     columns = 8  # new, then the seven order columns
-    assert asyncio.run(_values_fetched(settings, events)) <= 2 * len(events) * columns
+    assert asyncio.run(_values_fetched(settings, events, monkeypatch)) <= 2 * len(events) * columns
