@@ -64,7 +64,7 @@ class InventoryShard:
         self._sweeper = asyncio.create_task(self._expire_loop())
         # last: the loop may hand over a batch at once, and the shard's methods need the above
         shards = Shards(self._settings, registry.inventory_shard, index, self)
-        handler = InventoryHandler(self._settings, self._uow, shards, self, index)
+        handler = InventoryHandler(self._settings, self._uow, shards)
         self._consumer = ConsumerLoop(registry.INVENTORY_GROUP, handler, self._settings)
 
     async def _reload(self) -> None:

@@ -36,6 +36,11 @@ class Shards:
         self._local = local
         self._handles: dict[int, Any] = {}
 
+    @property
+    def index(self) -> int:
+        """The hosting shard's number (its calls run in process)."""
+        return self._index
+
     def call(self, index: int, method: str, *args: Any) -> Awaitable[Any]:
         """`method(*args)` on shard `index`, awaitable either way."""
         if index == self._index:

@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from adapters import stock as sql
 from adapters.uow import Tx, UnitOfWork
@@ -19,12 +18,6 @@ from domain.decision import Decision, OrderView
 from domain.events import Envelope
 
 CONSUMER = "inventory"
-
-
-class LocalShard(Protocol):
-    """The inventory shard hosting the group's member, as the member uses it."""
-
-    async def reserve_in(self, tx: Tx, requests: list[rules.ReserveRequest]) -> list[bool]: ...
 
 
 @dataclass
@@ -64,17 +57,13 @@ class _Reserve:
 
 
 class InventoryHandler:
-    """The group's member hosted by an inventory shard (`local`, number `index`): `uow` is the
-    shard's, `shards` calls the other shards through Ray."""
+    """The group's member hosted by an inventory shard: `uow` is the shard's, `shards` calls
+    the hosting shard in process and the others through Ray."""
 
-    def __init__(
-        self, settings: Settings, uow: UnitOfWork, shards: Shards, local: LocalShard, index: int
-    ) -> None:
+    def __init__(self, settings: Settings, uow: UnitOfWork, shards: Shards) -> None:
         self.settings = settings
         self._uow = uow
         self._shards = shards
-        self._local = local
-        self._index = index
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
         work = routes.sort(CONSUMER, events)
@@ -93,13 +82,14 @@ class InventoryHandler:
         """Each shard's answers. The other shards first (a shard holds its lock until its
         transaction ends, so no shard waits for another while holding its own); then this
         member's shard, in `tx`."""
-        others = [i for i in sorted(per_shard) if i != self._index]
+        here = self._shards.index
+        others = [i for i in sorted(per_shard) if i != here]
         answers = await asyncio.gather(
             *(self._shards.call(i, "reserve_batch", per_shard[i]) for i in others)
         )
         out = dict(zip(others, answers, strict=True))
-        if self._index in per_shard:
-            out[self._index] = await self._local.reserve_in(tx, per_shard[self._index])
+        if here in per_shard:
+            out[here] = await self._shards.call(here, "reserve_in", tx, per_shard[here])
         return out
 
     async def _broadcast(self, method: str, order_ids: list[uuid.UUID]) -> None:
