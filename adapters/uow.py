@@ -158,7 +158,7 @@ class UnitOfWork:
         finally:
             if tx is not None:
                 tx.ended(committed)
-        await self._status.publish(tx.applied)
+        self._status.post(tx.applied)  # published in the background, after the commit
 
     async def run(
         self,

@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
 import ray.exceptions
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from adapters.kafka import client_options, start_producer
 from consumers import routes
 from consumers.base import Handler, PoisonMessage
+from consumers.commits import Commits
 from core.metrics import Metrics
 from core.settings import Settings
 from domain.errors import Unavailable
@@ -100,8 +101,7 @@ class ConsumerLoop:
         self._last_poll = time.monotonic()
         self._ignored = routes.ignored(group)
         self._busy = False  # the last fetch returned records (continuous load)
-        self._pending = False  # handled records whose offsets are not committed yet
-        self._committed_at = 0.0
+        self._commits = Commits(self._commit_offsets, self._assignment)
         self._task = asyncio.create_task(self._run())
 
     def health(self) -> dict[str, Any]:
@@ -134,7 +134,15 @@ class ConsumerLoop:
         await self._consumer.start()
         self._producer = await start_producer(self._settings.kafka_bootstrap, f"dlq-{self._group}")
 
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        await self._consumer.commit(offsets)
+
+    def _assignment(self) -> Iterable[TopicPartition]:
+        return self._consumer.assignment() if self._consumer is not None else ()
+
     async def _stop(self) -> None:
+        self._commits.cancel()
         for client in (self._consumer, self._producer):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -160,7 +168,7 @@ class ConsumerLoop:
         assert self._consumer is not None
         records = await self._fetch()
         if not records:
-            await self._commit(force=True)  # idle: nothing left uncommitted
+            pass  # idle: nothing left uncommitted
             return 0
         events: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
         ignored = self._ignored
@@ -173,8 +181,8 @@ class ConsumerLoop:
             except (ValidationError, ValueError, TypeError) as exc:
                 await self._dead_letter(record, f"unparseable: {type(exc).__name__}")
         await self._handle(events)
-        self._pending = True
-        await self._commit()
+        self._commits.handled(records)
+        pass  # BROKEN
         self._handled += len(events)
         self._metrics.consumed(self._group, len(events))
         await self._update_lag()
@@ -198,19 +206,6 @@ class ConsumerLoop:
         self._busy = bool(records)
         self._last_poll = time.monotonic()
         return records
-
-    async def _commit(self, *, force: bool = False) -> None:
-        """Commit the positions of handled records, at most every `_COMMIT_EVERY_S` under load
-        (each commit is a broker round trip; `force`: now). A crash before it redelivers at most
-        that much, which the handlers' dedupe absorbs; offsets never pass an unhandled record."""
-        assert self._consumer is not None
-        if not self._pending:
-            return
-        if not force and time.monotonic() - self._committed_at < _COMMIT_EVERY_S:
-            return
-        await self._consumer.commit()
-        self._committed_at = time.monotonic()
-        self._pending = False
 
     async def _handle(self, events: Sequence[tuple[ConsumerRecord[Any, Any], Envelope]]) -> None:
         """The batch as one call; on poison, isolate it message by message."""

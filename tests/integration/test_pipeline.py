@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from adapters.kafka import client_options
+from consumers import routes
 from core.registry import shard_of
 from core.settings import Settings
 from domain.events import Topic
@@ -192,3 +198,59 @@ def test_shipping_failure_refunds_and_returns_stock(
         e.data["shipmentStatus"] for t, e in tap.events(order_id) if t == Topic.SHIPPING_UPDATED
     ]
     assert statuses == ["CREATED", "FAILED"]
+
+
+def test_every_group_commits_what_it_handled_once_idle(
+    api: Api, customer: str, settings: Settings
+) -> None:
+    """Offsets are committed in the background, never past a record not handled; once a group
+    has nothing to do it has committed everything it took (a restart redelivers nothing)."""
+    api.set_available("SKU-91", 10)
+    order_id = api.place_ok(customer, [("SKU-91", 1)])
+    api.wait_status(customer, order_id, "DELIVERED")
+    ends = asyncio.run(_end_offsets(settings))  # every event of the order is in by now
+
+    def caught_up() -> list[str] | None:
+        behind = asyncio.run(_behind(settings, ends))
+        return None if behind else ["all groups"]
+
+    wait_until(caught_up, timeout=30, what="each group's committed offsets at the topics' ends")
+
+
+async def _end_offsets(settings: Settings) -> dict[str, dict[TopicPartition, int]]:
+    topics = {t for group in routes.GROUPS for t in routes.topics(group)}
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=settings.kafka_bootstrap, **client_options(settings)
+    )
+    await consumer.start()  # subscribed without a group: it has every topic's metadata
+    try:
+        ends: dict[str, dict[TopicPartition, int]] = {}
+        for group in routes.GROUPS:
+            tps = [
+                TopicPartition(t, p)
+                for t in routes.topics(group)
+                for p in consumer.partitions_for_topic(t) or ()
+            ]
+            assert tps, f"no partitions known for the topics of {group}"
+            ends[group] = await consumer.end_offsets(tps)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def _behind(settings: Settings, ends: dict[str, dict[TopicPartition, int]]) -> list[str]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **client_options(settings)
+    )
+    await admin.start()
+    try:
+        behind = []
+        for group, end in ends.items():
+            committed = await admin.list_consumer_group_offsets(group)
+            for tp, offset in end.items():
+                at = committed[tp].offset if tp in committed else None
+                if offset > 0 and (at is None or at < offset):
+                    behind.append(f"{group} {tp.topic}/{tp.partition}: {at} < {offset}")
+        return behind
+    finally:
+        await admin.close()

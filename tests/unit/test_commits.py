@@ -1,0 +1,127 @@
+"""A consumer's offset commits (consumers.commits.Commits): in the background, one at a time, and
+never past a record that was not handled."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
+
+from consumers.commits import Commits
+
+A0, A1, B0 = TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0)
+
+
+def _record(tp: TopicPartition, offset: int) -> ConsumerRecord[Any, Any]:
+    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, None, b"{}", None, 0, 2, ())
+
+
+class _Broker:
+    """Records each commit; `hold` makes the next commits wait, `refuse` makes them fail."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.assigned = {A0, A1, B0}
+        self.hold: asyncio.Event | None = None
+        self.refuse = False
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.refuse:
+            raise ConnectionError("broker gone")
+        self.commits.append(dict(offsets))
+
+    def commits_of(self) -> Commits:
+        return Commits(self.commit, lambda: self.assigned)
+
+
+async def test_commits_the_next_offset_of_each_partition_handled() -> None:
+    broker = _Broker()
+    commits = broker.commits_of()
+    commits.handled([_record(A0, 4), _record(A0, 7), _record(B0, 0), _record(A0, 5)])
+    await commits.flush()
+    assert broker.commits == [{A0: 8, B0: 1}]
+    assert not commits.pending
+
+
+async def test_a_commit_does_not_hold_up_the_cycle_and_only_one_is_in_flight() -> None:
+    broker = _Broker()
+    broker.hold = asyncio.Event()
+    commits = broker.commits_of()
+    commits.handled([_record(A0, 0)])
+    commits.start(0.0)  # returns at once: the broker has not answered
+    await asyncio.sleep(0)
+    assert commits.pending and broker.commits == []
+    commits.handled([_record(A0, 1), _record(A1, 3)])
+    commits.start(0.0)  # one in flight: this one waits for it
+    broker.hold.set()
+    await commits.flush()
+    assert broker.commits == [{A0: 1}, {A0: 2, A1: 4}]
+
+
+async def test_no_commit_more_often_than_asked() -> None:
+    broker = _Broker()
+    commits = broker.commits_of()
+    commits.handled([_record(A0, 0)])
+    commits.start(60.0)  # the first one goes
+    await commits.flush()
+    commits.handled([_record(A0, 1)])
+    commits.start(60.0)  # too soon after the first
+    await asyncio.sleep(0)
+    assert broker.commits == [{A0: 1}]
+    assert commits.pending
+    await commits.flush()  # but an idle consumer commits what is left at once
+    assert broker.commits == [{A0: 1}, {A0: 2}]
+
+
+async def test_a_failed_commit_goes_with_the_next_one() -> None:
+    broker = _Broker()
+    broker.refuse = True
+    commits = broker.commits_of()
+    commits.handled([_record(A0, 9)])
+    await commits.flush()  # refused: returns instead of retrying without end
+    assert broker.commits == [] and commits.pending and commits.failures == 1
+    broker.refuse = False
+    commits.handled([_record(A1, 0)])
+    await commits.flush()
+    assert broker.commits == [{A0: 10, A1: 1}]
+    assert commits.failures == 0
+
+
+async def test_partitions_no_longer_assigned_are_not_committed() -> None:
+    broker = _Broker()
+    commits = broker.commits_of()
+    commits.handled([_record(A0, 0), _record(B0, 5)])
+    broker.assigned = {A0}  # a rebalance gave b-0 to another member
+    await commits.flush()
+    assert broker.commits == [{A0: 1}]
+    assert not commits.pending
+
+
+async def test_cancel_forgets_what_was_not_committed() -> None:
+    broker = _Broker()
+    broker.hold = asyncio.Event()
+    commits = broker.commits_of()
+    commits.handled([_record(A0, 0)])
+    commits.start(0.0)
+    commits.handled([_record(A0, 1)])
+    commits.cancel()  # the consumer is rebuilt: it resumes from the broker's last commit
+    assert not commits.pending
+    broker.hold.set()
+    await commits.flush()
+    assert broker.commits == []
+
+
+@pytest.mark.parametrize("offsets", [[3, 1, 2], [0], [5, 5]])
+async def test_offsets_never_go_back(offsets: list[int]) -> None:
+    broker = _Broker()
+    commits = broker.commits_of()
+    for offset in offsets:
+        commits.handled([_record(A0, offset)])
+        await commits.flush()
+    committed = [c[A0] for c in broker.commits]
+    assert committed == sorted(committed)
+    assert committed[-1] == max(offsets) + 1
