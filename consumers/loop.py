@@ -168,7 +168,7 @@ class ConsumerLoop:
         assert self._consumer is not None
         records = await self._fetch()
         if not records:
-            pass  # idle: nothing left uncommitted
+            await self._commits.flush()  # idle: nothing left uncommitted
             return 0
         events: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
         ignored = self._ignored
@@ -182,7 +182,7 @@ class ConsumerLoop:
                 await self._dead_letter(record, f"unparseable: {type(exc).__name__}")
         await self._handle(events)
         self._commits.handled(records)
-        pass  # BROKEN
+        self._commits.start(_COMMIT_EVERY_S)
         self._handled += len(events)
         self._metrics.consumed(self._group, len(events))
         await self._update_lag()

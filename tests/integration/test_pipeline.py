@@ -210,11 +210,16 @@ def test_every_group_commits_what_it_handled_once_idle(
     api.wait_status(customer, order_id, "DELIVERED")
     ends = asyncio.run(_end_offsets(settings))  # every event of the order is in by now
 
-    def caught_up() -> list[str] | None:
-        behind = asyncio.run(_behind(settings, ends))
-        return None if behind else ["all groups"]
+    behind: list[str] = []
 
-    wait_until(caught_up, timeout=30, what="each group's committed offsets at the topics' ends")
+    def caught_up() -> bool:
+        behind[:] = asyncio.run(_behind(settings, ends))
+        return not behind
+
+    try:
+        wait_until(caught_up, timeout=30, what="each group's committed offsets at the ends")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; behind: {behind}") from None
 
 
 async def _end_offsets(settings: Settings) -> dict[str, dict[TopicPartition, int]]:
