@@ -16,11 +16,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pybreaker
 import redis.asyncio as aioredis
 
 from actors.base import owned_shard, platform_actor
 from adapters import payments as sql
-from adapters.provider import FAULT_KEY, guarded_call, make_breaker
+from adapters.provider import (
+    FAIL_COUNTER_KEY,
+    FAULT_KEY,
+    STATE_KEY,
+    guarded_call,
+    inline_ok,
+    make_breaker,
+)
 from adapters.uow import Tx
 from consumers.base import Shards
 from consumers.loop import ConsumerLoop
@@ -86,7 +94,7 @@ class PaymentShard:
         self._shards = settings.payment_shards
         self._uow, self._owner_watch = await owned_shard(registry.payment_shard(index), settings)
         self._redis = aioredis.from_url(settings.redis_url, decode_responses=True)
-        self._breaker = make_breaker(
+        self._breaker, self._storage = make_breaker(
             settings.redis_url, settings.breaker_fail_max, settings.breaker_reset_s
         )
         self._metrics = Metrics()
@@ -111,10 +119,18 @@ class PaymentShard:
         }
 
     async def provider(self, order_ids: list[str]) -> list[str]:
-        """The provider's references for approved orders, through the shared breaker. pybreaker
-        keeps its state with a blocking Redis client: it runs in a thread, off the event loop."""
-        fault = await self._redis.get(FAULT_KEY) == "down"
-        self._metrics.breaker_state(str(self._index), self._breaker.current_state)
+        """The provider's references for approved orders, through the shared breaker. The fault
+        flag, the circuit's state and its failure count come in one asynchronous round trip; a
+        closed circuit with no failures calls on the event loop, answered from that read
+        (`SnapshotRedisStorage`). Otherwise pybreaker reads and writes Redis with its blocking
+        client, in a thread, off the event loop."""
+        read = await self._redis.mget(FAULT_KEY, STATE_KEY, FAIL_COUNTER_KEY)
+        flag, state, failures = (v.decode() if isinstance(v, bytes) else v for v in read)
+        fault, count = flag == "down", int(failures or 0)
+        self._metrics.breaker_state(str(self._index), state or pybreaker.STATE_CLOSED)
+        if inline_ok(fault, state, count):
+            with self._storage.seen(pybreaker.STATE_CLOSED, count):
+                return guarded_call(self._breaker, fault, order_ids)
         return await asyncio.to_thread(guarded_call, self._breaker, fault, order_ids)
 
     async def authorize_batch(self, events: list[Envelope]) -> None:

@@ -6,7 +6,10 @@ gateway see the same circuit. In dev, admins can make the provider fail (fault i
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pybreaker
 import redis
@@ -17,23 +20,76 @@ BREAKER_NAMESPACE = "payment-provider"
 FAULT_KEY = "fault:payment-provider"
 STATE_KEY = f"{BREAKER_NAMESPACE}:pybreaker:state"
 OPENED_AT_KEY = f"{BREAKER_NAMESPACE}:pybreaker:opened_at"
+FAIL_COUNTER_KEY = f"{BREAKER_NAMESPACE}:pybreaker:fail_counter"
 
 
 class ProviderDown(Exception):
     """The provider did not answer (counted by the breaker)."""
 
 
-def make_breaker(redis_url: str, fail_max: int, reset_s: float) -> pybreaker.CircuitBreaker:
-    client = redis.Redis.from_url(redis_url)
-    storage = pybreaker.CircuitRedisStorage(
-        pybreaker.STATE_CLOSED, client, namespace=BREAKER_NAMESPACE
-    )
-    return pybreaker.CircuitBreaker(
+class _Seen(threading.local):
+    state: str | None = None  # None: no snapshot, ask Redis
+    failures = 0
+
+
+class SnapshotRedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage that, inside `seen(state, failures)`, answers the state from
+    what the caller read asynchronously just before and skips resetting a failure counter that
+    is already 0. A call through a closed circuit with no failures counted then makes no Redis
+    round trip at all; every write (a failure counted, a transition) still goes to Redis. The
+    snapshot is per thread: a call in another thread reads Redis as before."""
+
+    def __init__(self, client: redis.Redis, namespace: str = BREAKER_NAMESPACE) -> None:
+        super().__init__(pybreaker.STATE_CLOSED, client, namespace=namespace)
+        self._seen = _Seen()
+
+    @contextmanager
+    def seen(self, state: str, failures: int) -> Iterator[None]:
+        self._seen.state, self._seen.failures = state, failures
+        try:
+            yield
+        finally:
+            self._seen.state = None
+
+    @property
+    def state(self) -> str:
+        if self._seen.state is not None:
+            return self._seen.state
+        return str(pybreaker.CircuitRedisStorage.state.fget(self))  # type: ignore[attr-defined]
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._seen.state = None  # a transition: from now on Redis answers
+        pybreaker.CircuitRedisStorage.state.fset(self, state)  # type: ignore[attr-defined]
+
+    def increment_counter(self) -> None:
+        self._seen.state = None  # a failure: the counter and the state are Redis's again
+        super().increment_counter()
+
+    def reset_counter(self) -> None:
+        if self._seen.state is not None and self._seen.failures == 0:
+            return  # already 0 in Redis when read
+        super().reset_counter()
+
+
+def inline_ok(fault: bool, state: str | None, failures: int) -> bool:
+    """Whether a call may run on the event loop with `SnapshotRedisStorage.seen`: no injected
+    fault, the circuit closed and no failure counted, so it writes nothing to Redis."""
+    return not fault and state in (None, pybreaker.STATE_CLOSED) and failures == 0
+
+
+def make_breaker(
+    redis_url: str, fail_max: int, reset_s: float
+) -> tuple[pybreaker.CircuitBreaker, SnapshotRedisStorage]:
+    """The shared breaker and its storage (for `SnapshotRedisStorage.seen`)."""
+    storage = SnapshotRedisStorage(redis.Redis.from_url(redis_url))
+    breaker = pybreaker.CircuitBreaker(
         fail_max=fail_max,
         reset_timeout=reset_s,
         state_storage=storage,
         name=BREAKER_NAMESPACE,
     )
+    return breaker, storage
 
 
 def provider_call(fault: bool, order_ids: list[str]) -> list[str]:
