@@ -42,7 +42,9 @@ T = TypeVar("T")
 _LAG_EVERY_S = 1.0
 _IDLE_WAIT_MS = 200
 _SMALL_BATCH = 64  # below this many records a busy group lingers for more
-_COMMIT_EVERY_S = 0.25
+# Offsets are committed at most once a second under load (each commit is a broker round trip and
+# a write to the offsets topic); a crash redelivers at most that much, which the dedupe absorbs.
+_COMMIT_EVERY_S = 1.0
 # The broker answers a fetch as soon as it has data (fetch_min_bytes=1); this bounds idle polls.
 _FETCH_WAIT_MS = 250
 # Events of a batch whose age goes into the stage-latency histogram: every Ray metric call
