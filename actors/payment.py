@@ -14,7 +14,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pybreaker
 import redis.asyncio as aioredis
@@ -125,7 +125,7 @@ class PaymentShard:
         (`SnapshotRedisStorage`). Otherwise pybreaker reads and writes Redis with its blocking
         client, in a thread, off the event loop."""
         read = await self._redis.mget(FAULT_KEY, STATE_KEY, FAIL_COUNTER_KEY)
-        flag, state, failures = (v.decode() if isinstance(v, bytes) else v for v in read)
+        flag, state, failures = cast(list[str | None], read)  # the client decodes responses
         fault, count = flag == "down", int(failures or 0)
         self._metrics.breaker_state(str(self._index), state or pybreaker.STATE_CLOSED)
         if inline_ok(fault, state, count):

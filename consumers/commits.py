@@ -39,13 +39,19 @@ class Commits:
             self._handled[tp] = max(self._handled.get(tp, 0), r.offset + 1)
 
     @property
+    def _in_flight(self) -> asyncio.Task[None] | None:
+        """The commit the broker has not answered yet, if any."""
+        task = self._task
+        return task if task is not None and not task.done() else None
+
+    @property
     def pending(self) -> bool:
-        return bool(self._handled) or (self._task is not None and not self._task.done())
+        return bool(self._handled) or self._in_flight is not None
 
     def start(self, every_s: float) -> None:
         """Start a commit of what was handled, unless one is in flight or the last started less
         than `every_s` ago (each commit is a broker round trip)."""
-        if self._task is not None and not self._task.done():
+        if self._in_flight is not None:
             return
         if not self._handled or time.monotonic() - self._at < every_s:
             return
@@ -64,11 +70,11 @@ class Commits:
     async def flush(self) -> None:
         """Commit everything handled so far and wait for the broker's answer."""
         while self.pending:
-            if self._task is not None and not self._task.done():
-                await asyncio.shield(self._task)
+            if (task := self._in_flight) is not None:
+                await asyncio.shield(task)
             self.start(0.0)
-            if self._task is not None and not self._task.done():
-                await asyncio.shield(self._task)
+            if (task := self._in_flight) is not None:
+                await asyncio.shield(task)
             if self.failures and self._handled:
                 return  # the broker refused: the next cycle tries again
 
