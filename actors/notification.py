@@ -66,7 +66,10 @@ class NotificationActor:
         settings = get_settings()
         self._sent = [0]
         uow = await open_uow(settings, 2, "notification")
-        self._consumer = ConsumerLoop(NOTIFICATION_GROUP, _Group(uow, self._sent), settings)
+        # off an order's way to SHIPPED: under load its group lingers for bigger batches
+        self._consumer = ConsumerLoop(
+            NOTIFICATION_GROUP, _Group(uow, self._sent), settings, settings.notify_linger_ms
+        )
 
     async def health(self) -> dict[str, Any]:
         """The consumer loop's health (its status is this actor's) and what was sent."""

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LAG_EVERY_S = 1.0
 _IDLE_WAIT_MS = 200
-_SMALL_BATCH = 64  # below this many records a busy group lingers for more
+_SMALL_BATCH = 64  # below this many records a busy lingering group waits for more
 # Offsets are committed at most once a second under load (each commit is a broker round trip and
 # a write to the offsets topic); a crash redelivers at most that much, which the dedupe absorbs.
 _COMMIT_EVERY_S = 1.0
@@ -86,9 +86,12 @@ def is_transient(exc: BaseException) -> bool:
 
 class ConsumerLoop:
     """One consumer group member's loop, run inside the actor that owns the group's effects
-    (an inventory or payment shard, the shipping or the notification actor, docs/adr/ADR-006)."""
+    (an inventory or payment shard, the shipping or the notification actor, docs/adr/ADR-006);
+    `linger_ms` only for a group off an order's way to SHIPPED (`_fetch`)."""
 
-    def __init__(self, group: str, handler: Handler, settings: Settings) -> None:
+    def __init__(
+        self, group: str, handler: Handler, settings: Settings, linger_ms: int = 0
+    ) -> None:
         self._settings = settings
         self._group = group
         self._handler = handler
@@ -102,6 +105,7 @@ class ConsumerLoop:
         self._last_error: str | None = None
         self._last_poll = time.monotonic()
         self._ignored = routes.ignored(group)
+        self._linger_s = linger_ms / 1000
         self._busy = False  # the last fetch returned records (continuous load)
         self._commits = Commits(self._commit_offsets, self._assignment)
         self._task = asyncio.create_task(self._run())
@@ -193,16 +197,16 @@ class ConsumerLoop:
 
     async def _fetch(self) -> list[ConsumerRecord[Any, Any]]:
         """What the background fetcher holds (at once), or what arrives within the idle wait.
-        Under continuous load a small batch lingers `BATCH_LINGER_MS` for more: fewer cycles
-        (each costs an actor call, a transaction, a Redis publish) for a few ms of latency; an
-        idle group (the previous fetch was empty) never lingers."""
+        A group on an order's way to SHIPPED never waits for more. A group off it (`linger_ms`,
+        the notification group's `NOTIFY_LINGER_MS`) waits that long under continuous load when
+        its batch is small: fewer cycles, each a transaction and a publish, leave the CPU to the
+        stages an order waits for. An idle group (the previous fetch was empty) never waits."""
         assert self._consumer is not None
         limit = self._settings.consumer_batch_max
         batches = await self._consumer.getmany(timeout_ms=_IDLE_WAIT_MS, max_records=limit)
         records = [r for part in batches.values() for r in part]
-        linger = self._settings.batch_linger_ms
-        if records and self._busy and linger and len(records) < _SMALL_BATCH:
-            await asyncio.sleep(linger / 1000)
+        if records and self._busy and self._linger_s and len(records) < _SMALL_BATCH:
+            await asyncio.sleep(self._linger_s)
             more = await self._consumer.getmany(timeout_ms=0, max_records=limit - len(records))
             records += [r for part in more.values() for r in part]
         self._busy = bool(records)

@@ -87,9 +87,12 @@ class Settings(BaseSettings):
     # Adaptive batching: a stage takes whatever queued while its previous batch ran, up to
     # these bounds (an idle stage reacts at once; a busy one grows its batches).
     consumer_batch_max: int = Field(default=2000, ge=1)
-    # Under continuous load a stage whose batch is small waits this long for more (fewer
-    # cycles, each an actor call, a transaction and a publish); an idle stage never waits.
+    # Under continuous load the outbox relay, after a short batch, waits this long before the
+    # next (fewer cycles, each a transaction and a Kafka round trip); an idle relay never waits.
     batch_linger_ms: int = Field(default=40, ge=0, le=200)
+    # The same for the notification group, off an order's way to SHIPPED (the groups on it
+    # never wait for more; ADR-013, second amendment).
+    notify_linger_ms: int = Field(default=250, ge=0, le=2000)
     outbox_batch_max: int = Field(default=5000, ge=1)
     rate_limit_per_min: int = Field(default=6000, ge=1)
     idempotency_ttl_s: int = Field(default=86_400, gt=0)
