@@ -161,10 +161,14 @@ redis_start() {
   mkdir -p "$RUN/redis"
   # The ACL: the default (anonymous) user off; the platform's user `orders` with the SHA-256 of
   # its password, every key and channel, and no administrative or dangerous command (CONFIG,
-  # MODULE, REPLICAOF, DEBUG, FLUSHALL, KEYS, SHUTDOWN...).
+  # MODULE, REPLICAOF, DEBUG, FLUSHALL, KEYS, SHUTDOWN...). Nobody can log in as the default
+  # user (off, no password), but Redis replays the append-only file as that user and checks its
+  # rights again at each EXEC: with none, every script's writes (stored as MULTI/EXEC) were
+  # dropped at a restart, each with a CRITICAL log line (redis/redis#14541). So it has the
+  # platform's key rights.
   local conf="$RUN/redis/redis.conf" hash
   hash="$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
-  (umask 077 && printf '%s\n' "user default off resetpass resetkeys resetchannels -@all" \
+  (umask 077 && printf '%s\n' "user default off resetpass resetchannels ~* +@all -@admin -@dangerous" \
     "user $REDIS_USER on #$hash ~* &* +@all -@admin -@dangerous" >"$conf")
   redis-server "$conf" --bind "$NODE_ADDRESS" --port "$REDIS_PORT" --dir "$RUN/redis" \
     --daemonize yes --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \

@@ -217,6 +217,14 @@ def compose_env(service: str) -> dict[str, str]:
     return env
 
 
+def local_redis_default_user() -> str:
+    """The ACL line of the default user in the local stack (cluster/services.sh)."""
+    script = (ROOT / "cluster" / "services.sh").read_text()
+    found = re.search(r'"(user default off [^"]+)"', script)
+    assert found, "the Redis default user's ACL line not found in cluster/services.sh"
+    return found.group(1)
+
+
 def local_redis_app_rules() -> str:
     """The ACL rules of the platform's Redis user in the local stack (cluster/services.sh)."""
     script = (ROOT / "cluster" / "services.sh").read_text()

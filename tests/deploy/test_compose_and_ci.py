@@ -237,7 +237,7 @@ def test_compose_postgres_and_redis_require_the_roles_credentials() -> None:
     assert "COPY 10-orders-role.sh /docker-entrypoint-initdb.d/" in image
     assert '"postgresql-${PG_MAJOR}-partman"' in image
     script = services["redis"]["command"][-1]
-    assert "'user default off resetpass resetkeys resetchannels -@all'" in script
+    assert f"'{m.local_redis_default_user()}'" in script
     user = urlsplit(_env_file(DEV_SECRETS)["REDIS_URL"]).username
     assert f'"user {user} on #$$hash {m.local_redis_app_rules()}"' in script
     assert "REDIS_PASSWORD" in script and ">$$REDIS_PASSWORD" not in script  # hashed, not argv

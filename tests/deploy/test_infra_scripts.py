@@ -251,6 +251,28 @@ def test_redis_acl_is_the_local_stacks(source: str, tmp_path: Path) -> None:
             _check_gcs_user(port, env)
 
 
+# A script's writes reach the append-only file as MULTI/EXEC; Redis replays it as the default
+# user and checks that user's rights again at each EXEC (redis/redis#14541).
+_SCRIPT = "redis.call('INCR', KEYS[1]); redis.call('PEXPIRE', KEYS[1], 600000); return 1"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_redis_keeps_a_scripts_writes_across_a_restart(source: str, tmp_path: Path) -> None:
+    node = urlsplit(_ray_node_env(source)["REDIS_URL"])
+    values = []
+    for run in range(2):  # the same directory, hence the same append-only file
+        command, env, port, _ = _redis(source, tmp_path)
+        with ls.server(command, env, port, tmp_path / f"redis-{run}.log"):
+            app = redis.Redis(port=port, username=node.username, password=node.password)
+            if run == 0:
+                app.eval(_SCRIPT, 1, "ratelimit:replay")
+                app.set("plain:replay", "1")
+            values.append((app.get("ratelimit:replay"), app.get("plain:replay")))
+            app.close()
+    assert values == [(b"1", b"1"), (b"1", b"1")]  # before: (None, b"1") after the restart
+    assert "CRITICAL" not in (tmp_path / "redis-1.log").read_text()
+
+
 def _check_gcs_user(port: int, env: dict[str, str]) -> None:
     """The Ray GCS's user: what the GCS sends (tests/deploy notes: INFO, DEL DUMMY, hashes
     under RAY*), nothing else."""

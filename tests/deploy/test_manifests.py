@@ -524,7 +524,7 @@ def _redis_acl() -> dict[str, str]:
 def test_redis_users_the_app_as_locally_and_the_gcs_limited_to_rays_keys() -> None:
     redis = m.resource("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
     script = redis["command"][-1]
-    assert "'user default off resetpass resetkeys resetchannels -@all'" in script
+    assert f"'{m.local_redis_default_user()}'" in script
     assert "exec docker-entrypoint.sh redis-server /tmp/redis-acl.conf" in script
     acl = _redis_acl()
     assert acl["username"] == m.local_redis_app_rules()
