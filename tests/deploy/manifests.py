@@ -217,20 +217,21 @@ def compose_env(service: str) -> dict[str, str]:
     return env
 
 
-def local_redis_default_user() -> str:
-    """The ACL line of the default user in the local stack (cluster/services.sh)."""
-    script = (ROOT / "cluster" / "services.sh").read_text()
-    found = re.search(r'"(user default off [^"]+)"', script)
-    assert found, "the Redis default user's ACL line not found in cluster/services.sh"
+def _local_redis_acl(pattern: str, what: str) -> str:
+    """The first group of `pattern` in the local stack's Redis ACL (cluster/services.sh)."""
+    found = re.search(pattern, (ROOT / "cluster" / "services.sh").read_text())
+    assert found, f"{what} not found in cluster/services.sh"
     return found.group(1)
+
+
+def local_redis_default_user() -> str:
+    """The ACL line of the default user in the local stack."""
+    return _local_redis_acl(r'"(user default off [^"]+)"', "the Redis default user's ACL line")
 
 
 def local_redis_app_rules() -> str:
-    """The ACL rules of the platform's Redis user in the local stack (cluster/services.sh)."""
-    script = (ROOT / "cluster" / "services.sh").read_text()
-    found = re.search(r'"user \$REDIS_USER on #\$hash ([^"]+)"', script)
-    assert found, "the Redis user's ACL line not found in cluster/services.sh"
-    return found.group(1)
+    """The ACL rules of the platform's Redis user in the local stack."""
+    return _local_redis_acl(r'"user \$REDIS_USER on #\$hash ([^"]+)"', "the Redis user's ACL line")
 
 
 def local_pg_grants() -> list[str]:
