@@ -8,6 +8,7 @@ import re
 import time
 from typing import Any
 
+from cluster import priority
 from core import registry
 from core.settings import Settings
 
@@ -44,10 +45,14 @@ def _env_vars() -> dict[str, str]:
     }
 
 
-def _detached(cls: Any, name: str, namespace: str, *args: Any) -> Any:
+def _detached(cls: Any, name: str, namespace: str, niceness: int, *args: Any) -> Any:
     # The namespace is explicit: a Serve replica runs in Ray's "serve" namespace.
     return cls.options(
-        name=name, namespace=namespace, lifetime="detached", get_if_exists=True
+        name=name,
+        namespace=namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        runtime_env=priority.stage_runtime_env(niceness),
     ).remote(*args)
 
 
@@ -82,32 +87,33 @@ def stop_actors(settings: Settings) -> int:
     return stopped
 
 
-def create_actors(settings: Settings) -> dict[str, Any]:
-    """Create (or find) every named actor; returns their handles without waiting."""
+def create_actors(settings: Settings, niceness: int = 0) -> dict[str, Any]:
+    """Create (or find) every named actor; returns their handles without waiting. `niceness`:
+    how far below the gateway they run where the job has the priority hook (`deploy`)."""
     from actors.inventory import InventoryShard
     from actors.notification import NotificationActor
     from actors.outbox_relay import OutboxRelay
     from actors.payment import PaymentShard
     from actors.shipping import ShippingActor
 
-    ns = settings.ray_namespace
-    handles: dict[str, Any] = {registry.RELAY: _detached(OutboxRelay, registry.RELAY, ns)}
+    ns, nice = settings.ray_namespace, niceness
+    handles: dict[str, Any] = {registry.RELAY: _detached(OutboxRelay, registry.RELAY, ns, nice)}
     for i in range(settings.inventory_shards):
         name = registry.inventory_shard(i)
-        handles[name] = _detached(InventoryShard, name, ns, i)
+        handles[name] = _detached(InventoryShard, name, ns, nice, i)
     for i in range(settings.payment_shards):
         name = registry.payment_shard(i)
-        handles[name] = _detached(PaymentShard, name, ns, i)
-    handles[registry.SHIPPING] = _detached(ShippingActor, registry.SHIPPING, ns)
-    handles[registry.NOTIFICATION] = _detached(NotificationActor, registry.NOTIFICATION, ns)
+        handles[name] = _detached(PaymentShard, name, ns, nice, i)
+    handles[registry.SHIPPING] = _detached(ShippingActor, registry.SHIPPING, ns, nice)
+    handles[registry.NOTIFICATION] = _detached(NotificationActor, registry.NOTIFICATION, ns, nice)
     return handles
 
 
-def start_actors(settings: Settings) -> dict[str, Any]:
+def start_actors(settings: Settings, niceness: int = 0) -> dict[str, Any]:
     """Create (or find) every named actor and wait until each answers `health()`."""
     import ray
 
-    handles = create_actors(settings)
+    handles = create_actors(settings, niceness)
     ray.get([h.health.remote() for h in handles.values()], timeout=120)
     return handles
 
@@ -128,10 +134,12 @@ def deploy(settings: Settings, *, restart: bool = False) -> None:
     import ray
     from ray import serve
 
+    niceness = priority.stage_niceness(os.environ)
     ray.init(
         address=os.environ.get("RAY_ADDRESS", "auto"),
         namespace=settings.ray_namespace,
-        runtime_env={"env_vars": _env_vars()},
+        # every worker of this job runs the hook; only the pipeline's actors carry its variable
+        runtime_env={"env_vars": _env_vars(), "worker_process_setup_hook": priority.SETUP_HOOK},
         logging_level=logging.WARNING,
         log_to_driver=False,
     )
@@ -141,7 +149,7 @@ def deploy(settings: Settings, *, restart: bool = False) -> None:
         why = "the shard counts changed" if changed else "to roll out new code"
         print(f"actors: stopped {stop_actors(settings)} ({why})", flush=True)
         _wait_gone(settings)
-    handles = start_actors(settings)
+    handles = start_actors(settings, niceness)
     print(f"actors: {len(handles)} running ({time.monotonic() - started:.1f}s)", flush=True)
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.priority import stage_niceness
 from core.settings import get_settings
 from tests.conftest import node_address
 from tests.integration.conftest import wait_until
@@ -55,28 +56,30 @@ def test_ray_starts_its_workers_at_the_configured_niceness() -> None:
     assert {_nice(pid) for pid in pids} == {_WORKER_NICENESS}  # Ray's own default would be 15
 
 
-# Every platform process keeps the niceness the launcher gives Ray's workers (RAY_WORKER_NICENESS):
-# CPU priority is the launcher's tuning of one box, not the actors' or the gateway's (ADR-007).
+# The launcher's CPU priority (ADR-007): Ray starts every worker at RAY_WORKER_NICENESS, and the
+# deploying job's setup hook moves every thread of the pipeline's actors STAGE_NICENESS steps
+# lower (cluster/priority.py); the gateway goes first.
+_STAGE_NICENESS = stage_niceness(os.environ)
+
+
 @pytest.mark.parametrize(
-    ("title", "setting"),
+    ("title", "below_the_gateway"),
     [
-        ("ray::OutboxRelay", None),
-        ("ray::PaymentShard", None),
-        ("ray::InventoryShard", None),
-        ("ray::NotificationActor", None),
-        ("ray::ServeReplica:orders:api-gateway", None),
+        ("ray::OutboxRelay", _STAGE_NICENESS),
+        ("ray::PaymentShard", _STAGE_NICENESS),
+        ("ray::InventoryShard", _STAGE_NICENESS),
+        ("ray::ShippingActor", _STAGE_NICENESS),
+        ("ray::NotificationActor", _STAGE_NICENESS),
+        ("ray::ServeReplica:orders:api-gateway", 0),
     ],
 )
 def test_every_thread_of_a_platform_process_runs_at_its_niceness(
-    title: str, setting: str | None
+    title: str, below_the_gateway: int
 ) -> None:
     pids = _processes(title)
     assert pids, f"no {title} process: is the stack up?"
-    expected = _WORKER_NICENESS if setting is None else getattr(get_settings(), setting)
-    if expected < _WORKER_NICENESS and os.geteuid() != 0:
-        expected = _WORKER_NICENESS  # not allowed to go first: it keeps what Ray gave it
     for pid in pids:
-        assert _thread_nices(pid) == {expected}, f"{title} pid {pid}"
+        assert _thread_nices(pid) == {_WORKER_NICENESS + below_the_gateway}, f"{title} pid {pid}"
 
 
 _AUTOGROUP_NICENESS = int(os.environ.get("RAY_AUTOGROUP_NICENESS", "-5"))
