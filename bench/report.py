@@ -66,6 +66,7 @@ def platform_settings(settings: Settings) -> dict[str, Any]:
     ps = psutil_module()
     procs = [(p, " ".join(p.info["cmdline"] or [])) for p in ps.process_iter(["cmdline"])]
     gateway = [p for p, n in procs if n.startswith("ray::ServeReplica:orders:api-gateway")]
+    relay = [p for p, n in procs if n.startswith("ray::OutboxRelay")]
     haproxy = any(n.split(" ")[0].endswith("haproxy") for _, n in procs)
     # a knob the platform no longer has is left out (older result files keep theirs)
     knobs = {k: getattr(settings, k) for k in _PLATFORM_KNOBS if hasattr(settings, k)}
@@ -75,8 +76,15 @@ def platform_settings(settings: Settings) -> dict[str, Any]:
             optimized = proc.environ().get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "0")
         except (ps.AccessDenied, ps.NoSuchProcess):
             optimized = None
+    below: int | None = None  # how far the pipeline runs below the gateway (cluster/priority.py)
+    for stage, front in zip(relay[:1], gateway[:1], strict=False):
+        try:
+            below = stage.nice() - front.nice()
+        except (ps.AccessDenied, ps.NoSuchProcess):
+            below = None
     return {
         **knobs,
+        "stage_niceness": below,
         "serve_ingress": "haproxy" if haproxy else "default-proxy",
         "serve_throughput_optimized": optimized,
         "gateway_replica_processes": len(gateway),

@@ -110,7 +110,12 @@ def deploy(
     """Start the platform's actors and the Serve app on the running Ray cluster (idempotent)."""
     from cluster.deploy import deploy as run_deploy
 
-    run_deploy(_settings(), restart=restart)
+    settings = _settings()
+    try:
+        run_deploy(settings, restart=restart)
+    except SettingsError as exc:  # the launcher's own knobs (STAGE_NICENESS)
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

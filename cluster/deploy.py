@@ -131,10 +131,10 @@ async def ensure_actors(settings: Settings, timeout_s: float = 120.0) -> None:
 
 def deploy(settings: Settings, *, restart: bool = False) -> None:
     """Connect to the running cluster, start the actors, then deploy the Serve app on :HTTP_PORT."""
+    niceness = priority.stage_niceness(os.environ)  # a bad value stops before anything starts
     import ray
     from ray import serve
 
-    niceness = priority.stage_niceness(os.environ)
     ray.init(
         address=os.environ.get("RAY_ADDRESS", "auto"),
         namespace=settings.ray_namespace,

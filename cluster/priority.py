@@ -19,6 +19,8 @@ import logging
 import os
 from collections.abc import Mapping
 
+from core.settings import SettingsError
+
 log = logging.getLogger(__name__)
 
 STAGE_NICENESS_ENV = "ORDERS_STAGE_NICENESS"
@@ -31,7 +33,7 @@ def stage_niceness(environ: Mapping[str, str]) -> int:
     raw = environ.get("STAGE_NICENESS", "5")
     value = int(raw) if raw.isdigit() else -1
     if not 0 <= value <= 19:
-        raise ValueError(f"STAGE_NICENESS must be an integer from 0 to 19, not {raw!r}")
+        raise SettingsError(f"STAGE_NICENESS must be an integer from 0 to 19, not {raw!r}")
     return value
 
 

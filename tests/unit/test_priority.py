@@ -11,8 +11,10 @@ import sys
 from typing import Any
 
 import pytest
+import typer
 
 from cluster import priority
+from core.settings import SettingsError
 
 # A worker process: one thread running before the hook, one started after it.
 _WORKER = """
@@ -79,5 +81,18 @@ def test_the_stage_niceness_defaults_to_five_and_reaches_the_actors_env() -> Non
 
 @pytest.mark.parametrize("raw", ["-1", "20", "five", ""])
 def test_a_stage_niceness_out_of_range_is_refused_with_its_name(raw: str) -> None:
-    with pytest.raises(ValueError, match="STAGE_NICENESS"):
+    with pytest.raises(SettingsError, match="STAGE_NICENESS"):
         priority.stage_niceness({"STAGE_NICENESS": raw})
+
+
+def test_deploy_stops_on_a_bad_stage_niceness_before_it_connects_to_ray(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import deploy
+
+    monkeypatch.setenv("STAGE_NICENESS", "high")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # nothing there, should it try
+    with pytest.raises(typer.Exit) as stopped:
+        deploy(restart=False)
+    assert stopped.value.exit_code == 2
+    assert "STAGE_NICENESS must be an integer from 0 to 19, not 'high'" in capsys.readouterr().err
