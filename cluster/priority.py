@@ -19,8 +19,6 @@ import logging
 import os
 from collections.abc import Mapping
 
-from core.settings import SettingsError
-
 log = logging.getLogger(__name__)
 
 STAGE_NICENESS_ENV = "ORDERS_STAGE_NICENESS"
@@ -30,6 +28,8 @@ SETUP_HOOK = "cluster.priority.on_worker_start"
 def stage_niceness(environ: Mapping[str, str]) -> int:
     """`STAGE_NICENESS` of the launcher's environment: how many steps of niceness below the
     gateway the pipeline's actors run (0..19, default 5; 0 = the same priority)."""
+    from core.settings import SettingsError  # here: a worker's hook imports this module alone
+
     raw = environ.get("STAGE_NICENESS", "5")
     value = int(raw) if raw.isdigit() else -1
     if not 0 <= value <= 19:
