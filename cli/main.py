@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,12 +23,17 @@ app.command("chaos")(chaos.main)
 console = Console(stderr=True)
 
 
+def _refuse(exc: SettingsError) -> NoReturn:
+    """A missing or invalid setting: its message, exit 2."""
+    console.print(f"[red]{exc}[/red]")
+    raise typer.Exit(2) from None
+
+
 def _settings() -> Settings:
     try:
         return get_settings()
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        _refuse(exc)
 
 
 @app.command()
@@ -114,8 +119,7 @@ def deploy(
     try:
         run_deploy(settings, restart=restart)
     except SettingsError as exc:  # the launcher's own knobs (STAGE_NICENESS)
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        _refuse(exc)
 
 
 def main() -> None:
