@@ -27,6 +27,7 @@ def point(fraction: float, figures: dict[str, Any]) -> dict[str, Any]:
         "e2e_shipped_p50_ms": figures["p50_e2e_ms"],
         "e2e_shipped_p99_ms": figures["p99_e2e_ms"],
         "e2e_hops_ms": figures.get("e2e_hops_ms", {}),
+        "e2e_publish_wait_ms": figures.get("e2e_publish_wait_ms", {}),
         "lost": figures["lost"],
         "errors": figures["errors"],
         "cpu_ms_per_order": figures["cpu_ms_per_order"],

@@ -10,11 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from bench import speed
 from bench.cpu import steal_pct, window_ms_per_order
 from bench.loadgen import Record, WorkerSpec
 from bench.phase import Phase
 from bench.procs import CpuSampler
+from bench.publish_wait import publish_waits
 from bench.stats import errors_by_status, group_cpu, hop_latencies, latency_summary, pct
 from bench.tracker import Tracker
 from bench.ui import info
@@ -38,6 +41,8 @@ class Load:
     # The generator is the measuring instrument: on a box it shares with the stack it goes
     # first (when allowed), so that its own lateness is not counted as the platform's.
     niceness: int = -5
+    # Where the run's events are read back for `e2e_publish_wait_ms` ("": not read).
+    kafka_bootstrap: str = ""
 
 
 @dataclass
@@ -52,6 +57,7 @@ class MainRun:
     steal_series: list[tuple[float, float]] = field(default_factory=list)
     unit_series: list[tuple[float, float]] = field(default_factory=list)  # bench.speed
     cpu_started: float = 0.0
+    publish_wait: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSampler) -> MainRun:
@@ -85,7 +91,20 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
         window.step(cpu.sample(), cpu.steal_cores)
     result.cpu_series, result.cpu_started = list(cpu.series), cpu.started
     result.steal_series = list(cpu.steal_series)
+    result.publish_wait = await _publish_waits(load, t0)
     return result
+
+
+async def _publish_waits(load: Load, t0: float) -> dict[str, dict[str, float]]:
+    """`e2e_publish_wait_ms` over the steady window; {} when Kafka could not be read (said)."""
+    if not load.kafka_bootstrap:
+        return {}
+    start, end = t0 + load.warmup_s, t0 + load.duration_s
+    try:
+        return await publish_waits(load.kafka_bootstrap, start, end)
+    except (KafkaError, OSError) as exc:
+        info(f"[yellow]publish waits not measured: Kafka could not be read ({exc})")
+        return {}
 
 
 def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
@@ -120,6 +139,7 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "p95_e2e_ms": round(pct(e2e, 95), 1),
         "p99_e2e_ms": round(pct(e2e, 99), 1),
         "e2e_hops_ms": hop_latencies(outcomes),
+        "e2e_publish_wait_ms": run.publish_wait,
         "errors": errors_by_status(run.records),
         "final_status": dict(Counter(o.status for o in outcomes).most_common()),
         "lost": len(tracker.outstanding),

@@ -115,6 +115,7 @@ def table(result: dict[str, Any]) -> None:
         ("accept p50 / p95 / p99 ms", _trio(result, "accept")),
         ("accept→SHIPPED p50 / p95 / p99 ms", _trio(result, "e2e")),
         ("… by hop, p50 / p99 ms", _hops(result.get("e2e_hops_ms", {}))),
+        ("… of which waiting to be published", _waits(result.get("e2e_publish_wait_ms", {}))),
         ("errors by status", result["errors"] or "none"),
         ("final statuses", result["final_status"]),
         ("lost", result["lost"]),
@@ -201,6 +202,11 @@ def _hops(hops: dict[str, dict[str, float]]) -> str:
     """`reserved 113/218, paid 97/173, …`: each hop named by the stage it ends in."""
     ends = ((h.rpartition("_to_")[2].replace("_", " "), v) for h, v in hops.items())
     return ", ".join(f"{end} {v['p50']}/{v['p99']}" for end, v in ends) or "none"
+
+
+def _waits(waits: dict[str, dict[str, float]]) -> str:
+    """`order.created 36.9/116.5, …`: each flow topic's publish wait, p50/p99 ms."""
+    return ", ".join(f"{t} {v['p50']}/{v['p99']}" for t, v in waits.items()) or "not measured"
 
 
 def _trio(result: dict[str, Any], kind: str) -> str:

@@ -43,6 +43,7 @@ class Options:
 
 async def run(opts: Options, settings: Settings) -> dict[str, Any]:
     """All phases; returns the result (also written to `out_dir`)."""
+    opts = replace(opts, load=replace(opts.load, kafka_bootstrap=settings.kafka_bootstrap))
     base = opts.load.base_url
     await checks.preflight(base)
     stamp = time.strftime("%Y%m%d-%H%M%S")
