@@ -10,13 +10,12 @@ on several hosts the figures include their clocks' offset.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from adapters.kafka import client_options
 from bench.stats import pct
@@ -82,13 +81,14 @@ async def publish_waits(
         parts = sorted(consumer.assignment())
         firsts = await consumer.offsets_for_times(dict.fromkeys(parts, start_ms))
         ends = await consumer.end_offsets(parts)
-        todo = {tp: ends[tp] for tp in parts if firsts[tp] is not None}
+        todo: dict[TopicPartition, int] = {}  # partition → the offset where its read ends
         for tp in parts:
             first = firsts[tp]
             if first is None:
                 consumer.pause(tp)
             else:
                 consumer.seek(tp, first.offset)
+                todo[tp] = ends[tp]
         deadline = time.monotonic() + _READ_LIMIT_S
         while todo and time.monotonic() < deadline:
             batches = await consumer.getmany(*todo, timeout_ms=500, max_records=5000)
@@ -98,7 +98,6 @@ async def publish_waits(
                 if await consumer.position(tp) >= todo[tp]:
                     del todo[tp]
                     consumer.pause(tp)
-            await asyncio.sleep(0)
     finally:
         await consumer.stop()
     return summarize(records, topics, start_ms, end_ms)

@@ -163,7 +163,13 @@ async def _warm_up(opts: Options, settings: Settings, tag: str, cpu: CpuSampler)
     """The same load for `warmup_load_s`, untracked by the headline figures: a freshly started
     stack (Kafka's JIT, first imports and schema builds in every Python process, cold caches)
     is not its steady state. Its own figures are kept in the result (`warmup_run`)."""
-    load = replace(opts.load, duration_s=opts.warmup_load_s, seed=opts.load.seed + 1, warmup_s=0.0)
+    load = replace(  # no publish waits: the warm-up reports only the keys below
+        opts.load,
+        duration_s=opts.warmup_load_s,
+        seed=opts.load.seed + 1,
+        warmup_s=0.0,
+        kafka_bootstrap="",
+    )
     info(f"warm-up: {load.rate:g}/s for {load.duration_s}s (reported apart, not in the figures)")
     tracker = Tracker(settings.database_url)
     await tracker.open()
