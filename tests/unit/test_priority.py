@@ -22,7 +22,13 @@ import json, os, threading
 from cluster.priority import on_worker_start
 
 def nices():
-    return sorted({os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task")})
+    seen = set()
+    for t in os.listdir("/proc/self/task"):
+        try:
+            seen.add(os.getpriority(os.PRIO_PROCESS, int(t)))
+        except ProcessLookupError:  # a thread that ended since the listing (a joined one)
+            pass
+    return sorted(seen)
 
 stop = threading.Event()
 before = threading.Thread(target=stop.wait, daemon=True)
@@ -45,10 +51,10 @@ def _worker(env: dict[str, str]) -> dict[str, Any]:
         [sys.executable, "-c", _WORKER],
         capture_output=True,
         text=True,
-        check=True,
         timeout=60,
         env={**environ, **env},
     )
+    assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
