@@ -1,4 +1,5 @@
-"""What every platform actor shares: the Ray options, and a shard's single ownership."""
+"""What every platform actor shares: the Ray options, where its tasks wait, and a shard's single
+ownership."""
 
 from __future__ import annotations
 
@@ -10,6 +11,36 @@ from psycopg import AsyncConnection
 from adapters.pg import Row, claim_ownership, open_pool, watch_ownership
 from adapters.uow import UnitOfWork
 from core.settings import Settings, get_settings
+
+
+class Inspectable:
+    """The base of every platform actor: besides its work it says where each of its asyncio
+    tasks waits (for a stage that stalls: the await its loop is in; the test suite prints it
+    when a test against the stack fails)."""
+
+    async def task_stacks(self) -> list[str]:
+        return task_stacks()
+
+
+def task_stacks() -> list[str]:
+    """Each asyncio task of the running loop as `name: outer → … → innermost await`, by
+    following the awaits of its coroutine (a task's own stack shows one frame when suspended)."""
+    lines = []
+    for task in asyncio.all_tasks():
+        chain: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(chain) < _MAX_FRAMES:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is None:
+                chain.append(type(awaited).__name__)  # a future, a generator-based awaitable
+                break
+            chain.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        lines.append(f"{task.get_name()}: {' → '.join(chain)}")
+    return sorted(lines)
+
+
+_MAX_FRAMES = 24
 
 
 def platform_actor(max_concurrency: int) -> Any:

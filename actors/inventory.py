@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from actors.base import owned_shard, platform_actor
+from actors.base import Inspectable, owned_shard, platform_actor
 from adapters import stock as sql
 from adapters.pg import now
 from adapters.uow import Tx
@@ -51,7 +51,7 @@ class _Expiry:
 
 
 @platform_actor(max_concurrency=64)
-class InventoryShard:
+class InventoryShard(Inspectable):
     async def __init__(self, index: int) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._index = index

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.base import open_uow, platform_actor
+from actors.base import Inspectable, open_uow, platform_actor
 from adapters import notifications as sql
 from adapters.uow import Tx, UnitOfWork
 from consumers import routes
@@ -61,7 +61,7 @@ class _Group:
 
 
 @platform_actor(max_concurrency=16)
-class NotificationActor:
+class NotificationActor(Inspectable):
     async def __init__(self) -> None:  # type: ignore[misc]
         settings = get_settings()
         self._sent = [0]

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from actors.base import platform_actor
+from actors.base import Inspectable, platform_actor
 from adapters import outbox as sql
 from adapters import retention
 from adapters.kafka import publish_rows, start_producer
@@ -32,7 +32,7 @@ _BUSY_S = 0.2  # draining: back to waiting after this long without a row
 
 
 @platform_actor(max_concurrency=32)
-class OutboxRelay:
+class OutboxRelay(Inspectable):
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._pool = await open_pool(

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pybreaker
 import redis.asyncio as aioredis
 
-from actors.base import owned_shard, platform_actor
+from actors.base import Inspectable, owned_shard, platform_actor
 from adapters import payments as sql
 from adapters.provider import (
     FAIL_COUNTER_KEY,
@@ -87,7 +87,7 @@ class _Settle:
 
 
 @platform_actor(max_concurrency=64)
-class PaymentShard:
+class PaymentShard(Inspectable):
     async def __init__(self, index: int) -> None:  # type: ignore[misc]
         settings = get_settings()
         self._index = index

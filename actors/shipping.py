@@ -23,7 +23,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from actors.base import open_uow, platform_actor
+from actors.base import Inspectable, open_uow, platform_actor
 from adapters import shipments as sql
 from adapters.uow import Tx
 from consumers import routes
@@ -98,7 +98,7 @@ class _Group:
 
 
 @platform_actor(max_concurrency=64)
-class ShippingActor:
+class ShippingActor(Inspectable):
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._uow = await open_uow(self._settings, 4, "shipping")

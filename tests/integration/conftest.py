@@ -21,6 +21,7 @@ from adapters.kafka import partitions_of
 from core.auth import make_token
 from core.settings import Settings, get_settings
 from domain.events import Envelope
+from tests.integration.diagnose import stack_report
 
 T = TypeVar("T")
 pytestmark = pytest.mark.integration
@@ -243,9 +244,8 @@ def kafka_tap(settings: Settings) -> Iterator[Callable[..., KafkaTap]]:
         tap.close()
 
 
-@pytest.fixture(scope="session")
-def ray_cluster(settings: Settings) -> Iterator[Any]:
-    """A driver connected to the running cluster (to kill actors and inspect their state)."""
+def ray_driver(settings: Settings) -> Any:
+    """This process as a driver of the running cluster (connected once)."""
     import ray
 
     if not ray.is_initialized():  # the chaos run may have connected already
@@ -255,8 +255,39 @@ def ray_cluster(settings: Settings) -> Iterator[Any]:
             logging_level=logging.WARNING,
             log_to_driver=False,
         )
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(settings: Settings) -> Iterator[Any]:
+    """A driver connected to the running cluster (to kill actors and inspect their state)."""
+    ray = ray_driver(settings)
     yield ray
     ray.shutdown()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report gets a section on the stack at that moment (tests/integration/
+    diagnose.py): a failure in CI is then explained by its own log."""
+    report = yield
+    if report.when == "call" and report.failed:
+        settings = get_settings()
+        admin = bearer(
+            make_token(
+                "admin-diagnose",
+                ["admin"],
+                secret=settings.jwt_secret,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+            )
+        )
+        try:
+            ray: Any = ray_driver(settings)
+        except Exception:
+            ray = None
+        report.sections.append(("stack at failure", stack_report(settings, admin, ray)))
+    return report
 
 
 def wait_breaker_admits(api: Api, timeout: float = 40.0) -> None:
