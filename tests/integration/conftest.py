@@ -272,22 +272,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     diagnose.py): a failure in CI is then explained by its own log."""
     report = yield
     if report.when == "call" and report.failed:
-        settings = get_settings()
-        admin = bearer(
-            make_token(
-                "admin-diagnose",
-                ["admin"],
-                secret=settings.jwt_secret,
-                audience=settings.jwt_audience,
-                issuer=settings.jwt_issuer,
-            )
-        )
         try:
-            ray: Any = ray_driver(settings)
-        except Exception:
-            ray = None
-        report.sections.append(("stack at failure", stack_report(settings, admin, ray)))
+            text = _stack_at_failure()
+        except Exception as exc:  # the report of a failure must never fail the run
+            text = f"(no report: {type(exc).__name__}: {exc})"
+        report.sections.append(("stack at failure", text))
     return report
+
+
+def _stack_at_failure() -> str:
+    settings = get_settings()
+    admin = bearer(
+        make_token(
+            "admin-diagnose",
+            ["admin"],
+            secret=settings.jwt_secret,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    )
+    try:
+        ray: Any = ray_driver(settings)
+    except Exception:
+        ray = None
+    return stack_report(settings, admin, ray)
 
 
 def wait_breaker_admits(api: Api, timeout: float = 40.0) -> None:
