@@ -4,7 +4,7 @@ ORDERS := .venv/bin/orders
 SUB ?= customer1
 ROLE ?= customer
 
-.PHONY: up down status test lint token demo bench chaos install clean-data join leave bench-scale
+.PHONY: up down status stacks test lint token demo bench chaos install clean-data join leave bench-scale
 
 up: ## install what is missing, start the whole stack, deploy, seed
 	@cluster/up.sh
@@ -14,6 +14,9 @@ down: ## stop everything `make up` started (data kept in .run/)
 
 status: ## show each part of the stack
 	@cluster/services.sh status
+
+stacks: ## a stack that seems stuck: health, busy Postgres statements, where each actor waits
+	@bash -c 'source cluster/common.sh && exec $(ORDERS) stacks'
 
 join: ## this machine joins the head at HEAD=<address> as a Ray worker node (README, Adding a machine)
 	@cluster/join.sh $(HEAD)

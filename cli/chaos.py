@@ -24,6 +24,7 @@ import typer
 from rich.console import Console
 
 from cli.api import token
+from cli.diagnose import ray_driver
 from cli.invariants import Verdict, check, end_offsets, terminal_count
 from cli.load import SteadyLoad
 from core import registry
@@ -61,22 +62,13 @@ def _wait(
 
 class Chaos:
     def __init__(self, settings: Settings) -> None:
-        import ray
-
         self.s = settings
         self.http = httpx.Client(
             base_url=f"http://127.0.0.1:{settings.http_port}",
             timeout=5,
             headers={"Authorization": f"Bearer {token(settings)}"},  # /ready details: admins
         )
-        if not ray.is_initialized():
-            ray.init(
-                address="auto",
-                namespace=settings.ray_namespace,
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-            )
-        self.ray: Any = ray
+        self.ray: Any = ray_driver(settings, logging.ERROR)
 
     def ready(self) -> bool:
         return bool(self.http.get("/ready").json()["status"] == "up")

@@ -11,7 +11,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from cli import chaos, dlq, order, status
+from cli import chaos, diagnose, dlq, order, status
 from core.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(help="Ray orders platform operations.", no_args_is_help=True)
@@ -20,6 +20,7 @@ app.command("get")(order.get)
 app.command("watch")(order.watch)
 app.add_typer(dlq.app, name="dlq")
 app.command("chaos")(chaos.main)
+app.command("stacks")(diagnose.stacks)
 console = Console(stderr=True)
 
 

@@ -4,7 +4,6 @@ Kafka, Ray with the platform deployed, gateway on :HTTP_PORT). Nothing here is m
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,10 +17,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg.rows import dict_row
 
 from adapters.kafka import partitions_of
+from cli.diagnose import ray_driver, report_now
 from core.auth import make_token
 from core.settings import Settings, get_settings
 from domain.events import Envelope
-from tests.integration.diagnose import stack_report
 
 T = TypeVar("T")
 pytestmark = pytest.mark.integration
@@ -244,20 +243,6 @@ def kafka_tap(settings: Settings) -> Iterator[Callable[..., KafkaTap]]:
         tap.close()
 
 
-def ray_driver(settings: Settings) -> Any:
-    """This process as a driver of the running cluster (connected once)."""
-    import ray
-
-    if not ray.is_initialized():  # the chaos run may have connected already
-        ray.init(
-            address="auto",
-            namespace=settings.ray_namespace,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-    return ray
-
-
 @pytest.fixture(scope="session")
 def ray_cluster(settings: Settings) -> Iterator[Any]:
     """A driver connected to the running cluster (to kill actors and inspect their state)."""
@@ -268,34 +253,16 @@ def ray_cluster(settings: Settings) -> Iterator[Any]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """A failed test's report gets a section on the stack at that moment (tests/integration/
-    diagnose.py): a failure in CI is then explained by its own log."""
+    """A failed test's report gets a section on the stack at that moment (`orders stacks`,
+    cli/diagnose.py): a failure in CI is then explained by its own log."""
     report = yield
     if report.when == "call" and report.failed:
         try:
-            text = _stack_at_failure()
+            text = report_now()
         except Exception as exc:  # the report of a failure must never fail the run
             text = f"(no report: {type(exc).__name__}: {exc})"
         report.sections.append(("stack at failure", text))
     return report
-
-
-def _stack_at_failure() -> str:
-    settings = get_settings()
-    admin = bearer(
-        make_token(
-            "admin-diagnose",
-            ["admin"],
-            secret=settings.jwt_secret,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-        )
-    )
-    try:
-        ray: Any = ray_driver(settings)
-    except Exception:
-        ray = None
-    return stack_report(settings, admin, ray)
 
 
 def wait_breaker_admits(api: Api, timeout: float = 40.0) -> None:

@@ -1,18 +1,24 @@
-"""The report a failed test against the stack gets (tests/integration/diagnose.py): it must show
-each stage's health, what Postgres runs, and where each actor's tasks wait."""
+"""The report a failed test against the stack gets, which `orders stacks` prints too
+(cli/diagnose.py): it must show each stage's health, what Postgres runs, and where each actor's
+tasks wait."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
+from cli.diagnose import stack_report
 from core.settings import Settings
-from tests.integration.diagnose import stack_report
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_failure_report_shows_health_statements_and_where_each_actor_waits(
-    settings: Settings, admin_headers: dict[str, str], ray_cluster: Any
+    settings: Settings, ray_cluster: Any
 ) -> None:
-    report = stack_report(settings, admin_headers, ray_cluster)
+    report = stack_report(settings, ray_cluster)
     assert "not readable" not in report, report
     for group in ("inventory", "payment", "shipping", "notification"):
         assert f'"consumer:{group}"' in report
@@ -26,9 +32,20 @@ def test_the_failure_report_shows_health_statements_and_where_each_actor_waits(
     assert "OutboxRelay._run:" in report
 
 
-def test_a_report_part_that_cannot_be_read_says_why(
-    settings: Settings, admin_headers: dict[str, str]
-) -> None:
-    report = stack_report(settings, admin_headers, None)
-    assert "(no Ray driver in this test session)" in report
+def test_a_report_part_that_cannot_be_read_says_why(settings: Settings) -> None:
+    report = stack_report(settings, None)
+    assert "(no Ray driver)" in report
     assert "platform health (/ready)" in report
+
+
+def test_make_stacks_prints_the_report_with_the_stacks_own_environment() -> None:
+    """`make stacks` gives the command Ray's address and token (cluster/common.sh): none of
+    this process's RAY_ variables are passed on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    done = subprocess.run(
+        ["make", "-s", "stacks"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    assert "== actors: where their tasks wait" in done.stdout
+    assert "ConsumerLoop._run:" in done.stdout, done.stdout
+    assert "not readable" not in done.stdout, done.stdout

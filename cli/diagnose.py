@@ -1,0 +1,104 @@
+"""`orders stacks`: what the stack is doing right now, for when it seems stuck: the platform's
+own health (`/ready` as an admin sees it: every consumer group's lag and last error), what
+Postgres is running and waiting on, and where each actor's asyncio tasks wait. A stage that
+stalls shows which await it is in and which statement Postgres is running for it. A failed
+integration test's report ends with the same (tests/integration/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from adapters.activity import busy_statements
+from cli import api
+from core.registry import RELAY, members
+from core.settings import Settings, get_settings
+
+
+def stack_report(settings: Settings, ray: Any | None, no_ray: str = "no Ray driver") -> str:
+    """Every part of the report (`ray`: a connected driver, or None and `no_ray` saying why);
+    a part that cannot be read says why instead. The gateway is `api.base_url`, its token
+    `api.token` (an admin token signed with JWT_SECRET unless ORDERS_TOKEN is set)."""
+    parts = [
+        ("platform health (/ready)", lambda: _ready(settings)),
+        ("postgres: statements not idle", lambda: _postgres(settings)),
+        ("actors: where their tasks wait", lambda: _actors(settings, ray, no_ray)),
+    ]
+    return "\n\n".join(f"== {title}\n{_safely(read)}" for title, read in parts)
+
+
+def _safely(read: Callable[[], str]) -> str:
+    try:
+        return read()
+    except Exception as exc:  # a report of a broken stack must not fail itself
+        return f"(not readable: {type(exc).__name__}: {exc})"
+
+
+def _ready(settings: Settings) -> str:
+    headers = {"Authorization": f"Bearer {api.token(settings)}"}  # the details are for admins
+    body = httpx.get(f"{api.base_url(settings)}/ready", headers=headers, timeout=10).json()
+    return json.dumps(body, indent=1, sort_keys=True)
+
+
+def _postgres(settings: Settings) -> str:
+    rows, waiting = busy_statements(settings.database_url)
+    lines = [" | ".join(str(v) for v in row) for row in rows]
+    lines.append(f"locks not granted: {waiting}")
+    return "\n".join(lines)
+
+
+def _actors(settings: Settings, ray: Any | None, no_ray: str) -> str:
+    if ray is None:
+        return f"({no_ray})"
+    names = [
+        RELAY,
+        *(
+            n
+            for group in members(settings.inventory_shards, settings.payment_shards).values()
+            for n in group
+        ),
+    ]
+    out = []
+    for name in dict.fromkeys(names):
+        try:
+            actor = ray.get_actor(name, namespace=settings.ray_namespace)
+            stacks = ray.get(actor.task_stacks.remote(), timeout=10)
+            out.append(f"{name}:\n  " + "\n  ".join(stacks))
+        except Exception as exc:
+            out.append(f"{name}: (not readable: {type(exc).__name__}: {exc})")
+    return "\n".join(out)
+
+
+def ray_driver(settings: Settings, log_level: int = logging.WARNING) -> Any:
+    """This process as a driver of the running cluster (connected once). It needs the stack's
+    environment (RAY_ADDRESS, RAY_AUTH_TOKEN: cluster/common.sh, which `make stacks` sources)."""
+    import ray
+
+    if not ray.is_initialized():  # a chaos run may have connected already
+        ray.init(
+            address="auto",
+            namespace=settings.ray_namespace,
+            logging_level=log_level,
+            log_to_driver=False,
+        )
+    return ray
+
+
+def report_now() -> str:
+    """The report, this process joining the Ray cluster as a driver first (if it cannot, the
+    report says why)."""
+    settings = get_settings()
+    try:
+        return stack_report(settings, ray_driver(settings))
+    except Exception as exc:
+        return stack_report(settings, None, f"no Ray driver: {type(exc).__name__}: {exc}")
+
+
+def stacks() -> None:
+    """Print what the stack is doing now: health, busy Postgres statements, where each actor's
+    tasks wait (for a stack that seems stuck)."""
+    print(report_now())
