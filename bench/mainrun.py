@@ -18,6 +18,7 @@ from bench.loadgen import Record, WorkerSpec
 from bench.phase import Phase
 from bench.procs import CpuSampler
 from bench.publish_wait import publish_waits
+from bench.stall import StallWatch
 from bench.stats import errors_by_status, group_cpu, hop_latencies, latency_summary, pct
 from bench.tracker import Tracker
 from bench.ui import info
@@ -58,6 +59,7 @@ class MainRun:
     unit_series: list[tuple[float, float]] = field(default_factory=list)  # bench.speed
     cpu_started: float = 0.0
     publish_wait: dict[str, dict[str, float]] = field(default_factory=dict)
+    stall_report: str | None = None  # the stack when no order finished for a while (bench.stall)
 
 
 async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSampler) -> MainRun:
@@ -70,6 +72,7 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
     await asyncio.sleep(max(0.0, t0 - time.time()))
     cpu.start()
     window = _Window(result, tracker, load.progress_s)
+    stall = StallWatch()
     deadline = t0 + load.duration_s + 45
     while not phase.done and time.time() < deadline:
         await _tick()
@@ -77,7 +80,7 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
             result.records.append(rec)
             if rec[3] == 202:
                 tracker.add(rec[4], rec[2])
-        await tracker.poll()
+        stall.step(time.time(), await tracker.poll(), len(tracker.outstanding))
         window.step(cpu.sample(), cpu.steal_cores)
     phase.join()
     result.records.extend(phase.drain())
@@ -87,8 +90,11 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
     info(f"load done: {tracker.accepted} accepted; waiting ≤{load.grace_s:.0f}s for the pipeline")
     while tracker.outstanding and time.time() < result.load_end + load.grace_s:
         await _tick()
-        await tracker.poll()
+        stall.step(time.time(), await tracker.poll(), len(tracker.outstanding))
         window.step(cpu.sample(), cpu.steal_cores)
+    result.stall_report = stall.report()
+    if result.stall_report is not None:
+        info(f"the stack when the pipeline stalled:\n{result.stall_report}")
     result.cpu_series, result.cpu_started = list(cpu.series), cpu.started
     result.steal_series = list(cpu.steal_series)
     result.publish_wait = await _publish_waits(load, t0)
@@ -154,6 +160,7 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
             run.steal_series, run.cpu_started, steady_from, steady_to, os.cpu_count() or 1
         ),
         "cpu_unit_ms": speed.median_in(run.unit_series, steady_from, steady_to),
+        "stall_report": run.stall_report,
     }
 
 
