@@ -22,7 +22,7 @@ class StallWatch:
         self._capture = capture
         self._progress_at: float | None = None
         self._thread: threading.Thread | None = None
-        self._report: list[str] = []
+        self._report: str | None = None
 
     def step(self, now: float, finished: int, outstanding: int) -> None:
         """One poll at `now`: `finished` orders reached a final status since the last one,
@@ -40,13 +40,13 @@ class StallWatch:
 
     def _run(self) -> None:
         try:
-            self._report.append(self._capture())
+            self._report = self._capture()
         except Exception as exc:
-            self._report.append(f"(no report: {type(exc).__name__}: {exc})")
+            self._report = f"(no report: {type(exc).__name__}: {exc})"
 
     def report(self) -> str | None:
         """The captured report (None: no stall), waiting for it up to a minute."""
         if self._thread is None:
             return None
         self._thread.join(_REPORT_WAIT_S)
-        return self._report[0] if self._report else "(the report did not come within 60 s)"
+        return self._report or "(the report did not come within 60 s)"

@@ -15,7 +15,7 @@ import httpx
 
 from adapters.activity import busy_statements
 from cli import api
-from core.registry import RELAY, members
+from cluster.deploy import actor_names
 from core.settings import Settings, get_settings
 
 
@@ -54,16 +54,8 @@ def _postgres(settings: Settings) -> str:
 def _actors(settings: Settings, ray: Any | None, no_ray: str) -> str:
     if ray is None:
         return f"({no_ray})"
-    names = [
-        RELAY,
-        *(
-            n
-            for group in members(settings.inventory_shards, settings.payment_shards).values()
-            for n in group
-        ),
-    ]
     out = []
-    for name in dict.fromkeys(names):
+    for name in actor_names(settings):
         try:
             actor = ray.get_actor(name, namespace=settings.ray_namespace)
             stacks = ray.get(actor.task_stacks.remote(), timeout=10)
