@@ -10,16 +10,22 @@ from psycopg import AsyncConnection
 
 from adapters.pg import Row, claim_ownership, open_pool, watch_ownership
 from adapters.uow import UnitOfWork
+from core import heap
 from core.settings import Settings, get_settings
 
 
 class Inspectable:
     """The base of every platform actor: besides its work it says where each of its asyncio
     tasks waits (for a stage that stalls: the await its loop is in; the test suite prints it
-    when a test against the stack fails)."""
+    when a test against the stack fails) and how long its garbage collector paused it. Each
+    actor ends its `__init__` with `settled(settings)`."""
 
     async def task_stacks(self) -> list[str]:
         return task_stacks()
+
+    async def heap(self) -> dict[str, Any] | None:
+        """The garbage collector's pauses since the actor started (core/heap.py)."""
+        return heap.report()
 
 
 def task_stacks() -> list[str]:
@@ -41,6 +47,11 @@ def task_stacks() -> list[str]:
 
 
 _MAX_FRAMES = 24
+
+
+def settled(settings: Settings) -> None:
+    """The last step of an actor's start: its start-up objects frozen (core/heap.py)."""
+    heap.settle(settings.gc_gen0_threshold)
 
 
 def platform_actor(max_concurrency: int) -> Any:

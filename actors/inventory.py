@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from actors.base import Inspectable, owned_shard, platform_actor
+from actors.base import Inspectable, owned_shard, platform_actor, settled
 from adapters import stock as sql
 from adapters.pg import now
 from adapters.uow import Tx
@@ -66,6 +66,7 @@ class InventoryShard(Inspectable):
         shards = Shards(self._settings, registry.inventory_shard, index, self)
         handler = InventoryHandler(self._settings, self._uow, shards)
         self._consumer = ConsumerLoop(registry.INVENTORY_GROUP, handler, self._settings)
+        settled(self._settings)
 
     async def _reload(self) -> None:
         async with self._uow.begin() as tx:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.base import Inspectable, open_uow, platform_actor
+from actors.base import Inspectable, open_uow, platform_actor, settled
 from adapters import notifications as sql
 from adapters.uow import Tx, UnitOfWork
 from consumers import routes
@@ -70,6 +70,7 @@ class NotificationActor(Inspectable):
         self._consumer = ConsumerLoop(
             NOTIFICATION_GROUP, _Group(uow, self._sent), settings, settings.notify_linger_ms
         )
+        settled(settings)
 
     async def health(self) -> dict[str, Any]:
         """The consumer loop's health (its status is this actor's) and what was sent."""

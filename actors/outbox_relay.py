@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from actors.base import Inspectable, platform_actor
+from actors.base import Inspectable, platform_actor, settled
 from adapters import outbox as sql
 from adapters import retention
 from adapters.kafka import publish_rows, start_producer
@@ -50,6 +50,7 @@ class OutboxRelay(Inspectable):
             asyncio.create_task(self._run()),
             asyncio.create_task(retention.maintenance_loop(self._settings)),
         ]
+        settled(self._settings)
 
     async def health(self) -> dict[str, Any]:
         kafka_ok = await self._kafka_up()

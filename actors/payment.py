@@ -19,7 +19,7 @@ from typing import Any, cast
 import pybreaker
 import redis.asyncio as aioredis
 
-from actors.base import Inspectable, owned_shard, platform_actor
+from actors.base import Inspectable, owned_shard, platform_actor, settled
 from adapters import payments as sql
 from adapters.provider import (
     FAIL_COUNTER_KEY,
@@ -106,6 +106,7 @@ class PaymentShard(Inspectable):
         shards = Shards(settings, registry.payment_shard, index, self)
         handler = PaymentHandler(settings, shards)
         self._consumer = ConsumerLoop(registry.PAYMENT_GROUP, handler, settings)
+        settled(settings)
 
     async def health(self) -> dict[str, Any]:
         """The consumer member's health (its status is this shard's) and the shard's share."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from actors.base import Inspectable, open_uow, platform_actor
+from actors.base import Inspectable, open_uow, platform_actor, settled
 from adapters import shipments as sql
 from adapters.uow import Tx
 from consumers import routes
@@ -113,6 +113,7 @@ class ShippingActor(Inspectable):
         self._ticker = asyncio.create_task(self._tick_loop())
         # last: the loop may hand over a batch at once, and `create_batch` needs the above
         self._consumer = ConsumerLoop(SHIPPING_GROUP, _Group(self.create_batch), self._settings)
+        settled(self._settings)
 
     async def health(self) -> dict[str, Any]:
         """The consumer loop's health (its status is this actor's) and the shipments whose

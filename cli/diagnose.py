@@ -1,8 +1,9 @@
 """`orders stacks`: what the stack is doing right now, for when it seems stuck: the platform's
 own health (`/ready` as an admin sees it: every consumer group's lag and last error), what
-Postgres is running and waiting on, and where each actor's asyncio tasks wait. A stage that
-stalls shows which await it is in and which statement Postgres is running for it. A failed
-integration test's report ends with the same (tests/integration/conftest.py)."""
+Postgres is running and waiting on, where each actor's asyncio tasks wait and how long its
+garbage collector has paused it. A stage that stalls shows which await it is in and which
+statement Postgres is running for it. A failed integration test's report ends with the same
+(tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def stack_report(settings: Settings, ray: Any | None, no_ray: str = "no Ray driv
     parts = [
         ("platform health (/ready)", lambda: _ready(settings)),
         ("postgres: statements not idle", lambda: _postgres(settings)),
-        ("actors: where their tasks wait", lambda: _actors(settings, ray, no_ray)),
+        ("actors: where their tasks wait, their GC pauses", lambda: _actors(settings, ray, no_ray)),
     ]
     return "\n\n".join(f"== {title}\n{_safely(read)}" for title, read in parts)
 
@@ -59,10 +60,22 @@ def _actors(settings: Settings, ray: Any | None, no_ray: str) -> str:
         try:
             actor = ray.get_actor(name, namespace=settings.ray_namespace)
             stacks = ray.get(actor.task_stacks.remote(), timeout=10)
-            out.append(f"{name}:\n  " + "\n  ".join(stacks))
+            pauses = ray.get(actor.heap.remote(), timeout=10)
+            out.append(f"{name}:\n  " + "\n  ".join([*stacks, _gc_line(pauses)]))
         except Exception as exc:
             out.append(f"{name}: (not readable: {type(exc).__name__}: {exc})")
     return "\n".join(out)
+
+
+def _gc_line(pauses: dict[str, Any] | None) -> str:
+    """The actor's garbage-collector pauses since it started, per generation (core/heap.py)."""
+    if pauses is None:
+        return "gc: (not settled yet)"
+    return (
+        f"gc: collections {pauses['collections']}, paused ms total {pauses['pauseMsTotal']}, "
+        f"longest {pauses['pauseMsLongest']}; tracked {pauses['tracked']}, "
+        f"frozen {pauses['frozen']}, thresholds {pauses['thresholds']}"
+    )
 
 
 def ray_driver(settings: Settings, log_level: int = logging.WARNING) -> Any:

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=8, ge=1, le=100)
     # Concurrent group-commit transactions of one gateway replica (docs/adr/ADR-005).
     accept_flushers: int = Field(default=4, ge=1, le=32)
+    # Young-generation threshold of the garbage collector in the gateway and every actor, set
+    # once each has started and frozen its start-up objects (core/heap.py, docs/adr/ADR-015).
+    gc_gen0_threshold: int = Field(default=10_000, ge=100, le=1_000_000)
 
     hold_ttl_s: float = Field(default=300.0, gt=0)
     max_open_holds_per_customer: int = Field(default=50, ge=1)

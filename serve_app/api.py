@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from core import heap
 from core.settings import Settings, get_settings
 from domain.commands import PlaceOrder, SetStock
 from serve_app import errors, openapi, routes_operations, routes_orders
@@ -35,9 +36,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = await open_services(
-            get_settings(), with_ray=with_ray, on_start=on_start
-        )
+        settings = get_settings()
+        app.state.services = await open_services(settings, with_ray=with_ray, on_start=on_start)
+        heap.settle(settings.gc_gen0_threshold)  # started: freeze what the start left
         try:
             yield
         finally:

@@ -1,6 +1,6 @@
 """The report a failed test against the stack gets, which `orders stacks` prints too
-(cli/diagnose.py): it must show each stage's health, what Postgres runs, and where each actor's
-tasks wait."""
+(cli/diagnose.py): it must show each stage's health, what Postgres runs, where each actor's
+tasks wait and its garbage collector's pauses."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.diagnose import stack_report
+from cluster.deploy import actor_names
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,13 @@ def test_the_failure_report_shows_health_statements_and_where_each_actor_waits(
     assert len(loop) >= 4, report  # one per group member: inventory, payment, shipping, notify
     assert all(" → " in line for line in loop)
     assert "OutboxRelay._run:" in report
+    # every actor froze its start-up objects and counts its collections since (core/heap.py)
+    gc_lines = [line.strip() for line in report.splitlines() if line.strip().startswith("gc: ")]
+    assert len(gc_lines) == len(actor_names(settings)), report
+    for line in gc_lines:
+        frozen = int(line.split("frozen ", 1)[1].split(",", 1)[0])
+        assert frozen > 10_000, line
+        assert f"thresholds [{settings.gc_gen0_threshold}, " in line, line
 
 
 def test_a_report_part_that_cannot_be_read_says_why(settings: Settings) -> None:
