@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 
 from cli.api import token
-from cli.diagnose import ray_driver
+from cli.diagnose import ray_driver, stack_report
 from cli.invariants import Verdict, check, end_offsets, terminal_count
 from cli.load import SteadyLoad
 from core import registry
@@ -74,9 +74,12 @@ class Chaos:
         return bool(self.http.get("/ready").json()["status"] == "up")
 
     def not_ready(self) -> str:
-        """What /ready says is not up (for error messages)."""
+        """What /ready says is not up, then the stack at that moment (`orders stacks`: where
+        each actor's tasks wait, what Postgres runs), for the error a stage that never comes
+        back ends the run with."""
         checks = self.http.get("/ready").json()["checks"]
-        return ", ".join(f"{k}={v}" for k, v in checks.items() if v.get("status") != "up")
+        down = ", ".join(f"{k}={v}" for k, v in checks.items() if v.get("status") != "up")
+        return f"{down}\n{stack_report(self.s, self.ray)}"
 
     def actor_pid(self, name: str) -> int:
         handle = self.ray.get_actor(name)
