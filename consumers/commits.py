@@ -11,6 +11,9 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 log = logging.getLogger(__name__)
+# Longer than one request of the client (aiokafka's request_timeout_ms, 40 s) and its retry:
+# past it the client is not coming back by itself.
+COMMIT_TIMEOUT_S = 60.0
 
 
 class Commits:
@@ -67,16 +70,24 @@ class Commits:
         if offsets:
             self._task = asyncio.create_task(self._send(offsets))
 
-    async def flush(self) -> None:
-        """Commit everything handled so far and wait for the broker's answer."""
+    async def flush(self, timeout_s: float = COMMIT_TIMEOUT_S) -> None:
+        """Commit everything handled so far and wait for the broker's answer. A commit the
+        client has not answered within `timeout_s` raises `TimeoutError`: the loop then
+        rebuilds its consumer instead of waiting on a client that may never answer."""
         while self.pending:
-            if (task := self._in_flight) is not None:
-                await asyncio.shield(task)
+            await self._answer(timeout_s)
             self.start(0.0)
-            if (task := self._in_flight) is not None:
-                await asyncio.shield(task)
+            await self._answer(timeout_s)
             if self.failures and self._handled:
                 return  # the broker refused: the next cycle tries again
+
+    async def _answer(self, timeout_s: float) -> None:
+        if (task := self._in_flight) is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            raise TimeoutError(f"offset commit not answered in {timeout_s:.0f}s") from None
 
     async def _send(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -3,10 +3,9 @@
 The loop: `getmany` whatever arrived while the previous batch ran (adaptive batching: an idle
 group reacts at once, a busy one takes bigger batches) → parse (unparseable → DLQ) → one
 handler call (one call per shard) → commit offsets only after the effect is durable.
-Infrastructure errors (a database restart, a
-broker restart, an open circuit) are retried without limit, so nothing is lost; an error that
-repeats for one message makes it poison: after bounded retries it goes to `<topic>.dlq` with
-headers saying why, and its partition keeps flowing.
+Infrastructure errors (a database or broker restart, an open circuit) are retried without limit,
+so nothing is lost; a message whose error repeats is poison: after bounded retries it goes to
+`<topic>.dlq` saying why, its partition flowing on. Outside the handler no wait is unbounded.
 """
 
 from __future__ import annotations
@@ -40,6 +39,8 @@ from domain.events import Envelope, Topic
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _LAG_EVERY_S = 1.0
+_POSITION_WAIT_S = 1.0  # the lag is a report: never what a cycle waits on
+_STOP_WAIT_S = 10.0  # a client's stop, when the loop rebuilds it
 _IDLE_WAIT_MS = 200
 _SMALL_BATCH = 64  # below this many records a busy lingering group waits for more
 # Offsets are committed at most once a second under load (each commit is a broker round trip and
@@ -151,8 +152,8 @@ class ConsumerLoop:
         self._commits.cancel()
         for client in (self._consumer, self._producer):
             if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.stop()
+                with contextlib.suppress(Exception):  # TimeoutError too: rebuilt either way
+                    await asyncio.wait_for(client.stop(), _STOP_WAIT_S)
         self._consumer = self._producer = None
 
     async def _run(self) -> None:
@@ -282,9 +283,13 @@ class ConsumerLoop:
         self._lag_at = time.monotonic()
         lag = 0
         for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            if high is not None:
-                lag += max(0, high - await self._consumer.position(tp))
+            if (high := self._consumer.highwater(tp)) is None:
+                continue
+            try:  # a partition without a valid position (after a rebalance) waits for one
+                position = await asyncio.wait_for(self._consumer.position(tp), _POSITION_WAIT_S)
+            except TimeoutError:
+                continue  # its lag counts again once the fetcher has a position
+            lag += max(0, high - position)
         self._lag = lag
         self._metrics.lag(self._group, lag)
 

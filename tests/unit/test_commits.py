@@ -125,3 +125,15 @@ async def test_offsets_never_go_back(offsets: list[int]) -> None:
     committed = [c[A0] for c in broker.commits]
     assert committed == sorted(committed)
     assert committed[-1] == max(offsets) + 1
+
+
+async def test_a_commit_never_answered_raises_instead_of_waiting_forever() -> None:
+    """The loop then rebuilds its consumer (consumers/loop.py `_run`)."""
+    broker = _Broker()
+    broker.hold = asyncio.Event()  # a client that never answers
+    commits = broker.commits_of()
+    commits.handled([_record(A0, 0)])
+    with pytest.raises(TimeoutError, match="offset commit not answered"):
+        await commits.flush(timeout_s=0.05)
+    assert commits.pending  # nothing was lost: the offsets are still to commit
+    commits.cancel()
