@@ -59,8 +59,7 @@ def _actors(settings: Settings, ray: Any | None, no_ray: str) -> str:
     for name in actor_names(settings):
         try:
             actor = ray.get_actor(name, namespace=settings.ray_namespace)
-            stacks = ray.get(actor.task_stacks.remote(), timeout=10)
-            pauses = ray.get(actor.heap.remote(), timeout=10)
+            stacks, pauses = ray.get([actor.task_stacks.remote(), actor.heap.remote()], timeout=10)
             out.append(f"{name}:\n  " + "\n  ".join([*stacks, _gc_line(pauses)]))
         except Exception as exc:
             out.append(f"{name}: (not readable: {type(exc).__name__}: {exc})")
