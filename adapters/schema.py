@@ -120,6 +120,7 @@ reservations = sa.Table(
     sa.Index("reservations_held_principal", "principal", postgresql_where=sa.text("state='HELD'")),
 )
 
+# payments and shipments: fillfactor 80 for HOT status updates (migration 0010)
 payments = sa.Table(
     "payments",
     metadata,

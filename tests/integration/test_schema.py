@@ -28,3 +28,16 @@ def test_database_constraints_forbid_negative_or_over_reserved_stock(pg: Any) ->
         )
     }
     assert {"stock_not_negative", "reserved_within_stock"} <= checks
+
+
+def test_tables_updated_in_place_leave_room_for_hot_updates(pg: Any) -> None:
+    """orders (migration 0003), payments and shipments (0010): status changes never touch an
+    index, and fillfactor 80 leaves room for the new row version on the same page."""
+    options = {
+        r["relname"]: r["reloptions"] or []
+        for r in pg.execute(
+            "SELECT relname, reloptions FROM pg_class "
+            "WHERE relname IN ('orders', 'payments', 'shipments') AND relkind = 'r'"
+        )
+    }
+    assert options == {t: ["fillfactor=80"] for t in ("orders", "payments", "shipments")}
