@@ -105,3 +105,14 @@ async def phase_counts(
     row = await cur.fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+async def maintenance(conn: Conn) -> int:
+    """Vacuums and analyzes running right now, autovacuum's or anyone's (their progress views
+    list every one to every role)."""
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM pg_stat_progress_vacuum) "
+        "+ (SELECT count(*) FROM pg_stat_progress_analyze)"
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

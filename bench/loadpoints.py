@@ -33,6 +33,7 @@ def point(fraction: float, figures: dict[str, Any]) -> dict[str, Any]:
         "cpu_ms_per_order": figures["cpu_ms_per_order"],
         "cpu_steal_pct": figures.get("cpu_steal_pct", 0.0),
         "cpu_unit_ms": figures.get("cpu_unit_ms"),
+        "maintenance_s": figures.get("maintenance_s"),
     }
 
 
@@ -72,7 +73,7 @@ async def latency_by_load(
             f"  {fraction:.0%}: completed {entry['completed_per_s']}/s, accept p50/p99 "
             f"{entry['accept_p50_ms']} / {entry['accept_p99_ms']} ms, accept→SHIPPED p50/p99 "
             f"{entry['e2e_shipped_p50_ms']} / {entry['e2e_shipped_p99_ms']} ms, "
-            f"lost {entry['lost']}"
+            f"lost {entry['lost']}, a vacuum or analyze running {entry['maintenance_s']} s"
         )
         out.append(entry)
     return out

@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,8 @@ class MainRun:
     cpu_series: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     steal_series: list[tuple[float, float]] = field(default_factory=list)
     unit_series: list[tuple[float, float]] = field(default_factory=list)  # bench.speed
+    # (time, vacuums and analyzes running): one sample a second while the load runs
+    maintenance_series: list[tuple[float, int]] = field(default_factory=list)
     cpu_started: float = 0.0
     publish_wait: dict[str, dict[str, float]] = field(default_factory=dict)
     stall_report: str | None = None  # the stack when no order finished for a while (bench.stall)
@@ -81,6 +84,7 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
             if rec[3] == 202:
                 tracker.add(rec[4], rec[2])
         stall.step(time.time(), await tracker.poll(), len(tracker.outstanding))
+        result.maintenance_series.append((time.time(), await tracker.maintenance()))
         window.step(cpu.sample(), cpu.steal_cores)
     phase.join()
     result.records.extend(phase.drain())
@@ -160,6 +164,7 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
             run.steal_series, run.cpu_started, steady_from, steady_to, os.cpu_count() or 1
         ),
         "cpu_unit_ms": speed.median_in(run.unit_series, steady_from, steady_to),
+        "maintenance_s": busy_seconds(run.maintenance_series, steady_from, steady_to),
         "stall_report": run.stall_report,
     }
 
@@ -197,6 +202,11 @@ def _specs(load: Load, people: list[Customer], t0: float) -> list[WorkerSpec]:
         )
         for i in range(n)
     ]
+
+
+def busy_seconds(series: Sequence[tuple[float, int]], start: float, end: float) -> int:
+    """Seconds (1 Hz samples) within [start, end] in which Postgres ran a vacuum or analyze."""
+    return sum(1 for at, n in series if start <= at <= end and n > 0)
 
 
 async def _tick() -> None:

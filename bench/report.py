@@ -128,6 +128,7 @@ def table(result: dict[str, Any]) -> None:
         ("CPU ms per completed order (steady window)", _top(result.get("cpu_ms_per_order"))),
         ("CPU time taken by the hypervisor (steal, steady window)", _steal(result)),
         ("CPU unit ms, median (machine speed, bench/speed.py)", result.get("cpu_unit_ms")),
+        ("seconds with a vacuum or analyze running (steady window)", result.get("maintenance_s")),
     ]
     warm = result.get("warmup_run")
     if warm:
@@ -173,7 +174,8 @@ def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
                 "accept / accept→SHIPPED p50, p99 ms",
                 f"{p['accept_p50_ms']}, {p['accept_p99_ms']} / {p['e2e_shipped_p50_ms']}, "
                 f"{p['e2e_shipped_p99_ms']}; completed {p['completed_per_s']}/s, lost {p['lost']}, "
-                f"steal {p.get('cpu_steal_pct', 0.0)} %, CPU unit {p.get('cpu_unit_ms')} ms",
+                f"steal {p.get('cpu_steal_pct', 0.0)} %, CPU unit {p.get('cpu_unit_ms')} ms, "
+                f"vacuum or analyze running {p.get('maintenance_s')} s",
             )
         )
     rows.append(("gateway accept-only capacity / s", result.get("gateway_accept_capacity_per_s")))

@@ -74,6 +74,12 @@ class Tracker:
                 moved += 1
         return moved
 
+    async def maintenance(self) -> int:
+        """Vacuums and analyzes Postgres runs right now (`make bench` samples it each second:
+        a load point that overlaps one is slower, docs/performance.md)."""
+        assert self._conn is not None, "call open() first"
+        return await benchdb.maintenance(self._conn)
+
 
 def _ts(value: datetime) -> float:
     return value.timestamp()

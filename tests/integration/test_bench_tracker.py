@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
+
+import psycopg
 
 from bench.stats import HOPS, hop_latencies
 from bench.tracker import Tracker
 from core.settings import Settings
 from tests.integration.conftest import Api
+from tests.integration.scratch import scratch_schema
 
 
 def test_a_delivered_order_has_every_stage_time_in_pipeline_order(
@@ -40,3 +45,40 @@ def test_a_delivered_order_has_every_stage_time_in_pipeline_order(
     assert list(hops) == list(HOPS) and all(h["p50"] >= 0 for h in hops.values())
     total = sum(h["p50"] for h in hops.values())
     assert abs(total - (outcome.e2e_s or 0) * 1000) < 1.0  # the hops add up to accept→SHIPPED
+
+
+def test_the_tracker_sees_a_vacuum_while_it_runs(settings: Settings) -> None:
+    """`maintenance()` counts a running VACUUM (a slow one, of a table in a scratch schema, on a
+    connection of the owner's) and nothing once it is gone."""
+    with scratch_schema("vacuum") as owner:
+        seen, after = asyncio.run(_watch_a_vacuum(settings, owner))
+    assert seen >= 1 and after == 0
+
+
+async def _watch_a_vacuum(settings: Settings, owner: str) -> tuple[int, int]:
+    tracker = Tracker(settings.database_url)
+    await tracker.open()
+    vacuumer = await psycopg.AsyncConnection.connect(owner, autocommit=True)
+    try:
+        await vacuumer.execute(
+            "CREATE TABLE slow AS SELECT g AS n FROM generate_series(1, 200000) g"
+        )
+        await vacuumer.execute("UPDATE slow SET n = n + 1")  # dead rows for the vacuum
+        await vacuumer.execute("SET vacuum_cost_delay = '100ms'")
+        await vacuumer.execute("SET vacuum_cost_limit = 1")
+        vacuum = asyncio.create_task(vacuumer.execute("VACUUM slow"))
+        seen, deadline = 0, time.monotonic() + 10
+        while seen == 0 and time.monotonic() < deadline:
+            seen = await tracker.maintenance()
+            await asyncio.sleep(0.05)
+        vacuumer.cancel()
+        with contextlib.suppress(psycopg.errors.QueryCanceled):
+            await vacuum
+        after, deadline = 1, time.monotonic() + 10
+        while after and time.monotonic() < deadline:
+            after = await tracker.maintenance()
+            await asyncio.sleep(0.05)
+        return seen, after
+    finally:
+        await vacuumer.close()
+        await tracker.close()

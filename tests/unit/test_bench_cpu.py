@@ -9,7 +9,7 @@ import pytest
 
 from bench import speed
 from bench.cpu import ms_per_order, seconds_in, steal_pct, window_ms_per_order
-from bench.mainrun import Load, MainRun, summary
+from bench.mainrun import Load, MainRun, busy_seconds, summary
 from bench.procs import classify
 from bench.tracker import Outcome, Tracker
 from bench.workload import Mix
@@ -70,6 +70,14 @@ def test_main_run_summary_reports_cpu_per_order_of_its_steady_window() -> None:
     cpus = os.cpu_count() or 1
     assert figures["cpu_steal_pct"] == pytest.approx(round(100 * 0.5 * 4 / (8 * cpus), 1))
     assert figures["cpu_unit_ms"] is None  # no progress line, no unit timed
+    assert figures["maintenance_s"] == 0  # no sample taken
+
+
+def test_maintenance_seconds_count_the_samples_of_the_window_with_a_vacuum_running() -> None:
+    series = [(100.0 + t, n) for t, n in enumerate([1, 1, 0, 2, 1, 0, 0, 1])]
+    assert busy_seconds(series, 102.0, 106.0) == 2  # t = 103 and 104; 101 and 107 are out
+    assert busy_seconds(series, 100.0, 107.0) == 5
+    assert busy_seconds([], 100.0, 107.0) == 0
 
 
 def test_cpu_unit_ms_is_the_median_of_the_units_timed_in_the_window() -> None:
