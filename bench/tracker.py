@@ -76,7 +76,7 @@ class Tracker:
 
     async def maintenance(self) -> int:
         """Vacuums and analyzes Postgres runs right now (`make bench` samples it each second:
-        a load point that overlaps one is slower, docs/performance.md)."""
+        a run that overlaps one can be slower, docs/performance.md)."""
         assert self._conn is not None, "call open() first"
         return await benchdb.maintenance(self._conn)
 
