@@ -250,5 +250,6 @@ cmd="${1:-status}"; svc="${2:-}"
 case "$cmd" in
   start|stop) [[ -n "$svc" ]] || die "usage: $0 start|stop pg|redis|kafka|ray"; "${svc}_${cmd}" ;;
   status) all_status ;;
-  *) die "usage: $0 start|stop|status [pg|redis|kafka|ray]" ;;
+  pgdata) echo "$PGDATA" ;; # where this checkout's database lives (`make clean-data` removes it)
+  *) die "usage: $0 start|stop|status [pg|redis|kafka|ray] | pgdata" ;;
 esac

@@ -7,6 +7,7 @@ is the images themselves (no Docker daemon) and a cluster (no Kubernetes)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import shutil
@@ -379,3 +380,26 @@ ROLES = """
 SELECT rolname, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles
 WHERE rolname IN ('orders', 'orders_app') ORDER BY 1
 """
+
+
+def test_clean_data_removes_the_database_wherever_this_checkout_keeps_it() -> None:
+    """A checkout the postgres user cannot enter (a root's home, a `mktemp -d` clone) keeps its
+    database under /var/tmp: `services.sh pgdata` names it, and `make clean-data` removes it
+    with the rest of `.run/` (it used to remove `.run/pg` only and leave that one behind)."""
+    if os.geteuid() != 0:
+        pytest.fail("needs root (as `make test`): the rule asks what the postgres user can reach")
+    run = m.ROOT / ".run"
+    reachable = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "test", "-x", str(run)], cwd="/", check=False
+    )
+    digest = hashlib.sha1(str(m.ROOT).encode()).hexdigest()[:10]
+    expected = run / "pg" if reachable.returncode == 0 else Path(f"/var/tmp/ray-orders-pg-{digest}")
+    named = subprocess.run(
+        ["cluster/services.sh", "pgdata"], cwd=m.ROOT, capture_output=True, text=True, check=True
+    )
+    assert Path(named.stdout.strip()) == expected
+    plan = subprocess.run(
+        ["make", "-n", "clean-data"], cwd=m.ROOT, capture_output=True, text=True, check=True
+    )
+    assert "pgdata=$(cluster/services.sh pgdata) && rm -rf .run/pg" in plan.stdout
+    assert '"$pgdata"' in plan.stdout
