@@ -24,7 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from actors.base import Inspectable, open_uow, platform_actor, settled
-from actors.step_queue import StepQueue
+from actors.step_queue import Entry, StepQueue
 from adapters import shipments as sql
 from adapters.uow import Tx
 from consumers import routes
@@ -151,7 +151,7 @@ class ShippingActor(Inspectable):
                 if batch:
                     await self._advance_or_retry(batch)
 
-    async def _advance_or_retry(self, batch: list[tuple[float, str, uuid.UUID]]) -> None:
+    async def _advance_or_retry(self, batch: list[Entry]) -> None:
         try:
             await self._advance({oid: step for _, step, oid in batch})
         except Exception as exc:  # e.g. Postgres restarting: put them back and retry
