@@ -170,3 +170,23 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     if not described or described[0].get("error_code"):
         return []
     return sorted(int(p["partition"]) for p in described[0]["partitions"])
+
+
+async def describe_groups(bootstrap: str, groups: Sequence[str]) -> list[str]:
+    """The broker's view of each consumer group, a line each: its state (Stable,
+    PreparingRebalance, CompletingRebalance, Empty, Dead) and its members' ids and hosts. A
+    member the broker still counts after its process died is one a rebalance waits for."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="orders-diagnose", **client_options()
+    )
+    await admin.start()
+    lines = []
+    try:
+        for name in groups:  # one per request: aiokafka 0.14 misreads an answer naming several
+            for answer in await admin.describe_consumer_groups([name]):
+                for _error, group, state, _type, _protocol, members in answer.groups:
+                    who = ", ".join(f"{m[0]} ({m[2]})" for m in members) or "no members"
+                    lines.append(f"{group}: {state}, {len(members)} member(s): {who}")
+    finally:
+        await admin.close()
+    return lines

@@ -1,23 +1,32 @@
 """`orders stacks`: what the stack is doing right now, for when it seems stuck: the platform's
 own health (`/ready` as an admin sees it: every consumer group's lag and last error), what
 Postgres is running and waiting on, where each actor's asyncio tasks wait and how long its
-garbage collector has paused it. A stage that stalls shows which await it is in and which
-statement Postgres is running for it. A failed integration test's report ends with the same
+garbage collector has paused it, each consumer group as the broker sees it (its state and
+members) and the broker's last lines on group joins and rebalances. A stage that stalls shows
+which await it is in, which statement Postgres is running for it, and which rebalance its group
+waits for. A failed integration test's report ends with the same
 (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from adapters.activity import busy_statements
+from adapters.kafka import describe_groups
 from cli import api
 from cluster.deploy import actor_names
-from core.settings import Settings, get_settings
+from core import registry
+from core.settings import RUN_DIR, Settings, get_settings
+
+_COORDINATOR = "(org.apache.kafka.coordinator.group."
+_COORDINATOR_LINES = 40
 
 
 def stack_report(settings: Settings, ray: Any | None, no_ray: str = "no Ray driver") -> str:
@@ -28,6 +37,8 @@ def stack_report(settings: Settings, ray: Any | None, no_ray: str = "no Ray driv
         ("platform health (/ready)", lambda: _ready(settings)),
         ("postgres: statements not idle", lambda: _postgres(settings)),
         ("actors: where their tasks wait, their GC pauses", lambda: _actors(settings, ray, no_ray)),
+        ("kafka: the consumer groups as the broker sees them", lambda: _groups(settings)),
+        ("kafka: the group coordinator's last lines (a local broker)", _coordinator_log),
     ]
     return "\n\n".join(f"== {title}\n{_safely(read)}" for title, read in parts)
 
@@ -64,6 +75,22 @@ def _actors(settings: Settings, ray: Any | None, no_ray: str) -> str:
         except Exception as exc:
             out.append(f"{name}: (not readable: {type(exc).__name__}: {exc})")
     return "\n".join(out)
+
+
+def _groups(settings: Settings) -> str:
+    groups = registry.members(settings.inventory_shards, settings.payment_shards)
+    return "\n".join(asyncio.run(describe_groups(settings.kafka_bootstrap, list(groups))))
+
+
+def _coordinator_log(lines: int = _COORDINATOR_LINES) -> str:
+    """The broker's group joins, rebalances and member expiries (cluster/kafka/log4j2.yaml logs
+    them): what a group that does not settle waits for."""
+    log = RUN_DIR / "logs" / "kafka.log"
+    if not log.is_file():
+        return f"(no {log}: the broker does not run from this checkout)"
+    with log.open(errors="replace") as f:
+        found = deque((line.rstrip() for line in f if _COORDINATOR in line), maxlen=lines)
+    return "\n".join(found) or "(no group coordinator lines yet)"
 
 
 def _gc_line(pauses: dict[str, Any] | None) -> str:

@@ -14,6 +14,10 @@ log = logging.getLogger(__name__)
 # Longer than one request of the client (aiokafka's request_timeout_ms, 40 s) and its retry:
 # past it the client is not coming back by itself.
 COMMIT_TIMEOUT_S = 60.0
+# Commits that have failed for this long in a row (each answered, or timed out and retried by
+# the next cycle) mean a member that cannot rejoin its group: longer than a rebalance takes
+# here (a member's session and rebalance timeouts are aiokafka's 10 s; 7–22 s measured).
+FAILING_FOR_S = 30.0
 
 
 class Commits:
@@ -26,6 +30,7 @@ class Commits:
         self,
         commit: Callable[[dict[TopicPartition, int]], Awaitable[None]],
         assigned: Callable[[], Iterable[TopicPartition]],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._commit = commit
         self._assigned = assigned
@@ -33,7 +38,10 @@ class Commits:
         self._sent: dict[TopicPartition, int] = {}  # the highest offset sent per partition
         self._task: asyncio.Task[None] | None = None
         self._at = 0.0
+        self._clock = clock
+        self._failing_since: float | None = None  # the first failure of the current streak
         self.failures = 0
+        self.error: str | None = None  # the last failure, until a commit succeeds
 
     def handled(self, records: Iterable[ConsumerRecord[Any, Any]]) -> None:
         """Records whose effects are durable: their offsets may be committed."""
@@ -69,16 +77,27 @@ class Commits:
         self._at = time.monotonic()
         if offsets:
             self._task = asyncio.create_task(self._send(offsets))
+        else:  # what failed belonged to partitions given away since: nothing of ours is failing
+            self._failing_since, self.error = None, None
 
-    async def flush(self, timeout_s: float = COMMIT_TIMEOUT_S) -> None:
+    async def flush(
+        self, timeout_s: float = COMMIT_TIMEOUT_S, failing_s: float = FAILING_FOR_S
+    ) -> None:
         """Commit everything handled so far and wait for the broker's answer. A commit the
-        client has not answered within `timeout_s` raises `TimeoutError`: the loop then
-        rebuilds its consumer instead of waiting on a client that may never answer."""
+        client has not answered within `timeout_s`, or commits that have all failed for
+        `failing_s` (docs/reliability.md: a member stuck in a group join), raise
+        `TimeoutError`: the loop then rebuilds its consumer instead of waiting on a client that
+        may never recover by itself."""
         while self.pending:
             await self._answer(timeout_s)
             self.start(0.0)
             await self._answer(timeout_s)
             if self.failures and self._handled:
+                since = self._failing_since
+                if since is not None and self._clock() - since >= failing_s:
+                    raise TimeoutError(
+                        f"offset commits failing for {self._clock() - since:.0f}s: {self.error}"
+                    )
                 return  # the broker refused: the next cycle tries again
 
     async def _answer(self, timeout_s: float) -> None:
@@ -92,9 +111,12 @@ class Commits:
     async def _send(self, offsets: dict[TopicPartition, int]) -> None:
         try:
             await self._commit(offsets)
-            self.failures = 0
+            self.failures, self._failing_since, self.error = 0, None, None
         except Exception as exc:  # a broker restart or a rebalance: retried with the next one
             self.failures += 1
+            self.error = f"offset commit: {type(exc).__name__}: {exc}"
+            if self._failing_since is None:
+                self._failing_since = self._clock()
             log.warning(
                 "offset commit failed, retried with the next: %s: %s", type(exc).__name__, exc
             )
@@ -107,3 +129,4 @@ class Commits:
         if self._task is not None:
             self._task.cancel()
         self._task, self._handled, self._sent = None, {}, {}
+        self.failures, self._failing_since, self.error = 0, None, None

@@ -113,16 +113,15 @@ class ConsumerLoop:
 
     def health(self) -> dict[str, Any]:
         stalled = time.monotonic() - self._last_poll > 30
-        status = (
-            "down" if self._task.done() else ("degraded" if stalled or self._last_error else "up")
-        )
+        error = self._last_error or self._commits.error  # commits fail apart from the cycles
+        status = "down" if self._task.done() else ("degraded" if stalled or error else "up")
         return {
             "status": status,
             "group": self._group,
             "handled": self._handled,
             "deadLettered": self._dead,
             "lag": self._lag,
-            "lastError": self._last_error,
+            "lastError": error,
         }
 
     async def _start(self) -> None:

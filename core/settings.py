@@ -16,10 +16,8 @@ _MIN_SECRET_BYTES = 32
 # The local stack's generated credentials (cluster/common.sh): the connection URLs with their
 # passwords, so that a tool run outside the stack's scripts connects as the stack does. Absent
 # anywhere else (containers, pods): then only the environment and `.env` count, which win.
-_CREDENTIALS = (
-    Path(os.environ.get("RUN_DIR") or Path(__file__).resolve().parents[1] / ".run")
-    / "credentials.env"
-)
+RUN_DIR = Path(os.environ.get("RUN_DIR") or Path(__file__).resolve().parents[1] / ".run")
+_CREDENTIALS = RUN_DIR / "credentials.env"
 
 log = logging.getLogger(__name__)
 

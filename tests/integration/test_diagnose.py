@@ -4,14 +4,18 @@ tasks wait and its garbage collector's pauses."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from adapters.kafka import describe_groups
 from cli.diagnose import stack_report
 from cluster.deploy import actor_names
+from core import registry
 from core.settings import Settings
+from tests.integration.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,6 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_failure_report_shows_health_statements_and_where_each_actor_waits(
     settings: Settings, ray_cluster: Any
 ) -> None:
+    groups = registry.members(settings.inventory_shards, settings.payment_shards)
+
+    def settled() -> bool:  # an earlier test may have killed a member: its group rebalances
+        lines = asyncio.run(describe_groups(settings.kafka_bootstrap, list(groups)))
+        return all(": Stable, " in line for line in lines)
+
+    wait_until(settled, timeout=60, what="every consumer group to settle", interval=0.5)
     report = stack_report(settings, ray_cluster)
     assert "not readable" not in report, report
     for group in ("inventory", "payment", "shipping", "notification"):
@@ -38,6 +49,13 @@ def test_the_failure_report_shows_health_statements_and_where_each_actor_waits(
         frozen = int(line.split("frozen ", 1)[1].split(",", 1)[0])
         assert frozen > 10_000, line
         assert f"thresholds [{settings.gc_gen0_threshold}, " in line, line
+    # each group as the broker sees it: settled, one member per actor that runs one
+    seen = report.split("== kafka: the consumer groups as the broker sees them\n", 1)[1]
+    for group, actors in groups.items():
+        assert f"{group}: Stable, {len(actors)} member(s): consumer-{group}-" in seen, seen
+    # the broker's own lines on joins and rebalances (the local stack's broker logs them)
+    coordinator = report.split("== kafka: the group coordinator's last lines", 1)[1]
+    assert "(org.apache.kafka.coordinator.group." in coordinator, coordinator
 
 
 def test_a_report_part_that_cannot_be_read_says_why(settings: Settings) -> None:

@@ -137,3 +137,58 @@ async def test_a_commit_never_answered_raises_instead_of_waiting_forever() -> No
         await commits.flush(timeout_s=0.05)
     assert commits.pending  # nothing was lost: the offsets are still to commit
     commits.cancel()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_commits_that_keep_failing_raise_once_the_streak_is_too_long() -> None:
+    """Each commit failing inside the client (a request timing out behind a group join the
+    broker does not answer) returns to the loop, which tries again next cycle; failing for
+    longer than the bound raises, so the loop rebuilds its consumer (consumers/loop.py)."""
+    broker, clock = _Broker(), _Clock()
+    broker.refuse = True
+    commits = Commits(broker.commit, lambda: broker.assigned, clock=clock)
+    commits.handled([_record(A0, 3)])
+    await commits.flush(failing_s=30)  # the first failure: the next cycle tries again
+    assert commits.error == "offset commit: ConnectionError: broker gone"
+    clock.now += 29
+    await commits.flush(failing_s=30)  # still within the bound
+    clock.now += 2
+    with pytest.raises(TimeoutError, match="offset commits failing for 31s: .*broker gone"):
+        await commits.flush(failing_s=30)
+    assert commits.pending  # nothing was lost: the offsets are still to commit
+
+
+async def test_a_success_ends_the_streak_and_clears_the_error() -> None:
+    broker, clock = _Broker(), _Clock()
+    broker.refuse = True
+    commits = Commits(broker.commit, lambda: broker.assigned, clock=clock)
+    commits.handled([_record(A0, 3)])
+    await commits.flush(failing_s=30)
+    clock.now += 29
+    broker.refuse = False
+    await commits.flush(failing_s=30)
+    assert commits.error is None and broker.commits == [{A0: 4}]
+    broker.refuse = True
+    commits.handled([_record(A0, 4)])
+    clock.now += 30
+    await commits.flush(failing_s=30)  # a new streak: 0 s long, not 59
+    assert commits.failures == 1
+
+
+async def test_a_failure_of_partitions_given_away_is_no_longer_reported() -> None:
+    broker = _Broker()
+    broker.refuse = True
+    commits = broker.commits_of()
+    commits.handled([_record(B0, 0)])
+    await commits.flush()
+    assert commits.error is not None
+    broker.assigned = {A0}  # the rebalance that made the commit fail gave b-0 away
+    await commits.flush()
+    assert commits.error is None and not commits.pending
