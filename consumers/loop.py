@@ -18,22 +18,17 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import psycopg
-import ray.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
-from psycopg_pool import PoolTimeout
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters.kafka import client_options, start_producer
 from consumers import routes
 from consumers.base import Handler, PoisonMessage
 from consumers.commits import Commits
+from consumers.membership import JOIN_DEGRADED_S, Membership
+from consumers.transient import is_transient, root
 from core.metrics import Metrics
 from core.settings import Settings
-from domain.errors import Unavailable
 from domain.events import Envelope, Topic
 
 log = logging.getLogger(__name__)
@@ -51,20 +46,6 @@ _FETCH_WAIT_MS = 250
 # Events of a batch whose age goes into the stage-latency histogram: every Ray metric call
 # crosses into the core worker, and a batch holds up to CONSUMER_BATCH_MAX events.
 _LATENCY_SAMPLES = 8
-_TRANSIENT = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
-    PoolTimeout,
-    KafkaError,
-    ConnectionError,
-    TimeoutError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    Unavailable,
-    ray.exceptions.RayActorError,
-    ray.exceptions.ActorUnavailableError,
-    ray.exceptions.GetTimeoutError,
-)
 
 
 def _spread(items: Sequence[T], n: int) -> Sequence[T]:
@@ -73,16 +54,6 @@ def _spread(items: Sequence[T], n: int) -> Sequence[T]:
         return items
     step = len(items) / n
     return [items[int(i * step)] for i in range(n)]
-
-
-def _root(exc: BaseException) -> BaseException:
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors of the infrastructure (retry forever), False for poison."""
-    return isinstance(exc, _TRANSIENT) or isinstance(_root(exc), _TRANSIENT)
 
 
 class ConsumerLoop:
@@ -109,10 +80,12 @@ class ConsumerLoop:
         self._linger_s = linger_ms / 1000
         self._busy = False  # the last fetch returned records (continuous load)
         self._commits = Commits(self._commit_offsets, self._assignment)
+        self._membership = Membership()
         self._task = asyncio.create_task(self._run())
 
     def health(self) -> dict[str, Any]:
-        stalled = time.monotonic() - self._last_poll > 30
+        joining = self._membership.joining_s()
+        stalled = time.monotonic() - self._last_poll > 30 or joining > JOIN_DEGRADED_S
         error = self._last_error or self._commits.error  # commits fail apart from the cycles
         status = "down" if self._task.done() else ("degraded" if stalled or error else "up")
         return {
@@ -122,11 +95,11 @@ class ConsumerLoop:
             "deadLettered": self._dead,
             "lag": self._lag,
             "lastError": error,
+            "joiningS": round(joining, 1),  # in a group join for this long (0: not joining)
         }
 
     async def _start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            *routes.topics(self._group),
             bootstrap_servers=self._settings.kafka_bootstrap,
             group_id=self._group,
             client_id=f"consumer-{self._group}",
@@ -137,7 +110,9 @@ class ConsumerLoop:
             isolation_level="read_committed",
             **client_options(self._settings),
         )
-        await self._consumer.start()
+        self._membership = Membership()  # a rebuilt consumer joins as a new member
+        self._consumer.subscribe(list(routes.topics(self._group)), listener=self._membership)
+        await self._membership.bounded(self._consumer.start(), "start")
         self._producer = await start_producer(self._settings.kafka_bootstrap, f"dlq-{self._group}")
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
@@ -175,6 +150,8 @@ class ConsumerLoop:
         records = await self._fetch()
         if not records:
             await self._commits.flush()  # idle: nothing left uncommitted
+            if not self._membership.joining_s():
+                self._last_error = None  # an idle member that fetched and committed recovered
             return 0
         events: list[tuple[ConsumerRecord[Any, Any], Envelope]] = []
         ignored = self._ignored
@@ -203,11 +180,14 @@ class ConsumerLoop:
         stages an order waits for. An idle group (the previous fetch was empty) never waits."""
         assert self._consumer is not None
         limit = self._settings.consumer_batch_max
-        batches = await self._consumer.getmany(timeout_ms=_IDLE_WAIT_MS, max_records=limit)
+        fetch = self._consumer.getmany(timeout_ms=_IDLE_WAIT_MS, max_records=limit)
+        batches = await self._membership.bounded(fetch, "a fetch")
+        self._membership.check()  # a join that never ends: raise, so the loop rebuilds
         records = [r for part in batches.values() for r in part]
         if records and self._busy and self._linger_s and len(records) < _SMALL_BATCH:
             await asyncio.sleep(self._linger_s)
-            more = await self._consumer.getmany(timeout_ms=0, max_records=limit - len(records))
+            fetch = self._consumer.getmany(timeout_ms=0, max_records=limit - len(records))
+            more = await self._membership.bounded(fetch, "a fetch")
             records += [r for part in more.values() for r in part]
         self._busy = bool(records)
         self._last_poll = time.monotonic()
@@ -241,7 +221,7 @@ class ConsumerLoop:
                     )
                 return
             except Exception as exc:
-                self._last_error = f"{type(_root(exc)).__name__}: {_root(exc)}"
+                self._last_error = f"{type(root(exc)).__name__}: {root(exc)}"
                 if is_transient(exc):
                     log.warning(
                         "consumer %s: transient error, retrying: %s", self._group, self._last_error
@@ -251,7 +231,7 @@ class ConsumerLoop:
                     continue
                 attempt += 1
                 if attempt > self._settings.consumer_max_retries:
-                    poison = _root(exc)
+                    poison = root(exc)
                     kind = "poison" if isinstance(poison, PoisonMessage) else "handler_error"
                     raise _Poison(f"{kind}: {type(poison).__name__}: {poison}") from exc
                 await asyncio.sleep(delay * attempt)

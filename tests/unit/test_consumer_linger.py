@@ -80,3 +80,16 @@ async def test_a_lingering_group_never_waits_after_an_idle_fetch_or_with_a_big_b
     assert len(await loop._fetch()) == 5  # idle before: at once
     assert len(await loop._fetch()) == 64  # busy, but the batch is big enough
     assert fetcher.calls == [200, 200, 200]
+
+
+async def test_an_idle_cycle_clears_the_last_error_only_once_the_member_is_settled() -> None:
+    """After a rebuild (`lastError` set) an idle group must not stay `degraded` for ever; a
+    member still in a group join has not recovered yet (consumers/membership.py)."""
+    loop = await _loop(_Fetcher(0, 0), linger_ms=0)
+    loop._last_error = "TimeoutError: group join not completed in 60s"
+    await loop._membership.on_partitions_revoked(set())  # a join began and has not ended
+    assert await loop._poll_once() == 0
+    assert loop.health()["lastError"] is not None and loop.health()["joiningS"] >= 0
+    await loop._membership.on_partitions_assigned({TP})
+    assert await loop._poll_once() == 0
+    assert loop.health()["lastError"] is None

@@ -72,7 +72,7 @@ def test_the_hosting_shard_is_called_in_process_the_others_through_their_actors(
 def test_a_shard_that_does_not_exist_yet_is_unavailable_not_poison(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from consumers.loop import is_transient
+    from consumers.transient import is_transient
 
     shards, _, _ = _shards(monkeypatch, set())
     with pytest.raises(Unavailable, match="inventory-shard-2") as raised:

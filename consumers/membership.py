@@ -1,0 +1,61 @@
+"""A consumer's group membership: whether it is in the middle of a group join, and for how long
+(docs/reliability.md, "A stage that stalls without failing").
+
+aiokafka calls the listener when a join begins (the partitions it held are revoked) and when it
+ends (the new assignment arrives). A join normally ends within seconds (a member's session and
+rebalance timeouts are aiokafka's 10 s; 7–22 s measured here after killing members). A member
+whose join has not ended for `JOIN_LIMIT_S` fetches nothing and may commit nothing, so nothing
+else notices it: the loop then rebuilds its consumer, which joins again as a new member. The
+consumer's calls that wait for a join to end (`start`, `getmany`) are bounded the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+T = TypeVar("T")
+JOIN_LIMIT_S = 60.0
+JOIN_DEGRADED_S = 30.0  # `/ready` shows the member as degraded past this
+
+
+class Membership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's base is untyped
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._joining_since: float | None = None
+        self.joins = 0  # completed joins (the first one included)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self._joining_since is None:
+            self._joining_since = self._clock()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._joining_since = None
+        self.joins += 1
+
+    def joining_s(self) -> float:
+        """Seconds since the current join began; 0 when the member is not joining."""
+        since = self._joining_since
+        return 0.0 if since is None else self._clock() - since
+
+    def check(self, limit_s: float = JOIN_LIMIT_S) -> None:
+        """Raise `TimeoutError` once the current join has lasted `limit_s`."""
+        if (joining := self.joining_s()) >= limit_s:
+            raise TimeoutError(f"group join not completed in {joining:.0f}s")
+
+    async def bounded(self, step: Awaitable[T], what: str, limit_s: float = JOIN_LIMIT_S) -> T:
+        """Await a call of the consumer that waits while a group join is in progress, without
+        a bound of its own: `start` waits for the first assignment, and `getmany` ignores its
+        timeout during a rebalance (aiokafka 0.14). Raise `TimeoutError` after `limit_s`."""
+        try:
+            async with asyncio.timeout(limit_s):  # no task of its own: cheap on every fetch
+                return await step
+        except TimeoutError:
+            raise TimeoutError(
+                f"group join not completed in {limit_s:.0f}s ({what} waited for it)"
+            ) from None
