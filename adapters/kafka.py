@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -110,11 +111,7 @@ async def ensure_topics(
     return the names created or grown."""
     hours = get_settings().kafka_retention_hours if retention_hours is None else retention_hours
     configs = retention_configs(hours)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="orders-admin", **client_options()
-    )
-    await admin.start()
-    try:
+    async with _admin(bootstrap, "orders-admin") as admin:
         existing = set(await admin.list_topics())
         missing = [t for t in all_topics() if t not in existing]
         if missing:
@@ -140,33 +137,19 @@ async def ensure_topics(
         if grow:
             await admin.create_partitions(grow)
         return [*missing, *grow]
-    finally:
-        await admin.close()
 
 
 async def missing_topics(bootstrap: str) -> list[str]:
     """Topics the platform needs that the broker does not have yet."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="orders-check", **client_options()
-    )
-    await asyncio.wait_for(admin.start(), timeout=10)
-    try:
+    async with _admin(bootstrap, "orders-check", start_timeout_s=10) as admin:
         existing = set(await admin.list_topics())
-    finally:
-        await admin.close()
     return [t for t in all_topics() if t not in existing]
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     """The partition numbers of `topic` (empty when it does not exist)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="orders-describe", **client_options()
-    )
-    await admin.start()
-    try:
+    async with _admin(bootstrap, "orders-describe") as admin:
         described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
     if not described or described[0].get("error_code"):
         return []
     return sorted(int(p["partition"]) for p in described[0]["partitions"])
@@ -176,17 +159,26 @@ async def describe_groups(bootstrap: str, groups: Sequence[str]) -> list[str]:
     """The broker's view of each consumer group, a line each: its state (Stable,
     PreparingRebalance, CompletingRebalance, Empty, Dead) and its members' ids and hosts. A
     member the broker still counts after its process died is one a rebalance waits for."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="orders-diagnose", **client_options()
-    )
-    await admin.start()
     lines = []
-    try:
+    async with _admin(bootstrap, "orders-diagnose") as admin:
         for name in groups:  # one per request: aiokafka 0.14 misreads an answer naming several
             for answer in await admin.describe_consumer_groups([name]):
                 for _error, group, state, _type, _protocol, members in answer.groups:
                     who = ", ".join(f"{m[0]} ({m[2]})" for m in members) or "no members"
                     lines.append(f"{group}: {state}, {len(members)} member(s): {who}")
+    return lines
+
+
+@asynccontextmanager
+async def _admin(
+    bootstrap: str, client_id: str, start_timeout_s: float | None = None
+) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client, closed on the way out (`start_timeout_s`: bound its start)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id=client_id, **client_options()
+    )
+    await asyncio.wait_for(admin.start(), timeout=start_timeout_s)
+    try:
+        yield admin
     finally:
         await admin.close()
-    return lines
