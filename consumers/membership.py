@@ -28,7 +28,6 @@ class Membership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._joining_since: float | None = None
-        self.joins = 0  # completed joins (the first one included)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if self._joining_since is None:
@@ -36,7 +35,6 @@ class Membership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._joining_since = None
-        self.joins += 1
 
     def joining_s(self) -> float:
         """Seconds since the current join began; 0 when the member is not joining."""
