@@ -27,6 +27,7 @@ from core.settings import RUN_DIR, Settings, get_settings
 
 _COORDINATOR = "(org.apache.kafka.coordinator.group."
 _COORDINATOR_LINES = 40
+_GROUPS_TIMEOUT_S = 10  # a frozen broker would hold the admin client for its 40 s request timeout
 
 
 def stack_report(settings: Settings, ray: Any | None, no_ray: str = "no Ray driver") -> str:
@@ -77,9 +78,10 @@ def _actors(settings: Settings, ray: Any | None, no_ray: str) -> str:
     return "\n".join(out)
 
 
-def _groups(settings: Settings) -> str:
-    groups = registry.members(settings.inventory_shards, settings.payment_shards)
-    return "\n".join(asyncio.run(describe_groups(settings.kafka_bootstrap, list(groups))))
+def _groups(settings: Settings, timeout_s: float = _GROUPS_TIMEOUT_S) -> str:
+    groups = list(registry.members(settings.inventory_shards, settings.payment_shards))
+    described = asyncio.wait_for(describe_groups(settings.kafka_bootstrap, groups), timeout_s)
+    return "\n".join(asyncio.run(described))
 
 
 def _coordinator_log(lines: int = _COORDINATOR_LINES) -> str:
