@@ -50,12 +50,27 @@ def statuses(conn: Conn, ids: Sequence[str]) -> dict[str, str]:
 
 def broken_stock(conn: Conn) -> list[Row]:
     """SKUs whose bookkeeping is wrong: on hand below zero, more reserved than on hand, or a
-    reserved count that differs from the sum of the open (HELD) reservations."""
+    reserved count that differs from the sum of the open holds."""
     return conn.execute(
         "SELECT i.sku, i.on_hand, i.reserved, coalesce(h.q, 0) AS held FROM inventory i "
-        "LEFT JOIN (SELECT sku, sum(qty) AS q FROM reservations WHERE state = 'HELD' "
-        "GROUP BY sku) h ON h.sku = i.sku "
+        "LEFT JOIN (SELECT sku, sum(qty) AS q FROM reservation_holds GROUP BY sku) h "
+        "ON h.sku = i.sku "
         "WHERE i.on_hand < 0 OR i.reserved > i.on_hand OR i.reserved <> coalesce(h.q, 0)"
+    ).fetchall()
+
+
+def holds_out_of_step(conn: Conn, ids: Sequence[str]) -> list[Row]:
+    """`{order_id, sku, state, open_hold}` of the orders `ids`' reservations whose state and
+    open hold disagree: a HELD reservation has exactly one row in `reservation_holds`, a
+    closed one none (migration 0011)."""
+    return conn.execute(
+        "SELECT r.order_id, r.sku, r.state, h.order_id IS NOT NULL AS open_hold "
+        "FROM reservations r LEFT JOIN reservation_holds h USING (order_id, sku) "
+        "WHERE r.order_id = ANY(%s::uuid[]) AND (r.state = 'HELD') <> (h.order_id IS NOT NULL) "
+        "UNION ALL SELECT h.order_id, h.sku, NULL, true FROM reservation_holds h "
+        "LEFT JOIN reservations r USING (order_id, sku) "
+        "WHERE h.order_id = ANY(%s::uuid[]) AND r.order_id IS NULL",
+        (list(ids), list(ids)),
     ).fetchall()
 
 

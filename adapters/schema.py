@@ -105,19 +105,33 @@ processed_events = sa.Table(
     postgresql_partition_by="RANGE (event_at)",
 )
 
+# fillfactor 80: closing a hold (its state) updates no indexed column, a HOT update (0011)
 reservations = sa.Table(
     "reservations",
     metadata,
     sa.Column("order_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("sku", sa.Text, primary_key=True),
     sa.Column("customer_id", sa.Text, nullable=False),
-    sa.Column("principal", sa.Text),  # who placed the order: the open-hold cap counts by it
+    sa.Column("principal", sa.Text),  # who placed the order
     sa.Column("qty", sa.Integer, nullable=False),
     sa.Column("state", sa.Text, nullable=False),  # HELD | RELEASED | COMMITTED
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
-    sa.Index("reservations_held", "state", "expires_at", postgresql_where=sa.text("state='HELD'")),
-    sa.Index("reservations_held_principal", "principal", postgresql_where=sa.text("state='HELD'")),
+)
+
+# The open holds (a reservation while it is HELD): inserted with it, deleted by the statement
+# that closes it, so the expiry sweep and the per-principal cap read only what is open and no
+# index of `reservations` names its state (migration 0011).
+reservation_holds = sa.Table(
+    "reservation_holds",
+    metadata,
+    sa.Column("order_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("principal", sa.Text),  # the open-hold cap counts by it
+    sa.Column("qty", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("reservation_holds_expiry", "expires_at"),
+    sa.Index("reservation_holds_principal", "principal"),
 )
 
 # payments and shipments: fillfactor 80 for HOT status updates (migration 0010)

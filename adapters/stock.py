@@ -1,4 +1,5 @@
-"""SQL of inventory: stock rows, reservations (holds) and the reads the inventory group needs."""
+"""SQL of inventory: stock rows, reservations and their open holds, and the reads the inventory
+group needs."""
 
 from __future__ import annotations
 
@@ -38,15 +39,20 @@ def holding(
     rows: Sequence[tuple[uuid.UUID, str, str, str, int]],
     expires: datetime,
     delta: Mapping[str, int],
-) -> tuple[Write | None, Write | None]:
-    """Insert HELD reservations `(order, sku, customer, principal, qty)`; move `delta` units of
-    each SKU into `reserved` (writes for `Tx.write`)."""
-    insert = inserting(
+) -> tuple[Write | None, Write | None, Write | None]:
+    """Insert HELD reservations `(order, sku, customer, principal, qty)` and their open holds;
+    move `delta` units of each SKU into `reserved` (writes for `Tx.write`)."""
+    reservations = inserting(
         "INSERT INTO reservations (order_id, sku, customer_id, principal, qty, state, expires_at)",
         ("uuid", "text", "text", "text", "int", "text", "timestamptz"),
         [(*r, HELD, expires) for r in rows],
     )
-    return insert, shifting({sku: (qty, 0) for sku, qty in delta.items()})
+    holds = inserting(
+        "INSERT INTO reservation_holds (order_id, sku, principal, qty, expires_at)",
+        ("uuid", "text", "text", "int", "timestamptz"),
+        [(order, sku, principal, qty, expires) for order, sku, _, principal, qty in rows],
+    )
+    return reservations, holds, shifting({sku: (qty, 0) for sku, qty in delta.items()})
 
 
 def shifting(delta: Mapping[str, tuple[int, int]]) -> Write | None:
@@ -65,11 +71,15 @@ async def close_holds(
     conn: Conn, order_ids: Sequence[uuid.UUID], skus: Sequence[str], target: str
 ) -> list[tuple[str, int]]:
     """HELD → `target` for these orders' reservations on these SKUs; returns `(sku, qty)` of
-    each row that changed (a hold closes once: a second call finds nothing HELD)."""
+    each one closed. One statement deletes the open holds and updates their reservations (a
+    hold closes once: a second call finds no hold to delete)."""
     cur = await conn.execute(
-        "UPDATE reservations SET state = %s, updated_at = now() "
-        "WHERE order_id = ANY(%s::uuid[]) AND sku = ANY(%s) AND state = %s RETURNING sku, qty",
-        (target, uuid_array(order_ids), list(skus), HELD),
+        "WITH closed AS (DELETE FROM reservation_holds WHERE order_id = ANY(%s::uuid[]) "
+        "AND sku = ANY(%s) RETURNING order_id, sku, qty), "
+        "marked AS (UPDATE reservations r SET state = %s, updated_at = now() FROM closed c "
+        "WHERE r.order_id = c.order_id AND r.sku = c.sku) "
+        "SELECT sku, qty FROM closed",
+        (uuid_array(order_ids), list(skus), target),
     )
     return [(r["sku"], r["qty"]) for r in await cur.fetchall()]
 
@@ -85,8 +95,8 @@ async def expired_holds(
 ) -> list[uuid.UUID]:
     """Orders still unpaid whose hold on one of these SKUs expired before `as_of`."""
     cur = await conn.execute(
-        "SELECT DISTINCT r.order_id FROM reservations r JOIN orders o ON o.id = r.order_id "
-        "WHERE r.state = 'HELD' AND r.expires_at < %s AND r.sku = ANY(%s) "
+        "SELECT DISTINCT h.order_id FROM reservation_holds h JOIN orders o ON o.id = h.order_id "
+        "WHERE h.expires_at < %s AND h.sku = ANY(%s) "
         "AND o.status IN ('PENDING', 'RESERVED') LIMIT %s",
         (as_of, list(skus), limit),
     )
@@ -94,10 +104,10 @@ async def expired_holds(
 
 
 async def open_holds(conn: Conn, principals: Sequence[str]) -> dict[str, int]:
-    """Unshipped reservations per principal (orders with at least one HELD row)."""
+    """Unshipped reservations per principal (orders with at least one open hold)."""
     cur = await conn.execute(
-        "SELECT principal, count(DISTINCT order_id) AS n FROM reservations "
-        "WHERE state = 'HELD' AND principal = ANY(%s) GROUP BY principal",
+        "SELECT principal, count(DISTINCT order_id) AS n FROM reservation_holds "
+        "WHERE principal = ANY(%s) GROUP BY principal",
         (sorted(set(principals)),),
     )
     return {r["principal"]: int(r["n"]) for r in await cur.fetchall()}

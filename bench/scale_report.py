@@ -80,7 +80,7 @@ def invariants(dsn: str, ids: list[str], available: dict[str, int]) -> dict[str,
     with audit.connect(dsn) as conn:
         states = audit.statuses(conn, ids)
         lost = sum(1 for i in ids if states.get(i) not in _TERMINAL)
-        broken = audit.broken_stock(conn)
+        broken = audit.broken_stock(conn) + audit.holds_out_of_step(conn, ids)
         oversold = len(broken) + sum(
             int(r["sold"]) - available[r["sku"]]
             for r in audit.sold_by_sku(conn, ids)

@@ -79,10 +79,14 @@ def _check_terminal(v: Verdict, statuses: dict[str, str], ids: list[str]) -> Non
 
 
 def _check_stock(v: Verdict, conn: audit.Conn, ids: list[str], start: dict[str, int]) -> None:
-    """1. stock: never negative, reserved == open holds, sold ≤ what was there."""
+    """1. stock: never negative, reserved == open holds, a hold open exactly while its
+    reservation is HELD, sold ≤ what was there."""
     for r in audit.broken_stock(conn):
         v.oversold += 1
         v.details.append(f"stock bookkeeping broken: {r}")
+    for r in audit.holds_out_of_step(conn, ids):
+        v.oversold += 1
+        v.details.append(f"reservation and open hold disagree: {r}")
     for r in audit.sold_by_sku(conn, ids):
         if r["sku"] in start and r["sold"] > start[r["sku"]]:
             v.oversold += int(r["sold"]) - start[r["sku"]]

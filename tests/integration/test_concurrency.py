@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from adapters import audit
 from core.settings import Settings
 from tests.integration.conftest import Api, wait_until
 
@@ -118,6 +119,7 @@ def test_overlapping_multi_sku_orders_never_oversell_or_hold_partially(
         (ids,),
     ).fetchone()["n"]
     assert held == 0
+    assert audit.holds_out_of_step(pg, ids) == []
     partial = pg.execute(
         "SELECT o.id FROM orders o JOIN reservations r ON r.order_id = o.id "
         "WHERE o.id = ANY(%s::uuid[]) AND o.status = 'DELIVERED' GROUP BY o.id "
