@@ -9,7 +9,10 @@ the benchmark reads (status, body by Content-Length or chunks), on asyncio's Pro
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import urlsplit
+
+import orjson
 
 Response = tuple[int, bytes]
 
@@ -150,3 +153,20 @@ class Http1Client:
 def _expire(waiter: asyncio.Future[tuple[int, bytes, bool]]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError("no response in time"))
+
+
+_NUMBER = re.compile(rb"\d+(\.\d+)?")
+
+
+def refusal(body: bytes, limit: int = 100) -> str:
+    """Why an answer other than 202 refused an order, short enough to count by: the platform's
+    JSON error as `code: message`, else the body's first line of text, numbers as `N` (Serve's
+    "Request dropped due to backpressure (num_queued_requests=N, …)" is one reason, not one per
+    queue length)."""
+    try:
+        error = orjson.loads(body)["error"]
+        text = f"{error['code']}: {error['message']}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        first = _NUMBER.sub(b"N", body.strip()).split(b"\n", 1)[0]
+        text = first.decode(errors="replace").strip() or "(empty body)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

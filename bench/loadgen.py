@@ -6,8 +6,10 @@ cannot slow the offered load down (no coordinated omission). Closed loop (`concu
 many requests in flight, each sent when the previous one answered. A ladder (`steps`) is open
 loop at one rate per step, back to back; the parent may end it early through `stop`.
 
-Each record is `(due, sent, done, status, order_id)`: wall-clock seconds; status 0 is a client
-error (connection, timeout) and -1 a request the generator could not send (too many in flight).
+Each record is `(due, sent, done, status, detail)`: wall-clock seconds; status 0 is a client
+error (connection, timeout) and -1 a request the generator could not send (too many in flight);
+`detail` is the order id of a 202, else why the order was not taken: what the answer's body
+says (`bench.http1.refusal`) or the client error's type.
 At the end a worker reports the CPU seconds it used for the load (imports excluded).
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from bench.http1 import Http1Client, HttpError
+from bench.http1 import Http1Client, HttpError, refusal
 from bench.procs import renice_self
 from bench.workload import Customer, Mix, OrderFactory
 
@@ -148,7 +150,7 @@ class _Worker:
 
     async def _one(self, client: Http1Client, due: float) -> None:
         sent = time.time()
-        status, order_id = 0, ""
+        status, detail = 0, ""
         try:
             if self._orders is None:
                 status, _ = await client.request(b"GET", self._path)
@@ -158,11 +160,13 @@ class _Worker:
                     who.token.encode()
                 )
                 status, payload = await client.request(b"POST", self._path, headers, body)
-                if status == 202:
-                    order_id = str(orjson.loads(payload)["orderId"])
-        except (HttpError, OSError, TimeoutError, ValueError, KeyError):
+                detail = (
+                    str(orjson.loads(payload)["orderId"]) if status == 202 else refusal(payload)
+                )
+        except (HttpError, OSError, TimeoutError, ValueError, KeyError) as exc:
             status = status if status and status != 202 else 0
-        self._buffer.append((due, sent, time.time(), status, order_id))
+            detail = type(exc).__name__
+        self._buffer.append((due, sent, time.time(), status, detail))
 
     async def _flush_loop(self) -> None:
         while True:

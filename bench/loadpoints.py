@@ -30,6 +30,7 @@ def point(fraction: float, figures: dict[str, Any]) -> dict[str, Any]:
         "e2e_publish_wait_ms": figures.get("e2e_publish_wait_ms", {}),
         "lost": figures["lost"],
         "errors": figures["errors"],
+        "error_reasons": figures.get("error_reasons", {}),
         "cpu_ms_per_order": figures["cpu_ms_per_order"],
         "cpu_steal_pct": figures.get("cpu_steal_pct", 0.0),
         "cpu_unit_ms": figures.get("cpu_unit_ms"),
@@ -74,6 +75,7 @@ async def latency_by_load(
             f"{entry['accept_p50_ms']} / {entry['accept_p99_ms']} ms, accept→SHIPPED p50/p99 "
             f"{entry['e2e_shipped_p50_ms']} / {entry['e2e_shipped_p99_ms']} ms, "
             f"lost {entry['lost']}, a vacuum or analyze running {entry['maintenance_s']} s"
+            + (f", refused {entry['errors']}" if entry["errors"] else "")
         )
         out.append(entry)
     return out

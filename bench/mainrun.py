@@ -20,7 +20,14 @@ from bench.phase import Phase
 from bench.procs import CpuSampler
 from bench.publish_wait import publish_waits
 from bench.stall import StallWatch
-from bench.stats import errors_by_status, group_cpu, hop_latencies, latency_summary, pct
+from bench.stats import (
+    errors_by_reason,
+    errors_by_status,
+    group_cpu,
+    hop_latencies,
+    latency_summary,
+    pct,
+)
 from bench.tracker import Tracker
 from bench.ui import info
 from bench.workload import Customer, Mix
@@ -151,6 +158,7 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "e2e_hops_ms": hop_latencies(outcomes),
         "e2e_publish_wait_ms": run.publish_wait,
         "errors": errors_by_status(run.records),
+        "error_reasons": errors_by_reason(run.records),
         "final_status": dict(Counter(o.status for o in outcomes).most_common()),
         "lost": len(tracker.outstanding),
         "drain_s": round(max(0.0, last_done - (t0 + load.duration_s)), 1),

@@ -117,6 +117,7 @@ def table(result: dict[str, Any]) -> None:
         ("… by hop, p50 / p99 ms", _hops(result.get("e2e_hops_ms", {}))),
         ("… of which waiting to be published", _waits(result.get("e2e_publish_wait_ms", {}))),
         ("errors by status", result["errors"] or "none"),
+        ("… and why", _reasons(result.get("error_reasons", {}))),
         ("final statuses", result["final_status"]),
         ("lost", result["lost"]),
         ("oversold units", result["oversold"]),
@@ -175,7 +176,8 @@ def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
                 f"{p['accept_p50_ms']}, {p['accept_p99_ms']} / {p['e2e_shipped_p50_ms']}, "
                 f"{p['e2e_shipped_p99_ms']}; completed {p['completed_per_s']}/s, lost {p['lost']}, "
                 f"steal {p.get('cpu_steal_pct', 0.0)} %, CPU unit {p.get('cpu_unit_ms')} ms, "
-                f"vacuum or analyze running {p.get('maintenance_s')} s",
+                f"vacuum or analyze running {p.get('maintenance_s')} s"
+                + (f"; refused {_reasons(p['error_reasons'])}" if p.get("error_reasons") else ""),
             )
         )
     rows.append(("gateway accept-only capacity / s", result.get("gateway_accept_capacity_per_s")))
@@ -209,6 +211,17 @@ def _hops(hops: dict[str, dict[str, float]]) -> str:
 def _waits(waits: dict[str, dict[str, float]]) -> str:
     """`order.created 36.9/116.5, …`: each flow topic's publish wait, p50/p99 ms."""
     return ", ".join(f"{t} {v['p50']}/{v['p99']}" for t, v in waits.items()) or "not measured"
+
+
+def _reasons(reasons: dict[str, dict[str, int]]) -> str:
+    """`503: 131 × Request dropped due to backpressure …; …`: what each refusal said."""
+    return (
+        "; ".join(
+            f"{status}: " + ", ".join(f"{n} × {why}" for why, n in whys.items())
+            for status, whys in reasons.items()
+        )
+        or "none"
+    )
 
 
 def _trio(result: dict[str, Any], kind: str) -> str:

@@ -39,6 +39,17 @@ def errors_by_status(records: Iterable[Record]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def errors_by_reason(records: Iterable[Record]) -> dict[str, dict[str, int]]:
+    """Answers other than 202 by status, then by why (`bench.http1.refusal`): a 503 of the
+    platform's own admission says so in a JSON error, one of Serve's request queue says
+    "backpressure", one of the ingress has HAProxy's page."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for _, _, _, status, detail in records:
+        if status != 202:
+            counts[str(status)][detail or "(no detail)"] += 1
+    return {k: dict(sorted(v.items(), key=lambda kv: -kv[1])) for k, v in sorted(counts.items())}
+
+
 def series(
     records: list[Record],
     outcomes: Iterable[Outcome],

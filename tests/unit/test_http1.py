@@ -9,7 +9,9 @@ from typing import cast
 import pytest
 import uvloop
 
-from bench.http1 import Http1Client, HttpError, _parse
+from bench.http1 import Http1Client, HttpError, _parse, refusal
+from bench.loadgen import Record
+from bench.stats import errors_by_reason, errors_by_status
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -91,3 +93,35 @@ async def _silent_then_closed() -> tuple[type[BaseException], type[BaseException
 
 def test_timeout_and_hangup_raise() -> None:
     assert asyncio.run(_silent_then_closed()) == (TimeoutError, HttpError)
+
+
+def test_a_refusal_is_counted_by_what_its_body_says() -> None:
+    admission = b'{"error":{"code":"unavailable","message":"payments are temporarily unavailable"}}'
+    assert refusal(admission) == "unavailable: payments are temporarily unavailable"
+    serve = [
+        b"Request dropped due to backpressure (num_queued_requests=%d, max_queued_requests=320)."
+        % n
+        for n in (64, 320)
+    ]
+    assert {refusal(b) for b in serve} == {
+        "Request dropped due to backpressure (num_queued_requests=N, max_queued_requests=N)."
+    }
+    assert refusal(b"Internal Server Error") == "Internal Server Error"  # HAProxy's own page
+    assert refusal(b"") == "(empty body)"
+    assert refusal(b'{"detail": "not ours"}') == '{"detail": "not ours"}'
+    assert len(refusal(b"x" * 500)) == 100
+
+
+def test_errors_are_grouped_by_status_then_reason() -> None:
+    records: list[Record] = [
+        (0.0, 0.0, 0.1, 202, "0198a0c2-0000-7000-8000-000000000000"),
+        (0.0, 0.0, 0.1, 503, "Request dropped due to backpressure"),
+        (0.0, 0.0, 0.1, 503, "Request dropped due to backpressure"),
+        (0.0, 0.0, 0.1, 503, "unavailable: circuit open"),
+        (0.0, 0.0, 0.1, 0, "TimeoutError"),
+    ]
+    assert errors_by_reason(records) == {
+        "0": {"TimeoutError": 1},
+        "503": {"Request dropped due to backpressure": 2, "unavailable: circuit open": 1},
+    }
+    assert errors_by_status(records) == {"0": 1, "503": 3}
