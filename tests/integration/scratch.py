@@ -8,17 +8,18 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import psycopg
 from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 def owner_url() -> str:
@@ -64,6 +65,22 @@ def scratch_schema(prefix: str) -> Iterator[str]:
         yield in_schema(url, schema)
     finally:
         _drop(url, schema)
+
+
+@contextmanager
+def round_trip(
+    prefix: str, previous: str, fill: Callable[[str], object], snapshot: Callable[[str], T]
+) -> Iterator[tuple[str, T]]:
+    """A scratch schema at revision `previous`, filled by `fill`, upgraded to head and
+    downgraded to `previous` again; yields its URL and its `snapshot` taken before the upgrade
+    (for the test to compare with what the downgrade left)."""
+    with scratch_schema(prefix) as url:
+        alembic(url, "upgrade", previous)
+        fill(url)
+        before = snapshot(url)
+        alembic(url, "upgrade", "head")
+        alembic(url, "downgrade", previous)
+        yield url, before
 
 
 def _drop(url: str, schema: str) -> None:

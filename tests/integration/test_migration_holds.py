@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from adapters import stock
-from tests.integration.scratch import alembic, connect, scratch_schema
+from tests.integration.scratch import alembic, connect, round_trip, scratch_schema
 
 PREVIOUS = "0010"
 EXPIRES = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
@@ -116,12 +116,7 @@ def test_the_expiry_sweep_and_the_hold_cap_read_the_open_holds(migrated: str) ->
 
 
 def test_downgrade_restores_the_partial_indexes_and_keeps_every_reservation() -> None:
-    with scratch_schema("migholdsdown") as url:
-        alembic(url, "upgrade", PREVIOUS)
-        _fill(url)
-        before = _reservations(url)
-        alembic(url, "upgrade", "head")
-        alembic(url, "downgrade", PREVIOUS)
+    with round_trip("migholdsdown", PREVIOUS, _fill, _reservations) as (url, before):
         assert _reservations(url) == before
         with connect(url) as conn:
             indexes = {r["indexname"] for r in conn.execute(INDEXES, ("reservations",))}

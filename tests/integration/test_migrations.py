@@ -23,7 +23,14 @@ from adapters.schema import include_name, metadata
 from adapters.uow import Tx
 from domain.events import Envelope
 from domain.notifications import Notification
-from tests.integration.scratch import alembic, connect, scratch_schema, time_of, uuid7_at
+from tests.integration.scratch import (
+    alembic,
+    connect,
+    round_trip,
+    scratch_schema,
+    time_of,
+    uuid7_at,
+)
 
 PREVIOUS = "0005"
 NOW = datetime.now(UTC)
@@ -202,12 +209,7 @@ def test_migrated_schema_matches_the_declared_one(migrated: tuple[str, Any, Any]
 
 
 def test_downgrade_gives_every_row_back_and_upgrade_again_works() -> None:
-    with scratch_schema("migdown") as url:
-        alembic(url, "upgrade", PREVIOUS)
-        _fill(url)
-        before = _snapshot(url)
-        alembic(url, "upgrade", "head")
-        alembic(url, "downgrade", PREVIOUS)
+    with round_trip("migdown", PREVIOUS, _fill, _snapshot) as (url, before):
         assert _snapshot(url) == before
         with connect(url) as conn:
             kinds = conn.execute(
