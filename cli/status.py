@@ -31,6 +31,7 @@ TABLES = (
     "notifications",
     "processed_events",
     "reservations",
+    "reservation_holds",
     "payments",
     "shipments",
     "outbox",
