@@ -130,7 +130,8 @@ def test_status_shows_every_part_the_tables_and_the_lag() -> None:
     out = result.stdout
     for part in ("postgres", "redis", "kafka", "ray", "gateway"):
         assert any(line.split()[:2] == [part, "up"] for line in out.splitlines()), (part, out)
-    for table in ("orders", "order_events", "notifications", "processed_events", "outbox"):
+    tables = ("orders", "order_events", "notifications", "processed_events", "outbox")
+    for table in (*tables, "reservations", "reservation_holds"):
         assert any(line.split()[1:2] == [table] for line in out.splitlines()), (table, out)
     assert "consumer:payment" in out and "consumer lag" in out
     # the retention view: each partitioned history table with its window and next drop
