@@ -70,16 +70,20 @@ def shifting(delta: Mapping[str, tuple[int, int]]) -> Write | None:
 async def close_holds(
     conn: Conn, order_ids: Sequence[uuid.UUID], skus: Sequence[str], target: str
 ) -> list[tuple[str, int]]:
-    """HELD → `target` for these orders' reservations on these SKUs; returns `(sku, qty)` of
-    each one closed. One statement deletes the open holds and updates their reservations (a
-    hold closes once: a second call finds no hold to delete)."""
+    """HELD → `target` for these orders' reservations on these SKUs, and their open holds
+    deleted, in one statement; returns `(sku, qty)` of each one closed. The reservation's state
+    decides (a hold closes once: a second call finds nothing HELD), so a reservation written
+    without its hold row (by code from before migration 0011, still running while the
+    migration ran) closes and returns its stock like any other. Looked up by primary key: no
+    index names the state, so the update can be HOT."""
     cur = await conn.execute(
-        "WITH closed AS (DELETE FROM reservation_holds WHERE order_id = ANY(%s::uuid[]) "
-        "AND sku = ANY(%s) RETURNING order_id, sku, qty), "
-        "marked AS (UPDATE reservations r SET state = %s, updated_at = now() FROM closed c "
-        "WHERE r.order_id = c.order_id AND r.sku = c.sku) "
+        "WITH closed AS (UPDATE reservations SET state = %s, updated_at = now() "
+        "WHERE order_id = ANY(%s::uuid[]) AND sku = ANY(%s) AND state = %s "
+        "RETURNING order_id, sku, qty), "
+        "gone AS (DELETE FROM reservation_holds h USING closed c "
+        "WHERE h.order_id = c.order_id AND h.sku = c.sku) "
         "SELECT sku, qty FROM closed",
-        (uuid_array(order_ids), list(skus), target),
+        (target, uuid_array(order_ids), list(skus), HELD),
     )
     return [(r["sku"], r["qty"]) for r in await cur.fetchall()]
 

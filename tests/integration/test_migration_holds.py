@@ -94,6 +94,29 @@ def test_closing_a_hold_is_one_hot_update_and_happens_once(migrated: str) -> Non
     assert left == {(HELD_TWO, "SKU-2")}
 
 
+def test_a_held_reservation_without_its_hold_row_still_closes(migrated: str) -> None:
+    """Code from before 0011, still running while the migration ran, inserts HELD
+    reservations without hold rows: closing one must still return its stock, once."""
+    orphan = uuid.uuid4()
+    with connect(migrated) as conn:
+        conn.execute(
+            "INSERT INTO reservations (order_id, sku, customer_id, principal, qty, state, "
+            "expires_at) VALUES (%s, 'SKU-9', 'c-1', 'alice', 5, 'HELD', %s)",
+            (orphan, EXPIRES),
+        )
+
+    async def close() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        async with await AsyncConnection.connect(
+            migrated, autocommit=True, row_factory=dict_row
+        ) as conn:
+            first = await stock.close_holds(conn, [orphan], ["SKU-9"], "RELEASED")
+            again = await stock.close_holds(conn, [orphan], ["SKU-9"], "RELEASED")
+        return first, again
+
+    assert asyncio.run(close()) == ([("SKU-9", 5)], [])
+    assert (orphan, "SKU-9", 5, "RELEASED") in _reservations(migrated)
+
+
 def test_the_expiry_sweep_and_the_hold_cap_read_the_open_holds(migrated: str) -> None:
     async def read() -> tuple[list[uuid.UUID], dict[str, int]]:
         async with await AsyncConnection.connect(migrated, row_factory=dict_row) as conn:
