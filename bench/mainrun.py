@@ -138,6 +138,7 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
     e2e = [o.e2e_s * 1000 for o in outcomes if o.e2e_s is not None]
     accept = latency_summary([(r[2] - r[0]) * 1000 for r in ok])
     last_done = max((o.terminal_at for o in outcomes), default=run.load_end)
+    refused = errors_by_reason(run.records)
     return {
         "offered": len(run.records),
         "offered_per_s": round(len(run.records) / load.duration_s, 1),
@@ -157,8 +158,8 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "p99_e2e_ms": round(pct(e2e, 99), 1),
         "e2e_hops_ms": hop_latencies(outcomes),
         "e2e_publish_wait_ms": run.publish_wait,
-        "errors": errors_by_status(run.records),
-        "error_reasons": errors_by_reason(run.records),
+        "errors": errors_by_status(refused),
+        "error_reasons": refused,
         "final_status": dict(Counter(o.status for o in outcomes).most_common()),
         "lost": len(tracker.outstanding),
         "drain_s": round(max(0.0, last_done - (t0 + load.duration_s)), 1),

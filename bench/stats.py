@@ -30,24 +30,20 @@ def latency_summary(values_ms: list[float]) -> dict[str, float]:
     }
 
 
-def errors_by_status(records: Iterable[Record]) -> dict[str, int]:
-    """Answers other than 202, by status code ("0": client error, "-1": not sent)."""
-    counts: dict[str, int] = defaultdict(int)
-    for _, _, _, status, _ in records:
-        if status != 202:
-            counts[str(status)] += 1
-    return dict(sorted(counts.items()))
-
-
 def errors_by_reason(records: Iterable[Record]) -> dict[str, dict[str, int]]:
-    """Answers other than 202 by status, then by why (`bench.http1.refusal`): a 503 of the
-    platform's own admission says so in a JSON error, one of Serve's request queue says
-    "backpressure", one of the ingress has HAProxy's page."""
+    """Answers other than 202 by status ("0": client error, "-1": not sent), then by why
+    (`bench.http1.refusal`): a 503 of the platform's own admission says so in a JSON error, one
+    of Serve's request queue says "backpressure", one of the ingress has HAProxy's page."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for _, _, _, status, detail in records:
         if status != 202:
             counts[str(status)][detail or "(no detail)"] += 1
     return {k: dict(sorted(v.items(), key=lambda kv: -kv[1])) for k, v in sorted(counts.items())}
+
+
+def errors_by_status(reasons: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The answers of `errors_by_reason`, counted by status code alone."""
+    return {status: sum(whys.values()) for status, whys in reasons.items()}
 
 
 def series(

@@ -124,4 +124,4 @@ def test_errors_are_grouped_by_status_then_reason() -> None:
         "0": {"TimeoutError": 1},
         "503": {"Request dropped due to backpressure": 2, "unavailable: circuit open": 1},
     }
-    assert errors_by_status(records) == {"0": 1, "503": 3}
+    assert errors_by_status(errors_by_reason(records)) == {"0": 1, "503": 3}
