@@ -16,12 +16,10 @@ import os
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from actors.base import Inspectable, platform_actor, settled
 from adapters import outbox as sql
 from adapters import retention
-from adapters.kafka import publish_rows, start_producer
+from adapters.kafka import SharedProducer, publish_rows, start_producer
 from adapters.pg import open_pool
 from core.metrics import Metrics
 from core.settings import get_settings
@@ -38,7 +36,9 @@ class OutboxRelay(Inspectable):
         self._pool = await open_pool(
             self._settings.database_url, 2, "relay", wait_for_postgres=True
         )
-        self._producer: AIOKafkaProducer | None = None
+        self._producer = SharedProducer(
+            lambda: start_producer(self._settings.kafka_bootstrap, "outbox-relay")
+        )
         self._wake = asyncio.Event()
         self._published = 0
         self._last_error: str | None = None
@@ -66,7 +66,8 @@ class OutboxRelay(Inspectable):
     async def _kafka_up(self) -> bool:
         """Ask the broker for metadata: a real round trip, not a remembered success."""
         try:
-            producer = await asyncio.wait_for(self._ensure_producer(), 3)
+            # shielded: a slow start goes on for the publishing loop, which waits for it too
+            producer = await asyncio.wait_for(asyncio.shield(self._producer.get()), 3)
             await asyncio.wait_for(producer.client.fetch_all_metadata(), 2)
         except Exception:
             return False
@@ -93,7 +94,7 @@ class OutboxRelay(Inspectable):
             except Exception as exc:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("outbox publish failed, will retry: %s", self._last_error)
-                await self._reset_producer()
+                await self._producer.reset()
                 await asyncio.sleep(1)
 
     async def _wait_for_rows(self) -> None:
@@ -129,7 +130,7 @@ class OutboxRelay(Inspectable):
 
     async def _publish_batch(self) -> int:
         """Publish one batch; returns its size (a full batch means the table may hold more)."""
-        producer = await self._ensure_producer()
+        producer = await self._producer.get()
         limit = self._settings.outbox_batch_max
         async with self._pool.connection() as conn:
             rows = await sql.take(conn, limit)
@@ -145,14 +146,3 @@ class OutboxRelay(Inspectable):
         self._published += len(rows)
         self._metrics.relay_published(len(rows))
         return len(rows)
-
-    async def _ensure_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            self._producer = await start_producer(self._settings.kafka_bootstrap, "outbox-relay")
-        return self._producer
-
-    async def _reset_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()

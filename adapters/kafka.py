@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,6 +17,8 @@ from aiokafka.helpers import create_ssl_context
 
 from core.settings import KAFKA_SEGMENT_HOURS, Settings, get_settings
 from domain.events import Topic
+
+_STOP_S = 5.0  # a producer's stop waits this long for a dead broker at most
 
 
 def client_options(settings: Settings | None = None) -> dict[str, Any]:
@@ -54,8 +57,38 @@ async def start_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         request_timeout_ms=15_000,
         **client_options(),
     )
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:  # cancelled too: a half-started client keeps a connection and a task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), _STOP_S)
+        raise
     return producer
+
+
+class SharedProducer:
+    """The one producer of a process whose tasks publish concurrently (the relay's publishing
+    loop and its health check). The first task that needs it starts it and the others wait for
+    that start: each used to start its own, and every producer but the last was left open,
+    with its connection and sender task, until the garbage collector found it."""
+
+    def __init__(self, start: Callable[[], Awaitable[AIOKafkaProducer]]) -> None:
+        self._start = start
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                self._producer = await self._start()
+            return self._producer
+
+    async def reset(self) -> None:
+        """Stop the producer (after a failed publish); the next `get` starts a new one."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), _STOP_S)
 
 
 def partition_of(key: str, partitions: int) -> int:
