@@ -66,8 +66,7 @@ class OutboxRelay(Inspectable):
     async def _kafka_up(self) -> bool:
         """Ask the broker for metadata: a real round trip, not a remembered success."""
         try:
-            # shielded: a slow start goes on for the publishing loop, which waits for it too
-            producer = await asyncio.wait_for(asyncio.shield(self._producer.get()), 3)
+            producer = await self._producer.get_within(3)
             await asyncio.wait_for(producer.client.fetch_all_metadata(), 2)
         except Exception:
             return False

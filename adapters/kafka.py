@@ -83,12 +83,24 @@ class SharedProducer:
                 self._producer = await self._start()
             return self._producer
 
+    async def get_within(self, timeout_s: float) -> AIOKafkaProducer:
+        """`get`, waiting at most `timeout_s` (TimeoutError). A start that takes longer goes on
+        for the other users, and its failure is theirs to see, not a stray task's warning."""
+        task = asyncio.ensure_future(self.get())
+        task.add_done_callback(_retrieve)
+        return await asyncio.wait_for(asyncio.shield(task), timeout_s)
+
     async def reset(self) -> None:
         """Stop the producer (after a failed publish); the next `get` starts a new one."""
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), _STOP_S)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def partition_of(key: str, partitions: int) -> int:

@@ -58,3 +58,20 @@ def test_a_cancelled_start_stops_its_client(monkeypatch: pytest.MonkeyPatch) -> 
 
     asyncio.run(scenario())
     assert len(made) == 1 and made[0].stopped
+
+
+def test_a_slow_start_outlives_an_impatient_user() -> None:
+    started: list[_Fake] = []
+
+    async def start() -> AIOKafkaProducer:
+        await asyncio.sleep(0.05)
+        started.append(_Fake())
+        return cast(AIOKafkaProducer, started[-1])
+
+    async def scenario() -> Any:
+        shared = SharedProducer(start)
+        with pytest.raises(TimeoutError):
+            await shared.get_within(0.01)
+        return await shared.get()  # the same start, not a second one
+
+    assert asyncio.run(scenario()) is started[0] and len(started) == 1
