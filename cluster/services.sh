@@ -16,6 +16,14 @@ if ! (cd / && runuser -u postgres -- test -x "$RUN") 2>/dev/null; then
   PGDATA="/var/tmp/ray-orders-pg-$(printf %s "$ROOT" | sha1sum | cut -c1-10)"
 fi
 PGLOG="$PGDATA/server.log"
+# Autovacuum workers (Postgres's default is 3). The queue tables (outbox, reservation_holds)
+# need a vacuum every few seconds under load; the big tables' vacuums are cost-delayed and last
+# minutes. With three workers, three big tables due at once (orders, reservations, payments,
+# shipments, the day's history partitions) took every worker and the outbox went unvacuumed:
+# 485,000 dead rows in 80 s at 720 orders/s (docs/performance.md). The big tables share one
+# cost budget however many run, so more workers do not vacuum them faster; they leave a worker
+# free for the queue tables. Applied at every start (an existing data directory too).
+PG_AUTOVACUUM_WORKERS="${PG_AUTOVACUUM_WORKERS:-8}"
 # as the postgres user, from a directory it can enter (the checkout may be private)
 pg_as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 # pg_admin DB [PSQL ARGS...] -> runs the SQL on stdin as the superuser, over the Unix socket
@@ -112,7 +120,8 @@ pg_start() {
   pg_hba
   if ! pg_ready; then
     log "postgres: starting on $NODE_ADDRESS:$PG_PORT"
-    pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -o "-p $PG_PORT -c listen_addresses=$NODE_ADDRESS" \
+    pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" \
+      -o "-p $PG_PORT -c listen_addresses=$NODE_ADDRESS -c autovacuum_max_workers=$PG_AUTOVACUUM_WORKERS" \
       -l "$PGLOG" -w -t 60 start >/dev/null || die "postgres did not start; see $PGLOG"
     ln -sf "$PGLOG" "$RUN/logs/postgres.log"
   else
