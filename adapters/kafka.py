@@ -8,7 +8,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -60,10 +60,20 @@ async def start_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     try:
         await producer.start()
     except BaseException:  # cancelled too: a half-started client keeps a connection and a task
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(producer.stop(), _STOP_S)
+        await stop_quietly(producer)
         raise
     return producer
+
+
+class _Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def stop_quietly(client: _Stoppable, timeout_s: float = _STOP_S) -> None:
+    """Stop an aiokafka client, waiting at most `timeout_s` for a dead broker; its failure or
+    timeout is swallowed (the caller drops the client or builds a new one either way)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.stop(), timeout_s)
 
 
 class SharedProducer:
@@ -94,8 +104,7 @@ class SharedProducer:
         """Stop the producer (after a failed publish); the next `get` starts a new one."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), _STOP_S)
+            await stop_quietly(producer)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

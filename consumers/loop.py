@@ -11,7 +11,6 @@ so nothing is lost; a message whose error repeats is poison: after bounded retri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from adapters.kafka import client_options, start_producer
+from adapters.kafka import client_options, start_producer, stop_quietly
 from consumers import routes
 from consumers.base import Handler, PoisonMessage
 from consumers.commits import Commits
@@ -126,8 +125,7 @@ class ConsumerLoop:
         self._commits.cancel()
         for client in (self._consumer, self._producer):
             if client is not None:
-                with contextlib.suppress(Exception):  # TimeoutError too: rebuilt either way
-                    await asyncio.wait_for(client.stop(), _STOP_WAIT_S)
+                await stop_quietly(client, _STOP_WAIT_S)  # rebuilt either way
         self._consumer = self._producer = None
 
     async def _run(self) -> None:
