@@ -16,14 +16,15 @@ Conn = AsyncConnection[Row]
 
 
 class Taken(NamedTuple):
-    """A take's rows `(topic, key, payload)` in id order, their highest id, and its snapshot's
-    bounds: `xmin` (every transaction below it has ended) and `xmax` (none at or above it had
-    started). `actors/outbox_floor.py` turns them into the next take's floor."""
+    """A take's rows `(topic, key, payload)` in id order and their highest id; its snapshot's
+    `xmin` (every transaction below it had ended) and its own xid, assigned by its delete after
+    the snapshot was taken (every xid handed out before the snapshot is lower; 0 when it deleted
+    nothing). `actors/outbox_floor.py` turns them into the next take's floor."""
 
     rows: list[tuple[str, str, bytes]]
     max_id: int
     xmin: int
-    xmax: int
+    xid: int
 
 
 async def take(conn: Conn, limit: int, floor: int = 0) -> Taken:
@@ -32,19 +33,18 @@ async def take(conn: Conn, limit: int, floor: int = 0) -> Taken:
     The scan starts at `floor`: the entries of rows deleted below it are not walked again."""
     found = await tuples(
         conn,
-        "WITH snap AS (SELECT pg_snapshot_xmin(s)::text::bigint AS lo, "
-        "pg_snapshot_xmax(s)::text::bigint AS hi FROM pg_current_snapshot() AS s), "
+        "WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS lo), "
         "gone AS (DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE id > %s "
-        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, payload) "
-        "SELECT snap.lo, snap.hi, gone.id, gone.topic, gone.key, gone.payload "
+        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+        "RETURNING id, topic, key, payload, pg_current_xact_id()::text::bigint AS xid) "
+        "SELECT snap.lo, gone.xid, gone.id, gone.topic, gone.key, gone.payload "
         "FROM snap LEFT JOIN gone ON true",
         (floor, limit),
     )
-    xmin, xmax = found[0][0], found[0][1]
     rows = sorted((r for r in found if r[2] is not None), key=lambda r: r[2])
-    return Taken(
-        [(r[3], r[4], bytes(r[5])) for r in rows], rows[-1][2] if rows else floor, xmin, xmax
-    )
+    if not rows:  # nothing deleted: the transaction has no xid (and needs none)
+        return Taken([], floor, found[0][0], 0)
+    return Taken([(r[3], r[4], bytes(r[5])) for r in rows], rows[-1][2], found[0][0], rows[0][1])
 
 
 async def any_below(conn: Conn, floor: int) -> bool:

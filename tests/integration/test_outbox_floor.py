@@ -34,12 +34,22 @@ def _insert(conn: psycopg.Connection[Any], key: str) -> int:
 
 
 def test_a_late_commit_below_the_highest_id_taken_is_still_taken() -> None:
+    """The late writer got its xid after the early one and its outbox id before it. Unless
+    another session's transaction ends in between, its xid is above the latest completed one
+    when the first take looks: not in that snapshot's list of running transactions, the case
+    the first version (the snapshot's `xmax` as the bound) got wrong."""
     with scratch_schema("floor") as url:
         alembic(url, "upgrade", "head")
         floor = ScanFloor()
-        with psycopg.connect(url, row_factory=dict_row) as late, connect(url) as conn:
-            late_id = _insert(late, "late")  # drawn first, committed last
-            assert _insert(conn, "early") > late_id
+        with (
+            psycopg.connect(url, row_factory=dict_row) as late,
+            psycopg.connect(url, row_factory=dict_row) as early,
+            connect(url) as conn,
+        ):
+            early.execute("SELECT pg_current_xact_id()")  # the lower xid
+            late_id = _insert(late, "late")  # the lower outbox id, committed last
+            assert _insert(early, "early") > late_id
+            early.commit()
             assert asyncio.run(_take(url, floor)) == ["early"]
             for i in range(5):  # more takes while the late writer is open
                 _insert(conn, f"more-{i}")
