@@ -42,6 +42,7 @@ class OutboxRelay(Inspectable):
         )
         self._wake = asyncio.Event()
         self._floor = ScanFloor()
+        self._floor_resets = 0  # rows found below the floor (should stay 0)
         self._published = 0
         self._last_error: str | None = None
         self._metrics = Metrics()
@@ -63,6 +64,8 @@ class OutboxRelay(Inspectable):
             "kafka": "up" if kafka_ok else "down",
             "published": self._published,
             "backlog": await self.backlog(),
+            "scanFloor": self._floor.floor,
+            "floorResets": self._floor_resets,
             "lastError": self._last_error,
         }
 
@@ -168,3 +171,4 @@ class OutboxRelay(Inspectable):
             if below:
                 log.warning("outbox rows at or below the scan floor %d: scanning from 0", floor)
                 self._floor.reset()
+                self._floor_resets += 1

@@ -115,6 +115,8 @@ def test_health_ready_and_docs_need_no_token_details_need_admin(
         "consumer:notification",
     ):
         assert ready["checks"][part]["status"] == "up", (part, ready)
+    # the relay's scan floor (actors/outbox_floor.py) never passed a row it had not published
+    assert ready["checks"]["relay"]["floorResets"] == 0, ready
     # every group runs inside the actors that own its effects (ADR-006): a member's health
     # comes with its host's own fields; a group of several members lists each one
     for group, field, n in (
