@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from adapters.outbox import Taken
 
-RECHECK_S = 10.0
+RECHECK_S = 30.0
 
 
 class _Fence(NamedTuple):

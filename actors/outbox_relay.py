@@ -34,8 +34,10 @@ _BUSY_S = 0.2  # draining: back to waiting after this long without a row
 class OutboxRelay(Inspectable):
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
+        # the publishing loop, the health check's backlog count and the floor's check below it:
+        # neither of the other two makes the loop wait for a connection
         self._pool = await open_pool(
-            self._settings.database_url, 2, "relay", wait_for_postgres=True
+            self._settings.database_url, 3, "relay", wait_for_postgres=True
         )
         self._producer = SharedProducer(
             lambda: start_producer(self._settings.kafka_bootstrap, "outbox-relay")
