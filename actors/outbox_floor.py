@@ -20,9 +20,9 @@ below X_k would be j's `xmin` or below it), and if j took everything visible fro
 floor up to M_k (fewer rows than its limit, or rows past M_k), every row ≤ M_k is deleted once
 j commits: the floor becomes M_k. Only transactions with an xid hold it back (a read-only report
 or an analyze do not); a long writing transaction does, as it must. The relay looks below the
-floor every `RECHECK_S` (there should be nothing: a row is found only if another process locked
-rows and rolled back); if it finds one, `reset` drops the floor to 0 and the next take scans
-everything.
+floor every `RECHECK_S` or less often (there should be nothing: a row is found only if another
+process locked rows and rolled back); if it finds one, `reset` drops the floor to 0 and the
+next take scans everything.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import NamedTuple
 from adapters.outbox import Taken
 
 RECHECK_S = 30.0
+RECHECK_SHARE = 100  # the check waits at least this many times its own last duration
 
 
 class _Fence(NamedTuple):
