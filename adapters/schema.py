@@ -76,7 +76,16 @@ order_events = sa.Table(
 outbox = sa.Table(
     "outbox",
     metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    # drawn after the writer's xid (migration 0012: the relay's scan floor relies on it)
+    sa.Column(
+        "id",
+        sa.BigInteger,
+        primary_key=True,
+        autoincrement=False,
+        server_default=sa.text(
+            "CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('outbox_id_seq') END"
+        ),
+    ),
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
