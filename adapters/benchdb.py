@@ -107,6 +107,18 @@ async def phase_counts(
     return int(row[0]), int(row[1])
 
 
+async def database_size(conn: Conn) -> dict[str, int]:
+    """The database's size on disk and Postgres's estimate of its orders (`reltuples`, no
+    count): a run on a database of millions of orders is slower (docs/performance.md)."""
+    cur = await conn.execute(
+        "SELECT pg_database_size(current_database()), "
+        "greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'orders'::regclass"
+    )
+    row = await cur.fetchone()
+    assert row is not None, "the orders table is missing"
+    return {"size_bytes": int(row[0]), "orders_estimate": int(row[1])}
+
+
 async def maintenance(conn: Conn) -> int:
     """Vacuums and analyzes running right now, autovacuum's or anyone's (their progress views
     list every one to every role)."""

@@ -102,6 +102,12 @@ def write(result: dict[str, Any], out_dir: Path) -> Path:
     return path
 
 
+def _database(db: dict[str, int] | None) -> str:
+    if not db:
+        return "not measured"
+    return f"{db['size_bytes'] / 1e9:.2f} GB, ~{db['orders_estimate']:,} orders (estimate)"
+
+
 def table(result: dict[str, Any]) -> None:
     """The summary table at the end of a run."""
     t = Table(title=f"make bench {result['timestamp']}", show_header=True)
@@ -130,6 +136,7 @@ def table(result: dict[str, Any]) -> None:
         ("CPU time taken by the hypervisor (steal, steady window)", _steal(result)),
         ("CPU unit ms, median (machine speed, bench/speed.py)", result.get("cpu_unit_ms")),
         ("seconds with a vacuum or analyze running (steady window)", result.get("maintenance_s")),
+        ("database at the start (size, orders)", _database(result.get("database"))),
     ]
     warm = result.get("warmup_run")
     if warm:

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from adapters import benchdb
 from bench import ceiling, checks, loadpoints, mainrun, report, saturation, stats, stock, wrkrun
 from bench.baseline import UvicornBaseline
 from bench.procs import CpuSampler, replica_niceness
@@ -113,6 +114,7 @@ async def _main(
                 opts.admin_url or opts.load.base_url, admin_token(settings), db, opts.scarce_units
             )
             start = await stock.snapshot(db)
+            result["database"] = await benchdb.database_size(db)
             low = [s for s in REGULAR_SKUS if start[s][0] - start[s][1] < 100_000]
             if low:
                 info(f"[yellow]warning: little stock left on {low}: their orders will be REJECTED")

@@ -10,11 +10,12 @@ import uuid
 
 import psycopg
 
+from adapters import benchdb
 from bench.stats import HOPS, hop_latencies
 from bench.tracker import Tracker
 from core.settings import Settings
 from tests.integration.conftest import Api
-from tests.integration.scratch import scratch_schema
+from tests.integration.scratch import owner_url, scratch_schema
 
 
 def test_a_delivered_order_has_every_stage_time_in_pipeline_order(
@@ -82,3 +83,25 @@ async def _watch_a_vacuum(settings: Settings, owner: str) -> tuple[int, int]:
     finally:
         await vacuumer.close()
         await tracker.close()
+
+
+def test_the_database_size_is_the_one_postgres_reports_and_counts_the_orders(
+    api: Api, customer: str, settings: Settings
+) -> None:
+    """`make bench` records the database it ran on: its size, and the orders table's row
+    estimate, fresh after an ANALYZE by the table's owner."""
+    api.set_available("SKU-92", 10)
+    api.place_ok(customer, [("SKU-92", 1)])
+    with psycopg.connect(owner_url(), autocommit=True) as owner:
+        owner.execute("ANALYZE orders")
+        orders = owner.execute("SELECT count(*) FROM orders").fetchone()
+    assert orders is not None and orders[0] >= 1
+
+    async def measure() -> dict[str, int]:
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            return await benchdb.database_size(conn)
+
+    size = asyncio.run(measure())
+    assert size["size_bytes"] > 1_000_000  # the schema alone is several MB
+    # ANALYZE samples at most 30,000 rows: exact below that, close above
+    assert abs(size["orders_estimate"] - orders[0]) <= max(5, orders[0] // 10), (size, orders)
