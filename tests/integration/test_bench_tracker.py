@@ -103,5 +103,6 @@ def test_the_database_size_is_the_one_postgres_reports_and_counts_the_orders(
 
     size = asyncio.run(measure())
     assert size["size_bytes"] > 1_000_000  # the schema alone is several MB
-    # ANALYZE samples at most 30,000 rows: exact below that, close above
-    assert abs(size["orders_estimate"] - orders[0]) <= max(5, orders[0] // 10), (size, orders)
+    # ANALYZE reads at most 30,000 rows: exact below that, an extrapolation above (a bloated
+    # table of millions of rows, a developer's stack, may be off by some per cent)
+    assert abs(size["orders_estimate"] - orders[0]) <= max(5, orders[0] // 4), (size, orders)
