@@ -135,8 +135,9 @@ class TableSize:
     oldest_bound: str | None = None  # its bound, e.g. FOR VALUES FROM (...) TO (...)
 
 
-# Per table: itself, or every member of its partition tree (a parent has no storage itself).
-_SIZES = """
+# Per table: itself, or every member of its partition tree (a parent has no storage itself):
+# name, bytes, rows, partitions. Also `make bench`'s count of the orders it ran on (benchdb).
+TABLE_SIZES = """
 WITH t AS (SELECT name, to_regclass(name) AS rel FROM unnest(%s::text[]) AS name),
 members AS (
   SELECT t.name, coalesce(p.relid, t.rel) AS relid, coalesce(p.isleaf, true) AS leaf,
@@ -167,7 +168,7 @@ def table_sizes(dsn: str, tables: Sequence[str], timeout_s: float = 5.0) -> list
     out). Catalog and statistics reads only: cheap on tables of any size."""
     with psycopg.connect(dsn, row_factory=dict_row, connect_timeout=max(1, int(timeout_s))) as c:
         c.execute(f"SET statement_timeout = {int(timeout_s * 1000)}")
-        found = {r["name"]: r for r in c.execute(_SIZES, (list(tables),))}
+        found = {r["name"]: r for r in c.execute(TABLE_SIZES, (list(tables),))}
         out = []
         for name in (t for t in tables if t in found):
             r = found[name]

@@ -10,6 +10,8 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import TupleRow
 
+from adapters import audit
+
 Conn = psycopg.AsyncConnection[TupleRow]
 # (order id, status, created_at, updated_at, times of its timeline entries STAGES, None where
 # it has none; the last one is SHIPPED)
@@ -108,15 +110,13 @@ async def phase_counts(
 
 
 async def database_size(conn: Conn) -> dict[str, int]:
-    """The database's size on disk and Postgres's estimate of its orders (`reltuples`, no
-    count): a run on a database of millions of orders is slower (docs/performance.md)."""
-    cur = await conn.execute(
-        "SELECT pg_database_size(current_database()), "
-        "greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'orders'::regclass"
-    )
-    row = await cur.fetchone()
-    assert row is not None, "the orders table is missing"
-    return {"size_bytes": int(row[0]), "orders_estimate": int(row[1])}
+    """The database's size on disk and its orders, estimated as `make status` does
+    (`audit.TABLE_SIZES`: the statistics' live rows, else the planner's; no count): what a
+    run started on, so that two runs' figures can be compared knowingly (docs/performance.md)."""
+    size = await (await conn.execute("SELECT pg_database_size(current_database())")).fetchone()
+    orders = await (await conn.execute(audit.TABLE_SIZES, (["orders"],))).fetchone()
+    assert size is not None and orders is not None, "the orders table is missing"
+    return {"size_bytes": int(size[0]), "orders_estimate": int(orders[2])}
 
 
 async def maintenance(conn: Conn) -> int:
