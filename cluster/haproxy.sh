@@ -7,7 +7,11 @@
 #     stats page behind basic auth (user `ops`, password: the cluster's RAY_AUTH_TOKEN; it shows
 #     HAProxy's version and the backend addresses);
 #   - `timeout http-request 10s`: a client gets 10 s to send its request headers (without it
-#     only the 3600 s client inactivity timeout bounds a slow sender).
+#     only the 3600 s client inactivity timeout bounds a slow sender);
+#   - no access log unless RAY_SERVE_HAPROXY_LOG_TARGET names a syslog target: Ray's default
+#     sends a line per request to 127.0.0.1:514 over UDP, where nothing listens here (its
+#     metrics, the one reader, are off: cluster/common.sh). That line cost ~20 us of HAProxy's
+#     CPU per request (~80 us in all) and two UDP sockets on every interface.
 # Ray regenerates the file before every (re)start and passes it with -f; the edits are idempotent.
 set -euo pipefail
 real="${ORDERS_HAPROXY_BIN:?ORDERS_HAPROXY_BIN (the HAProxy binary) is not set}"
@@ -19,7 +23,9 @@ for arg in "$@"; do
 done
 if [[ -n "$conf" && -w "$conf" ]]; then
   tmp="$conf.tightened.$$"
-  sed -E -e "s/^([[:space:]]*stats socket [^[:space:]]+) mode 666 /\1 mode 600 /" \
+  edits=(-e "s/^([[:space:]]*stats socket [^[:space:]]+) mode 666 /\1 mode 600 /")
+  [[ -n "${RAY_SERVE_HAPROXY_LOG_TARGET:-}" ]] || edits+=(-e '/^[[:space:]]*log 127\.0\.0\.1:514 /d')
+  sed -E "${edits[@]}" \
     -e "s/^([[:space:]]*bind )(\*)?:($stats|$metrics)[[:space:]]*$/\1127.0.0.1:\3/" "$conf" |
     awk '{ print } /^defaults[[:space:]]*$/ && !done { print "    timeout http-request 10s"; done = 1 }' |
     awk '!(/^[[:space:]]*timeout http-request / && seen++)' |

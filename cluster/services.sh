@@ -238,7 +238,7 @@ ray_start() {
   wait_for "ray head" 120 ray_ready
   ray_session_priority "$(cat "$RUN/pids/ray.pid")"
 }
-ray_stop() { stop_pid ray 60; }
+ray_stop() { stop_pid ray 60 && remove_haproxy_dir; }
 
 status_line() {
   local name="$1" ok="$2" where="$3"

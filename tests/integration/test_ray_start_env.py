@@ -155,13 +155,21 @@ def _stack_pids() -> dict[int, str]:
     return {pid: titles.get(pid, "") for pid in mine}
 
 
+# /proc/net/<table>: the state of a socket that takes connections or datagrams from anyone:
+# a listening TCP socket (LISTEN), an unconnected UDP socket (CLOSE; a connected one, such as a
+# resolver's, only hears its peer)
+_OPEN_STATES = {"tcp": "0A", "tcp6": "0A", "udp": "07", "udp6": "07"}
+
+
 def _listening() -> dict[int, tuple[str, int]]:
-    """socket inode -> (address, port) of every listening TCP socket."""
+    """socket inode -> (address, port) of every listening TCP socket and unconnected, bound UDP
+    socket."""
     found = {}
-    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
-        for line in Path(table).read_text().splitlines()[1:]:
+    for table, state in _OPEN_STATES.items():
+        width = 16 if table.endswith("6") else 4
+        for line in _lines(f"/proc/net/{table}"):
             fields = line.split()
-            if fields[3] != "0A":  # LISTEN
+            if fields[3] != state or fields[1].endswith(":0000"):
                 continue
             hex_addr, hex_port = fields[1].split(":")
             raw = bytes.fromhex(hex_addr)
@@ -233,6 +241,24 @@ def test_the_ingress_admin_socket_is_private() -> None:
     sock = Path(match.group(1))
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
     assert stat.S_IMODE(sock.parent.parent.stat().st_mode) == 0o700  # <haproxy dir>/<node id>/
+
+
+def test_the_ingress_sends_no_access_log_unless_given_a_target() -> None:
+    """Ray's HAProxy configuration sends a syslog line per request to 127.0.0.1:514, where
+    nothing listens; cluster/haproxy.sh drops that target unless the operator names one."""
+    pid = next(p for p, title in _stack_pids().items() if title.endswith("haproxy"))
+    if _environ(pid).get("RAY_SERVE_HAPROXY_LOG_TARGET"):
+        pytest.skip("RAY_SERVE_HAPROXY_LOG_TARGET is set: the operator's log target is kept")
+    config = _haproxy_config().read_text()
+    assert not re.search(r"^\s*log \d", config, re.MULTILINE), config[:600]
+    assert re.search(r"^\s*stats socket ", config, re.MULTILINE)  # the file Ray wrote, edited
+    sockets = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    udp = {int(line.split()[9]) for t in ("udp", "udp6") for line in _lines(f"/proc/net/{t}")}
+    assert not {s for s in sockets if s.startswith("socket:[") and int(s[8:-1]) in udp}
+
+
+def _lines(table: str) -> list[str]:
+    return Path(table).read_text().splitlines()[1:]
 
 
 def test_the_ingress_closes_a_client_that_is_slow_with_its_headers() -> None:
