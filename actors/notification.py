@@ -39,10 +39,11 @@ class _Notify:
     ) -> _Notify:
         rows = rules.to_send(events)
         fresh = await sql.record(tx.conn, rows)
-        self.decision.events = [
-            rules.sent(e.order_id, m) for e, m in rows if (e.order_id, m.status) in fresh
-        ]
-        self.sent = len(fresh)
+        for e, m in rows:  # once per message recorded now (a batch may carry an event twice)
+            if (e.order_id, m.status) in fresh:
+                fresh.discard((e.order_id, m.status))
+                self.decision.events.append(rules.sent(e.order_id, m))
+        self.sent = len(self.decision.events)
         return self
 
 

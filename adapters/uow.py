@@ -93,8 +93,7 @@ class Tx:
             f"WITH x AS (SELECT unnest(%s::uuid[]) AS e) {_CLAIM}",
             (uuid_array(e.event_id for e in events), consumer),
         )
-        new = {r[0] for r in rows}
-        return [e for e in events if e.event_id in new]
+        return first_of_each({r[0] for r in rows}, events)
 
     async def claim_and_lock(
         self, consumer: str, events: Sequence[Envelope]
@@ -106,7 +105,7 @@ class Tx:
         rows = await cur.fetchall()
         new = {r["new"] for r in rows if r["new"] is not None}
         orders = {r["id"]: _view(r) for r in rows if r["id"] is not None}
-        return [e for e in events if e.event_id in new], orders
+        return first_of_each(new, events), orders
 
     async def lock(self, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, OrderView]:
         """Lock orders in id order (concurrent lockers never deadlock) and read them."""
@@ -178,6 +177,19 @@ class UnitOfWork:
             result = await stage.decide(tx, todo, orders)
             applied = await tx.apply(result.decision, orders)
         return result, applied
+
+
+def first_of_each(new: set[uuid.UUID], events: Sequence[Envelope]) -> list[Envelope]:
+    """The events whose ids are in `new`, each once, at its first place in the batch. One fetch
+    can carry an event twice (the relay republishes a batch whose commit it did not see, and
+    both copies may arrive together); the claim's insert records it once, so the stage must
+    see it once, or a rule that is not a status move (a shipment, a notification) runs twice."""
+    todo, left = [], set(new)
+    for e in events:
+        if e.event_id in left:
+            left.discard(e.event_id)
+            todo.append(e)
+    return todo
 
 
 _ORDER_COLUMNS = "id, status, customer_id, principal, items, total, payment_method"

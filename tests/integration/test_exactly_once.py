@@ -1,15 +1,18 @@
-"""Redelivered events change nothing; killed actors come back with their state."""
+"""Redelivered events change nothing, also when both copies come in one fetch; killed actors come
+back with their state."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from core import registry
 from core.settings import Settings
-from domain.events import Topic
+from domain.events import Envelope, Topic, new_event
+from domain.ids import uuid7
 from tests.integration.conftest import Api, wait_committed, wait_until
 
 
@@ -82,6 +85,69 @@ def test_replayed_events_are_applied_once(
     assert _effects(pg, order_id) == effects_before
     assert api.stock(sku) == stock_before
     assert api.order(customer, order_id)["status"] == "DELIVERED"
+
+
+async def _publish_copies(
+    bootstrap: str, topic: str, event: Envelope, copies: int
+) -> tuple[int, int]:
+    """`copies` copies of `event` in one record batch (a fetch returns whole batches), as the
+    relay sends a batch again after a crash between Kafka's ack and its commit; returns the
+    partition and the last copy's offset."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for _ in range(copies):
+            batch.append(key=str(event.order_id).encode(), value=event.to_json(), timestamp=None)
+        partition = sorted(await producer.partitions_for(topic))[0]
+        meta = await (await producer.send_batch(batch, topic, partition=partition))
+        return partition, meta.offset + copies - 1
+    finally:
+        await producer.stop()
+
+
+def test_an_event_twice_in_one_fetch_is_applied_once(
+    api: Api, customer: str, pg: Any, kafka_tap: Any, settings: Settings
+) -> None:
+    """The claim once recorded such an event once and handed both copies on: the short chaos
+    test found an order with two `ShipmentCreated` entries (two shipments rendered, one kept),
+    and the notification group would have sent its message twice. The order is a scratch row,
+    PAID, held by the `shipping-hold` fault so that nothing follows its shipment."""
+    tap = kafka_tap(Topic.SHIPPING_UPDATED, Topic.NOTIFICATION_SEND)
+    oid = uuid7()
+    pg.execute(
+        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
+        "payment_method, created_at, updated_at) VALUES (%s, %s, %s, 'PAID', %s::jsonb, 1, "
+        "'USD', 'pm_card_visa', now(), now())",
+        (oid, customer, customer, json.dumps([])),
+    )
+    api.fault("shipping-hold", True, customer)
+    try:
+        event = new_event("PaymentAuthorized", oid, customerId=customer, amount="1.00", items=[])
+        topic = Topic.PAYMENT_AUTHORIZED
+        partition, last = asyncio.run(_publish_copies(settings.kafka_bootstrap, topic, event, 2))
+        for group in ("shipping", "notification"):
+            wait_committed(settings.kafka_bootstrap, group, topic, partition, last)
+        wait_until(
+            lambda: (
+                not pg.execute(
+                    "SELECT 1 FROM outbox WHERE key = %s LIMIT 1", (str(oid),)
+                ).fetchone()
+            ),
+            timeout=20,
+            what="the relay to publish the order's events",
+        )
+        tap.wait_for(lambda _: len(tap.events(str(oid))) >= 2, what="the shipment and the message")
+        tap.poll()
+        timeline = pg.execute("SELECT event FROM order_events WHERE order_id = %s", (oid,))
+        assert [r["event"] for r in timeline] == ["ShipmentCreated"]
+        assert sorted(e.type for _, e in tap.events(str(oid))) == [
+            "NotificationSent",
+            "ShippingUpdated",
+        ]
+    finally:
+        pg.execute("UPDATE orders SET status = 'CANCELLED' WHERE id = %s", (oid,))
+        api.fault("shipping-hold", False, customer)  # the held shipment is then cancelled
 
 
 def test_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing(

@@ -1,6 +1,7 @@
-"""The unit of work against the real Postgres: a replayed batch applies once, an illegal move is
-neither applied nor emitted, statuses are written with their timeline in one transaction, and a
-stage's queued writes go with its decision in one statement (or are lost with a failed one)."""
+"""The unit of work against the real Postgres: a replayed batch applies once, so does an event
+that comes twice in one batch, an illegal move is neither applied nor emitted, statuses are
+written with their timeline in one transaction, and a stage's queued writes go with its decision
+in one statement (or are lost with a failed one)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any
 import pytest
 from psycopg import AsyncCursor
 
+from actors.notification import _Notify
 from adapters.pg import open_pool
 from adapters.uow import Tx, UnitOfWork, timeline_rows
 from core.settings import Settings
 from domain.decision import Decision, Move, Note, OrderView
 from domain.events import Envelope, Topic, new_event
+from domain.ids import uuid7
 from domain.model import OrderStatus
 
 
@@ -74,6 +77,53 @@ def test_a_replayed_batch_is_claimed_once_and_applied_once(
     assert [r["event"] for r in timeline] == ["StockRejected"]
     tap.wait_for(lambda _: len(tap.events(str(oid))) >= 1, what="the rejection on Kafka")
     assert len(tap.events(str(oid))) == 1
+
+
+@dataclass
+class _Seen:
+    """A stage that only records the events the unit of work hands it."""
+
+    locks_orders: bool
+    consumer: str | None = "uow-batch-test"
+    decision: Decision = field(default_factory=Decision)
+    seen: list[uuid.UUID] = field(default_factory=list)
+
+    async def decide(
+        self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
+    ) -> _Seen:
+        self.seen += [e.event_id for e in events]
+        return self
+
+
+async def _run_stage(settings: Settings, stage: Any, events: list[Envelope]) -> Any:
+    uow = UnitOfWork(await open_pool(settings.database_url, 1, "uow-test"), settings.redis_url)
+    try:
+        return (await uow.run(stage, events))[0]
+    finally:
+        await uow.pool.close()
+
+
+@pytest.mark.parametrize("locks_orders", [True, False], ids=["claim_and_lock", "claim"])
+def test_an_event_twice_in_one_batch_reaches_the_stage_once(
+    pg: Any, settings: Settings, locks_orders: bool
+) -> None:
+    """The relay republishes a batch whose commit it did not see, and one fetch may carry both
+    copies. The claim recorded the event once but handed both copies on: the short chaos test
+    once found an order with two `ShipmentCreated` entries (two shipments rendered, one kept)."""
+    first, other = (new_event("OrderCreated", _scratch_order(pg, "PENDING")) for _ in range(2))
+    stage = asyncio.run(_run_stage(settings, _Seen(locks_orders), [first, other, first]))
+    assert stage.seen == [first.event_id, other.event_id]
+
+
+def test_a_notification_twice_in_one_batch_is_sent_once(pg: Any, settings: Settings) -> None:
+    """The notification stage claims nothing (its rows are its dedupe): the same event twice in
+    a batch records one message and must emit one `NotificationSent`."""
+    oid = uuid7()
+    event = new_event("PaymentAuthorized", oid, customerId="c-uow", amount="1.00")
+    stage = asyncio.run(_run_stage(settings, _Notify(), [event, event]))
+    assert [(e.type, e.order_id) for e in stage.decision.events] == [("NotificationSent", oid)]
+    rows = pg.execute("SELECT status FROM notifications WHERE order_id = %s", (oid,)).fetchall()
+    assert [r["status"] for r in rows] == ["PAID"]
 
 
 async def _illegal_move(settings: Settings, oid: uuid.UUID) -> tuple[bool, int, int]:

@@ -1,12 +1,14 @@
-"""One status row per order for `UPDATE … FROM unnest(…)`, which applies one row per target."""
+"""One status row per order for `UPDATE … FROM unnest(…)`, which applies one row per target; one
+envelope per claimed event for the stage."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
-from adapters.uow import last_status_per_order
+from adapters.uow import first_of_each, last_status_per_order
 from domain.decision import Applied, Move
+from domain.events import new_event
 from domain.model import OrderStatus
 
 
@@ -30,3 +32,10 @@ def test_an_order_moved_twice_keeps_its_last_status_and_its_last_reason() -> Non
         ("REFUNDED", "hold expired", at, a),
         ("REJECTED", "out of stock", at, b),
     ]
+
+
+def test_a_claimed_event_reaches_the_stage_once_in_batch_order() -> None:
+    a, b, c = (new_event("OrderCreated", uuid.uuid4()) for _ in range(3))
+    claimed = {a.event_id, b.event_id}  # c was claimed before: not new
+    assert first_of_each(claimed, [b, a, c, b, a]) == [b, a]
+    assert claimed == {a.event_id, b.event_id}  # the caller's set is left as it was
