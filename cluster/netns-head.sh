@@ -79,6 +79,7 @@ netns_down() {
   for h in $(ls "$RUN"/cap-w* 2>/dev/null | sed 's/.*cap-//'); do NETNS_STOP_S=0 netns_stop_worker "${h#w}"; done
   if ns_exists "$(ns_of head)"; then
     stop_pid ray 0
+    remove_haproxy_dir
     stop_pid kafka 30
     stop_pid redis 10
     [[ -s "$RUN/pids/pg.pid" ]] && kill -INT "$(cat "$RUN/pids/pg.pid")" 2>/dev/null

@@ -296,6 +296,7 @@ netns_stop_worker() {
   ip link del "$P-$host" 2>/dev/null || true
   ip netns del "$(ns_of "$host")" 2>/dev/null || true
   cg_remove "$host"
+  (RUN="$RUN/$host" && remove_haproxy_dir)
   rm -rf "$RUN/cap-$host" "$RUN/$host"
 }
 source "$ROOT/cluster/netns-head.sh"

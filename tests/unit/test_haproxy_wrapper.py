@@ -1,6 +1,7 @@
 """cluster/haproxy.sh: the edits it makes to the configuration Ray writes before it runs HAProxy
 (docs/security.md, "HAProxy"), on a file shaped like Ray's template; the running stack's file is
-checked in tests/integration/test_ray_start_env.py."""
+checked in tests/integration/test_ray_start_env.py. And where cluster/common.sh keeps HAProxy's
+files: one directory per RUN_DIR, removed when that node's Ray stops."""
 
 from __future__ import annotations
 
@@ -60,3 +61,34 @@ def test_an_operators_log_target_is_kept(tmp_path: Path) -> None:
 def test_the_edits_are_idempotent(tmp_path: Path) -> None:
     once = _wrapped(tmp_path)
     assert _wrapped(tmp_path, runs=2) == once  # Ray passes the same file at every (re)start
+
+
+def _haproxy_dir(run_dir: Path) -> Path:
+    """cluster/common.sh's `haproxy_dir` for RUN_DIR; a node directory is made in it and
+    `remove_haproxy_dir` run before the path comes back."""
+    script = (
+        'source cluster/common.sh; d="$(haproxy_dir)"; mkdir -p "$d/node"; remove_haproxy_dir; '
+        'echo "$d"'
+    )
+    out = subprocess.run(
+        ["bash", "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "RUN_DIR": str(run_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return Path(out.stdout.strip())
+
+
+def test_each_run_dir_has_its_haproxy_directory_and_it_goes_with_the_node(tmp_path: Path) -> None:
+    short = Path("/tmp") / f"oh-{tmp_path.name[-6:]}"  # <dir>/<node id>/admin.sock fits 97
+    try:
+        assert _haproxy_dir(short) == short / "haproxy"
+        assert not (short / "haproxy").exists()
+    finally:
+        subprocess.run(["rm", "-rf", str(short)], check=True)
+    one, two = _haproxy_dir(tmp_path / "node-one"), _haproxy_dir(tmp_path / "node-two")
+    assert one != two and len(str(one)) <= 29 and str(one).startswith("/tmp/orders-haproxy-")
+    assert not one.exists() and not two.exists()
