@@ -25,11 +25,10 @@ from rich.console import Console
 
 from cli.api import token
 from cli.diagnose import ray_driver, stack_report
-from cli.invariants import Verdict, check, end_offsets, terminal_count
+from cli.invariants import AUDITED_TOPICS, Verdict, check, end_offsets, terminal_count
 from cli.load import SteadyLoad
 from core import registry
 from core.settings import Settings, get_settings
-from domain.events import Topic
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -192,7 +191,7 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
     chaos = Chaos(s)
     _wait("stack", chaos.ready, 120, chaos.not_ready)
     start_stock = _set_stock(chaos, stock)
-    kafka_from = asyncio.run(end_offsets(s.kafka_bootstrap, Topic.PAYMENT_AUTHORIZED))
+    kafka_from = asyncio.run(end_offsets(s.kafka_bootstrap, *AUDITED_TOPICS))
     load = SteadyLoad(s, rate, CHAOS_SKUS)
     t0 = time.monotonic()
     load.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,9 @@ from domain.model import TERMINAL
 
 CHARGED = ("AUTHORIZED", "CAPTURED")
 PAID_STATUSES = ("PAID", "SHIPPED", "DELIVERED")
+# the topics read back after a run (`kafka_from` holds their offsets at its start): one
+# authorization per order, one message per (order, status)
+AUDITED_TOPICS = (Topic.PAYMENT_AUTHORIZED, Topic.NOTIFICATION_SEND)
 
 
 @dataclass
@@ -64,11 +68,28 @@ def check(
         backlog = audit.outbox_rows(conn)
         if backlog:
             v.details.append(f"outbox still holds {backlog} row(s)")
-    charges = asyncio.run(_charges_on_kafka(bootstrap, kafka_from, set(ids)))
+    wanted = set(ids)
+    charges = asyncio.run(
+        _distinct_events(bootstrap, Topic.PAYMENT_AUTHORIZED, kafka_from, wanted, _order)
+    )
     doubled = [oid for oid, n in charges.items() if n > 1]
     v.double_charged += len(doubled)
     v.details += [f"order {oid} authorized by {charges[oid]} distinct events" for oid in doubled]
+    sent = asyncio.run(
+        _distinct_events(bootstrap, Topic.NOTIFICATION_SEND, kafka_from, wanted, _message)
+    )
+    twice = [key for key, n in sent.items() if n > 1]
+    v.duplicates_effects += len(twice)
+    v.details += [f"message {key} sent by {sent[key]} distinct events" for key in twice[:5]]
     return v
+
+
+def _order(e: Envelope) -> Hashable:
+    return str(e.order_id)
+
+
+def _message(e: Envelope) -> Hashable:
+    return (str(e.order_id), str(e.data.get("status")))
 
 
 def _check_terminal(v: Verdict, statuses: dict[str, str], ids: list[str]) -> None:
@@ -100,19 +121,21 @@ def _check_charges(v: Verdict, conn: audit.Conn, ids: list[str]) -> None:
     v.details += [f"charge/status mismatch: {b}" for b in bad[:5]]
 
 
-async def _charges_on_kafka(
-    bootstrap: str, start: dict[TopicPartition, int], ids: set[str]
-) -> Counter[str]:
-    """Distinct `payment.authorized` event ids per order since the run started."""
-    parts = [
-        TopicPartition(Topic.PAYMENT_AUTHORIZED, p)
-        for p in await partitions_of(bootstrap, Topic.PAYMENT_AUTHORIZED)
-    ]
+async def _distinct_events(
+    bootstrap: str,
+    topic: str,
+    start: dict[TopicPartition, int],
+    ids: set[str],
+    key: Callable[[Envelope], Hashable],
+) -> Counter[Hashable]:
+    """Distinct event ids on `topic` per `key` of an event, over the events of the orders `ids`
+    since `start` (a redelivery of one event counts once; two events for one key count two)."""
+    parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
     )
     await consumer.start()
-    seen: dict[str, set[str]] = {}
+    seen: dict[Hashable, set[str]] = {}
     try:
         consumer.assign(parts)
         for tp in parts:
@@ -123,10 +146,10 @@ async def _charges_on_kafka(
                 for r in records:
                     e = _parse(r.value)
                     if e is not None and str(e.order_id) in ids:
-                        seen.setdefault(str(e.order_id), set()).add(str(e.event_id))
+                        seen.setdefault(key(e), set()).add(str(e.event_id))
     finally:
         await consumer.stop()
-    return Counter({oid: len(evs) for oid, evs in seen.items()})
+    return Counter({k: len(evs) for k, evs in seen.items()})
 
 
 def _parse(raw: Any) -> Envelope | None:
@@ -136,9 +159,9 @@ def _parse(raw: Any) -> Envelope | None:
         return None
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    """Current end offsets of `topic` (where a run starts reading)."""
-    parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+async def end_offsets(bootstrap: str, *topics: str) -> dict[TopicPartition, int]:
+    """Current end offsets of `topics` (where a run starts reading)."""
+    parts = [TopicPartition(t, p) for t in topics for p in await partitions_of(bootstrap, t)]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
     )

@@ -19,10 +19,9 @@ from bench.procs import CpuSampler
 from bench.scale_hosts import Hosts
 from bench.tracker import Tracker
 from bench.workload import SCARCE_SKUS, Mix, admin_token, customers
-from cli.invariants import Verdict, check, end_offsets
+from cli.invariants import AUDITED_TOPICS, Verdict, check, end_offsets
 from cluster.deploy import actor_names
 from core.settings import Settings
-from domain.events import Topic
 
 
 def pipeline_actors(settings: Settings) -> set[str]:
@@ -102,7 +101,7 @@ async def tracked_load(
     try:
         await stock.make_scarce(hosts.gateway, admin_token(settings), conn, scarce_units)
         start = await stock.snapshot(conn)
-        kafka_from = await end_offsets(hosts.bootstrap, Topic.PAYMENT_AUTHORIZED)
+        kafka_from = await end_offsets(hosts.bootstrap, *AUDITED_TOPICS)
         load = Load(
             base_url=hosts.gateway, duration_s=duration_s, rate=rate, concurrency=0, workers=1,
             mix=Mix(oos_share=0.3), seed=zlib.crc32(prefix.encode()), grace_s=grace_s, warmup_s=0.0,
