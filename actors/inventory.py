@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +33,11 @@ from domain.errors import Conflict, NotFound
 from domain.events import Envelope
 
 _EXPIRY_SWEEP_S = 1.0
+# how long an order must have held nothing before the sweep gives its stock back: the reserving
+# member's own release comes milliseconds after its commit, the sweep only after it failed
+_STRANDED_AFTER_S = 5.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -171,6 +177,8 @@ class InventoryShard(Inspectable):
             await asyncio.sleep(_EXPIRY_SWEEP_S)
             with contextlib.suppress(Exception):
                 await self.expire_holds()
+            with contextlib.suppress(Exception):
+                await self.release_stranded()
 
     async def expire_holds(self, as_of: datetime | None = None) -> int:
         """Cancel orders whose hold outlived HOLD_TTL_S without payment; stock comes back via
@@ -181,3 +189,26 @@ class InventoryShard(Inspectable):
             return 0
         result, _ = await self._uow.run(_Expiry(expired), order_ids=expired)
         return len(result.decision.moves)
+
+    async def release_stranded(self, as_of: datetime | None = None) -> int:
+        """Give back the stock still held for orders that hold none (rejected, declined,
+        cancelled, refunded) and settled `_STRANDED_AFTER_S` before `as_of`. The reserving
+        member releases what it refused or what a cancel overtook right after its commit; if it
+        stops in between (killed, Postgres gone), the claim keeps the redelivery from doing it,
+        so this sweep does. Returns the units released."""
+        settled_before = (as_of or now()) - timedelta(seconds=_STRANDED_AFTER_S)
+        statuses = [s.value for s in rules.HOLDS_NOTHING]
+        async with self._uow.begin() as tx:
+            stranded = await sql.stranded_holds(
+                tx.conn, settled_before, list(self._stock), statuses
+            )
+        if not stranded:
+            return 0
+        units = await self.release_batch(stranded)
+        log.info(
+            "shard %d released %d unit(s) still held for %d finished order(s)",
+            self._index,
+            units,
+            len(stranded),
+        )
+        return units

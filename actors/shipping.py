@@ -53,10 +53,12 @@ class _Create:
     locks_orders: bool = True
     decision: Decision = field(default_factory=Decision)
     created: rules.Created = field(default_factory=rules.Created)
+    claimed: set[uuid.UUID] = field(default_factory=set)
 
     async def decide(
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Create:
+        self.claimed = {e.order_id for e in events}
         self.created = rules.create(
             (orders.get(e.order_id), self.fail.get(e.order_id, False)) for e in events
         )
@@ -131,6 +133,20 @@ class ShippingActor(Inspectable):
         when = time.monotonic() + self._settings.ship_delay_s
         for s in result.created.shipments:
             self._schedule(when, rules.SHIPPED, s.order_id)
+        again = [e.order_id for e in events if e.order_id not in result.claimed]
+        if again:
+            await self._resume(again)
+
+    async def _resume(self, order_ids: list[uuid.UUID]) -> None:
+        """Schedule the next step of these orders' shipments. For events claimed before: a
+        commit whose answer was lost (the connection cut after COMMIT) created a shipment that
+        nothing scheduled; the queue keeps one entry per step and order."""
+        async with self._uow.begin() as tx:
+            pending = await sql.in_flight(tx.conn, order_ids)
+        for order_id, status in pending:
+            step = rules.next_step(status)
+            if step is not None:
+                self._schedule(time.monotonic(), step, order_id)
 
     def _schedule(self, when: float, step: str, order_id: uuid.UUID) -> None:
         self._steps.add(when, step, order_id)

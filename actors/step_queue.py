@@ -4,7 +4,8 @@ A SHIPPED step is on an order's way to SHIPPED and goes at its time. A DELIVERED
 it may wait up to `slack_s` past its time, and then every DELIVERED step due goes in one batch
 of its own, so under load they take a few large transactions instead of one per SHIPPED batch,
 and never make a SHIPPED batch larger. Batches hold at most `batch_max` steps. Times are the
-caller's `time.monotonic()` values, so a test can drive the clock.
+caller's `time.monotonic()` values, so a test can drive the clock. An order has at most one
+entry per step: scheduling a step that is already waiting changes nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ class StepQueue:
         self._batch_max = batch_max
         self._ship: list[Entry] = []
         self._deliver: list[Entry] = []
+        self._waiting: set[tuple[str, uuid.UUID]] = set()
 
     def __len__(self) -> int:
         return len(self._ship) + len(self._deliver)
 
     def add(self, when: float, step: str, order_id: uuid.UUID) -> None:
+        if (step, order_id) in self._waiting:
+            return
+        self._waiting.add((step, order_id))
         heapq.heappush(
             self._deliver if step == rules.DELIVERED else self._ship, (when, step, order_id)
         )
@@ -47,7 +52,9 @@ class StepQueue:
     def _pop_due(self, heap: list[Entry], now: float) -> list[Entry]:
         batch: list[Entry] = []
         while heap and heap[0][0] <= now and len(batch) < self._batch_max:
-            batch.append(heapq.heappop(heap))
+            entry = heapq.heappop(heap)
+            self._waiting.discard((entry[1], entry[2]))
+            batch.append(entry)
         return batch
 
     def _heaps(self) -> tuple[tuple[list[Entry], float], ...]:

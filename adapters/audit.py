@@ -74,6 +74,17 @@ def holds_out_of_step(conn: Conn, ids: Sequence[str]) -> list[Row]:
     ).fetchall()
 
 
+def held_when_finished(conn: Conn, ids: Sequence[str], statuses: Sequence[str]) -> list[Row]:
+    """`{order_id, sku, status}`: reservations of the orders `ids` still HELD although the
+    order is in one of `statuses` (finished: its stock committed or released)."""
+    return conn.execute(
+        "SELECT r.order_id, r.sku, o.status FROM reservations r JOIN orders o "
+        "ON o.id = r.order_id WHERE r.order_id = ANY(%s::uuid[]) AND r.state = 'HELD' "
+        "AND o.status = ANY(%s)",
+        (list(ids), list(statuses)),
+    ).fetchall()
+
+
 def sold_by_sku(conn: Conn, ids: Sequence[str]) -> list[Row]:
     """`{sku, sold}`: units the orders `ids` took for good (COMMITTED reservations)."""
     return conn.execute(

@@ -13,11 +13,21 @@ from domain.shipping import CREATED, SHIPPED, Shipment
 Conn = AsyncConnection[Row]
 
 
-async def in_flight(conn: Conn) -> list[tuple[uuid.UUID, str]]:
-    """`(order, status)` of every shipment that has a step left (timers rebuild from it)."""
-    cur = await conn.execute(
-        "SELECT order_id, status FROM shipments WHERE status IN (%s, %s)", (CREATED, SHIPPED)
-    )
+async def in_flight(
+    conn: Conn, order_ids: Sequence[uuid.UUID] | None = None
+) -> list[tuple[uuid.UUID, str]]:
+    """`(order, status)` of every shipment that has a step left (timers rebuild from it), or of
+    those of `order_ids`."""
+    if order_ids is None:
+        cur = await conn.execute(
+            "SELECT order_id, status FROM shipments WHERE status IN (%s, %s)", (CREATED, SHIPPED)
+        )
+    else:
+        cur = await conn.execute(
+            "SELECT order_id, status FROM shipments WHERE status IN (%s, %s) "
+            "AND order_id = ANY(%s::uuid[])",
+            (CREATED, SHIPPED, uuid_array(order_ids)),
+        )
     return [(r["order_id"], r["status"]) for r in await cur.fetchall()]
 
 

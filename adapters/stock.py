@@ -107,6 +107,23 @@ async def expired_holds(
     return [r["order_id"] for r in await cur.fetchall()]
 
 
+async def stranded_holds(
+    conn: Conn,
+    settled_before: datetime,
+    skus: Sequence[str],
+    statuses: Sequence[str],
+    limit: int = 500,
+) -> list[uuid.UUID]:
+    """Orders in `statuses` (ones that hold no stock), settled before `settled_before`, that
+    still hold one of these SKUs."""
+    cur = await conn.execute(
+        "SELECT DISTINCT h.order_id FROM reservation_holds h JOIN orders o ON o.id = h.order_id "
+        "WHERE h.sku = ANY(%s) AND o.status = ANY(%s) AND o.updated_at < %s LIMIT %s",
+        (list(skus), list(statuses), settled_before, limit),
+    )
+    return [r["order_id"] for r in await cur.fetchall()]
+
+
 async def open_holds(conn: Conn, principals: Sequence[str]) -> dict[str, int]:
     """Unshipped reservations per principal (orders with at least one open hold)."""
     cur = await conn.execute(

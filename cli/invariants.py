@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -54,12 +55,15 @@ def check(
     start_stock: dict[str, int],
     kafka_from: dict[TopicPartition, int],
     bootstrap: str,
+    settle_s: float = 30.0,
 ) -> Verdict:
-    """Every invariant for the orders `ids` accepted during the run."""
+    """Every invariant for the orders `ids` accepted during the run. A finished order's stock
+    is committed or released by the inventory group after the order's move (and a stranded
+    hold by its shard's sweep): `settle_s` is how long that may take."""
     v = Verdict(accepted=len(ids))
     with audit.connect(dsn) as conn:
         _check_terminal(v, audit.statuses(conn, ids), ids)
-        _check_stock(v, conn, ids, start_stock)
+        _check_stock(v, conn, ids, start_stock, settle_s)
         _check_charges(v, conn, ids)
         # 4. effects once: one timeline entry per (status, event), held stock released once
         dup = audit.duplicate_timeline(conn, ids)
@@ -99,9 +103,20 @@ def _check_terminal(v: Verdict, statuses: dict[str, str], ids: list[str]) -> Non
         v.details.append(f"not terminal: {Counter(statuses.get(i, 'MISSING') for i in ids)}")
 
 
-def _check_stock(v: Verdict, conn: audit.Conn, ids: list[str], start: dict[str, int]) -> None:
+def _check_stock(
+    v: Verdict, conn: audit.Conn, ids: list[str], start: dict[str, int], settle_s: float
+) -> None:
     """1. stock: never negative, reserved == open holds, a hold open exactly while its
-    reservation is HELD, sold ≤ what was there."""
+    reservation is HELD, no stock held for a finished order, sold ≤ what was there."""
+    finished = [s.value for s in TERMINAL]
+    deadline = time.monotonic() + settle_s
+    held = audit.held_when_finished(conn, ids, finished)
+    while held and time.monotonic() < deadline:
+        time.sleep(0.5)
+        held = audit.held_when_finished(conn, ids, finished)
+    for r in held:
+        v.oversold += 1
+        v.details.append(f"stock still held for a finished order: {r}")
     for r in audit.broken_stock(conn):
         v.oversold += 1
         v.details.append(f"stock bookkeeping broken: {r}")

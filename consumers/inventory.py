@@ -36,11 +36,12 @@ class _Reserve:
     async def decide(
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Reserve:
-        if not events:  # every one of them handled before (a redelivery)
-            return self
         unknown = [e for e in events if e.order_id not in orders]
         if unknown:  # before anything is held for a phantom order
             raise PoisonMessage(f"order {unknown[0].order_id} does not exist")
+        events = rules.still_pending(events, orders)  # the orders are locked: no cancel races
+        if not events:  # every one of them handled before (a redelivery) or cancelled
+            return self
         settings = self.handler.settings
         principals = [(e.order_id, str(e.data.get("principal", ""))) for e in events]
         holds = await sql.open_holds(tx.conn, [p for _, p in principals])

@@ -21,6 +21,14 @@ OUT_OF_STOCK = "out of stock"
 TOO_MANY_HOLDS = "too many open reservations: pay or cancel earlier orders first"
 HOLD_EXPIRED = "reservation hold expired before payment"
 HELD, RELEASED, COMMITTED = "HELD", "RELEASED", "COMMITTED"
+# orders in these statuses hold no stock: a HELD reservation of one is stranded (its release
+# was interrupted) and the shard's sweep gives it back
+HOLDS_NOTHING = (
+    OrderStatus.REJECTED,
+    OrderStatus.DECLINED,
+    OrderStatus.CANCELLED,
+    OrderStatus.REFUNDED,
+)
 
 Lines = list[tuple[str, int]]
 
@@ -68,6 +76,14 @@ def lines_of(event: Envelope) -> Lines:
     if not lines or any(qty <= 0 for _, qty in lines):
         raise InvalidLines(f"event {event.event_id} has no valid items")
     return lines
+
+
+def still_pending(
+    events: Sequence[Envelope], orders: Mapping[uuid.UUID, OrderView]
+) -> list[Envelope]:
+    """The `order.created` events whose order still waits for stock: one cancelled before its
+    event came reserves nothing, so it cannot take the last units from the orders after it."""
+    return [e for e in events if orders[e.order_id].status == OrderStatus.PENDING]
 
 
 def over_hold_cap(

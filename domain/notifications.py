@@ -11,7 +11,7 @@ from domain.events import Envelope, new_event
 _TEMPLATES: dict[str, tuple[str, str]] = {
     # event type (or ShippingUpdated:<shipment status>) -> (order status, text)
     "StockReserved": ("RESERVED", "We have reserved the items of order {oid}."),
-    "StockRejected": ("REJECTED", "Sorry, order {oid} could not be fulfilled: out of stock."),
+    "StockRejected": ("REJECTED", "Sorry, order {oid} could not be fulfilled: {reason}."),
     "PaymentAuthorized": ("PAID", "Payment of {amount} for order {oid} is authorized."),
     "PaymentDeclined": ("DECLINED", "Payment for order {oid} was declined ({reason})."),
     "ShippingUpdated:SHIPPED": ("SHIPPED", "Order {oid} has shipped, tracking {tracking}."),
@@ -43,7 +43,7 @@ def render(event: Envelope) -> Notification | None:
     fields = {
         "oid": str(event.order_id),
         "amount": event.data.get("amount", ""),
-        "reason": event.data.get("reason", ""),
+        "reason": event.data.get("reason") or "no reason given",
         "tracking": event.data.get("tracking", ""),
     }
     return Notification(

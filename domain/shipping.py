@@ -94,12 +94,17 @@ def advance(
     held: set[str],
 ) -> Advanced:
     """Take each due step (`order → SHIPPED | DELIVERED`). A step already taken (a replay) does
-    nothing; a shipment whose order was cancelled before it left is cancelled; a held customer's
-    PAID orders wait."""
+    nothing but have its own next step follow (it was taken by a commit whose answer was lost,
+    so nothing scheduled that step); a shipment whose order was cancelled before it left is
+    cancelled; a held customer's PAID orders wait."""
     out = Advanced()
     for oid, step in steps.items():
         ship, order = shipments.get(oid), orders.get(oid)
-        if ship is None or order is None or _NEXT.get(ship.status) != step:
+        if ship is None or order is None:
+            continue
+        if _NEXT.get(ship.status) != step:
+            if ship.status == step == SHIPPED:
+                out.follow.append(oid)
             continue
         if order.customer_id in held and order.status == OrderStatus.PAID:
             out.held.append((step, oid))

@@ -4,7 +4,6 @@ Plus Idempotency-Key handling with Stripe's semantics, scoped per principal."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
@@ -24,6 +23,24 @@ log = logging.getLogger(__name__)
 # An in-flight claim outlives any request (client timeouts are seconds), yet frees itself if the
 # gateway died mid-request; the durable guarantee is the unique key in Postgres.
 _INFLIGHT_TTL_S = 60
+# After a Redis command failed (refused, or timed out: serve_app/wiring.py), the accept path
+# leaves Redis alone this long, so a Redis that does not answer costs one timeout, not one per
+# request and call; the first request after it tries again.
+OUTAGE_QUIET_S = 5.0
+
+
+class RedisOutage:
+    """Shared by admission and idempotency: whether the accept path should skip Redis now."""
+
+    def __init__(self, quiet_s: float = OUTAGE_QUIET_S) -> None:
+        self._quiet_s = quiet_s
+        self._until = 0.0
+
+    def skip(self) -> bool:
+        return time.monotonic() < self._until
+
+    def failed(self) -> None:
+        self._until = time.monotonic() + self._quiet_s
 
 
 # Count each order in its principal's minute window and read the payment breaker, for all the
@@ -45,8 +62,15 @@ _WINDOW_TTL_S = 120
 
 
 class Admission:
-    def __init__(self, redis: aioredis.Redis, per_minute: int, breaker_reset_s: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        per_minute: int,
+        breaker_reset_s: float,
+        outage: RedisOutage | None = None,
+    ) -> None:
         self._redis = redis
+        self._outage = outage or RedisOutage()
         self._per_minute = per_minute
         self._reset_s = breaker_reset_s
         self._admit = redis.register_script(_ADMIT)
@@ -64,11 +88,14 @@ class Admission:
     async def check(self, principal: str) -> None:
         """Raise `RateLimited` (429) or `Unavailable` (503) when the order must not be taken."""
         window = int(time.time() // 60)
+        if self._outage.skip():
+            return
         try:
             count, state, opened_at = await self._batch.submit(f"ratelimit:{principal}:{window}")
         except RedisError as exc:
             # Fail open: Redis restarting must not stop orders; the payment stage still has
             # its own breaker and Postgres keeps every order durable.
+            self._outage.failed()
             log.warning("admission checks skipped, Redis unavailable: %s", type(exc).__name__)
             return
         if count > self._per_minute:
@@ -103,9 +130,12 @@ class Idempotency:
     transaction), so a Redis outage or restart degrades this to "no 409", never to duplicates.
     """
 
-    def __init__(self, redis: aioredis.Redis, ttl_s: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, ttl_s: int, outage: RedisOutage | None = None
+    ) -> None:
         self._redis = redis
         self._ttl = ttl_s
+        self._outage = outage or RedisOutage()
 
     @staticmethod
     def fingerprint(body: Any) -> str:
@@ -116,6 +146,8 @@ class Idempotency:
 
     async def begin(self, principal: str, key: str, fingerprint: str) -> Accepted | None:
         """Claim the key. Returns a stored response to replay, or None to go ahead."""
+        if self._outage.skip():
+            return None
         rkey = self._key(principal, key)
         claim = orjson.dumps({"state": "inflight", "hash": fingerprint})
         try:
@@ -123,6 +155,7 @@ class Idempotency:
                 return None
             raw = await self._redis.get(rkey)
         except RedisError as exc:
+            self._outage.failed()
             log.warning("idempotency fast path skipped, Redis unavailable: %s", type(exc).__name__)
             return None
         if raw is None:  # expired between the two calls: claim again
@@ -143,10 +176,18 @@ class Idempotency:
 
     async def finish(self, principal: str, key: str, fingerprint: str, response: Accepted) -> None:
         value = _Stored(state="done", hash=fingerprint, response=response).model_dump_json()
-        with contextlib.suppress(RedisError):
+        if self._outage.skip():  # a retry replays from Postgres, or waits out the claim's TTL
+            return
+        try:
             await self._redis.set(self._key(principal, key), value, ex=self._ttl)
+        except RedisError:
+            self._outage.failed()
 
     async def abandon(self, principal: str, key: str) -> None:
         """The first attempt failed: free the key for a retry (it expires anyway)."""
-        with contextlib.suppress(RedisError):
+        if self._outage.skip():
+            return
+        try:
             await self._redis.delete(self._key(principal, key))
+        except RedisError:
+            self._outage.failed()

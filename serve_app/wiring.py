@@ -15,13 +15,18 @@ from adapters.uow import UnitOfWork
 from core.settings import Settings
 from serve_app.accept import AcceptService, OrderIntake
 from serve_app.actors import ActorDirectory
-from serve_app.admission import Admission, Idempotency
+from serve_app.admission import Admission, Idempotency, RedisOutage
 from serve_app.faults import FaultInjector
 from serve_app.inventory import InventoryService
 from serve_app.live import LiveStatus
 from serve_app.metrics_proxy import MetricsProxy
 from serve_app.orders_service import OrderService
 from serve_app.readiness import ReadinessProbe
+
+# A Redis that stops answering without closing its connections (paused, partitioned) must not
+# hold the accept path: a command that waits longer fails, and admission and idempotency fail
+# open on it (Postgres keeps every order and its key). SSE waits pass their own timeouts.
+REDIS_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -53,18 +58,24 @@ async def open_services(
     """Open pools and clients; `on_start` runs first (the composition root passes the step
     that brings up the platform's actors, see cluster/app.py)."""
     pool = await open_pool(settings.database_url, settings.db_pool_size, "gateway")
-    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    redis = aioredis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+    )
     if on_start is not None:
         await on_start(settings)
     intake_pool = await open_pool(
         settings.database_url, settings.accept_flushers, "gateway-intake", autocommit=True
     )
     actors = ActorDirectory(settings.ray_namespace, with_ray=with_ray)
+    outage = RedisOutage()
     services = Services(
         settings=settings,
         accept=AcceptService(
-            Admission(redis, settings.rate_limit_per_min, settings.breaker_reset_s),
-            Idempotency(redis, settings.idempotency_ttl_s),
+            Admission(redis, settings.rate_limit_per_min, settings.breaker_reset_s, outage),
+            Idempotency(redis, settings.idempotency_ttl_s, outage),
             await OrderIntake.open(intake_pool, settings.accept_flushers),
         ),
         orders=OrderService(pool, UnitOfWork(pool, settings.redis_url)),

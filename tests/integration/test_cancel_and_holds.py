@@ -1,12 +1,21 @@
-"""Cancel before and after shipping; reservation holds that expire."""
+"""Cancel before and after shipping; reservation holds that expire; stock a finished order
+still held is given back."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from core import registry
 from core.settings import Settings
+from domain.events import Envelope, Topic, new_event
+from domain.ids import uuid7
+from domain.inventory import ReserveRequest
 from tests.integration.conftest import Api, wait_breaker_admits, wait_until
 
 
@@ -82,3 +91,88 @@ def test_unpaid_hold_expires_cancels_and_returns_stock(
     assert order["reason"] == "reservation hold expired before payment"
     wait_until(lambda: api.stock(sku)["available"] == 4, what="expired hold released")
     assert _payment(pg, order_id) is None  # never charged, also after the provider recovers
+
+
+def _scratch_order(pg: Any, customer: str, status: str, lines: list[tuple[str, int]]) -> uuid.UUID:
+    """An order row written straight to Postgres, settled a minute ago, that no event moved."""
+    oid = uuid7()
+    items = [{"sku": sku, "qty": qty, "unitPrice": "1.00"} for sku, qty in lines]
+    pg.execute(
+        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
+        "payment_method, created_at, updated_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, 'USD', "
+        "'pm_card_visa', now() - interval '1 minute', now() - interval '1 minute')",
+        (oid, customer, customer, status, json.dumps(items), sum(q for _, q in lines)),
+    )
+    return oid
+
+
+def _shard(ray_cluster: Any, settings: Settings, sku: str) -> Any:
+    index = registry.shard_of(sku, settings.inventory_shards)
+    return ray_cluster.get_actor(registry.inventory_shard(index))
+
+
+def test_stock_still_held_for_a_finished_order_is_given_back(
+    api: Api, customer: str, pg: Any, settings: Settings, ray_cluster: Any
+) -> None:
+    """A member that reserved across shards and then refused the order (or saw it cancelled)
+    releases the other shards' part after its commit; stopped in between, its redelivery is
+    claimed already and releases nothing. This is the state it leaves: a REJECTED order with a
+    HELD reservation on a shard. The shard's sweep gives it back."""
+    sku = "SKU-93"
+    api.set_available(sku, 5)
+    oid = _scratch_order(pg, customer, "REJECTED", [(sku, 2)])
+    shard = _shard(ray_cluster, settings, sku)
+    request = ReserveRequest(oid, customer, customer, [(sku, 2)])
+    assert ray_cluster.get(shard.reserve_batch.remote([request])) == [True]
+    assert api.stock(sku)["available"] <= 3  # held (unless the sweep was already quicker)
+    wait_until(lambda: api.stock(sku)["available"] == 5, timeout=20, what="the hold given back")
+    row = pg.execute("SELECT state FROM reservations WHERE order_id = %s", (oid,)).fetchone()
+    assert row is not None and row["state"] == "RELEASED"
+    assert not pg.execute("SELECT 1 FROM reservation_holds WHERE order_id = %s", (oid,)).fetchall()
+
+
+async def _publish_in_one_batch(bootstrap: str, topic: str, events: list[Envelope]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for e in events:
+            batch.append(key=str(e.order_id).encode(), value=e.to_json(), timestamp=None)
+        partition = sorted(await producer.partitions_for(topic))[0]
+        await (await producer.send_batch(batch, topic, partition=partition))
+    finally:
+        await producer.stop()
+
+
+def _created(oid: uuid.UUID, customer: str, sku: str, qty: int) -> Envelope:
+    return new_event(
+        "OrderCreated",
+        oid,
+        customerId=customer,
+        principal=customer,
+        items=[{"sku": sku, "qty": qty, "unitPrice": "1.00"}],
+        total=f"{qty}.00",
+        currency="USD",
+        paymentMethod="pm_card_visa",
+    )
+
+
+def test_an_order_cancelled_before_its_event_came_takes_no_stock(
+    api: Api, customer: str, pg: Any, settings: Settings
+) -> None:
+    """An order cancelled while PENDING (the inventory group behind) once reserved anyway and
+    gave the stock back after the commit, so the order after it in the same batch found the
+    last units taken and was REJECTED. Both events come in one record batch."""
+    sku = "SKU-89"
+    api.set_available(sku, 2)
+    gone = _scratch_order(pg, customer, "CANCELLED", [(sku, 2)])
+    waiting = _scratch_order(pg, customer, "PENDING", [(sku, 2)])
+    events = [_created(gone, customer, sku, 2), _created(waiting, customer, sku, 2)]
+    asyncio.run(_publish_in_one_batch(settings.kafka_bootstrap, Topic.ORDER_CREATED, events))
+    order = api.wait_status(customer, str(waiting), "RESERVED", "PAID", "SHIPPED", "DELIVERED")
+    assert order["status"] != "REJECTED"
+    held = pg.execute("SELECT count(*) AS n FROM reservations WHERE order_id = %s", (gone,))
+    assert held.fetchone() == {"n": 0}
+    assert pg.execute("SELECT status FROM orders WHERE id = %s", (gone,)).fetchone() == {
+        "status": "CANCELLED"
+    }

@@ -150,6 +150,39 @@ def test_an_event_twice_in_one_fetch_is_applied_once(
         api.fault("shipping-hold", False, customer)  # the held shipment is then cancelled
 
 
+def test_a_shipment_whose_creation_lost_its_answer_still_ships(
+    api: Api, customer: str, pg: Any, settings: Settings
+) -> None:
+    """The shipping stage's commit went through but its answer was lost (the connection cut
+    after COMMIT): its retry finds the event claimed and creates nothing, and the shipment that
+    was created had no step scheduled, so the order stayed PAID. This is that state: a scratch
+    PAID order, its CREATED shipment and the claim of its `PaymentAuthorized`; the event comes
+    again, and the stage picks the shipment's step up."""
+    oid = uuid7()
+    pg.execute(
+        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
+        "payment_method, created_at, updated_at) VALUES (%s, %s, %s, 'PAID', %s::jsonb, 1, "
+        "'USD', 'pm_card_visa', now(), now())",
+        (oid, customer, customer, json.dumps([])),
+    )
+    pg.execute(
+        "INSERT INTO shipments (order_id, tracking, status, fail) VALUES (%s, 'TRKLOST', "
+        "'CREATED', false)",
+        (oid,),
+    )
+    event = new_event("PaymentAuthorized", oid, customerId=customer, amount="1.00", items=[])
+    pg.execute(
+        "INSERT INTO processed_events (consumer, event_id, event_at) "
+        "VALUES ('shipping', %s, uuid7_time(%s))",
+        (event.event_id, event.event_id),
+    )
+    asyncio.run(_publish_copies(settings.kafka_bootstrap, Topic.PAYMENT_AUTHORIZED, event, 1))
+    api.wait_status(customer, str(oid), "DELIVERED", timeout=30)
+    timeline = pg.execute("SELECT event FROM order_events WHERE order_id = %s ORDER BY at", (oid,))
+    # created once, before (no second shipment); then its two steps
+    assert [r["event"] for r in timeline] == ["ShipmentShipped", "ShipmentDelivered"]
+
+
 def test_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing(
     api: Api,
     customer: str,

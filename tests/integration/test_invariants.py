@@ -1,17 +1,23 @@
-"""The after-run checks of `make chaos` (cli/invariants.py) against the real broker: a message
-sent twice for one (order, status) counts as a duplicate effect, a redelivered one does not."""
+"""The after-run checks of `make chaos` (cli/invariants.py) against the real broker and
+database: a message sent twice for one (order, status) counts as a duplicate effect, a
+redelivered one does not; stock still held for a finished order is a stock error."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from cli.invariants import AUDITED_TOPICS, check, end_offsets
+from core import registry
 from core.settings import Settings
 from domain.events import Envelope, Topic, new_event
 from domain.ids import uuid7
+from domain.inventory import ReserveRequest
+from tests.integration.conftest import Api
 
 
 async def _send(bootstrap: str, events: list[Envelope]) -> None:
@@ -44,3 +50,33 @@ def test_a_message_sent_twice_is_a_duplicate_effect_and_a_redelivery_is_not(
     assert verdict.duplicates_effects == 1, verdict.details
     assert f"message ('{twice}', 'PAID') sent by 2 distinct events" in verdict.details
     assert verdict.double_charged == 0
+
+
+def test_stock_held_for_a_delivered_order_is_reported(
+    settings: Settings, pg: Any, ray_cluster: Any, api: Api
+) -> None:
+    """A DELIVERED order's stock has left (COMMITTED); one still HELD is reported once the
+    settle time is over (no sweep gives a delivered order's stock back)."""
+    sku = "SKU-88"
+    api.set_available(sku, 3)
+    oid = uuid7()
+    pg.execute(
+        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
+        "payment_method, created_at, updated_at) VALUES (%s, 'c-inv', 'c-inv', 'DELIVERED', "
+        "%s::jsonb, 1, 'USD', 'pm_card_visa', now(), now())",
+        (oid, json.dumps([{"sku": sku, "qty": 1, "unitPrice": "1.00"}])),
+    )
+    index = registry.shard_of(sku, settings.inventory_shards)
+    shard = ray_cluster.get_actor(registry.inventory_shard(index))
+    request = ReserveRequest(oid, "c-inv", "c-inv", [(sku, 1)])
+    assert ray_cluster.get(shard.reserve_batch.remote([request])) == [True]
+    try:
+        start = asyncio.run(end_offsets(settings.kafka_bootstrap, *AUDITED_TOPICS))
+        verdict = check(
+            settings.database_url, [str(oid)], {}, start, settings.kafka_bootstrap, settle_s=1.0
+        )
+        assert verdict.oversold == 1, verdict.details
+        assert any("stock still held for a finished order" in d for d in verdict.details)
+    finally:
+        ray_cluster.get(shard.release_batch.remote([oid]))
+    assert api.stock(sku)["available"] == 3

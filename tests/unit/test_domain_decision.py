@@ -7,6 +7,7 @@ import uuid
 from domain import notifications
 from domain.decision import Move, apply_moves
 from domain.events import new_event
+from domain.inventory import OUT_OF_STOCK, TOO_MANY_HOLDS
 from domain.model import OrderStatus
 from tests.unit.domain_fixtures import order
 
@@ -60,3 +61,12 @@ def test_a_sent_notification_becomes_a_notification_sent_event() -> None:
     [(_, message)] = notifications.to_send([new_event("StockReserved", oid, customerId="c-1")])
     event = notifications.sent(oid, message)
     assert event.type == "NotificationSent" and event.data["status"] == "RESERVED"
+
+
+def test_a_rejection_tells_the_customer_its_reason() -> None:
+    oid = uuid.uuid4()
+    capped = new_event("StockRejected", oid, customerId="c-1", reason=TOO_MANY_HOLDS)
+    short = new_event("StockRejected", oid, customerId="c-1", reason=OUT_OF_STOCK)
+    texts = [m.text for _, m in notifications.to_send([capped, short])]
+    assert texts[0].endswith(f": {TOO_MANY_HOLDS}.") and "out of stock" not in texts[0]
+    assert texts[1].endswith(": out of stock.")

@@ -163,3 +163,13 @@ def test_a_sku_on_two_lines_of_one_order_counts_both_quantities() -> None:
     # found by the property test: each line alone fits, together they would oversell
     out = rules.reserve({"A": Stock(1, 0)}, [_req(("A", 1), ("A", 1))], {})
     assert out.results == [False] and out.delta == {}
+
+
+def test_an_order_cancelled_before_its_event_came_reserves_nothing() -> None:
+    waiting, cancelled = order(OrderStatus.PENDING), order(OrderStatus.CANCELLED)
+    events = [
+        created([("A", 1)]).model_copy(update={"order_id": o.order_id})
+        for o in (cancelled, waiting)
+    ]
+    orders = {o.order_id: o for o in (cancelled, waiting)}
+    assert rules.still_pending(events, orders) == [events[1]]

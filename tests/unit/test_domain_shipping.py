@@ -67,9 +67,17 @@ def test_a_failing_shipment_refunds_the_order() -> None:
     assert out.updates == [(rules.FAILED, o.order_id)] and out.follow == []
 
 
-def test_a_replayed_step_does_nothing() -> None:
-    _, out = _advance(OrderStatus.SHIPPED, rules.SHIPPED, rules.SHIPPED)
+def test_a_replayed_step_changes_nothing_and_its_delivery_follows() -> None:
+    """A SHIPPED step whose commit lost its answer is retried: the shipment shipped already, and
+    the DELIVERED step nothing scheduled follows."""
+    o, out = _advance(OrderStatus.SHIPPED, rules.SHIPPED, rules.SHIPPED)
     assert out.updates == [] and out.decision.moves == []
+    assert out.follow == [o.order_id]
+
+
+def test_a_replayed_delivery_does_nothing() -> None:
+    _, out = _advance(OrderStatus.DELIVERED, rules.DELIVERED, rules.DELIVERED)
+    assert out.updates == [] and out.decision.moves == [] and out.follow == []
 
 
 def test_a_shipment_of_a_cancelled_order_is_cancelled_without_moving_the_order() -> None:

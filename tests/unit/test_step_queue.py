@@ -44,3 +44,14 @@ def test_a_batch_is_bounded_and_the_rest_stays_due() -> None:
     assert len(q.take(now=1.0)[0]) == 2
     assert q.wait_s(now=1.0) == 0.0
     assert len(q.take(now=1.0)[0]) == 1
+
+
+def test_a_step_already_waiting_is_not_queued_twice_and_may_come_again_once_taken() -> None:
+    q = StepQueue(0.0, 10)
+    q.add(1.0, rules.SHIPPED, A)
+    q.add(0.5, rules.SHIPPED, A)  # a redelivery resumes what is queued already
+    q.add(1.0, rules.DELIVERED, A)  # another step of the same order is its own entry
+    assert len(q) == 2
+    assert q.take(now=1.0) == ([(1.0, rules.SHIPPED, A)], [(1.0, rules.DELIVERED, A)])
+    q.add(2.0, rules.SHIPPED, A)  # a held step put back
+    assert len(q) == 1
