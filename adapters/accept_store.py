@@ -18,6 +18,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
@@ -49,7 +50,8 @@ class Outcome(Enum):
     CREATED = "created"  # stored now
     REPEAT = "repeat"  # an earlier request with the same (principal, Idempotency-Key) stored it
     NOT_OWNER = "not_owner"  # the customer id belongs to another principal: nothing stored
-    RETRY = "retry"  # the id was claimed by a concurrent commit: submit again (nothing stored)
+    RETRY = "retry"  # the id was claimed by a concurrent commit, or a repeat's earlier order
+    # could not be read after the commit: submit again (nothing stored by this request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,9 @@ class Stored:
     order_id: uuid.UUID
     total: Decimal
     request_hash: str | None
+
+
+_RETRY = Stored(Outcome.RETRY, uuid.UUID(int=0), Decimal(0), None)
 
 
 async def load_prices(pool: Pool) -> dict[str, Decimal]:
@@ -143,9 +148,14 @@ async def insert_batch(pool: Pool, batch: list[NewOrder]) -> list[Stored]:
                 owners[r["customer_id"]] = r["principal"]
         outcomes = [_outcome(o, inserted, owners) for o in batch]
         repeats = [o for o, out in zip(batch, outcomes, strict=True) if out is Outcome.REPEAT]
-        earlier = await _earlier(cur, repeats) if repeats else {}
+        try:
+            earlier = await _earlier(cur, repeats) if repeats else {}
+        except psycopg.Error:
+            # the batch is committed: its new orders are stored and must be answered as such;
+            # only the repeats, whose earlier orders went unread, submit again
+            earlier = {}
     return [
-        earlier[(o.principal, str(o.idempotency_key))]
+        earlier.get((o.principal, str(o.idempotency_key)), _RETRY)
         if out is Outcome.REPEAT
         else Stored(out, o.order_id, o.total, o.request_hash)
         for o, out in zip(batch, outcomes, strict=True)

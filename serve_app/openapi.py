@@ -38,9 +38,11 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     422: ("Valid JSON that breaks the schema", "validation_error", "request does not match"),
     429: ("Rate limit reached; see Retry-After", "rate_limited", "retry later"),
     503: (
-        "A dependency is down or the payment circuit is open; nothing stored; see Retry-After",
+        "A dependency is down or the payment circuit is open; see Retry-After. Nothing is stored, "
+        "unless the database's answer to a commit was lost: retry with the same Idempotency-Key",
         "unavailable",
-        "a backing service is restarting; retry shortly (nothing stored)",
+        "a backing service is restarting; retry shortly (with the same Idempotency-Key a retry "
+        "never stores an order twice)",
     ),
 }
 # Answered by the gate (serve_app/gate.py) on every route.

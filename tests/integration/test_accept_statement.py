@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
+import pytest
+
 from adapters import accept_store
+from adapters.pg import open_pool
+from core.settings import Settings
 from domain.events import new_event
 
 # The planner guesses 100 rows for the batch (`jsonb_to_recordset`); for the old `IN (SELECT c
@@ -71,3 +76,63 @@ def test_a_batch_reads_only_the_owners_of_the_customers_it_names(pg: Any) -> Non
             ).fetchone()
             plan = next(iter(row.values()))[0]["Plan"]
             assert _rows_read(plan, "customer_owners") <= len(batch), (size, plan)
+
+
+def _order(principal: str, customer: str, key: str | None) -> accept_store.NewOrder:
+    order_id = uuid.uuid4()
+    items = [{"sku": "SKU-1", "qty": 1, "unitPrice": "10.00"}]
+    return accept_store.NewOrder(
+        order_id=order_id,
+        principal=principal,
+        admin=False,
+        customer_id=customer,
+        items=items,
+        total=Decimal("10.00"),
+        payment_method="pm_card_visa",
+        created_at=datetime.now(UTC),
+        event=new_event(
+            "OrderCreated",
+            order_id,
+            customerId=customer,
+            principal=principal,
+            items=items,
+            total="10.00",
+            currency="USD",
+            paymentMethod="pm_card_visa",
+        ),
+        idempotency_key=key,
+        request_hash="h" if key else None,
+    )
+
+
+async def test_a_repeat_whose_earlier_order_went_unread_retries_and_its_batch_is_answered(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch commits in its one statement; a repeated key's earlier order is read after it.
+    When that read failed (the connection cut), every request of the batch got the error, "503,
+    nothing stored", the new orders too although they were stored. Now only the repeat submits
+    again."""
+    pool = await open_pool(settings.database_url, 1, "test-accept", autocommit=True)
+    try:
+        principal = f"cust-{uuid.uuid4().hex[:10]}"
+        first = _order(principal, principal, "k-1")
+        [stored] = await accept_store.insert_batch(pool, [first])
+        assert stored.outcome is accept_store.Outcome.CREATED
+
+        async def cut(*_: Any) -> Any:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(accept_store, "_earlier", cut)
+        again, other = _order(principal, principal, "k-1"), _order(principal, principal, None)
+        out = await accept_store.insert_batch(pool, [again, other])
+        assert [s.outcome for s in out] == [
+            accept_store.Outcome.RETRY,
+            accept_store.Outcome.CREATED,
+        ]
+        assert out[1].order_id == other.order_id
+        monkeypatch.undo()
+        [replayed] = await accept_store.insert_batch(pool, [again])
+        assert replayed.outcome is accept_store.Outcome.REPEAT
+        assert replayed.order_id == first.order_id
+    finally:
+        await pool.close()
