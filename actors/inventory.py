@@ -66,6 +66,7 @@ class InventoryShard(Inspectable):
         )
         self._lock = asyncio.Lock()  # one writer at a time keeps memory == Postgres
         self._stock: dict[str, rules.Stock] = {}
+        self._unsure = False  # a transaction failed: memory reloads before the next change
         await self._reload()
         self._sweeper = asyncio.create_task(self._expire_loop())
         # last: the loop may hand over a batch at once, and the shard's methods need the above
@@ -86,16 +87,23 @@ class InventoryShard(Inspectable):
         """Lock the shard until `tx` ends; returns where to put the SKUs' new values, which
         memory takes only if `tx` commits. Everything here takes its connection first and the
         lock second, so the lock's holder never waits for a connection held by a waiter. Once
-        per transaction (the lock is not reentrant)."""
+        per transaction (the lock is not reentrant). After a transaction that failed, memory is
+        read again from Postgres first: a COMMIT whose answer was lost (the connection cut) may
+        have committed what memory did not take."""
         await self._lock.acquire()
         changes: dict[str, rules.Stock] = {}
 
         def end(committed: bool) -> None:
             if committed:
                 self._stock.update(changes)
+            else:
+                self._unsure = True
             self._lock.release()
 
         tx.after(end)  # before anything can fail: the lock is released whatever happens
+        if self._unsure:
+            self._stock = self._mine(await sql.load_stock(tx.conn))
+            self._unsure = False
         return changes
 
     async def health(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from core import registry
@@ -176,3 +177,27 @@ def test_an_order_cancelled_before_its_event_came_takes_no_stock(
     assert pg.execute("SELECT status FROM orders WHERE id = %s", (gone,)).fetchone() == {
         "status": "CANCELLED"
     }
+
+
+def test_a_shard_reads_its_stock_again_after_a_failed_transaction(
+    api: Api, pg: Any, settings: Settings, ray_cluster: Any
+) -> None:
+    """A shard's memory follows a transaction only when its COMMIT answered; a COMMIT whose
+    answer was lost (the connection cut) may have committed anyway, and memory would then
+    disagree with Postgres until the actor restarted (later reservations refused by the
+    table's CHECK, or stock never offered). So after any failed transaction the shard reads its
+    stock again before its next change. Here Postgres gets a change memory did not take, then a
+    transaction of the shard fails."""
+    sku = "SKU-87"
+    api.set_available(sku, 4)
+    shard = _shard(ray_cluster, settings, sku)
+    before = ray_cluster.get(shard.snapshot.remote(sku))
+    pg.execute("UPDATE inventory SET on_hand = on_hand + 3 WHERE sku = %s", (sku,))
+    try:
+        with pytest.raises(Exception, match="onHand must be at least 0"):
+            ray_cluster.get(shard.set_stock.remote(sku, -1))
+        ray_cluster.get(shard.release_batch.remote([uuid7()]))  # the shard's next change
+        after = ray_cluster.get(shard.snapshot.remote(sku))
+        assert after == {"onHand": before["onHand"] + 3, "reserved": before["reserved"]}
+    finally:
+        api.set_available(sku, 4)
