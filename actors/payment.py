@@ -10,6 +10,7 @@ The rules are in `domain.payment`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pybreaker
-import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from actors.base import Inspectable, owned_shard, platform_actor, settled
 from adapters import payments as sql
@@ -29,6 +30,7 @@ from adapters.provider import (
     inline_ok,
     make_breaker,
 )
+from adapters.redis_clients import async_client
 from adapters.uow import Tx
 from consumers.base import Shards
 from consumers.loop import ConsumerLoop
@@ -41,6 +43,7 @@ from domain.decision import Decision, OrderView
 from domain.events import Envelope
 
 CONSUMER = "payment"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,15 +96,16 @@ class PaymentShard(Inspectable):
         self._index = index
         self._shards = settings.payment_shards
         self._uow, self._owner_watch = await owned_shard(registry.payment_shard(index), settings)
-        self._redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+        self._redis = async_client(settings.redis_url)
+        self._breaker_seen = "unknown"  # the circuit's state at the last batch's read
         self._breaker, self._storage = make_breaker(
             settings.redis_url, settings.breaker_fail_max, settings.breaker_reset_s
         )
         self._metrics = Metrics()
         self._lock = asyncio.Lock()  # one writer at a time keeps memory == Postgres
         self.limit = Decimal(str(settings.credit_limit))
-        async with self._uow.begin() as tx:
-            self.outstanding = await sql.outstanding(tx.conn)
+        self._unsure = True  # memory is read from Postgres before the first batch
+        await self._reload_if_unsure()
         # last: the loop may hand over a batch at once, and the shard's methods need the above
         shards = Shards(settings, registry.payment_shard, index, self)
         handler = PaymentHandler(settings, shards)
@@ -115,9 +119,13 @@ class PaymentShard(Inspectable):
             **self._consumer.health(),
             "shard": self._index,
             "of": self._shards,
-            "breaker": self._breaker.current_state,
+            "breaker": self._breaker_seen,
             "customers": len(self.outstanding),
         }
+
+    async def exposure(self, customer: str) -> str:
+        """The in-memory credit exposure of one customer (tests compare it with Postgres)."""
+        return str(self.outstanding.get(customer, Decimal(0)))
 
     async def provider(self, order_ids: list[str]) -> list[str]:
         """The provider's references for approved orders, through the shared breaker. The fault
@@ -125,10 +133,16 @@ class PaymentShard(Inspectable):
         closed circuit with no failures calls on the event loop, answered from that read
         (`SnapshotRedisStorage`). Otherwise pybreaker reads and writes Redis with its blocking
         client, in a thread, off the event loop."""
-        read = await self._redis.mget(FAULT_KEY, STATE_KEY, FAIL_COUNTER_KEY)
+        try:
+            read = await self._redis.mget(FAULT_KEY, STATE_KEY, FAIL_COUNTER_KEY)
+        except RedisError as exc:  # the breaker falls back to closed; no fault can be read
+            log.warning("breaker state unread, Redis unavailable: %s", type(exc).__name__)
+            self._breaker_seen = "unknown"
+            return await asyncio.to_thread(guarded_call, self._breaker, False, order_ids)
         flag, state, failures = cast(list[str | None], read)  # the client decodes responses
         fault, count = flag == "down", int(failures or 0)
-        self._metrics.breaker_state(str(self._index), state or pybreaker.STATE_CLOSED)
+        self._breaker_seen = state or pybreaker.STATE_CLOSED
+        self._metrics.breaker_state(str(self._index), self._breaker_seen)
         if inline_ok(fault, state, count):
             with self._storage.seen(pybreaker.STATE_CLOSED, count):
                 return guarded_call(self._breaker, fault, order_ids)
@@ -141,7 +155,12 @@ class PaymentShard(Inspectable):
         consumer retries the batch later and in-flight orders resume when it closes.
         """
         async with self._lock:
-            result, _ = await self._uow.run(_Authorize(self), events)
+            await self._reload_if_unsure()
+            try:
+                result, _ = await self._uow.run(_Authorize(self), events)
+            except BaseException:
+                self._unsure = True
+                raise
             self.outstanding = result.outstanding
 
     async def refund_batch(self, events: list[Envelope]) -> None:
@@ -154,7 +173,22 @@ class PaymentShard(Inspectable):
 
     async def _settle(self, events: list[Envelope], target: str) -> None:
         async with self._lock:
+            await self._reload_if_unsure()
             stage = _Settle(target, f"{CONSUMER}-{target.lower()}")
-            result, _ = await self._uow.run(stage, events)
+            try:
+                result, _ = await self._uow.run(stage, events)
+            except BaseException:
+                self._unsure = True
+                raise
             released = [(customer, amount) for _, customer, amount in result.settled]
             self.outstanding = rules.settled(self.outstanding, released)
+
+    async def _reload_if_unsure(self) -> None:
+        """Read the credit exposure from Postgres when memory may be wrong: at start, and after
+        a transaction that failed (a COMMIT whose answer was lost may have committed what memory
+        did not take: authorizations missing from it let a customer past the credit limit,
+        settlements kept in it declined later orders)."""
+        if self._unsure:
+            async with self._uow.begin() as tx:
+                self.outstanding = await sql.outstanding(tx.conn)
+            self._unsure = False

@@ -26,6 +26,8 @@ import redis.asyncio as aioredis
 from actors.base import Inspectable, open_uow, platform_actor, settled
 from actors.step_queue import Entry, StepQueue
 from adapters import shipments as sql
+from adapters.redis_clients import async_client
+from adapters.redis_clients import flags as redis_flags
 from adapters.uow import Tx
 from consumers import routes
 from consumers.loop import ConsumerLoop
@@ -81,7 +83,7 @@ class _Advance:
     ) -> _Advance:
         shipments = await sql.lock(tx.conn, list(self.steps))
         customers = sorted({o.customer_id for o in orders.values()})
-        flags = await self.redis.mget([HOLD_KEY.format(c) for c in customers]) if customers else []
+        flags = await redis_flags(self.redis, [HOLD_KEY.format(c) for c in customers], "holds")
         held = {c for c, flag in zip(customers, flags, strict=True) if flag}
         self.advanced = rules.advance(self.steps, shipments, orders, held)
         self.decision = self.advanced.decision
@@ -106,7 +108,7 @@ class ShippingActor(Inspectable):
     async def __init__(self) -> None:  # type: ignore[misc]
         self._settings = get_settings()
         self._uow = await open_uow(self._settings, 4, "shipping")
-        self._redis = aioredis.from_url(self._settings.redis_url, decode_responses=True)
+        self._redis = async_client(self._settings.redis_url)
         self._steps = StepQueue(_DELIVER_SLACK_S, _STEP_BATCH_MAX)
         self._wake = asyncio.Event()
         async with self._uow.begin() as tx:
@@ -127,7 +129,7 @@ class ShippingActor(Inspectable):
     async def create_batch(self, events: list[Envelope]) -> None:
         """Handle `payment.authorized`: one shipment per paid order, `shipping.updated` CREATED."""
         keys = [FAIL_KEY.format(e.data.get("customerId", "")) for e in events]
-        flags = await self._redis.mget(keys) if events else []
+        flags = await redis_flags(self._redis, keys, "shipping-fail faults")
         fail = {e.order_id: bool(f) for e, f in zip(events, flags, strict=True)}
         result, _ = await self._uow.run(_Create(fail), events)
         when = time.monotonic() + self._settings.ship_delay_s

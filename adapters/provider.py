@@ -6,15 +6,20 @@ gateway see the same circuit. In dev, admins can make the provider fail (fault i
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pybreaker
-import redis
+from redis import Redis
+from redis.exceptions import RedisError
 
+from adapters.redis_clients import sync_client
 from domain.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 BREAKER_NAMESPACE = "payment-provider"
 FAULT_KEY = "fault:payment-provider"
@@ -39,7 +44,7 @@ class SnapshotRedisStorage(pybreaker.CircuitRedisStorage):
     round trip at all; every write (a failure counted, a transition) still goes to Redis. The
     snapshot is per thread: a call in another thread reads Redis as before."""
 
-    def __init__(self, client: redis.Redis, namespace: str = BREAKER_NAMESPACE) -> None:
+    def __init__(self, client: Redis, namespace: str = BREAKER_NAMESPACE) -> None:
         super().__init__(pybreaker.STATE_CLOSED, client, namespace=namespace)
         self._seen = _Seen()
 
@@ -66,6 +71,16 @@ class SnapshotRedisStorage(pybreaker.CircuitRedisStorage):
         self._seen.state = None  # a failure: the counter and the state are Redis's again
         super().increment_counter()
 
+    def _initialize_redis_state(self, state: str) -> None:
+        """pybreaker writes the circuit's keys when they are missing, also from `__init__`,
+        where it lets a Redis error through: a payment shard restarted while Redis was away
+        raised in `__init__`, and Ray does not restart an actor whose `__init__` raised. The keys
+        are written again by the first read that finds them missing."""
+        try:
+            super()._initialize_redis_state(state)
+        except RedisError as exc:
+            log.warning("breaker state not initialised, Redis unavailable: %s", type(exc).__name__)
+
     def reset_counter(self) -> None:
         if self._seen.state is not None and self._seen.failures == 0:
             return  # already 0 in Redis when read
@@ -82,7 +97,7 @@ def make_breaker(
     redis_url: str, fail_max: int, reset_s: float
 ) -> tuple[pybreaker.CircuitBreaker, SnapshotRedisStorage]:
     """The shared breaker and its storage (for `SnapshotRedisStorage.seen`)."""
-    storage = SnapshotRedisStorage(redis.Redis.from_url(redis_url))
+    storage = SnapshotRedisStorage(sync_client(redis_url))
     breaker = pybreaker.CircuitBreaker(
         fail_max=fail_max,
         reset_timeout=reset_s,

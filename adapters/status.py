@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
-import redis.asyncio as aioredis
 
+from adapters.redis_clients import async_client
 from core.metrics import Metrics
 from domain.decision import Applied
 
@@ -42,7 +42,7 @@ class StatusPublisher:
     beyond `_MAX_QUEUED`) is dropped with a warning, as a failed publish always was."""
 
     def __init__(self, redis_url: str) -> None:
-        self._redis = aioredis.from_url(redis_url)
+        self._redis = async_client(redis_url, decode_responses=False)
         self._fan_out = self._redis.register_script(_FAN_OUT)
         self._metrics = Metrics()
         self._queued: list[tuple[str, bytes]] = []  # (channel, message)

@@ -42,6 +42,10 @@ class RedisOutage:
     def failed(self) -> None:
         self._until = time.monotonic() + self._quiet_s
 
+    def recovered(self) -> None:
+        """Redis answered elsewhere (the readiness probe's ping): stop skipping it."""
+        self._until = 0.0
+
 
 # Count each order in its principal's minute window and read the payment breaker, for all the
 # orders that arrived while the previous round trip ran, as one command with one reply: a

@@ -15,6 +15,7 @@ from adapters.provider import OPENED_AT_KEY, STATE_KEY, open_for
 from core import registry
 from core.settings import Settings
 from serve_app.actors import ActorDirectory
+from serve_app.admission import RedisOutage
 from serve_app.models import Readiness
 
 _PROBE_TIMEOUT_S = 2.0
@@ -29,10 +30,16 @@ def _worst(states: Iterable[str]) -> str:
 
 class ReadinessProbe:
     def __init__(
-        self, pool: Pool, redis: aioredis.Redis, actors: ActorDirectory, settings: Settings
+        self,
+        pool: Pool,
+        redis: aioredis.Redis,
+        actors: ActorDirectory,
+        settings: Settings,
+        outage: RedisOutage | None = None,
     ) -> None:
         self._pool = pool
         self._redis = redis
+        self._outage = outage or RedisOutage()
         self._actors = actors
         self._reset_s = settings.breaker_reset_s
         self._members = registry.members(settings.inventory_shards, settings.payment_shards)
@@ -61,6 +68,7 @@ class ReadinessProbe:
 
     async def _redis_up(self) -> dict[str, Any]:
         await self._redis.ping()
+        self._outage.recovered()  # Redis answers: the accept path uses it again at once
         return {"status": "up"}
 
     async def _payments(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from adapters.orders_repo import Pool
 from adapters.pg import open_pool
+from adapters.redis_clients import async_client
 from adapters.uow import UnitOfWork
 from core.settings import Settings
 from serve_app.accept import AcceptService, OrderIntake
@@ -22,11 +23,6 @@ from serve_app.live import LiveStatus
 from serve_app.metrics_proxy import MetricsProxy
 from serve_app.orders_service import OrderService
 from serve_app.readiness import ReadinessProbe
-
-# A Redis that stops answering without closing its connections (paused, partitioned) must not
-# hold the accept path: a command that waits longer fails, and admission and idempotency fail
-# open on it (Postgres keeps every order and its key). SSE waits pass their own timeouts.
-REDIS_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -58,12 +54,9 @@ async def open_services(
     """Open pools and clients; `on_start` runs first (the composition root passes the step
     that brings up the platform's actors, see cluster/app.py)."""
     pool = await open_pool(settings.database_url, settings.db_pool_size, "gateway")
-    redis = aioredis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-    )
+    # a command that waits longer than REDIS_TIMEOUT_S fails: admission and idempotency then
+    # fail open (Postgres keeps every order and its key); SSE waits pass their own timeouts
+    redis = async_client(settings.redis_url)
     if on_start is not None:
         await on_start(settings)
     intake_pool = await open_pool(
@@ -82,7 +75,7 @@ async def open_services(
         inventory=InventoryService(pool, actors, settings.inventory_shards),
         faults=FaultInjector(redis, settings.app_env),
         live=LiveStatus(pool, redis),
-        readiness=ReadinessProbe(pool, redis, actors, settings),
+        readiness=ReadinessProbe(pool, redis, actors, settings, outage),
         metrics=MetricsProxy(settings.metrics_export_port),
         _pool=pool,
         _redis=redis,

@@ -4,6 +4,9 @@ Kafka, Ray with the platform deployed, gateway on :HTTP_PORT). Nothing here is m
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +22,7 @@ from psycopg.rows import dict_row
 from adapters.kafka import partitions_of
 from cli.diagnose import ray_driver, report_now
 from core.auth import make_token
-from core.settings import Settings, get_settings
+from core.settings import RUN_DIR, Settings, get_settings
 from domain.events import Envelope
 
 T = TypeVar("T")
@@ -263,6 +266,33 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             text = f"(no report: {type(exc).__name__}: {exc})"
         report.sections.append(("stack at failure", text))
     return report
+
+
+@contextlib.contextmanager
+def paused_redis(api: Api) -> Iterator[None]:
+    """Redis stops answering without closing its connections (SIGSTOP, as a partition or a
+    stalled host looks to its clients) for the block; skips when Redis does not run from this
+    checkout. Afterwards it waits until the gateway's readiness has seen Redis answer again:
+    that also ends the gateway's skipping of Redis (admission, idempotency), which the tests
+    after this one rely on."""
+    pid_file = RUN_DIR / "pids" / "redis.pid"
+    if not pid_file.is_file():
+        pytest.skip("Redis does not run from this checkout (no .run/pids/redis.pid)")
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        wait_until(
+            lambda: (
+                api.http.get("/ready", headers=api.admin).json()["checks"]["redis"]["status"]
+                == "up"
+            ),
+            timeout=30,
+            what="the gateway to see Redis answer again",
+            interval=0.2,
+        )
 
 
 def wait_breaker_admits(api: Api, timeout: float = 40.0) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from typing import Any
@@ -11,10 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from core.settings import RUN_DIR
+from adapters.redis_clients import REDIS_TIMEOUT_S
 from domain.events import Topic
-from serve_app.wiring import REDIS_TIMEOUT_S
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, paused_redis
 
 
 def test_accepted_order_is_stored_and_its_event_reaches_kafka(
@@ -128,22 +125,15 @@ def test_orders_are_accepted_while_redis_does_not_answer(api: Api, customer: str
     every `POST /api/orders` for 15 s; the gateway's Redis commands now time out, admission and
     the idempotency fast path fail open, and the next orders skip Redis for a while. Postgres
     still keeps each order's key."""
-    pid_file = RUN_DIR / "pids" / "redis.pid"
-    if not pid_file.is_file():
-        pytest.skip("Redis does not run from this checkout (no .run/pids/redis.pid)")
-    pid = int(pid_file.read_text())
     keys = [f"paused-{uuid.uuid4().hex}" for _ in range(2)]
     body = {"customerId": customer, "items": [{"sku": "SKU-2", "qty": 1}]}
     answers, took = [], []
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with paused_redis(api):
         for key in keys:
             headers = {**api.headers(customer), "Idempotency-Key": key}
             started = time.monotonic()
             answers.append(api.http.post("/api/orders", headers=headers, json=body, timeout=12))
             took.append(time.monotonic() - started)
-    finally:
-        os.kill(pid, signal.SIGCONT)
     assert [r.status_code for r in answers] == [202, 202], [r.text for r in answers]
     assert took[1] < REDIS_TIMEOUT_S, took  # the second one did not wait for Redis at all
     for key, resp in zip(keys, answers, strict=True):

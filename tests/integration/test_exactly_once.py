@@ -183,6 +183,35 @@ def test_a_shipment_whose_creation_lost_its_answer_still_ships(
     assert [r["event"] for r in timeline] == ["ShipmentShipped", "ShipmentDelivered"]
 
 
+def test_a_payment_shard_reads_its_ledger_again_after_a_failed_transaction(
+    pg: Any, settings: Settings, ray_cluster: Any
+) -> None:
+    """A payment shard's credit exposure follows a transaction only when its COMMIT answered;
+    after any failed transaction it reads the ledger again before its next batch. Here the
+    ledger gets an authorization memory did not take (as a COMMIT whose answer was lost would
+    leave it), then a transaction of the shard fails."""
+    shard = ray_cluster.get_actor(registry.payment_shard(0))
+    oid = uuid7()
+    customer = f"ledger-{oid.hex[-10:]}"
+    pg.execute(
+        "INSERT INTO payments (order_id, customer_id, amount, status, provider_ref) "
+        "VALUES (%s, %s, 7.5, 'AUTHORIZED', 'ch_lost')",
+        (oid, customer),
+    )
+    try:
+        try:
+            ray_cluster.get(shard.capture_batch.remote([None]))  # fails inside its transaction
+        except Exception as exc:
+            assert "event_id" in str(exc), exc
+        else:
+            raise AssertionError("a capture of a non-event must fail")
+        assert ray_cluster.get(shard.exposure.remote(customer)) == "0"
+        ray_cluster.get(shard.capture_batch.remote([]))  # the shard's next batch
+        assert ray_cluster.get(shard.exposure.remote(customer)) == "7.50"
+    finally:
+        pg.execute("DELETE FROM payments WHERE order_id = %s", (oid,))
+
+
 def test_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing(
     api: Api,
     customer: str,

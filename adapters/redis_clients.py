@@ -1,0 +1,55 @@
+"""The platform's Redis clients: every command has a deadline.
+
+Redis holds nothing an order needs to go on: rate limits, idempotency's fast path, the payment
+breaker's shared state, dev fault flags and live status. So a Redis that stops answering
+without closing its connections (paused, partitioned) must cost a bounded wait, after which
+each caller goes on without it (fails open) instead of holding its event loop, its order rows
+or its request. redis-py's own default waits 5 s per attempt and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_S = 2.0
+
+
+def async_client(url: str, *, decode_responses: bool = True) -> aioredis.Redis:
+    return aioredis.from_url(
+        url,
+        decode_responses=decode_responses,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def sync_client(url: str) -> redis.Redis:
+    """For pybreaker's storage (blocking: called in a thread, or only when no command is due)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+async def flags(client: aioredis.Redis, keys: list[str], what: str) -> list[str | None]:
+    """The values of `keys` (dev fault flags), all None when Redis does not answer: a fault
+    nobody can read is not injected."""
+    if not keys:
+        return []
+    try:
+        values = await client.mget(keys)
+    except RedisError as exc:
+        log.warning("%s unread, Redis unavailable (%s): taken as unset", what, type(exc).__name__)
+        return [None] * len(keys)
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
