@@ -155,7 +155,9 @@ async def maintain(conn: Conn, settings: Settings) -> list[Maintained]:
     and drop those past the window, then move the table's dedupe guard to the oldest partition
     kept: `retention_maintain()` (migration 0007), which runs with the tables' owner's rights,
     so the platform's own role may call it. One transaction per table (`conn` in autocommit); a
-    table whose lock is not granted within 5 s is left for the next run."""
+    table whose lock is not granted within 5 s is left for the next run, and so is one whose
+    maintenance pg_partman refused (it reports every error, a lock timeout too, as an error of
+    its own): the other tables are maintained all the same."""
     done: list[Maintained] = []
     for t in TABLES:
         try:
@@ -165,6 +167,10 @@ async def maintain(conn: Conn, settings: Settings) -> list[Maintained]:
             )
         except psycopg.errors.LockNotAvailable:
             log.warning("retention: %s is busy; its maintenance waits for the next run", t.table)
+            continue
+        except psycopg.errors.RaiseException as exc:  # pg_partman's own report
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning("retention: %s not maintained (%s); next run tries again", t.table, first)
             continue
         row = await cur.fetchone()
         if row is not None:
