@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
@@ -24,6 +25,7 @@ from cli.diagnose import ray_driver, report_now
 from core.auth import make_token
 from core.settings import RUN_DIR, Settings, get_settings
 from domain.events import Envelope
+from domain.ids import uuid7
 
 T = TypeVar("T")
 pytestmark = pytest.mark.integration
@@ -266,6 +268,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             text = f"(no report: {type(exc).__name__}: {exc})"
         report.sections.append(("stack at failure", text))
     return report
+
+
+def scratch_order(
+    pg: Any, principal: str, status: str, lines: list[tuple[str, int]] | None = None
+) -> uuid.UUID:
+    """An order row written straight to Postgres, settled a minute ago, that no event moved
+    (its own customer id is its principal)."""
+    oid = uuid7()
+    items = [{"sku": sku, "qty": qty, "unitPrice": "1.00"} for sku, qty in lines or []]
+    total = max(1, sum(qty for _, qty in lines or []))
+    pg.execute(
+        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
+        "payment_method, created_at, updated_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, 'USD', "
+        "'pm_card_visa', now() - interval '1 minute', now() - interval '1 minute')",
+        (oid, principal, principal, status, json.dumps(items), total),
+    )
+    return oid
 
 
 @contextlib.contextmanager

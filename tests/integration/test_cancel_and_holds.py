@@ -4,7 +4,6 @@ still held is given back."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from core.settings import Settings
 from domain.events import Envelope, Topic, new_event
 from domain.ids import uuid7
 from domain.inventory import ReserveRequest
-from tests.integration.conftest import Api, wait_breaker_admits, wait_until
+from tests.integration.conftest import Api, scratch_order, wait_breaker_admits, wait_until
 
 
 def _payment(pg: Any, order_id: str) -> str | None:
@@ -94,19 +93,6 @@ def test_unpaid_hold_expires_cancels_and_returns_stock(
     assert _payment(pg, order_id) is None  # never charged, also after the provider recovers
 
 
-def _scratch_order(pg: Any, customer: str, status: str, lines: list[tuple[str, int]]) -> uuid.UUID:
-    """An order row written straight to Postgres, settled a minute ago, that no event moved."""
-    oid = uuid7()
-    items = [{"sku": sku, "qty": qty, "unitPrice": "1.00"} for sku, qty in lines]
-    pg.execute(
-        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
-        "payment_method, created_at, updated_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s, 'USD', "
-        "'pm_card_visa', now() - interval '1 minute', now() - interval '1 minute')",
-        (oid, customer, customer, status, json.dumps(items), sum(q for _, q in lines)),
-    )
-    return oid
-
-
 def _shard(ray_cluster: Any, settings: Settings, sku: str) -> Any:
     index = registry.shard_of(sku, settings.inventory_shards)
     return ray_cluster.get_actor(registry.inventory_shard(index))
@@ -121,7 +107,7 @@ def test_stock_still_held_for_a_finished_order_is_given_back(
     HELD reservation on a shard. The shard's sweep gives it back."""
     sku = "SKU-93"
     api.set_available(sku, 5)
-    oid = _scratch_order(pg, customer, "REJECTED", [(sku, 2)])
+    oid = scratch_order(pg, customer, "REJECTED", [(sku, 2)])
     shard = _shard(ray_cluster, settings, sku)
     request = ReserveRequest(oid, customer, customer, [(sku, 2)])
     assert ray_cluster.get(shard.reserve_batch.remote([request])) == [True]
@@ -166,8 +152,8 @@ def test_an_order_cancelled_before_its_event_came_takes_no_stock(
     last units taken and was REJECTED. Both events come in one record batch."""
     sku = "SKU-89"
     api.set_available(sku, 2)
-    gone = _scratch_order(pg, customer, "CANCELLED", [(sku, 2)])
-    waiting = _scratch_order(pg, customer, "PENDING", [(sku, 2)])
+    gone = scratch_order(pg, customer, "CANCELLED", [(sku, 2)])
+    waiting = scratch_order(pg, customer, "PENDING", [(sku, 2)])
     events = [_created(gone, customer, sku, 2), _created(waiting, customer, sku, 2)]
     asyncio.run(_publish_in_one_batch(settings.kafka_bootstrap, Topic.ORDER_CREATED, events))
     order = api.wait_status(customer, str(waiting), "RESERVED", "PAID", "SHIPPED", "DELIVERED")

@@ -4,7 +4,6 @@ back with their state."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -13,7 +12,7 @@ from core import registry
 from core.settings import Settings
 from domain.events import Envelope, Topic, new_event
 from domain.ids import uuid7
-from tests.integration.conftest import Api, wait_committed, wait_until
+from tests.integration.conftest import Api, scratch_order, wait_committed, wait_until
 
 
 def _effects(pg: Any, order_id: str) -> dict[str, Any]:
@@ -114,13 +113,7 @@ def test_an_event_twice_in_one_fetch_is_applied_once(
     and the notification group would have sent its message twice. The order is a scratch row,
     PAID, held by the `shipping-hold` fault so that nothing follows its shipment."""
     tap = kafka_tap(Topic.SHIPPING_UPDATED, Topic.NOTIFICATION_SEND)
-    oid = uuid7()
-    pg.execute(
-        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
-        "payment_method, created_at, updated_at) VALUES (%s, %s, %s, 'PAID', %s::jsonb, 1, "
-        "'USD', 'pm_card_visa', now(), now())",
-        (oid, customer, customer, json.dumps([])),
-    )
+    oid = scratch_order(pg, customer, "PAID")
     api.fault("shipping-hold", True, customer)
     try:
         event = new_event("PaymentAuthorized", oid, customerId=customer, amount="1.00", items=[])
@@ -158,13 +151,7 @@ def test_a_shipment_whose_creation_lost_its_answer_still_ships(
     was created had no step scheduled, so the order stayed PAID. This is that state: a scratch
     PAID order, its CREATED shipment and the claim of its `PaymentAuthorized`; the event comes
     again, and the stage picks the shipment's step up."""
-    oid = uuid7()
-    pg.execute(
-        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
-        "payment_method, created_at, updated_at) VALUES (%s, %s, %s, 'PAID', %s::jsonb, 1, "
-        "'USD', 'pm_card_visa', now(), now())",
-        (oid, customer, customer, json.dumps([])),
-    )
+    oid = scratch_order(pg, customer, "PAID")
     pg.execute(
         "INSERT INTO shipments (order_id, tracking, status, fail) VALUES (%s, 'TRKLOST', "
         "'CREATED', false)",

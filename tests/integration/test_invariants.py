@@ -5,7 +5,6 @@ redelivered one does not; stock still held for a finished order is a stock error
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any
 
@@ -17,7 +16,7 @@ from core.settings import Settings
 from domain.events import Envelope, Topic, new_event
 from domain.ids import uuid7
 from domain.inventory import ReserveRequest
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, scratch_order
 
 
 async def _send(bootstrap: str, events: list[Envelope]) -> None:
@@ -59,13 +58,7 @@ def test_stock_held_for_a_delivered_order_is_reported(
     settle time is over (no sweep gives a delivered order's stock back)."""
     sku = "SKU-88"
     api.set_available(sku, 3)
-    oid = uuid7()
-    pg.execute(
-        "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
-        "payment_method, created_at, updated_at) VALUES (%s, 'c-inv', 'c-inv', 'DELIVERED', "
-        "%s::jsonb, 1, 'USD', 'pm_card_visa', now(), now())",
-        (oid, json.dumps([{"sku": sku, "qty": 1, "unitPrice": "1.00"}])),
-    )
+    oid = scratch_order(pg, "c-inv", "DELIVERED", [(sku, 1)])
     index = registry.shard_of(sku, settings.inventory_shards)
     shard = ray_cluster.get_actor(registry.inventory_shard(index))
     request = ReserveRequest(oid, "c-inv", "c-inv", [(sku, 1)])
