@@ -29,7 +29,7 @@ if [[ -n "$conf" && -w "$conf" ]]; then
     -e "s/^([[:space:]]*bind )(\*)?:($stats|$metrics)[[:space:]]*$/\1127.0.0.1:\3/" "$conf" |
     awk '{ print } /^defaults[[:space:]]*$/ && !done { print "    timeout http-request 10s"; done = 1 }' |
     awk '!(/^[[:space:]]*timeout http-request / && seen++)' |
-    awk -v auth="${RAY_AUTH_TOKEN:-}" '{ print }
+    awk 'BEGIN { auth = ENVIRON["RAY_AUTH_TOKEN"] } { print }
       /^[[:space:]]*stats enable[[:space:]]*$/ && auth != "" && !done { print "  stats auth ops:" auth; done = 1 }' |
     awk '!(/^[[:space:]]*stats auth / && seen++)' >"$tmp"
   mv -f "$tmp" "$conf"

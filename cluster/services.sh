@@ -167,7 +167,7 @@ redis_start() {
     stop_pid redis # not answering, or still without the ACL of these credentials
   fi
   log "redis: starting on $NODE_ADDRESS:$REDIS_PORT"
-  mkdir -p "$RUN/redis"
+  mkdir -p "$RUN/redis" && chmod 700 "$RUN/redis" # its files hold idempotent responses, customer ids
   # The ACL: the default (anonymous) user off; the platform's user `orders` with the SHA-256 of
   # its password, every key and channel, and no administrative or dangerous command (CONFIG,
   # MODULE, REPLICAOF, DEBUG, FLUSHALL, KEYS, SHUTDOWN...). Nobody can log in as the default
@@ -195,7 +195,7 @@ kafka_tool() {
 kafka_start() {
   pid_alive kafka && port_open "$KAFKA_PORT" && return 0
   local conf="$RUN/kafka/server.properties"
-  mkdir -p "$RUN/kafka/data"
+  mkdir -p "$RUN/kafka/data" && chmod 700 "$RUN/kafka" # the log holds every order's events
   # the broker's listener on NODE_ADDRESS; the controller's stays on loopback
   sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
     -e "s#PLAINTEXT://127.0.0.1#PLAINTEXT://$NODE_ADDRESS#g" "$ROOT/cluster/kafka/server.properties" >"$conf"

@@ -41,10 +41,12 @@ _env_file = m.env_file
 
 
 def _published(service: str) -> dict[int, int]:
-    """host port -> container port of one service."""
+    """host port -> container port of one service, each published on the host's loopback only
+    (the committed dev env files hold known passwords and a known Ray token)."""
     ports = _compose()["services"][service].get("ports", [])
-    pairs = (str(p).split(":") for p in ports)
-    return {int(host): int(container) for host, container in pairs}
+    parts = [str(p).split(":") for p in ports]
+    assert all(len(p) == 3 and p[0] == "127.0.0.1" for p in parts), (service, ports)
+    return {int(host): int(container) for _, host, container in parts}
 
 
 def _local_stack_default(var: str) -> int:

@@ -174,3 +174,14 @@ def test_the_credentials_file_is_private_and_ignored_by_git() -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=ROOT, check=False)
     assert ignored.returncode == 0
+
+
+@pytest.mark.parametrize("name", ["redis", "kafka"])
+def test_redis_and_kafka_data_are_private(name: str) -> None:
+    """Redis's files hold cached order responses and customer ids, Kafka's log every order's
+    events: other users of the machine may not read them (Postgres's data directory is 700 by
+    initdb)."""
+    path = RUN / name
+    if not path.is_dir():
+        pytest.skip(f"{name} does not keep its data in this checkout's {RUN}")
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, oct(path.stat().st_mode)
