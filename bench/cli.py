@@ -49,6 +49,9 @@ StepGrowth = Annotated[float, typer.Option(help="or this share of the rate, if m
 StepS = Annotated[int, typer.Option(help="seconds per step", min=3)]
 StepSettle = Annotated[float, typer.Option(help="seconds left out at the start of a step")]
 StepMax = Annotated[float, typer.Option(help="highest rate the ladder may offer")]
+ConfirmS = Annotated[
+    int, typer.Option(help="seconds the found rate is held, lower if need be (0: not held)", min=0)
+]
 Fractions = Annotated[str, typer.Option(help="load points, fractions of saturation (0: none)")]
 PointS = Annotated[int, typer.Option(help="seconds of load at each load point", min=4)]
 Seed = Annotated[int, typer.Option(help="seed of the order mix")]
@@ -86,6 +89,7 @@ def bench(
     step_duration: StepS = 15,
     step_settle: StepSettle = 5.0,
     step_max: StepMax = 2000.0,
+    confirm_duration: ConfirmS = 20,
     load_fractions: Fractions = "0.25,0.5,0.9",
     load_point_duration: PointS = 20,
     seed: Seed = 1,
@@ -120,6 +124,8 @@ def _options(o: dict[str, Any]) -> Options:
         raise typer.BadParameter("give RATE > 0 or CONCURRENCY > 0")
     if not 0 <= o["step_settle"] < o["step_duration"] - 1:
         raise typer.BadParameter("give 0 <= STEP_SETTLE < STEP_DURATION - 1")
+    if o["confirm_duration"] and o["step_settle"] >= o["confirm_duration"] - 1:
+        raise typer.BadParameter("give CONFIRM_DURATION 0 or > STEP_SETTLE + 1")
     load = Load(
         base_url=str(o["url"]).rstrip("/"),
         duration_s=o["duration"],
@@ -140,6 +146,7 @@ def _options(o: dict[str, Any]) -> Options:
         settle_s=o["step_settle"],
         max_per_s=o["step_max"],
         growth=o["step_growth"],
+        confirm_s=o["confirm_duration"],
     )
     return Options(
         load=load,

@@ -175,6 +175,17 @@ def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
         ),
         ("CPU ms per order at saturation", _top(found.get("cpu_ms_per_order"))),
     ]
+    if "confirmations" in found:
+        holds = ", ".join(
+            f"{h['offered_per_s']}/s → {h['completed_per_s']}/s" for h in found["confirmations"]
+        )
+        verdict = "confirmed" if found["confirmed"] else "not confirmed"
+        rows.append(
+            (
+                "saturation held (" + verdict + ")",
+                f"ladder {found['ladder_completed_per_s']}/s; held {holds}",
+            )
+        )
     for p in result.get("latency_by_load") or []:
         rows.append(
             (

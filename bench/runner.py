@@ -11,7 +11,18 @@ from typing import Any
 import psycopg
 
 from adapters import benchdb
-from bench import ceiling, checks, loadpoints, mainrun, report, saturation, stats, stock, wrkrun
+from bench import (
+    ceiling,
+    checks,
+    hold,
+    loadpoints,
+    mainrun,
+    report,
+    saturation,
+    stats,
+    stock,
+    wrkrun,
+)
 from bench.baseline import UvicornBaseline
 from bench.procs import CpuSampler, replica_niceness
 from bench.saturation import Plan
@@ -145,6 +156,17 @@ async def _saturation(
     dsn = settings.database_url
     people = customers(settings, f"{tag}-s", opts.customers)
     found = await saturation.find(opts.load, opts.steps, people, f"{tag}-s", dsn, cpu)
+    if found["completed_per_s"] and opts.steps.confirm_s > 0:
+        await checks.settle(opts.load.base_url)
+        found = await hold.confirm(
+            opts.load,
+            opts.steps,
+            lambda i: customers(settings, f"{tag}-c{i}", opts.customers),
+            f"{tag}-c",
+            dsn,
+            cpu,
+            found,
+        )
     result["saturation"] = found
     result["saturation_completed_per_s"] = found["completed_per_s"]
     if not found["completed_per_s"] or not opts.load_fractions:

@@ -35,6 +35,8 @@ class Plan:
     growth: float = 0.15  # a step adds max(inc_per_s, growth × rate)
     drain_timeout_s: float = 120.0
     rule: ladder.Rule = field(default_factory=ladder.Rule)
+    confirm_s: int = 20  # the found rate held this long (0: not confirmed), then lower if need be
+    confirm_tries: int = 3
 
 
 @dataclass
@@ -107,7 +109,14 @@ def _specs(
 
 
 async def _climb(
-    phase: Phase, probe: _Probe, climb: _Climb, plan: Plan, t0: float, cpu: CpuSampler, every: float
+    phase: Phase,
+    probe: _Probe,
+    climb: _Climb,
+    plan: Plan,
+    t0: float,
+    cpu: CpuSampler,
+    every: float,
+    label: str = "step",
 ) -> None:
     """Sample once a second; judge each step when it ends; stop at saturation."""
     last_line = t0
@@ -136,9 +145,10 @@ async def _climb(
         climb.steps.append(step)
         why = ladder.misses(step, plan.rule)
         info(
-            f"step {k + 1}: offered {step.offered_per_s:g}/s accepted {step.accepted_per_s:.1f}/s "
-            f"completed {step.completed_per_s:.1f}/s backlog {step.backlog_end} "
-            f"({step.backlog_growth_per_s:+.1f}/s) — " + ("; ".join(why) or "keeps up")
+            f"{label} {k + 1}: offered {step.offered_per_s:g}/s "
+            f"accepted {step.accepted_per_s:.1f}/s completed {step.completed_per_s:.1f}/s "
+            f"backlog {step.backlog_end} ({step.backlog_growth_per_s:+.1f}/s) — "
+            + ("; ".join(why) or "keeps up")
         )
         if ladder.judge(climb.steps, plan.rule).saturated:
             return

@@ -1,0 +1,98 @@
+"""The confirmation of the step phase's point: the rate the ladder found, held for
+`Plan.confirm_s` and lowered while the pipeline does not keep up with it (`bench.ladder.
+held_or_lower`). A ladder step lasts seconds; what a pipeline that batches completes that long
+is not always what it sustains."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from adapters import benchdb
+from bench import ladder
+from bench.cpu import window_ms_per_order
+from bench.mainrun import Load
+from bench.phase import Phase
+from bench.procs import CpuSampler
+from bench.saturation import _SPAWN_S, Plan, _Climb, _climb, _drain, _finish, _Probe, _specs
+from bench.ui import info
+from bench.workload import Customer
+
+
+async def confirm(
+    load: Load,
+    plan: Plan,
+    people_for: Callable[[int], list[Customer]],
+    prefix: str,
+    dsn: str,
+    cpu: CpuSampler,
+    found: dict[str, Any],
+) -> dict[str, Any]:
+    """Hold the rate the ladder found for `plan.confirm_s`; when the pipeline does not keep up
+    with it, hold a lower one (`ladder.held_or_lower`), at most `plan.confirm_tries` times.
+    `found` gets the rate held last as `completed_per_s` (the ladder's own figure stays as
+    `ladder_completed_per_s`), `confirmed`, and each hold's figures as `confirmations`."""
+    rate = float(found["completed_per_s"])
+    held: list[dict[str, Any]] = []
+    confirmed, sustained = False, rate
+    for i in range(plan.confirm_tries):
+        climb = await _hold(load, plan, people_for(i), f"{prefix}{i}", dsn, cpu, rate)
+        if not climb.steps:
+            break
+        step = climb.steps[0]
+        orders = round(step.completed_per_s * step.window_s)
+        t1 = step.t_from + step.window_s
+        per_order = window_ms_per_order(cpu.series, cpu.started, step.t_from, t1, orders)
+        sustained = min(step.completed_per_s, step.accepted_per_s, step.offered_per_s)
+        nxt = ladder.held_or_lower(step, plan.rule)
+        why = ladder.misses(step, plan.rule)
+        held.append(step.as_dict() | {"misses": why, "cpu_ms_per_order": per_order})
+        info(
+            f"held {rate:g}/s for {plan.confirm_s}s: accepted {step.accepted_per_s:.1f}/s "
+            f"completed {step.completed_per_s:.1f}/s — "
+            + ("keeps up" if nxt is None else f"{'; '.join(why)}: next {nxt:g}/s")
+        )
+        if nxt is None:
+            confirmed = True
+            found["cpu_ms_per_order"] = per_order
+            break
+        rate = nxt
+    found["ladder_completed_per_s"] = found["completed_per_s"]
+    # confirmed: the rate held; else what the last hold sustained (no rate it was not held at)
+    found["completed_per_s"] = round(rate if confirmed else sustained, 1)
+    found["confirmed"] = confirmed
+    found["confirmations"] = held
+    info(
+        f"saturation {'confirmed' if confirmed else '[yellow]not confirmed[/yellow]'}: "
+        f"{found['completed_per_s']} completed/s (the ladder's {found['ladder_completed_per_s']})"
+    )
+    return found
+
+
+async def _hold(
+    load: Load,
+    plan: Plan,
+    people: list[Customer],
+    prefix: str,
+    dsn: str,
+    cpu: CpuSampler,
+    rate: float,
+) -> _Climb:
+    """One rate for `plan.confirm_s`, measured as a ladder step; then its orders drained."""
+    held = replace(plan, step_s=plan.confirm_s)
+    t0 = time.time() + _SPAWN_S
+    phase = Phase(_specs(load, people, [rate], held.step_s, t0))
+    for pid in phase.start():
+        cpu.own[pid] = "loadgen"
+    async with await benchdb.connect(dsn) as conn:
+        probe = _Probe(conn, prefix, t0 - 5.0)
+        await asyncio.sleep(max(0.0, t0 - time.time()))
+        climb = _Climb([rate])
+        await _climb(phase, probe, climb, held, t0, cpu, load.progress_s, label="hold")
+        phase.stop()
+        await _finish(phase, climb)
+        await _drain(probe, plan.drain_timeout_s, load.progress_s)
+    return climb
