@@ -3,8 +3,12 @@ PY := .venv/bin/python
 ORDERS := .venv/bin/orders
 SUB ?= customer1
 ROLE ?= customer
+.DEFAULT_GOAL := up
 
-.PHONY: up down status stacks test lint token demo bench chaos install clean-data join leave bench-scale
+.PHONY: help up down status stacks test lint token demo bench chaos install clean-data join leave bench-scale
+
+help: ## list the targets and what each does
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | expand -t 14
 
 up: ## install what is missing, start the whole stack, deploy, seed
 	@cluster/up.sh
@@ -52,7 +56,7 @@ redeploy: ## roll out code changes to the running stack (actors replaced, Serve 
 chaos: ## steady load while actors, Kafka, Postgres and Redis are killed; checks every invariant
 	@cluster/heavy.sh $(ORDERS) chaos $(CHAOS_ARGS)
 
-bench: ## load test the running stack: DURATION=60 RATE=320 (open loop) or CONCURRENCY=n; then the step phase to saturation and latency at 25/50/90 % of it (SATURATION=0 skips them); BENCH_ARGS="--help"
+bench: ## load test the running stack: DURATION=60 RATE=320 (open loop) or CONCURRENCY=n; then the step phase to saturation (its rate held 20 s to confirm it) and latency at 25/50/90 % of it (SATURATION=0 skips them); BENCH_ARGS="--help"
 	@cluster/heavy.sh $(PY) -m bench --duration $(or $(DURATION),60) --rate $(or $(RATE),320) --concurrency $(or $(CONCURRENCY),0) $(if $(filter 0,$(SATURATION)),--no-saturation) $(BENCH_ARGS)
 
 bench-scale: ## scale-out on hosts made of network namespaces (root): 1 worker host capped at CAP=0.4 cores, the same with 2×CAP, then 2 hosts at CAP, then one dies under load; bench/results/scaleout.json, docs/scaling.png (docs/scaling.md)
