@@ -213,7 +213,7 @@ class InventoryShard(Inspectable):
         if not stranded:
             return 0
         units = await self.release_batch(stranded)
-        log.info(
+        log.warning(  # an interrupted release, or the inventory group more than 5 s behind
             "shard %d released %d unit(s) still held for %d finished order(s)",
             self._index,
             units,
