@@ -15,7 +15,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import pybreaker
 from redis.exceptions import RedisError
@@ -43,6 +43,7 @@ from domain.decision import Decision, OrderView
 from domain.events import Envelope
 
 CONSUMER = "payment"
+_StageT = TypeVar("_StageT", "_Authorize", "_Settle")
 log = logging.getLogger(__name__)
 
 
@@ -155,12 +156,7 @@ class PaymentShard(Inspectable):
         consumer retries the batch later and in-flight orders resume when it closes.
         """
         async with self._lock:
-            await self._reload_if_unsure()
-            try:
-                result, _ = await self._uow.run(_Authorize(self), events)
-            except BaseException:
-                self._unsure = True
-                raise
+            result = await self._run(_Authorize(self), events)
             self.outstanding = result.outstanding
 
     async def refund_batch(self, events: list[Envelope]) -> None:
@@ -173,15 +169,20 @@ class PaymentShard(Inspectable):
 
     async def _settle(self, events: list[Envelope], target: str) -> None:
         async with self._lock:
-            await self._reload_if_unsure()
-            stage = _Settle(target, f"{CONSUMER}-{target.lower()}")
-            try:
-                result, _ = await self._uow.run(stage, events)
-            except BaseException:
-                self._unsure = True
-                raise
+            result = await self._run(_Settle(target, f"{CONSUMER}-{target.lower()}"), events)
             released = [(customer, amount) for _, customer, amount in result.settled]
             self.outstanding = rules.settled(self.outstanding, released)
+
+    async def _run(self, stage: _StageT, events: list[Envelope]) -> _StageT:
+        """One stage's transaction, under `self._lock`, on a memory read again if the last one
+        failed; a failure here makes memory unsure."""
+        await self._reload_if_unsure()
+        try:
+            result, _ = await self._uow.run(stage, events)
+        except BaseException:
+            self._unsure = True
+            raise
+        return result
 
     async def _reload_if_unsure(self) -> None:
         """Read the credit exposure from Postgres when memory may be wrong: at start, and after

@@ -111,11 +111,7 @@ class ShippingActor(Inspectable):
         self._redis = async_client(self._settings.redis_url)
         self._steps = StepQueue(_DELIVER_SLACK_S, _STEP_BATCH_MAX)
         self._wake = asyncio.Event()
-        async with self._uow.begin() as tx:
-            for order_id, status in await sql.in_flight(tx.conn):
-                step = rules.next_step(status)
-                if step is not None:
-                    self._schedule(time.monotonic(), step, order_id)
+        await self._resume()  # timers rebuild from the shipments with a step left
         self._ticker = asyncio.create_task(self._tick_loop())
         # last: the loop may hand over a batch at once, and `create_batch` needs the above
         self._consumer = ConsumerLoop(SHIPPING_GROUP, _Group(self.create_batch), self._settings)
@@ -139,10 +135,11 @@ class ShippingActor(Inspectable):
         if again:
             await self._resume(again)
 
-    async def _resume(self, order_ids: list[uuid.UUID]) -> None:
-        """Schedule the next step of these orders' shipments. For events claimed before: a
-        commit whose answer was lost (the connection cut after COMMIT) created a shipment that
-        nothing scheduled; the queue keeps one entry per step and order."""
+    async def _resume(self, order_ids: list[uuid.UUID] | None = None) -> None:
+        """Schedule the next step of these orders' shipments (None: of every shipment with a
+        step left, at start). For events claimed before: a commit whose answer was lost (the
+        connection cut after COMMIT) created a shipment that nothing scheduled; the queue keeps
+        one entry per step and order."""
         async with self._uow.begin() as tx:
             pending = await sql.in_flight(tx.conn, order_ids)
         for order_id, status in pending:

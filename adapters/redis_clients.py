@@ -10,6 +10,7 @@ or its request. redis-py's own default waits 5 s per attempt and retries.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -22,24 +23,22 @@ log = logging.getLogger(__name__)
 REDIS_TIMEOUT_S = 2.0
 
 
+def _deadline() -> dict[str, Any]:
+    """Every client's options: the deadline of a connect and of a command, one retry."""
+    return {
+        "socket_timeout": REDIS_TIMEOUT_S,
+        "socket_connect_timeout": REDIS_TIMEOUT_S,
+        "retry": Retry(NoBackoff(), 1),
+    }
+
+
 def async_client(url: str, *, decode_responses: bool = True) -> aioredis.Redis:
-    return aioredis.from_url(
-        url,
-        decode_responses=decode_responses,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 1),
-    )
+    return aioredis.from_url(url, decode_responses=decode_responses, **_deadline())
 
 
 def sync_client(url: str) -> redis.Redis:
     """For pybreaker's storage (blocking: called in a thread, or only when no command is due)."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 1),
-    )
+    return redis.Redis.from_url(url, **_deadline())
 
 
 async def flags(client: aioredis.Redis, keys: list[str], what: str) -> list[str | None]:

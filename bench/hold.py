@@ -5,19 +5,15 @@ is not always what it sustains."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from adapters import benchdb
 from bench import ladder
 from bench.cpu import window_ms_per_order
 from bench.mainrun import Load
-from bench.phase import Phase
 from bench.procs import CpuSampler
-from bench.saturation import _SPAWN_S, Plan, _Climb, _climb, _drain, _finish, _Probe, _specs
+from bench.saturation import Plan, offer
 from bench.ui import info
 from bench.workload import Customer
 
@@ -38,8 +34,10 @@ async def confirm(
     rate = float(found["completed_per_s"])
     held: list[dict[str, Any]] = []
     confirmed, sustained = False, rate
+    held_plan = replace(plan, step_s=plan.confirm_s)  # one rate, measured as a ladder step
     for i in range(plan.confirm_tries):
-        climb = await _hold(load, plan, people_for(i), f"{prefix}{i}", dsn, cpu, rate)
+        people, tag = people_for(i), f"{prefix}{i}"
+        climb, _ = await offer(load, held_plan, people, tag, dsn, cpu, [rate], label="hold")
         if not climb.steps:
             break
         step = climb.steps[0]
@@ -70,29 +68,3 @@ async def confirm(
         f"{found['completed_per_s']} completed/s (the ladder's {found['ladder_completed_per_s']})"
     )
     return found
-
-
-async def _hold(
-    load: Load,
-    plan: Plan,
-    people: list[Customer],
-    prefix: str,
-    dsn: str,
-    cpu: CpuSampler,
-    rate: float,
-) -> _Climb:
-    """One rate for `plan.confirm_s`, measured as a ladder step; then its orders drained."""
-    held = replace(plan, step_s=plan.confirm_s)
-    t0 = time.time() + _SPAWN_S
-    phase = Phase(_specs(load, people, [rate], held.step_s, t0))
-    for pid in phase.start():
-        cpu.own[pid] = "loadgen"
-    async with await benchdb.connect(dsn) as conn:
-        probe = _Probe(conn, prefix, t0 - 5.0)
-        await asyncio.sleep(max(0.0, t0 - time.time()))
-        climb = _Climb([rate])
-        await _climb(phase, probe, climb, held, t0, cpu, load.progress_s, label="hold")
-        phase.stop()
-        await _finish(phase, climb)
-        await _drain(probe, plan.drain_timeout_s, load.progress_s)
-    return climb

@@ -40,7 +40,7 @@ class Plan:
 
 
 @dataclass
-class _Climb:
+class Climb:
     rates: list[float]
     windows: list[tuple[float, float]] = field(default_factory=list)
     steps: list[ladder.Step] = field(default_factory=list)
@@ -65,24 +65,44 @@ async def find(
 ) -> dict[str, Any]:
     """Climb the ladder with `people` (whose ids start with `prefix`); the phase's figures."""
     rates = ladder.rates(plan.start_per_s, plan.inc_per_s, plan.max_per_s, plan.growth)
-    t0 = time.time() + _SPAWN_S
-    phase = Phase(_specs(load, people, rates, plan.step_s, t0))
-    for pid in phase.start():
-        cpu.own[pid] = "loadgen"
     info(
         f"step phase: {rates[0]:g}/s, +max({plan.inc_per_s:g}/s, {plan.growth:.0%}) every "
         f"{plan.step_s}s until the pipeline stops keeping up (at most {rates[-1]:g}/s)"
     )
+    climb, drained = await offer(load, plan, people, prefix, dsn, cpu, rates, start_cpu=True)
+    return _result(climb, plan, cpu, drained)
+
+
+async def offer(
+    load: Load,
+    plan: Plan,
+    people: list[Customer],
+    prefix: str,
+    dsn: str,
+    cpu: CpuSampler,
+    rates: list[float],
+    *,
+    label: str = "step",
+    start_cpu: bool = False,
+) -> tuple[Climb, dict[str, Any]]:
+    """Offer `rates`, `plan.step_s` each, back to back, judging each step as it ends (the
+    ladder stops at saturation); then wait until the phase's orders are terminal. Postgres is
+    sampled once a second for the orders of `people` (ids starting with `prefix`)."""
+    t0 = time.time() + _SPAWN_S
+    phase = Phase(_specs(load, people, rates, plan.step_s, t0))
+    for pid in phase.start():
+        cpu.own[pid] = "loadgen"
     async with await benchdb.connect(dsn) as conn:
         probe = _Probe(conn, prefix, t0 - 5.0)
         await asyncio.sleep(max(0.0, t0 - time.time()))
-        cpu.start()
-        climb = _Climb(rates)
-        await _climb(phase, probe, climb, plan, t0, cpu, load.progress_s)
+        if start_cpu:
+            cpu.start()
+        climb = Climb(rates)
+        await _climb(phase, probe, climb, plan, t0, cpu, load.progress_s, label)
         phase.stop()
         await _finish(phase, climb)
         drained = await _drain(probe, plan.drain_timeout_s, load.progress_s)
-    return _result(climb, plan, cpu, drained)
+    return climb, drained
 
 
 def _specs(
@@ -111,7 +131,7 @@ def _specs(
 async def _climb(
     phase: Phase,
     probe: _Probe,
-    climb: _Climb,
+    climb: Climb,
     plan: Plan,
     t0: float,
     cpu: CpuSampler,
@@ -154,7 +174,7 @@ async def _climb(
             return
 
 
-async def _finish(phase: Phase, climb: _Climb, timeout_s: float = 45.0) -> None:
+async def _finish(phase: Phase, climb: Climb, timeout_s: float = 45.0) -> None:
     """Let the workers answer what they have in flight (their queue must be read meanwhile)."""
     deadline = time.time() + timeout_s
     while not phase.done and time.time() < deadline:
@@ -189,7 +209,7 @@ async def _drain(
     }
 
 
-def _result(climb: _Climb, plan: Plan, cpu: CpuSampler, drained: dict[str, Any]) -> dict[str, Any]:
+def _result(climb: Climb, plan: Plan, cpu: CpuSampler, drained: dict[str, Any]) -> dict[str, Any]:
     verdict = ladder.judge(climb.steps, plan.rule)
     steps = []
     for step, (a, b) in zip(climb.steps, climb.windows, strict=True):

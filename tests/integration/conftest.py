@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 import redis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg.rows import dict_row
 
 from adapters.kafka import partitions_of
@@ -268,6 +268,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             text = f"(no report: {type(exc).__name__}: {exc})"
         report.sections.append(("stack at failure", text))
     return report
+
+
+async def publish_in_one_batch(
+    bootstrap: str, topic: str, events: list[Envelope]
+) -> tuple[int, int]:
+    """`events` in one record batch on the topic's first partition (a fetch returns whole
+    batches: they reach a consumer together, as the relay's republished batch after a crash
+    between Kafka's ack and its commit does); returns the partition and the last offset."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        for e in events:
+            batch.append(key=str(e.order_id).encode(), value=e.to_json(), timestamp=None)
+        partition = sorted(await producer.partitions_for(topic))[0]
+        meta = await (await producer.send_batch(batch, topic, partition=partition))
+        return partition, meta.offset + len(events) - 1
+    finally:
+        await producer.stop()
 
 
 def scratch_order(

@@ -9,14 +9,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from core import registry
 from core.settings import Settings
 from domain.events import Envelope, Topic, new_event
 from domain.ids import uuid7
 from domain.inventory import ReserveRequest
-from tests.integration.conftest import Api, scratch_order, wait_breaker_admits, wait_until
+from tests.integration.conftest import (
+    Api,
+    publish_in_one_batch,
+    scratch_order,
+    wait_breaker_admits,
+    wait_until,
+)
 
 
 def _payment(pg: Any, order_id: str) -> str | None:
@@ -118,19 +123,6 @@ def test_stock_still_held_for_a_finished_order_is_given_back(
     assert not pg.execute("SELECT 1 FROM reservation_holds WHERE order_id = %s", (oid,)).fetchall()
 
 
-async def _publish_in_one_batch(bootstrap: str, topic: str, events: list[Envelope]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        batch = producer.create_batch()
-        for e in events:
-            batch.append(key=str(e.order_id).encode(), value=e.to_json(), timestamp=None)
-        partition = sorted(await producer.partitions_for(topic))[0]
-        await (await producer.send_batch(batch, topic, partition=partition))
-    finally:
-        await producer.stop()
-
-
 def _created(oid: uuid.UUID, customer: str, sku: str, qty: int) -> Envelope:
     return new_event(
         "OrderCreated",
@@ -155,7 +147,7 @@ def test_an_order_cancelled_before_its_event_came_takes_no_stock(
     gone = scratch_order(pg, customer, "CANCELLED", [(sku, 2)])
     waiting = scratch_order(pg, customer, "PENDING", [(sku, 2)])
     events = [_created(gone, customer, sku, 2), _created(waiting, customer, sku, 2)]
-    asyncio.run(_publish_in_one_batch(settings.kafka_bootstrap, Topic.ORDER_CREATED, events))
+    asyncio.run(publish_in_one_batch(settings.kafka_bootstrap, Topic.ORDER_CREATED, events))
     order = api.wait_status(customer, str(waiting), "RESERVED", "PAID", "SHIPPED", "DELIVERED")
     assert order["status"] != "REJECTED"
     held = pg.execute("SELECT count(*) AS n FROM reservations WHERE order_id = %s", (gone,))

@@ -10,9 +10,15 @@ from aiokafka import AIOKafkaProducer
 
 from core import registry
 from core.settings import Settings
-from domain.events import Envelope, Topic, new_event
+from domain.events import Topic, new_event
 from domain.ids import uuid7
-from tests.integration.conftest import Api, scratch_order, wait_committed, wait_until
+from tests.integration.conftest import (
+    Api,
+    publish_in_one_batch,
+    scratch_order,
+    wait_committed,
+    wait_until,
+)
 
 
 def _effects(pg: Any, order_id: str) -> dict[str, Any]:
@@ -86,25 +92,6 @@ def test_replayed_events_are_applied_once(
     assert api.order(customer, order_id)["status"] == "DELIVERED"
 
 
-async def _publish_copies(
-    bootstrap: str, topic: str, event: Envelope, copies: int
-) -> tuple[int, int]:
-    """`copies` copies of `event` in one record batch (a fetch returns whole batches), as the
-    relay sends a batch again after a crash between Kafka's ack and its commit; returns the
-    partition and the last copy's offset."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        batch = producer.create_batch()
-        for _ in range(copies):
-            batch.append(key=str(event.order_id).encode(), value=event.to_json(), timestamp=None)
-        partition = sorted(await producer.partitions_for(topic))[0]
-        meta = await (await producer.send_batch(batch, topic, partition=partition))
-        return partition, meta.offset + copies - 1
-    finally:
-        await producer.stop()
-
-
 def test_an_event_twice_in_one_fetch_is_applied_once(
     api: Api, customer: str, pg: Any, kafka_tap: Any, settings: Settings
 ) -> None:
@@ -118,7 +105,9 @@ def test_an_event_twice_in_one_fetch_is_applied_once(
     try:
         event = new_event("PaymentAuthorized", oid, customerId=customer, amount="1.00", items=[])
         topic = Topic.PAYMENT_AUTHORIZED
-        partition, last = asyncio.run(_publish_copies(settings.kafka_bootstrap, topic, event, 2))
+        partition, last = asyncio.run(
+            publish_in_one_batch(settings.kafka_bootstrap, topic, [event, event])
+        )
         for group in ("shipping", "notification"):
             wait_committed(settings.kafka_bootstrap, group, topic, partition, last)
         wait_until(
@@ -163,7 +152,7 @@ def test_a_shipment_whose_creation_lost_its_answer_still_ships(
         "VALUES ('shipping', %s, uuid7_time(%s))",
         (event.event_id, event.event_id),
     )
-    asyncio.run(_publish_copies(settings.kafka_bootstrap, Topic.PAYMENT_AUTHORIZED, event, 1))
+    asyncio.run(publish_in_one_batch(settings.kafka_bootstrap, Topic.PAYMENT_AUTHORIZED, [event]))
     api.wait_status(customer, str(oid), "DELIVERED", timeout=30)
     timeline = pg.execute("SELECT event FROM order_events WHERE order_id = %s ORDER BY at", (oid,))
     # created once, before (no second shipment); then its two steps
