@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from adapters.kafka import client_options, partitions_of
+from adapters.kafka import client_options, partition_of, partitions_of
 from core.settings import get_settings
 from domain.events import Topic
 
@@ -95,8 +95,14 @@ def replay(
         try:
             source = dict(record.headers).get("dlq.source.topic", name[:-4].encode()).decode()
             headers = [("dlq.replayed.from", f"{name}[{partition}]@{offset}".encode())]
+            # the partition every other event of its order is on (`publish_rows`), so the
+            # replayed event is handled in order with them, not by the client's own partitioner
+            target = None
+            if record.key is not None:
+                count = len(await producer.partitions_for(source))
+                target = partition_of(record.key.decode(), count)
             meta = await producer.send_and_wait(
-                source, value=record.value, key=record.key, headers=headers
+                source, value=record.value, key=record.key, partition=target, headers=headers
             )
             return f"replayed to {source}[{meta.partition}]@{meta.offset}"
         finally:

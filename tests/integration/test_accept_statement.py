@@ -136,3 +136,38 @@ async def test_a_repeat_whose_earlier_order_went_unread_retries_and_its_batch_is
         assert replayed.order_id == first.order_id
     finally:
         await pool.close()
+
+
+async def test_a_request_whose_key_is_used_claims_nothing(settings: Settings, pg: Any) -> None:
+    """A request that is not stored because its (principal, Idempotency-Key) already has an
+    order (from an earlier statement, or earlier in its own batch) claims no customer id: it is
+    answered as a repeat (the service replays or answers 422), and another principal may still
+    take the id in the same batch."""
+    pool = await open_pool(settings.database_url, 1, "test-accept", autocommit=True)
+    try:
+        p, q = (f"cust-{uuid.uuid4().hex[:10]}" for _ in range(2))
+        fresh, other = f"{p}-fresh", f"{p}-other"
+        [first] = await accept_store.insert_batch(pool, [_order(p, p, "k-1")])
+        assert first.outcome is accept_store.Outcome.CREATED
+        reused, taker = _order(p, fresh, "k-1"), _order(q, fresh, None)
+        out = await accept_store.insert_batch(pool, [reused, taker])
+        assert [s.outcome for s in out] == [
+            accept_store.Outcome.REPEAT,
+            accept_store.Outcome.CREATED,
+        ]
+        assert out[0].order_id == first.order_id
+        # the same key twice in one batch: the first stores, the second claims nothing
+        both = [_order(p, p, "k-2"), _order(p, other, "k-2")]
+        out = await accept_store.insert_batch(pool, both)
+        assert out[0].outcome is accept_store.Outcome.CREATED
+        assert out[1].outcome is not accept_store.Outcome.CREATED
+        [again] = await accept_store.insert_batch(pool, [both[1]])  # as the service resubmits
+        assert again.outcome is accept_store.Outcome.REPEAT
+        rows = pg.execute(
+            "SELECT customer_id, principal FROM customer_owners WHERE customer_id = ANY(%s)",
+            ([fresh, other],),
+        ).fetchall()
+        owners = {r["customer_id"]: r["principal"] for r in rows}
+        assert owners == {fresh: q}
+    finally:
+        await pool.close()

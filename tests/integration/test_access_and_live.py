@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -119,6 +120,35 @@ def test_idempotency_key_replays_conflicts_and_rejects_changed_bodies(
     other = {**api.admin, "Idempotency-Key": h["Idempotency-Key"]}
     scoped = api.http.post("/api/orders", json=body, headers=other)
     assert scoped.status_code == 202 and scoped.json()["orderId"] != first.json()["orderId"]
+
+
+def test_a_reused_key_once_redis_forgot_it_claims_no_customer_id(
+    api: Api, customer: str, pg: Any, rds: Any
+) -> None:
+    """Redis keeps a key `IDEMPOTENCY_TTL_S` (or is skipped while it does not answer); Postgres
+    keeps it for good. A key reused after that with another customer id is answered 422 from
+    Postgres, and changes nothing: the customer id it named stays free (the statement claimed
+    it before finding the key used)."""
+    key = f"k-{uuid.uuid4()}"
+    h = {**api.headers(customer), "Idempotency-Key": key}
+    body = {"customerId": customer, "items": [{"sku": "SKU-11", "qty": 1}]}
+    assert api.http.post("/api/orders", json=body, headers=h).status_code == 202
+    forgot = rds.delete(f"idem:{customer}:{hashlib.sha256(key.encode()).hexdigest()}")
+    assert forgot == 1  # what its TTL does after 24 h
+    fresh = f"{customer}-other"
+    reused = api.http.post("/api/orders", json={**body, "customerId": fresh}, headers=h)
+    assert reused.status_code == 422, reused.text
+    assert "Idempotency-Key" in reused.json()["error"]["message"]
+    owner = pg.execute(
+        "SELECT principal FROM customer_owners WHERE customer_id = %s", (fresh,)
+    ).fetchone()
+    assert owner is None, "a rejected request claimed the customer id"
+    # the id is still free for its first real order (by another principal here)
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    taken = api.http.post(
+        "/api/orders", json={**body, "customerId": fresh}, headers=api.headers(other)
+    )
+    assert taken.status_code == 202, taken.text
 
 
 def test_concurrent_duplicates_create_one_order(api: Api, customer: str, pg: Any) -> None:

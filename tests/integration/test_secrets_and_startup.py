@@ -148,17 +148,27 @@ def test_dlq_list_and_replay_commands(settings: Settings, kafka_tap: Any) -> Non
     import asyncio
 
     from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import murmur2
 
+    from adapters.kafka import partition_of, partitions_of
     from domain.events import Topic
 
     marker = f"poison-{uuid.uuid4().hex}".encode()
     tap = kafka_tap(Topic.ORDER_CREATED, Topic.dlq(Topic.ORDER_CREATED))
+    count = len(asyncio.run(partitions_of(settings.kafka_bootstrap, Topic.ORDER_CREATED)))
+    # an order id whose partition in the flow (crc32) is not the client's default (murmur2):
+    # the replay must put it where the order's other events are
+    key = next(
+        k
+        for k in (str(uuid.uuid4()) for _ in range(1000))
+        if partition_of(k, count) != (murmur2(k.encode()) & 0x7FFFFFFF) % count
+    )
 
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
         await producer.start()
         try:
-            await producer.send_and_wait(Topic.ORDER_CREATED, value=marker, key=b"poison")
+            await producer.send_and_wait(Topic.ORDER_CREATED, value=marker, key=key.encode())
         finally:
             await producer.stop()
 
@@ -207,3 +217,11 @@ def test_dlq_list_and_replay_commands(settings: Settings, kafka_tap: Any) -> Non
         ),
         what="replayed message back on order.created",
     )
+    replayed = next(
+        r
+        for t, _, r in tap.seen
+        if t == Topic.ORDER_CREATED
+        and r.value == marker
+        and dict(r.headers).get("dlq.replayed.from")
+    )
+    assert replayed.partition == partition_of(key, count), "not on its order's partition"
