@@ -37,7 +37,8 @@ class _Notify:
     async def decide(
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Notify:
-        rows = rules.to_send(events)
+        now = await sql.statuses(tx.conn, list({e.order_id for e in events}))
+        rows = rules.to_send(events, now)
         fresh = await sql.record(tx.conn, rows)
         for e, m in rows:  # once per message recorded now (a batch may carry an event twice)
             if (e.order_id, m.status) in fresh:

@@ -32,3 +32,11 @@ async def record(
         (doc,),
     )
     return {(r[0], r[1]) for r in rows_back}
+
+
+async def statuses(
+    conn: AsyncConnection[Row], order_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The orders' current statuses, read without locks (the stage changes no order)."""
+    cur = await conn.execute("SELECT id, status FROM orders WHERE id = ANY(%s)", (list(order_ids),))
+    return {r["id"]: r["status"] for r in await cur.fetchall()}

@@ -49,9 +49,11 @@ async def order_with_timeline(pool: Pool, order_id: uuid.UUID) -> tuple[Row, lis
 
 
 async def order_status(pool: Pool, order_id: uuid.UUID) -> Row | None:
-    """`{status, principal}` of one order."""
+    """`{status, principal, updated_at}` of one order."""
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT status, principal FROM orders WHERE id = %s", (order_id,))
+        cur = await conn.execute(
+            "SELECT status, principal, updated_at FROM orders WHERE id = %s", (order_id,)
+        )
         return await cur.fetchone()
 
 
@@ -88,6 +90,19 @@ async def timeline_after(pool: Pool, order_id: uuid.UUID, after_id: int) -> list
             (order_id, after_id),
         )
         return await cur.fetchall()
+
+
+async def timeline_status_at(pool: Pool, order_id: uuid.UUID, row_id: int) -> str | None:
+    """The status of the order's timeline row `row_id` or the last one before it (where a
+    resumed SSE stream starts: a later entry with the same status is no change)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT status FROM order_events WHERE order_id = %s AND id <= %s "
+            "ORDER BY id DESC LIMIT 1",
+            (order_id, row_id),
+        )
+        row = await cur.fetchone()
+        return str(row["status"]) if row else None
 
 
 async def stock_row(pool: Pool, sku: str) -> Row | None:

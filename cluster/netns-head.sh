@@ -70,33 +70,50 @@ netns_up() {
   log "up in $((SECONDS - t0))s: gateway http://$HEAD_IP:$HTTP_PORT, dashboard http://$HEAD_IP:$DASHBOARD_PORT"
 }
 
+# down_step WHAT COMMAND... -> COMMAND, best-effort: a failure is logged and remembered in
+# down_failed, and the teardown goes on (it must reach the namespaces, links, bridge, cgroups
+# and owner file whatever failed before them)
+down_step() {
+  local what="$1" rc=0
+  shift
+  "$@" || rc=$?
+  (( rc == 0 )) && return 0
+  log "down: $what failed (exit $rc); going on"
+  down_failed+=("$what")
+}
+
 netns_down() {
   local h d
+  down_failed=()
   # Everything goes, the data too: worker hosts and Ray are SIGKILLed (no graceful drain).
   for h in $(hosts_up); do
-    [[ "$h" == head ]] || NETNS_STOP_S=0 netns_stop_worker "${h#w}"
+    [[ "$h" == head ]] || NETNS_STOP_S=0 down_step "worker host $h" netns_stop_worker "${h#w}"
   done
-  for h in $(ls "$RUN"/cap-w* 2>/dev/null | sed 's/.*cap-//'); do NETNS_STOP_S=0 netns_stop_worker "${h#w}"; done
+  for h in $(ls "$RUN"/cap-w* 2>/dev/null | sed 's/.*cap-//'); do
+    NETNS_STOP_S=0 down_step "worker host $h" netns_stop_worker "${h#w}"
+  done
   if ns_exists "$(ns_of head)"; then
-    stop_pid ray 0
-    remove_haproxy_dir
-    stop_pid kafka 30
-    stop_pid redis 10
-    [[ -s "$RUN/pids/pg.pid" ]] && kill -INT "$(cat "$RUN/pids/pg.pid")" 2>/dev/null
-    stop_pid pg 30
-    kill_rest head
-    ip link del "$P-head" 2>/dev/null || true
-    ip netns del "$(ns_of head)" 2>/dev/null || true
+    down_step ray stop_pid ray 0
+    down_step "HAProxy's directory" remove_haproxy_dir
+    down_step kafka stop_pid kafka 30
+    down_step redis stop_pid redis 10
+    down_step postgres stop_pid pg 30 INT # INT: Postgres's fast shutdown (clients not awaited)
+    down_step "the head's other processes" kill_rest head
+    ip link del "$P-head" 2>/dev/null || true # (goes with the namespace anyway)
+    down_step "namespace $(ns_of head)" ip netns del "$(ns_of head)"
   fi
-  cg_remove head
+  down_step "the head's cgroups" cg_remove head
   for d in "/sys/fs/cgroup/cpu/$CG_NAME" "/sys/fs/cgroup/cpuacct/$CG_NAME" "/sys/fs/cgroup/$CG_NAME"; do
-    [[ -d "$d" ]] && rmdir "$d" 2>/dev/null
+    [[ ! -d "$d" ]] || down_step "cgroup $d" rmdir "$d"
   done
-  ip link show "$BR" >/dev/null 2>&1 && ip link del "$BR"
+  ! ip link show "$BR" >/dev/null 2>&1 || down_step "bridge $BR" ip link del "$BR"
   # the data goes too; the logs stay for a look afterwards (the next `up` removes them)
   # shellcheck disable=SC2046
   rm -rf $(run_files)
-  [[ "$(owner_of)" == "$RUN" ]] && rm -f "$OWNER"
+  [[ "$(owner_of)" != "$RUN" ]] || rm -f "$OWNER"
+  if (( ${#down_failed[@]} )); then
+    log "netns harness down, except: ${down_failed[*]} (logs in $RUN/logs)"
+    return 1
+  fi
   log "netns harness down (logs in $RUN/logs)"
-  return 0
 }

@@ -45,13 +45,24 @@ netns_require() {
   command -v ip >/dev/null || die "cluster/netns.sh needs the 'ip' command (apt-get install iproute2)"
   [[ "$SUBNET" =~ ^(10\.[0-9]+\.[0-9]+|192\.168\.[0-9]+|172\.(1[6-9]|2[0-9]|3[01])\.[0-9]+)$ ]] \
     || die "NETNS_SUBNET=$SUBNET is not the first three octets of a private range"
+  owner_file_ok
 }
 
 # --- one harness of a prefix per machine ---------------------------------------------------
 # The names (namespaces, bridge, cgroups, subnet) are the machine's: a second checkout's harness
 # (a fresh clone's `make test`) waits for the first to finish instead of tearing it down.
 OWNER="/tmp/$P-netns.owner"
-owner_of() { cat "$OWNER" 2>/dev/null || true; }
+# owner_file_ok -> $OWNER is absent or a plain file of this user's; anything else stops the
+# script. /tmp is everyone's: a file or symlink another user put there would name a RUN_DIR that
+# `up` then takes down as a dead harness's (netns_take_over removes its data).
+owner_file_ok() {
+  [[ -e "$OWNER" || -L "$OWNER" ]] || return 0
+  if ! { [[ -f "$OWNER" ]] && ours "$OWNER"; }; then
+    die "$OWNER is a symlink, not a file, or another user's (uid $(stat -c %u "$OWNER" 2>/dev/null))," \
+      "not this machine's harness claim: remove it and run again"
+  fi
+}
+owner_of() { owner_file_ok; cat "$OWNER" 2>/dev/null || true; }
 # stale: the claim is older than 2 minutes and nothing of it runs any more: none of its recorded
 # pids lives and no process is left in any namespace of the prefix (a harness whose session was
 # killed leaves its namespaces, empty, and this file behind).
@@ -59,7 +70,8 @@ owner_stale() {
   local run="$1" f h
   [[ -n "$(find "$OWNER" -mmin -2 2>/dev/null)" ]] && return 1
   for f in "$run"/pids/*.pid "$run"/w[1-9]/pids/*.pid; do
-    [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && return 1
+    # each record as that harness's own scripts read it (pid_alive with its RUN_DIR)
+    [[ -s "$f" ]] && (RUN="${f%/pids/*}" && pid_alive "$(basename "$f" .pid)") && return 1
   done
   netns_idle
 }
@@ -81,6 +93,7 @@ netns_take_over() {
 netns_claim() {
   local start=$SECONDS wait_s="${NETNS_WAIT_S:-600}" owner last=-30
   while ! (set -C && echo "$RUN" >"$OWNER") 2>/dev/null; do
+    owner_file_ok # (made by someone else since netns_require looked)
     owner="$(owner_of)"
     [[ "$owner" == "$RUN" ]] && return 0
     if owner_stale "$owner"; then netns_take_over "$owner"; continue; fi
@@ -93,6 +106,7 @@ netns_claim() {
 # mine -> 0 when this RUN_DIR's harness owns the names (or nobody does and none exist)
 mine() {
   local owner
+  owner_file_ok
   owner="$(owner_of)"
   [[ "$owner" == "$RUN" ]] || { [[ -z "$owner" ]] && ! ns_exists "$(ns_of head)"; }
 }
@@ -145,10 +159,14 @@ cg_make() {
   echo "$cores" >"$RUN/cap-$host"
 }
 cg_pids() { local d; for d in $(cg_dirs "$1"); do cat "$d/cgroup.procs" 2>/dev/null || true; done | sort -un; }
+# cg_remove HOST -> the host's cgroup directories removed; 1 (each tried, rmdir's error shown)
+# when one stays: a process still in it
 cg_remove() {
-  local host="$1" d
-  for d in $(cg_dirs "$host"); do [[ -d "$d" ]] && rmdir "$d" 2>/dev/null; done
-  return 0
+  local host="$1" d rc=0
+  for d in $(cg_dirs "$host"); do
+    [[ ! -d "$d" ]] || rmdir "$d" || rc=1
+  done
+  return "$rc"
 }
 # cg_usage HOST -> "cpu_seconds throttled_seconds periods_throttled"
 cg_usage() {
@@ -286,17 +304,19 @@ kill_rest() {
   done
 }
 # netns_stop_worker I -> `make leave` on it (NETNS_STOP_S=0: SIGKILL at once), then its namespace
+# (each step is tried whatever failed before it; 1 when the namespace or a cgroup stays)
 netns_stop_worker() {
-  local host="w$1"
+  local host="w$1" rc=0
   if [[ "${NETNS_STOP_S:-30}" != 0 && -n "$(cg_pids "$host")" ]]; then
     on "$host" env RUN_DIR="$RUN/$host" CREDENTIALS_FILE="$CREDENTIALS_FILE" \
       "$ROOT/cluster/leave.sh" >>"$RUN/logs/$host-join.log" 2>&1 || true
   fi
   kill_rest "$host"
-  ip link del "$P-$host" 2>/dev/null || true
-  ip netns del "$(ns_of "$host")" 2>/dev/null || true
-  cg_remove "$host"
-  (RUN="$RUN/$host" && remove_haproxy_dir)
+  ip link del "$P-$host" 2>/dev/null || true # (goes with the namespace anyway)
+  ! ns_exists "$(ns_of "$host")" || ip netns del "$(ns_of "$host")" || rc=1
+  cg_remove "$host" || rc=1
+  (RUN="$RUN/$host" && remove_haproxy_dir) || rc=1
   rm -rf "$RUN/cap-$host" "$RUN/$host"
+  return "$rc"
 }
 source "$ROOT/cluster/netns-head.sh"

@@ -16,6 +16,7 @@
 #   cluster/netns.sh env              the variables that reach the head from this machine
 #   cluster/netns.sh cpu              CPU seconds used so far per host (from the cgroups)
 #   cluster/netns.sh down             stop everything by pid; delete namespaces, links, bridge, cgroups
+#                                     (each step tried; exit 1 naming those that failed)
 #
 # One harness per machine (the names and the subnet are the machine's): `up` claims
 # /tmp/<prefix>-netns.owner and waits (NETNS_WAIT_S, 600) while another checkout's harness
@@ -43,7 +44,7 @@ export NODE_ADDRESS="$HEAD_IP" HEAD_ADDRESS="$HEAD_IP"
 source "$ROOT/cluster/common.sh"
 source "$ROOT/cluster/netns-lib.sh"
 
-usage() { sed -n '9,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '9,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cmd="${1:-}"; shift || true
 case "$cmd" in

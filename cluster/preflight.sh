@@ -60,9 +60,11 @@ check_python() {
 
 # pid_mine PID -> 0 when PID is, or descends from, a process recorded in $RUN/pids (this
 # checkout's stack: Ray's proxies, dashboard and GCS are children of `ray start --block`).
+# Only records of live processes of this stack count (pid_alive): after a reboot a stale one may
+# name the very process that now holds a port.
 mine=()
-for f in "$RUN"/pids/*.pid; do
-  [[ -s "$f" ]] && mine+=("$(cat "$f")")
+for name in pg redis kafka ray ray-worker; do
+  if pid_alive "$name"; then mine+=("$(head -n 1 "$RUN/pids/$name.pid")"); fi
 done
 pid_mine() {
   local pid="$1" m
@@ -84,8 +86,19 @@ holder() {
     | sed -E 's/users:\(\("([^"]*)",pid=([0-9]*)/\2 \1/'
 }
 
+# system_service PID -> the systemd service PID runs in, as one stops and disables it (Debian's
+# Postgres clusters run as postgresql@<version>-<name>, started by postgresql); nothing when it is
+# not a system service. A package this stack installs may have started one (cluster/install.sh
+# prevents that, but not for a package installed before, nor after a reboot).
+system_service() {
+  local unit
+  unit="$(sed -n 's#.*/system\.slice/\([^/]*\)\.service$#\1#p' "/proc/$1/cgroup" 2>/dev/null | head -n 1)"
+  [[ "$unit" == postgresql@* ]] && unit=postgresql
+  echo "$unit"
+}
+
 check_port() {
-  local var="$1" port="$2" pid name user cmd
+  local var="$1" port="$2" pid name user cmd service
   if ! command -v ss >/dev/null; then
     port_open "$port" && problem "port $port ($var) is in use; stop what listens there or move" \
       "ours: $var=<free port> make $goal (apt-get install iproute2 to see which process)"
@@ -101,8 +114,13 @@ check_port() {
   pid_mine "$pid" && return 0
   user="$(ps -o user= -p "$pid" 2>/dev/null || echo '?')"
   cmd="$(ps -o args= -p "$pid" 2>/dev/null | cut -c1-100 || true)"
+  service="$(system_service "$pid")"
+  if [[ -n "$service" ]]; then
+    service=" It is the system service $service: \`systemctl disable --now $service\` stops it and"
+    service+=" keeps it off after a reboot (this stack runs its own)."
+  fi
   problem "port $port ($var) is in use by $name (pid $pid, user $user: $cmd), not by this" \
-    "checkout's stack. Stop it, or move ours: $var=$((port + 1)) make $goal" \
+    "checkout's stack.$service Stop it, or move ours: $var=$((port + 1)) make $goal" \
     "(the same variable for every make command; see README, Settings)"
 }
 

@@ -2,8 +2,10 @@
 # start|stop|status of one service of the local stack: pg, redis, kafka, ray.
 #   cluster/services.sh start pg      cluster/services.sh status
 # Every service listens on NODE_ADDRESS (loopback unless set) and requires credentials
-# (cluster/common.sh generates them; docs/security.md).
+# (cluster/common.sh generates them; docs/security.md). START_TIMEOUT_S (120): how long a start
+# waits for Kafka or Ray to be ready, its own or one started before.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+START_TIMEOUT_S="${START_TIMEOUT_S:-120}"
 # The daemons started here must not inherit the caller's descriptors beyond 0-2 (a lock held by
 # `flock … make up`, a CI step's pipe): a daemon holding one keeps the lock or the pipe open for
 # its whole life.
@@ -13,7 +15,7 @@ PGDATA="$RUN/pg"
 # The server runs as the postgres user, who must be able to reach its data directory; a clone
 # under a private directory (mode 700, e.g. from mktemp -d) is not reachable, so use /var/tmp.
 if ! (cd / && runuser -u postgres -- test -x "$RUN") 2>/dev/null; then
-  PGDATA="/var/tmp/ray-orders-pg-$(printf %s "$ROOT" | sha1sum | cut -c1-10)"
+  PGDATA="$(pg_fallback_data)"
 fi
 PGLOG="$PGDATA/server.log"
 # Autovacuum workers (Postgres's default is 3). The queue tables (outbox, reservation_holds)
@@ -186,6 +188,27 @@ redis_start() {
 }
 redis_stop() { stop_pid redis; }
 
+# await_started NAME TIMEOUT_S READY... -> for NAME's recorded process, alive but not ready yet
+# (a second `make up` while the first is still starting it, or a broker replaying its log):
+# 0 once READY succeeds, 1 when the process ends first (the caller starts it anew). Still not
+# ready after TIMEOUT_S is an error: a second copy on the same data and ports is never started
+# beside it.
+await_started() {
+  local name="$1" timeout="$2" start=$SECONDS pid
+  shift 2
+  pid="$(head -n 1 "$RUN/pids/$name.pid")"
+  log "$name: already starting (pid $pid), waiting up to ${timeout}s for it to be ready"
+  while pid_alive "$name"; do
+    "$@" >/dev/null 2>&1 && return 0
+    (( SECONDS - start < timeout )) || die "$name (pid $pid, started earlier) is running but not" \
+      "ready after ${timeout}s more; see $RUN/logs/. Stop it (cluster/services.sh stop $name," \
+      "or make down) and start again"
+    sleep 0.5
+  done
+  log "$name: pid $pid ended before it was ready: starting it again"
+  return 1
+}
+
 KAFKA_HOME="$RUN/kafka-$KAFKA_VERSION"
 # Kafka's command-line tools (storage format); the broker itself runs from cluster/kafka/run.sh.
 kafka_tool() {
@@ -193,7 +216,10 @@ kafka_tool() {
     -cp "$KAFKA_HOME/libs/*" "$@"
 }
 kafka_start() {
-  pid_alive kafka && port_open "$KAFKA_PORT" && return 0
+  if pid_alive kafka; then
+    port_open "$KAFKA_PORT" && return 0
+    await_started kafka "$START_TIMEOUT_S" port_open "$KAFKA_PORT" && return 0
+  fi
   local conf="$RUN/kafka/server.properties"
   mkdir -p "$RUN/kafka/data" && chmod 700 "$RUN/kafka" # the log holds every order's events
   # the broker's listener on NODE_ADDRESS; the controller's stays on loopback
@@ -211,7 +237,7 @@ kafka_start() {
   setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$conf" "$RUN/logs" \
     >"$RUN/logs/kafka.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/kafka.pid"
-  wait_for "kafka port $KAFKA_PORT" 120 port_open "$KAFKA_PORT"
+  wait_for "kafka port $KAFKA_PORT" "$START_TIMEOUT_S" port_open "$KAFKA_PORT"
 }
 kafka_stop() { stop_pid kafka 60; }
 
@@ -221,7 +247,10 @@ ray_ready() {
 }
 ray_start() {
   ensure_credentials
-  pid_alive ray && ray_ready && return 0
+  if pid_alive ray; then
+    ray_ready && return 0
+    await_started ray "$START_TIMEOUT_S" ray_ready && return 0
+  fi
   log "ray: starting head on $NODE_ADDRESS (num-cpus=$RAY_NUM_CPUS, dashboard $DASHBOARD_HOST:$DASHBOARD_PORT)"
   # --block keeps `ray start` in the foreground as the parent of Ray's processes, so stopping that
   # one pid stops this cluster and nothing else on the machine (unlike `ray stop`). Every port
@@ -235,7 +264,7 @@ ray_start() {
     --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
     --temp-dir="$RUN/ray" >"$RUN/logs/ray.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/ray.pid"
-  wait_for "ray head" 120 ray_ready
+  wait_for "ray head" "$START_TIMEOUT_S" ray_ready
   ray_session_priority "$(cat "$RUN/pids/ray.pid")"
 }
 ray_stop() { stop_pid ray 60 && remove_haproxy_dir; }

@@ -14,8 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SECRET = "devsecret"
 _MIN_SECRET_BYTES = 32
 # The local stack's generated credentials (cluster/common.sh): the connection URLs with their
-# passwords, so that a tool run outside the stack's scripts connects as the stack does. Absent
-# anywhere else (containers, pods): then only the environment and `.env` count, which win.
+# passwords, so that a tool run outside the stack's scripts connects as the stack does. They win
+# over `.env` (a copy of .env.example carries the demo URLs, which would connect to nothing);
+# the environment wins over both. Absent anywhere else (containers, pods): then only the
+# environment and `.env` count.
 RUN_DIR = Path(os.environ.get("RUN_DIR") or Path(__file__).resolve().parents[1] / ".run")
 _CREDENTIALS = RUN_DIR / "credentials.env"
 
@@ -29,7 +31,8 @@ class SettingsError(RuntimeError):
 class Settings(BaseSettings):
     """Every knob of the platform. Environment variables use the upper-case field name."""
 
-    model_config = SettingsConfigDict(env_file=(_CREDENTIALS, ".env"), extra="ignore", frozen=True)
+    # pydantic-settings: of the env files a later one wins, the environment over all of them.
+    model_config = SettingsConfigDict(env_file=(".env", _CREDENTIALS), extra="ignore", frozen=True)
 
     app_env: Literal["dev", "test", "prod"] = "dev"
     jwt_secret: str = DEV_SECRET
@@ -66,6 +69,10 @@ class Settings(BaseSettings):
     gateway_replicas: int = Field(default=1, ge=1, le=32)
     max_ongoing_requests: int = Field(default=64, ge=1)
     max_queued_requests: int = Field(default=256, ge=1)
+    # Live status streams (SSE) each hold one of the replica's MAX_ONGOING_REQUESTS while open:
+    # at most this many per replica (0: a quarter of MAX_ONGOING_REQUESTS), and per principal.
+    sse_max_streams: int = Field(default=0, ge=0)
+    sse_max_streams_per_principal: int = Field(default=4, ge=1)
     # One Serve access-log line per request (off: at 300 req/s it is 300 lines a second of the
     # gateway's CPU; Serve's `ray_serve_deployment_request_counter` and HAProxy's metrics
     # count them).

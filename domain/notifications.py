@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
 from domain.events import Envelope, new_event
+from domain.model import OrderStatus, is_terminal
+
+# An order that ended without being fulfilled: a progress message (RESERVED, PAID, SHIPPED)
+# that reaches the stage after that is stale, and would contradict the message that ended it.
+_ENDED_UNFULFILLED = frozenset(
+    {OrderStatus.REJECTED, OrderStatus.DECLINED, OrderStatus.CANCELLED, OrderStatus.REFUNDED}
+)
 
 _TEMPLATES: dict[str, tuple[str, str]] = {
     # event type (or ShippingUpdated:<shipment status>) -> (order status, text)
@@ -55,13 +63,25 @@ def render(event: Envelope) -> Notification | None:
     )
 
 
-def to_send(events: list[Envelope]) -> list[tuple[Envelope, Notification]]:
-    """The notifications a batch causes, one per (order, status) that has a template."""
+def to_send(
+    events: list[Envelope], statuses: Mapping[uuid.UUID, str] | None = None
+) -> list[tuple[Envelope, Notification]]:
+    """The notifications a batch causes, one per (order, status) that has a template.
+
+    `statuses` are the orders' current statuses: a progress message for an order that has
+    since ended unfulfilled is not sent. The stage reads several topics, which have no order
+    between them; a group behind on `payment.authorized` but not on `order.cancelled` would
+    otherwise tell the customer "payment authorized" after "order cancelled"."""
+    now = statuses or {}
     out = []
     for e in events:
         message = render(e)
-        if message is not None:
-            out.append((e, message))
+        if message is None:
+            continue
+        ended = now.get(e.order_id) in _ENDED_UNFULFILLED
+        if ended and not is_terminal(OrderStatus(message.status)):
+            continue
+        out.append((e, message))
     return out
 
 

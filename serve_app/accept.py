@@ -132,14 +132,17 @@ class AcceptService:
     ) -> tuple[Accepted, bool]:
         """Admit and store an order; returns its body and whether it is a replay of the first
         request with the same Idempotency-Key (Stripe semantics, see `Idempotency`)."""
-        await self._admission.check(who.sub)  # rate limit and circuit breaker, before storing
         if idempotency_key is None:
+            await self._admission.check(who.sub)  # rate limit and circuit, before storing
             return await self._intake.place(who, cmd)
         fp = self._idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
+        # a replay (or a 409/422 for the key) first: it stores nothing, so neither the rate
+        # limit nor an open circuit stands between a client and an order it already placed
         stored = await self._idempotency.begin(who.sub, idempotency_key, fp)
         if stored is not None:
             return stored, True
         try:
+            await self._admission.check(who.sub)
             body, replayed = await self._intake.place(who, cmd, (idempotency_key, fp))
         except BaseException:
             await self._idempotency.abandon(who.sub, idempotency_key)

@@ -33,3 +33,8 @@ class ActorDirectory:
                 raise Unavailable(f"actor {name} is not running; run `make up`") from None
             self._handles[name] = handle
         return handle
+
+    def forget(self, name: str) -> None:
+        """Drop a cached handle (its actor died for good: a new one by that name gets a new
+        handle; `make redeploy` replaces the actors before the replicas)."""
+        self._handles.pop(name, None)

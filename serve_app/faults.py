@@ -1,5 +1,6 @@
 """Dev-mode fault injection (admin): the payment provider down, one customer's shipments
-failing or held. Flags live in Redis with an hour's expiry."""
+failing or held. Flags live in Redis with an hour's expiry; only APP_ENV=dev sets them, any
+APP_ENV clears them."""
 
 from __future__ import annotations
 
@@ -37,9 +38,14 @@ class FaultInjector:
         self._app_env = app_env
 
     async def set(self, spec: FaultSpec) -> FaultState:
-        if self._app_env != "dev":
+        """Set or clear a flag. Setting needs APP_ENV=dev; clearing works everywhere: a flag
+        set in dev outlives a switch of APP_ENV (Redis keeps it up to an hour), and the
+        stages obey it wherever they run."""
+        if spec.enabled and self._app_env != "dev":
             raise Conflict("fault injection is only available with APP_ENV=dev")
         if spec.fault == "payment-provider":
+            if spec.customer_id is not None:
+                raise InvalidInput("payment-provider is global: it takes no customerId")
             key = FAULT_KEY
         elif spec.customer_id is None:
             raise InvalidInput(f"{spec.fault} needs customerId")

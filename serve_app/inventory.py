@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from ray.exceptions import RayTaskError
+import asyncio
+
+from ray.exceptions import RayActorError, RayTaskError
 
 from adapters import orders_repo
 from adapters.orders_repo import Pool
 from adapters.pg import Row
 from core import registry
-from domain.errors import NotFound, OrderError
+from domain.errors import NotFound, OrderError, Unavailable
 from serve_app.actors import ActorDirectory
 from serve_app.models import Stock
 from serve_app.views import stock_view
+
+_WRITE_S = 15.0
 
 
 class InventoryService:
@@ -31,9 +35,18 @@ class InventoryService:
         name = registry.inventory_shard(registry.shard_of(sku, self._shards))
         shard = await self._actors.get(name)
         try:
-            row: Row = await shard.set_stock.remote(sku, on_hand)
+            # bounded: a shard restarting while Postgres is down waits for it without limit
+            row: Row = await asyncio.wait_for(shard.set_stock.remote(sku, on_hand), _WRITE_S)
         except RayTaskError as exc:  # re-raise the shard's typed error for the HTTP mapping
             if isinstance(exc.cause, OrderError):
                 raise exc.cause from None
             raise
+        except RayActorError:  # died for good (killed, replaced): look it up again next time
+            self._actors.forget(name)
+            raise Unavailable(f"inventory shard {name} is restarting; retry") from None
+        except TimeoutError:
+            raise Unavailable(
+                f"inventory shard {name} did not answer within {_WRITE_S:.0f} s; retry "
+                "(the write may still apply: read the stock before writing again)"
+            ) from None
         return stock_view(row)

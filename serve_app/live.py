@@ -1,56 +1,80 @@
 """Live order status over Server-Sent Events: one event per status change, closing at a
 terminal status. Redis pub/sub carries the changes; Postgres is re-read on subscribe and
-periodically, so nothing is missed if a message is (Redis restarting, for example)."""
+periodically, so nothing is missed if a message is (Redis restarting, for example).
+
+- A reconnecting client's `Last-Event-ID` (an event's `id`, the timeline row's) resumes after
+  that event instead of replaying the order's history; once it has seen the final status the
+  route answers 204, which tells an `EventSource` to stop reconnecting.
+- An order whose timeline rows retention dropped (`ORDER_HISTORY_DAYS`) still gets one event:
+  its current status from the order's row (`event` null, no `id`).
+- Each stream holds one of the replica's `MAX_ONGOING_REQUESTS` for as long as it is open (up to
+  `_MAX_STREAM_S`): at most `SSE_MAX_STREAMS` are open per replica (503 past it), at most
+  `SSE_MAX_STREAMS_PER_PRINCIPAL` per principal (429), so streams never take the slots orders
+  need.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from adapters.orders_repo import Pool, timeline_after
+from adapters.orders_repo import Pool, timeline_after, timeline_status_at
 from adapters.status import channel
+from domain.errors import RateLimited, Unavailable
 from domain.model import OrderStatus, is_terminal
 
 _RECHECK_S = 2.0
 _MAX_STREAM_S = 600.0
 
 
+def _event(
+    order_id: uuid.UUID, status: str, event: str | None, at: datetime, row_id: int | None
+) -> dict[str, Any]:
+    data = {"orderId": str(order_id), "status": status, "event": event, "at": at.isoformat()}
+    sse: dict[str, Any] = {"event": "status", "data": orjson.dumps(data).decode()}
+    if row_id is not None:
+        sse["id"] = str(row_id)
+    return sse
+
+
 async def status_stream(
     pool: Pool,
     redis: aioredis.Redis,
     order_id: uuid.UUID,
+    current: tuple[str, datetime],
+    after_id: int = 0,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield SSE events `{event: "status", id, data}` for each status change of the order."""
+    """Yield SSE events `{event: "status", id, data}` for each status change of the order after
+    timeline row `after_id`; `current` is the order row's (status, updated_at), read by the
+    route, for an order whose timeline is gone."""
     pubsub = redis.pubsub()
     with contextlib.suppress(Exception):  # Redis down: the periodic re-read still works
         await pubsub.subscribe(channel(str(order_id)))
-    last_id, last_status = 0, None
+    last_id = after_id
+    last_status = await timeline_status_at(pool, order_id, after_id) if after_id else None
     deadline = asyncio.get_running_loop().time() + _MAX_STREAM_S
     try:
+        rows = await timeline_after(pool, order_id, last_id)
+        if not rows and not after_id:  # retention dropped the timeline: the order row's status
+            yield _event(order_id, current[0], None, current[1], None)
+            if is_terminal(OrderStatus(current[0])):
+                return
+            last_status = current[0]
         while asyncio.get_running_loop().time() < deadline:
-            for row in await timeline_after(pool, order_id, last_id):
+            for row in rows:
                 last_id = row["id"]
                 if row["status"] == last_status:
                     continue  # a timeline entry that did not change the status
                 last_status = row["status"]
-                yield {
-                    "event": "status",
-                    "id": str(row["id"]),
-                    "data": orjson.dumps(
-                        {
-                            "orderId": str(order_id),
-                            "status": row["status"],
-                            "event": row["event"],
-                            "at": row["at"].isoformat(),
-                        }
-                    ).decode(),
-                }
+                yield _event(order_id, row["status"], row["event"], row["at"], row["id"])
                 if is_terminal(OrderStatus(row["status"])):
                     return
             # wait for a pub/sub nudge (or the re-check period), then re-read Postgres
@@ -58,17 +82,62 @@ async def status_stream(
                 await pubsub.get_message(ignore_subscribe_messages=True, timeout=_RECHECK_S)
             except Exception:  # not subscribed (Redis down): fall back to the periodic re-read
                 await asyncio.sleep(_RECHECK_S)
+            rows = await timeline_after(pool, order_id, last_id)
     finally:
         with contextlib.suppress(Exception):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class LiveStatus:
-    """The SSE stream's resources: the read pool and the Redis client (pub/sub)."""
+    """The SSE stream's resources: the read pool, the Redis client (pub/sub) and the replica's
+    count of open streams (in total and per principal)."""
 
-    def __init__(self, pool: Pool, redis: aioredis.Redis) -> None:
+    def __init__(self, pool: Pool, redis: aioredis.Redis, total: int, per_principal: int) -> None:
         self._pool = pool
         self._redis = redis
+        self._total = total
+        self._per_principal = per_principal
+        self._open: Counter[str] = Counter()
 
-    def stream(self, order_id: uuid.UUID) -> AsyncIterator[dict[str, Any]]:
-        return status_stream(self._pool, self._redis, order_id)
+    def open_streams(self) -> int:
+        return self._open.total()
+
+    def reserve(self, principal: str) -> Callable[[], None]:
+        """Count one more stream of `principal`, or raise (503 when the replica has its most
+        open, 429 when the principal has); returns the release, idempotent."""
+        if self._open.total() >= self._total:
+            raise Unavailable(
+                f"this replica has {self._total} live status streams open (SSE_MAX_STREAMS); "
+                "retry later, or read GET /api/orders/{id}",
+                retry_after_s=5,
+            )
+        if self._open[principal] >= self._per_principal:
+            raise RateLimited(
+                f"{self._per_principal} live status streams open for this principal "
+                "(SSE_MAX_STREAMS_PER_PRINCIPAL); close one first",
+                retry_after_s=5,
+            )
+        self._open[principal] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._open[principal] -= 1
+                if self._open[principal] <= 0:
+                    del self._open[principal]
+
+        return release
+
+    async def seen_final(self, order_id: uuid.UUID, status: str, after_id: int) -> bool:
+        """Whether a client that saw timeline row `after_id` has seen everything there is: the
+        order is final and no row follows it."""
+        if not after_id or not is_terminal(OrderStatus(status)):
+            return False
+        return not await timeline_after(self._pool, order_id, after_id)
+
+    def stream(
+        self, order_id: uuid.UUID, current: tuple[str, datetime], after_id: int = 0
+    ) -> AsyncIterator[dict[str, Any]]:
+        return status_stream(self._pool, self._redis, order_id, current, after_id)

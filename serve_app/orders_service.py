@@ -40,12 +40,12 @@ class OrderService:
             raise NotFound(f"order {order_id} not found")
         return order_view(*found)
 
-    async def status_of(self, principal: Principal, order_id: uuid.UUID) -> str:
-        """The current status (with the same ownership rule as `get`)."""
+    async def status_of(self, principal: Principal, order_id: uuid.UUID) -> tuple[str, datetime]:
+        """The current status and when it was set (with the same ownership rule as `get`)."""
         row = await orders_repo.order_status(self._pool, order_id)
         if row is None or not _visible(principal, row):
             raise NotFound(f"order {order_id} not found")
-        return str(row["status"])
+        return str(row["status"]), row["updated_at"]
 
     async def list(
         self,

@@ -74,7 +74,12 @@ async def open_services(
         orders=OrderService(pool, UnitOfWork(pool, settings.redis_url)),
         inventory=InventoryService(pool, actors, settings.inventory_shards),
         faults=FaultInjector(redis, settings.app_env),
-        live=LiveStatus(pool, redis),
+        live=LiveStatus(
+            pool,
+            redis,
+            settings.sse_max_streams or max(1, settings.max_ongoing_requests // 4),
+            settings.sse_max_streams_per_principal,
+        ),
         readiness=ReadinessProbe(pool, redis, actors, settings, outage),
         metrics=MetricsProxy(settings.metrics_export_port),
         _pool=pool,

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from core.settings import Settings
+from tests.deploy import go_toolchain
 from tests.deploy import manifests as m
 
 COMPOSE = m.COMPOSE
@@ -33,6 +34,7 @@ IMAGES = {
     "kafka": "ray-orders-kafka:4.1.1",
 }
 ACTIONLINT_VERSION = "v1.7.12"
+ACTIONLINT_GO = (1, 25)  # the `go` line of its go.mod: an older Go cannot build it
 
 
 _compose = m.compose
@@ -349,27 +351,29 @@ def test_ci_workflow_runs(command: str) -> None:
 
 
 def actionlint() -> str:
-    """actionlint, built from its Go module (pinned) into .run/tools/bin if missing."""
-    binary = m.ROOT / ".run" / "tools" / "bin" / "actionlint"
+    """actionlint, built from its Go module (pinned) into .run/tools/bin if missing: with the
+    machine's Go, or a pinned toolchain from the Go module proxy (tests/deploy/go_toolchain.py)."""
+    tools = m.ROOT / ".run" / "tools"
+    binary = tools / "bin" / "actionlint"
     if binary.exists():
         version = subprocess.run([binary, "-version"], capture_output=True, text=True, check=False)
         if version.stdout.startswith(ACTIONLINT_VERSION):
             return str(binary)
     module = f"github.com/rhysd/actionlint/cmd/actionlint@{ACTIONLINT_VERSION}"
-    env = {**os.environ, "GOBIN": str(binary.parent), "GOFLAGS": "-mod=mod"}
-    path = env.get("PATH", "")
-    env["PATH"] = f"{path}:/usr/local/go/bin"  # where Go's own archive installs it
     try:
+        go, go_env = go_toolchain.go_command(ACTIONLINT_GO, tools)
         subprocess.run(
-            ["go", "install", module],
-            env=env,
+            [go, "install", module],
+            env={**os.environ, **go_env, "GOBIN": str(binary.parent), "GOFLAGS": "-mod=mod"},
             capture_output=True,
             text=True,
             timeout=600,
             check=True,
         )
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.fail(f"cannot build actionlint with `go install {module}` (Go needed): {exc}")
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"`go install {module}` failed: {exc.stderr}")
+    except (OSError, go_toolchain.GoUnavailable) as exc:
+        pytest.fail(f"cannot build actionlint with `go install {module}`: {exc}")
     return str(binary)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -13,6 +14,7 @@ from adapters.provider import OPENED_AT_KEY, STATE_KEY
 from core.settings import Settings
 from domain.errors import RateLimited, Unavailable
 from serve_app.admission import Admission
+from tests.integration.conftest import Api
 
 
 async def _outcomes(admission: Admission, principals: list[str]) -> list[str]:
@@ -64,3 +66,36 @@ async def test_an_open_breaker_refuses_every_order_of_the_batch(settings: Settin
                 await client.set(key, value)
         await admission.close()
         await client.aclose()
+
+
+def test_an_open_circuit_still_replays_an_order_already_placed(
+    api: Api, customer: str, settings: Settings
+) -> None:
+    """Admission came before the Idempotency-Key: a client retrying an order that was stored
+    (its answer lost) got 503 while the circuit was open, or 429 past the rate limit."""
+    h = {**api.headers(customer), "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    body = {"customerId": customer, "items": [{"sku": "SKU-17", "qty": 1}]}
+    first = api.http.post("/api/orders", json=body, headers=h)
+    assert first.status_code == 202, first.text
+
+    async def breaker(values: list[Any] | None) -> list[Any]:
+        """Open the circuit (None), or put back the saved state; returns the state before."""
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            saved = await client.mget(STATE_KEY, OPENED_AT_KEY)
+            new = values or [b"open", str(time.time()).encode()]
+            for key, value in zip((STATE_KEY, OPENED_AT_KEY), new, strict=True):
+                await (client.delete(key) if value is None else client.set(key, value))
+            return list(saved)
+        finally:
+            await client.aclose()
+
+    saved = asyncio.run(breaker(None))
+    try:
+        again = api.http.post("/api/orders", json=body, headers=h)
+        fresh = api.place(customer, [("SKU-17", 1)])
+    finally:
+        asyncio.run(breaker(saved))
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert fresh.status_code == 503, fresh.text

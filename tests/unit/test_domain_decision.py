@@ -70,3 +70,30 @@ def test_a_rejection_tells_the_customer_its_reason() -> None:
     texts = [m.text for _, m in notifications.to_send([capped, short])]
     assert texts[0].endswith(f": {TOO_MANY_HOLDS}.") and "out of stock" not in texts[0]
     assert texts[1].endswith(": out of stock.")
+
+
+def test_progress_is_not_announced_for_an_order_that_ended_unfulfilled() -> None:
+    """Events of several topics reach the stage in no set order: "payment authorized" after
+    "order cancelled" would read like a charge after the cancellation."""
+    cancelled, refunded, delivered, paid = (uuid.uuid4() for _ in range(4))
+    events = [
+        new_event("PaymentAuthorized", cancelled, customerId="c-1", amount="10.00"),
+        new_event("OrderCancelled", cancelled, customerId="c-1", reason="by user"),
+        new_event("StockReserved", refunded, customerId="c-1"),
+        new_event("ShippingUpdated", refunded, customerId="c-1", shipmentStatus="FAILED"),
+        new_event("ShippingUpdated", delivered, customerId="c-1", shipmentStatus="SHIPPED"),
+        new_event("PaymentAuthorized", paid, customerId="c-1", amount="10.00"),
+    ]
+    now = {
+        cancelled: OrderStatus.CANCELLED,
+        refunded: OrderStatus.REFUNDED,
+        delivered: OrderStatus.DELIVERED,  # ended fulfilled: a late SHIPPED is still true
+        paid: OrderStatus.SHIPPED,
+    }
+    sent = [(e.order_id, m.status) for e, m in notifications.to_send(events, now)]
+    assert sent == [
+        (cancelled, "CANCELLED"),
+        (refunded, "REFUNDED"),
+        (delivered, "SHIPPED"),
+        (paid, "PAID"),
+    ]

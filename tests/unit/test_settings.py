@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from core.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dev_mode_accepts_the_demo_secret() -> None:
@@ -80,3 +88,52 @@ def test_a_setting_that_is_gone_is_named_in_a_warning(
         and "INVENTORY_SHARDS" in r.getMessage()
         for r in caplog.records
     ), caplog.text
+
+
+def _settings_in(cwd: Path, run_dir: Path, **env: str) -> dict[str, object]:
+    """DATABASE_URL, REDIS_URL and HTTP_PORT as a fresh interpreter's Settings reads them in
+    `cwd` (its `.env`) with RUN_DIR=run_dir (its credentials.env) and only `env` set of the
+    settings' variables."""
+    clean = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    code = (
+        "import json; from core.settings import Settings; s = Settings(); "
+        "print(json.dumps({'db': s.database_url, 'redis': s.redis_url, 'port': s.http_port}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(ROOT), "RUN_DIR": str(run_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found: dict[str, object] = json.loads(result.stdout)
+    return found
+
+
+def test_generated_credentials_win_over_a_copied_env_file(tmp_path: Path) -> None:
+    """A `.env` copied from .env.example carries the demo URLs: the stack's generated
+    credentials win over it, the environment over both, and `.env` still sets the rest."""
+    run = tmp_path / "run"
+    run.mkdir()
+    generated = "postgresql://orders_app:generated@127.0.0.1:5432/orders"
+    (run / "credentials.env").write_text(
+        f"ORDERS_APP_DB_PASSWORD=generated\nDATABASE_URL={generated}\n"
+        "REDIS_URL=redis://orders:generated@127.0.0.1:6379/0\n"
+    )
+    (tmp_path / ".env").write_text(
+        "DATABASE_URL=postgresql://orders:orders@127.0.0.1:5432/orders\n"
+        "REDIS_URL=redis://127.0.0.1:6379/0\nHTTP_PORT=8181\n"
+    )
+    read = _settings_in(tmp_path, run)
+    assert read == {
+        "db": generated,
+        "redis": "redis://orders:generated@127.0.0.1:6379/0",
+        "port": 8181,
+    }
+    given = "postgresql://someone:else@db.example:5432/orders"
+    assert _settings_in(tmp_path, run, DATABASE_URL=given)["db"] == given
+    # without the stack's file (a container, a pod): `.env` counts
+    demo = "postgresql://orders:orders@127.0.0.1:5432/orders"
+    assert _settings_in(tmp_path, tmp_path / "none")["db"] == demo

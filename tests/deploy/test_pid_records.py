@@ -1,0 +1,164 @@
+"""The pid records of the local stack ($RUN/pids/NAME.pid, cluster/common.sh): a recorded pid
+counts only while its process is still the one this RUN_DIR started, so a record that outlived
+its process (a crash, a reboot) never gets another process stopped or taken for the stack's;
+and a start that finds its service's process alive but not ready waits for it instead of
+starting a second one (cluster/services.sh). Each case runs in a RUN_DIR of its own, with
+processes it starts itself standing for the services."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.deploy import stack_sandbox as sb
+from tests.deploy.manifests import ROOT
+
+
+def _as_service(name: str, run: Path) -> tuple[tuple[str, ...], Path | None]:
+    """Command-line arguments and working directory that make a process NAME's of `run`, as
+    the real one has them (cluster/common.sh, pid_is)."""
+    if name in ("pg", "redis"):
+        (run / name).mkdir(parents=True, exist_ok=True)
+        return (), run / name
+    if name == "kafka":
+        return (str(run / "kafka" / "server.properties"),), None
+    return (f"--temp-dir={run / 'ray'}",), None
+
+
+SERVICES = ["pg", "redis", "kafka", "ray", "ray-worker"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_a_process_of_this_run_is_running_and_is_stopped(name: str, tmp_path: Path) -> None:
+    args, cwd = _as_service(name, tmp_path)
+    with sb.process(*args, cwd=cwd) as proc:
+        pid_file = sb.record(tmp_path, name, proc.pid)
+        assert sb.bash(tmp_path, f"pid_alive {name}").returncode == 0
+        assert pid_file.exists()
+        stopped = sb.bash(tmp_path, f"stop_pid {name} 10")
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"stopping {name} (pid {proc.pid})" in stopped.stdout
+        sb.wait_until("the process ends", lambda: not sb.alive(proc))
+        assert not pid_file.exists()
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_a_pid_that_is_another_process_now_is_stale(name: str, tmp_path: Path) -> None:
+    """After a reboot the recorded pid may be any process's: it is neither running for the
+    stack nor stopped by `make down`, and the record goes."""
+    other_run = tmp_path / "another-checkout"
+    args, cwd = _as_service(name, other_run)  # the same service, of another RUN_DIR
+    run = tmp_path / "run"
+    for proc_args, proc_cwd in (((), None), (args, cwd)):
+        with sb.process(*proc_args, cwd=proc_cwd) as proc:
+            pid_file = sb.record(run, name, proc.pid)
+            checked = sb.bash(run, f"pid_alive {name}")
+            assert checked.returncode == 1
+            assert f"pid {proc.pid} in {pid_file} is another process now" in checked.stderr
+            assert not pid_file.exists()
+            sb.record(run, name, proc.pid)
+            assert sb.bash(run, f"stop_pid {name} 1").returncode == 0
+            assert sb.alive(proc) and not pid_file.exists()
+
+
+def test_a_pid_whose_process_ended_is_stale(tmp_path: Path) -> None:
+    with sb.process(*_as_service("kafka", tmp_path)[0]) as proc:
+        pid = proc.pid
+    pid_file = sb.record(tmp_path, "kafka", pid)
+    checked = sb.bash(tmp_path, "pid_alive kafka")
+    assert checked.returncode == 1 and "another process" not in checked.stderr
+    assert not pid_file.exists()
+
+
+def test_stop_pid_kills_a_process_that_ignores_term_and_sends_the_signal_asked(
+    tmp_path: Path,
+) -> None:
+    args, _ = _as_service("ray", tmp_path)
+    with sb.process(*args, code=sb.IGNORE_TERM) as proc:
+        sb.record(tmp_path, "ray", proc.pid)
+        assert sb.bash(tmp_path, "stop_pid ray 1").returncode == 0
+        sb.wait_until("SIGKILL after the timeout", lambda: not sb.alive(proc), timeout=5)
+        assert proc.returncode == -9
+    with sb.process(*args, code=sb.IGNORE_TERM) as proc:
+        sb.record(tmp_path, "ray", proc.pid)
+        assert sb.bash(tmp_path, "stop_pid ray 30 INT").returncode == 0
+        assert proc.wait(timeout=5) != -9  # (Python's default SIGINT handler: KeyboardInterrupt)
+
+
+def _preflight(run: Path, http_port: int) -> subprocess.CompletedProcess[str]:
+    ports = ["PG_PORT", "REDIS_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "DASHBOARD_PORT"]
+    ports += ["RAY_GCS_PORT", "RAY_CLIENT_SERVER_PORT", "DASHBOARD_AGENT_PORT"]
+    env = {name: str(sb.free_port()) for name in [*ports, "METRICS_EXPORT_PORT"]}
+    return subprocess.run(
+        [str(ROOT / "cluster" / "preflight.sh"), "test"],
+        env=sb.env(run, **env, HTTP_PORT=str(http_port)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="preflight wants root")
+@pytest.mark.parametrize("ours", [True, False])
+def test_preflight_takes_a_port_holder_for_the_stacks_only_by_a_live_record(
+    ours: bool, tmp_path: Path
+) -> None:
+    port = sb.free_port()
+    listen = f"import socket\ns = socket.socket()\ns.bind(('127.0.0.1', {port}))\ns.listen()"
+    args = _as_service("ray", tmp_path)[0] if ours else ()
+    with sb.process(*args, code=listen) as proc:
+        sb.record(tmp_path, "ray", proc.pid)
+        result = _preflight(tmp_path, port)
+    if ours:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 1
+        assert f"port {port} (HTTP_PORT) is in use by " in result.stderr, result.stderr
+        assert f"(pid {proc.pid}, user " in result.stderr
+
+
+def _start_kafka(run: Path, port: int, timeout_s: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "cluster" / "services.sh"), "start", "kafka"],
+        env=sb.env(run, KAFKA_PORT=str(port), START_TIMEOUT_S=str(timeout_s)),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s + 60,
+        check=False,
+    )
+
+
+def test_a_start_waits_for_the_broker_already_starting(tmp_path: Path) -> None:
+    """A second `make up` while the first one's broker is still coming up: no second broker,
+    the first one is waited for."""
+    port = sb.free_port()
+    # ready at once (its pid recorded), listening 1.5 s later
+    listen_later = (
+        f"print('ready', flush=True)\nimport socket\ntime.sleep(1.5)\ns = socket.socket()\n"
+        f"s.bind(('127.0.0.1', {port}))\ns.listen()"
+    )
+    args, _ = _as_service("kafka", tmp_path)
+    with sb.process(*args, code=listen_later) as proc:
+        pid_file = sb.record(tmp_path, "kafka", proc.pid)
+        result = _start_kafka(tmp_path, port, 30)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"kafka: already starting (pid {proc.pid})" in result.stdout
+        assert pid_file.read_text().strip() == str(proc.pid)
+        assert not (tmp_path / "kafka").exists() and not (tmp_path / "logs" / "kafka.out").exists()
+
+
+def test_a_start_gives_up_on_a_broker_that_never_gets_ready(tmp_path: Path) -> None:
+    args, _ = _as_service("kafka", tmp_path)
+    with sb.process(*args) as proc:
+        pid_file = sb.record(tmp_path, "kafka", proc.pid)
+        result = _start_kafka(tmp_path, sb.free_port(), 2)
+        assert result.returncode == 1
+        assert f"kafka (pid {proc.pid}, started earlier) is running but not ready after 2s" in (
+            result.stderr
+        )
+        assert sb.alive(proc) and pid_file.read_text().strip() == str(proc.pid)
+        assert not (tmp_path / "logs" / "kafka.out").exists()
