@@ -29,8 +29,9 @@ async def confirm(
 ) -> dict[str, Any]:
     """Hold the rate the ladder found for `plan.confirm_s`; when the pipeline does not keep up
     with it, hold a lower one (`ladder.held_or_lower`), at most `plan.confirm_tries` times.
-    `found` gets the rate held last as `completed_per_s` (the ladder's own figure stays as
-    `ladder_completed_per_s`), `confirmed`, and each hold's figures as `confirmations`."""
+    `found` gets what the last hold sustained as `completed_per_s` and its rate as
+    `at_offered_per_s` (the ladder's own figures stay as `ladder_completed_per_s` and
+    `ladder_offered_per_s`), `confirmed`, and each hold's figures as `confirmations`."""
     rate = float(found["completed_per_s"])
     held: list[dict[str, Any]] = []
     confirmed, sustained = False, rate
@@ -59,8 +60,12 @@ async def confirm(
             break
         rate = nxt
     found["ladder_completed_per_s"] = found["completed_per_s"]
-    # confirmed: the rate held; else what the last hold sustained (no rate it was not held at)
-    found["completed_per_s"] = round(rate if confirmed else sustained, 1)
+    found["ladder_offered_per_s"] = found.get("at_offered_per_s")
+    # what the last hold sustained, min(completed, accepted, offered) as for a ladder step: a
+    # hold that keeps up within the rule (completed ≥ 90 % of offered) may still complete less
+    # than it was offered, and the offered rate would overstate the pipeline by up to 11 %
+    found["completed_per_s"] = round(sustained, 1)
+    found["at_offered_per_s"] = rate
     found["confirmed"] = confirmed
     found["confirmations"] = held
     info(

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from adapters import audit
+from adapters import audit, audit_effects
 from adapters.kafka import client_options, partitions_of
+from cli.load import Placed
 from domain.events import Envelope, Topic
 from domain.model import TERMINAL
 
@@ -31,17 +32,28 @@ class Verdict:
     oversold: int = 0
     double_charged: int = 0
     duplicates_effects: int = 0
+    unexpected: int = 0  # a final status the order's request does not allow
+    wrong_effects: int = 0  # a finished order's stock, charge, capture or message not as due
+    outcomes: Counter[str] = field(default_factory=Counter)  # final status → orders
     details: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.oversold or self.double_charged or self.duplicates_effects)
+        return not (
+            self.lost
+            or self.oversold
+            or self.double_charged
+            or self.duplicates_effects
+            or self.unexpected
+            or self.wrong_effects
+        )
 
     def line(self) -> str:
         return (
             f"chaos: accepted={self.accepted} terminal={self.terminal} lost={self.lost} "
             f"oversold={self.oversold} double_charged={self.double_charged} "
-            f"duplicates_effects={self.duplicates_effects}"
+            f"duplicates_effects={self.duplicates_effects} unexpected={self.unexpected} "
+            f"wrong_effects={self.wrong_effects}"
         )
 
 
@@ -56,22 +68,28 @@ def check(
     kafka_from: dict[TopicPartition, int],
     bootstrap: str,
     settle_s: float = 30.0,
+    placed: Mapping[str, Placed] | None = None,
+    may_sell_out: frozenset[str] = frozenset(),
 ) -> Verdict:
-    """Every invariant for the orders `ids` accepted during the run. A finished order's stock
-    is committed or released by the inventory group after the order's move (and a stranded
-    hold by its shard's sweep): `settle_s` is how long that may take."""
+    """Every invariant for the orders `ids` accepted during the run. A finished order's stock,
+    capture and message come after its final move (and a stranded hold's release with its
+    shard's sweep): `settle_s` is how long those may take. With `placed` (what each order
+    asked for), each final status is judged against it: only SKUs in `may_sell_out` may reject
+    an order for stock."""
     v = Verdict(accepted=len(ids))
     with audit.connect(dsn) as conn:
-        _check_terminal(v, audit.statuses(conn, ids), ids)
-        _check_stock(v, conn, ids, start_stock, settle_s)
+        now = audit.statuses(conn, ids)
+        _check_terminal(v, now, ids)
+        if placed is not None:
+            _check_outcomes(v, now, placed, may_sell_out)
+        _settle(conn, ids, settle_s)
+        _check_stock(v, conn, ids, start_stock)
         _check_charges(v, conn, ids)
+        _check_effects(v, conn, ids)
         # 4. effects once: one timeline entry per (status, event), held stock released once
         dup = audit.duplicate_timeline(conn, ids)
         v.duplicates_effects += len(dup)
         v.details += [f"duplicate timeline entry: {d}" for d in dup[:5]]
-        backlog = audit.outbox_rows(conn)
-        if backlog:
-            v.details.append(f"outbox still holds {backlog} row(s)")
     wanted = set(ids)
     charges = asyncio.run(
         _distinct_events(bootstrap, Topic.PAYMENT_AUTHORIZED, kafka_from, wanted, _order)
@@ -85,7 +103,72 @@ def check(
     twice = [key for key, n in sent.items() if n > 1]
     v.duplicates_effects += len(twice)
     v.details += [f"message {key} sent by {sent[key]} distinct events" for key in twice[:5]]
+    unsent = [(i, s) for i, s in now.items() if s in _FINAL and (i, s) not in sent]
+    v.wrong_effects += len(unsent)
+    v.details += [f"no notification.send event for {u}" for u in unsent[:5]]
     return v
+
+
+_FINAL = {t.value for t in TERMINAL}
+FULFILLED = ("DELIVERED",)
+
+
+def _settle(conn: audit.Conn, ids: list[str], settle_s: float) -> None:
+    """Wait (at most `settle_s`) until what follows a final status is done: stock no longer
+    held, the outbox empty, deliveries captured, final statuses notified."""
+    finished = list(_FINAL)
+    pending: list[Callable[[], object]] = [
+        lambda: audit.held_when_finished(conn, ids, finished),
+        lambda: audit.outbox_rows(conn),
+        lambda: audit_effects.uncaptured(conn, ids),
+        lambda: audit_effects.unnotified(conn, ids),
+    ]
+    deadline = time.monotonic() + settle_s
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if p()]
+        if pending:
+            time.sleep(0.5)
+
+
+def _check_outcomes(
+    v: Verdict, now: dict[str, str], placed: Mapping[str, Placed], may_sell_out: frozenset[str]
+) -> None:
+    """0. each final status is one the order's request allows: DELIVERED, or DECLINED with
+    the declining card; REJECTED only on a SKU allowed to sell out. (A hold that expired, a
+    refund, a rejection while stock was there: none is planned in a run.)"""
+    for oid, status in now.items():
+        v.outcomes[status] += 1
+        asked = placed.get(oid)
+        if asked is None or status not in _FINAL:
+            continue
+        allowed = {"DECLINED" if asked.declining else "DELIVERED"}
+        if asked.sku in may_sell_out:
+            allowed.add("REJECTED")
+        if status not in allowed:
+            v.unexpected += 1
+            if v.unexpected <= 5:
+                v.details.append(f"order {oid} ({asked}) ended {status}")
+    v.details.append(f"final statuses: {dict(v.outcomes)}")
+
+
+def _check_effects(v: Verdict, conn: audit.Conn, ids: list[str]) -> None:
+    """3. a delivered order took exactly its items' stock and others none; its charge was
+    captured; every final status has its message; nothing is left in the outbox."""
+    checks: list[tuple[str, list[Any]]] = [
+        (
+            "stock taken not as ordered",
+            audit_effects.stock_not_matching_items(conn, ids, FULFILLED),
+        ),
+        ("delivered, not captured", audit_effects.uncaptured(conn, ids)),
+        ("final status not notified", audit_effects.unnotified(conn, ids)),
+    ]
+    for what, rows in checks:
+        v.wrong_effects += len(rows)
+        v.details += [f"{what}: {r}" for r in rows[:5]]
+    backlog = audit.outbox_rows(conn)
+    if backlog:
+        v.wrong_effects += backlog
+        v.details.append(f"outbox still holds {backlog} row(s) after the settle time")
 
 
 def _order(e: Envelope) -> Hashable:
@@ -103,18 +186,10 @@ def _check_terminal(v: Verdict, statuses: dict[str, str], ids: list[str]) -> Non
         v.details.append(f"not terminal: {Counter(statuses.get(i, 'MISSING') for i in ids)}")
 
 
-def _check_stock(
-    v: Verdict, conn: audit.Conn, ids: list[str], start: dict[str, int], settle_s: float
-) -> None:
+def _check_stock(v: Verdict, conn: audit.Conn, ids: list[str], start: dict[str, int]) -> None:
     """1. stock: never negative, reserved == open holds, a hold open exactly while its
     reservation is HELD, no stock held for a finished order, sold ≤ what was there."""
-    finished = [s.value for s in TERMINAL]
-    deadline = time.monotonic() + settle_s
-    held = audit.held_when_finished(conn, ids, finished)
-    while held and time.monotonic() < deadline:
-        time.sleep(0.5)
-        held = audit.held_when_finished(conn, ids, finished)
-    for r in held:
+    for r in audit.held_when_finished(conn, ids, list(_FINAL)):
         v.oversold += 1
         v.details.append(f"stock still held for a finished order: {r}")
     for r in audit.broken_stock(conn):
@@ -130,10 +205,14 @@ def _check_stock(
 
 
 def _check_charges(v: Verdict, conn: audit.Conn, ids: list[str]) -> None:
-    """2. charges: only orders that are paid keep a charge; money matches."""
+    """2. charges: only orders that are paid keep a charge; each paid order has one, of its
+    total."""
     bad = audit.charge_mismatches(conn, ids, CHARGED, PAID_STATUSES)
     v.double_charged += len(bad)
     v.details += [f"charge/status mismatch: {b}" for b in bad[:5]]
+    wrong = audit_effects.wrong_charges(conn, ids, PAID_STATUSES, CHARGED)
+    v.wrong_effects += len(wrong)
+    v.details += [f"paid without its charge: {w}" for w in wrong[:5]]
 
 
 async def _distinct_events(

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,6 +19,16 @@ from core.auth import make_token
 from core.settings import Settings
 
 _RETRY_FOR_S = 120.0
+DECLINING_CARD = "pm_card_chargeDeclined"
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """What an accepted order asked for: what its outcome is judged against."""
+
+    sku: str
+    qty: int
+    declining: bool  # paid with the test card the provider always declines
 
 
 class SteadyLoad:
@@ -47,6 +58,7 @@ class SteadyLoad:
             for i in range(customers)
         ]
         self.accepted: list[str] = []
+        self.placed: dict[str, Placed] = {}  # order id → what it asked for
         self.codes: Counter[int] = Counter()
         self.gave_up = 0
         self._stop = threading.Event()
@@ -76,12 +88,15 @@ class SteadyLoad:
 
     async def _one(self, client: httpx.AsyncClient) -> None:
         who, token = random.choice(self._tokens)
+        placed = Placed(
+            random.choice(self._skus), random.randint(1, 3), random.random() < self._decline
+        )
         body: dict[str, Any] = {
             "customerId": who,
-            "items": [{"sku": random.choice(self._skus), "qty": random.randint(1, 3)}],
+            "items": [{"sku": placed.sku, "qty": placed.qty}],
         }
-        if random.random() < self._decline:
-            body["paymentMethod"] = "pm_card_chargeDeclined"
+        if placed.declining:
+            body["paymentMethod"] = DECLINING_CARD
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
         deadline, delay = time.monotonic() + _RETRY_FOR_S, 0.2
         while time.monotonic() < deadline:
@@ -89,7 +104,9 @@ class SteadyLoad:
                 resp = await client.post("/api/orders", json=body, headers=headers)
                 self.codes[resp.status_code] += 1
                 if resp.status_code == 202:
-                    self.accepted.append(resp.json()["orderId"])
+                    order_id = resp.json()["orderId"]
+                    self.placed[order_id] = placed
+                    self.accepted.append(order_id)
                     return
                 if resp.status_code < 500 and resp.status_code not in (409, 429):
                     return  # a real client error: nothing was stored, nothing to track

@@ -73,3 +73,23 @@ def test_stock_held_for_a_delivered_order_is_reported(
     finally:
         ray_cluster.get(shard.release_batch.remote([oid]))
     assert api.stock(sku)["available"] == 3
+
+
+def test_a_delivered_order_without_its_effects_is_reported(settings: Settings, pg: Any) -> None:
+    """A DELIVERED order that took no stock, holds no charge and was never notified: the
+    checks looked at duplicates only (and joined payments to orders), so it passed clean."""
+    oid = scratch_order(pg, "c-inv", "DELIVERED", [("SKU-88", 1)])
+    start = asyncio.run(end_offsets(settings.kafka_bootstrap, *AUDITED_TOPICS))
+    verdict = check(
+        settings.database_url, [str(oid)], {}, start, settings.kafka_bootstrap, settle_s=1.0
+    )
+    found = " ".join(verdict.details)
+    for what in (
+        "stock taken not as ordered",
+        "paid without its charge",
+        "delivered, not captured",
+        "final status not notified",
+        "no notification.send event",
+    ):
+        assert what in found, verdict.details
+    assert verdict.wrong_effects == 5 and not verdict.clean
