@@ -134,15 +134,15 @@ def _check_outcomes(
     v: Verdict, now: dict[str, str], placed: Mapping[str, Placed], may_sell_out: frozenset[str]
 ) -> None:
     """0. each final status is one the order's request allows: DELIVERED, or DECLINED with
-    the declining card; REJECTED only on a SKU allowed to sell out. (A hold that expired, a
-    refund, a rejection while stock was there: none is planned in a run.)"""
+    the declining card; REJECTED only for an order naming a SKU allowed to sell out. (A hold
+    that expired, a refund, a rejection while stock was there: none is planned in a run.)"""
     for oid, status in now.items():
         v.outcomes[status] += 1
         asked = placed.get(oid)
         if asked is None or status not in _FINAL:
             continue
         allowed = {"DECLINED" if asked.declining else "DELIVERED"}
-        if asked.sku in may_sell_out:
+        if any(sku in may_sell_out for sku, _ in asked.lines):
             allowed.add("REJECTED")
         if status not in allowed:
             v.unexpected += 1

@@ -20,14 +20,14 @@ from core.settings import Settings
 
 _RETRY_FOR_S = 120.0
 DECLINING_CARD = "pm_card_chargeDeclined"
+_TWO_SKUS = 1 / 3
 
 
 @dataclass(frozen=True, slots=True)
 class Placed:
     """What an accepted order asked for: what its outcome is judged against."""
 
-    sku: str
-    qty: int
+    lines: tuple[tuple[str, int], ...]  # (sku, qty), one or two SKUs
     declining: bool  # paid with the test card the provider always declines
 
 
@@ -88,13 +88,15 @@ class SteadyLoad:
 
     async def _one(self, client: httpx.AsyncClient) -> None:
         who, token = random.choice(self._tokens)
-        placed = Placed(
-            random.choice(self._skus), random.randint(1, 3), random.random() < self._decline
-        )
+        # a third of the orders name two SKUs: all or nothing, also when one sells out
+        skus = random.sample(self._skus, 2 if random.random() < _TWO_SKUS else 1)
+        lines = tuple((sku, random.randint(1, 3)) for sku in skus)
+        placed = Placed(lines, random.random() < self._decline)
         body: dict[str, Any] = {
             "customerId": who,
-            "items": [{"sku": placed.sku, "qty": placed.qty}],
+            "items": [{"sku": sku, "qty": qty} for sku, qty in lines],
         }
+
         if placed.declining:
             body["paymentMethod"] = DECLINING_CARD
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}

@@ -9,13 +9,14 @@ from cli.load import Placed
 
 def test_only_the_outcomes_an_order_asked_for_pass() -> None:
     placed = {
-        "paid": Placed("SKU-72", 1, declining=False),
-        "declined": Placed("SKU-72", 2, declining=True),
-        "sold-out": Placed("SKU-71", 3, declining=False),
-        "expired": Placed("SKU-72", 1, declining=False),
-        "rejected-with-stock": Placed("SKU-73", 1, declining=False),
-        "card-ok-but-declined": Placed("SKU-73", 1, declining=False),
-        "still-going": Placed("SKU-73", 1, declining=False),
+        "paid": Placed((("SKU-72", 1),), declining=False),
+        "declined": Placed((("SKU-72", 2),), declining=True),
+        "sold-out": Placed((("SKU-71", 3),), declining=False),
+        "expired": Placed((("SKU-72", 1),), declining=False),
+        "rejected-with-stock": Placed((("SKU-73", 1),), declining=False),
+        "card-ok-but-declined": Placed((("SKU-73", 1),), declining=False),
+        "still-going": Placed((("SKU-73", 1),), declining=False),
+        "two-one-sold-out": Placed((("SKU-72", 1), ("SKU-71", 2)), declining=False),
     }
     now = {
         "paid": "DELIVERED",
@@ -25,6 +26,7 @@ def test_only_the_outcomes_an_order_asked_for_pass() -> None:
         "rejected-with-stock": "REJECTED",
         "card-ok-but-declined": "DECLINED",
         "still-going": "PAID",  # not final: counted as lost elsewhere, not judged here
+        "two-one-sold-out": "REJECTED",  # all or nothing: one of its SKUs sold out
     }
     v = Verdict()
     _check_outcomes(v, now, placed, frozenset({"SKU-71"}))
