@@ -28,13 +28,13 @@ join: ## this machine joins the head at HEAD=<address> as a Ray worker node (REA
 leave: ## stop the worker node `make join` started here (by pid)
 	@cluster/leave.sh
 
-install:
+install: ## install what is missing (apt packages, Kafka, the venv) without starting anything
 	@cluster/install.sh
 
 token: ## print a demo JWT (SUB=customer1 ROLE=customer); seed style: no exp; needs only .venv
 	@cluster/install.sh --venv-only >/dev/null && $(ORDERS) token --sub $(SUB) --role $(ROLE)
 
-lint:
+lint: ## ruff and mypy --strict (both also run in make test)
 	@$(PY) -m ruff check .
 	@$(PY) -m mypy
 
@@ -44,7 +44,7 @@ test: ## set up everything on a fresh machine and run lint, types and the whole 
 demo: ## the seed quickstart, then follow the order to its final status
 	@cluster/demo.sh
 
-clean-data: down
+clean-data: down ## stop the stack and delete its data (Postgres, Redis, Kafka, Ray): the next make up starts empty
 	pgdata=$$(cluster/services.sh pgdata) && rm -rf .run/pg .run/redis .run/kafka .run/ray "$$pgdata"
 
 soak: ## bench, preload SOAK_ORDERS (10M) orders of history in SQL, bench again, one retention pass: bench/results/soak.json with soak_ratio (~1 h on 2 cores, ~30 GB; the history stays: use a stack you can throw away); SOAK_ARGS="--help"

@@ -124,11 +124,16 @@ async def stranded_holds(
     return [r["order_id"] for r in await cur.fetchall()]
 
 
-async def open_holds(conn: Conn, principals: Sequence[str]) -> dict[str, int]:
-    """Unshipped reservations per principal (orders with at least one open hold)."""
+async def open_holds(
+    conn: Conn, principals: Sequence[str], deciding: Sequence[uuid.UUID] = ()
+) -> dict[str, int]:
+    """Unshipped reservations per principal (orders with at least one open hold), not counting
+    the orders being decided (`deciding`): with several shards another shard may have committed
+    its part of one of them before this decision's transaction failed, and a retry would count
+    the order against its own cap."""
     cur = await conn.execute(
         "SELECT principal, count(DISTINCT order_id) AS n FROM reservation_holds "
-        "WHERE principal = ANY(%s) GROUP BY principal",
-        (sorted(set(principals)),),
+        "WHERE principal = ANY(%s) AND order_id <> ALL(%s::uuid[]) GROUP BY principal",
+        (sorted(set(principals)), list(deciding)),
     )
     return {r["principal"]: int(r["n"]) for r in await cur.fetchall()}

@@ -38,7 +38,10 @@ BasePort = Annotated[int, typer.Option(help="port of the uvicorn baseline")]
 BaseNice = Annotated[int, typer.Option(help="baseline niceness; -1: the Serve replica's")]
 WarmLoad = Annotated[int, typer.Option(help="seconds of the same load first (0: none)")]
 CapS = Annotated[int, typer.Option(help="seconds per capacity phase")]
-CapConn = Annotated[int, typer.Option(help="wrk connections")]
+CapConn = Annotated[
+    int,
+    typer.Option(help="wrk connections; capacity is measured with this many and twice as many"),
+]
 CeilS = Annotated[int, typer.Option(help="seconds per /health ceiling")]
 Saturation = Annotated[
     bool, typer.Option(help="step phase to the saturation point, then latency by load")

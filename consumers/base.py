@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from ray.exceptions import RayActorError
+
 from core import registry
 from core.settings import Settings
 from domain.errors import Unavailable
@@ -46,8 +48,17 @@ class Shards:
         if index == self._index:
             result: Awaitable[Any] = getattr(self._local, method)(*args)
             return result
-        remote: Awaitable[Any] = getattr(self._handle(index), method).remote(*args)
-        return remote
+        return self._remote(index, method, args)
+
+    async def _remote(self, index: int, method: str, args: tuple[Any, ...]) -> Any:
+        try:
+            return await getattr(self._handle(index), method).remote(*args)
+        except RayActorError:
+            # the actor died for good (or is unreachable): its name may already belong to a
+            # new actor, which this cached handle would never reach; the caller's retry (a
+            # transient error) looks the name up again
+            self._handles.pop(index, None)
+            raise
 
     def _handle(self, index: int) -> Any:
         if index not in self._handles:

@@ -44,7 +44,9 @@ class _Reserve:
             return self
         settings = self.handler.settings
         principals = [(e.order_id, str(e.data.get("principal", ""))) for e in events]
-        holds = await sql.open_holds(tx.conn, [p for _, p in principals])
+        holds = await sql.open_holds(
+            tx.conn, [p for _, p in principals], [o for o, _ in principals]
+        )
         capped = rules.over_hold_cap(principals, holds, settings.max_open_holds_per_customer)
         try:
             per_shard = rules.split_by_shard(events, settings.inventory_shards, capped)

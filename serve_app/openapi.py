@@ -50,11 +50,13 @@ EVERY_ROUTE = (400, 413, 415)
 AUTHENTICATED = (*EVERY_ROUTE, 401, 403, 503)
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` entries: the error envelope, with an example, for each status."""
+def errors(*statuses: int, said: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries: the error envelope, with an example, for each status; `said`
+    replaces the description of a status whose meaning on this route is its own."""
     out: dict[int | str, dict[str, Any]] = {}
     for status in sorted(set(statuses)):
         description, code, message = _ERRORS[status]
+        description = (said or {}).get(status, description)
         entry: dict[str, Any] = {
             "description": description,
             "content": {

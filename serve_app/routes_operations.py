@@ -33,7 +33,16 @@ async def get_inventory(sku: Sku, who: Caller, inventory: Inventory) -> Stock:
 @router.put(
     "/api/inventory/{sku}",
     tags=["inventory"],
-    responses=openapi.errors(*openapi.AUTHENTICATED, 404, 409, 422),
+    responses=openapi.errors(
+        *openapi.AUTHENTICATED,
+        404,
+        409,
+        422,
+        said={
+            503: "The SKU's inventory shard is restarting, or did not answer within 15 s (the "
+            "write may still apply: read the stock before writing again); see Retry-After",
+        },
+    ),
     openapi_extra=openapi.body(SetStock, {"onHand": 500}),
 )
 async def put_inventory(
@@ -55,8 +64,10 @@ async def put_inventory(
 async def set_fault(
     who: Admin, spec: Annotated[FaultSpec, Depends(json_body(FaultSpec))], faults: Faults
 ) -> FaultState:
-    """Fault injection (admin, `APP_ENV=dev` only): payment provider down, shipments failing
-    or held for one customer."""
+    """Fault injection (admin): payment provider down, shipments failing or held for one
+    customer. Setting a flag needs `APP_ENV=dev`; clearing one works under any APP_ENV (a flag
+    lives an hour in Redis). `payment-provider` is global (a `customerId` → 422);
+    `shipping-fail` and `shipping-hold` need a `customerId`."""
     return await faults.set(spec)
 
 

@@ -32,7 +32,9 @@ _IDEMPOTENCY_KEY_DOC = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "replay protection, kept 24 h per principal (1..255 printable ASCII)",
+    "description": "replay protection per principal (1..255 printable ASCII): Postgres keeps one "
+    "order per key for good (a repeat replays it, or 422 with another body); Redis answers a "
+    "repeat fast for IDEMPOTENCY_TTL_S (24 h by default), and 409 while the first is in flight",
     "schema": {
         "type": "string",
         "minLength": 1,
@@ -129,7 +131,17 @@ async def cancel_order(order_id: OrderId, who: Caller, orders: Orders) -> Cancel
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         204: {"description": "`Last-Event-ID` names the final status's event: nothing follows"},
-        **openapi.errors(*openapi.AUTHENTICATED, 404, 429),
+        **openapi.errors(
+            *openapi.AUTHENTICATED,
+            404,
+            429,
+            said={
+                429: "SSE_MAX_STREAMS_PER_PRINCIPAL streams already open for this principal; "
+                "see Retry-After",
+                503: "This replica has SSE_MAX_STREAMS streams open, or a dependency is down; "
+                "see Retry-After",
+            },
+        ),
     },
 )
 async def order_events(
@@ -137,13 +149,15 @@ async def order_events(
     who: Caller,
     orders: Orders,
     live: Live,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """Server-Sent Events: one `status` event per status change, closing at a final status.
     A reconnect with `Last-Event-ID` resumes after that event; at most `SSE_MAX_STREAMS` streams
     per replica (503) and `SSE_MAX_STREAMS_PER_PRINCIPAL` per principal (429)."""
     current = await orders.status_of(who, order_id)  # 404 for strangers, before streaming
-    after_id = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    # an id this stream gave (a timeline row's); anything else starts from the first event
+    given = last_event_id or ""
+    after_id = int(given) if given.isdigit() and len(given) <= 18 else 0
     if await live.seen_final(order_id, current[0], after_id):
         return Response(status_code=204)
     release = live.reserve(who.sub)

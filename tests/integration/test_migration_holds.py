@@ -118,7 +118,7 @@ def test_a_held_reservation_without_its_hold_row_still_closes(migrated: str) -> 
 
 
 def test_the_expiry_sweep_and_the_hold_cap_read_the_open_holds(migrated: str) -> None:
-    async def read() -> tuple[list[uuid.UUID], dict[str, int]]:
+    async def read() -> tuple[list[uuid.UUID], dict[str, int], dict[str, int]]:
         async with await AsyncConnection.connect(migrated, row_factory=dict_row) as conn:
             await conn.execute(
                 "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
@@ -129,13 +129,17 @@ def test_the_expiry_sweep_and_the_hold_cap_read_the_open_holds(migrated: str) ->
             expired = await stock.expired_holds(conn, EXPIRES + timedelta(seconds=1), ["SKU-2"])
             early = await stock.expired_holds(conn, EXPIRES - timedelta(seconds=1), ["SKU-2"])
             caps = await stock.open_holds(conn, ["alice", "bob"])
+            # an order being decided again (another shard committed its part before this
+            # decision failed) is not counted against its own principal's cap
+            deciding = await stock.open_holds(conn, ["alice", "bob"], [HELD_TWO])
             await conn.rollback()
         assert early == []
-        return expired, caps
+        return expired, caps, deciding
 
-    expired, caps = asyncio.run(read())
+    expired, caps, deciding = asyncio.run(read())
     assert expired == [HELD_TWO]
     assert caps == {"alice": 1}
+    assert deciding == {}
 
 
 def test_downgrade_restores_the_partial_indexes_and_keeps_every_reservation() -> None:
