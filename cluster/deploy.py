@@ -124,9 +124,32 @@ async def ensure_actors(settings: Settings, timeout_s: float = 120.0) -> None:
     import asyncio
 
     handles = create_actors(settings)
-    await asyncio.wait_for(
+    healths = await asyncio.wait_for(
         asyncio.gather(*(h.health.remote() for h in handles.values())), timeout_s
     )
+    wrong = other_counts(settings, dict(zip(handles, healths, strict=True)))
+    if wrong:
+        # a pod created after a changed INVENTORY_SHARDS/PAYMENT_SHARDS beside shards of the
+        # old count: two owners of some keys, none of others. `orders deploy` restarts them all
+        raise RuntimeError(
+            f"shards running with another count than this replica's (INVENTORY_SHARDS="
+            f"{settings.inventory_shards}, PAYMENT_SHARDS={settings.payment_shards}): "
+            f"{wrong}; change the counts with `orders deploy` (it restarts every shard), "
+            "never pod by pod"
+        )
+
+
+def other_counts(settings: Settings, healths: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Shards (name → the count they run with) whose count is not `settings`'s."""
+    want = {
+        registry.inventory_shard(i): settings.inventory_shards
+        for i in range(settings.inventory_shards)
+    } | {registry.payment_shard(i): settings.payment_shards for i in range(settings.payment_shards)}
+    return {
+        name: int(h["of"])
+        for name, h in healths.items()
+        if name in want and "of" in h and h["of"] != want[name]
+    }
 
 
 def deploy(settings: Settings, *, restart: bool = False) -> None:

@@ -76,7 +76,7 @@ def test_a_shard_that_does_not_exist_yet_is_unavailable_not_poison(
 
     shards, _, _ = _shards(monkeypatch, set())
     with pytest.raises(Unavailable, match="inventory-shard-2") as raised:
-        shards.call(2, "reserve_batch", [])
+        asyncio.run(shards.call(2, "reserve_batch", []))  # type: ignore[arg-type]
     assert is_transient(raised.value)  # the loop retries it without limit, never dead-letters
 
 
