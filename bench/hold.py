@@ -38,7 +38,9 @@ async def confirm(
     held_plan = replace(plan, step_s=plan.confirm_s)  # one rate, measured as a ladder step
     for i in range(plan.confirm_tries):
         people, tag = people_for(i), f"{prefix}{i}"
-        climb, _ = await offer(load, held_plan, people, tag, dsn, cpu, [rate], label="hold")
+        climb, _ = await offer(
+            load, held_plan, people, tag, dsn, cpu, [rate], label="hold", first=i + 1
+        )
         if not climb.steps:
             break
         step = climb.steps[0]

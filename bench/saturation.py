@@ -83,6 +83,7 @@ async def offer(
     rates: list[float],
     *,
     label: str = "step",
+    first: int = 1,
     start_cpu: bool = False,
 ) -> tuple[Climb, dict[str, Any]]:
     """Offer `rates`, `plan.step_s` each, back to back, judging each step as it ends (the
@@ -98,7 +99,7 @@ async def offer(
         if start_cpu:
             cpu.start()
         climb = Climb(rates)
-        await _climb(phase, probe, climb, plan, t0, cpu, load.progress_s, label)
+        await _climb(phase, probe, climb, plan, t0, cpu, load.progress_s, label, first)
         phase.stop()
         await _finish(phase, climb)
         drained = await _drain(probe, plan.drain_timeout_s, load.progress_s)
@@ -137,8 +138,10 @@ async def _climb(
     cpu: CpuSampler,
     every: float,
     label: str = "step",
+    first: int = 1,
 ) -> None:
-    """Sample once a second; judge each step when it ends; stop at saturation."""
+    """Sample once a second; judge each step when it ends; stop at saturation. Steps are
+    numbered from `first` in the progress lines."""
     last_line = t0
     deadline = t0 + len(climb.rates) * plan.step_s + 30.0
     while len(climb.steps) < len(climb.rates) and time.time() < deadline:
@@ -165,7 +168,7 @@ async def _climb(
         climb.steps.append(step)
         why = ladder.misses(step, plan.rule)
         info(
-            f"{label} {k + 1}: offered {step.offered_per_s:g}/s "
+            f"{label} {first + k}: offered {step.offered_per_s:g}/s "
             f"accepted {step.accepted_per_s:.1f}/s completed {step.completed_per_s:.1f}/s "
             f"backlog {step.backlog_end} ({step.backlog_growth_per_s:+.1f}/s) — "
             + ("; ".join(why) or "keeps up")
