@@ -22,6 +22,7 @@ PAID_STATUSES = ("PAID", "SHIPPED", "DELIVERED")
 # the topics read back after a run (`kafka_from` holds their offsets at its start): one
 # authorization per order, one message per (order, status)
 AUDITED_TOPICS = (Topic.PAYMENT_AUTHORIZED, Topic.NOTIFICATION_SEND)
+_FINAL = {t.value for t in TERMINAL}  # the statuses that end an order's life, as stored
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Verdict:
 
 
 def terminal_count(dsn: str, ids: list[str]) -> int:
-    return audit.count_in_status(dsn, ids, [s.value for s in TERMINAL])
+    return audit.count_in_status(dsn, ids, list(_FINAL))
 
 
 def check(
@@ -109,7 +110,6 @@ def check(
     return v
 
 
-_FINAL = {t.value for t in TERMINAL}
 FULFILLED = ("DELIVERED",)
 
 
@@ -180,7 +180,7 @@ def _message(e: Envelope) -> Hashable:
 
 
 def _check_terminal(v: Verdict, statuses: dict[str, str], ids: list[str]) -> None:
-    v.terminal = sum(1 for s in statuses.values() if s in {t.value for t in TERMINAL})
+    v.terminal = sum(1 for s in statuses.values() if s in _FINAL)
     v.lost = len(ids) - v.terminal
     if v.lost:
         v.details.append(f"not terminal: {Counter(statuses.get(i, 'MISSING') for i in ids)}")

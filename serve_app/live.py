@@ -99,9 +99,6 @@ class LiveStatus:
         self._per_principal = per_principal
         self._open: Counter[str] = Counter()
 
-    def open_streams(self) -> int:
-        return self._open.total()
-
     def reserve(self, principal: str) -> Callable[[], None]:
         """Count one more stream of `principal`, or raise (503 when the replica has its most
         open, 429 when the principal has); returns the release, idempotent."""
