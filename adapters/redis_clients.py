@@ -15,6 +15,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
@@ -24,11 +25,14 @@ REDIS_TIMEOUT_S = 2.0
 
 
 def _deadline() -> dict[str, Any]:
-    """Every client's options: the deadline of a connect and of a command, one retry."""
+    """Every client's options: the deadline of a connect and of a command, and one retry of a
+    command whose connection failed (a pooled connection that a Redis restart closed). Not of
+    one that timed out: Redis may have run it, and a resent INCR (a rate limit, the breaker's
+    failure count) would count twice; the caller goes on without Redis instead."""
     return {
         "socket_timeout": REDIS_TIMEOUT_S,
         "socket_connect_timeout": REDIS_TIMEOUT_S,
-        "retry": Retry(NoBackoff(), 1),
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 from pydantic import ValidationError
 
 from adapters.kafka import client_options, start_producer, stop_quietly
@@ -37,6 +38,8 @@ _POSITION_WAIT_S = 1.0  # the lag is a report: never what a cycle waits on
 _STOP_WAIT_S = 10.0  # a client's stop, when the loop rebuilds it
 _IDLE_WAIT_MS = 200
 _SMALL_BATCH = 64  # below this many records a busy lingering group waits for more
+_TRANSIENT_WAIT_S = (0.2, 5.0)  # an infrastructure error: the first wait, doubled up to the cap
+_POISON_WAIT_S = 0.2  # a repeating error: this times the attempt (bounded by CONSUMER_MAX_RETRIES)
 # Offsets are committed at most once a second under load (each commit is a broker round trip and
 # a write to the offsets topic); a crash redelivers at most that much, which the dedupe absorbs.
 _COMMIT_EVERY_S = 1.0
@@ -148,6 +151,7 @@ class ConsumerLoop:
         records = await self._fetch()
         if not records:
             await self._commits.flush()  # idle: nothing left uncommitted
+            await self._update_lag()  # the last busy cycle's lag must not stay reported
             if not self._membership.joining_s():
                 self._last_error = None  # an idle member that fetched and committed recovered
             return 0
@@ -182,7 +186,8 @@ class ConsumerLoop:
         batches = await self._membership.bounded(fetch, "a fetch")
         self._membership.check()  # a join that never ends: raise, so the loop rebuilds
         records = [r for part in batches.values() for r in part]
-        if records and self._busy and self._linger_s and len(records) < _SMALL_BATCH:
+        small = len(records) < min(_SMALL_BATCH, limit)  # a full batch goes on at once
+        if records and self._busy and self._linger_s and small:
             await asyncio.sleep(self._linger_s)
             fetch = self._consumer.getmany(timeout_ms=0, max_records=limit - len(records))
             more = await self._membership.bounded(fetch, "a fetch")
@@ -207,32 +212,38 @@ class ConsumerLoop:
                 await self._dead_letter(record, poison.reason)
 
     async def _call_with_retries(self, items: list[tuple[str, Envelope]]) -> None:
-        attempt, delay = 0, 0.2
+        """The handler, retried: an infrastructure error without limit (its wait doubling up to
+        a cap), any other error `CONSUMER_MAX_RETRIES` times before the items are poison. The
+        two waits are apart: an outage before a poison retry does not stretch the latter."""
+        attempt, delay = 0, _TRANSIENT_WAIT_S[0]
         while True:
             try:
                 await self._handler.handle(items)
-                self._last_error = None
-                now = datetime.now(UTC)
-                for _, e in _spread(items, _LATENCY_SAMPLES):
-                    self._metrics.stage_latency(
-                        self._group, (now - e.occurred_at).total_seconds() * 1000
-                    )
-                return
+                break
             except Exception as exc:
                 self._last_error = f"{type(root(exc)).__name__}: {root(exc)}"
                 if is_transient(exc):
                     log.warning(
                         "consumer %s: transient error, retrying: %s", self._group, self._last_error
                     )
-                    await asyncio.sleep(min(delay, 5.0))
-                    delay *= 2
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _TRANSIENT_WAIT_S[1])
                     continue
                 attempt += 1
                 if attempt > self._settings.consumer_max_retries:
                     poison = root(exc)
                     kind = "poison" if isinstance(poison, PoisonMessage) else "handler_error"
                     raise _Poison(f"{kind}: {type(poison).__name__}: {poison}") from exc
-                await asyncio.sleep(delay * attempt)
+                await asyncio.sleep(_POISON_WAIT_S * attempt)
+        # the effect is durable: nothing below may make the batch run again
+        self._last_error = None
+        now = datetime.now(UTC)
+        try:
+            for _, e in _spread(items, _LATENCY_SAMPLES):
+                age_ms = (now - e.occurred_at).total_seconds() * 1000
+                self._metrics.stage_latency(self._group, age_ms)
+        except Exception as exc:  # a report, after the fact
+            log.warning("consumer %s: stage latency not recorded: %r", self._group, exc)
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str) -> None:
         assert self._producer is not None
@@ -254,21 +265,33 @@ class ConsumerLoop:
         )
 
     async def _update_lag(self) -> None:
+        """The group's lag over this member's partitions, at most once a second. A report: a
+        partition moved away by a rebalance meanwhile (aiokafka then raises from `position` or
+        `highwater`) keeps the last figure, it never fails the cycle that handled a batch."""
         assert self._consumer is not None
         if time.monotonic() - self._lag_at < _LAG_EVERY_S:
             return  # position() calls per partition are not free: once a second is enough
         self._lag_at = time.monotonic()
+        try:
+            lag = await self._lag_of(self._consumer)
+        except (IllegalStateError, AssertionError) as exc:
+            log.info("consumer %s: lag not measured (%s)", self._group, type(exc).__name__)
+            return
+        self._lag = lag
+        self._metrics.lag(self._group, lag)
+
+    @staticmethod
+    async def _lag_of(consumer: AIOKafkaConsumer) -> int:
         lag = 0
-        for tp in self._consumer.assignment():
-            if (high := self._consumer.highwater(tp)) is None:
+        for tp in consumer.assignment():
+            if (high := consumer.highwater(tp)) is None:
                 continue
             try:  # a partition without a valid position (after a rebalance) waits for one
-                position = await asyncio.wait_for(self._consumer.position(tp), _POSITION_WAIT_S)
+                position = await asyncio.wait_for(consumer.position(tp), _POSITION_WAIT_S)
             except TimeoutError:
                 continue  # its lag counts again once the fetcher has a position
             lag += max(0, high - position)
-        self._lag = lag
-        self._metrics.lag(self._group, lag)
+        return lag
 
 
 class _Poison(Exception):

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
 
 from domain.ids import uuid7
 
@@ -55,7 +55,8 @@ class Envelope(BaseModel):
     event_id: uuid.UUID = Field(default_factory=uuid7, alias="eventId")
     type: str
     order_id: uuid.UUID = Field(alias="orderId")
-    occurred_at: datetime = Field(default_factory=_now, alias="occurredAt")
+    # with its offset: an age is computed from it (a naive time is a bad message, to the DLQ)
+    occurred_at: AwareDatetime = Field(default_factory=_now, alias="occurredAt")
     version: int = SCHEMA_VERSION
     data: dict[str, Any] = Field(default_factory=dict)
     # the JSON it was parsed from (validated, so equal to `to_json()` in meaning): an envelope

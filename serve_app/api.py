@@ -50,6 +50,9 @@ def create_app(
         description=_DESCRIPTION,
         default_response_class=JsonResponse,
         lifespan=lifespan,
+        # no 307 to the path without its slash: its Location was built from the Host header a
+        # client sent, and its body was empty (every error here is JSON); such a path is a 404
+        redirect_slashes=False,
     )
     app.add_middleware(Gate, max_body_bytes=get_settings().max_body_bytes)
     errors.install(app)

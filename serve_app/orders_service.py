@@ -38,7 +38,7 @@ class OrderService:
         found = await orders_repo.order_with_timeline(self._pool, order_id)
         if found is None or not _visible(principal, found[0]):
             raise NotFound(f"order {order_id} not found")
-        return order_view(*found)
+        return order_view(*found, viewer=None if principal.is_admin else principal.sub)
 
     async def status_of(self, principal: Principal, order_id: uuid.UUID) -> tuple[str, datetime]:
         """The current status and when it was set (with the same ownership rule as `get`)."""

@@ -115,9 +115,16 @@ async def list_orders(
     status_code=202,
     responses=openapi.errors(*openapi.AUTHENTICATED, 404, 409),
 )
-async def cancel_order(order_id: OrderId, who: Caller, orders: Orders) -> Cancelled:
+async def cancel_order(
+    order_id: OrderId, who: Caller, orders: Orders, request: Request
+) -> Cancelled:
     """Cancel while not shipped (202); 409 once shipped or already final."""
-    return await orders.cancel(who, order_id, reason="cancelled by user")
+    # the route takes no body, but one may come (chunked: no length to refuse it by): read it,
+    # so that one over MAX_BODY_BYTES is a 413 (the Gate counts what is read) and cancels nothing
+    await request.body()
+    # the order's reason names the role, not the staff member (whose sub only admins see)
+    reason = "cancelled by an administrator" if who.is_admin else "cancelled by user"
+    return await orders.cancel(who, order_id, reason=reason)
 
 
 @router.get(
@@ -157,7 +164,8 @@ async def order_events(
     current = await orders.status_of(who, order_id)  # 404 for strangers, before streaming
     # an id this stream gave (a timeline row's); anything else starts from the first event
     given = last_event_id or ""
-    after_id = int(given) if given.isdigit() and len(given) <= 18 else 0
+    # (ASCII digits only: a header is read as latin-1, and "²" is a digit int() refuses)
+    after_id = int(given) if given.isascii() and given.isdigit() and len(given) <= 18 else 0
     if await live.seen_final(order_id, current[0], after_id):
         return Response(status_code=204)
     release = live.reserve(who.sub)

@@ -14,21 +14,26 @@ def _money(value: Decimal | float | str) -> float:
     return float(Decimal(str(value)).quantize(Decimal("0.01")))
 
 
-def _entry(t: Row) -> TimelineEntry:
-    if t["detail"]:
+def _entry(t: Row, viewer: str | None) -> TimelineEntry:
+    detail = t["detail"]
+    if detail and viewer is not None and detail.get("by", viewer) != viewer:
+        # who acted, when it was not the customer (an admin's cancel): for admins' eyes only
+        detail = {k: v for k, v in detail.items() if k != "by"}
+    if detail:
         return TimelineEntry(
-            status=t["status"], event=t["event"], at=t["at"].isoformat(), detail=t["detail"]
+            status=t["status"], event=t["event"], at=t["at"].isoformat(), detail=detail
         )
     return TimelineEntry(status=t["status"], event=t["event"], at=t["at"].isoformat())
 
 
-def order_view(row: Row, timeline: list[Row] | None = None) -> Order:
-    """An order as clients see it (with its timeline when given)."""
+def order_view(row: Row, timeline: list[Row] | None = None, viewer: str | None = None) -> Order:
+    """An order as clients see it (with its timeline when given). `viewer`: the customer's
+    principal (None for an admin), who does not see which staff member acted on it."""
     extra: dict[str, object] = {}
     if row.get("reason"):
         extra["reason"] = row["reason"]
     if timeline is not None:
-        extra["timeline"] = [_entry(t) for t in timeline]
+        extra["timeline"] = [_entry(t, viewer) for t in timeline]
     return Order(
         order_id=str(row["id"]),
         customer_id=row["customer_id"],

@@ -46,7 +46,16 @@ def _next_id() -> int:
     return int(row)
 
 
+def _quiesce() -> None:
+    """Wait out every transaction writing to the outbox and keep new ones out until this
+    migration commits: a live stack's writers would otherwise draw ids at or above the `start`
+    read below (from the identity) before its DROP IDENTITY, and the new sequence would hand
+    the same ids out again (duplicate keys; or ids below the relay's scan floor)."""
+    op.execute("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE")
+
+
 def upgrade() -> None:
+    _quiesce()
     start = _next_id()
     op.execute("ALTER TABLE outbox ALTER COLUMN id DROP IDENTITY")
     op.execute(f"CREATE SEQUENCE outbox_id_seq START WITH {start} CACHE 1 OWNED BY outbox.id")
@@ -54,6 +63,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _quiesce()
     start = _next_id()
     op.execute("ALTER TABLE outbox ALTER COLUMN id DROP DEFAULT")
     op.execute("DROP SEQUENCE outbox_id_seq")

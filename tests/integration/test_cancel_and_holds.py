@@ -179,3 +179,20 @@ def test_a_shard_reads_its_stock_again_after_a_failed_transaction(
         assert after == {"onHand": before["onHand"] + 3, "reserved": before["reserved"]}
     finally:
         api.set_available(sku, 4)
+
+
+def test_an_admin_cancel_names_the_role_to_the_customer_and_the_admin_to_admins(
+    api: Api, customer: str, pg: Any
+) -> None:
+    """The timeline stored the admin's sub and the reason 'cancelled by user', and the
+    customer's own GET showed both."""
+    order_id = scratch_order(pg, customer, "RESERVED")  # nothing moves it on by itself
+    resp = api.http.post(f"/api/orders/{order_id}/cancel", headers=api.admin)
+    assert resp.status_code == 202, resp.text
+    seen = api.order(customer, str(order_id))
+    assert seen["reason"] == "cancelled by an administrator"
+    entry = [t for t in seen["timeline"] if t["status"] == "CANCELLED"]
+    assert entry and entry[0]["detail"] == {"reason": "cancelled by an administrator"}
+    by_admin = api.http.get(f"/api/orders/{order_id}", headers=api.admin).json()
+    entry = [t for t in by_admin["timeline"] if t["status"] == "CANCELLED"]
+    assert entry[0]["detail"]["by"] == "admin-tests"

@@ -112,3 +112,26 @@ def test_open_streams_are_bounded_per_principal_and_per_replica(
         full.read()
         assert full.json()["error"]["code"] == "unavailable"
         api.place_ok(customer, [("SKU-16", 1)])  # the slots orders need are still free
+
+
+def test_a_last_event_id_that_is_no_id_starts_from_the_first_event(
+    api: Api, customer: str, pg: Any
+) -> None:
+    """Header bytes are read as latin-1: 0xB2 is "²", which `str.isdigit` takes for a digit
+    and `int` refuses (a 500 with a traceback in the log). Any such id starts from the top."""
+    order_id = scratch_order(pg, customer, "DELIVERED")
+    for given in (b"\xb2", b"12\xb3", b"-1", b"9" * 40):
+        with (
+            httpx.Client(base_url=str(api.http.base_url), timeout=30) as c,
+            c.stream(
+                "GET",
+                f"/api/orders/{order_id}/events",
+                headers=[
+                    *((k.encode(), v.encode()) for k, v in api.headers(customer).items()),
+                    (b"Last-Event-ID", given),
+                ],
+            ) as resp,
+        ):
+            assert resp.status_code == 200, (given, resp.read())
+            events = list(_events(resp))
+        assert [orjson.loads(e["data"])["status"] for e in events] == ["DELIVERED"], given

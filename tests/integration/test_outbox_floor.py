@@ -5,6 +5,7 @@ read-only snapshot does not stop the floor from rising, and the take scans from 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -12,6 +13,7 @@ from psycopg.rows import dict_row
 
 from actors.outbox_floor import ScanFloor
 from adapters import outbox as sql
+from tests.integration.conftest import wait_until
 from tests.integration.scratch import alembic, connect, scratch_schema
 
 _INSERT = "INSERT INTO outbox (topic, key, payload) VALUES ('order.created', %s, '\\x7b7d') "
@@ -117,3 +119,35 @@ def test_the_outbox_id_is_drawn_after_the_xid_and_continues_the_identity() -> No
         alembic(url, "downgrade", "0011")
         with connect(url) as conn:
             assert _insert(conn, "down") > before + 1
+
+
+def test_migrating_under_a_writer_hands_out_no_id_twice() -> None:
+    """A writer already in a transaction on the outbox keeps inserting while migration 0012
+    waits for its lock; its ids come from the identity after the migration read where the new
+    sequence starts. Without the migration's lock up front the sequence began at an id that
+    writer then took: the next insert failed with a duplicate key."""
+    with scratch_schema("floorlock") as url:
+        alembic(url, "upgrade", "0011")
+        writer = connect(url)
+        writer.autocommit = False
+        first = _insert(writer, "k1")  # open: holds its lock on the outbox
+        pool = ThreadPoolExecutor(1)
+        migration = pool.submit(alembic, url, "upgrade", "head")
+        with connect(url) as watch:
+            waiting = (
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query ILIKE '%outbox%'"
+            )
+            wait_until(
+                lambda: (watch.execute(waiting).fetchone() or {}).get("n"),
+                timeout=60,
+                what="the migration waiting for the writer",
+            )
+        second = _insert(writer, "k2")
+        writer.commit()
+        writer.close()
+        migration.result(timeout=120)  # raises if the migration failed
+        pool.shutdown()
+        with connect(url) as conn:
+            third = _insert(conn, "k3")  # raised UniqueViolation before
+        assert first < second < third

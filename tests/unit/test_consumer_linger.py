@@ -33,11 +33,16 @@ class _Fetcher:
         self.calls: list[int] = []  # timeout_ms of each call
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+        if max_records < 1:  # as aiokafka does
+            raise ValueError("max_records must be a positive Integer")
         self.calls.append(timeout_ms)
         n = self._batches.pop(0) if self._batches else 0
         out = _records(self._next, min(n, max_records))
         self._next += len(out)
         return {TP: out} if out else {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()  # the lag report of an idle cycle: no partition
 
 
 class _Idle:
@@ -80,6 +85,17 @@ async def test_a_lingering_group_never_waits_after_an_idle_fetch_or_with_a_big_b
     assert len(await loop._fetch()) == 5  # idle before: at once
     assert len(await loop._fetch()) == 64  # busy, but the batch is big enough
     assert fetcher.calls == [200, 200, 200]
+
+
+async def test_a_full_batch_below_the_small_batch_size_goes_on_at_once() -> None:
+    """With `CONSUMER_BATCH_MAX` under 64 a busy lingering group's full batch asked aiokafka
+    for 0 more records, which raises: the group rebuilt its consumer for ever."""
+    fetcher = _Fetcher(5, 10, 3)
+    loop = await _loop(fetcher, linger_ms=30)
+    loop._settings = Settings(consumer_batch_max=10)
+    assert len(await loop._fetch()) == 5
+    assert len(await loop._fetch()) == 10  # busy, but full: no wait, no second fetch
+    assert fetcher.calls == [200, 200]
 
 
 async def test_an_idle_cycle_clears_the_last_error_only_once_the_member_is_settled() -> None:
