@@ -48,27 +48,32 @@ class OutboxRelay(Inspectable):
         self._published = 0
         self._last_error: str | None = None
         self._metrics = Metrics()
+        self._retention = retention.MaintenanceState()
         # one per cluster, long-lived: it also keeps the partitions of the history tables
         # (pg_partman, ADR-012): the coming days' created, those past their window dropped
         self._tasks = [
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._run()),
             asyncio.create_task(self._recheck_floor()),
-            asyncio.create_task(retention.maintenance_loop(self._settings)),
+            asyncio.create_task(retention.maintenance_loop(self._settings, self._retention)),
         ]
         settled(self._settings)
 
     async def health(self) -> dict[str, Any]:
+        """Publishing (Kafka, the last error, the backlog) and the history tables' partition
+        maintenance: a table failing run after run makes the relay `degraded` too."""
         kafka_ok = await self._kafka_up()
+        ok = kafka_ok and self._last_error is None and not self._retention.failing()
         return {
             "pid": os.getpid(),
-            "status": "up" if kafka_ok and self._last_error is None else "degraded",
+            "status": "up" if ok else "degraded",
             "kafka": "up" if kafka_ok else "down",
             "published": self._published,
             "backlog": await self.backlog(),
             "scanFloor": self._floor.floor,
             "floorResets": self._floor_resets,
             "lastError": self._last_error,
+            "retention": self._retention.to_json(),
         }
 
     async def _kafka_up(self) -> bool:

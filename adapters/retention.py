@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -95,11 +95,13 @@ async def report_dsn(dsn: str, settings: Settings) -> list[TableRetention]:
         return await report(conn, settings)
 
 
+# `pg_get_expr(relpartbound, 0)`: a bound holds only constants, and the form with the oid
+# opens (and waits for the lock of) each partition the planner evaluates it for (migration 0013)
 _PARTITIONS = """
 SELECT c.relname AS name,
-       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\)'))[1]
+       (regexp_match(pg_get_expr(c.relpartbound, 0), 'FROM \\(''([^'']+)''\\)'))[1]
            AS lower_bound,
-       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1]
+       (regexp_match(pg_get_expr(c.relpartbound, 0), 'TO \\(''([^'']+)''\\)'))[1]
            AS upper_bound,
        pg_total_relation_size(c.oid) AS bytes, greatest(c.reltuples, 0)::bigint AS est,
        pg_stat_get_live_tuples(c.oid) AS live
@@ -150,15 +152,45 @@ class Maintained:
     kept_from: datetime | None  # lower bound of the oldest partition kept
 
 
-async def maintain(conn: Conn, settings: Settings) -> list[Maintained]:
+@dataclass(slots=True)
+class MaintenanceState:
+    """What the maintenance runs left behind, for the relay's health (and so `/ready`): the
+    tables whose maintenance failed, and in how many runs in a row. One busy lock is the next
+    run's; a table that failed twice running needs an operator (ADR-012: e.g. rows in its
+    default partition after a lapse of more than 7 days)."""
+
+    failed_runs: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def record(self, table: str, error: str | None) -> None:
+        if error is None:
+            self.failed_runs.pop(table, None)
+            self.errors.pop(table, None)
+        else:
+            self.failed_runs[table] = self.failed_runs.get(table, 0) + 1
+            self.errors[table] = error
+
+    def failing(self) -> dict[str, str]:
+        """Tables whose maintenance failed in the last two runs or more → the last error."""
+        return {t: self.errors[t] for t, n in self.failed_runs.items() if n >= 2}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"failing": self.failing(), "failedRuns": dict(self.failed_runs)}
+
+
+async def maintain(
+    conn: Conn, settings: Settings, state: MaintenanceState | None = None
+) -> list[Maintained]:
     """Give each table its window from the settings, let pg_partman make the coming partitions
     and drop those past the window, then move the table's dedupe guard to the oldest partition
     kept: `retention_maintain()` (migration 0007), which runs with the tables' owner's rights,
     so the platform's own role may call it. One transaction per table (`conn` in autocommit); a
     table whose lock is not granted within 5 s is left for the next run, and so is one whose
     maintenance pg_partman refused (it reports every error, a lock timeout too, as an error of
-    its own): the other tables are maintained all the same."""
+    its own): the other tables are maintained all the same. `state` records each table's
+    outcome."""
     done: list[Maintained] = []
+    state = state if state is not None else MaintenanceState()
     for t in TABLES:
         try:
             cur = await conn.execute(
@@ -167,31 +199,37 @@ async def maintain(conn: Conn, settings: Settings) -> list[Maintained]:
             )
         except psycopg.errors.LockNotAvailable:
             log.warning("retention: %s is busy; its maintenance waits for the next run", t.table)
+            state.record(t.table, "lock not granted within 5 s")
             continue
         except psycopg.errors.RaiseException as exc:  # pg_partman's own report
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.warning("retention: %s not maintained (%s); next run tries again", t.table, first)
+            state.record(t.table, first[:300])
             continue
+        state.record(t.table, None)
         row = await cur.fetchone()
         if row is not None:
             done.append(Maintained(t.table, row["dropped"], row["created"], row["kept_from"]))
     return done
 
 
-async def maintain_dsn(dsn: str, settings: Settings) -> list[Maintained]:
+async def maintain_dsn(
+    dsn: str, settings: Settings, state: MaintenanceState | None = None
+) -> list[Maintained]:
     """`maintain` over a connection of its own."""
     async with await AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
-        return await maintain(conn, settings)
+        return await maintain(conn, settings, state)
 
 
-async def maintenance_loop(settings: Settings) -> None:
+async def maintenance_loop(settings: Settings, state: MaintenanceState | None = None) -> None:
     """Run `maintain` now and then every `PARTITION_MAINTENANCE_S` seconds, forever; a failed
     run (database restarting, lock busy) is logged and retried at the next period. Start it
     as a task of one long-lived process of the platform, whose role is enough (migration 0007);
-    pg_partman's maintenance is safe to run twice, even at once (it locks)."""
+    pg_partman's maintenance is safe to run twice, even at once (it locks). `state`: each
+    table's outcome (a run that could not reach Postgres records none)."""
     while True:
         try:
-            for m in await maintain_dsn(settings.database_url, settings):
+            for m in await maintain_dsn(settings.database_url, settings, state):
                 if m.dropped or m.created:
                     log.info("retention: %s dropped %s, created %s", m.table, m.dropped, m.created)
         except (psycopg.Error, OSError) as exc:

@@ -182,11 +182,13 @@ def change_line(status: str, event: str, at: str) -> Text:
 def retention_table(tables: Sequence[TableRetention]) -> Table:
     """Per partitioned history table: its window, oldest partition and when it is dropped."""
     table = Table(title="retention (pg_partman, ADR-012)")
-    for name in ("table", "window", "partitions", "oldest partition", "next drop"):
+    for name in ("table", "window", "partitions", "oldest partition", "next drop", "default rows"):
         table.add_column(name)
     for t in tables:
         hours = t.retention.total_seconds() / 3600
         window = f"{hours / 24:g} d" if hours >= 48 else f"{hours:g} h"
         drop = t.next_drop_at.strftime("%Y-%m-%d %H:%M UTC") if t.next_drop_at else "-"
-        table.add_row(t.table, window, str(t.partitions), t.oldest_partition or "-", drop)
+        # rows in no dated partition: ids not UUIDv7, or maintenance lapsed (ADR-012)
+        stray = Text(str(t.default_rows), style="bold red" if t.default_rows else "")
+        table.add_row(t.table, window, str(t.partitions), t.oldest_partition or "-", drop, stray)
     return table

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from cluster import priority
@@ -114,7 +115,8 @@ def start_actors(settings: Settings, niceness: int = 0) -> dict[str, Any]:
     import ray
 
     handles = create_actors(settings, niceness)
-    ray.get([h.health.remote() for h in handles.values()], timeout=120)
+    healths = ray.get([h.health.remote() for h in handles.values()], timeout=120)
+    _refuse_other_counts(settings, dict(zip(handles, healths, strict=True)))
     return handles
 
 
@@ -127,7 +129,12 @@ async def ensure_actors(settings: Settings, timeout_s: float = 120.0) -> None:
     healths = await asyncio.wait_for(
         asyncio.gather(*(h.health.remote() for h in handles.values())), timeout_s
     )
-    wrong = other_counts(settings, dict(zip(handles, healths, strict=True)))
+    _refuse_other_counts(settings, dict(zip(handles, healths, strict=True)))
+
+
+def _refuse_other_counts(settings: Settings, healths: dict[str, dict[str, Any]]) -> None:
+    """Raise when a shard found (not created) runs with another count than `settings`'s."""
+    wrong = other_counts(settings, healths)
     if wrong:
         # a pod created after a changed INVENTORY_SHARDS/PAYMENT_SHARDS beside shards of the
         # old count: two owners of some keys, none of others. `orders deploy` restarts them all
@@ -184,21 +191,32 @@ def deploy(settings: Settings, *, restart: bool = False) -> None:
 
 
 def _counts_changed(settings: Settings) -> bool:
-    """True when running shards were started with other shard counts: key → shard routing
-    would then disagree, so every actor restarts and reloads its share from Postgres."""
+    """True when any running shard was started with another shard count, or has an index the
+    counts no longer have: key → shard routing would then disagree, so every actor restarts and
+    reloads its share from Postgres. Every shard is asked, not only shard 0: an interrupted
+    restart may have stopped shard 0 and left the others."""
     import ray
 
-    want = {"inventory": settings.inventory_shards, "payment": settings.payment_shards}
-    names = {"inventory": registry.inventory_shard, "payment": registry.payment_shard}
-    for kind, count in want.items():
+    running = {
+        name
+        for name in ray.util.list_named_actors()
+        if name.startswith((registry.inventory_shard(0)[:-1], registry.payment_shard(0)[:-1]))
+    }
+    healths: dict[str, dict[str, Any]] = {}
+    for name in sorted(running):
         try:
-            shard = ray.get_actor(names[kind](0), namespace=settings.ray_namespace)
+            shard = ray.get_actor(name, namespace=settings.ray_namespace)
         except ValueError:
-            continue
-        health: dict[str, Any] = ray.get(shard.health.remote(), timeout=60)  # type: ignore[assignment]
-        if health.get("of") != count:
-            return True
-    return False
+            continue  # gone meanwhile
+        healths[name] = ray.get(shard.health.remote(), timeout=60)  # type: ignore[assignment]
+    return bool(other_counts(settings, healths) or beyond_counts(settings, healths))
+
+
+def beyond_counts(settings: Settings, running: Iterable[str]) -> list[str]:
+    """Shards running with an index the counts of `settings` do not have."""
+    want = set(actor_names(settings))
+    shard = (registry.inventory_shard(0)[:-1], registry.payment_shard(0)[:-1])
+    return sorted(n for n in running if n.startswith(shard) and n not in want)
 
 
 def _wait_gone(settings: Settings, timeout_s: float = 30.0) -> None:

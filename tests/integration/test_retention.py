@@ -226,10 +226,17 @@ def test_a_busy_table_waits_for_the_next_run_and_the_run_goes_on() -> None:
         alembic(url, "upgrade", "0005")
         _fill(url)
         alembic(url, "upgrade", "head")
+        state = retention.MaintenanceState()
         with connect(url) as holder, holder.transaction():
             holder.execute("LOCK TABLE processed_events IN ACCESS EXCLUSIVE MODE")
-            done = asyncio.run(retention.maintain_dsn(url, SETTINGS))
+            done = asyncio.run(retention.maintain_dsn(url, SETTINGS, state))
+            # (the others may have waited for its lock too: pg_partman reads the catalog)
+            assert state.failed_runs["processed_events"] == 1 and not state.failing()
+            asyncio.run(retention.maintain_dsn(url, SETTINGS, state))
+            # twice in a row: the relay's health (and /ready) reports it
+            assert "processed_events" in state.failing()
         assert "processed_events" not in {m.table for m in done}
-        again = asyncio.run(retention.maintain_dsn(url, SETTINGS))
+        again = asyncio.run(retention.maintain_dsn(url, SETTINGS, state))
         assert "processed_events" in {m.table for m in again if m.dropped}
+        assert state.to_json() == {"failing": {}, "failedRuns": {}}
         assert {m.table for m in [*done, *again] if m.dropped} == set(KEYS)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from cluster.deploy import other_counts
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import ray
+import ray.util
+
+from cluster import deploy
+from cluster.deploy import beyond_counts, other_counts
 from core.settings import Settings
 
 
@@ -21,3 +29,36 @@ def test_shards_of_another_count_are_named() -> None:
     assert other_counts(settings, healths) == {"inventory-shard-1": 2}
     healths["inventory-shard-1"] = {"of": 3}
     assert other_counts(settings, healths) == {}
+
+
+class _Shard:
+    def __init__(self, health: dict[str, Any]) -> None:
+        self.health = SimpleNamespace(remote=lambda: health)
+
+
+@pytest.mark.parametrize(
+    ("count", "running", "changed"),
+    [
+        # an interrupted restart stopped shard 0 and left shard 1 of the old count (2 → 3)
+        (3, {"inventory-shard-1": 2, "inventory-shard-2": 3}, True),
+        # 2 → 1: shard 0 restarted with the new count, the old shard 1 left over
+        (1, {"inventory-shard-0": 1, "inventory-shard-1": 2}, True),
+        (3, {"inventory-shard-0": 3, "inventory-shard-1": 3, "inventory-shard-2": 3}, False),
+        (3, {}, False),
+    ],
+)
+def test_a_deploy_asks_every_running_shard_for_its_count(
+    monkeypatch: pytest.MonkeyPatch, count: int, running: dict[str, int], changed: bool
+) -> None:
+    """`orders deploy` asked only shard 0; with shard 0 gone it saw no change and adopted
+    the old count's shards beside new ones (two owners of some SKUs, none of others)."""
+    settings = Settings(inventory_shards=count, payment_shards=1)
+    shards = {name: _Shard({"of": of}) for name, of in running.items()}
+    shards["payment-shard-0"] = _Shard({"of": 1})
+    monkeypatch.setattr(ray.util, "list_named_actors", lambda: [*shards, "shipping"])
+    monkeypatch.setattr(ray, "get_actor", lambda name, namespace: shards[name])
+    monkeypatch.setattr(ray, "get", lambda value, timeout: value)
+    assert deploy._counts_changed(settings) is changed
+    assert beyond_counts(Settings(inventory_shards=1), ["inventory-shard-1", "shipping"]) == [
+        "inventory-shard-1"
+    ]
