@@ -144,8 +144,13 @@ def _ray() -> Part:
         socket.create_connection((host, int(port)), timeout=_TIMEOUT_S).close()
     except (OSError, ValueError) as exc:
         return Part("ray", False, text, str(exc))
+    token = os.environ.get("RAY_AUTH_TOKEN")  # the dashboard asks for Ray's token (security.md)
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        version = httpx.get(f"{dashboard}/api/version", timeout=_TIMEOUT_S).json()["ray_version"]
+        resp = httpx.get(f"{dashboard}/api/version", headers=auth, timeout=_TIMEOUT_S)
+        if resp.status_code == 401:
+            return Part("ray", True, text, "dashboard answers 401: RAY_AUTH_TOKEN not set or wrong")
+        version = resp.json()["ray_version"]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return Part("ray", True, text, "dashboard not answering")
     return Part("ray", True, text, f"Ray {version}")

@@ -130,6 +130,9 @@ def test_status_shows_every_part_the_tables_and_the_lag() -> None:
     out = result.stdout
     for part in ("postgres", "redis", "kafka", "ray", "gateway"):
         assert any(line.split()[:2] == [part, "up"] for line in out.splitlines()), (part, out)
+    # the dashboard asks for Ray's token: with it (the stack's environment) it answers
+    assert "Ray 2." in out and "dashboard not answering" not in out, out
+    assert "default rows" in out
     tables = ("orders", "order_events", "notifications", "processed_events", "outbox")
     for table in (*tables, "reservations", "reservation_holds"):
         assert any(line.split()[1:2] == [table] for line in out.splitlines()), (table, out)
