@@ -72,18 +72,22 @@ async def close_holds(
 ) -> list[tuple[str, int]]:
     """HELD → `target` for these orders' reservations on these SKUs, and their open holds
     deleted, in one statement; returns `(sku, qty)` of each one closed. The reservation's state
-    decides (a hold closes once: a second call finds nothing HELD), so a reservation written
-    without its hold row (by code from before migration 0011, still running while the
-    migration ran) closes and returns its stock like any other. Looked up by primary key: no
-    index names the state, so the update can be HOT."""
+    decides (a hold closes once: a second call finds nothing HELD). Code from before migration
+    0011, still running while the migration ran, wrote reservations without hold rows (such a
+    reservation closes and returns its stock like any other) and closed reservations without
+    deleting theirs: every hold row of these orders on these SKUs goes, since none of them is
+    HELD afterwards (a left-over row counted against the hold cap, and the stranded-hold sweep
+    found it again every run). Looked up by primary key: no index names the state, so the
+    update can be HOT."""
+    ids, names = uuid_array(order_ids), list(skus)
     cur = await conn.execute(
         "WITH closed AS (UPDATE reservations SET state = %s, updated_at = now() "
         "WHERE order_id = ANY(%s::uuid[]) AND sku = ANY(%s) AND state = %s "
         "RETURNING order_id, sku, qty), "
-        "gone AS (DELETE FROM reservation_holds h USING closed c "
-        "WHERE h.order_id = c.order_id AND h.sku = c.sku) "
+        "gone AS (DELETE FROM reservation_holds WHERE order_id = ANY(%s::uuid[]) "
+        "AND sku = ANY(%s)) "
         "SELECT sku, qty FROM closed",
-        (target, uuid_array(order_ids), list(skus), HELD),
+        (target, ids, names, HELD, ids, names),
     )
     return [(r["sku"], r["qty"]) for r in await cur.fetchall()]
 

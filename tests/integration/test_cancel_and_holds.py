@@ -196,3 +196,30 @@ def test_an_admin_cancel_names_the_role_to_the_customer_and_the_admin_to_admins(
     by_admin = api.http.get(f"/api/orders/{order_id}", headers=api.admin).json()
     entry = [t for t in by_admin["timeline"] if t["status"] == "CANCELLED"]
     assert entry[0]["detail"]["by"] == "admin-tests"
+
+
+def test_a_hold_row_left_by_code_from_before_migration_0011_is_removed(
+    api: Api, customer: str, pg: Any
+) -> None:
+    """Code from before 0011, running while it migrated, closed reservations and left their
+    copied hold rows: each counted against the principal's hold cap for good, and the sweep
+    found the finished order again every run and closed nothing."""
+    sku = "SKU-92"
+    oid = scratch_order(pg, customer, "CANCELLED", [(sku, 1)])
+    pg.execute(
+        "INSERT INTO reservations (order_id, sku, customer_id, principal, qty, state, "
+        "expires_at) VALUES (%s, %s, %s, %s, 1, 'RELEASED', now())",
+        (oid, sku, customer, customer),
+    )
+    pg.execute(
+        "INSERT INTO reservation_holds (order_id, sku, principal, qty, expires_at) "
+        "VALUES (%s, %s, %s, 1, now())",
+        (oid, sku, customer),
+    )
+    wait_until(
+        lambda: (
+            not pg.execute("SELECT 1 FROM reservation_holds WHERE order_id = %s", (oid,)).fetchall()
+        ),
+        timeout=30,
+        what="the left-over hold row removed by the stranded-hold sweep",
+    )
