@@ -245,6 +245,16 @@ RAY_ENV_DROP=(-u ORDERS_DB_PASSWORD -u MIGRATION_DATABASE_URL -u ORDERS_APP_DB_P
 # pg_fallback_data -> Postgres's data directory when the postgres user cannot enter $RUN
 # (cluster/services.sh).
 pg_fallback_data() { echo "/var/tmp/ray-orders-pg-$(printf %s "$ROOT" | sha1sum | cut -c1-10)"; }
+# pg_data_ok DIR -> 0 unless DIR is a symlink, or exists and is not a directory of root's or
+# postgres's. The fallback is a predictable name in /var/tmp, where any local user may have made
+# it first, and initdb's mkdir, chown and chmod (run as root) would follow a symlink there.
+pg_data_ok() {
+  local dir="$1" owner
+  [[ -L "$dir" ]] && return 1
+  [[ -e "$dir" ]] || return 0
+  owner="$(stat -c %U "$dir")"
+  [[ -d "$dir" && ("$owner" == postgres || "$owner" == root) ]]
+}
 
 # pid_is NAME PID -> 0 when PID is NAME's process of this RUN_DIR, told by a path only it has:
 #   pg, redis: the working directory, their data directory (each server moves into it);

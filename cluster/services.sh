@@ -51,7 +51,10 @@ print(f"SCRAM-SHA-256${rounds}:{b64(salt)}${b64(stored)}:{b64(server)}")'
 pg_ready() { "$PG_BIN/pg_isready" -q -h "$NODE_ADDRESS" -p "$PG_PORT"; }
 pg_init() {
   log "postgres: initdb in $PGDATA"
-  mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
+  # made here, never adopted (no -p): a name another user made meanwhile fails the mkdir
+  if [[ ! -d "$PGDATA" ]]; then mkdir -m 700 "$PGDATA" || die "could not make $PGDATA"; fi
+  pg_data_ok "$PGDATA" || die "$PGDATA is a symlink, not a directory, or another user's: refused"
+  chown -h postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
   pg_as_postgres "$PG_BIN/initdb" -D "$PGDATA" --auth-local=peer --auth-host=scram-sha-256 \
     -U postgres >"$RUN/logs/initdb.log"
   cat >>"$PGDATA/postgresql.conf" <<CONF
@@ -118,6 +121,7 @@ SQL
 }
 pg_start() {
   ensure_credentials
+  pg_data_ok "$PGDATA" || die "$PGDATA is a symlink, not a directory, or another user's: refused"
   [[ -f "$PGDATA/PG_VERSION" ]] || pg_init
   pg_hba
   if ! pg_ready; then

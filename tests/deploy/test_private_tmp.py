@@ -7,6 +7,7 @@ never adopted; the checks run in a RUN_DIR of their own."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,37 @@ def test_a_planted_owner_file_is_refused(owner: Path, tmp_path: Path, planted: s
         result = sb.bash(tmp_path, NETNS + command, PREFIX=prefix)
         assert f"{owner} is a symlink, not a file, or another user's" in result.stderr, command
         assert "victim" not in result.stdout
+
+
+@pytest.fixture
+def pg_fallback() -> Iterator[Path]:
+    """A name like Postgres's fallback data directory (cluster/common.sh, pg_fallback_data),
+    not the stack's own."""
+    path = Path(f"/var/tmp/ray-orders-pg-test{os.getpid() % 100000}")
+    _remove(path)
+    yield path
+    _remove(path)
+
+
+@pytest.mark.parametrize(
+    ("planted", "ok"),
+    [("nothing", True), ("postgres's directory", True), ("symlink", False)]
+    + [("another user's directory", False), ("a file", False)],
+)
+def test_a_planted_postgres_fallback_is_refused(
+    pg_fallback: Path, tmp_path: Path, planted: str, ok: bool
+) -> None:
+    """Root made, chowned and chmodded that /var/tmp name, following a symlink another user
+    planted there (or adopting their directory)."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    if planted == "symlink":
+        pg_fallback.symlink_to(theirs)
+    elif planted == "a file":
+        pg_fallback.write_text("")
+    elif planted != "nothing":
+        pg_fallback.mkdir()
+        owner = NOBODY if planted.startswith("another") else pwd.getpwnam("postgres").pw_uid
+        os.chown(pg_fallback, owner, owner)
+    result = sb.bash(tmp_path, f"pg_data_ok {pg_fallback}")
+    assert (result.returncode == 0) is ok, (planted, result.stderr)
