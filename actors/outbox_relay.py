@@ -43,6 +43,9 @@ class OutboxRelay(Inspectable):
             lambda: start_producer(self._settings.kafka_bootstrap, "outbox-relay")
         )
         self._wake = asyncio.Event()
+        # health calls overlap (Ray runs up to 32 at once; /ready gives up on a slow one, the call
+        # goes on): one count at a time keeps the publishing loop's connection free
+        self._backlog_lock = asyncio.Lock()
         self._floor = ScanFloor()
         self._floor_resets = 0  # rows found below the floor (should stay 0)
         self._published = 0
@@ -86,7 +89,7 @@ class OutboxRelay(Inspectable):
         return True
 
     async def backlog(self) -> int:
-        async with self._pool.connection() as conn:
+        async with self._backlog_lock, self._pool.connection() as conn:
             return await sql.backlog(conn)
 
     async def _listen(self) -> None:

@@ -93,12 +93,33 @@ def inline_ok(fault: bool, state: str | None, failures: int) -> bool:
     return not fault and state in (None, pybreaker.STATE_CLOSED) and failures == 0
 
 
+class SharedBreaker(pybreaker.CircuitBreaker):
+    """pybreaker's breaker for a state kept in shared storage (every payment shard's breaker
+    reads and writes the same Redis keys). pybreaker brings a stale local state up to date by
+    entering the stored one as a transition of its own, and entering CLOSED resets the shared
+    failure counter: a shard whose breaker last saw the circuit open wiped the failures the
+    other shards had counted since another shard closed it. Here the stored state is adopted
+    without a transition: the shard that made the transition did its side effects."""
+
+    @property  # type: ignore[override]
+    def state(self) -> pybreaker.CircuitBreakerState:
+        stored = self.current_state
+        if stored != self._state.name:
+            with self._lock:
+                self._state = self._create_new_state(stored, prev_state=self._state, notify=False)
+        return self._state
+
+    @state.setter
+    def state(self, state_str: str) -> None:
+        pybreaker.CircuitBreaker.state.fset(self, state_str)  # type: ignore[attr-defined]
+
+
 def make_breaker(
     redis_url: str, fail_max: int, reset_s: float
 ) -> tuple[pybreaker.CircuitBreaker, SnapshotRedisStorage]:
     """The shared breaker and its storage (for `SnapshotRedisStorage.seen`)."""
     storage = SnapshotRedisStorage(sync_client(redis_url))
-    breaker = pybreaker.CircuitBreaker(
+    breaker = SharedBreaker(
         fail_max=fail_max,
         reset_timeout=reset_s,
         state_storage=storage,
