@@ -28,6 +28,7 @@ from core.settings import get_settings
 log = logging.getLogger(__name__)
 _POLL_S = 0.25  # waiting: the safety poll
 _BUSY_S = 0.2  # draining: back to waiting after this long without a row
+_HEALTH_WAIT_S = 2.0  # the backlog count of a health call
 
 
 @platform_actor(max_concurrency=32)
@@ -66,13 +67,18 @@ class OutboxRelay(Inspectable):
         """Publishing (Kafka, the last error, the backlog) and the history tables' partition
         maintenance: a table failing run after run makes the relay `degraded` too."""
         kafka_ok = await self._kafka_up()
+        try:  # bounded: /ready gives up after 2 s, and an abandoned call must not linger
+            backlog: int | None = await asyncio.wait_for(self.backlog(), _HEALTH_WAIT_S)
+        except TimeoutError:
+            backlog = None  # Postgres slow or the pool busy: reported, not waited for
         ok = kafka_ok and self._last_error is None and not self._retention.failing()
+        ok = ok and backlog is not None
         return {
             "pid": os.getpid(),
             "status": "up" if ok else "degraded",
             "kafka": "up" if kafka_ok else "down",
             "published": self._published,
-            "backlog": await self.backlog(),
+            "backlog": backlog,
             "scanFloor": self._floor.floor,
             "floorResets": self._floor_resets,
             "lastError": self._last_error,

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from domain.errors import Unavailable
+
 T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -46,19 +48,29 @@ class GroupCommit(Generic[T, R]):
         return await fut
 
     async def close(self) -> None:
+        """Stop the flushers. A batch being flushed, and every item still queued, fails with
+        `Closed` for its caller: none is left waiting (whether a batch cut short committed is
+        unknown to its callers, as with a lost answer)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        while not self._queue.empty():
+            _, fut = self._queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(Closed("the service is shutting down"))
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self._take()
             try:
                 results = await self._flush([item for item, _ in batch])
+            except asyncio.CancelledError:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(Closed("the service shut down during the commit"))
+                raise
             except Exception as exc:  # the callers see the error; the loop keeps serving
                 log.warning("group commit of %d items failed: %s", len(batch), exc)
                 for _, fut in batch:
@@ -68,3 +80,22 @@ class GroupCommit(Generic[T, R]):
                 for (_, fut), result in zip(batch, results, strict=True):
                     if not fut.done():
                         fut.set_result(result)
+
+    async def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        """The next batch: what is queued (at least one item), without the items whose caller
+        is gone (its request cancelled, e.g. the client disconnected while Postgres was slow):
+        such an item is never written, so a client that saw no answer finds nothing stored."""
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [(item, fut) for item, fut in batch if not fut.done()]
+            if batch:
+                return batch
+
+
+class Closed(Unavailable):
+    """The group commit was closed before an item's batch committed (a 503: retry)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_s=1)

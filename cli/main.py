@@ -6,15 +6,35 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
+import httpx
+import psycopg
 import typer
+from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from cli import chaos, diagnose, dlq, order, status
 from core.settings import Settings, SettingsError, get_settings
 
-app = typer.Typer(help="Ray orders platform operations.", no_args_is_help=True)
+
+class _Operations(typer.Typer):
+    """The command line: an expected failure (a setting missing or invalid, a part of the stack
+    not answering) is a message and an exit code (2, 1), never a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except SettingsError as exc:  # raised past typer: its Exit is not understood here
+            console.print(f"[red]{exc}[/red]")
+            raise SystemExit(2) from None
+        except (KafkaError, httpx.TransportError, psycopg.OperationalError, OSError) as exc:
+            console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
+            console.print("a part of the stack does not answer: `orders status` shows which")
+            raise SystemExit(1) from None
+
+
+app = _Operations(help="Ray orders platform operations.", no_args_is_help=True)
 app.command("status")(status.status)
 app.command("get")(order.get)
 app.command("watch")(order.watch)

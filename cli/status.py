@@ -50,7 +50,10 @@ class Report:
 
     @property
     def all_up(self) -> bool:
-        return all(p.up for p in self.stack)
+        """No part of the stack down, nor an actor behind the gateway (its /ready): orders
+        stay PENDING when the relay or a consumer group is down, the processes all running.
+        A part not checked (None) or degraded does not count as down."""
+        return all(p.up for p in self.stack) and all(p.up is not False for p in self.pipeline)
 
 
 def status(url: Url = None, token: Token = None) -> None:
@@ -58,7 +61,7 @@ def status(url: Url = None, token: Token = None) -> None:
 
     Each part of the stack (as `make status`), the actors behind the gateway (its /ready),
     each table's size and estimated rows, and each consumer group's lag from its committed
-    Kafka offsets. Exits 1 when a part of the stack is down."""
+    Kafka offsets. Exits 1 when a part of the stack, or an actor behind the gateway, is down."""
     s = get_settings()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a down broker: one line below
     report = asyncio.run(gather(s, api.base_url(s, url), token))

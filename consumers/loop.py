@@ -25,7 +25,7 @@ from adapters.kafka import client_options, start_producer, stop_quietly
 from consumers import routes
 from consumers.base import Handler, PoisonMessage
 from consumers.commits import Commits
-from consumers.membership import JOIN_DEGRADED_S, Membership
+from consumers.membership import JOIN_DEGRADED_S, Membership, lag_of
 from consumers.transient import is_transient, root
 from core.metrics import Metrics
 from core.settings import Settings
@@ -165,11 +165,13 @@ class ConsumerLoop:
                 events.append((record, Envelope.from_json(record.value)))
             except (ValidationError, ValueError, TypeError) as exc:
                 await self._dead_letter(record, f"unparseable: {type(exc).__name__}")
+        dead_before = self._dead
         await self._handle(events)
         self._commits.handled(records)
         self._commits.start(_COMMIT_EVERY_S)
-        self._handled += len(events)
-        self._metrics.consumed(self._group, len(events))
+        handled = len(events) - (self._dead - dead_before)  # a poison one is counted as dead
+        self._handled += handled
+        self._metrics.consumed(self._group, handled)
         await self._update_lag()
         self._last_error = None  # a whole cycle worked: whatever failed before has recovered
         return len(records)
@@ -213,8 +215,11 @@ class ConsumerLoop:
 
     async def _call_with_retries(self, items: list[tuple[str, Envelope]]) -> None:
         """The handler, retried: an infrastructure error without limit (its wait doubling up to
-        a cap), any other error `CONSUMER_MAX_RETRIES` times before the items are poison. The
-        two waits are apart: an outage before a poison retry does not stretch the latter."""
+        a cap), an unexpected one `CONSUMER_MAX_RETRIES` times before the items are poison; a
+        `PoisonMessage` (the handler found an event wrong: no order, no valid items) is poison at
+        once, since a retry cannot change the event (1,800 such events, each retried with
+        waits, once held the inventory group for half an hour). The two waits are apart: an
+        outage before an unexpected error's retry does not stretch the latter."""
         attempt, delay = 0, _TRANSIENT_WAIT_S[0]
         while True:
             try:
@@ -229,11 +234,12 @@ class ConsumerLoop:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _TRANSIENT_WAIT_S[1])
                     continue
+                poison = root(exc)
+                if isinstance(poison, PoisonMessage):  # the event itself is wrong: at once
+                    raise _Poison(f"poison: {type(poison).__name__}: {poison}") from exc
                 attempt += 1
                 if attempt > self._settings.consumer_max_retries:
-                    poison = root(exc)
-                    kind = "poison" if isinstance(poison, PoisonMessage) else "handler_error"
-                    raise _Poison(f"{kind}: {type(poison).__name__}: {poison}") from exc
+                    raise _Poison(f"handler_error: {type(poison).__name__}: {poison}") from exc
                 await asyncio.sleep(_POISON_WAIT_S * attempt)
         # the effect is durable: nothing below may make the batch run again
         self._last_error = None
@@ -273,25 +279,12 @@ class ConsumerLoop:
             return  # position() calls per partition are not free: once a second is enough
         self._lag_at = time.monotonic()
         try:
-            lag = await self._lag_of(self._consumer)
+            lag = await lag_of(self._consumer, _POSITION_WAIT_S)
         except (IllegalStateError, AssertionError) as exc:
             log.info("consumer %s: lag not measured (%s)", self._group, type(exc).__name__)
             return
         self._lag = lag
         self._metrics.lag(self._group, lag)
-
-    @staticmethod
-    async def _lag_of(consumer: AIOKafkaConsumer) -> int:
-        lag = 0
-        for tp in consumer.assignment():
-            if (high := consumer.highwater(tp)) is None:
-                continue
-            try:  # a partition without a valid position (after a rebalance) waits for one
-                position = await asyncio.wait_for(consumer.position(tp), _POSITION_WAIT_S)
-            except TimeoutError:
-                continue  # its lag counts again once the fetcher has a position
-            lag += max(0, high - position)
-        return lag
 
 
 class _Poison(Exception):

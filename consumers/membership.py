@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 T = TypeVar("T")
@@ -57,3 +57,18 @@ class Membership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's
             raise TimeoutError(
                 f"group join not completed in {limit_s:.0f}s ({what} waited for it)"
             ) from None
+
+
+async def lag_of(consumer: AIOKafkaConsumer, position_wait_s: float) -> int:
+    """Messages behind the log's end over `consumer`'s assigned partitions (a partition moved
+    away meanwhile makes aiokafka raise: the caller keeps its last figure)."""
+    lag = 0
+    for tp in consumer.assignment():
+        if (high := consumer.highwater(tp)) is None:
+            continue
+        try:  # a partition without a valid position (after a rebalance) waits for one
+            position = await asyncio.wait_for(consumer.position(tp), position_wait_s)
+        except TimeoutError:
+            continue  # its lag counts again once the fetcher has a position
+        lag += max(0, high - position)
+    return lag

@@ -19,6 +19,9 @@ from serve_app.admission import RedisOutage
 from serve_app.models import Readiness
 
 _PROBE_TIMEOUT_S = 2.0
+# a group's members are probed inside the group's probe: each within less, so that one hung
+# member is reported as such beside the others' health, not the whole group as a timeout
+_MEMBER_TIMEOUT_S = 1.5
 _COUNTS = ("handled", "deadLettered", "lag")  # summed over a group's members
 
 
@@ -57,8 +60,9 @@ class ReadinessProbe:
                 probes[f"consumer:{group}"] = self._group_health(group, hosts)
         results = await asyncio.gather(*(_bounded(p) for p in probes.values()))
         checks = dict(zip(probes, results, strict=True))
-        if "relay" in checks:
-            checks["kafka"] = {"status": checks["relay"].get("kafka", "down")}
+        if "relay" in checks:  # the relay reports the broker; a relay that did not answer, not
+            kafka = checks["relay"].get("kafka")  # (the broker is then unknown, not down)
+            checks["kafka"] = {"status": kafka} if kafka else {"status": "unknown"}
         overall = _worst(str(c.get("status")) for c in checks.values())
         return Readiness(status=overall, checks=checks)
 
@@ -85,7 +89,9 @@ class ReadinessProbe:
     async def _group_health(self, group: str, hosts: list[str]) -> dict[str, Any]:
         """A group is as healthy as its worst member: a single member's health as it is, or
         the members' totals with each member's health (a host that does not answer is down)."""
-        members = await asyncio.gather(*(_bounded(self._actor_health(h)) for h in hosts))
+        members = await asyncio.gather(
+            *(_bounded(self._actor_health(h), _MEMBER_TIMEOUT_S) for h in hosts)
+        )
         if len(members) == 1:
             return members[0]
         return {
@@ -97,9 +103,11 @@ class ReadinessProbe:
         }
 
 
-async def _bounded(probe: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+async def _bounded(
+    probe: Awaitable[dict[str, Any]], timeout_s: float = _PROBE_TIMEOUT_S
+) -> dict[str, Any]:
     try:
-        result = await asyncio.wait_for(probe, _PROBE_TIMEOUT_S)
+        result = await asyncio.wait_for(probe, timeout_s)
     except Exception as exc:
         return {"status": "down", "error": type(exc).__name__}
     return result if isinstance(result, dict) else {"status": "down", "error": "bad answer"}

@@ -95,6 +95,10 @@ def test_stack_parts_and_readiness() -> None:
     assert parts[2].detail == "degraded; lag=3"
     report = Report(stack=[render.Part("postgres", True, "h:1"), render.Part("redis", False, "")])
     assert not report.all_up
+    # every process running, the relay behind the gateway down: orders stay PENDING (exit 1)
+    running = [render.Part("postgres", True, "h:1")]
+    assert not Report(stack=running, pipeline=parts).all_up
+    assert Report(stack=running, pipeline=[parts[0], parts[2]]).all_up  # degraded is not down
     text = _text(render.parts_table(report.stack, "stack"))
     assert "postgres  up" in text and "redis     down" in text
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError
 
 from consumers import loop as loop_module
@@ -44,11 +44,11 @@ class _Handler:
     async def handle(self, events: Any) -> None:
         self.calls += 1
         if self.outage >= 0 and self.calls == 1:
-            raise PoisonMessage("order unknown")
+            raise KeyError("a bug that shows on this event")
         if self.calls <= 1 + self.outage:
             raise psycopg.OperationalError("the database restarts")
         if self.outage >= 0:
-            raise PoisonMessage("order unknown")
+            raise KeyError("a bug that shows on this event")
 
 
 class _Consumer:
@@ -83,11 +83,11 @@ def _items() -> list[tuple[str, Envelope]]:
     return [("payment.authorized", Envelope(type="PaymentAuthorized", order_id=uuid.uuid4()))]
 
 
-async def test_an_outage_before_a_poison_retry_does_not_stretch_its_wait(
+async def test_an_outage_before_an_error_s_retry_does_not_stretch_its_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """20 transient failures (a minute's database outage) between the first poison attempt and
-    the next: the poison waits stay 0.2 s × attempt (they were 0.2 s × 2^20 × attempt)."""
+    """20 transient failures (a minute's database outage) between an unexpected error's first
+    attempt and the next: its waits stay 0.2 s × attempt (they were 0.2 s × 2^20 × attempt)."""
     clock = _Clock()
     monkeypatch.setattr(loop_module, "asyncio", clock)
     handler = _Handler(outage=20)
@@ -138,3 +138,63 @@ async def test_an_idle_group_reports_its_lag_again() -> None:
     loop._lag = 250
     assert await loop._poll_once() == 0
     assert loop.health()["lag"] == 0
+
+
+class _Batch(_Consumer):
+    """One fetch of `records`, then nothing."""
+
+    def __init__(self, records: list[Any]) -> None:
+        super().__init__(0)
+        self._records = records
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+        out, self._records = self._records, []
+        return {TP: out} if out else {}
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, **_: Any) -> None:
+        self.sent.append(value)
+
+
+class _RefusesOne:
+    def __init__(self, poison: uuid.UUID) -> None:
+        self.poison = poison
+
+    async def handle(self, events: list[tuple[str, Envelope]]) -> None:
+        if any(e.order_id == self.poison for _, e in events):
+            raise PoisonMessage("order unknown")
+
+
+async def test_a_dead_lettered_event_is_not_counted_as_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loop_module, "asyncio", _Clock())  # the poison retries' waits
+    envelopes = [Envelope(type="PaymentAuthorized", order_id=uuid.uuid4()) for _ in range(3)]
+    records = [
+        ConsumerRecord(TP.topic, 0, n, 0, 0, None, e.to_json(), None, 0, 0, ())
+        for n, e in enumerate(envelopes)
+    ]
+    loop = await _loop(_RefusesOne(envelopes[1].order_id))
+    loop._consumer = _Batch(records)
+    loop._producer = producer = _Producer()
+    assert await loop._poll_once() == 3
+    assert len(producer.sent) == 1
+    health = loop.health()
+    assert (health["handled"], health["deadLettered"]) == (2, 1)  # it was (3, 1)
+
+
+async def test_a_poison_message_is_dead_lettered_without_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(loop_module, "asyncio", clock)
+    handler = _RefusesOne(uuid.uuid4())
+    handler.poison = (items := _items())[0][1].order_id
+    loop = await _loop(handler)
+    with pytest.raises(_Poison, match="poison: PoisonMessage"):
+        await loop._call_with_retries(items)
+    assert clock.waits == []  # each was retried 3 times, 1.2 s of waits

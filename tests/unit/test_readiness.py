@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from core.settings import Settings
-from serve_app.readiness import ReadinessProbe
+from serve_app.readiness import ReadinessProbe, _bounded
 
 
 class _Health:
@@ -17,6 +17,8 @@ class _Health:
     async def remote(self) -> dict[str, Any]:
         if self._answer is None:
             raise ConnectionError("actor died")
+        if self._answer == {"hang": True}:  # a member stopped (SIGSTOP): it never answers
+            await asyncio.sleep(3600)
         return self._answer
 
 
@@ -68,3 +70,15 @@ def test_the_worst_member_decides() -> None:
     dead = _group({"inventory-shard-0": _member(0), "inventory-shard-1": None}, 2)
     assert dead["status"] == "down"  # a member that does not answer is down, not skipped
     assert dead["members"][1] == {"status": "down", "error": "ConnectionError"}
+
+
+def test_a_hung_member_is_named_beside_the_others_health() -> None:
+    """The group's probe and each member's had the same 2 s bound: the group's fired first,
+    and /ready showed the whole group as `{"status": "down", "error": "TimeoutError"}`."""
+    settings = Settings(inventory_shards=2)
+    answers = {"inventory-shard-0": _member(0), "inventory-shard-1": {"hang": True}}
+    probe = ReadinessProbe(None, None, _Directory(answers), settings)  # type: ignore[arg-type]
+    hosts = ["inventory-shard-0", "inventory-shard-1"]
+    group = asyncio.run(_bounded(probe._group_health("inventory", hosts)))  # as /ready does
+    assert group["status"] == "down"
+    assert group["members"] == [_member(0), {"status": "down", "error": "TimeoutError"}]
