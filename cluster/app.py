@@ -7,6 +7,8 @@ serveConfigV2 deploys only this app).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ray import serve
 
 from cluster.deploy import ensure_actors
@@ -39,3 +41,16 @@ class Gateway:
 
 
 app = Gateway.bind()  # type: ignore[attr-defined]
+
+# A resource every Ray head node has, and no other node.
+HEAD_RESOURCE = "node:__internal_head__"
+
+
+def on_head() -> Any:
+    """The app with its replicas placed on the head node: what `orders deploy` runs (the local
+    stack). The head's HTTP proxy is the ingress, and a replica listens on HTTP_HOST (127.0.0.1
+    by default): one placed on a joined machine (Serve spreads replicas, which ask for no CPU)
+    listened on that machine's loopback, where the head's proxy could not reach it. Under
+    KubeRay the RayService runs `app` (replicas on the worker pods, reached by their pod IP)."""
+    options = {**Gateway.ray_actor_options, "resources": {HEAD_RESOURCE: 0.001}}  # type: ignore[attr-defined]
+    return Gateway.options(ray_actor_options=options).bind()  # type: ignore[attr-defined]

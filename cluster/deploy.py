@@ -159,8 +159,10 @@ def other_counts(settings: Settings, healths: dict[str, dict[str, Any]]) -> dict
     }
 
 
-def deploy(settings: Settings, *, restart: bool = False) -> None:
-    """Connect to the running cluster, start the actors, then deploy the Serve app on :HTTP_PORT."""
+def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool = True) -> None:
+    """Connect to the running cluster, start the actors, then deploy the Serve app on :HTTP_PORT
+    (its replicas on the head: `cluster.app.on_head`; `gateway_on_head=False`: where Serve
+    places them, for a harness whose hosts' replicas listen on their own address)."""
     niceness = priority.stage_niceness(os.environ)  # a bad value stops before anything starts
     import ray
     from ray import serve
@@ -184,8 +186,9 @@ def deploy(settings: Settings, *, restart: bool = False) -> None:
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
     )
-    from cluster.app import app
+    import cluster.app
 
+    app = cluster.app.on_head() if gateway_on_head else cluster.app.app
     serve.run(app, name="orders", route_prefix="/", blocking=False)
     print(f"serve: app 'orders' deployed on {settings.http_host}:{settings.http_port}", flush=True)
 

@@ -24,17 +24,24 @@ for key in "${CREDENTIAL_KEYS[@]}"; do
   [[ -n "${!key:-}" ]] || die "$key is not set: copy the head's .run/credentials.env to" \
     "$CREDENTIALS_FILE (mode 600), or export the head's credentials"
 done
+# the head's JWT_SECRET (and APP_ENV) must be this machine's too: actors and gateway replicas
+# placed here read them (they are not in credentials.env); a prod head's strong secret missing
+# here made every actor placed on this machine fail its settings check and restart for ever
+[[ "$APP_ENV" == dev || "$JWT_SECRET" != devsecret ]] \
+  || die "APP_ENV=$APP_ENV needs the head's JWT_SECRET exported here (README, Adding a machine)"
 if pid_alive ray-worker; then
   log "already joined (pid $(cat "$RUN/pids/ray-worker.pid")); make leave first"
   exit 0
 fi
 "$ROOT/cluster/install.sh" --venv-only
 
-# joined: Ray's startup message is in the log (and the process is still there)
+# joined: Ray's startup message is in the log; exits 2 once the process is gone (a wrong token,
+# an unreachable GCS): wait_for hides a check's output, so the reason is printed after it
 joined() {
-  pid_alive ray-worker || die "ray start failed; see $RUN/logs/ray-worker.out"
+  pid_alive ray-worker || return 2
   grep -q "Ray runtime started" "$RUN/logs/ray-worker.out"
 }
+joined_or_gone() { joined || [[ $? -eq 2 ]]; }
 cpus="${WORKER_NUM_CPUS:-$(nproc)}"
 log "ray: joining $HEAD_ADDRESS:$RAY_GCS_PORT as $NODE_ADDRESS (num-cpus=$cpus)"
 ray_env
@@ -45,6 +52,7 @@ env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --bl
   --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
   --temp-dir="$RUN/ray" >"$RUN/logs/ray-worker.out" 2>&1 </dev/null &
 echo $! >"$RUN/pids/ray-worker.pid"
-wait_for "ray worker node" 120 joined
+wait_for "ray worker node" 120 joined_or_gone
+joined || die "ray start failed: $(tail -n 5 "$RUN/logs/ray-worker.out" | tr '\n' ' ')(see $RUN/logs/ray-worker.out)"
 ray_session_priority "$(cat "$RUN/pids/ray-worker.pid")"
 log "joined: this machine ($NODE_ADDRESS) is a node of the cluster at $HEAD_ADDRESS"

@@ -38,14 +38,19 @@ kill_rest_except_services() {
 }
 # what `up` and `down` remove: never the whole RUN_DIR (it may be given), only what this made
 run_files() {
-  echo "$RUN"/{pids,pg,kafka,redis,ray,code,haproxy,w[1-9],kafka-"$KAFKA_VERSION"} \
+  printf '%s\n' "$RUN"/{pids,pg,kafka,redis,ray,code,haproxy,w[1-9],kafka-"$KAFKA_VERSION"} \
     "$RUN"/{credentials.env,jwt.env,node.env} "$RUN"/cap-*
+}
+# remove_run_files -> them removed, one path per line (a RUN_DIR with a space is one path)
+remove_run_files() {
+  local -a files
+  mapfile -t files < <(run_files)
+  rm -rf "${files[@]}"
 }
 
 netns_up() {
   local workers="$1" i t0=$SECONDS
-  # shellcheck disable=SC2046
-  rm -rf $(run_files) "$RUN/logs" && mkdir -p "$RUN/pids" "$RUN/logs"
+  remove_run_files && rm -rf "$RUN/logs" && mkdir -p "$RUN/pids" "$RUN/logs"
   (umask 077 && openssl rand -hex 32 >"$RUN/jwt.env")
   JWT_SECRET="$(cat "$RUN/jwt.env")" && export JWT_SECRET
   ensure_credentials # this harness's Postgres, Redis and Ray token; the URLs on the head's address
@@ -108,8 +113,7 @@ netns_down() {
   done
   ! ip link show "$BR" >/dev/null 2>&1 || down_step "bridge $BR" ip link del "$BR"
   # the data goes too; the logs stay for a look afterwards (the next `up` removes them)
-  # shellcheck disable=SC2046
-  rm -rf $(run_files)
+  remove_run_files
   [[ "$(owner_of)" != "$RUN" ]] || rm -f "$OWNER"
   if (( ${#down_failed[@]} )); then
     log "netns harness down, except: ${down_failed[*]} (logs in $RUN/logs)"

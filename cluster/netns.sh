@@ -50,9 +50,13 @@ cmd="${1:-}"; shift || true
 case "$cmd" in
   up)
     netns_require
+    prior="$(owner_of)" # (before the claim below makes it this RUN_DIR)
     netns_claim # another checkout's harness runs: wait for it (before the trap: never stop it)
-    if { ns_exists "$(ns_of head)" || ip link show "$BR" >/dev/null 2>&1; } && netns_idle; then
-      log "namespaces of a dead harness are left, with nothing in them: removing them"
+    # left by a harness that died with nothing in its namespaces, or by an earlier run of this
+    # checkout that was killed (pytest cancelled: its servers still run there, this RUN's own)
+    if { ns_exists "$(ns_of head)" || ip link show "$BR" >/dev/null 2>&1; } \
+      && { netns_idle || [[ "$prior" == "$RUN" ]]; }; then
+      log "namespaces of an earlier harness are left (${prior:-no owner}): removing them"
       netns_down && netns_claim
     fi
     ! ns_exists "$(ns_of head)" && ! ip link show "$BR" >/dev/null 2>&1 \

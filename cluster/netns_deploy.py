@@ -11,22 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
-
-# A resource every Ray head node has, and no other node.
-HEAD_RESOURCE = "node:__internal_head__"
 
 
 def main(argv: list[str]) -> int:
-    import cluster.app
     from cluster.deploy import deploy
     from core.settings import get_settings
 
-    if os.environ.get("NETNS_GATEWAY", "head") == "head":
-        gateway: Any = cluster.app.Gateway  # a Serve Deployment (its stubs show the class)
-        options = {**gateway.ray_actor_options, "resources": {HEAD_RESOURCE: 0.001}}
-        cluster.app.app = gateway.options(ray_actor_options=options).bind()
-    deploy(get_settings(), restart="--restart" in argv)
+    on_head = os.environ.get("NETNS_GATEWAY", "head") == "head"
+    deploy(get_settings(), restart="--restart" in argv, gateway_on_head=on_head)
     return 0
 
 

@@ -153,8 +153,13 @@ SELECT pg_reload_conf();
 SQL
 }
 pg_stop() {
-  [[ -f "$PGDATA/postmaster.pid" ]] && pid_alive pg && log "stopping postgres" \
-    && pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+  if [[ -f "$PGDATA/postmaster.pid" ]] && pid_alive pg; then
+    log "stopping postgres"
+    # a stop that did not finish (pg_ctl waits 60 s) is not "stopped": make clean-data would
+    # delete a running server's data directory
+    pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null \
+      || die "postgres did not stop (pid $(cat "$RUN/pids/pg.pid")); see $PGLOG"
+  fi
   rm -f "$RUN/pids/pg.pid"
 }
 

@@ -4,7 +4,8 @@ The loop: `getmany` whatever arrived while the previous batch ran (adaptive batc
 group reacts at once, a busy one takes bigger batches) → parse (unparseable → DLQ) → one
 handler call (one call per shard) → commit offsets only after the effect is durable.
 Infrastructure errors (a database or broker restart, an open circuit) are retried without limit,
-so nothing is lost; a message whose error repeats is poison: after bounded retries it goes to
+so nothing is lost; a message the handler finds wrong is poison at once, one whose unexpected
+error repeats after bounded retries; it goes to
 `<topic>.dlq` saying why, its partition flowing on. Outside the handler no wait is unbounded.
 """
 
