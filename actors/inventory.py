@@ -10,7 +10,6 @@ rules are in `domain.inventory`; the SQL in `adapters.stock`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import uuid
@@ -20,7 +19,7 @@ from typing import Any
 
 from actors.base import Inspectable, owned_shard, platform_actor, settled
 from adapters import stock as sql
-from adapters.pg import now
+from adapters.pg import now, when_up
 from adapters.uow import Tx
 from consumers.base import Shards
 from consumers.inventory import InventoryHandler
@@ -67,7 +66,8 @@ class InventoryShard(Inspectable):
         self._lock = asyncio.Lock()  # one writer at a time keeps memory == Postgres
         self._stock: dict[str, rules.Stock] = {}
         self._unsure = False  # a transaction failed: memory reloads before the next change
-        await self._reload()
+        await when_up(self._reload, registry.inventory_shard(index))  # Postgres may be gone again
+        self._sweep_error: str | None = None
         self._sweeper = asyncio.create_task(self._expire_loop())
         # last: the loop may hand over a batch at once, and the shard's methods need the above
         shards = Shards(self._settings, registry.inventory_shard, index, self)
@@ -109,13 +109,10 @@ class InventoryShard(Inspectable):
     async def health(self) -> dict[str, Any]:
         """The consumer member's health (its status is this shard's) and the shard's share."""
         n = self._settings.inventory_shards
-        return {
-            "pid": os.getpid(),
-            **self._consumer.health(),
-            "shard": self._index,
-            "of": n,
-            "skus": len(self._stock),
-        }
+        health = {**self._consumer.health(), "shard": self._index, "of": n}
+        if self._sweep_error is not None:  # holds neither expire nor come back meanwhile
+            health.update(status="degraded", sweepError=self._sweep_error)
+        return {"pid": os.getpid(), **health, "skus": len(self._stock)}
 
     async def snapshot(self, sku: str) -> dict[str, int] | None:
         """The in-memory view of one SKU (tests compare it with Postgres)."""
@@ -181,12 +178,19 @@ class InventoryShard(Inspectable):
         return sum(qty for _, qty in rows)
 
     async def _expire_loop(self) -> None:
+        """The sweeps, every `_EXPIRY_SWEEP_S`; one that fails is logged and shown in `health`
+        until a run works (an idle consumer's cycle touches no Postgres: it would look up)."""
         while True:
             await asyncio.sleep(_EXPIRY_SWEEP_S)
-            with contextlib.suppress(Exception):
+            try:
                 await self.expire_holds()
-            with contextlib.suppress(Exception):
                 await self.release_stranded()
+            except Exception as exc:
+                if self._sweep_error is None:
+                    log.warning("shard %d: hold sweep failed: %r", self._index, exc)
+                self._sweep_error = f"{type(exc).__name__}: {exc}"
+            else:
+                self._sweep_error = None
 
     async def expire_holds(self, as_of: datetime | None = None) -> int:
         """Cancel orders whose hold outlived HOLD_TTL_S without payment; stock comes back via

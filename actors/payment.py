@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from actors.base import Inspectable, owned_shard, platform_actor, settled
 from adapters import payments as sql
+from adapters.pg import when_up
 from adapters.provider import (
     FAIL_COUNTER_KEY,
     FAULT_KEY,
@@ -106,7 +107,7 @@ class PaymentShard(Inspectable):
         self._lock = asyncio.Lock()  # one writer at a time keeps memory == Postgres
         self.limit = Decimal(str(settings.credit_limit))
         self._unsure = True  # memory is read from Postgres before the first batch
-        await self._reload_if_unsure()
+        await when_up(self._reload_if_unsure, registry.payment_shard(index))
         # last: the loop may hand over a batch at once, and the shard's methods need the above
         shards = Shards(settings, registry.payment_shard, index, self)
         handler = PaymentHandler(settings, shards)
@@ -138,16 +139,25 @@ class PaymentShard(Inspectable):
             read = await self._redis.mget(FAULT_KEY, STATE_KEY, FAIL_COUNTER_KEY)
         except RedisError as exc:  # the breaker falls back to closed; no fault can be read
             log.warning("breaker state unread, Redis unavailable: %s", type(exc).__name__)
-            self._breaker_seen = "unknown"
-            return await asyncio.to_thread(guarded_call, self._breaker, False, order_ids)
-        flag, state, failures = cast(list[str | None], read)  # the client decodes responses
-        fault, count = flag == "down", int(failures or 0)
-        self._breaker_seen = state or pybreaker.STATE_CLOSED
-        self._metrics.breaker_state(str(self._index), self._breaker_seen)
-        if inline_ok(fault, state, count):
-            with self._storage.seen(pybreaker.STATE_CLOSED, count):
-                return guarded_call(self._breaker, fault, order_ids)
-        return await asyncio.to_thread(guarded_call, self._breaker, fault, order_ids)
+            self._saw_breaker("unknown")
+            refs = await asyncio.to_thread(guarded_call, self._breaker, False, order_ids)
+        else:
+            flag, state, failures = cast(list[str | None], read)  # the client decodes them
+            fault, count = flag == "down", int(failures or 0)
+            self._saw_breaker(state or pybreaker.STATE_CLOSED)
+            if inline_ok(fault, state, count):
+                with self._storage.seen(pybreaker.STATE_CLOSED, count):
+                    refs = guarded_call(self._breaker, fault, order_ids)
+            else:
+                refs = await asyncio.to_thread(guarded_call, self._breaker, fault, order_ids)
+        # the call went through: the circuit is closed now (a half-open probe closed it), and
+        # the gauge must not keep the `open` read before the call until the next batch
+        self._saw_breaker(pybreaker.STATE_CLOSED)
+        return refs
+
+    def _saw_breaker(self, state: str) -> None:
+        self._breaker_seen = state
+        self._metrics.breaker_state(str(self._index), state)
 
     async def authorize_batch(self, events: list[Envelope]) -> None:
         """Handle `inventory.reserved`: charge once per order, or decline; emit the outcome.

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from actors.base import Inspectable, open_uow, platform_actor, settled
 from actors.step_queue import Entry, StepQueue
 from adapters import shipments as sql
+from adapters.pg import when_up
 from adapters.redis_clients import async_client
 from adapters.redis_clients import flags as redis_flags
 from adapters.uow import Tx
@@ -111,7 +112,9 @@ class ShippingActor(Inspectable):
         self._redis = async_client(self._settings.redis_url)
         self._steps = StepQueue(_DELIVER_SLACK_S, _STEP_BATCH_MAX)
         self._wake = asyncio.Event()
-        await self._resume()  # timers rebuild from the shipments with a step left
+        self._step_error: str | None = None  # the last timer batch's failure, until one works
+        # timers rebuild from the shipments with a step left (Postgres may be gone again)
+        await when_up(self._resume, "shipping")
         self._ticker = asyncio.create_task(self._tick_loop())
         # last: the loop may hand over a batch at once, and `create_batch` needs the above
         self._consumer = ConsumerLoop(SHIPPING_GROUP, _Group(self.create_batch), self._settings)
@@ -120,7 +123,10 @@ class ShippingActor(Inspectable):
     async def health(self) -> dict[str, Any]:
         """The consumer loop's health (its status is this actor's) and the shipments whose
         next step is waiting."""
-        return {"pid": os.getpid(), **self._consumer.health(), "pending": len(self._steps)}
+        health = {**self._consumer.health(), "pending": len(self._steps)}
+        if self._step_error is not None:  # the timers' steps fail (an idle consumer looks up)
+            health.update(status="degraded", stepError=self._step_error)
+        return {"pid": os.getpid(), **health}
 
     async def create_batch(self, events: list[Envelope]) -> None:
         """Handle `payment.authorized`: one shipment per paid order, `shipping.updated` CREATED."""
@@ -169,7 +175,9 @@ class ShippingActor(Inspectable):
     async def _advance_or_retry(self, batch: list[Entry]) -> None:
         try:
             await self._advance({oid: step for _, step, oid in batch})
+            self._step_error = None
         except Exception as exc:  # e.g. Postgres restarting: put them back and retry
+            self._step_error = f"{type(exc).__name__}: {exc}"
             log.warning("shipment step failed, retrying: %s", exc)
             for _, step, oid in batch:
                 self._schedule(time.monotonic() + _RETRY_S, step, oid)

@@ -7,19 +7,20 @@ import logging
 import os
 import select
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row, tuple_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 Row = dict[str, Any]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +47,7 @@ async def open_pool(
     `wait_for_postgres`: first wait for Postgres for as long as it takes (`connect_when_up`),
     what an actor's `__init__` needs (Ray never restarts an actor whose creation task raised)."""
     if wait_for_postgres:
-        await (await connect_when_up(dsn, name)).close()
+        return await when_up(lambda: open_pool(dsn, size, name, autocommit=autocommit), name)
     pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
         dsn,
         min_size=1,
@@ -57,7 +58,11 @@ async def open_pool(
         connection_class=AsyncConnection[Row],
         check=check_if_suspect,
     )
-    await pool.open(wait=True, timeout=30)
+    try:
+        await pool.open(wait=True, timeout=30)
+    except BaseException:
+        await pool.close()  # its workers would go on connecting for nobody
+        raise
     return pool
 
 
@@ -176,23 +181,33 @@ async def write_all(conn: AsyncConnection[Row], writes: Iterable[Write | None]) 
 async def connect_when_up(
     dsn: str, name: str, *, give_up_after_s: float | None = None
 ) -> AsyncConnection[Row]:
-    """Connect, waiting for Postgres for as long as it takes (or `give_up_after_s`).
+    """Connect, waiting for Postgres for as long as it takes (or `give_up_after_s`)."""
+    return await when_up(
+        lambda: AsyncConnection.connect(
+            dsn, autocommit=True, row_factory=dict_row, application_name=name
+        ),
+        name,
+        give_up_after_s=give_up_after_s,
+    )
 
-    A shard's `__init__` calls this: Ray never restarts an actor whose creation task raised,
-    so a shard that restarted while Postgres was down (it exits when a Postgres restart takes
-    its lock) and raised "connection refused" would stay dead after Postgres came back. Every
-    failure is logged (the first at once, then every ~10 s) with its cause, so a wrong DSN shows.
-    """
+
+async def when_up(
+    step: Callable[[], Awaitable[T]], name: str, *, give_up_after_s: float | None = None
+) -> T:
+    """`step()`, retried while Postgres does not answer, for as long as it takes (or
+    `give_up_after_s`). An actor's `__init__` runs its Postgres steps (connect, open its pool,
+    load its state) this way: Ray never restarts an actor whose creation task raised, so an
+    actor that restarted while Postgres was down, or saw it go away between its connect and its
+    first read, would stay dead after Postgres came back. Every failure is logged (the first at
+    once, then every ~10 s) with its cause, so a wrong DSN shows."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     logged: float | None = None
     pause = 0.2
     while True:
         try:
-            return await AsyncConnection.connect(
-                dsn, autocommit=True, row_factory=dict_row, application_name=name
-            )
-        except psycopg.OperationalError as exc:
+            return await step()
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             waited = loop.time() - start
             if give_up_after_s is not None and waited >= give_up_after_s:
                 raise
