@@ -98,12 +98,13 @@ def charge_mismatches(
     conn: Conn, ids: Sequence[str], charged: Sequence[str], paid: Sequence[str]
 ) -> list[Row]:
     """`{order_id, status, order_status}` of the orders `ids` holding a charge (payment in
-    `charged`) while not paid (order not in `paid`), or paid without a charge."""
+    `charged`) while not paid (order not in `paid`), or paid without a charge (`status` None:
+    no payment row at all)."""
     return conn.execute(
-        "SELECT p.order_id, p.status, o.status AS order_status FROM payments p "
-        "JOIN orders o ON o.id = p.order_id WHERE p.order_id = ANY(%s::uuid[]) AND "
+        "SELECT o.id AS order_id, p.status, o.status AS order_status FROM orders o "
+        "LEFT JOIN payments p ON p.order_id = o.id WHERE o.id = ANY(%s::uuid[]) AND "
         "((p.status = ANY(%s) AND o.status <> ALL(%s)) OR "
-        "(o.status = ANY(%s) AND p.status <> ALL(%s)))",
+        "(o.status = ANY(%s) AND (p.status IS NULL OR p.status <> ALL(%s))))",
         (list(ids), list(charged), list(paid), list(paid), list(charged)),
     ).fetchall()
 

@@ -35,17 +35,30 @@ async def ping(pool: Pool) -> None:
         await conn.execute("SELECT 1")
 
 
+_WITH_TIMELINE = (
+    "SELECT "
+    + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
+    + ", e.status AS e_status, e.event AS e_event, e.at AS e_at, e.detail AS e_detail "
+    "FROM orders o LEFT JOIN LATERAL (SELECT id, status, event, at, detail FROM order_events "
+    "WHERE order_id = o.id) e ON true WHERE o.id = %s ORDER BY e.id"
+)
+
+
 async def order_with_timeline(pool: Pool, order_id: uuid.UUID) -> tuple[Row, list[Row]] | None:
+    """The order and its timeline from one statement, so one snapshot: two statements could
+    show a status and a timeline of different moments (PAID with SHIPPED as its last entry)."""
     async with pool.connection() as conn:
-        cur = await conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = %s", (order_id,))
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        cur = await conn.execute(
-            "SELECT status, event, at, detail FROM order_events WHERE order_id = %s ORDER BY id",
-            (order_id,),
-        )
-        return row, await cur.fetchall()
+        cur = await conn.execute(_WITH_TIMELINE, (order_id,))
+        rows = await cur.fetchall()
+    if not rows:
+        return None
+    order = {k: v for k, v in rows[0].items() if not k.startswith("e_")}
+    timeline = [
+        {"status": r["e_status"], "event": r["e_event"], "at": r["e_at"], "detail": r["e_detail"]}
+        for r in rows
+        if r["e_status"] is not None
+    ]
+    return order, timeline
 
 
 async def order_status(pool: Pool, order_id: uuid.UUID) -> Row | None:

@@ -10,6 +10,7 @@ here and the stage-specific SQL in the other adapters modules (cosmicpython, cha
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +27,8 @@ from adapters.status import StatusPublisher
 from domain.decision import Applied, Decision, Note, OrderView, apply_moves
 from domain.events import EVENT_TOPIC, Envelope
 from domain.model import OrderStatus
+
+log = logging.getLogger(__name__)
 
 
 class HasDecision(Protocol):
@@ -123,6 +126,15 @@ class Tx:
         the stage's queued writes, in one statement."""
         results = apply_moves(orders, decision.moves)
         done = [a for a in results if a.applied]
+        for a in results:
+            if not a.applied:  # a rule asked for a move the state machine forbids: a bug
+                log.warning(
+                    "illegal move not applied: order %s %s → %s (%s)",
+                    a.move.order_id,
+                    a.previous.value if a.previous else "unknown",
+                    a.move.target.value,
+                    a.move.event,
+                )
         at = now()
         notes = [Note(a.move.order_id, a.move.target, a.move.event, a.move.detail) for a in done]
         emitted = [a.move.emits for a in done if a.move.emits is not None]

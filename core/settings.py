@@ -112,7 +112,9 @@ class Settings(BaseSettings):
     kafka_retention_hours: int = Field(default=24, ge=1)
     dedupe_retention_hours: int = Field(default=48, ge=1)
     order_history_days: int = Field(default=30, ge=1)
-    partition_maintenance_s: float = Field(default=3600.0, gt=0)
+    # at most a day: pg_partman makes 7 days of partitions ahead, and rows of a day without one
+    # go to the default partition, which stops that table's maintenance (ADR-012)
+    partition_maintenance_s: float = Field(default=3600.0, gt=0, le=86_400)
 
     @model_validator(mode="after")
     def _dedupe_outlives_redelivery(self) -> Settings:
@@ -133,6 +135,29 @@ class Settings(BaseSettings):
                 f"ORDER_HISTORY_DAYS >= {-(-self.dedupe_retention_hours // 24)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _ports_and_slots_apart(self) -> Settings:
+        if self.metrics_export_port == self.http_port:
+            raise ValueError(
+                f"METRICS_EXPORT_PORT={self.metrics_export_port} is HTTP_PORT: Ray's metrics "
+                "agent would take the gateway's port; give it another one"
+            )
+        if self.sse_max_streams >= self.max_ongoing_requests:
+            raise ValueError(
+                f"SSE_MAX_STREAMS={self.sse_max_streams} leaves none of MAX_ONGOING_REQUESTS="
+                f"{self.max_ongoing_requests} request slots for orders: each open stream holds "
+                "one; set it below (0: a quarter of them)"
+            )
+        return self
+
+    @property
+    def sse_streams_cap(self) -> int:
+        """Open SSE streams per replica: SSE_MAX_STREAMS, or a quarter of the request slots
+        (at least one, never every slot: a replica of one slot serves no stream)."""
+        if self.sse_max_streams:
+            return self.sse_max_streams
+        return min(max(1, self.max_ongoing_requests // 4), self.max_ongoing_requests - 1)
 
     @model_validator(mode="after")
     def _sasl_has_credentials(self) -> Settings:

@@ -12,7 +12,9 @@ PaymentMethod = Literal["pm_card_visa", "pm_card_chargeDeclined", "pm_card_insuf
 
 class _Command(BaseModel):
     # extra="forbid": no mass assignment; status, price and amount come from the server only.
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # The wire names only (camelCase, as the published schema says): `customer_id` is an
+    # unknown field, not another spelling of `customerId`.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class OrderLine(_Command):

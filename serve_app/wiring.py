@@ -77,7 +77,7 @@ async def open_services(
         live=LiveStatus(
             pool,
             redis,
-            settings.sse_max_streams or max(1, settings.max_ongoing_requests // 4),
+            settings.sse_streams_cap,
             settings.sse_max_streams_per_principal,
         ),
         readiness=ReadinessProbe(pool, redis, actors, settings, outage),

@@ -95,6 +95,7 @@ def test_the_checkouts_own_running_stack_is_not_a_conflict() -> None:
     result = _run(SCRIPT, {})
     reported = [int(x) for x in re.findall(r"in use by \S+ \(pid (\d+),", result.stderr)]
     assert not [pid for pid in reported if _ancestors(pid) & recorded], result.stderr
+    assert result.returncode == 0, result.stderr  # it ran its checks and found no conflict
 
 
 def test_another_os_is_named(bare_checkout: Path, tmp_path: Path) -> None:

@@ -289,6 +289,16 @@ async def publish_in_one_batch(
         await producer.stop()
 
 
+def held(pg: Any, order_ids: list[str]) -> int:
+    """Units still HELD by these orders' reservations."""
+    row = pg.execute(
+        "SELECT coalesce(sum(qty), 0) AS n FROM reservations "
+        "WHERE order_id = ANY(%s::uuid[]) AND state = 'HELD'",
+        (order_ids,),
+    ).fetchone()
+    return int(row["n"])
+
+
 def scratch_order(
     pg: Any, principal: str, status: str, lines: list[tuple[str, int]] | None = None
 ) -> uuid.UUID:

@@ -115,8 +115,7 @@ def test_stock_still_held_for_a_finished_order_is_given_back(
     oid = scratch_order(pg, customer, "REJECTED", [(sku, 2)])
     shard = _shard(ray_cluster, settings, sku)
     request = ReserveRequest(oid, customer, customer, [(sku, 2)])
-    assert ray_cluster.get(shard.reserve_batch.remote([request])) == [True]
-    assert api.stock(sku)["available"] <= 3  # held (unless the sweep was already quicker)
+    assert ray_cluster.get(shard.reserve_batch.remote([request])) == [True]  # held
     wait_until(lambda: api.stock(sku)["available"] == 5, timeout=20, what="the hold given back")
     row = pg.execute("SELECT state FROM reservations WHERE order_id = %s", (oid,)).fetchone()
     assert row is not None and row["state"] == "RELEASED"

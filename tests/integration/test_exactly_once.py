@@ -241,9 +241,15 @@ def test_killed_actors_restart_with_their_state_and_orders_complete(
         api.wait_status(customer, oid, "DELIVERED", timeout=60)
     shard = ray_cluster.get_actor(shard_name)
     wait_until(lambda: ray_cluster.get(shard.snapshot.remote(sku)) is not None, what="shard up")
-    memory = ray_cluster.get(shard.snapshot.remote(sku))
-    row = pg.execute("SELECT on_hand, reserved FROM inventory WHERE sku = %s", (sku,)).fetchone()
-    assert memory == {"onHand": row["on_hand"], "reserved": row["reserved"]}
+
+    def settled() -> bool:  # the last SHIPPED events' commits may come after DELIVERED
+        memory = ray_cluster.get(shard.snapshot.remote(sku))
+        row = pg.execute("SELECT on_hand, reserved FROM inventory WHERE sku = %s", (sku,))
+        stored = row.fetchone()
+        same = memory == {"onHand": stored["on_hand"], "reserved": stored["reserved"]}
+        return bool(same and stored["reserved"] == 0)
+
+    wait_until(settled, timeout=30, what="the shard's memory equal to its row, nothing held")
     assert api.stock(sku)["available"] == 40
     n = pg.execute(
         "SELECT count(*) AS n FROM payments WHERE order_id = ANY(%s::uuid[])", (placed,)

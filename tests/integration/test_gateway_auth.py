@@ -11,6 +11,7 @@ import pytest
 
 from core.settings import Settings
 from tests.claims import seed_claims
+from tests.integration.conftest import wait_until
 
 SEED_BODY = {"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 2}]}
 
@@ -99,6 +100,12 @@ def test_health_ready_and_docs_need_no_token_details_need_admin(
     settings: Settings,
 ) -> None:
     assert http.get("/health").json() == {"status": "ok"}
+    # (earlier tests kill and restart actors: wait for the stack to settle before reading it)
+    wait_until(
+        lambda: http.get("/ready", headers=admin_headers).json()["status"] == "up",
+        timeout=60,
+        what="/ready up",
+    )
     assert http.get("/ready").json() == {"status": "up"}  # no node, pid or version to see
     customer = {"Authorization": f"Bearer {mint('customer1')}"}
     assert http.get("/ready", headers=customer).json() == {"status": "up"}

@@ -45,6 +45,7 @@ def _joining(api: Api, before_pid: int) -> bool:
     )
 
 
+@pytest.mark.timeout(600)  # its waits add up to 345 s on a slow box (the default is 300)
 def test_a_member_whose_join_cannot_end_rebuilds_and_the_group_recovers(
     api: Api, customer: str, settings: Settings, ray_cluster: Any
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from adapters import audit
 from cli.invariants import AUDITED_TOPICS, check, end_offsets
 from core import registry
 from core.settings import Settings
@@ -93,3 +94,12 @@ def test_a_delivered_order_without_its_effects_is_reported(settings: Settings, p
     ):
         assert what in found, verdict.details
     assert verdict.wrong_effects == 5 and not verdict.clean
+    assert verdict.double_charged == 0  # no charge at all is not a double one
+
+
+def test_the_audit_finds_a_paid_order_with_no_payment_row(pg: Any) -> None:
+    """The scale benchmark's verdict (bench/scale_report.py) relies on this check alone; it
+    joined payments to orders, so an order paid without any payment row never showed."""
+    oid = scratch_order(pg, "c-inv", "DELIVERED", [("SKU-88", 1)])
+    bad = audit.charge_mismatches(pg, [str(oid)], ["AUTHORIZED", "CAPTURED"], ["DELIVERED"])
+    assert [(str(b["order_id"]), b["status"]) for b in bad] == [(str(oid), None)]

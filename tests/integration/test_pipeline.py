@@ -14,16 +14,11 @@ from consumers import routes
 from core.registry import shard_of
 from core.settings import Settings
 from domain.events import Topic
-from tests.integration.conftest import Api, wait_until
+from tests.integration.conftest import Api, held, wait_until
 
 
 def _held(pg: Any, order_id: str) -> int:
-    row = pg.execute(
-        "SELECT coalesce(sum(qty), 0) AS n FROM reservations "
-        "WHERE order_id = %s AND state = 'HELD'",
-        (order_id,),
-    ).fetchone()
-    return int(row["n"])
+    return held(pg, [order_id])
 
 
 def _charged(pg: Any, order_id: str) -> list[str]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from core import registry
 from core.settings import Settings
 from tests.integration.conftest import Api, paused_redis, wait_until
 
 
+@pytest.mark.timeout(600)  # its waits add up to 180 s and more on a slow box
 def test_an_order_is_delivered_and_a_payment_shard_restarts_while_redis_does_not_answer(
     api: Api, customer: str, settings: Settings, ray_cluster: Any
 ) -> None:

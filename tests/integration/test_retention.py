@@ -30,7 +30,7 @@ from tests.integration.scratch import (
     uuid7_at,
 )
 
-NOW = datetime.now(UTC)
+NOW = datetime.now(UTC)  # set again by the `history` fixture, right before its rows are made
 DAYS = 12
 SETTINGS = Settings(kafka_retention_hours=24, dedupe_retention_hours=50, order_history_days=5)
 KEYS = {"processed_events": "event_at", "notifications": "order_at", "order_events": "at"}
@@ -75,7 +75,11 @@ def _counts(url: str, since: dict[str, datetime]) -> dict[str, tuple[int, int, d
 
 @pytest.fixture(scope="module")
 def history() -> Iterator[dict[str, Any]]:
-    """Twelve days of rows migrated into partitions, then one retention pass."""
+    """Twelve days of rows migrated into partitions, then one retention pass. `NOW` is taken
+    here, not when the module was collected: the suite runs for half an hour before this, and a
+    day boundary in between shifted every partition the assertions compare with it."""
+    global NOW
+    NOW = datetime.now(UTC)
     with scratch_schema("rettest") as url:
         alembic(url, "upgrade", "0005")
         _fill(url)

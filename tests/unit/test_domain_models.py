@@ -41,6 +41,9 @@ def test_seed_body_is_a_valid_place_order() -> None:
         _order(items=[{"sku": "SKU-1", "qty": 1, "unitPrice": 0.01}]),
         _order(paymentMethod="pm_card_unknown"),
         {"items": [{"sku": "SKU-1", "qty": 1}]},
+        # the field names are not the wire's: the schema says customerId (they were accepted)
+        {"customer_id": "c-1", "items": [{"sku": "SKU-1", "qty": 1}]},
+        _order(payment_method="pm_card_chargeDeclined"),
     ],
 )
 def test_invalid_or_mass_assigning_bodies_are_rejected(body: dict[str, object]) -> None:

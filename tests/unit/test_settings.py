@@ -137,3 +137,17 @@ def test_generated_credentials_win_over_a_copied_env_file(tmp_path: Path) -> Non
     # without the stack's file (a container, a pod): `.env` counts
     demo = "postgresql://orders:orders@127.0.0.1:5432/orders"
     assert _settings_in(tmp_path, tmp_path / "none")["db"] == demo
+
+
+def test_settings_that_would_break_the_gateway_are_refused() -> None:
+    """Streams holding every request slot (orders then queue into 503s), Ray's metrics agent on
+    the gateway's port, partition maintenance rarer than the 7 days made ahead."""
+    with pytest.raises(ValueError, match="SSE_MAX_STREAMS=64"):
+        Settings(_env_file=None, sse_max_streams=64, max_ongoing_requests=64)
+    with pytest.raises(ValueError, match="METRICS_EXPORT_PORT=8080"):
+        Settings(_env_file=None, metrics_export_port=8080, http_port=8080)
+    with pytest.raises(ValueError, match="partition_maintenance_s"):
+        Settings(_env_file=None, partition_maintenance_s=1_000_000)
+    assert Settings(_env_file=None, max_ongoing_requests=64).sse_streams_cap == 16
+    assert Settings(_env_file=None, max_ongoing_requests=1).sse_streams_cap == 0  # no stream
+    assert Settings(_env_file=None, sse_max_streams=5).sse_streams_cap == 5

@@ -41,6 +41,7 @@ def test_terminal_statuses_never_move_again(terminal: OrderStatus) -> None:
         (S.PENDING, S.SHIPPED),
         (S.RESERVED, S.SHIPPED),
         (S.SHIPPED, S.CANCELLED),
+        (S.SHIPPED, S.REFUNDED),  # a shipped order's stock has left: nothing refunds it
         (S.PAID, S.RESERVED),
     ],
 )
