@@ -7,11 +7,27 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "devsecret"
+# Passwords committed in this repository for demos (the defaults below, docker/secrets.dev.env,
+# k8s/infra/secrets.yaml): anyone can read them, so they are refused outside APP_ENV=dev.
+DEMO_PASSWORDS = frozenset(
+    {
+        "orders",
+        "orders-app-dev",
+        "orders-app-pg-dev",
+        "orders-pg-dev",
+        "postgres-pg-dev",
+        "redis-dev",
+        "orders-redis",
+        "kafka-dev",
+        "kafka-scram-dev",
+    }
+)
 _MIN_SECRET_BYTES = 32
 # The local stack's generated credentials (cluster/common.sh): the connection URLs with their
 # passwords, so that a tool run outside the stack's scripts connects as the stack does. They win
@@ -179,6 +195,26 @@ class Settings(BaseSettings):
                 f"JWT_SECRET is the default or shorter than {_MIN_SECRET_BYTES} bytes while "
                 f"APP_ENV={self.app_env}; set JWT_SECRET to a random value of at least "
                 f"{_MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`), or use APP_ENV=dev"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_demo_password_outside_dev(self) -> Settings:
+        if self.app_env == "dev":
+            return self
+        demo = [
+            name
+            for name, secret in (
+                ("DATABASE_URL", urlsplit(self.database_url).password),
+                ("REDIS_URL", urlsplit(self.redis_url).password),
+                ("KAFKA_PASSWORD", self.kafka_password),
+            )
+            if secret in DEMO_PASSWORDS
+        ]
+        if demo:
+            raise ValueError(
+                f"{', '.join(demo)} use a password committed in this repository for demos while "
+                f"APP_ENV={self.app_env}; set passwords of your own (docs/security.md)"
             )
         return self
 

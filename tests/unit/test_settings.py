@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,30 @@ def test_non_dev_modes_refuse_weak_secrets(secret: str) -> None:
         Settings(app_env="prod", jwt_secret=secret)
 
 
+_OWN: dict[str, Any] = {
+    "database_url": "postgresql://orders_app:s3cr3t-of-our-own@db:5432/orders",
+    "redis_url": "redis://orders:an0ther-one@redis:6379/0",
+}
+
+
 def test_prod_accepts_a_strong_secret() -> None:
-    assert Settings(app_env="prod", jwt_secret="k" * 32).app_env == "prod"
+    assert Settings(app_env="prod", jwt_secret="k" * 32, **_OWN).app_env == "prod"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("database_url", "postgresql://orders:orders@127.0.0.1:5432/orders"),  # the default
+        ("database_url", "postgresql://orders_app:orders-app-dev@postgres:5432/orders"),
+        ("redis_url", "redis://orders:redis-dev@redis:6379/0"),
+        ("kafka_password", "kafka-scram-dev"),
+    ],
+)
+def test_prod_refuses_the_passwords_committed_for_demos(name: str, value: str) -> None:
+    """docker/secrets.dev.env and k8s/infra/secrets.yaml are public: a deployment switched to
+    APP_ENV=prod with them kept its databases open to anyone who read the repository."""
+    with pytest.raises(ValueError, match=name.upper()):
+        Settings(app_env="prod", jwt_secret="k" * 32, **{**_OWN, name: value})
 
 
 def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
