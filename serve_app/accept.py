@@ -4,6 +4,7 @@ order, its timeline row and its outbox row; then 202. No actor call on this path
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from adapters.accept_store import NewOrder, Outcome, Pool, Stored, insert_batch, load_prices
@@ -145,9 +146,11 @@ class AcceptService:
             await self._admission.check(who.sub)
             body, replayed = await self._intake.place(who, cmd, (idempotency_key, fp))
         except BaseException:
-            await self._idempotency.abandon(who.sub, idempotency_key)
+            # shielded, as `finish` below: a request cancelled (its client gone) still frees
+            # or records its key, instead of leaving it "in progress" (409) until the claim's TTL
+            await asyncio.shield(self._idempotency.abandon(who.sub, idempotency_key))
             raise
-        await self._idempotency.finish(who.sub, idempotency_key, fp, body)
+        await asyncio.shield(self._idempotency.finish(who.sub, idempotency_key, fp, body))
         return body, replayed
 
     async def close(self) -> None:
