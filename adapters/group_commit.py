@@ -56,10 +56,8 @@ class GroupCommit(Generic[T, R]):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        while not self._queue.empty():
-            _, fut = self._queue.get_nowait()
-            if not fut.done():
-                fut.set_exception(Closed("the service is shutting down"))
+        queued = [self._queue.get_nowait() for _ in range(self._queue.qsize())]
+        _fail(queued, Closed("the service is shutting down"))
 
     async def _run(self) -> None:
         while True:
@@ -67,15 +65,11 @@ class GroupCommit(Generic[T, R]):
             try:
                 results = await self._flush([item for item, _ in batch])
             except asyncio.CancelledError:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(Closed("the service shut down during the commit"))
+                _fail(batch, Closed("the service shut down during the commit"))
                 raise
             except Exception as exc:  # the callers see the error; the loop keeps serving
                 log.warning("group commit of %d items failed: %s", len(batch), exc)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                _fail(batch, exc)
             else:
                 for (_, fut), result in zip(batch, results, strict=True):
                     if not fut.done():
@@ -92,6 +86,13 @@ class GroupCommit(Generic[T, R]):
             batch = [(item, fut) for item, fut in batch if not fut.done()]
             if batch:
                 return batch
+
+
+def _fail(pairs: list[tuple[T, asyncio.Future[R]]], exc: BaseException) -> None:
+    """`exc` for every caller of `pairs` still waiting."""
+    for _, fut in pairs:
+        if not fut.done():
+            fut.set_exception(exc)
 
 
 class Closed(Unavailable):

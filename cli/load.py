@@ -96,7 +96,6 @@ class SteadyLoad:
             "customerId": who,
             "items": [{"sku": sku, "qty": qty} for sku, qty in lines],
         }
-
         if placed.declining:
             body["paymentMethod"] = DECLINING_CARD
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}

@@ -193,6 +193,10 @@ def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool =
     print(f"serve: app 'orders' deployed on {settings.http_host}:{settings.http_port}", flush=True)
 
 
+# the names of every shard actor start so ("inventory-shard-", "payment-shard-"), any index
+_SHARD_PREFIXES = (registry.inventory_shard(0)[:-1], registry.payment_shard(0)[:-1])
+
+
 def _counts_changed(settings: Settings) -> bool:
     """True when any running shard was started with another shard count, or has an index the
     counts no longer have: key → shard routing would then disagree, so every actor restarts and
@@ -200,11 +204,7 @@ def _counts_changed(settings: Settings) -> bool:
     restart may have stopped shard 0 and left the others."""
     import ray
 
-    running = {
-        name
-        for name in ray.util.list_named_actors()
-        if name.startswith((registry.inventory_shard(0)[:-1], registry.payment_shard(0)[:-1]))
-    }
+    running = {name for name in ray.util.list_named_actors() if name.startswith(_SHARD_PREFIXES)}
     healths: dict[str, dict[str, Any]] = {}
     for name in sorted(running):
         try:
@@ -218,8 +218,7 @@ def _counts_changed(settings: Settings) -> bool:
 def beyond_counts(settings: Settings, running: Iterable[str]) -> list[str]:
     """Shards running with an index the counts of `settings` do not have."""
     want = set(actor_names(settings))
-    shard = (registry.inventory_shard(0)[:-1], registry.payment_shard(0)[:-1])
-    return sorted(n for n in running if n.startswith(shard) and n not in want)
+    return sorted(n for n in running if n.startswith(_SHARD_PREFIXES) and n not in want)
 
 
 def _wait_gone(settings: Settings, timeout_s: float = 30.0) -> None:
