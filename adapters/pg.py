@@ -220,28 +220,63 @@ async def when_up(
         pause = min(pause * 2, 2.0)
 
 
-async def claim_ownership(dsn: str, key: str, timeout_s: float = 60.0) -> AsyncConnection[Row]:
+# On the owner's session, the server's TCP keepalives (Postgres's own GUCs, per session): a
+# shard whose host died without closing its connection (power lost, network cut) would hold
+# its lock until the OS default of ~2 h notices; with these its backend ends, and the lock
+# with it, about 25 s after the last packet (10 s idle + 3 probes 5 s apart).
+_OWNER_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"
+)
+_CLAIM_LOG_S = 10.0
+
+
+async def claim_ownership(
+    dsn: str, key: str, timeout_s: float | None = None
+) -> AsyncConnection[Row]:
     """Hold a Postgres advisory lock named `key` for as long as the returned connection lives.
 
     A shard actor calls this before loading its state, so there is never a second owner of the
-    same SKUs or ledgers, not even from a second Ray cluster on the same database (a RayService
-    upgrade runs two clusters side by side). A killed owner's connection closes and frees the
-    lock for its restarted self.
-    """
-    conn = await connect_when_up(dsn, f"owner:{key}")
-    deadline = asyncio.get_running_loop().time() + timeout_s
+    same SKUs or ledgers, not even from a second Ray cluster pointed at the same database
+    (ADR-010). A killed owner's connection closes and frees the lock for its restarted self; a
+    vanished owner's expires with its session's keepalives (`_OWNER_KEEPALIVES`).
+
+    Waits for as long as it takes (or `timeout_s`, then `RuntimeError`), saying every ~10 s
+    which lock it waits for: Ray never restarts an actor whose `__init__` raised, so a shard
+    that gave up would stay dead after the old owner's lock went. A Postgres restart meanwhile
+    is waited out too (`connect_when_up`)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    logged = start
     while True:
-        cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (key,))
-        row = await cur.fetchone()
-        if row and row["ok"]:
-            return conn
-        if asyncio.get_running_loop().time() > deadline:
+        conn = await connect_when_up(dsn, f"owner:{key}")
+        try:
+            await conn.execute(_OWNER_KEEPALIVES)
+            while True:
+                cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (key,))
+                row = await cur.fetchone()
+                if row and row["ok"]:
+                    return conn
+                waited = loop.time() - start
+                if timeout_s is not None and waited > timeout_s:
+                    raise RuntimeError(
+                        f"{key} is owned by another process (advisory lock held): is a second "
+                        "deployment using the same DATABASE_URL? Stop it, or wait for it to exit."
+                    )
+                if loop.time() - logged >= _CLAIM_LOG_S:
+                    logged = loop.time()
+                    log.warning(
+                        "%s: waiting %.0f s for its advisory lock, held by another session "
+                        "(an old owner not gone yet, or a second deployment on this database)",
+                        key,
+                        waited,
+                    )
+                await asyncio.sleep(0.5)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            log.warning("%s: connection lost while claiming its lock (%s); reconnecting", key, exc)
             await conn.close()
-            raise RuntimeError(
-                f"{key} is owned by another process (advisory lock held): is a second "
-                "deployment using the same DATABASE_URL? Stop it, or wait for it to exit."
-            )
-        await asyncio.sleep(0.5)
+        except BaseException:
+            await conn.close()
+            raise
 
 
 async def watch_ownership(conn: AsyncConnection[Row], key: str, every_s: float = 2.0) -> None:

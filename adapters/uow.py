@@ -176,10 +176,16 @@ class UnitOfWork:
         stage: Stage[R],
         events: Sequence[Envelope] = (),
         order_ids: Sequence[uuid.UUID] | None = None,
+        lock_timeout_ms: int | None = None,
     ) -> tuple[R, list[Applied]]:
         """The sequence for one batch; returns the stage's result and the outcome of each of its
-        moves. `order_ids` (default: the new events' orders) are the orders it locks."""
+        moves. `order_ids` (default: the new events' orders) are the orders it locks, waiting
+        at most `lock_timeout_ms` for them (`LockNotAvailable`; default: as long as it takes)."""
         async with self.begin() as tx:
+            if lock_timeout_ms is not None:
+                await tx.conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",)
+                )
             if stage.consumer and stage.locks_orders and order_ids is None:
                 todo, orders = await tx.claim_and_lock(stage.consumer, events)
             else:

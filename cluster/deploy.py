@@ -176,7 +176,9 @@ def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool =
         log_to_driver=False,
     )
     started = time.monotonic()
-    changed = _counts_changed(settings)
+    # a restart replaces every actor anyway: no shard is asked (one that cannot answer, the very
+    # case a restart is for, would stop the deploy here)
+    changed = not restart and _counts_changed(settings)
     if restart or changed:
         why = "the shard counts changed" if changed else "to roll out new code"
         print(f"actors: stopped {stop_actors(settings)} ({why})", flush=True)
@@ -201,8 +203,11 @@ def _counts_changed(settings: Settings) -> bool:
     """True when any running shard was started with another shard count, or has an index the
     counts no longer have: key → shard routing would then disagree, so every actor restarts and
     reloads its share from Postgres. Every shard is asked, not only shard 0: an interrupted
-    restart may have stopped shard 0 and left the others."""
+    restart may have stopped shard 0 and left the others. A shard that does not answer within
+    60 s (restarting, stuck, or dead meanwhile) counts as changed: restarting every actor is
+    what gets it back."""
     import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
 
     running = {name for name in ray.util.list_named_actors() if name.startswith(_SHARD_PREFIXES)}
     healths: dict[str, dict[str, Any]] = {}
@@ -211,7 +216,11 @@ def _counts_changed(settings: Settings) -> bool:
             shard = ray.get_actor(name, namespace=settings.ray_namespace)
         except ValueError:
             continue  # gone meanwhile
-        healths[name] = ray.get(shard.health.remote(), timeout=60)  # type: ignore[assignment]
+        try:
+            healths[name] = ray.get(shard.health.remote(), timeout=60)  # type: ignore[assignment]
+        except (GetTimeoutError, RayActorError) as exc:
+            print(f"actors: {name} does not answer ({type(exc).__name__}); restarting", flush=True)
+            return True
     return bool(other_counts(settings, healths) or beyond_counts(settings, healths))
 
 
@@ -222,13 +231,24 @@ def beyond_counts(settings: Settings, running: Iterable[str]) -> list[str]:
 
 
 def _wait_gone(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Wait until no stopped actor's name is taken; raise when one still is after `timeout_s`
+    (`get_if_exists` would adopt an actor that is still dying)."""
     import ray
 
     deadline = time.monotonic() + timeout_s
+    left: list[str] = []
     for name in actor_names(settings, every=True):
-        while time.monotonic() < deadline:
+        while True:
             try:
                 ray.get_actor(name, namespace=settings.ray_namespace)
             except ValueError:
                 break
+            if time.monotonic() >= deadline:
+                left.append(name)
+                break
             time.sleep(0.1)
+    if left:
+        raise RuntimeError(
+            f"{len(left)} stopped actors still hold their names after {timeout_s:.0f} s "
+            f"({', '.join(left[:5])}…); run the deploy again once Ray has removed them"
+        )

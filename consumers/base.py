@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -11,6 +12,10 @@ from core import registry
 from core.settings import Settings
 from domain.errors import Unavailable
 from domain.events import Envelope
+
+# A call to another shard (a multi-shard group's member): longer than any batch takes at
+# saturation, short enough that a cancel waiting on the batch's row locks gets an answer.
+REMOTE_CALL_S = 30.0
 
 
 class PoisonMessage(Exception):
@@ -51,8 +56,13 @@ class Shards:
         return self._remote(index, method, args)
 
     async def _remote(self, index: int, method: str, args: tuple[Any, ...]) -> Any:
+        ref = getattr(self._handle(index), method).remote(*args)
         try:
-            return await getattr(self._handle(index), method).remote(*args)
+            # bounded: the caller's transaction holds its orders' row locks meanwhile (a cancel
+            # waits on them), and a shard restarting elsewhere may take minutes; the timeout is
+            # transient, the batch is retried; the call itself may still run later, which the
+            # shards' idempotent methods make harmless
+            return await asyncio.wait_for(ref, REMOTE_CALL_S)
         except RayActorError:
             # the actor died for good (or is unreachable): its name may already belong to a
             # new actor, which this cached handle would never reach; the caller's retry (a

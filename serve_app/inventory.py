@@ -34,9 +34,13 @@ class InventoryService:
         """Route the write to the SKU's owner, the inventory shard actor."""
         name = registry.inventory_shard(registry.shard_of(sku, self._shards))
         shard = await self._actors.get(name)
+        # never retried by Ray (an actor method's default): a write retried after the shard's
+        # restart would land after a later write of the same SKU and undo it (one sent while
+        # the shard restarts still waits for it: the 503 below says so)
+        ref = shard.set_stock.options(max_task_retries=0).remote(sku, on_hand)
         try:
             # bounded: a shard restarting while Postgres is down waits for it without limit
-            row: Row = await asyncio.wait_for(shard.set_stock.remote(sku, on_hand), _WRITE_S)
+            row: Row = await asyncio.wait_for(ref, _WRITE_S)
         except RayTaskError as exc:  # re-raise the shard's typed error for the HTTP mapping
             if isinstance(exc.cause, OrderError):
                 raise exc.cause from None

@@ -6,7 +6,8 @@ periodically, so nothing is missed if a message is (Redis restarting, for exampl
   that event instead of replaying the order's history; once it has seen the final status the
   route answers 204, which tells an `EventSource` to stop reconnecting.
 - An order whose timeline rows retention dropped (`ORDER_HISTORY_DAYS`) still gets one event:
-  its current status from the order's row (`event` null, no `id`).
+  its current status from the order's row (`event` null, `id` "current"); a reconnect that
+  names it is not sent that status again (204 when it is final).
 - Each stream holds one of the replica's `MAX_ONGOING_REQUESTS` for as long as it is open (up to
   `_MAX_STREAM_S`): at most `SSE_MAX_STREAMS` are open per replica (503 past it), at most
   `SSE_MAX_STREAMS_PER_PRINCIPAL` per principal (429), so streams never take the slots orders
@@ -35,14 +36,16 @@ _RECHECK_S = 2.0
 _MAX_STREAM_S = 600.0
 
 
+# The `id` of the event that reports the order row's status when its timeline is gone: sent
+# back as `Last-Event-ID`, it tells the route the client has seen that status.
+CURRENT_ID = "current"
+
+
 def _event(
-    order_id: uuid.UUID, status: str, event: str | None, at: datetime, row_id: int | None
+    order_id: uuid.UUID, status: str, event: str | None, at: datetime, row_id: int | str
 ) -> dict[str, Any]:
     data = {"orderId": str(order_id), "status": status, "event": event, "at": at.isoformat()}
-    sse: dict[str, Any] = {"event": "status", "data": orjson.dumps(data).decode()}
-    if row_id is not None:
-        sse["id"] = str(row_id)
-    return sse
+    return {"event": "status", "data": orjson.dumps(data).decode(), "id": str(row_id)}
 
 
 async def status_stream(
@@ -51,20 +54,22 @@ async def status_stream(
     order_id: uuid.UUID,
     current: tuple[str, datetime],
     after_id: int = 0,
+    last_status: str | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield SSE events `{event: "status", id, data}` for each status change of the order after
     timeline row `after_id`; `current` is the order row's (status, updated_at), read by the
-    route, for an order whose timeline is gone."""
+    route, for an order whose timeline is gone; `last_status` the status the client has seen
+    (not sent again)."""
     pubsub = redis.pubsub()
-    with contextlib.suppress(Exception):  # Redis down: the periodic re-read still works
-        await pubsub.subscribe(channel(str(order_id)))
-    last_id = after_id
-    last_status = await timeline_status_at(pool, order_id, after_id) if after_id else None
-    deadline = asyncio.get_running_loop().time() + _MAX_STREAM_S
-    try:
+    try:  # everything that may fail or be cancelled is inside: the connection goes back
+        with contextlib.suppress(Exception):  # Redis down: the periodic re-read still works
+            await pubsub.subscribe(channel(str(order_id)))
+        last_id = after_id
+        deadline = asyncio.get_running_loop().time() + _MAX_STREAM_S
         rows = await timeline_after(pool, order_id, last_id)
         if not rows and not after_id:  # retention dropped the timeline: the order row's status
-            yield _event(order_id, current[0], None, current[1], None)
+            if current[0] != last_status:
+                yield _event(order_id, current[0], None, current[1], CURRENT_ID)
             if is_terminal(OrderStatus(current[0])):
                 return
             last_status = current[0]
@@ -127,14 +132,26 @@ class LiveStatus:
 
         return release
 
-    async def seen_final(self, order_id: uuid.UUID, status: str, after_id: int) -> bool:
-        """Whether a client that saw timeline row `after_id` has seen everything there is: the
-        order is final and no row follows it."""
-        if not after_id or not is_terminal(OrderStatus(status)):
+    async def seen_final(self, order_id: uuid.UUID, status: str, seen: int | str) -> bool:
+        """Whether a client that saw event `seen` (a timeline row's id, or `CURRENT_ID`; 0:
+        none) has seen everything there is: the order is final and no row follows it."""
+        if not seen or not is_terminal(OrderStatus(status)):
             return False
+        after_id = seen if isinstance(seen, int) else 0  # CURRENT_ID: there was no row
         return not await timeline_after(self._pool, order_id, after_id)
 
+    async def seen_status(self, order_id: uuid.UUID, seen: int | str, status: str) -> str | None:
+        """The status a client that saw event `seen` has seen (None: none yet); `status` is
+        the order row's, which `CURRENT_ID` reported."""
+        if not isinstance(seen, int):
+            return status
+        return await timeline_status_at(self._pool, order_id, seen) if seen else None
+
     def stream(
-        self, order_id: uuid.UUID, current: tuple[str, datetime], after_id: int = 0
+        self,
+        order_id: uuid.UUID,
+        current: tuple[str, datetime],
+        after_id: int,
+        last_status: str | None,
     ) -> AsyncIterator[dict[str, Any]]:
-        return status_stream(self._pool, self._redis, order_id, current, after_id)
+        return status_stream(self._pool, self._redis, order_id, current, after_id, last_status)

@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import psycopg
+
 from adapters import orders_repo
 from adapters.orders_repo import PageQuery, Pool
 from adapters.pg import Row
@@ -16,10 +18,14 @@ from adapters.uow import Tx, UnitOfWork
 from core.auth import Principal
 from domain import ordering
 from domain.decision import Decision, OrderView
-from domain.errors import InvalidInput, NotFound
+from domain.errors import InvalidInput, NotFound, Unavailable
 from domain.events import Envelope
 from serve_app.models import Cancelled, Order, OrderPage
 from serve_app.views import order_view
+
+# A cancel waits this long for the order's row lock: a stage's transaction holds it for
+# milliseconds, unless the stage waits on a shard that is restarting (then a 503, not a hang).
+_CANCEL_LOCK_WAIT_MS = 5000
 
 
 def _visible(principal: Principal, row: Row | None) -> bool:
@@ -72,7 +78,16 @@ class OrderService:
     async def cancel(self, principal: Principal, order_id: uuid.UUID, reason: str) -> Cancelled:
         """Cancel while nothing has shipped; the stages release stock and refund on the event.
         A stage of the unit of work: lock, rule, move + timeline + outbox, publish."""
-        await self._uow.run(_Cancel(order_id, principal, reason), order_ids=[order_id])
+        try:
+            await self._uow.run(
+                _Cancel(order_id, principal, reason),
+                order_ids=[order_id],
+                lock_timeout_ms=_CANCEL_LOCK_WAIT_MS,
+            )
+        except psycopg.errors.LockNotAvailable:
+            raise Unavailable(
+                "the order is being worked on by a stage of the pipeline; retry", retry_after_s=2
+            ) from None
         return Cancelled(order_id=str(order_id), status="CANCELLED")
 
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from ray.exceptions import RayActorError
 
 from adapters import orders_repo
 from adapters.orders_repo import Pool
@@ -82,8 +83,15 @@ class ReadinessProbe:
         return {"status": "degraded" if wait else "up", **breaker}
 
     async def _actor_health(self, name: str) -> dict[str, Any]:
+        """One call, not retried by Ray: a probe that timed out must not stay queued for an
+        actor that is restarting (they would pile up, one per probe, and all run when it is
+        back). An actor dead for good is forgotten, so the next probe finds a new one."""
         actor = await self._actors.get(name)
-        health: dict[str, Any] = await actor.health.remote()
+        try:
+            health: dict[str, Any] = await actor.health.options(max_task_retries=0).remote()
+        except RayActorError:
+            self._actors.forget(name)
+            raise
         return health
 
     async def _group_health(self, group: str, hosts: list[str]) -> dict[str, Any]:

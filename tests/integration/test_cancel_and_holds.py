@@ -222,3 +222,28 @@ def test_a_hold_row_left_by_code_from_before_migration_0011_is_removed(
         timeout=30,
         what="the left-over hold row removed by the stranded-hold sweep",
     )
+
+
+def test_a_cancel_waiting_on_a_busy_order_answers_503(
+    api: Api, customer: str, settings: Settings
+) -> None:
+    """A stage whose transaction holds the order's row lock (waiting on a restarting shard, for
+    instance) made a cancel hang for as long; now it waits 5 s, then answers 503."""
+    import psycopg
+
+    api.fault("shipping-hold", True, customer)
+    try:
+        order_id = api.place_ok(customer, [("SKU-7", 1)])
+        api.wait_status(customer, order_id, "PAID")
+        with psycopg.connect(settings.database_url) as other:
+            other.execute("SELECT 1 FROM orders WHERE id = %s FOR UPDATE", (order_id,))
+            resp = api.http.post(
+                f"/api/orders/{order_id}/cancel", headers=api.headers(customer), timeout=30
+            )
+            assert resp.status_code == 503, resp.text
+            assert resp.headers.get("Retry-After")
+            assert "being worked on" in resp.json()["error"]["message"]
+        resp = api.http.post(f"/api/orders/{order_id}/cancel", headers=api.headers(customer))
+        assert resp.status_code == 202, resp.text
+    finally:
+        api.fault("shipping-hold", False, customer)

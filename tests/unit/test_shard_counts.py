@@ -62,3 +62,29 @@ def test_a_deploy_asks_every_running_shard_for_its_count(
     assert beyond_counts(Settings(inventory_shards=1), ["inventory-shard-1", "shipping"]) == [
         "inventory-shard-1"
     ]
+
+
+def test_a_shard_that_does_not_answer_counts_as_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard stuck restarting raised `GetTimeoutError` out of the deploy before anything was
+    stopped: the deploy meant to recover it could not. Now it counts as changed (restart all)."""
+    from ray.exceptions import GetTimeoutError
+
+    settings = Settings(inventory_shards=1, payment_shards=1)
+    shards = {"inventory-shard-0": _Shard({"of": 1}), "payment-shard-0": _Shard({"of": 1})}
+
+    def get(value: Any, timeout: float) -> Any:
+        if value is shards["inventory-shard-0"].health.remote():
+            raise GetTimeoutError("no answer")
+        return value
+
+    monkeypatch.setattr(ray.util, "list_named_actors", lambda: list(shards))
+    monkeypatch.setattr(ray, "get_actor", lambda name, namespace: shards[name])
+    monkeypatch.setattr(ray, "get", get)
+    assert deploy._counts_changed(settings) is True
+
+
+def test_waiting_for_stopped_actors_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names still taken after the wait: the deploy stops instead of adopting dying actors."""
+    monkeypatch.setattr(ray, "get_actor", lambda name, namespace: object())
+    with pytest.raises(RuntimeError, match="still hold their names"):
+        deploy._wait_gone(Settings(inventory_shards=1, payment_shards=1), timeout_s=0.2)
