@@ -35,7 +35,7 @@ def channel(order_id: str) -> str:
 
 class StatusPublisher:
     """Publishes applied status moves. Best effort: Postgres stays the source of truth (an SSE
-    client that missed a message reads the order again when it reconnects).
+    stream that missed a message reads the order again within its 2 s re-check).
 
     `post` only queues: one sender task publishes what queued, in commit order, one script call
     per round, so a pipeline cycle never waits for Redis. What queued while Redis was down (or
@@ -79,7 +79,7 @@ class StatusPublisher:
             batch, self._queued = self._queued[:_PER_CALL], self._queued[_PER_CALL:]
             try:
                 await self._fan_out(keys=[], args=[part for pair in batch for part in pair])
-            except Exception as exc:  # Redis down: SSE clients fall back to Postgres on reconnect
+            except Exception as exc:  # Redis down: open streams re-read Postgres every 2 s
                 self.dropped += len(batch)
                 log.warning("status publish to Redis failed (%d dropped): %s", len(batch), exc)
 

@@ -13,11 +13,14 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "devsecret"
-# Passwords committed in this repository for demos (the defaults below, docker/secrets.dev.env,
-# k8s/infra/secrets.yaml): anyone can read them, so they are refused outside APP_ENV=dev.
+# Passwords committed in this repository for demos (the defaults below, docker/*.dev.env,
+# k8s/infra/secrets.yaml; tests/unit/test_settings.py checks none is missing): anyone can read
+# them, so they are refused outside APP_ENV=dev.
 DEMO_PASSWORDS = frozenset(
     {
         "orders",
+        "orders-dev",
+        "postgres-dev",
         "orders-app-dev",
         "orders-app-pg-dev",
         "orders-pg-dev",
@@ -26,6 +29,7 @@ DEMO_PASSWORDS = frozenset(
         "orders-redis",
         "kafka-dev",
         "kafka-scram-dev",
+        "ray-gcs-redis",
     }
 )
 _MIN_SECRET_BYTES = 32
