@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bench import report
+from bench import gate, report
 from bench.checks import NotReady
 from bench.mainrun import Load
 from bench.runner import Options, run
@@ -102,7 +102,8 @@ def bench(
 ) -> None:
     """Load the running stack (`make up`) through the JWT gateway, follow every accepted order
     to its final status, find the pipeline's saturation point and the latency below it, compare
-    Ray Serve with plain uvicorn, write JSON + PNG."""
+    Ray Serve with plain uvicorn, write JSON + PNG. Exits 1 (after writing) when an order was
+    lost or left unfinished, a unit oversold or a stock invariant broken (`bench.gate`)."""
     opts = _options(dict(locals()))  # every option above, by name
     try:
         settings = get_settings()
@@ -115,6 +116,10 @@ def bench(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     _write(result, out)
+    wrong = gate.problems(result)
+    if wrong:
+        console.print("[bold red]FAILED: " + "; ".join(wrong) + " (the results are written)[/]")
+        raise typer.Exit(1)
 
 
 def _options(o: dict[str, Any]) -> Options:

@@ -107,25 +107,29 @@ class Http1Client:
         self._timeout = timeout_s
         self._idle: list[_Conn] = []
 
-    async def _connection(self) -> _Conn:
+    async def _connection(self, deadline: float) -> _Conn:
+        """An idle connection, else a new one, opened by `deadline` (the loop's time)."""
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
                 return conn
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Conn, self._host, self._port)
+        async with asyncio.timeout_at(deadline):
+            _, conn = await loop.create_connection(_Conn, self._host, self._port)
         return conn
 
     async def request(
         self, method: bytes, path: bytes, headers: bytes = b"", body: bytes = b""
     ) -> Response:
-        """`(status, body)`; raises `HttpError` or `TimeoutError` (the connection is dropped)."""
+        """`(status, body)`; raises `HttpError` or `TimeoutError` (the connection is dropped).
+        The timeout covers the whole request: opening a connection, then the answer."""
         loop = asyncio.get_running_loop()
-        conn = await self._connection()
+        deadline = loop.time() + self._timeout
+        conn = await self._connection(deadline)
         assert conn.transport is not None
         waiter: asyncio.Future[tuple[int, bytes, bool]] = loop.create_future()
         conn.waiter = waiter
-        timer = loop.call_later(self._timeout, _expire, waiter)
+        timer = loop.call_at(deadline, _expire, waiter)
         conn.transport.write(
             b"%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s"
             % (method, path, self._authority, headers, len(body), body)

@@ -7,9 +7,10 @@ many requests in flight, each sent when the previous one answered. A ladder (`st
 loop at one rate per step, back to back; the parent may end it early through `stop`.
 
 Each record is `(due, sent, done, status, detail)`: wall-clock seconds; status 0 is a client
-error (connection, timeout) and -1 a request the generator could not send (too many in flight);
-`detail` is the order id of a 202, else why the order was not taken: what the answer's body
-says (`bench.http1.refusal`) or the client error's type.
+error (connection, timeout — counted from before the connection is opened —, or a request still
+unanswered when the worker ends) and -1 a request the generator could not send (too many in
+flight); `detail` is the order id of a 202, else why the order was not taken: what the answer's
+body says (`bench.http1.refusal`), the client error's type, or `ABANDONED`.
 At the end a worker reports the CPU seconds it used for the load (imports excluded).
 """
 
@@ -30,6 +31,7 @@ from bench.workload import Customer, Mix, OrderFactory
 
 Record = tuple[float, float, float, int, str]
 _FLUSH_S = 0.25
+ABANDONED = "no answer when the worker ended"  # the detail of a request cancelled at the end
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class _Worker:
                 await asyncio.gather(*(self._closed_loop(client) for _ in range(spec.concurrency)))
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=spec.timeout_s + 1)
+            await self._abandon()
         finally:
             client.close()
         flusher.cancel()
@@ -141,6 +144,15 @@ class _Worker:
                 i += 1
         return True
 
+    async def _abandon(self) -> None:
+        """Cancel the requests still unanswered as the worker ends: each is recorded as a client
+        error (status 0, `ABANDONED`), not dropped from the offered load."""
+        pending = list(self._tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
     async def _closed_loop(self, client: Http1Client) -> None:
         spec = self._spec
         await asyncio.sleep(max(0.0, spec.start_at - time.time()))
@@ -166,6 +178,9 @@ class _Worker:
         except (HttpError, OSError, TimeoutError, ValueError, KeyError) as exc:
             status = status if status and status != 202 else 0
             detail = type(exc).__name__
+        except asyncio.CancelledError:
+            self._buffer.append((due, sent, time.time(), 0, ABANDONED))
+            raise
         self._buffer.append((due, sent, time.time(), status, detail))
 
     async def _flush_loop(self) -> None:

@@ -1,6 +1,7 @@
 """Latency against load: tracked open-loop runs at fractions of the saturation point (25 %, 50 %,
-90 % by default), each followed until every accepted order is terminal, and the ratios that put
-the saturation point beside the gateway's accept-only capacity."""
+90 % by default), each followed for `--grace` until every order of its customers is terminal
+(the rest counted `lost`, 202 seen or not), and the ratios that put the saturation point beside
+the gateway's accept-only capacity."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def point(fraction: float, figures: dict[str, Any]) -> dict[str, Any]:
         "e2e_hops_ms": figures.get("e2e_hops_ms", {}),
         "e2e_publish_wait_ms": figures.get("e2e_publish_wait_ms", {}),
         "lost": figures["lost"],
+        "stored_without_202": figures.get("stored_without_202", 0),
         "errors": figures["errors"],
         "error_reasons": figures.get("error_reasons", {}),
         "cpu_ms_per_order": figures["cpu_ms_per_order"],

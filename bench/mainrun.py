@@ -1,5 +1,5 @@
-"""The tracked main run: offered load through the gateway, every accepted order followed to a
-terminal status, progress lines while it runs, and its summary."""
+"""The tracked main run: offered load through the gateway, every order of its customers followed
+to a terminal status (202 seen or not), progress lines while it runs, and its summary."""
 
 from __future__ import annotations
 
@@ -70,10 +70,15 @@ class MainRun:
     cpu_started: float = 0.0
     publish_wait: dict[str, dict[str, float]] = field(default_factory=dict)
     stall_report: str | None = None  # the stack when no order finished for a while (bench.stall)
+    # orders of the run's customers stored, and not terminal when the wait ended (202 seen or
+    # not: a client that gave up, or lost its connection, after the gateway stored the order)
+    stored: int = 0
+    unfinished: int = 0
 
 
 async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSampler) -> MainRun:
-    """Run the load, then wait up to `grace_s` for every accepted order to finish."""
+    """Run the load, then wait up to `grace_s` for every order of `people` to finish: those
+    answered 202 by id (their outcomes), and every order stored for them by count."""
     result = MainRun(load)
     result.t0 = t0 = time.time() + _SPAWN_S
     phase = Phase(_specs(load, people, t0))
@@ -86,20 +91,23 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
     deadline = t0 + load.duration_s + 45
     while not phase.done and time.time() < deadline:
         await _tick()
-        for rec in phase.drain():
-            result.records.append(rec)
-            if rec[3] == 202:
-                tracker.add(rec[4], rec[2])
+        _take(phase.drain(), result, tracker)
         stall.step(time.time(), await tracker.poll(), len(tracker.outstanding))
         result.maintenance_series.append((time.time(), await tracker.maintenance()))
         window.step(cpu.sample(), cpu.steal_cores)
     phase.join()
-    result.records.extend(phase.drain())
+    _take(phase.drain(), result, tracker)  # what the workers sent last: tracked all the same
     result.loadgen_cpu_s = phase.cpu_s
     result.load_end = time.time()
     result.cpu_cores = cpu.cores()
     info(f"load done: {tracker.accepted} accepted; waiting ≤{load.grace_s:.0f}s for the pipeline")
-    while tracker.outstanding and time.time() < result.load_end + load.grace_s:
+    until = result.load_end + load.grace_s
+    principals = [p.customer_id for p in people]
+    while True:
+        if not tracker.outstanding or time.time() >= until:
+            result.stored, result.unfinished = await tracker.stored(principals)
+            if not result.unfinished or time.time() >= until:
+                break
         await _tick()
         stall.step(time.time(), await tracker.poll(), len(tracker.outstanding))
         window.step(cpu.sample(), cpu.steal_cores)
@@ -110,6 +118,14 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
     result.steal_series = list(cpu.steal_series)
     result.publish_wait = await _publish_waits(load, t0)
     return result
+
+
+def _take(records: list[Record], run: MainRun, tracker: Tracker) -> None:
+    """Keep the workers' `records`, and track the order of each 202 among them."""
+    for rec in records:
+        run.records.append(rec)
+        if rec[3] == 202:
+            tracker.add(rec[4], rec[2])
 
 
 async def _publish_waits(load: Load, t0: float) -> dict[str, dict[str, float]]:
@@ -161,7 +177,9 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "errors": errors_by_status(refused),
         "error_reasons": refused,
         "final_status": dict(Counter(o.status for o in outcomes).most_common()),
-        "lost": len(tracker.outstanding),
+        # not terminal after the grace period: tracked (202 seen) or not (counted by customer)
+        "lost": max(len(tracker.outstanding), run.unfinished),
+        "stored_without_202": max(0, run.stored - tracker.accepted),
         "drain_s": round(max(0.0, last_done - (t0 + load.duration_s)), 1),
         "cpu_cores": run.cpu_cores,
         "loadgen_cores": round(run.loadgen_cpu_s / load.duration_s, 3),

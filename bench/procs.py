@@ -109,9 +109,10 @@ class CpuSampler:
     series: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     # (sample time, cores the hypervisor took from the whole machine since the previous sample)
     steal_series: list[tuple[float, float]] = field(default_factory=list)
-    _last: dict[int, float] = field(default_factory=dict)
+    # per process, (pid, start time): a pid the kernel reuses is another process
+    _last: dict[tuple[int, float], float] = field(default_factory=dict)
     _steal_last: float = 0.0
-    _groups: dict[int, str] = field(default_factory=dict)
+    _groups: dict[tuple[int, float], str] = field(default_factory=dict)
     _t0: float = 0.0
     _t_last: float = 0.0
     _ps: Any = None
@@ -161,7 +162,7 @@ class CpuSampler:
 
     def _scan(self, *, record: bool) -> dict[str, float]:
         deltas: dict[str, float] = {}
-        seen: dict[int, float] = {}
+        seen: dict[tuple[int, float], float] = {}
         attrs = ["pid", "name", "cmdline", "username", "cpu_times", "create_time"]
         for proc in self._ps.process_iter(attrs):
             info = proc.info
@@ -169,24 +170,36 @@ class CpuSampler:
             if times is None:
                 continue
             pid = int(info["pid"])
+            # the start time (field 22 of /proc/<pid>/stat, as psutil reads it) tells a reused
+            # pid from the process that had it before
+            born = float(info.get("create_time") or 0.0)
+            key = (pid, born)
             used = float(times.user + times.system)
-            seen[pid] = used
-            group = self.own.get(pid) or self._groups.get(pid)
+            seen[key] = used
+            group = self.own.get(pid) or self._groups.get(key)
             if group is None:
                 cmdline = list(info.get("cmdline") or [])
                 group = classify(
                     str(info.get("name") or ""), cmdline, str(info.get("username") or "")
                 )
-                # an idle Ray worker becomes an actor when one (re)starts: ask again next time
-                if not (cmdline and str(cmdline[0]).startswith("ray::IDLE")):
-                    self._groups[pid] = group
+                if _settled(cmdline):
+                    self._groups[key] = group
             if record:
                 # a process born since the last scan counts from 0; one we could not read
-                # before (or a reused pid) counts from now on
-                born = float(info.get("create_time") or 0.0)
-                previous = self._last.get(pid, 0.0 if born >= self._t_last - 0.5 else used)
+                # before counts from now on
+                previous = self._last.get(key, 0.0 if born >= self._t_last - 0.5 else used)
                 deltas[group] = deltas.get(group, 0.0) + max(used - previous, 0.0)
         self._last = seen
+        self._groups = {k: g for k, g in self._groups.items() if k in seen}
         for group, secs in deltas.items():
             self.totals[group] = self.totals.get(group, 0.0) + secs
         return deltas
+
+
+def _settled(cmdline: list[str]) -> bool:
+    """Whether a process's group may be kept: not while it may still change what it is. An idle
+    Ray worker becomes an actor when one (re)starts, and a Ray worker just started runs
+    `default_worker.py` until it retitles itself `ray::<Class>`."""
+    if cmdline and str(cmdline[0]).startswith("ray::IDLE"):
+        return False
+    return not any("default_worker.py" in str(arg) for arg in cmdline)

@@ -8,6 +8,7 @@ so do the times of the stages before it (`benchdb.STAGES`), for the latency of e
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -73,6 +74,14 @@ class Tracker:
                 del self.outstanding[oid]
                 moved += 1
         return moved
+
+    async def stored(self, principals: Sequence[str]) -> tuple[int, int]:
+        """Orders of `principals` stored, and how many of them are not terminal yet: every
+        order of a run's customers, also those whose 202 the client never saw (it gave up
+        waiting, or the connection failed after the gateway had stored the order)."""
+        assert self._conn is not None, "call open() first"
+        total, open_, _, _ = await benchdb.burst(self._conn, principals, TERMINAL)
+        return total, open_
 
     async def maintenance(self) -> int:
         """Vacuums and analyzes Postgres runs right now (`make bench` samples it each second:

@@ -246,7 +246,7 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
     load.stop()
     _say(
         f"load stopped: accepted={len(load.accepted)} gave_up={load.gave_up} "
-        f"codes={dict(load.codes)}"
+        f"refused={dict(load.refused)} codes={dict(load.codes)}"
     )
     ids = list(load.accepted)
     deadline = time.monotonic() + grace_s
@@ -266,6 +266,9 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
         may_sell_out=frozenset({SCARCE_SKU}),
     )
     verdict.lost += load.gave_up
+    verdict.refused.update(load.refused)
+    if load.refused:
+        verdict.details.append(f"orders refused (4xx not retried), by status: {dict(load.refused)}")
     for line in verdict.details:
         _say(f"[yellow]{line}[/]")
     _say(f"total {time.monotonic() - t0:.0f}s")

@@ -36,6 +36,9 @@ class Verdict:
     unexpected: int = 0  # a final status the order's request does not allow
     wrong_effects: int = 0  # a finished order's stock, charge, capture or message not as due
     outcomes: Counter[str] = field(default_factory=Counter)  # final status → orders
+    # orders the gateway refused with an answer the load does not retry (4xx other than 409
+    # and 429, `cli.load.SteadyLoad.refused`), by status: a run plans none
+    refused: Counter[int] = field(default_factory=Counter)
     details: list[str] = field(default_factory=list)
 
     @property
@@ -47,6 +50,7 @@ class Verdict:
             or self.duplicates_effects
             or self.unexpected
             or self.wrong_effects
+            or self.refused
         )
 
     def line(self) -> str:
@@ -54,7 +58,8 @@ class Verdict:
             f"chaos: accepted={self.accepted} terminal={self.terminal} lost={self.lost} "
             f"oversold={self.oversold} double_charged={self.double_charged} "
             f"duplicates_effects={self.duplicates_effects} unexpected={self.unexpected} "
-            f"wrong_effects={self.wrong_effects}"
+            f"wrong_effects={self.wrong_effects} refused={sum(self.refused.values())}"
+            + (f" {dict(sorted(self.refused.items()))}" if self.refused else "")
         )
 
 

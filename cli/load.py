@@ -1,6 +1,7 @@
 """A steady order load that never gives up on an order: every logical order carries its own
-Idempotency-Key and is retried (same key) through 5xx, 503, 429 and connection errors, so a
-fault can delay an order but never turn it into a lost or duplicated one."""
+Idempotency-Key and is retried (same key) through 5xx, 503, 429, 409 and connection errors, so
+a fault can delay an order but never turn it into a lost or duplicated one. Any other answer
+ends the order as refused (by status), which the verdict counts as a fault."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from core.settings import Settings
 _RETRY_FOR_S = 120.0
 DECLINING_CARD = "pm_card_chargeDeclined"
 _TWO_SKUS = 1 / 3
+# the answers short of 5xx that a run may get and retries with the same key: the per-principal
+# rate limit (429) and the key's first request still in flight (409, e.g. after a timeout)
+RETRIED_4XX = (409, 429)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,9 @@ class SteadyLoad:
         self.accepted: list[str] = []
         self.placed: dict[str, Placed] = {}  # order id → what it asked for
         self.codes: Counter[int] = Counter()
+        # orders ended by an answer neither 202 nor retried (a 4xx other than 409 and 429): a
+        # run plans none (its tokens, bodies and customer ids are valid), so each is a fault
+        self.refused: Counter[int] = Counter()
         self.gave_up = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -109,8 +116,10 @@ class SteadyLoad:
                     self.placed[order_id] = placed
                     self.accepted.append(order_id)
                     return
-                if resp.status_code < 500 and resp.status_code not in (409, 429):
-                    return  # a real client error: nothing was stored, nothing to track
+                if resp.status_code < 500 and resp.status_code not in RETRIED_4XX:
+                    # refused: nothing was stored, nothing to track, but the verdict counts it
+                    self.refused[resp.status_code] += 1
+                    return
             except httpx.HTTPError:
                 self.codes[0] += 1
             await asyncio.sleep(delay)

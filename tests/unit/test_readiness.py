@@ -11,10 +11,18 @@ from serve_app.readiness import ReadinessProbe, _bounded
 
 
 class _Health:
-    def __init__(self, answer: dict[str, Any] | None) -> None:
+    def __init__(self, answer: dict[str, Any] | BaseException | None) -> None:
         self._answer = answer
+        self.options_given: dict[str, Any] = {}
+
+    def options(self, **options: Any) -> _Health:
+        self.options_given = options
+        return self
 
     async def remote(self) -> dict[str, Any]:
+        assert self.options_given == {"max_task_retries": 0}, "a probe Ray would retry"
+        if isinstance(self._answer, BaseException):
+            raise self._answer
         if self._answer is None:
             raise ConnectionError("actor died")
         if self._answer == {"hang": True}:  # a member stopped (SIGSTOP): it never answers
@@ -23,18 +31,22 @@ class _Health:
 
 
 class _Actor:
-    def __init__(self, answer: dict[str, Any] | None) -> None:
+    def __init__(self, answer: dict[str, Any] | BaseException | None) -> None:
         self.health = _Health(answer)
 
 
 class _Directory:
     with_ray = True
 
-    def __init__(self, answers: dict[str, dict[str, Any] | None]) -> None:
+    def __init__(self, answers: dict[str, Any]) -> None:
         self._answers = answers
+        self.forgotten: list[str] = []
 
     async def get(self, name: str) -> _Actor:
         return _Actor(self._answers[name])
+
+    def forget(self, name: str) -> None:
+        self.forgotten.append(name)
 
 
 def _member(shard: int, status: str = "up", **more: Any) -> dict[str, Any]:
@@ -82,3 +94,15 @@ def test_a_hung_member_is_named_beside_the_others_health() -> None:
     group = asyncio.run(_bounded(probe._group_health("inventory", hosts)))  # as /ready does
     assert group["status"] == "down"
     assert group["members"] == [_member(0), {"status": "down", "error": "TimeoutError"}]
+
+
+def test_an_actor_dead_for_good_is_forgotten() -> None:
+    """A probe that meets a dead actor drops its cached handle: the next probe looks the name
+    up again and finds the actor created since (it reported `down` until the replica restarted)."""
+    from ray.exceptions import RayActorError
+
+    directory = _Directory({"inventory-shard-0": RayActorError()})
+    probe = ReadinessProbe(None, None, directory, Settings(inventory_shards=1))  # type: ignore[arg-type]
+    group = asyncio.run(_bounded(probe._group_health("inventory", ["inventory-shard-0"])))
+    assert group["status"] == "down"
+    assert directory.forgotten == ["inventory-shard-0"]
