@@ -1,5 +1,7 @@
-"""The inventory group: reserve all-or-nothing across shards (fixed shard order), cap open holds
-per customer, release on decline/cancel/failure, commit on ship. Rules: `domain.inventory`."""
+"""The inventory group: reserve all-or-nothing across shards (the other shards first, then the
+hosting one for the orders they did not refuse), cap open holds per customer, release on
+decline/cancel/failure (before the batch's reserves), commit on ship. Rules:
+`domain.inventory`."""
 
 from __future__ import annotations
 
@@ -70,13 +72,16 @@ class InventoryHandler:
 
     async def handle(self, events: Sequence[tuple[str, Envelope]]) -> None:
         work = routes.sort(CONSUMER, events)
-        release = [e.order_id for e in work.get("release", [])]
+        # the batch's releases (a decline, a cancel, a failed shipment) before its reserves: the
+        # stock they give back is there for the new orders of the same fetch. (An order's own
+        # cancel and its reserve in one batch: the reserve skips the cancelled order.)
+        await self._broadcast("release_batch", [e.order_id for e in work.get("release", [])])
         if work.get("reserve"):
             result, outcome = await self._uow.run(_Reserve(self), work["reserve"])
             applied = {a.move.order_id for a in outcome if a.applied}
             # refused, or reserved for an order that was cancelled meanwhile: give it back
-            release += [oid for oid, good in result.ok.items() if not good or oid not in applied]
-        await self._broadcast("release_batch", release)
+            back = [oid for oid, good in result.ok.items() if not good or oid not in applied]
+            await self._broadcast("release_batch", back)
         await self._broadcast("commit_batch", [e.order_id for e in work.get("commit", [])])
 
     async def reserve(
@@ -92,8 +97,29 @@ class InventoryHandler:
         )
         out = dict(zip(others, answers, strict=True))
         if here in per_shard:
-            out[here] = await self._shards.call(here, "reserve_in", tx, per_shard[here])
+            out[here] = await self._reserve_here(tx, per_shard[here], out, per_shard)
         return out
+
+    async def _reserve_here(
+        self,
+        tx: Tx,
+        mine: list[rules.ReserveRequest],
+        answered: dict[int, list[bool]],
+        per_shard: dict[int, list[rules.ReserveRequest]],
+    ) -> list[bool]:
+        """This shard's answers for `mine`: an order another shard refused is not asked for
+        (all or nothing: it is REJECTED anyway), so its stock here stays free for the batch's
+        later orders instead of being held, then given back after the commit."""
+        refused = {
+            req.order_id
+            for i, results in answered.items()
+            for req, good in zip(per_shard[i], results, strict=True)
+            if not good
+        }
+        asked = [req for req in mine if req.order_id not in refused]
+        got = await self._shards.call(self._shards.index, "reserve_in", tx, asked) if asked else []
+        by_order = dict(zip((req.order_id for req in asked), got, strict=True))
+        return [by_order.get(req.order_id, False) for req in mine]
 
     async def _broadcast(self, method: str, order_ids: list[uuid.UUID]) -> None:
         if order_ids:
