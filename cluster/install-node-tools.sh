@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Node.js tools the checks use (newman, the Postman collection runner) into
-# .run/node with pinned versions. Idempotent; fast when they are already there.
+# .run/node: exactly the tree of cluster/node/package-lock.json (`npm ci`: every package, newman's
+# dependencies too, at its locked version and checked against its integrity hash). Idempotent:
+# a stamp of the lock file in node_modules, so fast when that tree is there.
 #   cluster/install-node-tools.sh        prints the path of the newman binary
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-NEWMAN_VERSION="${NEWMAN_VERSION:-6.2.2}"
+SPEC_DIR="$ROOT/cluster/node"
 NODE_DIR="$RUN/node"
 NEWMAN="$NODE_DIR/node_modules/.bin/newman"
+# npm ci empties node_modules first: an interrupted install leaves no stamp
+lock="$(cat "$SPEC_DIR/package.json" "$SPEC_DIR/package-lock.json" | sha1sum | cut -c1-12)"
+stamp="$NODE_DIR/node_modules/.installed-$lock"
 
 if ! command -v npm >/dev/null; then
   log "apt: installing nodejs and npm" >&2
@@ -15,12 +20,12 @@ if ! command -v npm >/dev/null; then
     || die "apt-get install nodejs npm failed; see $RUN/logs/apt-node.log"
 fi
 
-installed="$(node -p "require('$NODE_DIR/node_modules/newman/package.json').version" 2>/dev/null || true)"
-if [[ "$installed" != "$NEWMAN_VERSION" || ! -x "$NEWMAN" ]]; then
-  log "npm: installing newman $NEWMAN_VERSION into $NODE_DIR" >&2
+if [[ ! -f "$stamp" || ! -x "$NEWMAN" ]]; then
+  log "npm: installing newman (cluster/node/package-lock.json) into $NODE_DIR" >&2
   mkdir -p "$NODE_DIR"
-  npm install --prefix "$NODE_DIR" --no-audit --no-fund --save-exact "newman@$NEWMAN_VERSION" \
-    >"$RUN/logs/npm-node-tools.log" 2>&1 \
-    || die "npm install newman@$NEWMAN_VERSION failed; see $RUN/logs/npm-node-tools.log"
+  cp "$SPEC_DIR/package.json" "$SPEC_DIR/package-lock.json" "$NODE_DIR/"
+  npm ci --prefix "$NODE_DIR" --no-audit --no-fund >"$RUN/logs/npm-node-tools.log" 2>&1 \
+    || die "npm ci (cluster/node/package-lock.json) failed; see $RUN/logs/npm-node-tools.log"
+  touch "$stamp"
 fi
 echo "$NEWMAN"

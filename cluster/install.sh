@@ -7,19 +7,38 @@ venv_only=false
 
 # progress WHAT LOG COMMAND... -> COMMAND with its output in LOG; every 10 s a line with the time
 # so far and the log's last line, so that a first install (minutes) never looks stuck.
+# A command a script starts with & ignores SIGINT (no job control): after a Ctrl-C it would carry
+# on, and the next run would start a second apt or pip beside it. So an INT or TERM stops it
+# (TERM), waits for it and ends the script (130, 143); the traps set before (hold_services') are
+# back once COMMAND is done.
 progress() {
-  local what="$1" logfile="$2" start=$SECONDS last=$SECONDS pid
+  local what="$1" logfile="$2" start=$SECONDS last=$SECONDS rc=0 traps
   shift 2
+  traps="$(trap -p INT TERM)"
+  progress_pid=""
+  trap 'progress_stop 130' INT
+  trap 'progress_stop 143' TERM
   "$@" >>"$logfile" 2>&1 &
-  pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
+  progress_pid=$!
+  while kill -0 "$progress_pid" 2>/dev/null; do
     sleep 1
     if (( SECONDS - last >= 10 )); then
       last=$SECONDS
       log "  $what: $((SECONDS - start))s: $(tail -n 1 "$logfile" | tr -d '\r' | cut -c1-90)"
     fi
   done
-  wait "$pid"
+  wait "$progress_pid" || rc=$?
+  progress_pid=""
+  trap - INT TERM
+  eval "$traps"
+  return "$rc"
+}
+progress_stop() {
+  if [[ -n "${progress_pid:-}" ]]; then
+    kill -TERM "$progress_pid" 2>/dev/null || true
+    wait "$progress_pid" 2>/dev/null || true
+  fi
+  exit "$1"
 }
 
 # Debian's postinst scripts start a package's service at once (invoke-rc.d, deb-systemd-invoke):
@@ -27,8 +46,8 @@ progress() {
 # just found free, and this stack's own servers would then fail to bind. While this script
 # installs, a policy-rc.d that forbids every start (exit 101, policy-rc.d's "action forbidden")
 # holds them back; one already there (a container image's) is left as it is. Ours goes when the
-# script ends, on failure too.
-POLICY_RC=/usr/sbin/policy-rc.d
+# script ends, on failure too. POLICY_RC: another path (the tests).
+POLICY_RC="${POLICY_RC:-/usr/sbin/policy-rc.d}"
 policy_ours=false
 hold_services() {
   $policy_ours && return 0
@@ -49,6 +68,24 @@ release_services() {
   fi
   policy_ours=false
 }
+# clear_stale_policy -> removes a policy-rc.d of ours whose install.sh no longer runs (SIGKILLed,
+# or the machine went down mid-install: no EXIT trap ran). Left there it would keep every
+# package's service on this host from starting, for good.
+clear_stale_policy() {
+  local pid cmdline
+  [[ -f "$POLICY_RC" ]] || return 0
+  pid="$(sed -n 's#.*cluster/install\.sh (pid \([0-9]*\)).*#\1#p' "$POLICY_RC" 2>/dev/null || true)"
+  pid="${pid%%$'\n'*}"
+  [[ -n "$pid" ]] || return 0
+  # a running install.sh's (not this one's: it made none yet, so the pid is a former process's)
+  cmdline="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)"
+  [[ "$pid" != "$$" && "$cmdline" == *install.sh* ]] && return 0
+  if rm -f "$POLICY_RC" 2>/dev/null; then
+    log "apt: removed $POLICY_RC, left by cluster/install.sh pid $pid, which no longer runs"
+  else
+    log "apt: $POLICY_RC was left by cluster/install.sh pid $pid, which no longer runs; remove it"
+  fi
+}
 # The packages' units are also enabled for the next boot, where they would take the ports
 # again: those of the packages this run installed are disabled (never a service that was there
 # before). Without systemd (a container) there is nothing to disable.
@@ -59,7 +96,32 @@ disable_units() {
     || log "systemd: could not disable $*; see $RUN/logs/apt.log (a running one takes its port)"
 }
 
+$venv_only || clear_stale_policy
+
+# The Python venv: made from python3.11 (or a python3 that is 3.11), installed from the lock
+# file; pip runs again only when its inputs change (the stamp) or the venv no longer runs.
+PIP_VERSION=26.3 # the venv's own pip, exact (pip's build isolation fetches setuptools: pyproject.toml)
+stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/requirements.lock" | sha1sum | cut -c1-12)"
+venv_fresh() { [[ -f "$stamp" ]] && "$PY" -c '' 2>/dev/null; }
+# venv_ok -> 0 when the venv runs Python 3.11 and has its pip: one left without pip (ensurepip
+# interrupted) or whose interpreter is gone (the base Python removed) is made anew.
+venv_ok() {
+  "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
+    && "$PY" -m pip --version >/dev/null 2>&1
+}
+base_python() { command -v python3.11 || command -v python3 || true; }
+is_311() { "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; }
+
 need_apt=()
+# Debian's python3.11 comes without ensurepip, which `python3.11 -m venv` needs: python3.11-venv
+if ! $venv_only && ! venv_fresh && ! venv_ok; then
+  py="$(base_python)"
+  if [[ -z "$py" ]] || { ! command -v python3.11 >/dev/null && ! is_311 "$py"; }; then
+    need_apt+=(python3.11 python3.11-venv)
+  elif is_311 "$py" && ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
+    need_apt+=(python3.11-venv)
+  fi
+fi
 [[ -n "$PG_BIN" && -x "$PG_BIN/postgres" ]] || need_apt+=(postgresql postgresql-contrib)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
@@ -97,15 +159,20 @@ if [[ -n "$pg_major" && ! -f "/usr/share/postgresql/$pg_major/extension/pg_partm
     || die "apt-get install postgresql-$pg_major-partman failed; see $RUN/logs/apt.log"
 fi
 
-# Python: a project venv, installed from the lock file; re-run only when the inputs change.
-stamp="$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$ROOT/requirements.lock" | sha1sum | cut -c1-12)"
-if [[ ! -f "$stamp" ]]; then
-  py="$(command -v python3.11 || command -v python3)"
-  "$py" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
-    || die "Python 3.11 is required (found $("$py" --version)); install python3.11"
-  [[ -x "$PY" ]] || "$py" -m venv "$VENV"
+if ! venv_fresh; then
+  py="$(base_python)"
+  [[ -n "$py" ]] || die "no python3.11 or python3 on PATH: Python 3.11 is required (Debian 12:" \
+    "apt-get install python3.11 python3.11-venv; README, Prerequisites)"
+  is_311 "$py" || die "Python 3.11 is required (found $("$py" --version 2>&1)); install python3.11"
+  if ! venv_ok; then
+    log "venv: making $VENV (none yet, or one without pip or a working interpreter)"
+    "$py" -m venv --clear "$VENV" >"$RUN/logs/venv.log" 2>&1 \
+      || die "$py -m venv failed; see $RUN/logs/venv.log (Debian: apt-get install python3.11-venv)"
+  fi
   log "pip: installing the project and its pinned dependencies (first time ~1 min)"
-  "$PY" -m pip install -q --upgrade pip >"$RUN/logs/pip.log" 2>&1
+  : >"$RUN/logs/pip.log"
+  progress pip "$RUN/logs/pip.log" "$PY" -m pip install -q --upgrade "pip==$PIP_VERSION" \
+    || die "pip could not install pip $PIP_VERSION into $VENV; see $RUN/logs/pip.log"
   progress pip "$RUN/logs/pip.log" "$PY" -m pip install --progress-bar off \
     -c "$ROOT/requirements.lock" -e "${ROOT}[dev]" || die "pip install failed; see $RUN/logs/pip.log"
   rm -f "$VENV"/.installed-* && touch "$stamp"
@@ -117,14 +184,30 @@ $venv_only && exit 0
 # kubectl for the offline checks of k8s/ (Debian's kubernetes-client).
 "$ROOT/cluster/install-kubectl.sh" >/dev/null
 
-# Kafka: the official jars from Maven Central, resolved by Maven's dependency plugin.
-kafka_libs="$RUN/kafka-$KAFKA_VERSION/libs"
-if [[ ! -f "$kafka_libs/.complete" ]]; then
+# Kafka: the official jars from Maven Central, resolved by Maven's dependency plugin (pinned;
+# -C: a checksum that does not match fails). libs/.complete names the pom.xml and Kafka version
+# they were fetched for: either changed, they are fetched again, into a directory beside libs/
+# that takes its place once complete (an interrupted fetch leaves libs/ as it was).
+MAVEN_DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
+kafka_home="$RUN/kafka-$KAFKA_VERSION"
+kafka_libs="$kafka_home/libs"
+kafka_key="pom.xml $(sha1sum <"$ROOT/cluster/kafka/pom.xml" | cut -c1-12), Kafka $KAFKA_VERSION"
+if [[ "$(cat "$kafka_libs/.complete" 2>/dev/null)" != "$kafka_key" ]]; then
   log "maven: fetching Apache Kafka $KAFKA_VERSION jars into $kafka_libs"
-  mkdir -p "$kafka_libs"
+  mkdir -p "$kafka_home"
+  # what an interrupted fetch left (an hour old: never one that is still running)
+  find "$kafka_home/" -maxdepth 1 -name 'libs.new.*' -mmin +60 -exec rm -rf {} +
+  new="$(mktemp -d "$kafka_libs.new.XXXXXX")"
+  chmod 755 "$new"
   : >"$RUN/logs/maven.log"
-  progress maven "$RUN/logs/maven.log" mvn -B -f "$ROOT/cluster/kafka/pom.xml" \
-    -Dkafka.version="$KAFKA_VERSION" dependency:copy-dependencies -DoutputDirectory="$kafka_libs" \
-    -DincludeScope=runtime || die "maven could not fetch Kafka; see $RUN/logs/maven.log"
-  touch "$kafka_libs/.complete"
+  progress maven "$RUN/logs/maven.log" mvn -B -C -f "$ROOT/cluster/kafka/pom.xml" \
+    -Dkafka.version="$KAFKA_VERSION" "$MAVEN_DEPENDENCY_PLUGIN:copy-dependencies" \
+    -DoutputDirectory="$new" -DincludeScope=runtime \
+    || { rm -rf "$new"; die "maven could not fetch Kafka; see $RUN/logs/maven.log"; }
+  compgen -G "$new/kafka_*.jar" >/dev/null \
+    || { rm -rf "$new"; die "maven fetched no Kafka jar; see $RUN/logs/maven.log"; }
+  echo "$kafka_key" >"$new/.complete"
+  if [[ -e "$kafka_libs" ]]; then mv "$kafka_libs" "$new.old"; fi
+  mv "$new" "$kafka_libs"
+  rm -rf "$new.old"
 fi

@@ -53,8 +53,9 @@ check_python() {
     problem "wrong Python: $py is $version, the project needs 3.11 (requirements.lock and" \
       "pyproject.toml pin it). Put a python3.11 on PATH (Debian 12: apt-get install python3.11" \
       "python3.11-venv; Ubuntu 24.04: pyenv or the deadsnakes PPA) and run again"
-  elif ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
-    problem "$py ($version) has no venv/ensurepip module: apt-get install python3.11-venv"
+  elif ! "$py" -c 'import ensurepip, venv' 2>/dev/null && ! command -v apt-get >/dev/null; then
+    # with apt, cluster/install.sh installs python3.11-venv itself
+    problem "$py ($version) has no venv/ensurepip module: install python3.11's venv module"
   fi
 }
 

@@ -18,6 +18,16 @@ if ! (cd / && runuser -u postgres -- test -x "$RUN") 2>/dev/null; then
   PGDATA="$(pg_fallback_data)"
 fi
 PGLOG="$PGDATA/server.log"
+# pg_socket_dir -> the directory of the server's Unix socket (.s.PGSQL.<port>): the data
+# directory, unless the socket's path would pass the 107 bytes a socket address holds (a clone
+# under a long path: the server would not start). Then, as haproxy_dir does (cluster/common.sh),
+# a directory of the postgres user's under /tmp named after the data directory.
+pg_socket_dir() {
+  local LC_ALL=C dir="$PGDATA" socket=".s.PGSQL.$PG_PORT"
+  (( ${#dir} + 1 + ${#socket} <= 107 )) || dir="/tmp/orders-pg-$(printf %s "$PGDATA" | sha1sum | cut -c1-8)"
+  echo "$dir"
+}
+PG_SOCKET="$(pg_socket_dir)"
 # Autovacuum workers (Postgres's default is 3). The queue tables (outbox, reservation_holds)
 # need a vacuum every few seconds under load; the big tables' vacuums are cost-delayed and last
 # minutes. With three workers, three big tables due at once (orders, reservations, payments,
@@ -32,7 +42,7 @@ pg_as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 # (peer: only the OS user postgres gets in; the superuser has no password, no TCP login).
 pg_admin() {
   local db="$1"; shift
-  pg_as_postgres "$PG_BIN/psql" -h "$PGDATA" -p "$PG_PORT" -U postgres -d "$db" -qtAX \
+  pg_as_postgres "$PG_BIN/psql" -h "$PG_SOCKET" -p "$PG_PORT" -U postgres -d "$db" -qtAX \
     -v ON_ERROR_STOP=1 "$@" >/dev/null
 }
 # scram_verifier -> the SCRAM-SHA-256 verifier of the password on stdin (RFC 5802/7677, as
@@ -58,7 +68,7 @@ pg_init() {
   pg_as_postgres "$PG_BIN/initdb" -D "$PGDATA" --auth-local=peer --auth-host=scram-sha-256 \
     -U postgres >"$RUN/logs/initdb.log"
   cat >>"$PGDATA/postgresql.conf" <<CONF
-unix_socket_directories = '$PGDATA'
+unix_socket_directories = '$PG_SOCKET'
 max_connections = 200
 shared_buffers = 256MB
 wal_compression = on
@@ -119,11 +129,30 @@ GRANT SELECT ON ALL TABLES IN SCHEMA partman TO $PG_APP_USER;
 SQL
   fi
 }
+# pg_socket -> the socket directory ready and named in postgresql.conf (a data directory made
+# before, where the path did not fit, names its own). Under /tmp it is a predictable name that
+# another user may have made first: only a directory of the postgres user's is used.
+pg_socket() {
+  local conf="$PGDATA/postgresql.conf" line="unix_socket_directories = '$PG_SOCKET'"
+  if [[ "$PG_SOCKET" != "$PGDATA" ]]; then
+    if [[ ! -e "$PG_SOCKET" && ! -L "$PG_SOCKET" ]] && mkdir -m 700 "$PG_SOCKET" 2>/dev/null; then
+      chown postgres:postgres "$PG_SOCKET"
+    fi
+    [[ -d "$PG_SOCKET" && ! -L "$PG_SOCKET" && "$(stat -c %U "$PG_SOCKET")" == postgres ]] \
+      || die "$PG_SOCKET (Postgres's socket directory) is a symlink, not a directory, or not the" \
+        "postgres user's: remove it and run again"
+    chmod 700 "$PG_SOCKET"
+  fi
+  [[ "$(grep '^unix_socket_directories = ' "$conf" | tail -n 1)" == "$line" ]] && return 0
+  pg_as_postgres sed -i '/^unix_socket_directories = /d' "$conf"
+  echo "$line" >>"$conf"
+}
 pg_start() {
   ensure_credentials
   pg_data_ok "$PGDATA" || die "$PGDATA is a symlink, not a directory, or another user's: refused"
   [[ -f "$PGDATA/PG_VERSION" ]] || pg_init
   pg_hba
+  pg_socket
   if ! pg_ready; then
     log "postgres: starting on $NODE_ADDRESS:$PG_PORT"
     pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" \
@@ -161,6 +190,8 @@ pg_stop() {
       || die "postgres did not stop (pid $(cat "$RUN/pids/pg.pid")); see $PGLOG"
   fi
   rm -f "$RUN/pids/pg.pid"
+  # the /tmp socket directory, empty once the server has stopped
+  if [[ "$PG_SOCKET" != "$PGDATA" ]]; then rmdir "$PG_SOCKET" 2>/dev/null || true; fi
 }
 
 # redis-cli as the platform's ACL user (the password through the environment, not argv)
@@ -298,5 +329,6 @@ case "$cmd" in
   start|stop) [[ -n "$svc" ]] || die "usage: $0 start|stop pg|redis|kafka|ray"; "${svc}_${cmd}" ;;
   status) all_status ;;
   pgdata) echo "$PGDATA" ;; # where this checkout's database lives (`make clean-data` removes it)
-  *) die "usage: $0 start|stop|status [pg|redis|kafka|ray] | pgdata" ;;
+  pgsocket) echo "$PG_SOCKET" ;; # the directory of its Unix socket (psql -h)
+  *) die "usage: $0 start|stop|status [pg|redis|kafka|ray] | pgdata | pgsocket" ;;
 esac

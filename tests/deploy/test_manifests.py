@@ -7,6 +7,7 @@ import copy
 import importlib
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +24,9 @@ from tests.deploy import manifests as m
 RESOURCES = m.resources()
 BUILTIN = {k: v for k, v in RESOURCES.items() if not m.is_kuberay(v)}
 KUBERAY = {k: v for k, v in RESOURCES.items() if m.is_kuberay(v)}
-APP_IMAGE = "ray-orders:0.1.0"
+KUSTOMIZATION: dict[str, Any] = yaml.safe_load((m.K8S / "kustomization.yaml").read_text())
+# The objects `kubectl apply -k` names after a hash of their content: the ConfigMap and Secrets.
+GENERATED = {"ConfigMap", "Secret"}
 
 
 def _rayservice() -> dict[str, Any]:
@@ -51,9 +54,28 @@ def _port(container: dict[str, Any], name: str) -> int:
 
 
 def test_kustomization_lists_every_manifest_exactly_once() -> None:
-    listed = yaml.safe_load((m.K8S / "kustomization.yaml").read_text())["resources"]
+    """Every manifest is a resource of the kustomization, or the content of a generated object
+    (the ConfigMap and the Secrets: a patch of the empty object its generator makes)."""
+    patches = list(KUSTOMIZATION["patchesStrategicMerge"])
+    listed = KUSTOMIZATION["resources"] + patches
     assert len(listed) == len(set(listed))
     assert sorted(listed) == sorted(str(p.relative_to(m.K8S)) for p in m.manifest_files())
+    patched = {
+        (d["kind"], d["metadata"]["name"], d["metadata"]["namespace"])
+        for rid, d in RESOURCES.items()
+        if rid.split(":")[0] in patches
+    }
+    generators = {
+        (kind, g["name"], g["namespace"])
+        for kind, key in (("ConfigMap", "configMapGenerator"), ("Secret", "secretGenerator"))
+        for g in KUSTOMIZATION[key]
+    }
+    every = {
+        (d["kind"], d["metadata"]["name"], d["metadata"]["namespace"])
+        for d in RESOURCES.values()
+        if d["kind"] in GENERATED
+    }
+    assert patched == generators == every
 
 
 @pytest.mark.parametrize("rid", sorted(BUILTIN))
@@ -306,13 +328,153 @@ OFFLINE_KUBECONFIG = {
 APPLY_SEQUENCE = ["00-namespace.yaml", "infra/", "services/", "hpa/"]
 
 
-def test_kustomize_builds_every_object(tmp_path: Path) -> None:
-    result = _kubectl(tmp_path, "kustomize", "k8s/")
+def _build(tmp_path: Path, folder: Path = m.K8S) -> list[dict[str, Any]]:
+    """`kubectl kustomize <folder>`: the objects `kubectl apply -k` would send."""
+    result = _kubectl(tmp_path, "kustomize", str(folder))
     assert result.returncode == 0, result.stderr
-    built = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert sorted(f"{d['kind']}/{d['metadata']['name']}" for d in built) == sorted(
-        f"{d['kind']}/{d['metadata']['name']}" for d in RESOURCES.values()
-    )
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def _kustomize_major(tmp_path: Path) -> int:
+    """The major version of the kustomize inside the kubectl the checks run."""
+    out = _kubectl(tmp_path, "version", "--client").stdout
+    found = re.search(r"Kustomize Version: v(\d+)", out)
+    return int(found.group(1)) if found else 2  # kubectl 1.20 does not print it (v2.0.3)
+
+
+def _built(built: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [d for d in built if d["kind"] == kind and d["metadata"]["name"] == name]
+    return found
+
+
+def _unhashed(name: str) -> str:
+    """A generated object's name without kustomize's hash suffix."""
+    base, _, suffix = name.rpartition("-")
+    assert base and re.fullmatch(r"[a-z0-9]{10}", suffix), f"{name} has no hash suffix"
+    return base
+
+
+def _references(node: Any) -> list[tuple[str, str]]:
+    """(kind, name) of every ConfigMap and Secret an object refers to, wherever it does: env,
+    envFrom, volumes, and the RayService's own fields (gcsFaultToleranceOptions)."""
+    keys = {
+        "configMapRef": ("ConfigMap", "name"),
+        "configMapKeyRef": ("ConfigMap", "name"),
+        "secretRef": ("Secret", "name"),
+        "secretKeyRef": ("Secret", "name"),
+    }
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in keys and isinstance(value, dict):
+                kind, field = keys[key]
+                found.append((kind, value[field]))
+            elif key == "configMap" and isinstance(value, dict) and "name" in value:
+                found.append(("ConfigMap", value["name"]))
+            elif key == "secret" and isinstance(value, dict) and "secretName" in value:
+                found.append(("Secret", value["secretName"]))
+            else:
+                found += _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _references(item)
+    return found
+
+
+def test_kustomize_builds_every_object(tmp_path: Path) -> None:
+    built = sorted(f"{d['kind']}/{_source_name(d)}" for d in _build(tmp_path))
+    assert built == sorted(f"{d['kind']}/{d['metadata']['name']}" for d in RESOURCES.values())
+
+
+def _source_name(doc: dict[str, Any]) -> str:
+    """A built object's name in k8s/'s files."""
+    name: str = doc["metadata"]["name"]
+    return _unhashed(name) if doc["kind"] in GENERATED else name
+
+
+def test_kustomize_hashes_the_settings_and_secrets_and_rewrites_every_reference(
+    tmp_path: Path,
+) -> None:
+    """A Ray pod reads orders-config and its Secrets once, at start. `kubectl apply -k` names them
+    after their content and points every reference at those names, the RayService's nested pod
+    templates and GCS options included (k8s/kustomizeconfig.yml): a pod the running cluster adds
+    after a changed apply reads the objects the cluster started with, not the new values
+    (docs/adr/ADR-010-kuberay-upgrades.md)."""
+    built = _build(tmp_path)
+    generated = {
+        (d["kind"], _unhashed(d["metadata"]["name"])): d for d in built if d["kind"] in GENERATED
+    }
+    for (kind, name), doc in generated.items():
+        source = m.resource(kind, name)
+        field = "data" if kind == "ConfigMap" else "stringData"
+        assert doc[field] == source[field]
+        assert doc["metadata"]["labels"] == source["metadata"]["labels"]
+    existing = {(d["kind"], d["metadata"]["name"]) for d in built}
+    referenced = {ref for d in built for ref in _references(d)}
+    assert {kind for kind, _ in referenced} == GENERATED
+    assert referenced <= existing, "a reference kept an unhashed name"
+    rayservice = _built(built, "RayService", "orders")
+    refs = set(_references(rayservice))
+    assert {(k, _unhashed(n)) for k, n in refs} == set(generated), "RayService misses one"
+    gcs = rayservice["spec"]["rayClusterConfig"]["gcsFaultToleranceOptions"]
+    assert ("Secret", gcs["redisPassword"]["valueFrom"]["secretKeyRef"]["name"]) in existing
+    # A changed value is a new name, which every reference follows; the other objects keep theirs.
+    changed = tmp_path / "k8s"
+    shutil.copytree(m.K8S, changed)
+    config = changed / "services" / "config.yaml"
+    config.write_text(config.read_text().replace('INVENTORY_SHARDS: "2"', 'INVENTORY_SHARDS: "3"'))
+    secrets = changed / "infra" / "secrets.yaml"
+    secrets.write_text(secrets.read_text().replace("JWT_SECRET: devsecret", "JWT_SECRET: other"))
+    rebuilt = _build(tmp_path, changed)
+    renamed = {
+        (d["kind"], d["metadata"]["name"]) for d in rebuilt if d["kind"] in GENERATED
+    } - existing
+    expected = {("ConfigMap", "orders-config"), ("Secret", "orders-jwt")}
+    if _kustomize_major(tmp_path) < 3:
+        # kustomize v2 (Debian 12's kubectl 1.20) hashes a Secret's `data` only, not the
+        # `stringData` secrets.yaml carries: there, only the ConfigMap follows its content
+        # (README, "Kubernetes": kubectl >= 1.21 for the Secrets)
+        expected = {("ConfigMap", "orders-config")}
+    assert {(k, _unhashed(n)) for k, n in renamed} == expected
+    new_refs = set(_references(_built(rebuilt, "RayService", "orders")))
+    assert renamed <= new_refs and not renamed & refs
+    assert set(_references(_built(rebuilt, "Job", "orders-init"))) >= renamed
+
+
+def _app_image() -> str:
+    """The image kustomize's `images:` gives the app's containers: the one place of its tag."""
+    (entry,) = KUSTOMIZATION["images"]
+    return f"{entry.get('newName', entry['name'])}:{entry['newTag']}"
+
+
+def test_one_kustomize_entry_sets_the_image_of_every_app_container(tmp_path: Path) -> None:
+    """Every app container runs one image, whose tag `images:` in k8s/kustomization.yaml sets
+    (a new image needs a new tag: imagePullPolicy IfNotPresent keeps a node's copy of a tag)."""
+    (entry,) = KUSTOMIZATION["images"]
+    sources = {name: c["image"] for name, c in _app_containers().items()}
+    assert {image.rpartition(":")[0] for image in sources.values()} == {entry["name"]}
+    assert {c["imagePullPolicy"] for c in _app_containers().values()} == {"IfNotPresent"}
+    built = _build(tmp_path)
+    apps = [_built(built, "RayService", "orders"), _built(built, "Job", "orders-init")]
+    images = [c["image"] for d in apps for c in _containers(d)]
+    assert len(images) == len(sources) and set(images) == {_app_image()}
+    others = [c["image"] for d in built if d not in apps for c in _containers(d)]
+    assert others and not [i for i in others if i.startswith(entry["name"] + ":")]
+
+
+def _containers(node: Any) -> list[dict[str, Any]]:
+    """Every container and init container anywhere in an object."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                found += value
+            else:
+                found += _containers(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _containers(item)
+    return found
 
 
 @pytest.mark.parametrize("target", APPLY_SEQUENCE)
@@ -425,7 +587,7 @@ def test_ray_nodes_run_as_the_dml_only_role_and_only_the_job_migrates() -> None:
 
 def test_app_containers_share_image_and_settings_that_load() -> None:
     containers = _app_containers()
-    assert {c["image"] for c in containers.values()} == {APP_IMAGE}
+    assert len({c["image"] for c in containers.values()}) == 1
     envs = {name: _env(c) for name, c in containers.items()}
     ray = envs.pop("head")
     assert all(env == ray for n, env in envs.items() if n != "job:orders-init"), "env differs"
@@ -583,3 +745,21 @@ def test_kafka_requires_scram_from_every_client() -> None:
     refs, head = m.secret_refs(broker), m.secret_refs(_app_containers()["head"])
     assert refs["KAFKA_USERNAME"] == head["KAFKA_USERNAME"]
     assert refs["KAFKA_PASSWORD"] == head["KAFKA_PASSWORD"]
+
+
+def test_postgres_frees_a_dead_owners_lock_within_about_30_seconds() -> None:
+    """A shard owns its SKUs or ledgers through an advisory lock on a session it keeps; when its
+    node dies without closing that session, only TCP keepalives end it. The OS default (~2 h)
+    would keep the shard's replacement waiting for hours (docs/adr/ADR-010-kuberay-upgrades.md)."""
+    postgres = m.resource("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0]
+    args = postgres["args"]
+    assert args[::2] == ["-c"] * (len(args) // 2) and len(args) % 2 == 0
+    settings = dict(a.split("=", 1) for a in args[1::2])
+    keepalive = {k: int(v) for k, v in settings.items() if k.startswith("tcp_keepalives_")}
+    assert keepalive == {
+        "tcp_keepalives_idle": 10,
+        "tcp_keepalives_interval": 5,
+        "tcp_keepalives_count": 3,
+    }
+    idle, interval, count = keepalive.values()
+    assert idle + interval * count <= 30
