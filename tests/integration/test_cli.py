@@ -105,9 +105,11 @@ def test_watch_gives_up_with_124_at_its_timeout(api: Api, customer: str) -> None
     try:
         order_id = api.place_ok(customer, [("SKU-4", 1)])
         api.wait_status(customer, order_id, "PAID")
-        result = orders("watch", order_id, "--timeout", "2", timeout=30)
+        # held at PAID (shipping-hold): the watch prints the three events so far, then waits
+        # out its whole --timeout (long enough for a slow box to start the CLI and connect)
+        result = orders("watch", order_id, "--timeout", "10", timeout=60)
         assert result.returncode == 124, (result.stdout, result.stderr)
-        assert "timed out after 2s; last status: PAID" in result.stderr
+        assert "timed out after 10s; last status: PAID" in result.stderr
         assert [line.split()[1] for line in result.stdout.splitlines()] == FLOW[:3]
     finally:
         api.fault("shipping-hold", False, customer)

@@ -77,6 +77,16 @@ def test_an_order_whose_timeline_is_gone_still_reports_its_status(
     assert again == (204, [])
 
 
+def _a_fresh_stream_opens(api: Api, pg: Any, who: str) -> bool:
+    """Whether a new principal's stream (of an order nothing moves) opens, then closes it."""
+    order_id = scratch_order(pg, who, "RESERVED")
+    with (
+        httpx.Client(base_url=str(api.http.base_url), timeout=30) as c,
+        c.stream("GET", f"/api/orders/{order_id}/events", headers=api.headers(who)) as resp,
+    ):
+        return resp.status_code == 200
+
+
 def test_open_streams_are_bounded_per_principal_and_per_replica(
     api: Api, customer: str, pg: Any, settings: Any
 ) -> None:
@@ -87,35 +97,43 @@ def test_open_streams_are_bounded_per_principal_and_per_replica(
     per_principal = settings.sse_max_streams_per_principal
     total = settings.sse_max_streams or settings.max_ongoing_requests // 4
     principals = [f"{customer}-{n}" for n in range(-(-total // per_principal))]
-    with contextlib.ExitStack() as stack:
-        client = stack.enter_context(httpx.Client(base_url=str(api.http.base_url), timeout=30))
+    try:
+        with contextlib.ExitStack() as stack:
+            client = stack.enter_context(httpx.Client(base_url=str(api.http.base_url), timeout=30))
 
-        def open_stream(who: str) -> httpx.Response:
-            order_id = scratch_order(pg, who, "RESERVED")  # nothing moves it: stays open
-            return stack.enter_context(
-                client.stream("GET", f"/api/orders/{order_id}/events", headers=api.headers(who))
+            def open_stream(who: str) -> httpx.Response:
+                order_id = scratch_order(pg, who, "RESERVED")  # nothing moves it: stays open
+                return stack.enter_context(
+                    client.stream("GET", f"/api/orders/{order_id}/events", headers=api.headers(who))
+                )
+
+            first = [open_stream(principals[0]) for _ in range(per_principal)]
+            assert [r.status_code for r in first] == [200] * per_principal
+            over = open_stream(principals[0])
+            assert over.status_code == 429
+            over.read()
+            assert over.json()["error"]["code"] == "rate_limited" and "Retry-After" in over.headers
+            first[0].close()  # a stream the client closed gives its slot back
+            wait_until(
+                lambda: open_stream(principals[0]).status_code == 200, what="the slot given back"
             )
-
-        first = [open_stream(principals[0]) for _ in range(per_principal)]
-        assert [r.status_code for r in first] == [200] * per_principal
-        over = open_stream(principals[0])
-        assert over.status_code == 429
-        over.read()
-        assert over.json()["error"]["code"] == "rate_limited" and "Retry-After" in over.headers
-        first[0].close()  # a stream the client closed gives its slot back
+            opened = per_principal
+            for who in principals[1:]:
+                for _ in range(min(per_principal, total - opened)):
+                    assert open_stream(who).status_code == 200
+                    opened += 1
+            full = open_stream(f"{customer}-{uuid.uuid4().hex[:6]}")
+            assert full.status_code == 503
+            full.read()
+            assert full.json()["error"]["code"] == "unavailable"
+            api.place_ok(customer, [("SKU-16", 1)])  # the slots orders need are still free
+    finally:  # the tests after this one must not find the replica's slots taken
         wait_until(
-            lambda: open_stream(principals[0]).status_code == 200, what="the slot given back"
+            lambda: _a_fresh_stream_opens(api, pg, f"{customer}-{uuid.uuid4().hex[:6]}"),
+            timeout=30,
+            what="the replica to free the closed streams' slots",
+            interval=0.2,
         )
-        opened = per_principal
-        for who in principals[1:]:
-            for _ in range(min(per_principal, total - opened)):
-                assert open_stream(who).status_code == 200
-                opened += 1
-        full = open_stream(f"{customer}-{uuid.uuid4().hex[:6]}")
-        assert full.status_code == 503
-        full.read()
-        assert full.json()["error"]["code"] == "unavailable"
-        api.place_ok(customer, [("SKU-16", 1)])  # the slots orders need are still free
 
 
 def test_a_last_event_id_that_is_no_id_starts_from_the_first_event(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 import uuid
 from collections import Counter
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.conftest import wait_until
 from tests.security.cases import Case, Request, check_answer, ids, order, run, send
 from tests.security.conftest import JSON, Tokens, World, bearer
 
@@ -274,13 +276,23 @@ def test_8_ready_and_metrics_show_no_deployment_details_without_admin(
     assert http.get("/metrics", headers=[world.as_attacker("admin")]).status_code == 200
 
 
-def test_8_ingress_stats_page_is_not_served_without_auth() -> None:
+def _listens(port: int) -> bool:
     try:
-        resp = httpx.get("http://127.0.0.1:8404/stats", timeout=3)
-    except httpx.HTTPError:
-        return  # not listening: nothing to read
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_8_ingress_stats_page_is_not_served_without_auth() -> None:
+    """HAProxy's stats page (on the port the stack gave it: RAY_SERVE_HAPROXY_STATS_PORT,
+    default 8404, cluster/common.sh) answers only the operator."""
+    port = int(os.environ.get("RAY_SERVE_HAPROXY_STATS_PORT") or 8404)
+    wait_until(lambda: _listens(port), timeout=30, what=f"HAProxy's stats page on :{port}")
+    url = f"http://127.0.0.1:{port}/stats"
+    resp = httpx.get(url, timeout=10)
     assert resp.status_code in (401, 403), resp.status_code
     # the operator still reads it, with the cluster's token (cluster/haproxy.sh)
     token = os.environ["RAY_AUTH_TOKEN"]
-    ok = httpx.get("http://127.0.0.1:8404/stats", auth=("ops", token), timeout=3)
+    ok = httpx.get(url, auth=("ops", token), timeout=10)
     assert ok.status_code == 200

@@ -94,6 +94,7 @@ def test_a_held_customer_waits_while_paid() -> None:
 
 def test_every_step_event_carries_the_tracking_number() -> None:
     _, out = _advance(OrderStatus.PAID, rules.CREATED, rules.SHIPPED)
+    assert [m.target for m in out.decision.moves] == [OrderStatus.SHIPPED]
     assert all(
         m.emits is not None and m.emits.data["tracking"] == "TRK1" for m in out.decision.moves
     )
