@@ -29,6 +29,16 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
 }
 
 
+# The statuses a message reports, in the order an order reaches them (a sort key: the
+# statuses that end an order unfulfilled come after every progress message).
+_RANK = {
+    status: rank
+    for rank, status in enumerate(
+        ("RESERVED", "PAID", "SHIPPED", "DELIVERED", "REJECTED", "DECLINED", "CANCELLED")
+    )
+}
+
+
 class Notification(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -71,7 +81,9 @@ def to_send(
     `statuses` are the orders' current statuses: a progress message for an order that has
     since ended unfulfilled is not sent. The stage reads several topics, which have no order
     between them; a group behind on `payment.authorized` but not on `order.cancelled` would
-    otherwise tell the customer "payment authorized" after "order cancelled"."""
+    otherwise tell the customer "payment authorized" after "order cancelled". The messages
+    come in lifecycle order (`_RANK`, a stable sort); across batches a group behind on one
+    topic can still send an order's messages out of order."""
     now = statuses or {}
     out = []
     for e in events:
@@ -82,6 +94,9 @@ def to_send(
         if ended and not is_terminal(OrderStatus(message.status)):
             continue
         out.append((e, message))
+    # in an order's lifecycle order: a batch carries several topics' events in the order of
+    # their partitions in the fetch, and "shipped" could go out before "payment authorized"
+    out.sort(key=lambda pair: _RANK.get(pair[1].status, len(_RANK)))
     return out
 
 
