@@ -12,6 +12,7 @@ the order are one statement, so two principals racing for a new id cannot both w
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -162,7 +163,8 @@ async def insert_batch(pool: Pool, batch: list[NewOrder]) -> list[Stored]:
         outcomes = [_outcome(o, inserted, owners, n in used) for n, o in enumerate(batch, 1)]
         repeats = [o for o, out in zip(batch, outcomes, strict=True) if out is Outcome.REPEAT]
         try:
-            earlier = await _earlier(cur, repeats) if repeats else {}
+            keys = [(o.principal, o.idempotency_key) for o in repeats]
+            earlier = await _earlier(cur, keys) if repeats else {}
         except psycopg.Error:
             # the batch is committed: its new orders are stored and must be answered as such;
             # only the repeats, whose earlier orders went unread, submit again
@@ -188,12 +190,14 @@ def _outcome(
     return Outcome.RETRY if owner is None else Outcome.NOT_OWNER
 
 
-async def _earlier(cur: AsyncCursor[Row], repeats: list[NewOrder]) -> dict[tuple[str, str], Stored]:
-    """The orders that earlier requests with the same (principal, Idempotency-Key) created."""
+async def _earlier(
+    cur: AsyncCursor[Row], keys: Sequence[tuple[str, str | None]]
+) -> dict[tuple[str, str], Stored]:
+    """The orders that earlier requests with these (principal, Idempotency-Key) created."""
     await cur.execute(
         "SELECT id, principal, idempotency_key, total, request_hash FROM orders "
         "WHERE (principal, idempotency_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-        ([o.principal for o in repeats], [o.idempotency_key for o in repeats]),
+        ([p for p, _ in keys], [k for _, k in keys]),
     )
     return {
         (r["principal"], r["idempotency_key"]): Stored(
@@ -201,3 +205,10 @@ async def _earlier(cur: AsyncCursor[Row], repeats: list[NewOrder]) -> dict[tuple
         )
         for r in await cur.fetchall()
     }
+
+
+async def stored_for(pool: Pool, principal: str, key: str) -> Stored | None:
+    """The order an earlier request with this (principal, Idempotency-Key) stored, if any."""
+    async with pool.connection() as conn, conn.cursor() as cur:
+        found = await _earlier(cur, [(principal, key)])
+    return found.get((principal, key))

@@ -120,12 +120,18 @@ FULFILLED = ("DELIVERED",)
 
 def _settle(conn: audit.Conn, ids: list[str], settle_s: float) -> None:
     """Wait (at most `settle_s`) until what follows a final status is done: stock no longer
-    held, the outbox empty, deliveries captured, final statuses notified."""
+    held, the outbox empty, deliveries captured, charges of unpaid orders refunded, final
+    statuses notified."""
     finished = list(_FINAL)
     pending: list[Callable[[], object]] = [
         lambda: audit.held_when_finished(conn, ids, finished),
         lambda: audit.outbox_rows(conn),
         lambda: audit_effects.uncaptured(conn, ids),
+        # refunds: a cancelled or failed order's charge is released by the payment group after
+        # the order's status moved; an audit in between counted it a double charge
+        lambda: [
+            b for b in audit.charge_mismatches(conn, ids, CHARGED, PAID_STATUSES) if b["status"]
+        ],
         lambda: audit_effects.unnotified(conn, ids),
     ]
     deadline = time.monotonic() + settle_s

@@ -24,6 +24,16 @@ class Conflict(OrderError):
     code = "conflict"
 
 
+class InProgress(Conflict):
+    """A request with the same Idempotency-Key is still running; retry after `retry_after_s`."""
+
+    code = "idempotency_in_progress"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class InvalidInput(OrderError):
     code = "invalid_input"
 

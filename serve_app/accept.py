@@ -7,13 +7,21 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from adapters.accept_store import NewOrder, Outcome, Pool, Stored, insert_batch, load_prices
+from adapters.accept_store import (
+    NewOrder,
+    Outcome,
+    Pool,
+    Stored,
+    insert_batch,
+    load_prices,
+    stored_for,
+)
 from adapters.group_commit import GroupCommit
 from adapters.pg import now
 from core.auth import Principal, forbidden
 from domain.catalog import CURRENCY, order_total
 from domain.commands import PlaceOrder, merge_lines
-from domain.errors import InvalidInput, Unavailable
+from domain.errors import InProgress, InvalidInput, Unavailable
 from domain.events import new_event
 from domain.ids import uuid7
 from serve_app.admission import Admission, Idempotency
@@ -78,6 +86,18 @@ class OrderIntake:
             )
         return accepted_view(stored.order_id, stored.total), stored.outcome is Outcome.REPEAT
 
+    async def stored(self, principal: str, key: str, request_hash: str) -> Accepted | None:
+        """The 202 of the order an earlier request with this Idempotency-Key stored (422 when
+        its body differed), or None when there is none yet."""
+        found = await stored_for(self._pool, principal, key)
+        if found is None:
+            return None
+        if found.request_hash != request_hash:
+            raise InvalidInput(
+                "Idempotency-Key was already used with a different body; use a new key"
+            )
+        return accepted_view(found.order_id, found.total)
+
     def _new_order(
         self, who: Principal, cmd: PlaceOrder, idempotency: tuple[str, str] | None
     ) -> NewOrder:
@@ -139,7 +159,14 @@ class AcceptService:
         fp = self._idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
         # a replay (or a 409/422 for the key) first: it stores nothing, so neither the rate
         # limit nor an open circuit stands between a client and an order it already placed
-        stored = await self._idempotency.begin(who.sub, idempotency_key, fp)
+        try:
+            stored = await self._idempotency.begin(who.sub, idempotency_key, fp)
+        except InProgress:
+            # Redis holds a claim: the first request may be running, or done with its outcome
+            # never recorded there (Redis slow at that moment); Postgres knows which
+            stored = await self._intake.stored(who.sub, idempotency_key, fp)
+            if stored is None:
+                raise
         if stored is not None:
             return stored, True
         try:

@@ -4,9 +4,11 @@ Plus Idempotency-Key handling with Stripe's semantics, scoped per principal."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any, Literal
 
 import orjson
@@ -16,7 +18,7 @@ from redis.exceptions import RedisError
 
 from adapters.group_commit import GroupCommit
 from adapters.provider import OPENED_AT_KEY, STATE_KEY, open_for
-from domain.errors import Conflict, InvalidInput, RateLimited, Unavailable
+from domain.errors import InProgress, InvalidInput, RateLimited, Unavailable
 from serve_app.models import Accepted
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,7 @@ class Idempotency:
         self._redis = redis
         self._ttl = ttl_s
         self._outage = outage or RedisOutage()
+        self._later: set[asyncio.Task[None]] = set()  # writes sent off the request's path
 
     @staticmethod
     def fingerprint(body: Any) -> str:
@@ -175,23 +178,30 @@ class Idempotency:
                 "use a new key for a new order"
             )
         if stored.response is None:
-            raise Conflict("a request with this Idempotency-Key is still in progress; retry")
+            raise InProgress("a request with this Idempotency-Key is still in progress; retry")
         return stored.response
 
     async def finish(self, principal: str, key: str, fingerprint: str, response: Accepted) -> None:
         value = _Stored(state="done", hash=fingerprint, response=response).model_dump_json()
-        if self._outage.skip():  # a retry replays from Postgres, or waits out the claim's TTL
-            return
-        try:
-            await self._redis.set(self._key(principal, key), value, ex=self._ttl)
-        except RedisError:
-            self._outage.failed()
+        await self._write(self._redis.set(self._key(principal, key), value, ex=self._ttl))
 
     async def abandon(self, principal: str, key: str) -> None:
         """The first attempt failed: free the key for a retry (it expires anyway)."""
-        if self._outage.skip():
+        await self._write(self._redis.delete(self._key(principal, key)))
+
+    async def _write(self, command: Awaitable[Any]) -> None:
+        """Record a key's outcome. While Redis is being skipped (`RedisOutage`) the write is
+        still sent, off the request's path: skipped, a claim whose `SET NX` took effect
+        unanswered would answer 409 "in progress" for its whole TTL (60 s)."""
+        if not self._outage.skip():
+            await self._attempt(command)
             return
+        task = asyncio.create_task(self._attempt(command))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _attempt(self, command: Awaitable[Any]) -> None:
         try:
-            await self._redis.delete(self._key(principal, key))
+            await command
         except RedisError:
             self._outage.failed()

@@ -36,6 +36,8 @@ _STATUS: dict[type[OrderError], int] = {
     Unavailable: 503,
     RateLimited: 429,
 }
+# the Gate's (serve_app/gate.py), for the one answer that does not pass through it
+_SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -138,4 +140,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
         log.exception("unhandled error")
-        return error_response(500, "internal", "internal error; it has been logged")
+        # this handler runs outside the Gate (Starlette's ServerErrorMiddleware wraps every
+        # middleware), so the Gate's headers are set here
+        return error_response(
+            500, "internal", "internal error; it has been logged", headers=_SECURITY_HEADERS
+        )

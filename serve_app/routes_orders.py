@@ -183,7 +183,7 @@ async def order_events(
 
 class _Stream(EventSourceResponse):
     """The stream's slot (`LiveStatus.reserve`) is released when the response ends, however
-    it ends (the client gone, the final status, a HEAD)."""
+    it ends (the client gone, the final status, an error)."""
 
     def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(content, **kwargs)

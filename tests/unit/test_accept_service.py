@@ -73,3 +73,62 @@ async def test_a_cancelled_request_still_records_or_frees_its_key(stores: bool) 
         await asyncio.wait_for(request, 5)
     await asyncio.sleep(0.01)
     assert (idem.finished, idem.abandoned) == ((["key-1"], []) if stores else ([], ["key-1"]))
+
+
+class _Claimed(_Idempotency):
+    """Redis holds a claim for the key that nothing will record (its first request's outcome
+    went unrecorded while Redis was slow)."""
+
+    async def begin(self, principal: str, key: str, fingerprint: str) -> None:
+        from domain.errors import InProgress
+
+        raise InProgress("a request with this Idempotency-Key is still in progress; retry")
+
+
+class _Stored(_Intake):
+    def __init__(self, found: Any) -> None:
+        super().__init__(True)
+        self.found = found
+
+    async def stored(self, principal: str, key: str, request_hash: str) -> Any:
+        return self.found
+
+
+@pytest.mark.parametrize("found", [{"orderId": "o-1"}, None])
+async def test_a_claim_in_progress_is_checked_in_postgres(found: Any) -> None:
+    """Redis says "in progress" for a key whose order Postgres has: the retry replays it (it
+    got 409 for the claim's whole TTL); with no order stored, 409 with Retry-After."""
+    from domain.errors import InProgress
+
+    service = AcceptService(_Admission(), _Claimed(), _Stored(found))  # type: ignore[arg-type]
+    if found is None:
+        with pytest.raises(InProgress) as refused:
+            await service.place(_WHO, _CMD, "key-1")
+        assert refused.value.retry_after_s == 1
+    else:
+        assert await service.place(_WHO, _CMD, "key-1") == (found, True)
+
+
+async def test_an_outcome_is_recorded_while_redis_is_skipped() -> None:
+    """During the skip after a Redis timeout the key's outcome was not written at all, leaving
+    the claim "in progress"; now it is sent in the background, off the request's path."""
+    from serve_app.admission import Idempotency, RedisOutage
+
+    class _Redis:
+        def __init__(self) -> None:
+            self.deleted: list[str] = []
+
+        async def delete(self, key: str) -> None:
+            self.deleted.append(key)
+
+    outage = RedisOutage()
+    outage.failed()  # a timeout just now: the fast path skips Redis
+    redis = _Redis()
+    idem = Idempotency(redis, 60, outage)  # type: ignore[arg-type]
+    assert outage.skip()
+    await idem.abandon("customer1", "key-1")
+    for _ in range(100):
+        if redis.deleted:
+            break
+        await asyncio.sleep(0.01)
+    assert len(redis.deleted) == 1
