@@ -69,11 +69,30 @@ class _Stoppable(Protocol):
     async def stop(self) -> None: ...
 
 
+# stops that outlasted their wait, finishing in the background (referenced until they end)
+_STOPPING: set[asyncio.Task[None]] = set()
+
+
 async def stop_quietly(client: _Stoppable, timeout_s: float = _STOP_S) -> None:
     """Stop an aiokafka client, waiting at most `timeout_s` for a dead broker; its failure or
-    timeout is swallowed (the caller drops the client or builds a new one either way)."""
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.stop(), timeout_s)
+    timeout is swallowed (the caller drops the client or builds a new one either way). A stop
+    that takes longer is left to finish, not cancelled: aiokafka marks a consumer closed before
+    it leaves its group, so a cancelled stop never closed its fetcher and connections (each
+    rebuild of a consumer stuck in a join leaked one, with its buffered records)."""
+    task = asyncio.ensure_future(client.stop())
+    await asyncio.wait({task}, timeout=timeout_s)
+    if task.done():
+        with contextlib.suppress(BaseException):
+            task.result()
+        return
+    _STOPPING.add(task)
+    task.add_done_callback(_stopped)
+
+
+def _stopped(task: asyncio.Task[None]) -> None:
+    _STOPPING.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed late stop is not "never retrieved" noise
 
 
 class SharedProducer:

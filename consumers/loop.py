@@ -37,6 +37,7 @@ T = TypeVar("T")
 _LAG_EVERY_S = 1.0
 _POSITION_WAIT_S = 1.0  # the lag is a report: never what a cycle waits on
 _STOP_WAIT_S = 10.0  # a client's stop, when the loop rebuilds it
+_DLQ_SEND_S = 30.0  # a dead letter's send
 _IDLE_WAIT_MS = 200
 _SMALL_BATCH = 64  # below this many records a busy lingering group waits for more
 _TRANSIENT_WAIT_S = (0.2, 5.0)  # an infrastructure error: the first wait, doubled up to the cap
@@ -262,8 +263,13 @@ class ConsumerLoop:
             ("dlq.group", self._group.encode()),
             ("dlq.at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self._producer.send_and_wait(
-            Topic.dlq(record.topic), value=record.value, key=record.key, headers=headers
+        # bounded: the idempotent producer retries a send for as long as the broker is away;
+        # past the bound the loop rebuilds and the record comes back (the DLQ is at least once)
+        await asyncio.wait_for(
+            self._producer.send_and_wait(
+                Topic.dlq(record.topic), value=record.value, key=record.key, headers=headers
+            ),
+            _DLQ_SEND_S,
         )
         self._dead += 1
         self._metrics.dead_lettered(record.topic)
