@@ -4,9 +4,11 @@ tests/multinode."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Mapping
@@ -33,6 +35,24 @@ def default_run_dir(prefix: str = "orders") -> Path:
     """cluster/netns.sh's default RUN_DIR (one per checkout and prefix, short: socket paths)."""
     digest = hashlib.sha1(f"{ROOT}:{prefix}".encode()).hexdigest()[:8]
     return Path(f"/tmp/netns-{digest}")
+
+
+def run_dir_refused(path: Path) -> str | None:
+    """Why `path` may not be the harness's RUN_DIR (None: absent, or a directory of this user's,
+    no symlink, mode at most 0755), as cluster/netns.sh checks it: the default is a predictable
+    name in /tmp, and root writes the harness's logs, secrets and code there."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return f"{path} is a symlink or not a directory"
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to uid {st.st_uid}, not to this user ({os.geteuid()})"
+    if mode & ~0o755:
+        return f"{path} has mode {mode:04o}: others may write there"
+    return None
 
 
 class HarnessError(RuntimeError):
@@ -80,7 +100,14 @@ class Hosts:
 
     def _run(self, *args: str, timeout: float = 300, extra: Mapping[str, str] | None = None) -> str:
         log = self.run_dir / "logs" / "harness.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
+        self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        if not self.run_dir.exists():
+            with contextlib.suppress(FileExistsError):  # (lost a race: checked below)
+                self.run_dir.mkdir(mode=0o755)
+        why = run_dir_refused(self.run_dir)
+        if why is not None:
+            raise HarnessError(f"{why}: someone may have made it first; remove it and run again")
+        log.parent.mkdir(exist_ok=True)
         try:
             proc = subprocess.run(
                 [str(SCRIPT), *args],

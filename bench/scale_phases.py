@@ -5,17 +5,25 @@ which a worker host dies."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adapters import benchdb
-from bench import mainrun, saturation, stock
+from bench import checks, hold, mainrun, saturation, stock
 from bench.mainrun import Load
 from bench.saturation import Plan
 from bench.scale_cpu import HostCpuSampler, idle_sample
 from bench.scale_hosts import Hosts
-from bench.scale_report import host_profile, invariants, recovery
+from bench.scale_report import (
+    busy_mean,
+    busy_note,
+    host_profile,
+    invariants,
+    loss_counts,
+    recovery,
+)
 from bench.tracker import Tracker
 from bench.ui import info
 from bench.workload import SCARCE_SKUS, Mix, admin_token, customers
@@ -39,7 +47,7 @@ class ScaleOptions:
     latency_s: int = 30
     loss_s: int = 60
     kill_at_s: float = 20.0
-    loss_fraction: float = 0.7  # of the one-host saturation point: the survivor can keep up
+    loss_fraction: float = 0.5  # of the one-host (held) saturation point: the survivor's share
     kill: str = "raylet"  # or "host": every process of the worker host
     workers: int = 2  # load generator processes
     customers: int = 300
@@ -79,7 +87,8 @@ async def _tracked(
 
 
 async def ladder(hosts: Hosts, label: str, opts: ScaleOptions, tag: str) -> dict[str, Any]:
-    """Warm-up, a quiet machine, then the ladder to saturation; the figures and CPU per host."""
+    """Warm-up, a quiet machine, then the ladder to saturation and the hold that confirms its
+    rate (`bench.hold.confirm`, as `make bench`); the figures and CPU per host."""
     cpu = HostCpuSampler(cgroups=hosts.cgroups)
     base = _load(hosts, opts, opts.plan.start_per_s, opts.warmup_s, opts.seed + len(tag))
     info(f"{label}: warm-up {base.rate:g}/s for {base.duration_s}s")
@@ -88,13 +97,26 @@ async def ladder(hosts: Hosts, label: str, opts: ScaleOptions, tag: str) -> dict
     info(f"{label}: the ladder")
     people = customers(hosts.platform_settings(), f"{tag}-s", opts.customers)
     found = await saturation.find(base, opts.plan, people, f"{tag}-s", hosts.dsn, cpu)
+    profile = host_profile(cpu, found, opts.plan)  # (the ladder's saturation step)
+    held_from = time.time()
+    found = await _confirm(hosts, opts, tag, base, cpu, found)
+    busy = {"saturation step": profile.get("machine_busy_cores")}
+    busy["holds"] = busy_mean(cpu.box, held_from, time.time())
     return {
         "offered_per_s": found["at_offered_per_s"],
         "completed_per_s": found["completed_per_s"],
+        "confirmed": found.get("confirmed", False),
+        "ladder_offered_per_s": found.get("ladder_offered_per_s", found["at_offered_per_s"]),
+        "ladder_completed_per_s": found.get("ladder_completed_per_s", found["completed_per_s"]),
+        "confirmations": [
+            {k: h.get(k) for k in _HELD_KEYS} for h in found.get("confirmations") or []
+        ],
         "saturation_found": found["found"],
         "lost": found["unfinished"],
         "before_ladder": background,
-        "at_saturation": host_profile(cpu, found, opts.plan),
+        "machine_busy_cores": busy,
+        "validity": busy_note(busy, os.cpu_count() or 1),
+        "at_saturation": profile,
         "placement": _placement(hosts),
         "ladder": [
             {k: s[k] for k in ("offered_per_s", "accepted_per_s", "completed_per_s", "misses")}
@@ -102,6 +124,34 @@ async def ladder(hosts: Hosts, label: str, opts: ScaleOptions, tag: str) -> dict
             for s in found["steps"]
         ],
     }
+
+
+_HELD_KEYS = ("offered_per_s", "accepted_per_s", "completed_per_s", "misses", "unfinished")
+
+
+async def _confirm(
+    hosts: Hosts,
+    opts: ScaleOptions,
+    tag: str,
+    base: Load,
+    cpu: HostCpuSampler,
+    found: dict[str, Any],
+) -> dict[str, Any]:
+    """The ladder's rate held (`hold.confirm`, lowered while the pipeline does not keep up):
+    a ladder step can complete more than the hosts sustain (a backlog worked off, a batch)."""
+    if not found["completed_per_s"] or opts.plan.confirm_s <= 0:
+        return found
+    await checks.settle(hosts.gateway)
+    settings = hosts.platform_settings()
+    return await hold.confirm(
+        base,
+        opts.plan,
+        lambda i: customers(settings, f"{tag}-c{i}", opts.customers),
+        f"{tag}-c",
+        hosts.dsn,
+        cpu,
+        found,
+    )
 
 
 async def latency(
@@ -160,13 +210,7 @@ def _placement(hosts: Hosts) -> dict[str, list[str]]:
 
 async def node_loss(hosts: Hosts, opts: ScaleOptions, rate: float, tag: str) -> dict[str, Any]:
     """A tracked run on two hosts at `rate`; worker host 2 dies `kill_at_s` into it."""
-    settings = hosts.platform_settings()
-    conn = await benchdb.connect(hosts.dsn)
-    try:
-        await stock.make_scarce(hosts.gateway, admin_token(settings), conn, 20)
-        start = await stock.snapshot(conn)
-    finally:
-        await conn.close()
+    start = await _scarce(hosts)
     killed: list[float] = []
     back: list[float | None] = []
 
@@ -186,14 +230,16 @@ async def node_loss(hosts: Hosts, opts: ScaleOptions, rate: float, tag: str) -> 
     available = {sku: start[sku][0] - start[sku][1] for sku in SCARCE_SKUS}
     verdict = await asyncio.to_thread(invariants, hosts.dsn, ids, available)
     figures = mainrun.summary(run, tracker)
-    after = recovery(run.records, tracker, killed[0])
+    load_end = run.t0 + load.duration_s
+    after = recovery(run.records, tracker, killed[0], load_end)
+    busy = {"node-loss run": busy_mean(cpu.box, run.t0, load_end)}
     how = "its raylet" if opts.kill == "raylet" else "every process"
     return {
-        **{k: verdict[k] for k in ("accepted", "lost", "oversold")},
-        "charge_mismatches": verdict["charge_mismatches"],
-        "duplicate_effects": verdict["duplicate_effects"],
-        "recovered_s": after["recovered_s"],
+        **loss_counts(verdict, figures),
+        **{k: v for k, v in after.items() if k != "timeline"},
         "actors_back_s": back[0] if back else None,
+        "machine_busy_cores": busy,
+        "validity": busy_note(busy, os.cpu_count() or 1),
         "offered_per_s": rate,
         "killed": f"worker host w2: SIGKILL {how}",
         "killed_at_s": round(killed[0] - run.t0, 1),
@@ -204,6 +250,16 @@ async def node_loss(hosts: Hosts, opts: ScaleOptions, rate: float, tag: str) -> 
         "timeline": after["timeline"],
         "placement_after": _placement(hosts),
     }
+
+
+async def _scarce(hosts: Hosts) -> dict[str, tuple[int, int]]:
+    """The scarce SKUs' stock made scarce, then its snapshot (what oversold is judged against)."""
+    conn = await benchdb.connect(hosts.dsn)
+    try:
+        await stock.make_scarce(hosts.gateway, admin_token(hosts.platform_settings()), conn, 20)
+        return await stock.snapshot(conn)
+    finally:
+        await conn.close()
 
 
 def _pipeline_alive(hosts: Hosts) -> dict[str, str]:

@@ -49,11 +49,17 @@ def _ladder(ax: Any, result: dict[str, Any]) -> None:
         ax.axhline(run["completed_per_s"], color=color, linestyle=":", linewidth=1)
         top = max(top, *offered)
     ax.plot([0, top], [0, top], color="grey", linewidth=0.8, label="completed = offered")
-    ax.set_xlabel("offered orders / s (open loop, 15 s steps)")
+    ax.set_xlabel(f"offered orders / s (open loop, {step_seconds(result)} s steps)")
     ax.set_ylabel("completed orders / s")
-    ax.set_title("ladder to saturation (dotted: saturation point)", fontsize=9)
+    ax.set_title("ladder to saturation (dotted: saturation point, as held)", fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+
+
+def step_seconds(result: dict[str, Any]) -> str:
+    """The ladder's step length as the run's settings record it ("?" when they do not)."""
+    plan = ((result.get("settings") or {}).get("options") or {}).get("plan") or {}
+    return f"{plan['step_s']:g}" if "step_s" in plan else "?"
 
 
 def _hosts(ax: Any, result: dict[str, Any]) -> None:
@@ -64,7 +70,7 @@ def _hosts(ax: Any, result: dict[str, Any]) -> None:
             labels.append(f"{host}\n({run['worker_hosts']}×{run['cap']:g})")
             cores.append(v["cores"])
             caps.append(v["cap"])
-            notes.append(f"held {v['throttled_per_s']:.2f}/s" if v["cap"] else "no cap")
+            notes.append(f"throttled {v['throttled_per_s']:.2f} CPU-s/s" if v["cap"] else "no cap")
     x = range(len(labels))
     ax.bar(x, cores, color=["tab:grey" if c == 0 else "tab:green" for c in caps])
     for i, (c, cap, note) in enumerate(zip(cores, caps, notes, strict=True)):
@@ -89,6 +95,9 @@ def _loss(ax: Any, result: dict[str, Any]) -> None:
     if loss.get("actors_back_s") is not None:
         ax.axvline(loss["actors_back_s"], color="grey", linewidth=1, linestyle=":",
                    label=f"its actors alive on w1 ({loss['actors_back_s']:g} s)")  # fmt: skip
+    if loss.get("load_ended_s") is not None:
+        ax.axvline(loss["load_ended_s"], color="black", linewidth=1, linestyle=":",
+                   label=f"load ended ({loss['load_ended_s']:g} s)")  # fmt: skip
     if loss["recovered_s"] is not None:
         ax.axvline(loss["recovered_s"], color="green", linewidth=1, linestyle="--",
                    label=f"recovered ({loss['recovered_s']:g} s)")  # fmt: skip

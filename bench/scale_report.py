@@ -98,19 +98,31 @@ def invariants(dsn: str, ids: list[str], available: dict[str, int]) -> dict[str,
     }
 
 
+def loss_counts(verdict: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    """The node-loss run's counts: `invariants`' over the tracked orders (202 seen), `lost`
+    also counting the run's orders stored without a 202 that did not finish (`figures`:
+    `mainrun.summary`, which counts them by customer: a client that gave up after the gateway
+    stored its order)."""
+    return {
+        "accepted": verdict["accepted"],
+        "lost": max(verdict["lost"], figures["lost"]),
+        "lost_tracked": verdict["lost"],
+        "stored_without_202": figures["stored_without_202"],
+        "oversold": verdict["oversold"],
+        "charge_mismatches": verdict["charge_mismatches"],
+        "duplicate_effects": verdict["duplicate_effects"],
+    }
+
+
 def _cumulative(times: list[float], t: float) -> int:
     return bisect.bisect_right(times, t)
 
 
-def recovery(records: list[Record], tracker: Tracker, kill_at: float) -> dict[str, Any]:
-    """Orders in the pipeline (accepted, not yet terminal) second by second around the kill;
-    `recovered_s`: from the kill until that backlog is back to what it was before it (the
-    largest of the 10 s before, plus a quarter or 5 orders), after its peak; None when it never
-    is (orders lost)."""
-    accepted = sorted(r[2] for r in records if r[3] == 202)
-    done = sorted(o.terminal_at for o in tracker.outcomes.values())
+def timeline(accepted: list[float], done: list[float], kill_at: float) -> list[dict[str, Any]]:
+    """Second by second (t: seconds since the kill): orders accepted and completed in that
+    second, and those in the pipeline (accepted, not yet terminal). Both lists sorted."""
     if not accepted:
-        return {"recovered_s": None, "timeline": []}
+        return []
     first = math.floor(accepted[0])
     last = math.ceil(max(done[-1] if done else 0.0, accepted[-1]))
     rows = []
@@ -124,14 +136,77 @@ def recovery(records: list[Record], tracker: Tracker, kill_at: float) -> dict[st
                 "backlog": a - d,
             }
         )
+    return rows
+
+
+def judge_recovery(
+    rows: list[dict[str, Any]], load_ended_s: float, complete: bool
+) -> dict[str, Any]:
+    """When the backlog is back to what it was before the kill (the largest of the 10 s before,
+    plus a quarter or 5 orders), after its peak (`backlog_back_s`, seconds since the kill; None
+    when never, or when orders stayed unfinished: not `complete`). `recovered_s` is that moment
+    only while the load still ran (it ended `load_ended_s` after the kill): a backlog that
+    empties only once the load has stopped is a drain, not a survivor keeping up with the
+    offered rate (`recovery_note` says so)."""
     before = [r["backlog"] for r in rows if -10 <= r["t"] < 0] or [0]
     threshold = max(max(before) * 1.25, max(before) + 5)
     after = [r for r in rows if r["t"] >= 0]
     peak = max(range(len(after)), key=lambda i: after[i]["backlog"], default=0)
-    recovered = None
-    if tracker.outstanding == {}:
-        recovered = next((r["t"] for r in after[peak:] if r["backlog"] <= threshold), None)
-    return {"recovered_s": recovered, "timeline": rows}
+    back = None
+    if complete:
+        back = next((r["t"] for r in after[peak:] if r["backlog"] <= threshold), None)
+    out: dict[str, Any] = {
+        "recovered_s": back,
+        "backlog_back_s": back,
+        "load_ended_s": load_ended_s,
+        "backlog_before": max(before),
+        "peak_backlog": after[peak]["backlog"] if after else None,
+        "peak_at_s": after[peak]["t"] if after else None,
+        "recovery_note": None,
+    }
+    if back is None:
+        out["recovery_note"] = "the backlog never came back to its level before the kill"
+    elif back > load_ended_s:
+        out["recovered_s"] = None
+        out["recovery_note"] = (
+            f"the load ended {load_ended_s:g} s after the kill, before the backlog was back to its "
+            f"level before it ({back:g} s, peak {out['peak_backlog']} at {out['peak_at_s']:g} s): "
+            "the survivor did not keep up with the offered rate; what followed was a drain"
+        )
+    return out
+
+
+def recovery(
+    records: list[Record], tracker: Tracker, kill_at: float, load_end: float
+) -> dict[str, Any]:
+    """Orders in the pipeline second by second around the kill (`timeline`) and when they
+    were back to their level before it (`judge_recovery`; the load ended at `load_end`)."""
+    accepted = sorted(r[2] for r in records if r[3] == 202)
+    done = sorted(o.terminal_at for o in tracker.outcomes.values())
+    rows = timeline(accepted, done, kill_at)
+    judged = judge_recovery(rows, round(load_end - kill_at, 1), not tracker.outstanding)
+    return judged | {"timeline": rows}
+
+
+def busy_mean(box: list[tuple[float, dict[str, float]]], start: float, end: float) -> float | None:
+    """The machine's busy cores (`HostCpuSampler.box`), averaged over the samples taken within
+    [start, end] (None: none)."""
+    values = [cores.get("box", 0.0) for t, cores in box if start <= t <= end]
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def busy_note(busy: dict[str, float | None], cpus: int, share: float = 0.9) -> str | None:
+    """A validity note when the whole machine was busy (≥ `share` of its `cpus`) in one of the
+    windows of a phase (`busy`: window → busy cores): its figure may then be the box's limit
+    (the uncapped head, the load generator, everything else) rather than the hosts' quotas."""
+    over = {k: v for k, v in busy.items() if v is not None and v >= share * cpus}
+    if not over:
+        return None
+    where = ", ".join(f"{k}: {v:g}" for k, v in over.items())
+    return (
+        f"the machine's busy cores were >= {share:.0%} of its {cpus} CPUs ({where}): "
+        "the figure may be the machine's limit, not the worker hosts' quotas"
+    )
 
 
 def write(result: dict[str, Any], out_dir: Path, plot: Path | None) -> Path:
@@ -155,18 +230,20 @@ def table(result: dict[str, Any]) -> None:
     t.add_column("2 worker hosts", justify="right")
     one, two = result["runs"]
     for label, key in (
-        ("saturation offered / s", "offered_per_s"),
-        ("saturation completed / s", "completed_per_s"),
+        ("saturation offered / s (held)", "offered_per_s"),
+        ("saturation completed / s (held)", "completed_per_s"),
+        ("confirmed by holding", "confirmed"),
+        ("the ladder's completed / s", "ladder_completed_per_s"),
         ("p99 accept ms (latency run)", "p99_accept_ms"),
         ("p99 accept→SHIPPED ms (latency run)", "p99_accept_to_shipped_ms"),
         ("lost (ladder)", "lost"),
     ):
-        t.add_row(label, str(one[key]), str(two[key]))
+        t.add_row(label, str(one.get(key)), str(two.get(key)))
     for run, col in ((one, 1), (two, 2)):
         hosts = run["at_saturation"].get("hosts", {})
         line = ", ".join(
             f"{h} {v['cores']:.2f}"
-            + (f"/{v['cap']:g} (held {v['throttled_per_s']:.2f}/s)" if v["cap"] else "")
+            + (f"/{v['cap']:g} (throttled {v['throttled_per_s']:.2f} CPU-s/s)" if v["cap"] else "")
             for h, v in hosts.items()
         )
         t.add_row(
@@ -189,3 +266,5 @@ def table(result: dict[str, Any]) -> None:
         f"recovered in {loss['recovered_s']} s",
     )
     console.print(t)
+    for note in result.get("notes") or []:
+        console.print(f"[yellow]note: {note}[/yellow]")

@@ -67,13 +67,19 @@ owner_of() { owner_file_ok; cat "$OWNER" 2>/dev/null || true; }
 # pids lives and no process is left in any namespace of the prefix (a harness whose session was
 # killed leaves its namespaces, empty, and this file behind).
 owner_stale() {
-  local run="$1" f h
+  local run="$1"
   [[ -n "$(find "$OWNER" -mmin -2 2>/dev/null)" ]] && return 1
+  ! run_alive "$run" && netns_idle
+}
+# run_alive RUN -> 0 when a pid the harness of RUN recorded (its head's services and Ray, its
+# workers' Ray) is still that process
+run_alive() {
+  local run="$1" f
   for f in "$run"/pids/*.pid "$run"/w[1-9]/pids/*.pid; do
     # each record as that harness's own scripts read it (pid_alive with its RUN_DIR)
-    [[ -s "$f" ]] && (RUN="${f%/pids/*}" && pid_alive "$(basename "$f" .pid)") && return 1
+    [[ -s "$f" ]] && (RUN="${f%/pids/*}" && pid_alive "$(basename "$f" .pid)") && return 0
   done
-  netns_idle
+  return 1
 }
 # netns_idle -> 0 when no process runs in any namespace of the prefix
 netns_idle() {
@@ -87,7 +93,7 @@ netns_idle() {
 # cgroups, data); the logs stay in its RUN_DIR
 netns_take_over() {
   log "the harness of $1 is gone (nothing of it runs): removing what it left"
-  (RUN="$1" netns_down) || true
+  (RUN="$1" netns_teardown) || true
   rm -f "$OWNER"
 }
 netns_claim() {
@@ -144,7 +150,10 @@ cg_make() {
   [[ "$kind" != none ]] || die "no cgroup cpu controller (neither v1 cpu nor v2 cpu.max)"
   quota="$(awk -v c="$cores" 'BEGIN { printf "%d", c * 100000 }')"
   if [[ "$kind" == v2 ]]; then
-    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+    if ! grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control; then
+      echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+      : >"$RUN/cgroup-root-cpu" # this harness enabled it: its teardown disables it again
+    fi
     mkdir -p "/sys/fs/cgroup/$CG_NAME"
     grep -qw cpu "/sys/fs/cgroup/$CG_NAME/cgroup.subtree_control" \
       || echo +cpu >"/sys/fs/cgroup/$CG_NAME/cgroup.subtree_control"
@@ -157,6 +166,31 @@ cg_make() {
   elif (( quota > 0 )); then echo "$quota 100000" >"$d/cpu.max"
   else echo "max 100000" >"$d/cpu.max"; fi
   echo "$cores" >"$RUN/cap-$host"
+}
+# cg_root_restore -> the root cgroup's cpu controller disabled again when this harness enabled
+# it (cg_make left $RUN/cgroup-root-cpu), once the harness's own cgroups are gone; a refusal
+# (another cgroup below the root enabled it meanwhile) is logged, never fatal
+cg_root_restore() {
+  local mark="$RUN/cgroup-root-cpu" ctl=/sys/fs/cgroup/cgroup.subtree_control
+  [[ -e "$mark" ]] || return 0
+  if [[ -d "/sys/fs/cgroup/$CG_NAME" ]]; then
+    log "root cgroup: cpu controller left enabled while /sys/fs/cgroup/$CG_NAME stays"
+    return 0
+  fi
+  if printf '%s\n' -cpu 2>/dev/null >"$ctl"; then
+    log "root cgroup: cpu controller disabled again (this harness had enabled it)"
+  else
+    log "root cgroup: cpu controller left enabled (another cgroup uses it now)"
+  fi
+  rm -f "$mark"
+}
+# netns_teardown -> netns_down (netns-head.sh), then the root cgroup as the harness found it;
+# netns_down's status
+netns_teardown() {
+  local rc=0
+  netns_down || rc=$?
+  cg_root_restore || true
+  return "$rc"
 }
 cg_pids() { local d; for d in $(cg_dirs "$1"); do cat "$d/cgroup.procs" 2>/dev/null || true; done | sort -un; }
 # cg_remove HOST -> the host's cgroup directories removed; 1 (each tried, rmdir's error shown)
@@ -202,9 +236,33 @@ on() { (netns_exec "$@"); }
 in_head() { (cd "$(code_dir)" && ip netns exec "$(ns_of head)" "$@"); }
 
 # --- network ------------------------------------------------------------------------------
+# subnet_routed SUBNET -> 0 when SUBNET.0/24 overlaps a route of `ip -4 route` (its output on
+# stdin): a destination inside the /24, or one that holds it (10.0.0.0/8); the default route
+# does not count
+subnet_routed() {
+  awk -v net="$1.0" '
+    function num(a,   o) { split(a, o, "."); return ((o[1] * 256 + o[2]) * 256 + o[3]) * 256 + o[4] }
+    BEGIN { mine = num(net) }
+    {
+      d = $1
+      if (d ~ /^(unicast|unreachable|blackhole|prohibit|throw|local|broadcast|multicast|anycast|nat)$/) d = $2
+      if (d !~ /^[0-9]+(\.[0-9]+)*(\/[0-9]+)?$/) next # default, or not a destination
+      len = 32
+      if (split(d, part, "/") == 2) len = part[2] + 0
+      if (len == 0) next # 0.0.0.0/0: the default route written out
+      short = len < 24 ? len : 24
+      size = 2 ^ (32 - short)
+      if (int(num(part[1]) / size) == int(mine / size)) { found = 1; exit }
+    }
+    END { exit !found }'
+}
 net_bridge() {
+  local routes
   [[ "$(ip -4 -o addr show)" != *" inet $SUBNET."* ]] \
     || die "$SUBNET.0/24 is already in use on this machine (set NETNS_SUBNET)"
+  routes="$(ip -4 route)" || die "could not read this machine's routes (ip -4 route)"
+  ! subnet_routed "$SUBNET" <<<"$routes" \
+    || die "$SUBNET.0/24 overlaps a route of this machine (ip -4 route; set NETNS_SUBNET)"
   ip link add "$BR" type bridge
   ip addr add "$HOST_IP/24" dev "$BR"
   ip link set "$BR" up

@@ -35,6 +35,29 @@ P="${NETNS_PREFIX:-orders}"
 SUBNET="${NETNS_SUBNET:-10.77.0}"
 HEAD_IP="$SUBNET.2"
 export RUN_DIR="${NETNS_RUN_DIR:-/tmp/netns-$(printf %s "$ROOT:$P" | sha1sum | cut -c1-8)}"
+# run_dir_check DIR -> 0 when DIR is a directory of this user's (root's: the harness needs root),
+# no symlink, mode at most 0755; else its fault on stderr and 1. The default RUN_DIR is a
+# predictable name in /tmp, and root keeps there the harness's credentials, its data and the
+# code every host imports (PYTHONPATH): one another local user made first is never adopted.
+# (common.sh's `ours` makes the same owner test, but sourcing common.sh runs `mkdir -p` in
+# RUN_DIR, which would follow a symlink: this runs before it.)
+run_dir_check() {
+  local dir="$1" uid mode
+  uid="$(stat -c %u -- "$dir" 2>/dev/null)" || uid=""
+  mode="$(stat -c %a -- "$dir" 2>/dev/null)" || mode=""
+  if [[ -L "$dir" || ! -d "$dir" || "$uid" != "$EUID" || ! "$mode" =~ ^[0-7]+$ ]] \
+    || (( 8#$mode & ~8#755 )); then
+    printf '\033[1;31merror:\033[0m RUN_DIR %s %s (uid %s, mode %s): %s\n' "$dir" \
+      "is a symlink, not a directory, another user's or writable by others" "${uid:-?}" \
+      "${mode:-?}" "someone may have made it to run code here or read its secrets; remove it" >&2
+    return 1
+  fi
+}
+# made here when missing (mode 755: the postgres user reaches its data), then checked either way
+# (a mkdir that lost a race to another user's is caught by the check)
+mkdir -p -- "$(dirname -- "$RUN_DIR")"
+[[ -e "$RUN_DIR" || -L "$RUN_DIR" ]] || mkdir -m 755 -- "$RUN_DIR" 2>/dev/null || true
+run_dir_check "$RUN_DIR" || exit 1
 # Nothing of the single-box stack (or of a caller's environment) leaks in: its URLs, passwords
 # and Ray token are derived again from this harness's own credentials (RUN_DIR/credentials.env).
 unset DATABASE_URL MIGRATION_DATABASE_URL REDIS_URL KAFKA_BOOTSTRAP RAY_ADDRESS CREDENTIALS_FILE \
@@ -53,15 +76,23 @@ case "$cmd" in
     prior="$(owner_of)" # (before the claim below makes it this RUN_DIR)
     netns_claim # another checkout's harness runs: wait for it (before the trap: never stop it)
     # left by a harness that died with nothing in its namespaces, or by an earlier run of this
-    # checkout that was killed (pytest cancelled: its servers still run there, this RUN's own)
-    if { ns_exists "$(ns_of head)" || ip link show "$BR" >/dev/null 2>&1; } \
-      && { netns_idle || [[ "$prior" == "$RUN" ]]; }; then
-      log "namespaces of an earlier harness are left (${prior:-no owner}): removing them"
-      netns_down && netns_claim
+    # checkout that was killed (pytest cancelled: its servers may still run there, this RUN's
+    # own; the make targets that use the harness hold .run/heavy.lock, so no live run of this
+    # checkout is taken down by them)
+    if ns_exists "$(ns_of head)" || ip link show "$BR" >/dev/null 2>&1; then
+      if [[ "$prior" == "$RUN" ]] && run_alive "$RUN"; then
+        log "an earlier run of this checkout left its servers running (a killed pytest?)"
+      fi
+      if netns_idle || [[ "$prior" == "$RUN" ]]; then
+        log "namespaces of an earlier harness are left (${prior:-no owner}): removing them"
+        netns_teardown || log "the removal left something behind (above)"
+        netns_claim # again whatever the removal did (it gives up this RUN_DIR's claim)
+      fi
     fi
     ! ns_exists "$(ns_of head)" && ! ip link show "$BR" >/dev/null 2>&1 \
       || die "$(ns_of head) or $BR exists without an owner (cluster/netns.sh down first)"
-    trap 'rc=$?; if (( rc )); then log "up failed (exit $rc): cleaning up"; netns_down; fi' EXIT
+    # (a second Ctrl-C or TERM while it cleans up must not cut the teardown short)
+    trap 'rc=$?; trap "" INT TERM; if (( rc )); then log "up failed (exit $rc): cleaning up"; netns_teardown; fi' EXIT
     trap 'exit 143' TERM INT
     netns_up "${1:-2}"
     trap - EXIT
@@ -76,7 +107,7 @@ case "$cmd" in
   cpu) netns_cpu ;;
   down)
     netns_require
-    if mine; then netns_down; else log "the harness on this machine is $(owner_of)'s: not touched"; fi
+    if mine; then netns_teardown; else log "the harness on this machine is $(owner_of)'s: not touched"; fi
     ;;
   *) usage ;;
 esac
