@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import bench.cli
 from bench.gate import problems
+from tests.unit.result_docs import replaced
 
 CLEAN: dict[str, Any] = {
     "lost": 0,
@@ -23,15 +24,8 @@ CLEAN: dict[str, Any] = {
 
 
 def _with(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
-    """`CLEAN` with the value at `path` replaced (a deep copy along the path)."""
-    import copy
-
-    out = copy.deepcopy(CLEAN)
-    node: Any = out
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return out
+    """`CLEAN` with the value at `path` replaced."""
+    return replaced(CLEAN, path, value)
 
 
 def test_a_clean_result_has_no_problem() -> None:

@@ -21,6 +21,7 @@ import bench.scale
 from bench.scale import Interrupted, guarded, notes, problems, teardown
 from bench.scale_hosts import HarnessError, Hosts
 from bench.scale_phases import ScaleOptions
+from tests.unit.result_docs import replaced
 
 PHASE: dict[str, Any] = {
     "worker_hosts": 1,
@@ -48,12 +49,8 @@ CLEAN: dict[str, Any] = {
 
 
 def _with(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(CLEAN)
-    node: Any = out
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return out
+    """`CLEAN` with the value at `path` replaced."""
+    return replaced(CLEAN, path, value)
 
 
 def test_a_clean_run_has_no_problem_and_no_note() -> None:
