@@ -129,9 +129,7 @@ def _settle(conn: audit.Conn, ids: list[str], settle_s: float) -> None:
         lambda: audit_effects.uncaptured(conn, ids),
         # refunds: a cancelled or failed order's charge is released by the payment group after
         # the order's status moved; an audit in between counted it a double charge
-        lambda: [
-            b for b in audit.charge_mismatches(conn, ids, CHARGED, PAID_STATUSES) if b["status"]
-        ],
+        lambda: _charged_unpaid(conn, ids),
         lambda: audit_effects.unnotified(conn, ids),
     ]
     deadline = time.monotonic() + settle_s
@@ -215,11 +213,16 @@ def _check_stock(v: Verdict, conn: audit.Conn, ids: list[str], start: dict[str, 
             v.details.append(f"oversold {r['sku']}: {r['sold']} > {start[r['sku']]}")
 
 
+def _charged_unpaid(conn: audit.Conn, ids: list[str]) -> list[audit.Row]:
+    """Orders holding a charge while not paid (a paid order with no payment row at all is
+    `wrong_charges`' in `_check_charges`, not one of these)."""
+    return [b for b in audit.charge_mismatches(conn, ids, CHARGED, PAID_STATUSES) if b["status"]]
+
+
 def _check_charges(v: Verdict, conn: audit.Conn, ids: list[str]) -> None:
     """2. charges: only orders that are paid keep a charge; each paid order has one, of its
     total."""
-    # (a paid order with no payment row at all is `wrong_charges`' below, not a double charge)
-    bad = [b for b in audit.charge_mismatches(conn, ids, CHARGED, PAID_STATUSES) if b["status"]]
+    bad = _charged_unpaid(conn, ids)
     v.double_charged += len(bad)
     v.details += [f"charge/status mismatch: {b}" for b in bad[:5]]
     wrong = audit_effects.wrong_charges(conn, ids, PAID_STATUSES, CHARGED)
