@@ -8,7 +8,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, claim_ownership, open_pool, watch_ownership
+from adapters.ownership import claim_ownership, watch_ownership
+from adapters.pg import Row, open_pool
 from adapters.uow import UnitOfWork
 from core import heap
 from core.settings import Settings, get_settings

@@ -29,6 +29,10 @@ from domain.events import Envelope, Topic
 
 Pool = AsyncConnectionPool[AsyncConnection[Row]]
 
+# The session setting migration 0014's trigger reads: the most customer ids one principal may
+# claim on a connection that sets it (the gateway's accept pool does; others claim uncapped).
+CLAIM_CAP_SETTING = "orders.customer_ids_per_principal"
+
 
 @dataclass(frozen=True, slots=True)
 class NewOrder:
@@ -51,8 +55,9 @@ class Outcome(Enum):
     CREATED = "created"  # stored now
     REPEAT = "repeat"  # an earlier request with the same (principal, Idempotency-Key) stored it
     NOT_OWNER = "not_owner"  # the customer id belongs to another principal: nothing stored
-    RETRY = "retry"  # the id was claimed by a concurrent commit, or a repeat's earlier order
-    # could not be read after the commit: submit again (nothing stored by this request)
+    RETRY = "retry"  # the id was claimed by a concurrent commit (or its claim skipped: the
+    # principal at MAX_CUSTOMER_IDS_PER_PRINCIPAL, or busy claiming in another batch), or a
+    # repeat's earlier order could not be read after the commit: submit again (nothing stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,3 +217,18 @@ async def stored_for(pool: Pool, principal: str, key: str) -> Stored | None:
     async with pool.connection() as conn, conn.cursor() as cur:
         found = await _earlier(cur, [(principal, key)])
     return found.get((principal, key))
+
+
+async def claim_refused(pool: Pool, principal: str, customer_id: str, cap: int) -> int | None:
+    """How many ids `principal` owns when it owns `cap` or more and not `customer_id`: its
+    claim of that id is refused for good (migration 0014). None when a retry may succeed."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS owned, coalesce(bool_or(customer_id = %s), false) AS mine "
+            "FROM customer_owners WHERE principal = %s",
+            (customer_id, principal),
+        )
+        row = await cur.fetchone()
+    if row is None or row["mine"] or row["owned"] < cap:
+        return None
+    return int(row["owned"])

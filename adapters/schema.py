@@ -181,7 +181,8 @@ notifications = sa.Table(
     postgresql_partition_by="RANGE (order_at)",
 )
 
-# who owns a customer id (migration 0005): the first customer principal to order for it
+# who owns a customer id (migration 0005): the first customer principal to order for it; a
+# principal claims at most MAX_CUSTOMER_IDS_PER_PRINCIPAL ids (migration 0014's trigger)
 customer_owners = sa.Table(
     "customer_owners",
     metadata,
@@ -190,6 +191,7 @@ customer_owners = sa.Table(
     sa.Column(
         "claimed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    sa.Index("customer_owners_principal", "principal"),
 )
 
 

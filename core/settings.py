@@ -106,6 +106,9 @@ class Settings(BaseSettings):
 
     hold_ttl_s: float = Field(default=300.0, gt=0)
     max_open_holds_per_customer: int = Field(default=50, ge=1)
+    # Customer ids one customer principal may own (the first to order for an id owns it); each
+    # id has its own CREDIT_LIMIT, so this bounds a principal's credit (migration 0014).
+    max_customer_ids_per_principal: int = Field(default=10, ge=1, le=100_000)
     credit_limit: float = Field(default=50_000.0, gt=0)
     breaker_fail_max: int = Field(default=5, ge=1)
     breaker_reset_s: float = Field(default=10.0, gt=0)

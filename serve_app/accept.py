@@ -12,13 +12,14 @@ from adapters.accept_store import (
     Outcome,
     Pool,
     Stored,
+    claim_refused,
     insert_batch,
     load_prices,
     stored_for,
 )
 from adapters.group_commit import GroupCommit
 from adapters.pg import now
-from core.auth import Principal, forbidden
+from core.auth import AuthError, Principal, forbidden
 from domain.catalog import CURRENCY, order_total
 from domain.commands import PlaceOrder, merge_lines
 from domain.errors import InProgress, InvalidInput, Unavailable
@@ -39,17 +40,20 @@ class OrderIntake:
     `pool` is its own, in autocommit mode: a batch is one statement, hence one transaction, and
     one round trip to Postgres instead of two (statement, then COMMIT); it owns and closes it."""
 
-    def __init__(self, pool: Pool, prices: dict[str, Decimal], flushers: int) -> None:
+    def __init__(
+        self, pool: Pool, prices: dict[str, Decimal], flushers: int, claim_cap: int
+    ) -> None:
         self._pool = pool
         self._prices = prices
+        self._claim_cap = claim_cap  # the pool's connections set it for the claim's trigger
         self._commit: GroupCommit[NewOrder, Stored] = GroupCommit(self._flush, flushers=flushers)
 
     @classmethod
-    async def open(cls, pool: Pool, flushers: int) -> OrderIntake:
+    async def open(cls, pool: Pool, flushers: int, claim_cap: int) -> OrderIntake:
         prices = await load_prices(pool)
         if not prices:
             raise RuntimeError("the catalog is empty: run `make up` (it seeds SKU-1…SKU-100)")
-        return cls(pool, prices, flushers)
+        return cls(pool, prices, flushers, claim_cap)
 
     async def _flush(self, batch: list[NewOrder]) -> list[Stored]:
         return await insert_batch(self._pool, batch)
@@ -72,6 +76,7 @@ class OrderIntake:
             stored = await self._commit.submit(order)
             if stored.outcome is not Outcome.RETRY:
                 break
+            await self._check_claim_cap(order)
         else:
             raise Unavailable("customer id claimed concurrently; retry", retry_after_s=1)
         if stored.outcome is Outcome.NOT_OWNER:
@@ -85,6 +90,21 @@ class OrderIntake:
                 "Idempotency-Key was already used with a different body; use a new key"
             )
         return accepted_view(stored.order_id, stored.total), stored.outcome is Outcome.REPEAT
+
+    async def _check_claim_cap(self, order: NewOrder) -> None:
+        """403 when the order's claim was skipped because its principal owns the most customer
+        ids it may (a retry cannot succeed); a claim skipped for any other reason is retried."""
+        if order.admin:
+            return
+        owned = await claim_refused(self._pool, order.principal, order.customer_id, self._claim_cap)
+        if owned is not None:
+            raise AuthError(
+                f"customer id {order.customer_id} is new, and this principal already owns "
+                f"{owned} customer ids, the most one principal may own "
+                f"(MAX_CUSTOMER_IDS_PER_PRINCIPAL={self._claim_cap}): order for an id it owns",
+                status=403,
+                code="customer_id_limit",
+            )
 
     async def stored(self, principal: str, key: str, request_hash: str) -> Accepted | None:
         """The 202 of the order an earlier request with this Idempotency-Key stored (422 when

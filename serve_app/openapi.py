@@ -23,7 +23,8 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     401: ("No token, or a token that cannot be trusted", "unauthorized", "token expired"),
     403: (
         "Authenticated, but not allowed: admin-only operation, a token without a known role, "
-        "or a customerId owned by another principal",
+        "a customerId owned by another principal, or a new customerId beyond the "
+        "MAX_CUSTOMER_IDS_PER_PRINCIPAL ids one principal may own (`customer_id_limit`)",
         "forbidden",
         "this operation needs the admin role",
     ),

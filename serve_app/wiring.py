@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from adapters.accept_store import CLAIM_CAP_SETTING
 from adapters.orders_repo import Pool
 from adapters.pg import open_pool
 from adapters.redis_clients import async_client
@@ -60,7 +61,11 @@ async def open_services(
     if on_start is not None:
         await on_start(settings)
     intake_pool = await open_pool(
-        settings.database_url, settings.accept_flushers, "gateway-intake", autocommit=True
+        settings.database_url,
+        settings.accept_flushers,
+        "gateway-intake",
+        autocommit=True,
+        session={CLAIM_CAP_SETTING: str(settings.max_customer_ids_per_principal)},
     )
     actors = ActorDirectory(settings.ray_namespace, with_ray=with_ray)
     outage = RedisOutage()
@@ -69,7 +74,9 @@ async def open_services(
         accept=AcceptService(
             Admission(redis, settings.rate_limit_per_min, settings.breaker_reset_s, outage),
             Idempotency(redis, settings.idempotency_ttl_s, outage),
-            await OrderIntake.open(intake_pool, settings.accept_flushers),
+            await OrderIntake.open(
+                intake_pool, settings.accept_flushers, settings.max_customer_ids_per_principal
+            ),
         ),
         orders=OrderService(pool, UnitOfWork(pool, settings.redis_url)),
         inventory=InventoryService(pool, actors, settings.inventory_shards),

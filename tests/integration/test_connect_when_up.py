@@ -16,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from adapters.pg import claim_ownership, connect_when_up
+from adapters.ownership import claim_ownership
+from adapters.pg import connect_when_up
 from core.settings import Settings
 
 

@@ -259,7 +259,7 @@ def test_killed_actors_restart_with_their_state_and_orders_complete(
 
 def _try_claim(settings: Settings, key: str) -> str:
     """Claim a shard's advisory lock as a second process would: the refusal, or "claimed"."""
-    from adapters.pg import claim_ownership
+    from adapters.ownership import claim_ownership
 
     async def attempt() -> str:
         try:

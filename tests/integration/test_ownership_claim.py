@@ -1,4 +1,4 @@
-"""A shard's claim of its ownership lock (`adapters.pg.claim_ownership`): it waits for an old
+"""A shard's claim of its ownership lock (`adapters.ownership.claim_ownership`): it waits for an old
 owner instead of giving up (Ray never restarts an actor whose `__init__` raised), and its
 session carries keepalives, so the lock of an owner whose host vanished expires."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from adapters.pg import claim_ownership
+from adapters.ownership import claim_ownership
 from core.settings import Settings
 
 
