@@ -45,7 +45,9 @@ class ScaleOptions:
     warmup_s: int = 20
     latency_fraction: float = 0.7  # of each run's own saturation point
     latency_s: int = 30
-    loss_s: int = 60
+    # 100 s of load after the kill: the dead host's actors take ~30 s to come back on the
+    # survivor, which then works off the backlog and settles (`judge_recovery`) while loaded
+    loss_s: int = 120
     kill_at_s: float = 20.0
     loss_fraction: float = 0.5  # of the one-host (held) saturation point: the survivor's share
     kill: str = "raylet"  # or "host": every process of the worker host

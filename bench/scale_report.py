@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -139,17 +140,40 @@ def timeline(accepted: list[float], done: list[float], kill_at: float) -> list[d
     return rows
 
 
+# The load's last seconds, which give the survivor's own backlog at the offered rate.
+_SETTLED_S = 20
+
+
+def settled_level(rows: list[dict[str, Any]], load_ended_s: float) -> float | None:
+    """The backlog the survivor settled at: its median over the load's last `_SETTLED_S`
+    seconds, when that window is flat (its second half's mean within 10 % or 10 orders of its
+    first's). None: too short a window, or a backlog still growing or draining."""
+    window = [r["backlog"] for r in rows if load_ended_s - _SETTLED_S <= r["t"] < load_ended_s]
+    if len(window) < _SETTLED_S // 2:
+        return None
+    half = len(window) // 2
+    first, second = sum(window[:half]) / half, sum(window[half:]) / (len(window) - half)
+    level = float(statistics.median(window))
+    return level if abs(second - first) <= max(0.1 * level, 10) else None
+
+
 def judge_recovery(
     rows: list[dict[str, Any]], load_ended_s: float, complete: bool
 ) -> dict[str, Any]:
-    """When the backlog is back to what it was before the kill (the largest of the 10 s before,
-    plus a quarter or 5 orders), after its peak (`backlog_back_s`, seconds since the kill; None
-    when never, or when orders stayed unfinished: not `complete`). `recovered_s` is that moment
-    only while the load still ran (it ended `load_ended_s` after the kill): a backlog that
-    empties only once the load has stopped is a drain, not a survivor keeping up with the
-    offered rate (`recovery_note` says so)."""
+    """When the outage's backlog was worked off (`backlog_back_s`, seconds since the kill,
+    after the peak): back within its level before the kill (the largest of the 10 s before,
+    plus a quarter or 5 orders), or within the level the survivor settled at by the end of the
+    load (`settled_level`, plus a quarter and 5): one host has half the capacity, so its own
+    steady backlog at the same rate may be higher than two hosts'. None when never, or when
+    orders stayed unfinished (not `complete`). `recovered_s` is that moment only while the load
+    still ran (it ended `load_ended_s` after the kill): a backlog that empties only once the
+    load has stopped is a drain, not a survivor keeping up with the offered rate
+    (`recovery_note` says so)."""
     before = [r["backlog"] for r in rows if -10 <= r["t"] < 0] or [0]
+    settled = settled_level(rows, load_ended_s)
     threshold = max(max(before) * 1.25, max(before) + 5)
+    if settled is not None:
+        threshold = max(threshold, settled * 1.25 + 5)
     after = [r for r in rows if r["t"] >= 0]
     peak = max(range(len(after)), key=lambda i: after[i]["backlog"], default=0)
     back = None
@@ -160,6 +184,7 @@ def judge_recovery(
         "backlog_back_s": back,
         "load_ended_s": load_ended_s,
         "backlog_before": max(before),
+        "backlog_settled": settled,
         "peak_backlog": after[peak]["backlog"] if after else None,
         "peak_at_s": after[peak]["t"] if after else None,
         "recovery_note": None,

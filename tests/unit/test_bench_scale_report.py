@@ -134,3 +134,29 @@ def test_each_phase_holds_the_rate_its_ladder_found(monkeypatch: pytest.MonkeyPa
     none = found | {"completed_per_s": 0.0}
     assert asyncio.run(confirm_(_hosts(), opts, "t", object(), object(), none)) is none  # type: ignore[arg-type]
     assert calls == []
+
+
+def _settling(level: int, drift: int = 0) -> list[dict[str, Any]]:
+    """Kill at 0 (84 before), peak 2,800 at 34 s, then back to `level` (± `drift` over the
+    load's last 20 s) from 60 s until the load ends at 100 s."""
+    rows = [(-10.0 + i, 84) for i in range(10)] + [(0.0, 90), (34.0, 2800), (50.0, 900)]
+    rows += [(60.0 + i, level + drift * i // 40) for i in range(40)]
+    return _rows(rows)
+
+
+def test_a_survivor_that_settles_higher_than_two_hosts_has_recovered() -> None:
+    """One host has half the capacity: at the same rate its own steady backlog (150) is above
+    two hosts' (84), yet the outage's 2,800 were worked off at 60 s, while loaded."""
+    got = judge_recovery(_settling(150), load_ended_s=100.0, complete=True)
+    assert (got["recovered_s"], got["backlog_settled"], got["recovery_note"]) == (60.0, 150, None)
+
+
+def test_a_backlog_still_draining_at_the_end_of_the_load_gives_no_level() -> None:
+    got = judge_recovery(_settling(600, drift=-400), load_ended_s=100.0, complete=True)
+    assert got["backlog_settled"] is None
+    assert got["recovered_s"] is None and "never came back" in got["recovery_note"]
+
+
+def test_a_backlog_still_growing_is_no_recovery() -> None:
+    got = judge_recovery(_settling(200, drift=300), load_ended_s=100.0, complete=True)
+    assert got["backlog_settled"] is None and got["recovered_s"] is None
