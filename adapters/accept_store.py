@@ -74,6 +74,14 @@ class Stored:
 _RETRY = Stored(Outcome.RETRY, uuid.UUID(int=0), Decimal(0), None)
 
 
+async def session_setting(pool: Pool, name: str) -> str | None:
+    """The value of setting `name` in the pool's sessions (None: not set)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT current_setting(%s, true) AS v", (name,))
+        row = await cur.fetchone()
+    return None if row is None or row["v"] in (None, "") else str(row["v"])
+
+
 async def load_prices(pool: Pool) -> dict[str, Decimal]:
     """The catalog's prices (immutable while running)."""
     async with pool.connection() as conn:
@@ -82,12 +90,14 @@ async def load_prices(pool: Pool) -> dict[str, Decimal]:
 
 
 # x: the batch, each request with `used`: its (principal, Idempotency-Key) already has an order;
+# known: the owners of the ids the batch names, as this statement sees them;
 # claim: ids named for the first time (the earliest request of the batch wins) by a request that
 # may store an order: not a used key, nor a key repeated earlier in the batch (a request answered
 # 422 for reusing a key claims nothing); owner: who owns each id named by a customer (claimed
 # now, or before this statement began); ok: the requests allowed to store. An id claimed by a
 # commit that ended after this statement began is in neither claim nor owner: its requests come
-# back as RETRY.
+# back as RETRY. An id already known is not inserted again: a claim is the only insert that runs
+# migration 0014's trigger (its per-principal lock and count), never an order for an owned id.
 # ins inserts in (principal, key) order, as claim claims in id order: two concurrent batches
 # holding the same keys in another order wait for each other's uncommitted rows in one order,
 # never in a cycle (a deadlock failed every order of both batches with a 503).
@@ -100,12 +110,15 @@ _ACCEPT = (
     "c text, it jsonb, t numeric, pm text, ca timestamptz, k text, h text, ev text, n int)), "
     "x AS (SELECT r.*, EXISTS (SELECT 1 FROM orders o "
     "WHERE o.principal = r.p AND o.idempotency_key = r.k) AS used FROM r), "
+    "known AS (SELECT customer_id, principal FROM customer_owners "
+    "WHERE customer_id = ANY(%s::text[])), "
     "claim AS (INSERT INTO customer_owners (customer_id, principal) "
     "SELECT DISTINCT ON (c) c, p FROM x WHERE NOT a AND NOT used AND NOT EXISTS "
-    "(SELECT 1 FROM x y WHERE y.p = x.p AND y.k = x.k AND y.n < x.n) ORDER BY c, n "
+    "(SELECT 1 FROM x y WHERE y.p = x.p AND y.k = x.k AND y.n < x.n) AND NOT EXISTS "
+    "(SELECT 1 FROM known WHERE known.customer_id = x.c) ORDER BY c, n "
     "ON CONFLICT DO NOTHING RETURNING customer_id, principal), "
     "owner AS (SELECT customer_id, principal FROM claim UNION ALL "
-    "SELECT customer_id, principal FROM customer_owners WHERE customer_id = ANY(%s::text[])), "
+    "SELECT customer_id, principal FROM known), "
     "ok AS (SELECT * FROM x WHERE a OR EXISTS "
     "(SELECT 1 FROM owner o WHERE o.customer_id = x.c AND o.principal = x.p)), "
     "ins AS (INSERT INTO orders (id, principal, customer_id, status, items, total, "

@@ -5,9 +5,11 @@ order, its timeline row and its outbox row; then 202. No actor call on this path
 from __future__ import annotations
 
 import asyncio
+import random
 from decimal import Decimal
 
 from adapters.accept_store import (
+    CLAIM_CAP_SETTING,
     NewOrder,
     Outcome,
     Pool,
@@ -15,6 +17,7 @@ from adapters.accept_store import (
     claim_refused,
     insert_batch,
     load_prices,
+    session_setting,
     stored_for,
 )
 from adapters.group_commit import GroupCommit
@@ -32,6 +35,7 @@ from serve_app.views import accepted_view
 # A request whose customer id another commit claimed while its own statement ran is sent again
 # (the next statement sees the claim); more than a few rounds means something else is wrong.
 _CLAIM_ROUNDS = 3
+_CLAIM_PAUSE_S = (0.005, 0.03)  # between rounds, jittered
 
 
 class OrderIntake:
@@ -53,6 +57,13 @@ class OrderIntake:
         prices = await load_prices(pool)
         if not prices:
             raise RuntimeError("the catalog is empty: run `make up` (it seeds SKU-1…SKU-100)")
+        seen = await session_setting(pool, CLAIM_CAP_SETTING)
+        if seen != str(claim_cap):  # e.g. a connection pooler that drops libpq's `options`
+            raise RuntimeError(
+                f"the accept pool's sessions have {CLAIM_CAP_SETTING}={seen!r}, not {claim_cap}: "
+                "without it customer ids are claimed uncapped; connect to Postgres directly "
+                "or let the pooler pass the `options` startup parameter"
+            )
         return cls(pool, prices, flushers, claim_cap)
 
     async def _flush(self, batch: list[NewOrder]) -> list[Stored]:
@@ -77,6 +88,8 @@ class OrderIntake:
             if stored.outcome is not Outcome.RETRY:
                 break
             await self._check_claim_cap(order)
+            # the concurrent claimer's batch commits within milliseconds: not in the same round
+            await asyncio.sleep(random.uniform(*_CLAIM_PAUSE_S))
         else:
             raise Unavailable("customer id claimed concurrently; retry", retry_after_s=1)
         if stored.outcome is Outcome.NOT_OWNER:

@@ -8,8 +8,9 @@ so two concurrent batches of one principal would both see room for one more id. 
 counts instead, one claimer per principal at a time:
 
 - the cap is the connection's `orders.customer_ids_per_principal` setting; the gateway's accept
-  pool sets it (`serve_app/wiring.py`), any other session (migrations, admins' tools, tests that
-  insert owners directly) claims without a cap;
+  pool sets it (`serve_app/wiring.py`; the gateway refuses to start when its sessions do not
+  have it, as behind a pooler that drops libpq's `options`); any other session (migrations,
+  admins' tools, tests that insert owners directly) claims without a cap;
 - a claimer first takes a transaction-scoped advisory lock on its principal *without waiting*
   (`pg_try_advisory_xact_lock`): a batch never waits for another here, so two batches that
   claim for the same principals in another order cannot deadlock. A claim whose lock is busy is
@@ -18,6 +19,8 @@ counts instead, one claimer per principal at a time:
 - with the lock held, the count is exact: a PL/pgSQL query in a `READ COMMITTED` transaction
   takes a new snapshot, so it sees every committed claim (the previous holder's lock is released
   only after its commit is visible) and the rows this statement inserted before this one;
+- only a claim runs it: the accept statement inserts only ids it does not find owned, so an
+  order for an id its principal owns takes no lock and counts nothing;
 - a principal at the cap claims nothing (the row is skipped, not an error, so the batch's other
   orders are stored); the gateway answers that request 403 `customer_id_limit`.
 
