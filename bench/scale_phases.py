@@ -16,14 +16,8 @@ from bench.mainrun import Load
 from bench.saturation import Plan
 from bench.scale_cpu import HostCpuSampler, idle_sample
 from bench.scale_hosts import Hosts
-from bench.scale_report import (
-    busy_mean,
-    busy_note,
-    host_profile,
-    invariants,
-    loss_counts,
-    recovery,
-)
+from bench.scale_recovery import recovery
+from bench.scale_report import busy_mean, busy_note, host_profile, invariants, loss_counts
 from bench.tracker import Tracker
 from bench.ui import info
 from bench.workload import SCARCE_SKUS, Mix, admin_token, customers

@@ -3,10 +3,7 @@ summary table."""
 
 from __future__ import annotations
 
-import bisect
 import json
-import math
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +11,8 @@ from rich.table import Table
 
 from adapters import audit
 from bench.cpu import seconds_in
-from bench.loadgen import Record
 from bench.saturation import Plan
 from bench.scale_cpu import HostCpuSampler
-from bench.tracker import Tracker
 from bench.ui import console
 
 
@@ -113,104 +108,6 @@ def loss_counts(verdict: dict[str, Any], figures: dict[str, Any]) -> dict[str, A
         "charge_mismatches": verdict["charge_mismatches"],
         "duplicate_effects": verdict["duplicate_effects"],
     }
-
-
-def _cumulative(times: list[float], t: float) -> int:
-    return bisect.bisect_right(times, t)
-
-
-def timeline(accepted: list[float], done: list[float], kill_at: float) -> list[dict[str, Any]]:
-    """Second by second (t: seconds since the kill): orders accepted and completed in that
-    second, and those in the pipeline (accepted, not yet terminal). Both lists sorted."""
-    if not accepted:
-        return []
-    first = math.floor(accepted[0])
-    last = math.ceil(max(done[-1] if done else 0.0, accepted[-1]))
-    rows = []
-    for t in range(first, last + 1):
-        a, d = _cumulative(accepted, t), _cumulative(done, t)
-        rows.append(
-            {
-                "t": round(t - kill_at, 1),
-                "accepted_per_s": a - _cumulative(accepted, t - 1),
-                "completed_per_s": d - _cumulative(done, t - 1),
-                "backlog": a - d,
-            }
-        )
-    return rows
-
-
-# The load's last seconds, which give the survivor's own backlog at the offered rate.
-_SETTLED_S = 20
-
-
-def settled_level(rows: list[dict[str, Any]], load_ended_s: float) -> float | None:
-    """The backlog the survivor settled at: its median over the load's last `_SETTLED_S`
-    seconds, when that window is flat (its second half's mean within 10 % or 10 orders of its
-    first's). None: too short a window, or a backlog still growing or draining."""
-    window = [r["backlog"] for r in rows if load_ended_s - _SETTLED_S <= r["t"] < load_ended_s]
-    if len(window) < _SETTLED_S // 2:
-        return None
-    half = len(window) // 2
-    first, second = sum(window[:half]) / half, sum(window[half:]) / (len(window) - half)
-    level = float(statistics.median(window))
-    return level if abs(second - first) <= max(0.1 * level, 10) else None
-
-
-def judge_recovery(
-    rows: list[dict[str, Any]], load_ended_s: float, complete: bool
-) -> dict[str, Any]:
-    """When the outage's backlog was worked off (`backlog_back_s`, seconds since the kill,
-    after the peak): back within its level before the kill (the largest of the 10 s before,
-    plus a quarter or 5 orders), or within the level the survivor settled at by the end of the
-    load (`settled_level`, plus a quarter and 5): one host has half the capacity, so its own
-    steady backlog at the same rate may be higher than two hosts'. None when never, or when
-    orders stayed unfinished (not `complete`). `recovered_s` is that moment only while the load
-    still ran (it ended `load_ended_s` after the kill): a backlog that empties only once the
-    load has stopped is a drain, not a survivor keeping up with the offered rate
-    (`recovery_note` says so)."""
-    before = [r["backlog"] for r in rows if -10 <= r["t"] < 0] or [0]
-    settled = settled_level(rows, load_ended_s)
-    threshold = max(max(before) * 1.25, max(before) + 5)
-    if settled is not None:
-        threshold = max(threshold, settled * 1.25 + 5)
-    after = [r for r in rows if r["t"] >= 0]
-    peak = max(range(len(after)), key=lambda i: after[i]["backlog"], default=0)
-    back = None
-    if complete:
-        back = next((r["t"] for r in after[peak:] if r["backlog"] <= threshold), None)
-    out: dict[str, Any] = {
-        "recovered_s": back,
-        "backlog_back_s": back,
-        "load_ended_s": load_ended_s,
-        "backlog_before": max(before),
-        "backlog_settled": settled,
-        "peak_backlog": after[peak]["backlog"] if after else None,
-        "peak_at_s": after[peak]["t"] if after else None,
-        "recovery_note": None,
-    }
-    if back is None:
-        out["recovery_note"] = "the backlog never came back to its level before the kill"
-    elif back > load_ended_s:
-        out["recovered_s"] = None
-        out["recovery_note"] = (
-            f"the load ended {load_ended_s:g} s after the kill, before the backlog was back to its "
-            f"level before it ({back:g} s, peak {out['peak_backlog']} at {out['peak_at_s']:g} s): "
-            "the survivor did not keep up with the offered rate; what followed was a drain"
-        )
-    return out
-
-
-def recovery(
-    records: list[Record], tracker: Tracker, kill_at: float, load_end: float
-) -> dict[str, Any]:
-    """Orders in the pipeline second by second around the kill (`timeline`) and when they
-    were back to their level before it (`judge_recovery`; the load ended at `load_end`)."""
-    accepted = sorted(r[2] for r in records if r[3] == 202)
-    done = sorted(o.terminal_at for o in tracker.outcomes.values())
-    rows = timeline(accepted, done, kill_at)
-    judged = judge_recovery(rows, round(load_end - kill_at, 1), not tracker.outstanding)
-    return judged | {"timeline": rows}
 
 
 def busy_mean(box: list[tuple[float, dict[str, float]]], start: float, end: float) -> float | None:

@@ -1,4 +1,5 @@
-"""The figures of `make bench-scale` (bench/scale_report.py, bench/scale_phases.py): a node loss
+"""The figures of `make bench-scale` (bench/scale_report.py, bench/scale_recovery.py,
+bench/scale_phases.py): a node loss
 counts as recovered only when its backlog came back while the load still ran, its lost orders
 include those stored without a 202, a phase's rate is confirmed by holding it, a busy machine
 is noted; and the harness's RUN_DIR is refused when someone else may have made it."""
@@ -20,7 +21,8 @@ from bench.saturation import Plan
 from bench.scale_hosts import run_dir_refused
 from bench.scale_phases import ScaleOptions
 from bench.scale_plot import step_seconds
-from bench.scale_report import busy_mean, busy_note, judge_recovery, loss_counts, timeline
+from bench.scale_recovery import judge_recovery, timeline
+from bench.scale_report import busy_mean, busy_note, loss_counts
 
 
 def _rows(backlogs: list[tuple[float, int]]) -> list[dict[str, Any]]:
@@ -136,12 +138,16 @@ def test_each_phase_holds_the_rate_its_ladder_found(monkeypatch: pytest.MonkeyPa
     assert calls == []
 
 
-def _settling(level: int, drift: int = 0) -> list[dict[str, Any]]:
-    """Kill at 0 (84 before), peak 2,800 at 34 s, then back to `level` (± `drift` over the
-    load's last 20 s) from 60 s until the load ends at 100 s."""
-    rows = [(-10.0 + i, 84) for i in range(10)] + [(0.0, 90), (34.0, 2800), (50.0, 900)]
-    rows += [(60.0 + i, level + drift * i // 40) for i in range(40)]
-    return _rows(rows)
+def _settling(
+    level: int, drift: int = 0, accepted: int = 87, window: int = 40
+) -> list[dict[str, Any]]:
+    """87 accepted/s; kill at 0 (84 before), peak 2,800 at 34 s, then `level` (moving by `drift`
+    over the next `window` s) from 60 s until the load ends at 100 s."""
+    rows = [(-10.0 + i, 84, 87) for i in range(10)] + [(0.0, 90, 87), (34.0, 2800, 87)]
+    rows += [(50.0, 900, 87)] + [
+        (60.0 + i, level + drift * i // window, accepted) for i in range(40)
+    ]
+    return [{"t": t, "accepted_per_s": a, "completed_per_s": 0, "backlog": b} for t, b, a in rows]
 
 
 def test_a_survivor_that_settles_higher_than_two_hosts_has_recovered() -> None:
@@ -160,3 +166,51 @@ def test_a_backlog_still_draining_at_the_end_of_the_load_gives_no_level() -> Non
 def test_a_backlog_still_growing_is_no_recovery() -> None:
     got = judge_recovery(_settling(200, drift=300), load_ended_s=100.0, complete=True)
     assert got["backlog_settled"] is None and got["recovered_s"] is None
+
+
+def test_a_slow_growth_past_the_peak_is_no_recovery() -> None:
+    """Growing 20/s from the peak on: flat within 10 % of its level, but not a level."""
+    rows = _settling(2800, drift=800)  # 2,800 → 3,600 over 40 s
+    got = judge_recovery(rows, load_ended_s=100.0, complete=True)
+    assert got["backlog_settled"] is None and got["recovered_s"] is None
+
+
+def test_a_plateau_while_the_gateway_sheds_load_is_no_level() -> None:
+    got = judge_recovery(_settling(300, accepted=40), load_ended_s=100.0, complete=True)
+    assert got["backlog_settled"] is None and got["recovered_s"] is None
+
+
+def test_a_flat_backlog_of_many_seconds_of_orders_is_no_level() -> None:
+    """1,000 queued at 87/s is 11 s of orders: flat, yet not a survivor keeping up."""
+    got = judge_recovery(_settling(1000), load_ended_s=100.0, complete=True)
+    assert got["backlog_settled"] is None and got["recovered_s"] is None
+
+
+def test_a_level_reached_only_inside_its_own_window_does_not_count() -> None:
+    """400 queued until 80 s, 200 at 80 s, then 150: flat over the last 20 s, but the backlog
+    came down to that level only inside them, which proves nothing about keeping up."""
+    rows = _settling(150)
+    for r in rows:
+        if 60 <= r["t"] < 80:
+            r["backlog"] = 400
+        elif r["t"] == 80:
+            r["backlog"] = 200
+    got = judge_recovery(rows, load_ended_s=100.0, complete=True)
+    assert got["backlog_settled"] == 150
+    assert got["recovered_s"] is None and "never came back" in got["recovery_note"]
+
+
+def test_a_noisy_level_is_still_a_level() -> None:
+    """The 20261206-143303 run's last 20 s at 51/s: one host's batches make the backlog jump
+    by tens of orders a second around ~110 (before the kill, two hosts held ~56)."""
+    noisy = [90, 113, 137, 123, 109, 125, 114, 138, 99, 118, 126, 122, 124, 130, 96, 74, 74]
+    noisy += [104, 95, 73]
+    rows = [(-10.0 + i, 56, 51) for i in range(10)] + [(0.0, 52, 51), (44.0, 2095, 50)]
+    rows += [(48.0, 187, 51), (52.0, 124, 51)] + [(60.0 + i, 110, 51) for i in range(20)]
+    rows += [(80.0 + i, b, 51) for i, b in enumerate(noisy)]
+    timeline = [
+        {"t": t, "accepted_per_s": a, "completed_per_s": 0, "backlog": b} for t, b, a in rows
+    ]
+    got = judge_recovery(timeline, load_ended_s=100.0, complete=True)
+    assert got["backlog_settled"] == 113.5
+    assert (got["recovered_s"], got["recovery_note"]) == (52.0, None)
