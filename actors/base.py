@@ -4,6 +4,8 @@ ownership."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -11,8 +13,11 @@ from psycopg import AsyncConnection
 from adapters.ownership import claim_ownership, watch_ownership
 from adapters.pg import Row, open_pool
 from adapters.uow import UnitOfWork
+from consumers.loop import ConsumerLoop
 from core import heap
 from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 
 class Inspectable:
@@ -27,6 +32,43 @@ class Inspectable:
     async def heap(self) -> dict[str, Any] | None:
         """The garbage collector's pauses since the actor started (core/heap.py)."""
         return heap.report()
+
+    async def quiesce(self) -> bool:
+        """The first step of a planned stop (`orders deploy --restart` kills the actor after
+        `leave`): its consumer group member (`self._consumer`), if it has one, ends its cycle
+        and commits. False: it has none (the relay). A member that drained no longer consumes:
+        should the kill not come (the deploy interrupted), the process ends itself after
+        `_KILL_WAIT_S` and Ray restarts it with a new member."""
+        member = _member(self)
+        if member is None:
+            return False
+        await member.drain()
+        asyncio.get_running_loop().call_later(_KILL_WAIT_S, _not_killed)
+        return True
+
+    async def leave(self) -> bool:
+        """The second step, once every member has drained: the member leaves its group, so its
+        partitions move to the new member at once."""
+        member = _member(self)
+        if member is None:
+            return False
+        await member.leave()
+        return True
+
+
+# How long a drained actor waits for its kill before it ends itself (a deploy takes ~40 s).
+_KILL_WAIT_S = 120.0
+
+
+def _member(actor: object) -> ConsumerLoop | None:
+    member = getattr(actor, "_consumer", None)
+    return member if isinstance(member, ConsumerLoop) else None
+
+
+def _not_killed() -> None:
+    log.error("drained for a planned stop %.0f s ago and not killed: restarting", _KILL_WAIT_S)
+    logging.shutdown()
+    os._exit(1)
 
 
 def task_stacks() -> list[str]:

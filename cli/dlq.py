@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any
 
 import typer
@@ -16,27 +17,65 @@ from domain.events import Topic
 
 app = typer.Typer(help="Dead-letter topics: list and replay.", no_args_is_help=True)
 console = Console()
+_READ_S = 30.0  # reading one message from its offset
+
+
+async def _consumer() -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=get_settings().kafka_bootstrap,
+        enable_auto_commit=False,
+        **client_options(),
+    )
+    await consumer.start()
+    return consumer
 
 
 async def _read(topic: str, limit: int) -> list[Any]:
-    bootstrap = get_settings().kafka_bootstrap
-    parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+    """The newest `limit` messages of `topic`, oldest first. Each partition is read from `limit`
+    messages before its end (the newest `limit` overall are among those), not from its start: a
+    dead-letter topic keeps its messages for the topics' retention and may be large."""
+    parts = [
+        TopicPartition(topic, p) for p in await partitions_of(get_settings().kafka_bootstrap, topic)
+    ]
     if not parts:
         return []
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
-    )
-    await consumer.start()
+    consumer = await _consumer()
     try:
         consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
+        starts = await consumer.beginning_offsets(parts)
         ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, max(starts[tp], ends[tp] - limit))
         records: list[Any] = []
         while any([await consumer.position(tp) < ends[tp] for tp in parts]):
             batch = await consumer.getmany(timeout_ms=500)
-            records.extend(r for rs in batch.values() for r in rs)
+            for tp, rs in batch.items():  # what arrived past the end is not listed
+                records.extend(r for r in rs if r.offset < ends[tp])
         records.sort(key=lambda r: r.timestamp)
         return records[-limit:]
+    finally:
+        await consumer.stop()
+
+
+async def _one(topic: str, partition: int, offset: int) -> Any | None:
+    """The message at `topic[partition]@offset`, read from there (None: no such message)."""
+    tp = TopicPartition(topic, partition)
+    if partition not in await partitions_of(get_settings().kafka_bootstrap, topic):
+        return None
+    consumer = await _consumer()
+    try:
+        consumer.assign([tp])
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if not start <= offset < end:
+            return None
+        consumer.seek(tp, offset)
+        deadline = time.monotonic() + _READ_S
+        while time.monotonic() < deadline:
+            for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                if record.offset >= offset:  # a compacted or aborted offset has no message
+                    return record if record.offset == offset else None
+        raise TimeoutError(f"{topic}[{partition}]@{offset} not read within {_READ_S:g}s")
     finally:
         await consumer.stop()
 
@@ -80,11 +119,9 @@ def replay(
     name = _dlq_name(topic)
 
     async def _replay() -> str:
-        records = await _read(name, 1_000_000)
-        match = [r for r in records if r.partition == partition and r.offset == offset]
-        if not match:
+        record = await _one(name, partition, offset)
+        if record is None:
             raise typer.BadParameter(f"no message at {name}[{partition}]@{offset}")
-        record = match[0]
         producer = AIOKafkaProducer(
             bootstrap_servers=get_settings().kafka_bootstrap,
             enable_idempotence=True,

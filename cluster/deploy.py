@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -74,18 +75,55 @@ def actor_names(settings: Settings, *, every: bool = False) -> list[str]:
     ]
 
 
+# How long each step of the actors' planned stop may take, all actors together: their consumer
+# group members end their cycles and commit (each bounded at 8 + 3 s), then leave their groups.
+_QUIESCE_S = 15.0
+
+
 def stop_actors(settings: Settings) -> int:
-    """Kill every named platform actor for good (used to roll out new code or new counts)."""
+    """Kill every named platform actor for good (used to roll out new code or new counts),
+    after asking each to `quiesce` and then to `leave`: a killed group member stays in its
+    group until the session timeout, and the new member's join waits for it; one that left is
+    gone at once. Every member commits before any leaves (a leave starts a rebalance, and a
+    commit for a partition moved meanwhile fails). An actor that cannot take a step (dead,
+    restarting, of an older version, slower than `_QUIESCE_S`) is killed all the same: its
+    uncommitted batch is redelivered, and deduped."""
     import ray
 
-    stopped = 0
+    handles = {}
     for name in actor_names(settings, every=True):
+        with contextlib.suppress(ValueError):  # not running
+            handles[name] = ray.get_actor(name, namespace=settings.ray_namespace)
+    for step in ("quiesce", "leave"):
+        _each(handles, step)
+    for handle in handles.values():
+        ray.kill(handle, no_restart=True)
+    return len(handles)
+
+
+def _each(handles: dict[str, Any], method: str) -> None:
+    """Call `method` on every actor at once; wait at most `_QUIESCE_S` for all of them."""
+    import ray
+
+    pending = {}
+    for name, handle in handles.items():
+        with contextlib.suppress(AttributeError):  # an actor of an older version
+            pending[name] = getattr(handle, method).options(max_task_retries=0).remote()
+    if not pending:
+        return
+    start = time.monotonic()
+    _, late = ray.wait(list(pending.values()), num_returns=len(pending), timeout=_QUIESCE_S)
+    members = 0
+    for name, ref in pending.items():
+        if ref in late:
+            print(f"actors: {name}: {method} not done within {_QUIESCE_S:g}s", flush=True)
+            continue
         try:
-            ray.kill(ray.get_actor(name, namespace=settings.ray_namespace), no_restart=True)
-            stopped += 1
-        except ValueError:
-            pass
-    return stopped
+            members += bool(ray.get(ref))  # False: an actor with no group member
+        except Exception as exc:  # dead or restarting: killed all the same
+            print(f"actors: {name}: {method} failed ({type(exc).__name__})", flush=True)
+    took = time.monotonic() - start
+    print(f"actors: {method}: {members} group member(s) in {took:.1f}s", flush=True)
 
 
 def create_actors(settings: Settings, niceness: int = 0) -> dict[str, Any]:

@@ -12,11 +12,11 @@ error repeats after bounded retries; it goes to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError
@@ -26,18 +26,20 @@ from adapters.kafka import client_options, start_producer, stop_quietly
 from consumers import routes
 from consumers.base import Handler, PoisonMessage
 from consumers.commits import Commits
+from consumers.deadletter import dead_letter
+from consumers.latency import record_latency
 from consumers.membership import JOIN_DEGRADED_S, Membership, lag_of
 from consumers.transient import is_transient, root
 from core.metrics import Metrics
 from core.settings import Settings
-from domain.events import Envelope, Topic
+from domain.events import Envelope
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 _LAG_EVERY_S = 1.0
 _POSITION_WAIT_S = 1.0  # the lag is a report: never what a cycle waits on
 _STOP_WAIT_S = 10.0  # a client's stop, when the loop rebuilds it
-_DLQ_SEND_S = 30.0  # a dead letter's send
+_CLOSE_WAIT_S = 8.0  # the cycle in flight, at a planned stop
+_LAST_COMMIT_S = 3.0  # its last commit
 _IDLE_WAIT_MS = 200
 _SMALL_BATCH = 64  # below this many records a busy lingering group waits for more
 _TRANSIENT_WAIT_S = (0.2, 5.0)  # an infrastructure error: the first wait, doubled up to the cap
@@ -47,17 +49,6 @@ _POISON_WAIT_S = 0.2  # a repeating error: this times the attempt (bounded by CO
 _COMMIT_EVERY_S = 1.0
 # The broker answers a fetch as soon as it has data (fetch_min_bytes=1); this bounds idle polls.
 _FETCH_WAIT_MS = 250
-# Events of a batch whose age goes into the stage-latency histogram: every Ray metric call
-# crosses into the core worker, and a batch holds up to CONSUMER_BATCH_MAX events.
-_LATENCY_SAMPLES = 8
-
-
-def _spread(items: Sequence[T], n: int) -> Sequence[T]:
-    """At most `n` items, evenly spaced over `items` (all of them when there are fewer)."""
-    if len(items) <= n:
-        return items
-    step = len(items) / n
-    return [items[int(i * step)] for i in range(n)]
 
 
 class ConsumerLoop:
@@ -85,6 +76,7 @@ class ConsumerLoop:
         self._busy = False  # the last fetch returned records (continuous load)
         self._commits = Commits(self._commit_offsets, self._assignment)
         self._membership = Membership()
+        self._closing = False
         self._task = asyncio.create_task(self._run())
 
     def health(self) -> dict[str, Any]:
@@ -126,6 +118,38 @@ class ConsumerLoop:
     def _assignment(self) -> Iterable[TopicPartition]:
         return self._consumer.assignment() if self._consumer is not None else ()
 
+    async def close(self, timeout_s: float = _CLOSE_WAIT_S) -> None:
+        """A planned stop: `drain`, then `leave`."""
+        await self.drain(timeout_s)
+        await self.leave()
+
+    async def drain(self, timeout_s: float = _CLOSE_WAIT_S) -> None:
+        """The first step of a planned stop (`orders deploy --restart` drains every member
+        before any leaves: no rebalance moves a partition under a last commit): the loop ends
+        after the cycle in flight (cancelled after `timeout_s`: its batch is redelivered,
+        deduped), and what was handled is committed."""
+        self._closing = True
+        if not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+            except Exception as exc:  # the loop only ends by drain or cancel: report it
+                log.warning("consumer %s: loop ended with %r", self._group, exc)
+        if not self._task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            try:
+                await self._commits.flush(timeout_s=_LAST_COMMIT_S)
+            except Exception as exc:  # the next member resumes from the last commit (deduped)
+                log.warning("consumer %s: last commit failed: %r", self._group, exc)
+
+    async def leave(self) -> None:
+        """The second step, after `drain`: the consumer's stop leaves the group, and the broker
+        hands its partitions on at once, not after the session timeout (10 s)."""
+        await self._stop()
+
     async def _stop(self) -> None:
         self._commits.cancel()
         for client in (self._consumer, self._producer):
@@ -134,7 +158,7 @@ class ConsumerLoop:
         self._consumer = self._producer = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 if self._consumer is None:
                     await self._start()
@@ -245,37 +269,13 @@ class ConsumerLoop:
                 await asyncio.sleep(_POISON_WAIT_S * attempt)
         # the effect is durable: nothing below may make the batch run again
         self._last_error = None
-        now = datetime.now(UTC)
-        try:
-            for _, e in _spread(items, _LATENCY_SAMPLES):
-                age_ms = (now - e.occurred_at).total_seconds() * 1000
-                self._metrics.stage_latency(self._group, age_ms)
-        except Exception as exc:  # a report, after the fact
-            log.warning("consumer %s: stage latency not recorded: %r", self._group, exc)
+        record_latency(self._metrics, self._group, [e for _, e in items])
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str) -> None:
         assert self._producer is not None
-        headers = [
-            ("dlq.reason", reason[:500].encode()),
-            ("dlq.source.topic", record.topic.encode()),
-            ("dlq.source.partition", str(record.partition).encode()),
-            ("dlq.source.offset", str(record.offset).encode()),
-            ("dlq.group", self._group.encode()),
-            ("dlq.at", datetime.now(UTC).isoformat().encode()),
-        ]
-        # bounded: the idempotent producer retries a send for as long as the broker is away;
-        # past the bound the loop rebuilds and the record comes back (the DLQ is at least once)
-        await asyncio.wait_for(
-            self._producer.send_and_wait(
-                Topic.dlq(record.topic), value=record.value, key=record.key, headers=headers
-            ),
-            _DLQ_SEND_S,
-        )
+        await dead_letter(self._producer, self._group, record, reason)
         self._dead += 1
         self._metrics.dead_lettered(record.topic)
-        log.warning(
-            "consumer %s: %s@%s sent to DLQ: %s", self._group, record.topic, record.offset, reason
-        )
 
     async def _update_lag(self) -> None:
         """The group's lag over this member's partitions, at most once a second. A report: a

@@ -190,6 +190,26 @@ def test_dlq_list_and_replay_commands(settings: Settings, kafka_tap: Any) -> Non
     )
     assert listing.returncode == 0, listing.stderr
     assert marker.decode()[:40] in listing.stdout and "unparseable" in listing.stdout
+    # the newest message only: read from each partition's end, not its start
+    newest = subprocess.run(
+        [*cli, "list", "order.created", "--limit", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
+    )
+    assert newest.returncode == 0, newest.stderr
+    assert "1 message(s)" in newest.stdout and marker.decode()[:40] in newest.stdout
+    missing = subprocess.run(
+        [*cli, "replay", "order.created", "--partition", str(dead.partition), "--offset", "-1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
+    )
+    assert missing.returncode != 0 and "no message at" in missing.stdout + missing.stderr
     proc = subprocess.run(
         [
             *cli,
