@@ -42,8 +42,8 @@ class Inspectable:
         member = _member(self)
         if member is None:
             return False
+        asyncio.get_running_loop().call_later(_KILL_WAIT_S, _not_killed)  # even if it fails
         await member.drain()
-        asyncio.get_running_loop().call_later(_KILL_WAIT_S, _not_killed)
         return True
 
     async def leave(self) -> bool:

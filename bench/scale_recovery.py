@@ -73,17 +73,30 @@ def settled_level(rows: list[dict[str, Any]], load_ended_s: float) -> float | No
     return level if level <= _SETTLED_MAX_S * rate else None
 
 
-def _first_at_most(rows: list[dict[str, Any]], threshold: float) -> float | None:
-    return next((r["t"] for r in rows if r["backlog"] <= threshold), None)
+# A backlog is down for good from the first second after which its rolling median over this many
+# seconds never again exceeds the threshold (a cycle's batch makes single seconds jump).
+_SMOOTH_S = 5
+
+
+def _down_for_good(rows: list[dict[str, Any]], threshold: float) -> float | None:
+    """The first `t` of `rows` at or below `threshold` from which the backlog stays there to
+    the last row (by its rolling median over the next `_SMOOTH_S` rows: single seconds may
+    jump); None when it never does."""
+    backlog = [r["backlog"] for r in rows]
+    start = len(rows)
+    while start > 0 and statistics.median(backlog[start - 1 : start - 1 + _SMOOTH_S]) <= threshold:
+        start -= 1
+    return next((r["t"] for r in rows[start:] if r["backlog"] <= threshold), None)
 
 
 def judge_recovery(
     rows: list[dict[str, Any]], load_ended_s: float, complete: bool
 ) -> dict[str, Any]:
-    """When the outage's backlog was worked off (`backlog_back_s`, seconds since the kill,
-    after the peak): back within its level before the kill (the largest of the 10 s before,
-    plus a quarter or 5 orders), or, before the load's last `_SETTLED_S` seconds began, within
-    the level the survivor then settled at (`settled_level`, plus a quarter and 5; at most half
+    """When the outage's backlog was worked off for good (`backlog_back_s`, seconds since the
+    kill, after the peak; from then on its rolling median stays down to the last row): back
+    within its level before the kill (the largest of the 10 s before, plus a quarter or 5
+    orders), or, before the load's last `_SETTLED_S` seconds began, within the level the
+    survivor then settled at (`settled_level`, plus a quarter and 5; at most half
     the peak): one host has half the capacity, so its own steady backlog at the same rate may
     be above two hosts'. None when never, or when orders stayed unfinished (not `complete`).
     `recovered_s` is that moment only while the load still ran (it ended `load_ended_s` after
@@ -98,12 +111,11 @@ def judge_recovery(
         settled = None
     back = None
     if complete:
-        back = _first_at_most(after[peak:], max(max(before) * 1.25, max(before) + 5))
+        back = _down_for_good(after[peak:], max(max(before) * 1.25, max(before) + 5))
         if settled is not None:
-            early = [r for r in after[peak:] if r["t"] < load_ended_s - _SETTLED_S]
-            settled_back = _first_at_most(early, settled * 1.25 + 5)
-            if settled_back is not None and (back is None or settled_back < back):
-                back = settled_back
+            down = _down_for_good(after[peak:], settled * 1.25 + 5)
+            if down is not None and down < load_ended_s - _SETTLED_S:  # before its own window
+                back = down if back is None else min(back, down)
     out: dict[str, Any] = {
         "recovered_s": back,
         "backlog_back_s": back,

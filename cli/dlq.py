@@ -90,7 +90,7 @@ def _dlq_name(topic: str) -> str:
 @app.command("list")
 def list_(
     topic: Annotated[str, typer.Argument(help="source topic, e.g. order.created")],
-    limit: Annotated[int, typer.Option(help="newest N messages")] = 50,
+    limit: Annotated[int, typer.Option(help="newest N messages", min=1)] = 50,
 ) -> None:
     """Show the newest dead-lettered messages of TOPIC with why they were rejected."""
     name = _dlq_name(topic)

@@ -5,9 +5,8 @@ group reacts at once, a busy one takes bigger batches) → parse (unparseable �
 handler call (one call per shard) → commit offsets only after the effect is durable.
 Infrastructure errors (a database or broker restart, an open circuit) are retried without limit,
 so nothing is lost; a message the handler finds wrong is poison at once, one whose unexpected
-error repeats after bounded retries; it goes to
-`<topic>.dlq` saying why, its partition flowing on. Outside the handler no wait is unbounded.
-"""
+error repeats after bounded retries; it goes to `<topic>.dlq` saying why, its partition flowing
+on. Outside the handler no wait is unbounded. A planned stop drains, then leaves the group."""
 
 from __future__ import annotations
 
@@ -146,8 +145,10 @@ class ConsumerLoop:
                 log.warning("consumer %s: last commit failed: %r", self._group, exc)
 
     async def leave(self) -> None:
-        """The second step, after `drain`: the consumer's stop leaves the group, and the broker
-        hands its partitions on at once, not after the session timeout (10 s)."""
+        """The second step: the consumer's stop leaves the group, and the broker hands its
+        partitions on at once, not after the session timeout (10 s). Not drained: cut short."""
+        if not self._task.done():
+            await self.drain(timeout_s=0)  # else the loop would rebuild a member
         await self._stop()
 
     async def _stop(self) -> None:
@@ -161,10 +162,9 @@ class ConsumerLoop:
         while not self._closing:
             try:
                 if self._consumer is None:
-                    await self._start()
-                await self._poll_once()
-            except asyncio.CancelledError:
-                raise
+                    await self._start()  # then `_closing` again: a drain may have begun
+                else:
+                    await self._poll_once()
             except Exception as exc:  # broker gone: rebuild clients, resume from last commit
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("consumer %s: %s; reconnecting", self._group, self._last_error)

@@ -83,13 +83,13 @@ class OrderIntake:
         differs). A customer naming a customer id another principal owns gets 403, nothing
         stored. Returns the 202 body and whether it replays an earlier request."""
         order = self._new_order(who, cmd, idempotency)
-        for _ in range(_CLAIM_ROUNDS):
+        for round_ in range(1, _CLAIM_ROUNDS + 1):
             stored = await self._commit.submit(order)
             if stored.outcome is not Outcome.RETRY:
                 break
             await self._check_claim_cap(order)
-            # the concurrent claimer's batch commits within milliseconds: not in the same round
-            await asyncio.sleep(random.uniform(*_CLAIM_PAUSE_S))
+            if round_ < _CLAIM_ROUNDS:  # a concurrent claimer's batch commits within ms
+                await asyncio.sleep(random.uniform(*_CLAIM_PAUSE_S))
         else:
             raise Unavailable("customer id claimed concurrently; retry", retry_after_s=1)
         if stored.outcome is Outcome.NOT_OWNER:

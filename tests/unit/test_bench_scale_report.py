@@ -169,7 +169,8 @@ def test_a_backlog_still_growing_is_no_recovery() -> None:
 
 
 def test_a_slow_growth_past_the_peak_is_no_recovery() -> None:
-    """Growing 20/s from the peak on: flat within 10 % of its level, but not a level."""
+    """Growing 20/s from the peak on: it moves less than a quarter of its level over the
+    window, but 3,400 queued is 39 s of orders (and more than half the peak): no level."""
     rows = _settling(2800, drift=800)  # 2,800 → 3,600 over 40 s
     got = judge_recovery(rows, load_ended_s=100.0, complete=True)
     assert got["backlog_settled"] is None and got["recovered_s"] is None
@@ -214,3 +215,36 @@ def test_a_noisy_level_is_still_a_level() -> None:
     got = judge_recovery(timeline, load_ended_s=100.0, complete=True)
     assert got["backlog_settled"] == 113.5
     assert (got["recovered_s"], got["recovery_note"]) == (52.0, None)
+
+
+def test_a_level_above_half_the_peak_is_no_level() -> None:
+    """A flat 400 after a peak of only 600: the outage's excess was never worked off."""
+    rows = _settling(400)
+    for r in rows:
+        if r["t"] == 34.0:
+            r["backlog"] = 600
+        elif r["t"] == 50.0:
+            r["backlog"] = 500
+    got = judge_recovery(rows, load_ended_s=100.0, complete=True)
+    assert got["backlog_settled"] is None and got["recovered_s"] is None
+
+
+def test_a_dip_that_does_not_last_is_no_recovery() -> None:
+    """Back to the level before the kill for a few seconds at 40 s, then 1,500 queued to the
+    end of the load: the dip is not a recovery (the first version took it for one)."""
+    rows = _settling(1500)
+    for r in rows:
+        if r["t"] == 50.0:
+            r["backlog"] = 84
+    rows += [{"t": t, "accepted_per_s": 0, "completed_per_s": 0, "backlog": 0} for t in (120.0,)]
+    got = judge_recovery(rows, load_ended_s=100.0, complete=True)
+    assert got["recovered_s"] is None and got["backlog_back_s"] == 120.0
+
+
+def test_spikes_of_single_seconds_do_not_undo_a_recovery() -> None:
+    rows = _settling(150)
+    for r in rows:
+        if r["t"] in (70.0, 90.0):
+            r["backlog"] = 400  # one cycle's batch
+    got = judge_recovery(rows, load_ended_s=100.0, complete=True)
+    assert got["recovered_s"] == 60.0

@@ -121,3 +121,13 @@ async def test_close_again_after_a_cancelled_cycle_is_quiet() -> None:
     loop, _ = await _running(handler)
     await asyncio.wait_for(loop.close(timeout_s=0.2), 5)
     await asyncio.wait_for(loop.close(timeout_s=0.2), 5)  # no CancelledError out of it
+
+
+async def test_leave_without_drain_does_not_rebuild_a_member() -> None:
+    """A deploy whose `quiesce` did not reach the actor (restarted meanwhile) still calls
+    `leave`: the loop must end, not see its consumer stopped and start a new member."""
+    handler = _Handler(asyncio.Event())
+    loop, consumer = await _running(handler)
+    await asyncio.wait_for(loop.leave(), 5)
+    assert loop._task.done() and not handler.done  # ended: nothing left to rebuild a member
+    assert consumer.stopped and loop._consumer is None
