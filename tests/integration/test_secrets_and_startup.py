@@ -178,54 +178,29 @@ def test_dlq_list_and_replay_commands(settings: Settings, kafka_tap: Any) -> Non
         what="poison in the DLQ",
     )
     dead = next(r for t, _, r in tap.seen if t.endswith(".dlq") and r.value == marker)
-    cli = [sys.executable, "-m", "cli.main", "dlq"]
     env = {**os.environ, "COLUMNS": "250"}
-    listing = subprocess.run(
-        [*cli, "list", "order.created", "--limit", "1000"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env=env,
-    )
+
+    def dlq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "dlq", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            env=env,
+        )
+
+    listing = dlq("list", "order.created", "--limit", "1000")
     assert listing.returncode == 0, listing.stderr
     assert marker.decode()[:40] in listing.stdout and "unparseable" in listing.stdout
     # the newest message only: read from each partition's end, not its start
-    newest = subprocess.run(
-        [*cli, "list", "order.created", "--limit", "1"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env=env,
-    )
+    newest = dlq("list", "order.created", "--limit", "1")
     assert newest.returncode == 0, newest.stderr
     assert "1 message(s)" in newest.stdout and marker.decode()[:40] in newest.stdout
-    missing = subprocess.run(
-        [*cli, "replay", "order.created", "--partition", str(dead.partition), "--offset", "-1"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env=env,
-    )
+    where = ["--partition", str(dead.partition)]
+    missing = dlq("replay", "order.created", *where, "--offset", "-1")
     assert missing.returncode != 0 and "no message at" in missing.stdout + missing.stderr
-    proc = subprocess.run(
-        [
-            *cli,
-            "replay",
-            "order.created",
-            "--partition",
-            str(dead.partition),
-            "--offset",
-            str(dead.offset),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env=env,
-    )
+    proc = dlq("replay", "order.created", *where, "--offset", str(dead.offset))
     assert proc.returncode == 0, proc.stderr
     assert "replayed to order.created" in proc.stdout
     tap.wait_for(
