@@ -5,7 +5,6 @@ which a worker host dies."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -111,7 +110,7 @@ async def ladder(hosts: Hosts, label: str, opts: ScaleOptions, tag: str) -> dict
         "lost": found["unfinished"],
         "before_ladder": background,
         "machine_busy_cores": busy,
-        "validity": busy_note(busy, os.cpu_count() or 1),
+        "validity": busy_note(busy),
         "at_saturation": profile,
         "placement": _placement(hosts),
         "ladder": [
@@ -235,7 +234,7 @@ async def node_loss(hosts: Hosts, opts: ScaleOptions, rate: float, tag: str) -> 
         **{k: v for k, v in after.items() if k != "timeline"},
         "actors_back_s": back[0] if back else None,
         "machine_busy_cores": busy,
-        "validity": busy_note(busy, os.cpu_count() or 1),
+        "validity": busy_note(busy),
         "offered_per_s": rate,
         "killed": f"worker host w2: SIGKILL {how}",
         "killed_at_s": round(killed[0] - run.t0, 1),

@@ -4,6 +4,7 @@ summary table."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,14 @@ def busy_mean(box: list[tuple[float, dict[str, float]]], start: float, end: floa
     return round(sum(values) / len(values), 3) if values else None
 
 
-def busy_note(busy: dict[str, float | None], cpus: int, share: float = 0.9) -> str | None:
-    """A validity note when the whole machine was busy (≥ `share` of its `cpus`) in one of the
-    windows of a phase (`busy`: window → busy cores): its figure may then be the box's limit
-    (the uncapped head, the load generator, everything else) rather than the hosts' quotas."""
+def busy_note(
+    busy: dict[str, float | None], cpus: int | None = None, share: float = 0.9
+) -> str | None:
+    """A validity note when the whole machine was busy (≥ `share` of its `cpus`, this
+    machine's by default) in one of the windows of a phase (`busy`: window → busy cores): its
+    figure may then be the box's limit (the uncapped head, the load generator, everything else)
+    rather than the hosts' quotas."""
+    cpus = cpus or os.cpu_count() or 1
     over = {k: v for k, v in busy.items() if v is not None and v >= share * cpus}
     if not over:
         return None

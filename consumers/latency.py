@@ -25,11 +25,12 @@ def spread(items: Sequence[T], n: int) -> Sequence[T]:
     return [items[int(i * step)] for i in range(n)]
 
 
-def record_latency(metrics: Metrics, group: str, events: Sequence[Envelope]) -> None:
-    """A report, after the fact: a failure here never fails (or repeats) the handled batch."""
+def record_latency(metrics: Metrics, group: str, items: Sequence[tuple[str, Envelope]]) -> None:
+    """A batch's `(topic, event)` items, sampled. A report, after the fact: a failure here
+    never fails (or repeats) the handled batch."""
     now = datetime.now(UTC)
     try:
-        for e in spread(events, _SAMPLES):
+        for _, e in spread(items, _SAMPLES):
             metrics.stage_latency(group, (now - e.occurred_at).total_seconds() * 1000)
     except Exception as exc:
         log.warning("consumer %s: stage latency not recorded: %r", group, exc)

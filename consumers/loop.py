@@ -269,7 +269,7 @@ class ConsumerLoop:
                 await asyncio.sleep(_POISON_WAIT_S * attempt)
         # the effect is durable: nothing below may make the batch run again
         self._last_error = None
-        record_latency(self._metrics, self._group, [e for _, e in items])
+        record_latency(self._metrics, self._group, items)
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str) -> None:
         assert self._producer is not None
