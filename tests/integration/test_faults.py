@@ -12,7 +12,7 @@ from adapters.redis_clients import async_client
 from core.settings import Settings
 from domain.errors import Conflict
 from serve_app.faults import FaultInjector, FaultSpec
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, wait_until
 
 
 def test_a_flag_left_from_dev_is_cleared_under_another_app_env(
@@ -49,6 +49,19 @@ def test_payment_provider_takes_no_customer_id(api: Api, rds: Any, customer: str
     assert "customerId" in resp.json()["error"]["message"]
 
 
+def _gone(ray: Any, handle: Any) -> bool:
+    """True once calls to the actor behind `handle` fail because it died."""
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    try:
+        ray.get(handle.__ray_ready__.remote(), timeout=1)
+    except RayActorError:
+        return True
+    except GetTimeoutError:
+        pass  # busy: its 3600 s call still runs
+    return False
+
+
 def test_a_stock_write_to_a_dead_or_silent_shard_is_a_503(
     ray_cluster: Any, monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
@@ -74,6 +87,8 @@ def test_a_stock_write_to_a_dead_or_silent_shard_is_a_503(
     with pytest.raises(Unavailable, match="did not answer"):
         asyncio.run(service.set_on_hand("SKU-1", 0))
     ray_cluster.kill(handle, no_restart=True)
+    # `ray.kill` only sends the kill: a call made before the actor is gone is still answered
+    wait_until(lambda: _gone(ray_cluster, handle), timeout=30, what="the killed shard to die")
     with pytest.raises(Unavailable, match="restarting"):
         asyncio.run(service.set_on_hand("SKU-1", 5))
     assert name not in directory._handles  # the next write looks the shard up again
