@@ -45,7 +45,7 @@ demo: ## the seed quickstart, then follow the order to its final status
 	@cluster/demo.sh
 
 clean-data: down ## stop the stack and delete its data (Postgres, Redis, Kafka, Ray): the next make up starts empty
-	pgdata=$$(cluster/services.sh pgdata) && rm -rf .run/pg .run/redis .run/kafka .run/ray "$$pgdata"
+	pgdata=$$(cluster/services.sh pgdata) && run="$${RUN_DIR:-.run}" && rm -rf "$$run/pg" "$$run/redis" "$$run/kafka" "$$run/ray" "$$pgdata"
 
 soak: ## bench, preload SOAK_ORDERS (10M) orders of history in SQL, bench again, one retention pass: bench/results/soak.json with soak_ratio (~1 h on 2 cores, ~30 GB; the history stays: use a stack you can throw away); SOAK_ARGS="--help"
 	@cluster/heavy.sh $(PY) -m bench.soak --orders $(or $(SOAK_ORDERS),10000000) $(SOAK_ARGS)

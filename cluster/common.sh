@@ -12,12 +12,27 @@ export PG_PORT="${PG_PORT:-5432}"
 export REDIS_PORT="${REDIS_PORT:-6379}"
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
 export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
-export HTTP_PORT="${HTTP_PORT:-8080}"
 export DASHBOARD_PORT="${DASHBOARD_PORT:-8265}"
 export RAY_GCS_PORT="${RAY_GCS_PORT:-6390}"
 export RAY_CLIENT_SERVER_PORT="${RAY_CLIENT_SERVER_PORT:-10001}"
 export DASHBOARD_AGENT_PORT="${DASHBOARD_AGENT_PORT:-52365}"
 export RAY_NUM_CPUS="${RAY_NUM_CPUS:-2}"
+# HAProxy's stats page and Prometheus frontend (loopback; docs/security.md, "Ports")
+export RAY_SERVE_HAPROXY_STATS_PORT="${RAY_SERVE_HAPROXY_STATS_PORT:-8404}"
+export RAY_SERVE_HAPROXY_METRICS_PORT="${RAY_SERVE_HAPROXY_METRICS_PORT:-9101}"
+# dotenv_value KEY -> KEY's value in the checkout's .env (the last line that sets it; quotes
+# removed), empty when there is none. The settings below are read by the platform too: its
+# Settings take the environment over .env, so a default exported here would hide what .env says
+# (APP_ENV=prod and a secret of one's own in .env, silently run as dev with `devsecret`).
+dotenv_value() {
+  [[ -r "$ROOT/.env" ]] || return 0
+  sed -nE "s/^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*//p" "$ROOT/.env" | tail -n 1 |
+    sed -E -e "s/^\"(.*)\"[[:space:]]*$/\1/;t" -e "s/^'(.*)'[[:space:]]*$/\1/;t" -e 's/[[:space:]]+#.*$//'
+}
+for _key in HTTP_PORT METRICS_EXPORT_PORT APP_ENV JWT_SECRET; do
+  [[ -n "${!_key:-}" ]] || export "$_key=$(dotenv_value "$_key")"
+done
+export HTTP_PORT="${HTTP_PORT:-8080}"
 export METRICS_EXPORT_PORT="${METRICS_EXPORT_PORT:-8090}"
 export APP_ENV="${APP_ENV:-dev}"
 export JWT_SECRET="${JWT_SECRET:-devsecret}"
@@ -68,7 +83,7 @@ stack_switches() {
 # (pytest, the cli) connects as the stack does.
 CREDENTIALS_FILE="${CREDENTIALS_FILE:-$RUN/credentials.env}"
 # RAY_AUTH_TOKEN: Ray's own token authentication (GCS, raylets, dashboard; docs/security.md).
-CREDENTIAL_KEYS=(ORDERS_DB_PASSWORD ORDERS_APP_DB_PASSWORD REDIS_PASSWORD RAY_AUTH_TOKEN)
+CREDENTIAL_KEYS=(ORDERS_DB_PASSWORD ORDERS_APP_DB_PASSWORD REDIS_PASSWORD RAY_AUTH_TOKEN HAPROXY_STATS_PASSWORD)
 # Roles: `orders` owns the schema (migrations, seed); `orders_app` is what the platform runs as.
 export PG_OWNER_USER=orders PG_APP_USER=orders_app PG_DATABASE=orders REDIS_USER=orders
 
@@ -227,13 +242,17 @@ ray_env() {
     RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH="$haproxy_dir/metrics.sock"
     RAY_SERVE_HAPROXY_SERVER_STATE_BASE="$haproxy_dir"
     RAY_SERVE_HAPROXY_SERVER_STATE_FILE="$haproxy_dir/server-state"
-    RAY_SERVE_HAPROXY_STATS_PORT="${RAY_SERVE_HAPROXY_STATS_PORT:-8404}"
-    RAY_SERVE_HAPROXY_METRICS_PORT="${RAY_SERVE_HAPROXY_METRICS_PORT:-9101}"
+    RAY_SERVE_HAPROXY_STATS_PORT="$RAY_SERVE_HAPROXY_STATS_PORT"
+    RAY_SERVE_HAPROXY_METRICS_PORT="$RAY_SERVE_HAPROXY_METRICS_PORT"
   )
 }
 # What Ray's processes must not inherit: the schema owner's credentials and the bare passwords
 # (the URLs the platform connects with are enough).
 RAY_ENV_DROP=(-u ORDERS_DB_PASSWORD -u MIGRATION_DATABASE_URL -u ORDERS_APP_DB_PASSWORD -u REDIS_PASSWORD)
+# What Kafka and Redis must not inherit: every secret (they need none from the environment;
+# Postgres starts with an empty environment, cluster/services.sh).
+SECRET_ENV_DROP=("${RAY_ENV_DROP[@]}" -u RAY_AUTH_TOKEN -u HAPROXY_STATS_PASSWORD -u JWT_SECRET
+  -u DATABASE_URL -u REDIS_URL)
 
 # --- pid files: $RUN/pids/NAME.pid ---------------------------------------------------------------
 # The pid of a process this stack started: pg (the postmaster, copied from its postmaster.pid),
@@ -323,8 +342,11 @@ wait_for() {
 }
 
 # stop_pid NAME [TIMEOUT_S] [SIGNAL] -> SIGNAL (TERM) to the recorded process, that one pid only
-# (`ray start --block`, the broker and the servers stop their own children), SIGKILL to it once
-# TIMEOUT_S (30) have passed, then the record removed. A stale record is only removed.
+# (`ray start --block`, the broker and the servers stop their own children), SIGKILL once
+# TIMEOUT_S (30) have passed, then the record removed. A stale record is only removed. The
+# SIGKILL goes to the process's group when it leads one (started under setsid by these scripts:
+# Ray, the broker): killed alone, `ray start` would leave its GCS, raylet, dashboard and HAProxy
+# running on their ports with no record left to stop them by.
 stop_pid() {
   local name="$1" timeout="${2:-30}" signal="${3:-TERM}" f="$RUN/pids/$1.pid" pid start
   if pid_alive "$name"; then
@@ -334,7 +356,14 @@ stop_pid() {
     start=$SECONDS
     # pid_is, not kill -0: once it has ended, its pid may be another process's
     while pid_is "$name" "$pid"; do
-      if (( SECONDS - start >= timeout )); then kill -KILL "$pid" 2>/dev/null || true; break; fi
+      if (( SECONDS - start >= timeout )); then
+        if [[ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$pid" ]]; then
+          kill -KILL -- "-$pid" 2>/dev/null || true
+        else
+          kill -KILL "$pid" 2>/dev/null || true
+        fi
+        break
+      fi
       sleep 0.2
     done
   fi

@@ -300,10 +300,11 @@ netns_worker() {
   done
   die "$host could not join; see $RUN/logs/$host-join.log"
 }
-# Ray's state API on the head's dashboard, with the cluster's token
+# Ray's state API on the head's dashboard, with the cluster's token (given to curl on stdin:
+# a command line is readable by every local user)
 ray_state() {
-  curl -fsS -H "Authorization: Bearer ${RAY_AUTH_TOKEN:-}" \
-    "http://$HEAD_IP:$DASHBOARD_PORT/api/v0/$1?limit=1000"
+  printf 'Authorization: Bearer %s\n' "${RAY_AUTH_TOKEN:-}" |
+    curl -fsS -H @- "http://$HEAD_IP:$DASHBOARD_PORT/api/v0/$1?limit=1000"
 }
 alive_nodes() {
   ray_state nodes | "$PY" -c '

@@ -130,7 +130,8 @@ check_root
 check_python
 # Every port variable cluster/common.sh defines (the ones it does not are skipped).
 for var in PG_PORT REDIS_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT HTTP_PORT DASHBOARD_PORT \
-  RAY_GCS_PORT RAY_CLIENT_SERVER_PORT DASHBOARD_AGENT_PORT METRICS_EXPORT_PORT; do
+  RAY_GCS_PORT RAY_CLIENT_SERVER_PORT DASHBOARD_AGENT_PORT METRICS_EXPORT_PORT \
+  RAY_SERVE_HAPROXY_STATS_PORT RAY_SERVE_HAPROXY_METRICS_PORT; do
   [[ -n "${!var:-}" ]] || continue
   check_port "$var" "${!var}"
 done

@@ -36,8 +36,16 @@ PG_SOCKET="$(pg_socket_dir)"
 # cost budget however many run, so more workers do not vacuum them faster; they leave a worker
 # free for the queue tables. Applied at every start (an existing data directory too).
 PG_AUTOVACUUM_WORKERS="${PG_AUTOVACUUM_WORKERS:-8}"
-# as the postgres user, from a directory it can enter (the checkout may be private)
-pg_as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+# as the postgres user, from a directory it can enter (the checkout may be private), with an
+# empty environment but PATH and the locale: the server and every backend inherit it, and this
+# shell's holds the stack's passwords, the Ray token and JWT_SECRET (readable by the OS user
+# postgres, and by the superuser through COPY ... FROM PROGRAM)
+pg_as_postgres() {
+  local keep=(PATH="$PATH" LANG="${LANG:-C.UTF-8}")
+  [[ -z "${LC_ALL:-}" ]] || keep+=(LC_ALL="$LC_ALL")
+  [[ -z "${TZ:-}" ]] || keep+=(TZ="$TZ")
+  (cd / && runuser -u postgres -- env -i "${keep[@]}" "$@")
+}
 # pg_admin DB [PSQL ARGS...] -> runs the SQL on stdin as the superuser, over the Unix socket
 # (peer: only the OS user postgres gets in; the superuser has no password, no TCP login).
 pg_admin() {
@@ -221,7 +229,7 @@ redis_start() {
   hash="$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
   (umask 077 && printf '%s\n' "user default off resetpass resetchannels ~* +@all -@admin -@dangerous" \
     "user $REDIS_USER on #$hash ~* &* +@all -@admin -@dangerous" >"$conf")
-  redis-server "$conf" --bind "$NODE_ADDRESS" --port "$REDIS_PORT" --dir "$RUN/redis" \
+  env "${SECRET_ENV_DROP[@]}" redis-server "$conf" --bind "$NODE_ADDRESS" --port "$REDIS_PORT" --dir "$RUN/redis" \
     --daemonize yes --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
     --appendonly yes --appendfsync everysec --save "" >/dev/null
   wait_for redis 30 redis_ready
@@ -274,7 +282,7 @@ kafka_start() {
     die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by a process this stack did not start; stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
   fi
   log "kafka: starting KRaft broker+controller on $NODE_ADDRESS:$KAFKA_PORT (heap 512 MB)"
-  setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$conf" "$RUN/logs" \
+  env "${SECRET_ENV_DROP[@]}" setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$conf" "$RUN/logs" \
     >"$RUN/logs/kafka.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/kafka.pid"
   wait_for "kafka port $KAFKA_PORT" "$START_TIMEOUT_S" port_open "$KAFKA_PORT"

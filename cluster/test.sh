@@ -14,8 +14,11 @@ log "mypy --strict"
 svc="$ROOT/cluster/services.sh"
 # The suite runs two inventory and two payment shards (the default on one host is one of each,
 # docs/adr/ADR-014), so the rules that span shards (an order's SKUs on two shards) are tested.
-# A stack that was already up gets the caller's counts back afterwards.
-own_shards=("INVENTORY_SHARDS=${INVENTORY_SHARDS:-1}" "PAYMENT_SHARDS=${PAYMENT_SHARDS:-1}")
+# A stack that was already up gets the caller's counts back afterwards: as its Settings read them
+# (the environment, else .env, else the default), not the environment alone.
+read -r _inventory _payment < <("$PY" -c 'from core.settings import get_settings as g
+s = g(); print(s.inventory_shards, s.payment_shards)') || die "the settings do not load: see above"
+own_shards=("INVENTORY_SHARDS=$_inventory" "PAYMENT_SHARDS=$_payment")
 export INVENTORY_SHARDS="${TEST_INVENTORY_SHARDS:-2}" PAYMENT_SHARDS="${TEST_PAYMENT_SHARDS:-2}"
 # Remember what was already up, so cleanup stops only what this run started.
 was_up=()

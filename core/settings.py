@@ -10,7 +10,12 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEV_SECRET = "devsecret"
 # Passwords committed in this repository for demos (the defaults below, docker/*.dev.env,
@@ -44,6 +49,17 @@ _CREDENTIALS = RUN_DIR / "credentials.env"
 log = logging.getLogger(__name__)
 
 
+def _readable_or_absent(path: Path) -> bool:
+    if not path.exists() or os.access(path, os.R_OK):
+        return True
+    log.warning(
+        "%s is not readable by this user: its settings are not used (run as its owner, or "
+        "set what you need in the environment)",
+        path,
+    )
+    return False
+
+
 class SettingsError(RuntimeError):
     """Raised when the environment holds a missing or invalid setting."""
 
@@ -53,6 +69,25 @@ class Settings(BaseSettings):
 
     # pydantic-settings: of the env files a later one wins, the environment over all of them.
     model_config = SettingsConfigDict(env_file=(".env", _CREDENTIALS), extra="ignore", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """An env file this user may not read is skipped with a warning: the stack's credentials
+        file is its owner's (mode 600), and a user beside it (`orders status`, `make token`)
+        needs none of it; pydantic-settings would fail on it with PermissionError."""
+        files = getattr(dotenv_settings, "env_file", None)
+        if isinstance(files, (tuple, list)):
+            readable = tuple(f for f in files if _readable_or_absent(Path(f)))
+            if len(readable) != len(files):
+                dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=readable)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     app_env: Literal["dev", "test", "prod"] = "dev"
     jwt_secret: str = DEV_SECRET

@@ -28,6 +28,10 @@ class PlaceOrder(_Command):
     payment_method: PaymentMethod = Field(default="pm_card_visa", alias="paymentMethod")
 
 
+class CancelOrder(_Command):
+    """A cancel takes no fields: its body, when one is sent, is `{}`."""
+
+
 class SetStock(_Command):
     on_hand: Annotated[int, Field(alias="onHand", ge=0, le=1_000_000_000, strict=True)]
 

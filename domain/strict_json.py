@@ -45,8 +45,11 @@ def _finite_float(text: str) -> float:
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse strict JSON; raise `JsonRejected` for anything else."""
+    """Parse strict JSON; raise `JsonRejected` for anything else. Bytes are UTF-8 and nothing
+    else (`json.loads` would also read UTF-16 and UTF-32, and a byte order mark)."""
     try:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
         return json.loads(
             data,
             object_pairs_hook=_unique,

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from core import heap
 from core.settings import Settings, get_settings
-from domain.commands import PlaceOrder, SetStock
+from domain.commands import CancelOrder, PlaceOrder, SetStock
 from serve_app import errors, openapi, routes_operations, routes_orders
 from serve_app.faults import FaultSpec
 from serve_app.gate import Gate
@@ -58,5 +58,5 @@ def create_app(
     errors.install(app)
     app.include_router(routes_orders.router)
     app.include_router(routes_operations.router)
-    openapi.install(app, [PlaceOrder, SetStock, FaultSpec])
+    openapi.install(app, [PlaceOrder, CancelOrder, SetStock, FaultSpec])
     return app

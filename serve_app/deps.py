@@ -95,6 +95,17 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     return read
 
 
+async def optional_body(model: type[M], request: Request) -> M | None:
+    """The body as `model` by the rules of `json_body`, or None when there is none. Always
+    read: one over MAX_BODY_BYTES is a 413 (the Gate counts what is read, and a chunked body
+    has no length to refuse it by)."""
+    raw = await request.body()
+    if not raw:
+        return None
+    require_json(single_headers(request.scope["headers"]).get(b"content-type"))
+    return parse_body(model, raw)
+
+
 async def _order_id(
     order_id: Annotated[
         str,

@@ -23,7 +23,6 @@ class FaultSpec(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        populate_by_name=True,
         json_schema_extra={"examples": [{"fault": "payment-provider", "enabled": True}]},
     )
 

@@ -73,12 +73,13 @@ def errors(*statuses: int, said: dict[int, str] | None = None) -> dict[int | str
     return out
 
 
-def body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
-    """`openapi_extra=` of a route whose body `deps.json_body(model)` reads."""
+def body(model: type[BaseModel], example: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    """`openapi_extra=` of a route whose body `deps.json_body(model)` (or, not `required`,
+    `deps.optional_body(model)`) reads."""
     schema = {"$ref": _REF.format(model=model.__name__)}
     return {
         "requestBody": {
-            "required": True,
+            "required": required,
             "content": {"application/json": {"schema": schema, "example": example}},
         }
     }

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
-from domain.commands import SKU_PATTERN, PlaceOrder
+from domain.commands import SKU_PATTERN, CancelOrder, PlaceOrder
 from domain.model import OrderStatus
 from serve_app import deps, openapi
 from serve_app.deps import Caller, Live, OrderId, Orders
@@ -83,7 +83,7 @@ async def place_order(request: Request) -> Response:
 
 
 @router.get("/api/orders/{order_id}", responses=_READ_ERRORS, response_model_exclude_unset=True)
-async def get_order(order_id: OrderId, who: Caller, orders: Orders) -> Order:
+async def get_order(who: Caller, order_id: OrderId, orders: Orders) -> Order:
     """One order with its timeline (owner or admin; others get 404)."""
     return await orders.get(who, order_id)
 
@@ -114,15 +114,15 @@ async def list_orders(
 @router.post(
     "/api/orders/{order_id}/cancel",
     status_code=202,
-    responses=openapi.errors(*openapi.AUTHENTICATED, 404, 409),
+    responses=openapi.errors(*openapi.AUTHENTICATED, 404, 409, 415, 422),
+    openapi_extra=openapi.body(CancelOrder, {}, required=False),
 )
 async def cancel_order(
-    order_id: OrderId, who: Caller, orders: Orders, request: Request
+    who: Caller, order_id: OrderId, orders: Orders, request: Request
 ) -> Cancelled:
-    """Cancel while not shipped (202); 409 once shipped or already final."""
-    # the route takes no body, but one may come (chunked: no length to refuse it by): read it,
-    # so that one over MAX_BODY_BYTES is a 413 (the Gate counts what is read) and cancels nothing
-    await request.body()
+    """Cancel while not shipped (202); 409 once shipped or already final. No body, or `{}`:
+    anything else is refused as on every route (400, 415, 422) and cancels nothing."""
+    await deps.optional_body(CancelOrder, request)
     # the order's reason names the role, not the staff member (whose sub only admins see)
     reason = "cancelled by an administrator" if who.is_admin else "cancelled by user"
     return await orders.cancel(who, order_id, reason=reason)
@@ -153,8 +153,8 @@ async def cancel_order(
     },
 )
 async def order_events(
-    order_id: OrderId,
     who: Caller,
+    order_id: OrderId,
     orders: Orders,
     live: Live,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,

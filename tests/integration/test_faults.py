@@ -30,11 +30,14 @@ def test_a_flag_left_from_dev_is_cleared_under_another_app_env(
         finally:
             await client.aclose()
 
-    off = FaultSpec(fault="shipping-hold", enabled=False, customer_id=customer)
+    off = FaultSpec.model_validate(
+        {"fault": "shipping-hold", "enabled": False, "customerId": customer}
+    )
     asyncio.run(as_prod(off))
     assert rds.get(key) is None
     with pytest.raises(Conflict):
-        asyncio.run(as_prod(FaultSpec(fault="shipping-hold", enabled=True, customer_id=customer)))
+        spec = {"fault": "shipping-hold", "enabled": True, "customerId": customer}
+        asyncio.run(as_prod(FaultSpec.model_validate(spec)))
     assert rds.get(key) is None
 
 
@@ -47,6 +50,20 @@ def test_payment_provider_takes_no_customer_id(api: Api, rds: Any, customer: str
         was_set = rds.delete(FAULT_KEY)  # payments down for every test after this one
     assert (resp.status_code, was_set) == (422, 0), resp.text
     assert "customerId" in resp.json()["error"]["message"]
+
+
+def test_a_fault_names_its_customer_by_the_wire_name_only(
+    api: Api, rds: Any, customer: str
+) -> None:
+    """`customer_id` (the Python name) was read as `customerId`: an unknown field that acted."""
+    key = f"fault:shipping-hold:{customer}"
+    body = {"fault": "shipping-hold", "enabled": True, "customer_id": customer}
+    try:
+        resp = api.http.post("/api/admin/faults", json=body, headers=api.admin)
+    finally:
+        was_set = rds.delete(key)
+    assert (resp.status_code, was_set) == (422, 0), resp.text
+    assert resp.json()["error"]["code"] == "validation_error"
 
 
 def _gone(ray: Any, handle: Any) -> bool:

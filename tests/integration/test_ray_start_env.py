@@ -272,3 +272,30 @@ def test_the_ingress_closes_a_client_that_is_slow_with_its_headers() -> None:
         waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer[:100]
     assert 8 <= waited <= 20, waited
+
+
+# Every secret the stack's scripts hold; the servers they start need none of them from the
+# environment (cluster/common.sh, SECRET_ENV_DROP; Postgres starts with an empty one).
+_SECRETS = {
+    "ORDERS_DB_PASSWORD",
+    "ORDERS_APP_DB_PASSWORD",
+    "REDIS_PASSWORD",
+    "RAY_AUTH_TOKEN",
+    "HAPROXY_STATS_PASSWORD",
+    "JWT_SECRET",
+    "DATABASE_URL",
+    "MIGRATION_DATABASE_URL",
+    "REDIS_URL",
+}
+
+
+@pytest.mark.parametrize("server", ["pg", "redis", "kafka"])
+def test_the_servers_the_stack_starts_inherit_none_of_its_secrets(server: str) -> None:
+    """Postgres ran as the OS user postgres with every password, the Ray token and JWT_SECRET in
+    its environment (readable by that user, and by the superuser through COPY FROM PROGRAM)."""
+    pid_file = RUN / "pids" / f"{server}.pid"
+    if not pid_file.exists():
+        pytest.skip(f"{server} is not this checkout's (a stack started elsewhere)")
+    pid = int(pid_file.read_text())
+    leaked = _SECRETS & set(_environ(pid))
+    assert not leaked, f"{server} (pid {pid}) inherited {sorted(leaked)}"

@@ -292,7 +292,9 @@ def test_8_ingress_stats_page_is_not_served_without_auth() -> None:
     url = f"http://127.0.0.1:{port}/stats"
     resp = httpx.get(url, timeout=10)
     assert resp.status_code in (401, 403), resp.status_code
-    # the operator still reads it, with the cluster's token (cluster/haproxy.sh)
-    token = os.environ["RAY_AUTH_TOKEN"]
-    ok = httpx.get(url, auth=("ops", token), timeout=10)
+    # the operator still reads it, with the page's own password (cluster/haproxy.sh), and the
+    # Ray token, which runs code on the cluster, is not it
+    ok = httpx.get(url, auth=("ops", os.environ["HAPROXY_STATS_PASSWORD"]), timeout=10)
     assert ok.status_code == 200
+    token = httpx.get(url, auth=("ops", os.environ["RAY_AUTH_TOKEN"]), timeout=10)
+    assert token.status_code in (401, 403)

