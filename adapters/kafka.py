@@ -180,22 +180,32 @@ async def ensure_topics(
     bootstrap: str, partitions: int, retention_hours: int | None = None
 ) -> list[str]:
     """Create any missing topic with `partitions` partitions and grow any topic that has fewer
-    (Kafka cannot shrink one); set every topic's retention (default: KAFKA_RETENTION_HOURS);
+    (Kafka cannot shrink one); set every topic's retention (default: KAFKA_RETENTION_HOURS; the
+    dead-letter topics DEDUPE_RETENTION_HOURS if longer: a dead letter can be replayed while
+    its event can still be claimed, and the flow's 24 h left a stuck order a day to be mended);
     return the names created or grown."""
-    hours = get_settings().kafka_retention_hours if retention_hours is None else retention_hours
-    configs = retention_configs(hours)
+    settings = get_settings()
+    hours = settings.kafka_retention_hours if retention_hours is None else retention_hours
+    flow, dlq = (
+        retention_configs(hours),
+        retention_configs(max(hours, settings.dedupe_retention_hours)),
+    )
+
+    def configs_of(topic: str) -> dict[str, str]:
+        return dlq if topic.endswith(".dlq") else flow
+
     async with _admin(bootstrap, "orders-admin") as admin:
         existing = set(await admin.list_topics())
         missing = [t for t in all_topics() if t not in existing]
         if missing:
             await admin.create_topics(
                 [
-                    NewTopic(t, partitions, replication_factor=1, topic_configs=configs)
+                    NewTopic(t, partitions, replication_factor=1, topic_configs=configs_of(t))
                     for t in missing
                 ]
             )
         answers = await admin.alter_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t, configs) for t in all_topics()]
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs_of(t)) for t in all_topics()]
         )
         refused = [r for a in answers for r in a.resources if r[0] != 0]
         if refused:

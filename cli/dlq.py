@@ -13,7 +13,8 @@ from rich.table import Table
 
 from adapters.kafka import client_options, partition_of, partitions_of
 from core.settings import get_settings
-from domain.events import Topic
+from domain.events import Envelope, Topic
+from domain.ids import uuid7_time_ms
 
 app = typer.Typer(help="Dead-letter topics: list and replay.", no_args_is_help=True)
 console = Console()
@@ -80,6 +81,27 @@ async def _one(topic: str, partition: int, offset: int) -> Any | None:
         await consumer.stop()
 
 
+def too_old_to_replay(value: bytes | None, now_ms: int, dedupe_hours: int) -> str | None:
+    """Why a dead letter cannot be replayed, or None. Its event is claimed by id in
+    `processed_events`, whose partitions go after DEDUPE_RETENTION_HOURS (ADR-012): an older
+    event would be refused by every stage and dead-lettered again. A value that does not parse
+    (poison) has no age to judge: the operator decides."""
+    try:
+        event = Envelope.from_json(value or b"")
+    except ValueError:
+        return None
+    made_ms = uuid7_time_ms(event.event_id)
+    if made_ms is None or now_ms - made_ms < dedupe_hours * 3_600_000:
+        return None
+    age_h = (now_ms - made_ms) / 3_600_000
+    return (
+        f"event {event.event_id} of order {event.order_id} is {age_h:.0f} h old, past "
+        f"DEDUPE_RETENTION_HOURS={dedupe_hours}: its dedupe record is gone, so every stage "
+        "would refuse it and it would come back here. Settle the order by hand instead (an "
+        "admin's POST /api/orders/{id}/cancel while it is not shipped)"
+    )
+
+
 def _dlq_name(topic: str) -> str:
     name = topic if topic.endswith(".dlq") else Topic.dlq(topic)
     if name.removesuffix(".dlq") not in Topic.ALL:
@@ -122,6 +144,11 @@ def replay(
         record = await _one(name, partition, offset)
         if record is None:
             raise typer.BadParameter(f"no message at {name}[{partition}]@{offset}")
+        refusal = too_old_to_replay(
+            record.value, int(time.time() * 1000), get_settings().dedupe_retention_hours
+        )
+        if refusal:
+            raise typer.BadParameter(refusal)
         producer = AIOKafkaProducer(
             bootstrap_servers=get_settings().kafka_bootstrap,
             enable_idempotence=True,

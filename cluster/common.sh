@@ -129,6 +129,8 @@ ensure_credentials() {
     echo "# The passwords are kept; make up writes the URLs again. Copy this file to a machine"
     echo "# that joins (make join) as $CREDENTIALS_FILE there."
     for key in "${CREDENTIAL_KEYS[@]}"; do echo "$key=${!key}"; done
+    # not a secret: the head's mode, which a joining machine must share (cluster/join.sh)
+    echo "HEAD_APP_ENV=$APP_ENV"
     echo "DATABASE_URL=$DATABASE_URL"
     echo "MIGRATION_DATABASE_URL=$MIGRATION_DATABASE_URL"
     echo "REDIS_URL=$REDIS_URL"

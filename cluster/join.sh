@@ -24,9 +24,15 @@ for key in "${CREDENTIAL_KEYS[@]}"; do
   [[ -n "${!key:-}" ]] || die "$key is not set: copy the head's .run/credentials.env to" \
     "$CREDENTIALS_FILE (mode 600), or export the head's credentials"
 done
-# the head's JWT_SECRET (and APP_ENV) must be this machine's too: actors and gateway replicas
-# placed here read them (they are not in credentials.env); a prod head's strong secret missing
-# here made every actor placed on this machine fail its settings check and restart for ever
+# the head's JWT_SECRET and APP_ENV must be this machine's too: actors and gateway replicas
+# placed here read them (the secret is not in credentials.env); a prod head's strong secret
+# missing here made every actor placed on this machine fail its settings check and restart for
+# ever. The head's mode comes with its credentials file (HEAD_APP_ENV), so an APP_ENV left at
+# this machine's default (dev) is caught too.
+head_env="$(sed -n 's/^HEAD_APP_ENV=//p' "$CREDENTIALS_FILE" 2>/dev/null | tail -n 1)"
+[[ -z "$head_env" || "$head_env" == "$APP_ENV" ]] \
+  || die "the head runs APP_ENV=$head_env, this machine APP_ENV=$APP_ENV: export the head's" \
+    "APP_ENV and JWT_SECRET here (README, Adding a machine)"
 [[ "$APP_ENV" == dev || "$JWT_SECRET" != devsecret ]] \
   || die "APP_ENV=$APP_ENV needs the head's JWT_SECRET exported here (README, Adding a machine)"
 if pid_alive ray-worker; then

@@ -6,7 +6,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    model_validator,
+)
 
 from domain.ids import uuid7
 
@@ -63,6 +71,22 @@ class Envelope(BaseModel):
     # that only passes through (consumer → owning actor) is pickled without being serialised
     _raw: bytes | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _complete_on_the_wire(cls, data: Any, info: ValidationInfo) -> Any:
+        """A message read from Kafka carries its own id, time and version: the defaults are
+        for events this process makes. Filled in on parsing, an id was new at every delivery
+        (and on each actor the envelope was unpickled in), so the dedupe claim never matched a
+        redelivery and its effect applied again. A version other than this code's is not
+        guessed at either. Either way the message is poison (its dead-letter topic)."""
+        if isinstance(data, dict) and (info.context or {}).get("wire"):
+            missing = [key for key in ("eventId", "occurredAt", "version") if key not in data]
+            if missing:
+                raise ValueError(f"a message on the wire needs {', '.join(missing)}")
+            if data["version"] != SCHEMA_VERSION:
+                raise ValueError(f"version {data['version']!r} is not {SCHEMA_VERSION}")
+        return data
+
     def __eq__(self, other: object) -> bool:
         """Equal fields (pydantic would also compare `_raw`, i.e. how the JSON was written)."""
         if not isinstance(other, Envelope):
@@ -76,7 +100,7 @@ class Envelope(BaseModel):
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
         """Parse and validate; raises `pydantic.ValidationError` on anything malformed."""
-        envelope = cls.model_validate_json(raw)
+        envelope = cls.model_validate_json(raw, context={"wire": True})
         envelope._raw = raw.encode() if isinstance(raw, str) else raw
         return envelope
 

@@ -18,6 +18,12 @@ import uuid
 _RAND_B_MASK = (1 << 62) - 1
 
 
+def uuid7_time_ms(value: uuid.UUID) -> int | None:
+    """The Unix time in ms a UUIDv7 was made at (its first 48 bits); None for another version
+    (as the SQL function `uuid7_time`, migration 0006)."""
+    return value.int >> 80 if value.version == 7 else None
+
+
 def uuid7() -> uuid.UUID:
     """A new random UUIDv7: 48 bits of Unix time in ms, 74 random bits."""
     ms = time.time_ns() // 1_000_000

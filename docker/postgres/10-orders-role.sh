@@ -18,7 +18,13 @@ export PGPASSWORD="${PGPASSWORD:-${POSTGRES_PASSWORD:-}}"
 su_psql() {
   psql -v ON_ERROR_STOP=1 -qtAX --username "${POSTGRES_USER:-postgres}" "$@"
 }
-su_psql --dbname postgres -v owner_pw="$ORDERS_DB_PASSWORD" -v app_pw="$ORDERS_APP_DB_PASSWORD" <<'SQL'
+# The passwords come from the environment (\getenv), not psql's command line, which `ps` shows;
+# this session logs no statement, not even a failing one, since the ALTER ROLEs carry them.
+su_psql --dbname postgres <<'SQL'
+\getenv owner_pw ORDERS_DB_PASSWORD
+\getenv app_pw ORDERS_APP_DB_PASSWORD
+SET log_statement = 'none';
+SET log_min_error_statement = 'panic';
 SELECT 'CREATE ROLE orders' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders') \gexec
 SELECT 'CREATE ROLE orders_app' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'orders_app') \gexec
 ALTER ROLE orders LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'owner_pw';

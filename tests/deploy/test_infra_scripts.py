@@ -332,6 +332,12 @@ def test_postgres_script_needs_only_what_compose_and_k8s_give_it() -> None:
     k8s = {v["name"] for v in _k8s_container("StatefulSet", "postgres")["env"]}
     assert required == {"ORDERS_DB_PASSWORD", "ORDERS_APP_DB_PASSWORD"}
     assert required <= m.compose_env("postgres").keys() and required <= k8s
+    # the passwords reach psql through its environment, never its command line (`ps` shows it)
+    assert not re.search(r"-v \w+=\"\$", script)
+    assert all(f"\\getenv {v} {k}" in script for v, k in _ROLE_PASSWORDS)
+
+
+_ROLE_PASSWORDS = (("owner_pw", "ORDERS_DB_PASSWORD"), ("app_pw", "ORDERS_APP_DB_PASSWORD"))
 
 
 def test_postgres_runtime_role_reads_and_writes_rows_only(scratch_postgres: dict[str, str]) -> None:
