@@ -21,7 +21,8 @@ _ORDER_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class PageQuery:
-    """A page of orders, newest first: `principal` None = every principal's (admin)."""
+    """A page of orders, newest first: `principal` None = every principal's (admin), else the
+    orders it placed and those placed for the customer ids it owns."""
 
     principal: str | None
     status: str | None
@@ -35,9 +36,13 @@ async def ping(pool: Pool) -> None:
         await conn.execute("SELECT 1")
 
 
+# Who owns the order's customer id (customer_owners): a customer sees the orders placed for its
+# ids, an admin's included, not only the ones it placed itself.
+_OWNER = "(SELECT principal FROM customer_owners c WHERE c.customer_id = o.customer_id) AS owner"
 _WITH_TIMELINE = (
     "SELECT "
     + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
+    + f", {_OWNER}"
     + ", e.status AS e_status, e.event AS e_event, e.at AS e_at, e.detail AS e_detail "
     "FROM orders o LEFT JOIN LATERAL (SELECT id, status, event, at, detail FROM order_events "
     "WHERE order_id = o.id) e ON true WHERE o.id = %s ORDER BY e.id"
@@ -62,10 +67,11 @@ async def order_with_timeline(pool: Pool, order_id: uuid.UUID) -> tuple[Row, lis
 
 
 async def order_status(pool: Pool, order_id: uuid.UUID) -> Row | None:
-    """`{status, principal, updated_at}` of one order."""
+    """`{status, principal, owner, updated_at}` of one order."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT status, principal, updated_at FROM orders WHERE id = %s", (order_id,)
+            f"SELECT status, principal, {_OWNER}, updated_at FROM orders o WHERE id = %s",
+            (order_id,),
         )
         return await cur.fetchone()
 
@@ -74,10 +80,15 @@ async def order_page(pool: Pool, q: PageQuery) -> list[Row]:
     """Up to `q.limit` orders (one more than asked tells the caller there is a next page)."""
     where: list[str] = []
     args: list[Any] = []
-    for column, value in (("principal", q.principal), ("status", q.status)):
-        if value is not None:
-            where.append(f"{column} = %s")
-            args.append(value)
+    if q.principal is not None:  # placed by it, or for a customer id it owns
+        where.append(
+            "(principal = %s OR customer_id IN "
+            "(SELECT customer_id FROM customer_owners WHERE principal = %s))"
+        )
+        args.extend((q.principal, q.principal))
+    if q.status is not None:
+        where.append("status = %s")
+        args.append(q.status)
     if q.customer_id is not None:
         where.append("customer_id = %s")
         args.append(q.customer_id)
@@ -92,6 +103,15 @@ async def order_page(pool: Pool, q: PageQuery) -> list[Row]:
     async with pool.connection() as conn:
         cur = await conn.execute(sql, args)
         return await cur.fetchall()
+
+
+async def customer_owner(pool: Pool, order_id: uuid.UUID) -> str | None:
+    """The principal that owns the order's customer id (None: no order, or an id nobody owns).
+    Neither changes once set, so it may be read before the transaction that acts on it."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT {_OWNER} FROM orders o WHERE id = %s", (order_id,))
+        row = await cur.fetchone()
+        return None if row is None else row["owner"]
 
 
 async def timeline_after(pool: Pool, order_id: uuid.UUID, after_id: int) -> list[Row]:

@@ -11,11 +11,17 @@ from domain.model import CANCELLABLE, OrderStatus
 
 
 def cancel(
-    order_id: uuid.UUID, order: OrderView | None, who: str, is_admin: bool, reason: str
+    order_id: uuid.UUID,
+    order: OrderView | None,
+    who: str,
+    is_admin: bool,
+    reason: str,
+    owner: str | None = None,
 ) -> Decision:
-    """Cancel `order` for `who` (its owner, or an admin; anyone else is told it does not exist).
-    Raises `NotFound`, or `Conflict` once it has shipped or ended."""
-    if order is None or not (is_admin or order.principal == who):
+    """Cancel `order` for `who`: the principal that placed it, the `owner` of its customer id
+    (an admin may place orders for anyone's), or an admin; anyone else is told it does not
+    exist. Raises `NotFound`, or `Conflict` once it has shipped or ended."""
+    if order is None or not (is_admin or who in (order.principal, owner)):
         raise NotFound(f"order {order_id} not found")
     if order.status not in CANCELLABLE:
         raise Conflict(

@@ -29,7 +29,11 @@ _CANCEL_LOCK_WAIT_MS = 5000
 
 
 def _visible(principal: Principal, row: Row | None) -> bool:
-    return row is not None and (principal.is_admin or row["principal"] == principal.sub)
+    """An admin sees every order; a customer those it placed and those placed (by an admin,
+    who acts for anyone) for a customer id it owns."""
+    return row is not None and (
+        principal.is_admin or principal.sub in (row["principal"], row.get("owner"))
+    )
 
 
 class OrderService:
@@ -78,9 +82,12 @@ class OrderService:
     async def cancel(self, principal: Principal, order_id: uuid.UUID, reason: str) -> Cancelled:
         """Cancel while nothing has shipped; the stages release stock and refund on the event.
         A stage of the unit of work: lock, rule, move + timeline + outbox, publish."""
+        owner = (
+            None if principal.is_admin else await orders_repo.customer_owner(self._pool, order_id)
+        )
         try:
             await self._uow.run(
-                _Cancel(order_id, principal, reason),
+                _Cancel(order_id, principal, reason, owner),
                 order_ids=[order_id],
                 lock_timeout_ms=_CANCEL_LOCK_WAIT_MS,
             )
@@ -96,6 +103,7 @@ class _Cancel:
     order_id: uuid.UUID
     principal: Principal
     reason: str
+    owner: str | None  # who owns the order's customer id
     consumer: str | None = None
     locks_orders: bool = True
     decision: Decision = field(default_factory=Decision)
@@ -105,7 +113,9 @@ class _Cancel:
     ) -> _Cancel:
         who = self.principal
         order = orders.get(self.order_id)
-        self.decision = ordering.cancel(self.order_id, order, who.sub, who.is_admin, self.reason)
+        self.decision = ordering.cancel(
+            self.order_id, order, who.sub, who.is_admin, self.reason, owner=self.owner
+        )
         return self
 
 

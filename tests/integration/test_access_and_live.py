@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.integration.conftest import Api, wait_until
+from tests.integration.conftest import Api, scratch_order, wait_until
 
 
 def test_a_customer_never_sees_or_touches_another_customers_order(
@@ -31,6 +31,45 @@ def test_a_customer_never_sees_or_touches_another_customers_order(
     listing = api.http.get("/api/orders", headers=stranger).json()
     assert all(o["orderId"] != order_id for o in listing["items"])
     assert api.http.get(f"/api/orders/{order_id}", headers=api.admin).status_code == 200
+
+
+def test_an_order_an_admin_places_for_a_customers_id_is_that_customers(
+    api: Api, customer: str
+) -> None:
+    """Admins act for anyone: an order placed for `c-1` by support is customer1's order. It was
+    visible only to the admin that placed it (404 to the id's owner, missing from its list)."""
+    api.place_ok(customer, [("SKU-6", 1)])  # `customer` owns its id
+    body = {"customerId": customer, "items": [{"sku": "SKU-6", "qty": 1}]}
+    resp = api.http.post("/api/orders", json=body, headers=api.admin)
+    assert resp.status_code == 202, resp.text
+    order_id = resp.json()["orderId"]
+    mine = api.headers(customer)
+    got = api.http.get(f"/api/orders/{order_id}", headers=mine)
+    assert got.status_code == 200, got.text
+    assert all("by" not in (t.get("detail") or {}) for t in got.json()["timeline"])
+    listing = api.http.get("/api/orders", params={"limit": 100}, headers=mine).json()
+    assert order_id in [o["orderId"] for o in listing["items"]]
+    assert api.http.get(f"/api/orders/{order_id}/events", headers=mine).status_code in (200, 204)
+    stranger = api.headers(f"other-{uuid.uuid4().hex[:8]}")
+    for method, path in (
+        ("GET", f"/api/orders/{order_id}"),
+        ("POST", f"/api/orders/{order_id}/cancel"),
+    ):
+        assert api.http.request(method, path, headers=stranger).status_code == 404
+    listing = api.http.get("/api/orders", headers=stranger).json()
+    assert all(o["orderId"] != order_id for o in listing["items"])
+
+
+def test_its_customer_cancels_an_order_an_admin_placed_for_it(
+    api: Api, customer: str, pg: Any
+) -> None:
+    api.place_ok(customer, [("SKU-6", 1)])
+    order_id = scratch_order(pg, "admin1", "RESERVED")  # placed by an admin, for `customer`
+    pg.execute("UPDATE orders SET customer_id = %s WHERE id = %s", (customer, order_id))
+    resp = api.http.post(f"/api/orders/{order_id}/cancel", headers=api.headers(customer))
+    assert resp.status_code == 202, resp.text
+    row = pg.execute("SELECT status FROM orders WHERE id = %s", (order_id,)).fetchone()
+    assert row["status"] == "CANCELLED"
 
 
 def test_listing_pages_own_orders_and_admin_filters(api: Api, customer: str) -> None:

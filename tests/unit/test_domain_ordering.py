@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -36,6 +37,14 @@ def test_another_customer_is_told_the_order_does_not_exist() -> None:
         ordering.cancel(o.order_id, o, "someone-else", False, "x")
     with pytest.raises(NotFound):
         ordering.cancel(uuid.uuid4(), None, "customer1", False, "x")
+
+
+def test_the_owner_of_its_customer_id_cancels_an_order_an_admin_placed() -> None:
+    o = order(OrderStatus.RESERVED)
+    placed_by_admin = dataclasses.replace(o, principal="ops")
+    assert ordering.cancel(o.order_id, placed_by_admin, "customer1", False, "x", owner="customer1")
+    with pytest.raises(NotFound):
+        ordering.cancel(o.order_id, placed_by_admin, "customer1", False, "x", owner="other")
 
 
 def test_an_admin_cancels_anyone_s_order() -> None:
