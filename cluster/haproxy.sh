@@ -7,7 +7,9 @@
 #   - the stats page and the Prometheus frontend on loopback instead of every interface, and the
 #     stats page behind basic auth (user `ops`, password: HAPROXY_STATS_PASSWORD, generated in
 #     the stack's credentials; a password of its own, not the Ray token, so that whoever is given
-#     the page is given nothing else). Without a password HAProxy is not started;
+#     the page is given nothing else). Without a password (a Ray started before the setting
+#     existed, whose environment lacks it) the stats page is left out, not left open: HAProxy
+#     itself must keep starting, Ray reloads it whenever a replica comes or goes;
 #   - `timeout http-request 10s`: a client gets 10 s to send its request headers (without it
 #     only the 3600 s client inactivity timeout bounds a slow sender);
 #   - HAProxy's own answers in the API's JSON error shape with `Cache-Control: no-store`
@@ -38,7 +40,9 @@ error_file() {
 }
 
 if [[ -n "$conf" && -w "$conf" ]]; then
-  : "${HAPROXY_STATS_PASSWORD:?HAPROXY_STATS_PASSWORD is not set: the stats page would have no password (cluster/common.sh generates it)}"
+  if [[ -z "${HAPROXY_STATS_PASSWORD:-}" ]]; then
+    echo "haproxy.sh: HAPROXY_STATS_PASSWORD is not set: the stats page is left out (make down && make up gives Ray the password)" >&2
+  fi
   dir="$(dirname "$conf")"
   error_file 400 "Bad Request" bad_request "HTTP request not understood" >"$dir/orders-400.http"
   error_file 408 "Request Timeout" request_timeout "request headers not sent within 10 s" >"$dir/orders-408.http"
@@ -61,7 +65,10 @@ if [[ -n "$conf" && -w "$conf" ]]; then
     ERRORS="$errors" awk '{ print }
       /^defaults[[:space:]]*$/ && !done { print "    timeout http-request 10s"; print ENVIRON["ERRORS"]; done = 1 }' |
     awk '!(/^[[:space:]]*timeout http-request / && seen++)' |
-    awk 'BEGIN { auth = ENVIRON["HAPROXY_STATS_PASSWORD"] } !/^[[:space:]]*stats auth / { print }
+    awk 'BEGIN { auth = ENVIRON["HAPROXY_STATS_PASSWORD"] }
+      /^[^[:space:]#]/ { skip = (auth == "" && $1 == "listen" && $2 == "stats") }
+      skip || /^[[:space:]]*stats auth / { next }
+      { print }
       /^[[:space:]]*stats enable[[:space:]]*$/ && !done { print "  stats auth ops:" auth; done = 1 }' >"$tmp"
   mv -f "$tmp" "$conf"
 fi
