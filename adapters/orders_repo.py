@@ -36,9 +36,14 @@ async def ping(pool: Pool) -> None:
         await conn.execute("SELECT 1")
 
 
-# Who owns the order's customer id (customer_owners): a customer sees the orders placed for its
-# ids, an admin's included, not only the ones it placed itself.
-_OWNER = "(SELECT principal FROM customer_owners c WHERE c.customer_id = o.customer_id) AS owner"
+# Who owns the order's customer id (customer_owners), if it did when the order was placed: a
+# customer sees the orders placed for its ids, an admin's included, not only the ones it placed
+# itself; never those placed before it claimed the id (admins claim none: a customer's first
+# order for an id would otherwise open the admin's earlier orders for it to that customer).
+_OWNER = (
+    "(SELECT principal FROM customer_owners c WHERE c.customer_id = o.customer_id "
+    "AND c.claimed_at <= o.created_at) AS owner"
+)
 _WITH_TIMELINE = (
     "SELECT "
     + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
@@ -76,32 +81,44 @@ async def order_status(pool: Pool, order_id: uuid.UUID) -> Row | None:
         return await cur.fetchone()
 
 
+_O_COLUMNS = ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
+_NEWEST_FIRST = " ORDER BY created_at DESC, id DESC LIMIT %s"
+
+
 async def order_page(pool: Pool, q: PageQuery) -> list[Row]:
-    """Up to `q.limit` orders (one more than asked tells the caller there is a next page)."""
+    """Up to `q.limit` orders (one more than asked tells the caller there is a next page).
+
+    A customer's page is two index-ordered scans, each stopped at the limit, merged: the
+    orders it placed (`orders_principal_created`), and the others placed for its customer ids
+    since it owns them (`orders_customer_created`, at most MAX_CUSTOMER_IDS_PER_PRINCIPAL ids).
+    One `principal = … OR customer_id IN (…)` filter walked the whole table newest first
+    (524 ms at 300,000 orders for a customer with one)."""
     where: list[str] = []
     args: list[Any] = []
-    if q.principal is not None:  # placed by it, or for a customer id it owns
-        where.append(
-            "(principal = %s OR customer_id IN "
-            "(SELECT customer_id FROM customer_owners WHERE principal = %s))"
-        )
-        args.extend((q.principal, q.principal))
     if q.status is not None:
-        where.append("status = %s")
+        where.append("o.status = %s")
         args.append(q.status)
     if q.customer_id is not None:
-        where.append("customer_id = %s")
+        where.append("o.customer_id = %s")
         args.append(q.customer_id)
     if q.after is not None:
-        where.append("(created_at, id) < (%s, %s)")
+        where.append("(o.created_at, o.id) < (%s, %s)")
         args.extend(q.after)
-    sql = f"SELECT {_ORDER_COLUMNS} FROM orders"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
-    args.append(q.limit)
+    rest = "".join(f" AND {w}" for w in where)
+    if q.principal is None:
+        sql = f"SELECT {_O_COLUMNS} FROM orders o WHERE true{rest}{_NEWEST_FIRST}"
+        params: list[Any] = [*args, q.limit]
+    else:
+        placed = f"SELECT {_O_COLUMNS} FROM orders o WHERE o.principal = %s{rest}{_NEWEST_FIRST}"
+        for_it = (
+            f"SELECT {_O_COLUMNS} FROM customer_owners c JOIN orders o "
+            "ON o.customer_id = c.customer_id AND o.created_at >= c.claimed_at "
+            f"WHERE c.principal = %s AND o.principal <> %s{rest}{_NEWEST_FIRST}"
+        )
+        sql = f"SELECT * FROM (({placed}) UNION ALL ({for_it})) o{_NEWEST_FIRST}"
+        params = [q.principal, *args, q.limit, q.principal, q.principal, *args, q.limit, q.limit]
     async with pool.connection() as conn:
-        cur = await conn.execute(sql, args)
+        cur = await conn.execute(sql, params)
         return await cur.fetchall()
 
 

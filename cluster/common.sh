@@ -25,9 +25,17 @@ export RAY_SERVE_HAPROXY_METRICS_PORT="${RAY_SERVE_HAPROXY_METRICS_PORT:-9101}"
 # Settings take the environment over .env, so a default exported here would hide what .env says
 # (APP_ENV=prod and a secret of one's own in .env, silently run as dev with `devsecret`).
 dotenv_value() {
+  local line
   [[ -r "$ROOT/.env" ]] || return 0
-  sed -nE "s/^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*//p" "$ROOT/.env" | tail -n 1 |
-    sed -E -e "s/^\"(.*)\"[[:space:]]*$/\1/;t" -e "s/^'(.*)'[[:space:]]*$/\1/;t" -e 's/[[:space:]]+#.*$//'
+  line="$(sed -nE "s/^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*//p" "$ROOT/.env" |
+    tail -n 1 | tr -d '\r')" || return 0
+  # as python-dotenv reads it (Settings): "..." with \" and \\ escapes, '...' as is, else the
+  # text up to a ` #` comment, without trailing blanks
+  case "$line" in
+    \"*) printf '%s' "${line#\"}" | sed -E 's/^((\\.|[^"\\])*)".*$/\1/; s/\\(["\\])/\1/g' ;;
+    \'*) line="${line#\'}" && printf '%s' "${line%%\'*}" ;;
+    *) printf '%s' "$line" | sed -E 's/[[:space:]]+#.*$//; s/[[:space:]]+$//' ;;
+  esac
 }
 for _key in HTTP_PORT METRICS_EXPORT_PORT APP_ENV JWT_SECRET; do
   [[ -n "${!_key:-}" ]] || export "$_key=$(dotenv_value "$_key")"

@@ -13,9 +13,10 @@
 #   - `timeout http-request 10s`: a client gets 10 s to send its request headers (without it
 #     only the 3600 s client inactivity timeout bounds a slow sender);
 #   - HAProxy's own answers in the API's JSON error shape with `Cache-Control: no-store`
-#     (README, "Errors"): 400 (a request HAProxy cannot parse), 408 (headers not sent in time),
-#     500, and 503 with `Retry-After: 1` for its 502/503/504 (no replica answered; Ray's
-#     template maps those to a plain-text 500);
+#     (README, "Errors"): 500, and 503 with `Retry-After: 1` for its 502/503/504 (no replica
+#     answered; Ray's template maps those to a plain-text 500). The 400 and 408 files are
+#     written too, but the HAProxy Ray ships (2.8) ignores `errorfile` for errors it answers
+#     while still parsing a request (haproxy/haproxy#3032, fixed in 3.2): those stay HTML;
 #   - no access log unless RAY_SERVE_HAPROXY_LOG_TARGET names a syslog target: Ray's default
 #     sends a line per request to 127.0.0.1:514 over UDP, where nothing listens here (its
 #     metrics, the one reader, are off: cluster/common.sh). That line cost ~20 us of HAProxy's

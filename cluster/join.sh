@@ -29,7 +29,8 @@ done
 # missing here made every actor placed on this machine fail its settings check and restart for
 # ever. The head's mode comes with its credentials file (HEAD_APP_ENV), so an APP_ENV left at
 # this machine's default (dev) is caught too.
-head_env="$(sed -n 's/^HEAD_APP_ENV=//p' "$CREDENTIALS_FILE" 2>/dev/null | tail -n 1)"
+head_env=""  # credentials exported instead of copied: no file, no recorded mode
+[[ -r "$CREDENTIALS_FILE" ]] && head_env="$(sed -n 's/^HEAD_APP_ENV=//p' "$CREDENTIALS_FILE" | tail -n 1)"
 [[ -z "$head_env" || "$head_env" == "$APP_ENV" ]] \
   || die "the head runs APP_ENV=$head_env, this machine APP_ENV=$APP_ENV: export the head's" \
     "APP_ENV and JWT_SECRET here (README, Adding a machine)"

@@ -83,10 +83,16 @@ class Settings(BaseSettings):
         file is its owner's (mode 600), and a user beside it (`orders status`, `make token`)
         needs none of it; pydantic-settings would fail on it with PermissionError."""
         files = getattr(dotenv_settings, "env_file", None)
+        if isinstance(files, (str, os.PathLike)):
+            files = (files,)
         if isinstance(files, (tuple, list)):
             readable = tuple(f for f in files if _readable_or_absent(Path(f)))
             if len(readable) != len(files):
-                dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=readable)
+                dotenv_settings = DotEnvSettingsSource(
+                    settings_cls,
+                    env_file=readable,
+                    env_file_encoding=getattr(dotenv_settings, "env_file_encoding", None),
+                )
         return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     app_env: Literal["dev", "test", "prod"] = "dev"

