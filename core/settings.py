@@ -52,11 +52,7 @@ log = logging.getLogger(__name__)
 def _readable_or_absent(path: Path) -> bool:
     if not path.exists() or os.access(path, os.R_OK):
         return True
-    log.warning(
-        "%s is not readable by this user: its settings are not used (run as its owner, or "
-        "set what you need in the environment)",
-        path,
-    )
+    log.warning("%s is not readable by this user: its settings are not used", path)
     return False
 
 
@@ -83,8 +79,7 @@ class Settings(BaseSettings):
         file is its owner's (mode 600), and a user beside it (`orders status`, `make token`)
         needs none of it; pydantic-settings would fail on it with PermissionError."""
         files = getattr(dotenv_settings, "env_file", None)
-        if isinstance(files, (str, os.PathLike)):
-            files = (files,)
+        files = (files,) if isinstance(files, (str, os.PathLike)) else files
         if isinstance(files, (tuple, list)):
             readable = tuple(f for f in files if _readable_or_absent(Path(f)))
             if len(readable) != len(files):
