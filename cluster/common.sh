@@ -17,9 +17,11 @@ export RAY_GCS_PORT="${RAY_GCS_PORT:-6390}"
 export RAY_CLIENT_SERVER_PORT="${RAY_CLIENT_SERVER_PORT:-10001}"
 export DASHBOARD_AGENT_PORT="${DASHBOARD_AGENT_PORT:-52365}"
 export RAY_NUM_CPUS="${RAY_NUM_CPUS:-2}"
-# HAProxy's stats page and Prometheus frontend (loopback; docs/security.md, "Ports")
-export RAY_SERVE_HAPROXY_STATS_PORT="${RAY_SERVE_HAPROXY_STATS_PORT:-8404}"
-export RAY_SERVE_HAPROXY_METRICS_PORT="${RAY_SERVE_HAPROXY_METRICS_PORT:-9101}"
+# HAProxy's stats page and Prometheus frontend (loopback; docs/security.md, "Ports"): given to
+# `ray start` (ray_env) and checked by preflight, not exported (cluster/deploy.py passes every
+# RAY_SERVE_* variable of the environment on to the actors)
+RAY_SERVE_HAPROXY_STATS_PORT="${RAY_SERVE_HAPROXY_STATS_PORT:-8404}"
+RAY_SERVE_HAPROXY_METRICS_PORT="${RAY_SERVE_HAPROXY_METRICS_PORT:-9101}"
 # dotenv_value KEY -> KEY's value in the checkout's .env (the last line that sets it; quotes
 # removed), empty when there is none. The settings below are read by the platform too: its
 # Settings take the environment over .env, so a default exported here would hide what .env says

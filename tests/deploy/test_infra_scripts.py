@@ -407,5 +407,6 @@ def test_clean_data_removes_the_database_wherever_this_checkout_keeps_it() -> No
     plan = subprocess.run(
         ["make", "-n", "clean-data"], cwd=m.ROOT, capture_output=True, text=True, check=True
     )
-    assert "pgdata=$(cluster/services.sh pgdata) && rm -rf .run/pg" in plan.stdout
-    assert '"$pgdata"' in plan.stdout
+    assert "pgdata=$(cluster/services.sh pgdata) && " in plan.stdout
+    assert 'run="${RUN_DIR:-.run}"' in plan.stdout  # RUN_DIR's data, not always .run's
+    assert 'rm -rf "$run/pg" "$run/redis" "$run/kafka" "$run/ray" "$pgdata"' in plan.stdout

@@ -91,6 +91,7 @@ def test_stop_pid_kills_a_process_that_ignores_term_and_sends_the_signal_asked(
 def _preflight(run: Path, http_port: int) -> subprocess.CompletedProcess[str]:
     ports = ["PG_PORT", "REDIS_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "DASHBOARD_PORT"]
     ports += ["RAY_GCS_PORT", "RAY_CLIENT_SERVER_PORT", "DASHBOARD_AGENT_PORT"]
+    ports += ["RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"]
     env = {name: str(sb.free_port()) for name in [*ports, "METRICS_EXPORT_PORT"]}
     return subprocess.run(
         [str(ROOT / "cluster" / "preflight.sh"), "test"],

@@ -57,7 +57,11 @@ def bare_checkout() -> Iterator[Path]:
 def _free_ports() -> dict[str, str]:
     names = ["PG_PORT", "REDIS_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "HTTP_PORT"]
     names += ["DASHBOARD_PORT", "RAY_GCS_PORT", "RAY_CLIENT_SERVER_PORT", "DASHBOARD_AGENT_PORT"]
-    names += ["METRICS_EXPORT_PORT"]
+    names += [
+        "METRICS_EXPORT_PORT",
+        "RAY_SERVE_HAPROXY_STATS_PORT",
+        "RAY_SERVE_HAPROXY_METRICS_PORT",
+    ]
     return {name: str(_free_port()) for name in names}
 
 
