@@ -7,8 +7,11 @@ processes it starts itself standing for the services."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -163,3 +166,39 @@ def test_a_start_gives_up_on_a_broker_that_never_gets_ready(tmp_path: Path) -> N
         )
         assert sb.alive(proc) and pid_file.read_text().strip() == str(proc.pid)
         assert not (tmp_path / "logs" / "kafka.out").exists()
+
+
+def test_a_stop_that_has_to_kill_takes_the_whole_process_group(tmp_path: Path) -> None:
+    """`ray start --block` runs under setsid with Ray's servers in its group: when it did not
+    end on SIGTERM, the SIGKILL went to it alone, and the GCS, raylet, dashboard and HAProxy
+    kept running on their ports with no record left to stop them by."""
+    child_file = tmp_path / "child"
+    script = f"trap '' TERM; sleep 300 & echo $! > {child_file}; wait"
+    leader = subprocess.Popen(
+        ["setsid", "bash", "-c", script, "bash", f"--temp-dir={tmp_path / 'ray'}"]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not child_file.exists() or not child_file.read_text().strip():
+            assert time.monotonic() < deadline, "the child did not start"
+            time.sleep(0.05)
+        child = int(child_file.read_text())
+        sb.record(tmp_path, "ray", leader.pid)
+        result = sb.bash(tmp_path, "stop_pid ray 1")
+        assert result.returncode == 0, result.stderr
+        leader.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+            assert time.monotonic() < deadline, "the group's other process outlived the stop"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rfind(")") + 2]
