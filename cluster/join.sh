@@ -42,10 +42,21 @@ if pid_alive ray-worker; then
 fi
 "$ROOT/cluster/install.sh" --venv-only
 
+# running PID -> 0 while PID runs (a zombie counts as ended). PID is this script's child, so it
+# cannot be another process's before this script reaps it. Not pid_alive: between the fork and
+# the child's exec its command line is still this script's, which pid_alive takes for another
+# process, removing the record; on a busy box (the namespace harness under its CPU cap) a join
+# failed that way at once, twice in a row.
+running() {
+  local state
+  state="$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
 # joined: Ray's startup message is in the log; exits 2 once the process is gone (a wrong token,
 # an unreachable GCS): wait_for hides a check's output, so the reason is printed after it
+worker=""
 joined() {
-  pid_alive ray-worker || return 2
+  running "$worker" || return 2
   grep -q "Ray runtime started" "$RUN/logs/ray-worker.out"
 }
 joined_or_gone() { joined || [[ $? -eq 2 ]]; }
@@ -58,7 +69,8 @@ env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --bl
   --dashboard-agent-listen-port="$DASHBOARD_AGENT_PORT" \
   --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
   --temp-dir="$RUN/ray" >"$RUN/logs/ray-worker.out" 2>&1 </dev/null &
-echo $! >"$RUN/pids/ray-worker.pid"
+worker=$!
+echo "$worker" >"$RUN/pids/ray-worker.pid"
 wait_for "ray worker node" 120 joined_or_gone
 joined || die "ray start failed: $(tail -n 5 "$RUN/logs/ray-worker.out" | tr '\n' ' ')(see $RUN/logs/ray-worker.out)"
 ray_session_priority "$(cat "$RUN/pids/ray-worker.pid")"
