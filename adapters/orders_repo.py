@@ -44,10 +44,9 @@ _OWNER = (
     "(SELECT principal FROM customer_owners c WHERE c.customer_id = o.customer_id "
     "AND c.claimed_at <= o.created_at) AS owner"
 )
+_O_COLUMNS = ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
 _WITH_TIMELINE = (
-    "SELECT "
-    + ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
-    + f", {_OWNER}"
+    f"SELECT {_O_COLUMNS}, {_OWNER}"
     + ", e.status AS e_status, e.event AS e_event, e.at AS e_at, e.detail AS e_detail "
     "FROM orders o LEFT JOIN LATERAL (SELECT id, status, event, at, detail FROM order_events "
     "WHERE order_id = o.id) e ON true WHERE o.id = %s ORDER BY e.id"
@@ -81,7 +80,6 @@ async def order_status(pool: Pool, order_id: uuid.UUID) -> Row | None:
         return await cur.fetchone()
 
 
-_O_COLUMNS = ", ".join(f"o.{c.strip()}" for c in _ORDER_COLUMNS.split(","))
 _NEWEST_FIRST = " ORDER BY created_at DESC, id DESC LIMIT %s"
 
 

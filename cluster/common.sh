@@ -172,13 +172,19 @@ die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 # measured at 190 orders/s, RAY_AUTOGROUP_NICENESS -5 halved the accept p99 (ADR-007). Lowering
 # it needs root or CAP_SYS_NICE; without them, or without autogroups (containers: cgroups decide
 # there), it stays as it was.
+# stat_field PID N -> field N of /proc/PID/stat counted from the one after the command name
+# (0 state, 1 parent, 2 process group, 3 session); fails when PID is gone
+stat_field() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  read -r -a stat <<<"${stat##*) }"
+  printf '%s' "${stat[$2]}"
+}
 # Called once `ray start` answers: before its setsid() the write would reach the caller's session.
 ray_session_priority() {
-  local pid="$1" nice="${RAY_AUTOGROUP_NICENESS:--5}" file="/proc/$1/autogroup" stat
+  local pid="$1" nice="${RAY_AUTOGROUP_NICENESS:--5}" file="/proc/$1/autogroup"
   [[ -e $file ]] || return 0
-  stat="$(cat "/proc/$pid/stat")"
-  read -r -a stat <<<"${stat##*) }"
-  [[ ${stat[3]} == "$pid" ]] || die "ray: pid $pid does not lead its own session"
+  [[ "$(stat_field "$pid" 3)" == "$pid" ]] || die "ray: pid $pid does not lead its own session"
   if ! echo "$nice" 2>/dev/null >"$file"; then
     log "ray: session niceness $nice refused (needs root or CAP_SYS_NICE); kept $(cat "$file" 2>/dev/null)"
   fi
@@ -262,9 +268,12 @@ ray_env() {
 # (the URLs the platform connects with are enough).
 RAY_ENV_DROP=(-u ORDERS_DB_PASSWORD -u MIGRATION_DATABASE_URL -u ORDERS_APP_DB_PASSWORD -u REDIS_PASSWORD)
 # What Kafka and Redis must not inherit: every secret (they need none from the environment;
-# Postgres starts with an empty environment, cluster/services.sh).
-SECRET_ENV_DROP=("${RAY_ENV_DROP[@]}" -u RAY_AUTH_TOKEN -u HAPROXY_STATS_PASSWORD -u JWT_SECRET
-  -u DATABASE_URL -u REDIS_URL)
+# Postgres starts with an empty environment, cluster/services.sh): each credential, the URLs
+# made of them, JWT_SECRET.
+SECRET_ENV_DROP=()
+for _key in "${CREDENTIAL_KEYS[@]}" DATABASE_URL MIGRATION_DATABASE_URL REDIS_URL JWT_SECRET; do
+  SECRET_ENV_DROP+=(-u "$_key")
+done
 
 # --- pid files: $RUN/pids/NAME.pid ---------------------------------------------------------------
 # The pid of a process this stack started: pg (the postmaster, copied from its postmaster.pid),
@@ -369,7 +378,7 @@ stop_pid() {
     # pid_is, not kill -0: once it has ended, its pid may be another process's
     while pid_is "$name" "$pid"; do
       if (( SECONDS - start >= timeout )); then
-        if [[ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$pid" ]]; then
+        if [[ "$(stat_field "$pid" 2)" == "$pid" ]]; then
           kill -KILL -- "-$pid" 2>/dev/null || true
         else
           kill -KILL "$pid" 2>/dev/null || true

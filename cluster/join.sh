@@ -49,7 +49,7 @@ fi
 # failed that way at once, twice in a row.
 running() {
   local state
-  state="$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
+  state="$(stat_field "$1" 0)" || return 1
   [[ -n "$state" && "$state" != Z ]]
 }
 # joined: Ray's startup message is in the log; exits 2 once the process is gone (a wrong token,

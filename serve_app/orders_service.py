@@ -32,7 +32,7 @@ def _visible(principal: Principal, row: Row | None) -> bool:
     """An admin sees every order; a customer those it placed and those placed (by an admin,
     who acts for anyone) for a customer id it owns."""
     return row is not None and (
-        principal.is_admin or principal.sub in (row["principal"], row.get("owner"))
+        principal.is_admin or principal.sub in (row["principal"], row["owner"])
     )
 
 

@@ -19,22 +19,29 @@ _KEYS = (
 )
 
 
-def _join(tmp_path: Path, head_env: str | None, **env: str) -> subprocess.CompletedProcess[str]:
+def _join(
+    tmp_path: Path, head_env: str | None, env: dict[str, str], exported: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """join.sh with the head's credentials copied to RUN_DIR (with `HEAD_APP_ENV=head_env`
+    unless None), or `exported` in the environment instead, with no file."""
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
-    lines = [f"{key}=x{i}" for i, key in enumerate(_KEYS)]
-    if head_env is not None:
-        lines.append(f"HEAD_APP_ENV={head_env}")
-    (run / "credentials.env").write_text("\n".join(lines) + "\n")
+    credentials = {key: f"x{i}" for i, key in enumerate(_KEYS)}
+    if not exported:
+        lines = [f"{key}={value}" for key, value in credentials.items()]
+        if head_env is not None:
+            lines.append(f"HEAD_APP_ENV={head_env}")
+        (run / "credentials.env").write_text("\n".join(lines) + "\n")
     clean = {
         k: v
         for k, v in os.environ.items()
         if k not in (*_KEYS, "APP_ENV", "JWT_SECRET", "NODE_ADDRESS", "HEAD_ADDRESS")
         and not k.endswith("_URL")
     }
+    given = credentials if exported else {}
     return subprocess.run(
         ["bash", str(ROOT / "cluster/join.sh"), "10.99.0.1"],
-        env={**clean, "RUN_DIR": str(run), "NODE_ADDRESS": "10.99.0.2", **env},
+        env={**clean, **given, "RUN_DIR": str(run), "NODE_ADDRESS": "10.99.0.2", **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -53,7 +60,7 @@ def _join(tmp_path: Path, head_env: str | None, **env: str) -> subprocess.Comple
 def test_a_machine_that_would_not_match_the_head_is_refused(
     tmp_path: Path, head_env: str | None, env: dict[str, str], refusal: str
 ) -> None:
-    ran = _join(tmp_path, head_env, **env)
+    ran = _join(tmp_path, head_env, env)
     assert ran.returncode != 0
     assert refusal in ran.stderr + ran.stdout, ran.stderr[-600:]
 
@@ -61,22 +68,6 @@ def test_a_machine_that_would_not_match_the_head_is_refused(
 def test_credentials_exported_instead_of_copied_pass_the_mode_check(tmp_path: Path) -> None:
     """The documented alternative to copying the file: without it the check read no file and
     the script ended (set -e) with no message at all."""
-    run = tmp_path / "run"
-    run.mkdir()
-    clean = {k: v for k, v in os.environ.items() if k not in ("APP_ENV", "JWT_SECRET")}
-    exported = {key: f"x{i}" for i, key in enumerate(_KEYS)}
-    ran = subprocess.run(
-        ["bash", str(ROOT / "cluster/join.sh"), "10.99.0.1"],
-        env={
-            **clean,
-            **exported,
-            "RUN_DIR": str(run),
-            "NODE_ADDRESS": "10.99.0.2",
-            "APP_ENV": "prod",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ran = _join(tmp_path, None, {"APP_ENV": "prod"}, exported=True)
     assert ran.returncode != 0  # stopped by the next check, with its message
     assert "needs the head's JWT_SECRET" in ran.stderr + ran.stdout, ran.stderr[-600:]
