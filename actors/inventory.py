@@ -115,7 +115,11 @@ class InventoryShard(Inspectable):
         return {"pid": os.getpid(), **health, "skus": len(self._stock)}
 
     async def snapshot(self, sku: str) -> dict[str, int] | None:
-        """The in-memory view of one SKU (tests compare it with Postgres)."""
+        """The in-memory view of one SKU (tests compare it with Postgres). After a transaction
+        that failed, memory is read again first, as the next change would do."""
+        if self._unsure:
+            async with self._uow.begin() as tx:
+                await self._locked(tx)
         entry = self._stock.get(sku)
         return None if entry is None else {"onHand": entry.on_hand, "reserved": entry.reserved}
 

@@ -182,6 +182,25 @@ def test_a_shard_reads_its_stock_again_after_a_failed_transaction(
         api.set_available(sku, 4)
 
 
+def test_a_shard_snapshot_after_a_failed_transaction_reads_its_stock_again(
+    api: Api, pg: Any, settings: Settings, ray_cluster: Any
+) -> None:
+    """What the shard shows (tests compare it with Postgres) is not a memory it would read
+    again before its next change: with no change after the failure, it still agrees."""
+    sku = "SKU-87"
+    api.set_available(sku, 4)
+    shard = _shard(ray_cluster, settings, sku)
+    before = ray_cluster.get(shard.snapshot.remote(sku))
+    pg.execute("UPDATE inventory SET on_hand = on_hand + 2 WHERE sku = %s", (sku,))
+    try:
+        with pytest.raises(Exception, match="onHand must be at least 0"):
+            ray_cluster.get(shard.set_stock.remote(sku, -1))
+        after = ray_cluster.get(shard.snapshot.remote(sku))
+        assert after == {"onHand": before["onHand"] + 2, "reserved": before["reserved"]}
+    finally:
+        api.set_available(sku, 4)
+
+
 def test_an_admin_cancel_names_the_role_to_the_customer_and_the_admin_to_admins(
     api: Api, customer: str, pg: Any
 ) -> None:

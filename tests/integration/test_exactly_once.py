@@ -242,14 +242,21 @@ def test_killed_actors_restart_with_their_state_and_orders_complete(
     shard = ray_cluster.get_actor(shard_name)
     wait_until(lambda: ray_cluster.get(shard.snapshot.remote(sku)) is not None, what="shard up")
 
+    seen: dict[str, Any] = {}
+
     def settled() -> bool:  # the last SHIPPED events' commits may come after DELIVERED
-        memory = ray_cluster.get(shard.snapshot.remote(sku))
+        seen["memory"] = ray_cluster.get(shard.snapshot.remote(sku))
         row = pg.execute("SELECT on_hand, reserved FROM inventory WHERE sku = %s", (sku,))
         stored = row.fetchone()
-        same = memory == {"onHand": stored["on_hand"], "reserved": stored["reserved"]}
-        return bool(same and stored["reserved"] == 0)
+        seen["row"] = {"onHand": stored["on_hand"], "reserved": stored["reserved"]}
+        held = "SELECT order_id, qty, state FROM reservations WHERE sku = %s AND state = 'HELD'"
+        seen["held"] = [dict(r) for r in pg.execute(held, (sku,)).fetchall()]
+        return bool(seen["memory"] == seen["row"] and stored["reserved"] == 0)
 
-    wait_until(settled, timeout=30, what="the shard's memory equal to its row, nothing held")
+    try:
+        wait_until(settled, timeout=30, what="the shard's memory equal to its row, nothing held")
+    except AssertionError as exc:  # what each side held, to tell a stale memory from a held unit
+        raise AssertionError(f"{exc}; last seen {seen}") from None
     assert api.stock(sku)["available"] == 40
     n = pg.execute(
         "SELECT count(*) AS n FROM payments WHERE order_id = ANY(%s::uuid[])", (placed,)
