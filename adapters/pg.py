@@ -48,14 +48,19 @@ async def open_pool(
     autocommit: bool = False,
     wait_for_postgres: bool = False,
     session: Mapping[str, str] | None = None,
+    checkout_s: float = 30.0,
 ) -> AsyncConnectionPool[AsyncConnection[Row]]:
     """Open a pool and wait until its first connection works (fails within 30 s on a bad DSN).
     `wait_for_postgres`: first wait for Postgres for as long as it takes (`connect_when_up`),
     what an actor's `__init__` needs (Ray never restarts an actor whose creation task raised).
-    `session`: settings every connection starts with (`-c name=value`)."""
+    `session`: settings every connection starts with (`-c name=value`). `checkout_s`: how long
+    a caller waits for a connection before `PoolTimeout`."""
     if wait_for_postgres:
         return await when_up(
-            lambda: open_pool(dsn, size, name, autocommit=autocommit, session=session), name
+            lambda: open_pool(
+                dsn, size, name, autocommit=autocommit, session=session, checkout_s=checkout_s
+            ),
+            name,
         )
     kwargs: dict[str, Any] = {"row_factory": dict_row, "autocommit": autocommit}
     if session:
@@ -69,6 +74,7 @@ async def open_pool(
         kwargs=kwargs,
         connection_class=AsyncConnection[Row],
         check=check_if_suspect,
+        timeout=checkout_s,
     )
     try:
         await pool.open(wait=True, timeout=30)

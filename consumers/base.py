@@ -56,7 +56,7 @@ class Shards:
         return self._remote(index, method, args)
 
     async def _remote(self, index: int, method: str, args: tuple[Any, ...]) -> Any:
-        ref = getattr(self._handle(index), method).remote(*args)
+        ref = getattr(await self._handle(index), method).remote(*args)
         try:
             # bounded: the caller's transaction holds its orders' row locks meanwhile (a cancel
             # waits on them), and a shard restarting elsewhere may take minutes; the timeout is
@@ -70,11 +70,13 @@ class Shards:
             self._handles.pop(index, None)
             raise
 
-    def _handle(self, index: int) -> Any:
+    async def _handle(self, index: int) -> Any:
         if index not in self._handles:
             name = self._name(index)
-            try:
-                self._handles[index] = registry.get_actor(name, self._namespace)
+            lookup = asyncio.to_thread(registry.get_actor, name, self._namespace)
+            try:  # a call to Ray's GCS, off the event loop (its heartbeats, the hold sweeps)
+                # and bounded: a GCS failing over answers after up to a minute (transient)
+                self._handles[index] = await asyncio.wait_for(lookup, REMOTE_CALL_S)
             except ValueError as exc:  # not created yet (a rollout): retried, never poison
                 raise Unavailable(f"actor {name} does not exist (yet)") from exc
         return self._handles[index]

@@ -8,6 +8,8 @@ from typing import Any
 from core import registry
 from domain.errors import Unavailable
 
+_LOOKUP_S = 10.0
+
 
 class ActorDirectory:
     """Named actors of the platform's namespace; `Unavailable` (503) when Ray or one is
@@ -27,10 +29,15 @@ class ActorDirectory:
             raise Unavailable("this gateway runs without Ray; use the Serve deployment")
         handle = self._handles.get(name)
         if handle is None:
-            try:  # a blocking call to Ray's GCS: off the event loop
-                handle = await asyncio.to_thread(registry.get_actor, name, self._namespace)
+            lookup = asyncio.to_thread(registry.get_actor, name, self._namespace)
+            try:  # a blocking call to Ray's GCS: off the event loop, and bounded (a GCS
+                # failing over answers after up to a minute)
+                handle = await asyncio.wait_for(lookup, _LOOKUP_S)
             except ValueError:
                 raise Unavailable(f"actor {name} is not running; run `make up`") from None
+            except TimeoutError:
+                wait = f"{_LOOKUP_S:.0f} s"
+                raise Unavailable(f"Ray did not find actor {name} within {wait}; retry") from None
             self._handles[name] = handle
         return handle
 

@@ -103,8 +103,8 @@ def response_for(exc: Exception) -> JsonResponse | None:
         return error_response(
             503,
             "unavailable",
-            "a backing service is restarting; retry shortly (with the same Idempotency-Key a "
-            "retry never stores an order twice)",
+            "a backing service is restarting or too slow; retry shortly (with the same "
+            "Idempotency-Key a retry never stores an order twice)",
             headers={"Retry-After": "2"},
         )
     return None

@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from adapters.orders_repo import Pool, timeline_after, timeline_status_at
 from adapters.status import channel
@@ -62,8 +64,7 @@ async def status_stream(
     (not sent again)."""
     pubsub = redis.pubsub()
     try:  # everything that may fail or be cancelled is inside: the connection goes back
-        with contextlib.suppress(Exception):  # Redis down: the periodic re-read still works
-            await pubsub.subscribe(channel(str(order_id)))
+        subscribed = await _subscribe(pubsub, order_id)
         last_id = after_id
         deadline = asyncio.get_running_loop().time() + _MAX_STREAM_S
         rows = await timeline_after(pool, order_id, last_id)
@@ -83,14 +84,33 @@ async def status_stream(
                 if is_terminal(OrderStatus(row["status"])):
                     return
             # wait for a pub/sub nudge (or the re-check period), then re-read Postgres
-            try:
-                await pubsub.get_message(ignore_subscribe_messages=True, timeout=_RECHECK_S)
-            except Exception:  # not subscribed (Redis down): fall back to the periodic re-read
-                await asyncio.sleep(_RECHECK_S)
+            subscribed = subscribed or await _subscribe(pubsub, order_id)
+            if not subscribed or not await _nudged(pubsub):
+                await asyncio.sleep(_RECHECK_S)  # Redis down: the periodic re-read goes on
             rows = await timeline_after(pool, order_id, last_id)
     finally:
         with contextlib.suppress(Exception):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def _subscribe(pubsub: PubSub, order_id: uuid.UUID) -> bool:
+    """Subscribe to the order's channel; False when Redis does not answer (the stream tries
+    again each re-check: a stream opened during a Redis outage gets its nudges once it is back;
+    once subscribed, redis-py reconnects and subscribes again by itself)."""
+    try:
+        await pubsub.subscribe(channel(str(order_id)))
+    except (RedisError, OSError):
+        return False
+    return True
+
+
+async def _nudged(pubsub: PubSub) -> bool:
+    """Wait up to the re-check period for a nudge; False when Redis does not answer."""
+    try:
+        await pubsub.get_message(ignore_subscribe_messages=True, timeout=_RECHECK_S)
+    except (RedisError, OSError):
+        return False
+    return True
 
 
 class LiveStatus:

@@ -42,8 +42,8 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         "A dependency is down or the payment circuit is open; see Retry-After. Nothing is stored, "
         "unless the database's answer to a commit was lost: retry with the same Idempotency-Key",
         "unavailable",
-        "a backing service is restarting; retry shortly (with the same Idempotency-Key a retry "
-        "never stores an order twice)",
+        "a backing service is restarting or too slow; retry shortly (with the same "
+        "Idempotency-Key a retry never stores an order twice)",
     ),
 }
 # Answered by the gate (serve_app/gate.py) on every route.

@@ -1,5 +1,11 @@
 """Readiness of the gateway's dependencies: Postgres, Redis, the payment circuit and, under Ray,
-the outbox relay (with Kafka) and every consumer. Each probe is bounded in time."""
+the outbox relay (with Kafka) and every consumer. Each probe is bounded in time.
+
+The overall status says whether to send orders here: `down` (503) only when the gateway cannot
+accept one, that is when Postgres does not answer. Anything else that fails leaves orders
+accepted but slowed or held (Redis: admission and idempotency fail open; Kafka, the relay, a
+consumer: the orders wait in Postgres's outbox and go on when it is back), so the gateway is
+`degraded` (200) and `checks` names the part that is down."""
 
 from __future__ import annotations
 
@@ -24,6 +30,17 @@ _PROBE_TIMEOUT_S = 2.0
 # member is reported as such beside the others' health, not the whole group as a timeout
 _MEMBER_TIMEOUT_S = 1.5
 _COUNTS = ("handled", "deadLettered", "lag")  # summed over a group's members
+
+
+# what accepting an order cannot do without
+_ESSENTIAL = ("postgres",)
+
+
+def _overall(checks: dict[str, dict[str, Any]]) -> str:
+    """`down` when an essential check is, else `up` when every check is, else `degraded`."""
+    if any(checks[name].get("status") == "down" for name in _ESSENTIAL):
+        return "down"
+    return "up" if all(c.get("status") == "up" for c in checks.values()) else "degraded"
 
 
 def _worst(states: Iterable[str]) -> str:
@@ -64,8 +81,9 @@ class ReadinessProbe:
         if "relay" in checks:  # the relay reports the broker; a relay that did not answer, not
             kafka = checks["relay"].get("kafka")  # (the broker is then unknown, not down)
             checks["kafka"] = {"status": kafka} if kafka else {"status": "unknown"}
-        overall = _worst(str(c.get("status")) for c in checks.values())
-        return Readiness(status=overall, checks=checks)
+        if checks["redis"].get("status") != "up":  # the circuit's state is kept in Redis
+            checks["payments"] = {"status": "unknown", "error": "Redis does not answer"}
+        return Readiness(status=_overall(checks), checks=checks)
 
     async def _postgres(self) -> dict[str, Any]:
         await orders_repo.ping(self._pool)

@@ -25,6 +25,14 @@ from serve_app.metrics_proxy import MetricsProxy
 from serve_app.orders_service import OrderService
 from serve_app.readiness import ReadinessProbe
 
+# A request never waits on Postgres without end (a lock held by a migration, a server that no
+# longer answers): a statement runs at most 10 s and a connection is waited for at most 10 s,
+# then the request gets the JSON 503 of serve_app/errors.py (QueryCanceled and PoolTimeout);
+# HAProxy's `timeout server` (cluster/common.sh) bounds the rest. The gateway's statements
+# take milliseconds; the cancel waits at most 5 s for its order's lock.
+GATEWAY_SESSION = {"statement_timeout": "10s"}
+GATEWAY_CHECKOUT_S = 10.0
+
 
 @dataclass(frozen=True)
 class Services:
@@ -38,12 +46,33 @@ class Services:
     metrics: MetricsProxy
     _pool: Pool
     _redis: aioredis.Redis
+    _probe_pool: Pool
 
     async def close(self) -> None:
         await self.accept.close()
         await self.metrics.close()
         await self._redis.aclose()
         await self._pool.close()
+        await self._probe_pool.close()
+
+
+async def _gateway_pool(
+    settings: Settings,
+    name: str,
+    size: int,
+    *,
+    autocommit: bool = False,
+    session: dict[str, str] | None = None,
+    checkout_s: float = GATEWAY_CHECKOUT_S,
+) -> Pool:
+    return await open_pool(
+        settings.database_url,
+        size,
+        name,
+        autocommit=autocommit,
+        session={**GATEWAY_SESSION, **(session or {})},
+        checkout_s=checkout_s,
+    )
 
 
 async def open_services(
@@ -54,19 +83,19 @@ async def open_services(
 ) -> Services:
     """Open pools and clients; `on_start` runs first (the composition root passes the step
     that brings up the platform's actors, see cluster/app.py)."""
-    pool = await open_pool(settings.database_url, settings.db_pool_size, "gateway")
+    pool = await _gateway_pool(settings, "gateway", settings.db_pool_size)
     # a command that waits longer than REDIS_TIMEOUT_S fails: admission and idempotency then
     # fail open (Postgres keeps every order and its key); SSE waits pass their own timeouts
     redis = async_client(settings.redis_url)
     if on_start is not None:
         await on_start(settings)
-    intake_pool = await open_pool(
-        settings.database_url,
-        settings.accept_flushers,
-        "gateway-intake",
-        autocommit=True,
-        session={CLAIM_CAP_SETTING: str(settings.max_customer_ids_per_principal)},
+    claim_cap = {CLAIM_CAP_SETTING: str(settings.max_customer_ids_per_principal)}
+    intake_pool = await _gateway_pool(
+        settings, "gateway-intake", settings.accept_flushers, autocommit=True, session=claim_cap
     )
+    # readiness pings Postgres on connections of its own: requests that fill the gateway's
+    # pool (cancels waiting for a row lock) do not make Postgres look down
+    probe_pool = await _gateway_pool(settings, "gateway-probe", 2, checkout_s=1.0)
     actors = ActorDirectory(settings.ray_namespace, with_ray=with_ray)
     outage = RedisOutage()
     services = Services(
@@ -87,9 +116,10 @@ async def open_services(
             settings.sse_streams_cap,
             settings.sse_max_streams_per_principal,
         ),
-        readiness=ReadinessProbe(pool, redis, actors, settings, outage),
+        readiness=ReadinessProbe(probe_pool, redis, actors, settings, outage),
         metrics=MetricsProxy(settings.metrics_export_port),
         _pool=pool,
         _redis=redis,
+        _probe_pool=probe_pool,
     )
     return services

@@ -78,3 +78,67 @@ def test_a_stream_that_ends_gives_the_connection_back(monkeypatch: pytest.Monkey
     redis = _Redis()
     asyncio.run(_first(redis))  # the order row's final status, then the end
     assert redis.pubsub_.closed
+
+
+class _FlakyPubSub:
+    """Redis down for the first subscribes, then up: counts the waits for a nudge."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.subscribes = 0
+        self.nudge_waits = 0
+
+    async def subscribe(self, *channels: str) -> None:
+        self.subscribes += 1
+        if self.subscribes <= self.failures:
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            raise RedisConnectionError("Redis does not answer")
+
+    async def get_message(self, **kwargs: Any) -> None:
+        if self.subscribes <= self.failures:  # redis-py without a subscription
+            raise RuntimeError("pubsub connection not set")
+        self.nudge_waits += 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_stream_opened_while_redis_was_down_subscribes_once_it_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: a failed first subscribe was never tried again, and each later wait for a nudge
+    failed (redis-py: no connection) into the bare except, so the stream re-read Postgres every
+    2 s for its whole life and never got a nudge."""
+    pubsub = _FlakyPubSub(failures=2)
+    reads = 0
+
+    async def timeline(*args: Any) -> list[dict[str, Any]]:
+        nonlocal reads
+        reads += 1
+        if pubsub.nudge_waits < 2:
+            return []
+        row = {"id": 7, "status": "DELIVERED", "event": "shipping.updated"}
+        return [{**row, "at": datetime.now(UTC)}]
+
+    monkeypatch.setattr(live, "timeline_after", timeline)
+    monkeypatch.setattr(live, "_RECHECK_S", 0.001)
+
+    class _Redis:
+        def pubsub(self) -> _FlakyPubSub:
+            return pubsub
+
+    async def all_events() -> list[dict[str, Any]]:
+        stream = live.status_stream(
+            None,  # type: ignore[arg-type]
+            _Redis(),  # type: ignore[arg-type]
+            uuid.uuid4(),
+            ("RESERVED", datetime.now(UTC)),
+            after_id=1,
+        )
+        return [event async for event in stream]
+
+    events = asyncio.run(asyncio.wait_for(all_events(), 10))
+    assert pubsub.subscribes == 3  # two refused, the third taken, none after
+    assert pubsub.nudge_waits == 2
+    assert [e["id"] for e in events] == ["7"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from core import registry
 from core.settings import Settings
 from serve_app.readiness import ReadinessProbe, _bounded
 
@@ -106,3 +107,75 @@ def test_an_actor_dead_for_good_is_forgotten() -> None:
     group = asyncio.run(_bounded(probe._group_health("inventory", ["inventory-shard-0"])))
     assert group["status"] == "down"
     assert directory.forgotten == ["inventory-shard-0"]
+
+
+class _Conn:
+    async def execute(self, query: str) -> None:
+        return None
+
+
+class _Pool:
+    def __init__(self, up: bool) -> None:
+        self._up = up
+
+    def connection(self) -> Any:
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def conn() -> Any:
+            if not self._up:
+                raise ConnectionError("Postgres does not answer")
+            yield _Conn()
+
+        return conn()
+
+
+class _Redis:
+    def __init__(self, up: bool) -> None:
+        self._up = up
+
+    async def ping(self) -> bool:
+        if not self._up:
+            raise ConnectionError("Redis does not answer")
+        return True
+
+    async def mget(self, keys: list[str]) -> list[None]:
+        if not self._up:
+            raise ConnectionError("Redis does not answer")
+        return [None for _ in keys]
+
+
+def _report(*, pg: bool = True, redis: bool = True, member: Any = "up") -> Any:
+    settings = Settings(inventory_shards=1, payment_shards=1)
+    answers: dict[str, Any] = {registry.RELAY: {"status": "up", "kafka": "up"}}
+    for hosts in registry.members(1, 1).values():
+        for host in hosts:
+            answers[host] = member if member is None else {"status": member}
+    directory = _Directory(answers)
+    probe = ReadinessProbe(_Pool(pg), _Redis(redis), directory, settings)  # type: ignore[arg-type]
+    return asyncio.run(probe.report())
+
+
+def test_everything_up_is_up() -> None:
+    report = _report()
+    assert report.status == "up"
+    assert {c["status"] for c in (report.checks or {}).values()} == {"up"}
+
+
+def test_only_postgres_down_makes_the_gateway_not_ready() -> None:
+    """Before: a Redis outage (admission and idempotency fail open), a broker outage (orders
+    wait in the outbox) or a dead consumer answered 503 like a Postgres outage, and a balancer
+    that reads /ready would take away a gateway that still accepts orders."""
+    assert _report(pg=False).status == "down"
+    no_redis = _report(redis=False)
+    assert no_redis.status == "degraded"
+    assert (no_redis.checks or {})["redis"]["status"] == "down"
+    dead_member = _report(member=None)
+    assert dead_member.status == "degraded"
+    assert (dead_member.checks or {})["consumer:inventory"]["status"] == "down"
+
+
+def test_the_payment_circuit_is_unknown_while_redis_does_not_answer() -> None:
+    """It was `down`, which pointed at the payment provider instead of Redis."""
+    checks = _report(redis=False).checks or {}
+    assert checks["payments"] == {"status": "unknown", "error": "Redis does not answer"}

@@ -60,13 +60,14 @@ def test_the_hosting_shard_is_called_in_process_the_others_through_their_actors(
     shards, local, (log, looked_up) = _shards(monkeypatch, {"inventory-shard-0"})
 
     async def run() -> list[str]:
-        calls = [shards.call(i, "reserve_batch", [i, 10 + i]) for i in (0, 1, 0)]
-        return list(await asyncio.gather(*calls))
+        first = await shards.call(0, "reserve_batch", [0, 10])  # looks the handle up
+        calls = [shards.call(i, "reserve_batch", [i, 10 + i]) for i in (1, 0)]
+        return [first, *await asyncio.gather(*calls)]
 
     assert asyncio.run(run()) == ["remote inventory-shard-0", "local", "remote inventory-shard-0"]
     assert local.calls == [[1, 11]]  # the very objects, no Ray call for its own part
     assert log == [("inventory-shard-0", [0, 10]), ("inventory-shard-0", [0, 10])]
-    assert looked_up == ["inventory-shard-0"]  # the handle is looked up once
+    assert looked_up == ["inventory-shard-0"]  # the handle is looked up once, then kept
 
 
 def test_a_shard_that_does_not_exist_yet_is_unavailable_not_poison(

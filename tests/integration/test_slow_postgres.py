@@ -1,0 +1,40 @@
+"""A request never waits on Postgres without end: a statement of the gateway's runs at most
+10 s (`statement_timeout` of its pools, serve_app/wiring.py), then the client gets the JSON 503
+and nothing is stored. Before, an order posted while a migration held `orders` waited as long as
+the lock did, and behind it every request of the replica's 64 slots."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from core.settings import Settings
+from tests.integration.conftest import Api
+
+
+def test_an_order_posted_while_orders_is_locked_gets_a_503_and_is_not_stored(
+    api: Api, customer: str, settings: Settings, pg: Any
+) -> None:
+    key = f"slow-pg-{uuid.uuid4()}"
+    headers = {**api.headers(customer), "Idempotency-Key": key}
+    body = {"customerId": customer, "items": [{"sku": "SKU-3", "qty": 1}]}
+    with psycopg.connect(settings.database_url) as locker:
+        locker.execute("LOCK TABLE orders IN SHARE MODE")  # inserts wait; reads go on
+        started = time.monotonic()
+        resp = api.http.post("/api/orders", json=body, headers=headers, timeout=60)
+        waited = time.monotonic() - started
+        locker.rollback()
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["error"]["code"] == "unavailable"
+    assert resp.headers["Retry-After"] == "2"
+    assert waited < 30, f"answered after {waited:.1f} s"
+    stored = pg.execute(
+        "SELECT count(*) AS n FROM orders WHERE principal = %s AND idempotency_key = %s",
+        (customer, key),
+    ).fetchone()
+    assert stored == {"n": 0}
+    again = api.http.post("/api/orders", json=body, headers=headers)  # the same key, once free
+    assert again.status_code == 202, again.text
