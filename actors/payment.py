@@ -41,6 +41,7 @@ from core.metrics import Metrics
 from core.settings import get_settings
 from domain import payment as rules
 from domain.decision import Decision, OrderView
+from domain.errors import OrderError
 from domain.events import Envelope
 
 CONSUMER = "payment"
@@ -107,6 +108,7 @@ class PaymentShard(Inspectable):
         self._lock = asyncio.Lock()  # one writer at a time keeps memory == Postgres
         self.limit = Decimal(str(settings.credit_limit))
         self._unsure = True  # memory is read from Postgres before the first batch
+        self._reloads = 0  # how often memory was read again (health)
         await when_up(self._reload_if_unsure, registry.payment_shard(index))
         # last: the loop may hand over a batch at once, and the shard's methods need the above
         shards = Shards(settings, registry.payment_shard, index, self)
@@ -123,6 +125,7 @@ class PaymentShard(Inspectable):
             "of": self._shards,
             "breaker": self._breaker_seen,
             "customers": len(self.outstanding),
+            "reloads": self._reloads,
         }
 
     async def exposure(self, customer: str) -> str:
@@ -189,6 +192,8 @@ class PaymentShard(Inspectable):
         await self._reload_if_unsure()
         try:
             result, _ = await self._uow.run(stage, events)
+        except OrderError:  # the rules' or the provider's (its circuit open): raised before any
+            raise  # COMMIT was sent, so rolled back, and memory took nothing; no reload
         except BaseException:
             self._unsure = True
             raise
@@ -203,3 +208,4 @@ class PaymentShard(Inspectable):
             async with self._uow.begin() as tx:
                 self.outstanding = await sql.outstanding(tx.conn)
             self._unsure = False
+            self._reloads += 1

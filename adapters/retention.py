@@ -201,10 +201,12 @@ async def maintain(
             log.warning("retention: %s is busy; its maintenance waits for the next run", t.table)
             state.record(t.table, "lock not granted within 5 s")
             continue
-        except psycopg.errors.RaiseException as exc:  # pg_partman's own report
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.warning("retention: %s not maintained (%s); next run tries again", t.table, first)
-            state.record(t.table, first[:300])
+        except psycopg.Error as exc:  # pg_partman's own report (RaiseException), a statement
+            # cancelled, a deadlock, the connection lost: the other tables are tried all the same
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            error = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            log.warning("retention: %s not maintained (%s); next run tries again", t.table, error)
+            state.record(t.table, error[:300])
             continue
         state.record(t.table, None)
         row = await cur.fetchone()
@@ -226,7 +228,8 @@ async def maintenance_loop(settings: Settings, state: MaintenanceState | None = 
     run (database restarting, lock busy) is logged and retried at the next period. Start it
     as a task of one long-lived process of the platform, whose role is enough (migration 0007);
     pg_partman's maintenance is safe to run twice, even at once (it locks). `state`: each
-    table's outcome (a run that could not reach Postgres records none)."""
+    table's outcome (a run that could not reach Postgres fails every table's)."""
+    state = state if state is not None else MaintenanceState()
     while True:
         try:
             for m in await maintain_dsn(settings.database_url, settings, state):
@@ -234,4 +237,6 @@ async def maintenance_loop(settings: Settings, state: MaintenanceState | None = 
                     log.info("retention: %s dropped %s, created %s", m.table, m.dropped, m.created)
         except (psycopg.Error, OSError) as exc:
             log.warning("retention: maintenance failed (%s); retrying next period", exc)
+            for t in TABLES:
+                state.record(t.table, f"no connection: {type(exc).__name__}"[:300])
         await asyncio.sleep(settings.partition_maintenance_s)

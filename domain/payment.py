@@ -95,10 +95,15 @@ def settled(
     outstanding: Mapping[str, Decimal], released: Iterable[tuple[str, Decimal]]
 ) -> dict[str, Decimal]:
     """Outstanding credit after authorizations `(customer, amount)` were captured or refunded
-    (never below zero)."""
+    (never below zero); a customer who owes nothing is left out, so memory holds the customers
+    with open authorizations only, as a reload from Postgres does."""
     owed = dict(outstanding)
     for customer, amount in released:
-        owed[customer] = max(owed.get(customer, Decimal("0")) - amount, Decimal("0"))
+        left = owed.get(customer, Decimal("0")) - amount
+        if left > 0:
+            owed[customer] = left
+        else:
+            owed.pop(customer, None)
     return owed
 
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from core import registry
+from core.settings import Settings
 from tests.integration.conftest import Api, wait_breaker_admits, wait_until
 
 
 def test_open_breaker_refuses_new_orders_and_in_flight_ones_resume(
-    api: Api,
-    customer: str,
-    pg: Any,
+    api: Api, customer: str, pg: Any, settings: Settings, ray_cluster: Any
 ) -> None:
+    """While the circuit is open the payment member retries its batch (Unavailable); the
+    shard's memory is not read again for it (a scan of every payment per retry, under the
+    shard's lock): the provider refused before anything was sent to commit."""
+    shard = ray_cluster.get_actor(
+        registry.payment_shard(registry.shard_of(customer, settings.payment_shards))
+    )
+    reloads = ray_cluster.get(shard.health.remote())["reloads"]
     api.fault("payment-provider", True)
     accepted: list[str] = []
     try:
@@ -37,6 +44,12 @@ def test_open_breaker_refuses_new_orders_and_in_flight_ones_resume(
         for oid in accepted:  # (the last may still be PENDING on a busy box: not paid, though)
             api.wait_status(customer, oid, "RESERVED", timeout=30)
             assert api.order(customer, oid)["status"] == "RESERVED"
+        wait_until(
+            lambda: "Unavailable" in str(ray_cluster.get(shard.health.remote())["lastError"]),
+            timeout=30,
+            what="the payment member to retry its batch while the circuit is open",
+        )
+        assert ray_cluster.get(shard.health.remote())["reloads"] == reloads
     finally:  # a failure above must not leave the circuit open for the tests after this one
         api.fault("payment-provider", False)
         wait_breaker_admits(api)

@@ -87,11 +87,14 @@ def test_outcomes_need_one_reference_per_approval() -> None:
         rules.charge_outcomes(charges, [])
 
 
-def test_settlement_lowers_the_outstanding_credit_but_never_below_zero() -> None:
+def test_settlement_lowers_the_outstanding_credit_and_forgets_who_owes_nothing() -> None:
+    """Never below zero; a customer at zero leaves memory (it kept every customer ever
+    authorized since the last reload, a map that only grew)."""
     owed = rules.settled(
-        {"a": Decimal("50"), "b": Decimal("5")}, [("a", Decimal("20")), ("b", Decimal("9"))]
+        {"a": Decimal("50"), "b": Decimal("5"), "c": Decimal("7")},
+        [("a", Decimal("20")), ("b", Decimal("9")), ("c", Decimal("7"))],
     )
-    assert owed == {"a": Decimal("30"), "b": Decimal("0")}
+    assert owed == {"a": Decimal("30")}
 
 
 def test_refunds_emit_one_payment_refunded_per_settled_row() -> None:
