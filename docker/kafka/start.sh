@@ -7,9 +7,11 @@
 #     for each SASL listener, the broker's own login (its inter-broker connections);
 #  2. on the first start, the storage formatted with the SCRAM user KAFKA_USERNAME and its
 #     password KAFKA_PASSWORD: KRaft keeps the credential in its metadata log, so no client can
-#     connect before it exists. Changing the password of a formatted volume: kafka-configs.sh
-#     --alter --add-config 'SCRAM-SHA-512=[password=...]' --entity-type users --entity-name
-#     <user> with the current one;
+#     connect before it exists. A formatted volume keeps its credential: change the password
+#     on the running broker with kafka-configs.sh --bootstrap-server <its SASL listener>
+#     --command-config <the client.properties below> --alter --entity-type users --entity-name
+#     <user> --add-config 'SCRAM-SHA-512=[password=<new>]', then in the env files or Secret
+#     and restart (docs/adr/ADR-011-kafka-auth.md, "Changing the SCRAM password");
 #  3. client.properties (mode 600) for the health check and Kafka's tools:
 #     --command-config "$BROKER_CONFIG_DIR/client.properties";
 #  4. the broker in the foreground (exec), without the password in its environment or argv (the

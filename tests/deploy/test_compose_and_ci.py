@@ -30,7 +30,7 @@ DEV_SECRETS = m.ROOT / "docker" / "secrets.dev.env"
 DEV_INFRA = m.ROOT / "docker" / "infra.dev.env"
 IMAGES = {
     "ray-head": IMAGE,
-    "postgres": "ray-orders-postgres:17",
+    "postgres": "ray-orders-postgres:17.11-partman5",
     "kafka": "ray-orders-kafka:4.1.1",
 }
 ACTIONLINT_VERSION = "v1.7.12"
@@ -239,7 +239,7 @@ def test_compose_postgres_and_redis_require_the_roles_credentials() -> None:
     assert "-U orders_app" in health and "ORDERS_APP_DB_PASSWORD" in health
     image = (m.ROOT / "docker" / "postgres" / "Dockerfile").read_text()
     assert "COPY 10-orders-role.sh /docker-entrypoint-initdb.d/" in image
-    assert '"postgresql-${PG_MAJOR}-partman"' in image
+    assert '"postgresql-${PG_MAJOR}-partman=${PARTMAN_MAJOR}.*"' in image
     script = services["redis"]["command"][-1]
     assert f"'{m.local_redis_default_user()}'" in script
     user = urlsplit(_env_file(DEV_SECRETS)["REDIS_URL"]).username
@@ -265,6 +265,30 @@ def test_compose_builds_each_image_once_and_the_k8s_manifests_run_them() -> None
     kafka_image = (m.ROOT / "docker" / "kafka" / "Dockerfile").read_text()
     assert "FROM apache/kafka:4.1.1" in kafka_image
     assert 'CMD ["bash", "/etc/orders/kafka-start.sh"]' in kafka_image
+
+
+def test_third_party_images_are_pinned_to_a_patch_release_and_named_alike() -> None:
+    """A floating tag (`redis:7.4`, `postgres:17`) or an unversioned package is a different
+    server on each build or node: compose and k8s run one pinned Redis, the Postgres image is
+    built from a pinned base and pg_partman of a pinned major (PGDG serves only its newest
+    build, so a pinned patch release would stop building), and its tag names both (a new build
+    is a new tag: k8s pulls with IfNotPresent)."""
+    services = _compose()["services"]
+    redis_pod = m.resource("StatefulSet", "redis")["spec"]["template"]["spec"]
+    redis = services["redis"]["image"]
+    assert redis == redis_pod["containers"][0]["image"]
+    assert re.fullmatch(r"redis:\d+\.\d+\.\d+(-[a-z0-9.]+)?", redis), redis
+    dockerfile = (m.ROOT / "docker" / "postgres" / "Dockerfile").read_text()
+    base = re.search(r"^FROM postgres:(\d+)\.(\d+)-([a-z]+)$", dockerfile, re.M)
+    assert base, "docker/postgres/Dockerfile: FROM postgres:<major>.<minor>-<debian suite>"
+    partman = re.search(r"^ARG PARTMAN_MAJOR=(\d+)$", dockerfile, re.M)
+    assert partman, "docker/postgres/Dockerfile: ARG PARTMAN_MAJOR=<major>"
+    assert '"postgresql-${PG_MAJOR}-partman=${PARTMAN_MAJOR}.*"' in dockerfile
+    tag = f"ray-orders-postgres:{base[1]}.{base[2]}-partman{partman[1]}"
+    postgres_pod = m.resource("StatefulSet", "postgres")["spec"]["template"]["spec"]
+    assert services["postgres"]["image"] == postgres_pod["containers"][0]["image"] == tag
+    assert f"-t {tag} docker/postgres" in dockerfile
+    assert IMAGES["postgres"] == tag
 
 
 def test_compose_runs_the_same_steps_as_make_up() -> None:

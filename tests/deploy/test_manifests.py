@@ -324,7 +324,9 @@ OFFLINE_KUBECONFIG = {
     "current-context": "none",
     "users": [{"name": "none", "user": {"token": "offline"}}],  # kubectl 1.20 asks otherwise
 }
-# The seed's apply sequence (README, Kubernetes).
+# The seed's per-folder `kubectl apply -f` sequence: not the install any more (README,
+# Kubernetes: `kubectl apply -k k8s/`), still read below so that each folder holds exactly its
+# manifests (no stray file, no CRD schema) for whoever applies one with -f.
 APPLY_SEQUENCE = ["00-namespace.yaml", "infra/", "services/", "hpa/"]
 
 
@@ -763,3 +765,282 @@ def test_postgres_frees_a_dead_owners_lock_within_about_30_seconds() -> None:
     }
     idle, interval, count = keepalive.values()
     assert idle + interval * count <= 30
+
+
+# --- The head's wait for the orders-init Job (a head replaced while Kafka is down) -------------
+
+# What the head's init container gives an unanswering Kafka before it starts Ray anyway: well
+# inside the 600 s KubeRay gives the workers to reach a GCS again (with GCS fault tolerance),
+# after which their raylets exit.
+KAFKA_WAIT_S = 120
+WORKER_GCS_RECONNECT_S = 600
+
+
+def kubernetes_expand(text: str, env: dict[str, str]) -> tuple[str, list[str]]:
+    """A container command as the kubelet runs it (k8s.io/kubernetes third_party expansion):
+    `$$` is `$`, `$(NAME)` is NAME's value (left as it is when NAME is not defined); with the
+    names it referred to."""
+    out: list[str] = []
+    refs: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            following = text[i + 1]
+            end = text.find(")", i + 2) if following == "(" else -1
+            if following == "$":
+                out.append("$")
+            elif end != -1:
+                name = text[i + 2 : end]
+                refs.append(name)
+                out.append(env.get(name, f"$({name})"))
+                i = end + 1
+                continue
+            else:
+                out.append("$" + following)
+            i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out), refs
+
+
+def test_kubernetes_expand_reads_commands_as_the_kubelet_does() -> None:
+    assert kubernetes_expand("a $$(date) $(X) $(Y) $x $((1+2))", {"X": "1"}) == (
+        "a $(date) 1 $(Y) $x $((1+2))",
+        ["X", "Y", "(1+2"],
+    )
+
+
+def _head_wait_script() -> str:
+    """The head's init container's script as bash gets it, refusing any `$(...)` the kubelet
+    would read as a reference (a shell `$(...)` must be written `$$(...)`)."""
+    head = _cluster()["headGroupSpec"]["template"]["spec"]
+    (init,) = head["initContainers"]
+    command = init["command"]
+    assert command[:2] == ["bash", "-c"] and len(command) == 3, command
+    script, refs = kubernetes_expand(command[2], _env(init))
+    assert not refs, f"the kubelet would expand {refs}: write $$ for the shell's $"
+    return script
+
+
+def _cli_topics_check(monkeypatch: pytest.MonkeyPatch, answer: list[str] | Exception) -> int:
+    """`python -m cli.main topics --check`'s exit code (its output goes to stderr, which the
+    caller's capsys reads), with the broker's answer to `missing_topics` standing in: the
+    topics it lacks, or the exception of a broker that does not answer."""
+    import sys
+
+    from cli.main import app
+
+    async def missing_topics(bootstrap: str) -> list[str]:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr("adapters.kafka.missing_topics", missing_topics)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # typer sets its own
+    with pytest.raises(SystemExit) as exit_:
+        app(["topics", "--check"])
+    return int(exit_.value.code or 0)
+
+
+def _stub(directory: Path, name: str, body: str) -> None:
+    path = directory / name
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+
+
+def _run_head_wait(tmp_path: Path, answers: list[str], outputs: dict[str, str]) -> dict[str, Any]:
+    """Run the head's wait with `python`, `date` and `sleep` standing in, on a simulated clock:
+    each `python -m cli.main topics --check` gives the next answer (`ok`, `missing`: Kafka
+    answered without the topics, `down`: Kafka did not answer, which takes the CLI's bounded
+    10 s), printing the real CLI's output for it."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir(parents=True)
+    (tmp_path / "clock").write_text("1000\n")
+    (tmp_path / "answers").write_text("".join(f"{a}\n" for a in answers))
+    for answer, output in outputs.items():
+        (tmp_path / f"{answer}.out").write_text(output)
+    _stub(stubs, "date", '[ "$*" = "+%s" ] || exit 97\ncat "$STUB/clock"\n')
+    _stub(stubs, "sleep", 'echo $(( $(cat "$STUB/clock") + $1 )) >"$STUB/clock"\n')
+    _stub(
+        stubs,
+        "python",
+        """[ "$*" = "-m cli.main topics --check" ] || { echo "unexpected: $*" >&2; exit 99; }
+echo >>"$STUB/calls"
+answer=$(head -n 1 "$STUB/answers"); sed -i 1d "$STUB/answers"
+case "$answer" in
+  ok) exit 0 ;;
+  missing) cat "$STUB/missing.out" >&2; exit 1 ;;
+  down) echo $(( $(cat "$STUB/clock") + 10 )) >"$STUB/clock"; cat "$STUB/down.out" >&2; exit 1 ;;
+  *) echo "no answer left" >&2; exit 98 ;;
+esac
+""",
+    )
+    env = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "STUB": str(tmp_path),
+        "HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        ["bash", "-c", _head_wait_script()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    calls = (tmp_path / "calls").read_text().count("\n") if (tmp_path / "calls").exists() else 0
+    return {
+        "rc": result.returncode,
+        "out": result.stdout + result.stderr,
+        "calls": calls,
+        "waited": int((tmp_path / "clock").read_text()) - 1000,
+    }
+
+
+def test_the_head_waits_for_the_topics_only_while_kafka_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The head's init container runs on every start of a head pod, a replacement's too. A head
+    replaced while Kafka is down must still start its GCS before the workers give up on it
+    (KubeRay: 600 s), since orders are accepted without Kafka (the outbox keeps them; the relay
+    and the consumers reconnect by themselves): it waits for an unanswering Kafka at most
+    KAFKA_WAIT_S. Kafka answering without the topics is the first install, before orders-init
+    has created them: that wait has no limit (no worker runs yet). Run with the CLI's real
+    messages for both."""
+    from aiokafka.errors import KafkaConnectionError
+
+    code = _cli_topics_check(monkeypatch, ["order.created", "order.created.dlq"])
+    missing = capsys.readouterr().err
+    assert code == 1 and re.search(r"^missing topics: order\.created", missing, re.M), missing
+    code = _cli_topics_check(monkeypatch, KafkaConnectionError("Unable to bootstrap"))
+    down = capsys.readouterr().err
+    assert code == 1 and not re.search(r"^missing topics: ", down, re.M), down
+    outputs = {"missing": missing, "down": down}
+    assert KAFKA_WAIT_S + 30 < WORKER_GCS_RECONNECT_S
+
+    # the topics exist: Ray starts at once
+    run = _run_head_wait(tmp_path / "ok", ["ok"], outputs)
+    assert (run["rc"], run["calls"], run["waited"]) == (0, 1, 0), run
+    # Kafka down for good: Ray starts after KAFKA_WAIT_S (and one more check and pause)
+    run = _run_head_wait(tmp_path / "down", ["down"] * 100, outputs)
+    assert run["rc"] == 0 and run["calls"] < 100, run
+    assert KAFKA_WAIT_S <= run["waited"] <= KAFKA_WAIT_S + 15, run
+    assert f"has not answered for {KAFKA_WAIT_S} s" in run["out"]
+    # the first install: Kafka starting, then answering without the topics for long past the
+    # bound, then the Job has created them
+    answers = ["down"] * 3 + ["missing"] * 100 + ["ok"]
+    run = _run_head_wait(tmp_path / "first", answers, outputs)
+    assert (run["rc"], run["calls"]) == (0, len(answers)), run
+    assert run["waited"] > 3 * KAFKA_WAIT_S
+    assert "waiting for job/orders-init" in run["out"]
+    assert "starting Ray without it" not in run["out"]
+
+
+# --- The install and every change: one kustomization -------------------------------------------
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, re.S)
+
+
+def _readme_section(title: str) -> str:
+    text = (m.ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _commands(block: str) -> list[str]:
+    lines = block.replace("\\\n", " ").splitlines()
+    return [re.sub(r"\s+#.*$", "", x).strip() for x in lines if x.strip() and x[0] != "#"]
+
+
+ADR_010 = m.ROOT / "docs" / "adr" / "ADR-010-kuberay-upgrades.md"
+ADR_011 = m.ROOT / "docs" / "adr" / "ADR-011-kafka-auth.md"
+
+
+def test_the_install_and_every_change_apply_the_kustomization() -> None:
+    """`kubectl apply -f` names orders-config and the Secrets as the files do; the first
+    `apply -k` after it renames every reference, which the orders-init Job refuses and which
+    rolls the server StatefulSets: the README installs with `apply -k` as ADR-010 applies every
+    change, and no block of either applies a folder or file of k8s/ with `-f`."""
+    k8s = _readme_section("Kubernetes")
+    blocks = _bash_blocks(k8s) + _bash_blocks(ADR_010.read_text())
+    applies = [c for b in blocks for c in _commands(b) if c.startswith("kubectl apply")]
+    assert applies and set(applies) == {"kubectl apply -k k8s/"}, applies
+    install = next(b for b in _bash_blocks(k8s) if "rayservice/orders" in b)  # the first
+    steps = _commands(install)
+    crd = next(i for i, c in enumerate(steps) if "crd/rayservices.ray.io" in c)
+    apply = steps.index("kubectl apply -k k8s/")
+    ready = next(i for i, c in enumerate(steps) if "condition=Ready rayservice/orders" in c)
+    assert crd < apply < ready
+    # the kustomization holds every object the per-folder sequence sent (checked above with
+    # kubectl), the namespace included, which kustomize sends first
+    assert KUSTOMIZATION["resources"][0] == "00-namespace.yaml"
+
+
+# --- Changing Kafka's SCRAM password ------------------------------------------------------------
+
+
+def _kafka_configs(block: str) -> dict[str, str]:
+    """The options of the one kafka-configs.sh command of a bash block."""
+    (command,) = [c for c in _commands(block) if "kafka-configs.sh" in c]
+    words = command.split()
+    at = next(i for i, w in enumerate(words) if w.endswith("/kafka-configs.sh"))
+    options: dict[str, str] = {"prefix": " ".join(words[:at]), "tool": words[at]}
+    rest = words[at + 1 :]
+    for i, word in enumerate(rest):
+        if word.startswith("--"):
+            value = rest[i + 1] if i + 1 < len(rest) and not rest[i + 1].startswith("--") else ""
+            options[word] = value
+    return options
+
+
+def test_the_kafka_password_change_logs_in_where_the_broker_listens() -> None:
+    """Kafka 4's kafka-configs.sh needs a bootstrap address (no ZooKeeper), and the broker
+    accepts SCRAM clients only: ADR-011's commands, compose's and k8s', reach a SASL listener of
+    their broker from inside its container with the client.properties start.sh writes there."""
+    start = (m.ROOT / "docker" / "kafka" / "start.sh").read_text()
+    conf = re.search(r'^conf="\$\{BROKER_CONFIG_DIR:-([^}]+)\}"$', start, re.M)
+    assert conf and '>"$conf/client.properties"' in start
+    properties = f"{conf[1]}/client.properties"
+    mechanism = re.search(r"^mechanism=(\S+)$", start, re.M)
+    assert mechanism
+    section = ADR_011.read_text()
+    section = section[section.index("## Changing the SCRAM password") :]
+    compose_block, k8s_block = [b for b in _bash_blocks(section) if "kafka-configs.sh" in b]
+    for block in (compose_block, k8s_block):
+        options = _kafka_configs(block)
+        assert options["tool"] == "/opt/kafka/bin/kafka-configs.sh"
+        assert options["--command-config"] == properties
+        assert "--alter" in options and options["--entity-type"] == "users"
+        assert options["--add-config"] == f"'{mechanism[1]}=[password=NEW]'"
+        assert "--zookeeper" not in options
+    # compose: in the kafka service, at the address its health check (and every container) uses
+    service = m.compose()["services"]["kafka"]
+    options = _kafka_configs(compose_block)
+    assert options["prefix"] == "docker compose exec kafka"
+    health = " ".join(service["healthcheck"]["test"])
+    assert f"--bootstrap-server {options['--bootstrap-server']} " in health
+    assert f"--command-config {properties}" in health
+    advertised = dict(
+        x.split("://") for x in service["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
+    assert advertised["SASL"] == options["--bootstrap-server"]
+    # k8s: in the broker's pod, at the kafka Service's port, the SASL listener's
+    sts = m.resource("StatefulSet", "kafka")
+    (broker,) = sts["spec"]["template"]["spec"]["containers"]
+    env = {v["name"]: v.get("value") for v in broker["env"]}
+    listeners = dict(x.split("://") for x in env["KAFKA_LISTENERS"].split(","))
+    options = _kafka_configs(k8s_block)
+    assert options["prefix"] == f"kubectl -n orders exec {sts['metadata']['name']}-0 -c kafka --"
+    host, port = options["--bootstrap-server"].split(":")
+    (service_port,) = m.resource("Service", host)["spec"]["ports"]
+    assert int(port) == service_port["port"] == int(listeners["SASL"].rpartition(":")[2])
+    protocols = dict(x.split(":") for x in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols["SASL"] == "SASL_PLAINTEXT"
+    # where the other files point for it
+    for path in ("README.md", "k8s/infra/secrets.yaml", "docs/adr/ADR-010-kuberay-upgrades.md"):
+        words = " ".join((m.ROOT / path).read_text().replace("#", " ").split())
+        assert '"Changing the SCRAM password"' in words, path
