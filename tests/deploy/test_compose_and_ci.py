@@ -242,6 +242,7 @@ def test_compose_postgres_and_redis_require_the_roles_credentials() -> None:
     assert '"postgresql-${PG_MAJOR}-partman=${PARTMAN_MAJOR}.*"' in image
     script = services["redis"]["command"][-1]
     assert f"'{m.local_redis_default_user()}'" in script
+    assert "--maxmemory 1gb --maxmemory-policy volatile-lru" in script  # as cluster/services.sh
     user = urlsplit(_env_file(DEV_SECRETS)["REDIS_URL"]).username
     assert f'"user {user} on #$$hash {m.local_redis_app_rules()}"' in script
     assert "REDIS_PASSWORD" in script and ">$$REDIS_PASSWORD" not in script  # hashed, not argv

@@ -1044,3 +1044,16 @@ def test_the_kafka_password_change_logs_in_where_the_broker_listens() -> None:
     for path in ("README.md", "k8s/infra/secrets.yaml", "docs/adr/ADR-010-kuberay-upgrades.md"):
         words = " ".join((m.ROOT / path).read_text().replace("#", " ").split())
         assert '"Changing the SCRAM password"' in words, path
+
+
+def test_redis_memory_is_capped_below_its_limit_evicting_only_keys_with_a_ttl() -> None:
+    """Idempotency entries (24 h each) had no cap: at a few keyed orders a second the pod
+    passed its 256 Mi limit within the day and was killed, taking the GCS's tables (GCS fault
+    tolerance) with it. Now Redis evicts the least recently used key with a TTL past a cap
+    below the limit; the GCS's keys and the breaker's state have none, so they stay."""
+    redis = m.resource("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
+    script = redis["command"][-1]
+    cap = re.search(r"--maxmemory (\d+)mb --maxmemory-policy volatile-lru\b", script)
+    assert cap, script
+    limit = redis["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi") and int(cap[1]) * 10**6 <= 0.7 * int(limit[:-2]) * 2**20
