@@ -4,7 +4,7 @@ given), one order with its timeline, and an order's live status stream (SSE)."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import httpx
@@ -72,17 +72,34 @@ def get_order(url: str, bearer: str, order_id: str, timeout_s: float = 10.0) -> 
         resp = client.get(f"/api/orders/{order_id}", headers=_auth(bearer))
     if resp.status_code != 200:
         raise error_of(resp.status_code, resp.content)
-    body: dict[str, Any] = resp.json()
+    return json_object(resp)
+
+
+def json_object(resp: httpx.Response) -> dict[str, Any]:
+    """A successful answer's JSON object; anything else (a proxy's HTML page, a cut body) is an
+    ApiError naming what came instead."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        text = resp.content.decode(errors="replace").strip()[:200] or "an empty body"
+        raise ApiError(resp.status_code, "not_json", f"the answer is no JSON object: {text}")
     return body
 
 
 async def status_events(
-    client: httpx.AsyncClient, bearer: str, order_id: str
+    client: httpx.AsyncClient,
+    bearer: str,
+    order_id: str,
+    answered: Callable[[], None] = lambda: None,
 ) -> AsyncGenerator[sse.Event, None]:
-    """The events of `GET /api/orders/{id}/events` until the server ends the stream."""
+    """The events of `GET /api/orders/{id}/events` until the server ends the stream;
+    `answered()` once the gateway has answered (whatever its status)."""
     path = f"/api/orders/{order_id}/events"
     headers = _auth(bearer) | {"Accept": "text/event-stream"}
     async with client.stream("GET", path, headers=headers) as resp:
+        answered()
         if resp.status_code != 200:
             raise error_of(resp.status_code, await resp.aread())
         parser = sse.Parser()

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from adapters import audit
 from cli.api import token
@@ -40,6 +41,10 @@ CHAOS_SKUS = ["SKU-71", "SKU-72", "SKU-73", "SKU-74"]
 # faults met orders that were rejected at once).
 SCARCE_SKU = CHAOS_SKUS[0]
 AMPLE_STOCK = 100_000
+
+
+class NotBack(RuntimeError):
+    """A part of the stack that did not come back after a fault: the run stops there."""
 
 
 def _say(msg: str) -> None:
@@ -63,7 +68,7 @@ def _wait(
             why = f": {explain()}"
         except Exception as exc:
             why = f": {type(exc).__name__}: {exc}"
-    raise RuntimeError(f"{what} not back after {timeout:.0f}s{why}")
+    raise NotBack(f"{what} not back after {timeout:.0f}s{why}")
 
 
 class Chaos:
@@ -121,7 +126,7 @@ class Chaos:
         self.service("start", name)
         after = _retry(lambda: self.incarnation(name), 30)
         if after == before:
-            raise RuntimeError(f"{name} did not restart: the same server ({before}) still serves")
+            raise NotBack(f"{name} did not restart: the same server ({before}) still serves")
         return f"restarted {name} ({before} → {after})"
 
     def incarnation(self, name: str) -> str:
@@ -223,6 +228,16 @@ def _set_stock(chaos: Chaos, stock: int) -> dict[str, int]:
     return start
 
 
+def _faults(chaos: Chaos, load: SteadyLoad, settle_s: float) -> None:
+    """Each fault in turn under the load, the stack ready again before the next."""
+    time.sleep(settle_s)
+    for name, fault in chaos.faults(registry.shard_of("chaos-0", chaos.s.payment_shards)):
+        _say(f"[bold red]fault[/]: {name}: {fault()}")
+        took = _wait("stack ready", chaos.ready, 180, chaos.not_ready)
+        _say(f"  ready again after {took:.1f}s; accepted so far {len(load.accepted)}")
+        time.sleep(settle_s)  # load runs on a healthy stack before the next fault
+
+
 def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
     """The whole chaos run; returns the verdict (also printed)."""
     s = get_settings()
@@ -237,17 +252,11 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
         f"load: {rate:.0f} orders/s on {', '.join(CHAOS_SKUS)} "
         f"(stock {stock} of {SCARCE_SKU}, {AMPLE_STOCK} of each other)"
     )
-    time.sleep(settle_s)
-    for name, fault in chaos.faults(registry.shard_of("chaos-0", s.payment_shards)):
-        _say(f"[bold red]fault[/]: {name}: {fault()}")
-        took = _wait("stack ready", chaos.ready, 180, chaos.not_ready)
-        _say(f"  ready again after {took:.1f}s; accepted so far {len(load.accepted)}")
-        time.sleep(settle_s)  # load runs on a healthy stack before the next fault
-    load.stop()
-    _say(
-        f"load stopped: accepted={len(load.accepted)} gave_up={load.gave_up} "
-        f"refused={dict(load.refused)} codes={dict(load.codes)}"
-    )
+    try:
+        _faults(chaos, load, settle_s)
+    finally:  # also when a part does not come back: no load left running
+        load.stop()
+        _say(f"load stopped: {load.summary()}")
     ids = list(load.accepted)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
@@ -283,5 +292,9 @@ def main(
     grace: Annotated[float, typer.Option(help="seconds for orders to finish after")] = 120.0,
 ) -> None:
     """Run the chaos scenario and exit non-zero when an invariant is broken."""
-    verdict = run(rate, settle, stock, grace)
+    try:
+        verdict = run(rate, settle, stock, grace)
+    except NotBack as exc:  # its message ends with the stack's report when there is one
+        console.print(Text.assemble(("chaos run stopped: ", "bold red"), str(exc)))
+        raise typer.Exit(1) from None
     raise typer.Exit(0 if verdict.clean else 1)

@@ -21,6 +21,7 @@ import httpx
 from adapters.activity import busy_statements
 from adapters.kafka import describe_groups
 from cli import api
+from cli.ray_access import driver_address, unreachable
 from cluster.deploy import actor_names
 from core import registry
 from core.settings import RUN_DIR, Settings, get_settings
@@ -30,18 +31,31 @@ _COORDINATOR_LINES = 40
 _GROUPS_TIMEOUT_S = 10  # a frozen broker would hold the admin client for its 40 s request timeout
 
 
+_ACTORS = "actors: where their tasks wait, their GC pauses"
+_GCS_TIMEOUT_S = 3.0
+
+
 def stack_report(settings: Settings, ray: Any | None, no_ray: str = "no Ray driver") -> str:
     """Every part of the report (`ray`: a connected driver, or None and `no_ray` saying why);
     a part that cannot be read says why instead. The gateway is `api.base_url`, its token
     `api.token` (an admin token signed with JWT_SECRET unless ORDERS_TOKEN is set)."""
-    parts = [
+    parts = _without_ray(settings)
+    parts.insert(2, (_ACTORS, lambda: _actors(settings, ray, no_ray)))
+    return "\n\n".join(_section(title, read) for title, read in parts)
+
+
+def _without_ray(settings: Settings) -> list[tuple[str, Callable[[], str]]]:
+    """The parts of the report that need no Ray driver."""
+    return [
         ("platform health (/ready)", lambda: _ready(settings)),
         ("postgres: statements not idle", lambda: _postgres(settings)),
-        ("actors: where their tasks wait, their GC pauses", lambda: _actors(settings, ray, no_ray)),
         ("kafka: the consumer groups as the broker sees them", lambda: _groups(settings)),
         ("kafka: the group coordinator's last lines (a local broker)", _coordinator_log),
     ]
-    return "\n\n".join(f"== {title}\n{_safely(read)}" for title, read in parts)
+
+
+def _section(title: str, read: Callable[[], str]) -> str:
+    return f"== {title}\n{_safely(read)}"
 
 
 def _safely(read: Callable[[], str]) -> str:
@@ -121,17 +135,38 @@ def ray_driver(settings: Settings, log_level: int = logging.WARNING) -> Any:
     return ray
 
 
+def ray_unavailable() -> str | None:
+    """Why no driver can join the cluster now (None: its GCS port answers). Checked first:
+    `ray.init` retries an address whose GCS is down for ever, printing nothing."""
+    address = driver_address()
+    why = unreachable(address, _GCS_TIMEOUT_S)
+    return None if why is None else f"Ray unavailable: no GCS answers at {address} ({why})"
+
+
+def _connected(settings: Settings) -> tuple[Any | None, str]:
+    """A driver of the running cluster, or None and why not."""
+    down = ray_unavailable()
+    if down is not None:
+        return None, down
+    try:
+        return ray_driver(settings), ""
+    except Exception as exc:
+        return None, f"no Ray driver: {type(exc).__name__}: {exc}"
+
+
 def report_now() -> str:
     """The report, this process joining the Ray cluster as a driver first (if it cannot, the
     report says why)."""
     settings = get_settings()
-    try:
-        return stack_report(settings, ray_driver(settings))
-    except Exception as exc:
-        return stack_report(settings, None, f"no Ray driver: {type(exc).__name__}: {exc}")
+    return stack_report(settings, *_connected(settings))
 
 
 def stacks() -> None:
-    """Print what the stack is doing now: health, busy Postgres statements, where each actor's
-    tasks wait (for a stack that seems stuck)."""
-    print(report_now())
+    """Print what the stack is doing now: health, busy Postgres statements, the consumer groups,
+    then where each actor's tasks wait (for a stack that seems stuck). The parts that need no
+    Ray come first, so a cluster that does not answer still leaves them on the screen."""
+    settings = get_settings()
+    for title, read in _without_ray(settings):
+        print(_section(title, read), end="\n\n", flush=True)
+    ray, no_ray = _connected(settings)
+    print(_section(_ACTORS, lambda: _actors(settings, ray, no_ray)), flush=True)

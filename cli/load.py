@@ -79,6 +79,13 @@ class SteadyLoad:
         self._stop.set()
         self._thread.join()
 
+    def summary(self) -> str:
+        """What the load did: accepted, given up, refused, every answer's status."""
+        return (
+            f"accepted={len(self.accepted)} gave_up={self.gave_up} "
+            f"refused={dict(self.refused)} codes={dict(self.codes)}"
+        )
+
     async def _run(self) -> None:
         url = f"http://127.0.0.1:{self._settings.http_port}"
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:

@@ -104,7 +104,8 @@ def watch(
     """Follow an order live until its final status.
 
     One line per status change, from its Server-Sent Events (GET /api/orders/{id}/events).
-    Exits 0 at a final status, 1 on an error, 124 when --timeout passes first."""
+    Exits 0 at a final status, 1 on an error (also a gateway that cannot be reached at first),
+    124 when --timeout passes first."""
     s = get_settings()
     base = api.base_url(s, url)
     follower = Follower()
@@ -116,6 +117,9 @@ def watch(
         asyncio.run(follow(base, api.token(s, token), str(order_id), follower, show, timeout))
     except api.ApiError as exc:
         errors.print(f"[red]{exc.message}[/red] ({exc.status} {exc.code})")
+        raise typer.Exit(1) from None
+    except httpx.TransportError as exc:
+        errors.print(f"[red]cannot reach {base}: {str(exc) or type(exc).__name__}[/red]")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -136,7 +140,14 @@ async def follow(
     retry_s: float = 1.0,
 ) -> None:
     """Read the stream until the order is final, reconnecting when it drops (gateway restart,
-    the server's own stream limit); raises TimeoutError after `timeout_s`, ApiError on a 4xx."""
+    the server's own stream limit); raises TimeoutError after `timeout_s`, ApiError on a 4xx,
+    httpx.TransportError when the gateway never answered (nothing at that URL: no retries)."""
+    reached = False
+
+    def answered() -> None:
+        nonlocal reached
+        reached = True
+
     async with (
         asyncio.timeout(timeout_s),
         httpx.AsyncClient(
@@ -146,7 +157,7 @@ async def follow(
         quiet = False  # one notice per outage, not one per retry
         while not follower.done:
             try:
-                events = api.status_events(client, bearer, order_id)
+                events = api.status_events(client, bearer, order_id, answered)
                 async with contextlib.aclosing(events) as stream:
                     async for event in stream:
                         change = follower.take(event)
@@ -162,6 +173,8 @@ async def follow(
                     errors.print(f"[dim]gateway answered {exc.status}; retrying[/dim]")
                 quiet = True
             except httpx.TransportError as exc:
+                if not reached:
+                    raise
                 if not quiet:
                     why = type(exc).__name__
                     errors.print(f"[dim]no stream from {url} ({why}); retrying[/dim]")

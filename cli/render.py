@@ -100,8 +100,11 @@ def readiness_parts(ready: Mapping[str, Any]) -> list[Part]:
     return out
 
 
-def tables_table(sizes: Sequence[TableSize]) -> Table:
-    """Size and estimated rows per table; partition columns once any table is partitioned."""
+def tables_table(sizes: Sequence[TableSize], dated: Mapping[str, int] | None = None) -> Table:
+    """Size and estimated rows per table; partition columns once any table is partitioned.
+    Its partitions are the dated ones, as the retention table counts them (`dated`, from the
+    retention report); a table that report does not cover shows every leaf partition, the
+    DEFAULT one included, marked `*`."""
     parted = any(s.partitions for s in sizes)
     table = Table(title="tables", title_justify="left")
     table.add_column("table")
@@ -113,14 +116,28 @@ def tables_table(sizes: Sequence[TableSize]) -> Table:
     for s in sizes:
         row = [s.name, human_bytes(s.bytes), human_count(s.rows)]
         if parted:
-            oldest = f"{s.oldest_partition} {s.oldest_bound or ''}".strip()
-            row += [str(s.partitions) if s.partitions else "-", oldest or "-"]
+            row += [_partitions(s, dated or {}), _oldest(s)]
         table.add_row(*row)
     if sizes:
         total = sum(s.bytes for s in sizes)
         table.add_section()
         table.add_row("total", human_bytes(total), "", *([""] * (2 if parted else 0)))
+    if parted and any(s.partitions and s.name not in (dated or {}) for s in sizes):
+        table.caption = "* every leaf partition, the DEFAULT one included"
     return table
+
+
+def _partitions(s: TableSize, dated: Mapping[str, int]) -> str:
+    if not s.partitions:
+        return "-"
+    return str(dated[s.name]) if s.name in dated else f"{s.partitions}*"
+
+
+def _oldest(s: TableSize) -> str:
+    """The oldest dated partition with its bound; `-` for a plain table (or none yet)."""
+    if s.oldest_partition is None:
+        return "-"
+    return f"{s.oldest_partition} {s.oldest_bound or ''}".strip()
 
 
 def lag_table(lags: Mapping[str, tuple[int, int]]) -> Table:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +19,7 @@ from adapters.audit import GroupOffsets, TableSize
 from adapters.retention import TableRetention
 from cli import api, render
 from cli.order import Token, Url
+from cli.ray_access import RayAccess, unreachable
 from cli.render import Part
 from consumers import routes
 from core.settings import Settings, get_settings
@@ -37,6 +36,8 @@ TABLES = (
     "outbox",
 )
 _TIMEOUT_S = 3.0
+TOKEN_HINT = f"token rejected: export the stack's JWT_SECRET or pass --token/{api.TOKEN_ENV}"
+ADMIN_HINT = f"export the stack's JWT_SECRET or pass an admin's --token/{api.TOKEN_ENV}"
 console = Console(highlight=False)
 
 
@@ -47,13 +48,19 @@ class Report:
     sizes: list[TableSize] = field(default_factory=list)
     lags: dict[str, tuple[int, int]] = field(default_factory=dict)
     retention: list[TableRetention] = field(default_factory=list)
+    pipeline_known: bool = True  # False: the gateway is up but its /ready could not be read
 
     @property
     def all_up(self) -> bool:
         """No part of the stack down, nor an actor behind the gateway (its /ready): orders
         stay PENDING when the relay or a consumer group is down, the processes all running.
-        A part not checked (None) or degraded does not count as down."""
-        return all(p.up for p in self.stack) and all(p.up is not False for p in self.pipeline)
+        A part not checked (None) or degraded does not count as down; actors that could not be
+        read (a token the gateway rejects) count as not up."""
+        return (
+            all(p.up for p in self.stack)
+            and self.pipeline_known
+            and all(p.up is not False for p in self.pipeline)
+        )
 
 
 def status(url: Url = None, token: Token = None) -> None:
@@ -61,7 +68,8 @@ def status(url: Url = None, token: Token = None) -> None:
 
     Each part of the stack (as `make status`), the actors behind the gateway (its /ready),
     each table's size and estimated rows, and each consumer group's lag from its committed
-    Kafka offsets. Exits 1 when a part of the stack, or an actor behind the gateway, is down."""
+    Kafka offsets. Exits 1 when a part of the stack, or an actor behind the gateway, is down,
+    or when the actors cannot be read (the gateway rejects the token)."""
     s = get_settings()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a down broker: one line below
     report = asyncio.run(gather(s, api.base_url(s, url), token))
@@ -69,7 +77,8 @@ def status(url: Url = None, token: Token = None) -> None:
     if report.pipeline:
         console.print(render.parts_table(report.pipeline, "pipeline (the gateway's /ready)"))
     if report.sizes:
-        console.print(render.tables_table(report.sizes))
+        dated = {t.table: t.partitions for t in report.retention}
+        console.print(render.tables_table(report.sizes, dated))
     if report.retention:
         console.print(render.retention_table(report.retention))
     if report.lags:
@@ -99,7 +108,7 @@ async def gather(s: Settings, url: str, token: str | None) -> Report:
         report.stack.append(_part("gateway", gateway, url))
     else:
         report.stack.append(gateway[0])
-        report.pipeline = gateway[1]
+        report.pipeline, report.pipeline_known = gateway[1], gateway[2]
     if isinstance(pg, list):
         report.sizes = pg
     if isinstance(kafka, list):
@@ -138,19 +147,17 @@ def lags(offsets: Iterable[GroupOffsets]) -> dict[str, tuple[int, int]]:
 
 
 def _ray() -> Part:
-    """The GCS port answers, and the dashboard with its version (RAY_ADDRESS, DASHBOARD_PORT)."""
-    address = os.environ.get("RAY_ADDRESS", "127.0.0.1:6390")
-    host, _, port = address.rpartition(":")
-    dashboard = f"http://{host or '127.0.0.1'}:{os.environ.get('DASHBOARD_PORT', '8265')}"
-    text = f"{address}, dashboard {dashboard}"
-    try:
-        socket.create_connection((host, int(port)), timeout=_TIMEOUT_S).close()
-    except (OSError, ValueError) as exc:
-        return Part("ray", False, text, str(exc))
-    token = os.environ.get("RAY_AUTH_TOKEN")  # the dashboard asks for Ray's token (security.md)
+    """The GCS port answers, and the dashboard with its version (cli/ray_access.py: RAY_ADDRESS,
+    RAY_GCS_PORT, DASHBOARD_PORT, RAY_AUTH_TOKEN, as the stack's scripts set them)."""
+    access = RayAccess()
+    text = f"{access.address}, dashboard {access.dashboard}"
+    down = unreachable(access.address, _TIMEOUT_S)
+    if down is not None:
+        return Part("ray", False, text, down)
+    token = access.ray_auth_token  # the dashboard asks for Ray's token (security.md)
     auth = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        resp = httpx.get(f"{dashboard}/api/version", headers=auth, timeout=_TIMEOUT_S)
+        resp = httpx.get(f"{access.dashboard}/api/version", headers=auth, timeout=_TIMEOUT_S)
         if resp.status_code == 401:
             return Part("ray", True, text, "dashboard answers 401: RAY_AUTH_TOKEN not set or wrong")
         version = resp.json()["ray_version"]
@@ -159,14 +166,22 @@ def _ray() -> Part:
     return Part("ray", True, text, f"Ray {version}")
 
 
-def _gateway(s: Settings, url: str, token: str | None) -> tuple[Part, list[Part]]:
-    """`/health`, then `/ready` as an admin for the actors behind the gateway."""
+def _gateway(s: Settings, url: str, token: str | None) -> tuple[Part, list[Part], bool]:
+    """`/health`, then `/ready` as an admin for the actors behind the gateway; False when
+    they cannot be read: the pipeline is unknown (one part not checked says why)."""
     try:
         httpx.get(f"{url}/health", timeout=_TIMEOUT_S).raise_for_status()
     except httpx.HTTPError as exc:
-        return Part("gateway", False, url, str(exc) or type(exc).__name__), []
+        return Part("gateway", False, url, str(exc) or type(exc).__name__), [], True
     try:
         ready: dict[str, Any] = api.readiness(url, api.token(s, token), _TIMEOUT_S)
     except (api.ApiError, httpx.HTTPError) as exc:
-        return Part("gateway", True, url, f"/ready: {exc}"), []
-    return Part("gateway", True, url, f"ready: {ready['status']}"), render.readiness_parts(ready)
+        shown = f"/ready: {str(exc) or type(exc).__name__}"
+        rejected = isinstance(exc, api.ApiError) and exc.status in (401, 403)
+        why = TOKEN_HINT if rejected else shown
+    else:
+        shown = f"ready: {ready['status']}"
+        if isinstance(ready.get("checks"), dict):
+            return Part("gateway", True, url, shown), render.readiness_parts(ready), True
+        why = f"/ready has no checks (not an admin's token): {ADMIN_HINT}"
+    return Part("gateway", True, url, shown), [Part("actors", None, "", f"unknown: {why}")], False

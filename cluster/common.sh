@@ -8,6 +8,38 @@ VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 mkdir -p "$RUN/pids" "$RUN/logs"
 
+# dotenv_value KEY -> KEY's value in the checkout's .env (the last line that sets it; quotes
+# removed), empty when there is none.
+dotenv_value() {
+  local line
+  [[ -r "$ROOT/.env" ]] || return 0
+  line="$(sed -nE "s/^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*//p" "$ROOT/.env" |
+    tail -n 1 | tr -d '\r')" || return 0
+  # as python-dotenv reads it (Settings): "..." with \" and \\ escapes, '...' as is, else the
+  # text up to a ` #` comment, without trailing blanks
+  case "$line" in
+    \"*) printf '%s' "${line#\"}" | sed -E 's/^((\\.|[^"\\])*)".*$/\1/; s/\\(["\\])/\1/g' ;;
+    \'*) line="${line#\'}" && printf '%s' "${line%%\'*}" ;;
+    *) printf '%s' "$line" | sed -E 's/[[:space:]]+#.*$//; s/[[:space:]]+$//' ;;
+  esac
+}
+# Every port the stack takes (README, Settings; preflight checks each), and the head's services
+# of them, which the head records in its credentials file for a machine that joins (head_ports).
+PORT_KEYS=(PG_PORT REDIS_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT DASHBOARD_PORT RAY_GCS_PORT
+  RAY_CLIENT_SERVER_PORT DASHBOARD_AGENT_PORT HTTP_PORT METRICS_EXPORT_PORT
+  RAY_SERVE_HAPROXY_STATS_PORT RAY_SERVE_HAPROXY_METRICS_PORT)
+HEAD_PORT_KEYS=(PG_PORT REDIS_PORT KAFKA_PORT RAY_GCS_PORT)
+# The ports the caller's environment gives: they win over .env, over the head's record and over
+# the defaults.
+_given_ports=" "
+for _key in "${PORT_KEYS[@]}"; do [[ -z "${!_key:-}" ]] || _given_ports+="$_key "; done
+# Each of these the environment does not set comes from .env, else from the default below. The
+# platform's Settings read some of them too and take the environment over .env, so a default
+# exported here would hide what .env says (APP_ENV=prod and a secret of one's own in .env,
+# silently run as dev with `devsecret`).
+for _key in "${PORT_KEYS[@]}" APP_ENV JWT_SECRET HTTP_HOST; do
+  [[ -n "${!_key:-}" ]] || printf -v "$_key" '%s' "$(dotenv_value "$_key")"
+done
 export PG_PORT="${PG_PORT:-5432}"
 export REDIS_PORT="${REDIS_PORT:-6379}"
 export KAFKA_PORT="${KAFKA_PORT:-9092}"
@@ -22,26 +54,6 @@ export RAY_NUM_CPUS="${RAY_NUM_CPUS:-2}"
 # RAY_SERVE_* variable of the environment on to the actors)
 RAY_SERVE_HAPROXY_STATS_PORT="${RAY_SERVE_HAPROXY_STATS_PORT:-8404}"
 RAY_SERVE_HAPROXY_METRICS_PORT="${RAY_SERVE_HAPROXY_METRICS_PORT:-9101}"
-# dotenv_value KEY -> KEY's value in the checkout's .env (the last line that sets it; quotes
-# removed), empty when there is none. The settings below are read by the platform too: its
-# Settings take the environment over .env, so a default exported here would hide what .env says
-# (APP_ENV=prod and a secret of one's own in .env, silently run as dev with `devsecret`).
-dotenv_value() {
-  local line
-  [[ -r "$ROOT/.env" ]] || return 0
-  line="$(sed -nE "s/^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*//p" "$ROOT/.env" |
-    tail -n 1 | tr -d '\r')" || return 0
-  # as python-dotenv reads it (Settings): "..." with \" and \\ escapes, '...' as is, else the
-  # text up to a ` #` comment, without trailing blanks
-  case "$line" in
-    \"*) printf '%s' "${line#\"}" | sed -E 's/^((\\.|[^"\\])*)".*$/\1/; s/\\(["\\])/\1/g' ;;
-    \'*) line="${line#\'}" && printf '%s' "${line%%\'*}" ;;
-    *) printf '%s' "$line" | sed -E 's/[[:space:]]+#.*$//; s/[[:space:]]+$//' ;;
-  esac
-}
-for _key in HTTP_PORT METRICS_EXPORT_PORT APP_ENV JWT_SECRET; do
-  [[ -n "${!_key:-}" ]] || export "$_key=$(dotenv_value "$_key")"
-done
 export HTTP_PORT="${HTTP_PORT:-8080}"
 export METRICS_EXPORT_PORT="${METRICS_EXPORT_PORT:-8090}"
 export APP_ENV="${APP_ENV:-dev}"
@@ -99,6 +111,7 @@ export PG_OWNER_USER=orders PG_APP_USER=orders_app PG_DATABASE=orders REDIS_USER
 
 # URLs given in the environment are kept; the others are derived (again) from the credentials.
 _given_urls=" ${DATABASE_URL:+DATABASE_URL} ${MIGRATION_DATABASE_URL:+MIGRATION_DATABASE_URL} ${REDIS_URL:+REDIS_URL} "
+_given_urls+="${KAFKA_BOOTSTRAP:+KAFKA_BOOTSTRAP} ${RAY_ADDRESS:+RAY_ADDRESS} "
 derive_urls() {
   local pg="$HEAD_ADDRESS:$PG_PORT/$PG_DATABASE"
   if [[ "$_given_urls" != *" DATABASE_URL "* && -n "${ORDERS_APP_DB_PASSWORD:-}" ]]; then
@@ -122,6 +135,23 @@ load_credentials() {
   return 0
 }
 
+# head_ports -> on a machine that joins (cluster/join.sh): the ports of the head's Postgres,
+# Redis, Kafka and GCS as the head recorded them in its credentials file (HEAD_PG_PORT=...), each
+# one the environment does not give, then the URLs, KAFKA_BOOTSTRAP and RAY_ADDRESS derived
+# again (those given in the environment kept).
+head_ports() {
+  local key value
+  [[ -r "$CREDENTIALS_FILE" ]] || return 0
+  for key in "${HEAD_PORT_KEYS[@]}"; do
+    [[ "$_given_ports" == *" $key "* ]] && continue
+    value="$(sed -n "s/^HEAD_$key=//p" "$CREDENTIALS_FILE" | tail -n 1)"
+    [[ -z "$value" ]] || export "$key=$value"
+  done
+  derive_urls
+  [[ "$_given_urls" == *" KAFKA_BOOTSTRAP "* ]] || export KAFKA_BOOTSTRAP="$HEAD_ADDRESS:$KAFKA_PORT"
+  [[ "$_given_urls" == *" RAY_ADDRESS "* ]] || export RAY_ADDRESS="$HEAD_ADDRESS:$RAY_GCS_PORT"
+}
+
 # ensure_credentials -> every password set (generated when missing: 64 hex characters, URL-safe),
 # the URLs derived, and the file rewritten (atomically, mode 600) when its content changes.
 ensure_credentials() {
@@ -141,6 +171,8 @@ ensure_credentials() {
     for key in "${CREDENTIAL_KEYS[@]}"; do echo "$key=${!key}"; done
     # not a secret: the head's mode, which a joining machine must share (cluster/join.sh)
     echo "HEAD_APP_ENV=$APP_ENV"
+    # nor its services' ports, which a joining machine connects to (head_ports)
+    for key in "${HEAD_PORT_KEYS[@]}"; do echo "HEAD_$key=${!key}"; done
     echo "DATABASE_URL=$DATABASE_URL"
     echo "MIGRATION_DATABASE_URL=$MIGRATION_DATABASE_URL"
     echo "REDIS_URL=$REDIS_URL"
@@ -251,6 +283,11 @@ ray_env() {
     RAY_SERVE_THROUGHPUT_OPTIMIZED="${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1}"
     RAY_SERVE_CONTROL_LOOP_INTERVAL_S="${RAY_SERVE_CONTROL_LOOP_INTERVAL_S:-0.5}"
     RAY_SERVE_HTTP_HOST="${HTTP_HOST:-127.0.0.1}"
+    # HAProxy answers a request its replica has said nothing about for 60 s (Postgres hung,
+    # no replica behind Serve's fallback proxy, whose router waits for one without end) with
+    # the JSON 503 of cluster/haproxy.sh instead of waiting forever; an SSE stream's 15 s
+    # pings keep it open.
+    RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S="${RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S:-60}"
     # HAProxy's files in a private directory (Ray's default is /tmp/haproxy-serve, shared by
     # every user), started through cluster/haproxy.sh (admin socket 600, stats and metrics on
     # loopback, a 10 s limit for request headers).

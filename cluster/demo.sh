@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
 # make demo: the seed's quickstart against the running stack, then the order's live status
-# (Server-Sent Events) until it is final, then the order with its timeline.
+# (Server-Sent Events) until it is final, then the order with its timeline. DEMO_WAIT_S (60): how
+# long it follows the order before it gives up.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 api="http://localhost:$HTTP_PORT"
+wait_s="${DEMO_WAIT_S:-60}"
 curl -fsS "$api/health" >/dev/null 2>&1 || die "the gateway is not answering on $api: run 'make up'"
 TOKEN="$("$PY" -m cli.main token 2>/dev/null)"
 log "POST /api/orders (the seed's quickstart)"
-resp="$(curl -sS -X POST "$api/api/orders" -H "Authorization: Bearer $TOKEN" \
-  -H 'Content-Type: application/json' -d '{"customerId":"c-1","items":[{"sku":"SKU-1","qty":2}]}')"
+resp="$(curl -sS -w '\n%{http_code}' -X POST "$api/api/orders" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"customerId":"c-1","items":[{"sku":"SKU-1","qty":2}]}')" \
+  || die "POST /api/orders: no answer from $api"
+code="${resp##*$'\n'}" && resp="${resp%$'\n'*}"
 echo "$resp"
-order_id="$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["orderId"])' <<<"$resp")" \
+# 429 (rate limit), 503 (shedding load, payments unavailable): the answer above says why
+[[ "$code" == 202 ]] || die "POST /api/orders answered HTTP $code, not 202: no order to follow"
+order_id="$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["orderId"])' <<<"$resp" 2>/dev/null)" \
   || die "no order id in the answer"
 log "GET /api/orders/$order_id/events (live status until final)"
-curl -sSN --max-time 60 "$api/api/orders/$order_id/events" -H "Authorization: Bearer $TOKEN" \
-  | grep --line-buffered '^data:'
+curl -sSN --max-time "$wait_s" "$api/api/orders/$order_id/events" -H "Authorization: Bearer $TOKEN" \
+  | grep --line-buffered '^data:' || stream=("${PIPESTATUS[@]}")
+if [[ "${stream[0]:-0}" == 28 ]]; then
+  die "order $order_id not final within $wait_s s: .venv/bin/orders get $order_id"
+elif [[ "${stream[0]:-0}" != 0 ]]; then
+  die "the order's status stream failed (curl exit ${stream[0]}): .venv/bin/orders get $order_id"
+fi
 log "GET /api/orders/$order_id"
 curl -sS "$api/api/orders/$order_id" -H "Authorization: Bearer $TOKEN" | "$PY" -m json.tool

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs a command that loads the machine (chaos, benchmark) while holding .run/heavy.lock, so two
-# such runs never overlap and skew each other's numbers. Nested calls reuse the held lock.
+# such runs never overlap and skew each other's numbers. Nested calls reuse the held lock. A lock
+# another run holds is named before this one waits for it.
 #   cluster/heavy.sh COMMAND...
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if [[ -n "${HEAVY_LOCK_HELD:-}" ]]; then
   exec "$@"
 fi
 export HEAVY_LOCK_HELD=1
+lock="$RUN/heavy.lock"
+if ! flock -n "$lock" true; then
+  log "waiting for $lock (another make test/bench/chaos/soak is running)…" >&2
+fi
 # -o: the lock stays with flock itself, never with daemons the command may start
-exec flock -o "$RUN/heavy.lock" "$@"
+exec flock -o "$lock" "$@"

@@ -2,8 +2,8 @@
 # make join HEAD=<address>: this machine joins, as a worker node, the Ray cluster whose head was
 # started with `NODE_ADDRESS=<address> make up` (README, "Adding a machine"). Ray's processes
 # here run with the project's environment: the connection URLs point at the head's services,
-# with the credentials of the head's .run/credentials.env copied to this checkout's .run/ (or
-# given in the environment). `make leave` stops this node again (by pid).
+# with the credentials and the ports of the head's .run/credentials.env copied to this
+# checkout's .run/ (or given in the environment). `make leave` stops this node again (by pid).
 #   cluster/join.sh HEAD_ADDRESS       NODE_ADDRESS: this machine's address (default: the source
 #                                      address of the route to the head); WORKER_NUM_CPUS
 set -euo pipefail
@@ -15,6 +15,11 @@ if [[ -z "${NODE_ADDRESS:-}" ]]; then
   export NODE_ADDRESS
 fi
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# the head's ports (PG_PORT, REDIS_PORT, KAFKA_PORT, RAY_GCS_PORT) from its credentials file,
+# unless the environment gives them: a head started with PG_PORT=5433 is reached there
+head_ports
+log "the head's services: postgres $HEAD_ADDRESS:$PG_PORT, redis $HEAD_ADDRESS:$REDIS_PORT," \
+  "kafka $KAFKA_BOOTSTRAP, Ray's GCS $HEAD_ADDRESS:$RAY_GCS_PORT"
 
 is_loopback "$HEAD_ADDRESS" && die "HEAD=$HEAD_ADDRESS is loopback: start the head with" \
   "NODE_ADDRESS=<its address> make up and join that address"

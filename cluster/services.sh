@@ -289,7 +289,10 @@ kafka_start() {
 }
 kafka_stop() { stop_pid kafka 60; }
 
+# (a HOST:PORT address's port first: `ray status` retries a closed one for some 40 s)
 ray_ready() {
+  local port="${RAY_ADDRESS##*:}"
+  if [[ "$port" =~ ^[0-9]+$ ]] && ! port_open "$port" "${RAY_ADDRESS%:*}"; then return 1; fi
   RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="$(ray_loopback_switch)" \
     "$VENV/bin/ray" status --address "$RAY_ADDRESS" >/dev/null 2>&1
 }
@@ -317,11 +320,16 @@ ray_start() {
 }
 ray_stop() { stop_pid ray 60 && remove_haproxy_dir; }
 
+# status_line NAME OK WHERE -> one line of `make status` (coloured on a terminal only); a part
+# down is remembered for the exit status.
+any_down=false
 status_line() {
-  local name="$1" ok="$2" where="$3"
-  if $ok; then printf '  %-8s \033[32mup\033[0m    %s\n' "$name" "$where"
-  else printf '  %-8s \033[31mdown\033[0m  %s\n' "$name" "$where"; fi
+  local name="$1" ok="$2" where="$3" green="" red="" plain=""
+  if [[ -t 1 ]]; then green=$'\033[32m' red=$'\033[31m' plain=$'\033[0m'; fi
+  if $ok; then printf '  %-8s %sup%s    %s\n' "$name" "$green" "$plain" "$where"
+  else printf '  %-8s %sdown%s  %s\n' "$name" "$red" "$plain" "$where"; any_down=true; fi
 }
+# all_status -> each part up or down; exits 1 when any is down
 all_status() {
   local s
   s=false; pg_ready 2>/dev/null && s=true; status_line postgres $s "$NODE_ADDRESS:$PG_PORT"
@@ -330,6 +338,7 @@ all_status() {
   s=false; ray_ready && s=true; status_line ray $s "$NODE_ADDRESS:$RAY_GCS_PORT, dashboard http://$DASHBOARD_HOST:$DASHBOARD_PORT"
   s=false; curl -fsS "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && s=true
   status_line gateway $s "http://127.0.0.1:$HTTP_PORT (docs /docs)"
+  if $any_down; then exit 1; fi
 }
 
 cmd="${1:-status}"; svc="${2:-}"

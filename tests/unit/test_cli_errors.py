@@ -1,11 +1,16 @@
 """The `orders` command line's expected failures are a message and an exit code, never a
-traceback: a setting that does not parse (exit 2), a broker that does not answer (exit 1)."""
+traceback: a setting that does not parse (exit 2), a broker that does not answer, a gateway
+that answers no JSON or is not there (exit 1)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,3 +39,45 @@ def test_a_broker_that_does_not_answer_is_a_message_and_exit_1() -> None:
     assert result.returncode == 1, result.stderr
     assert "KafkaConnectionError" in result.stderr and "Traceback" not in result.stderr
     assert "orders status" in result.stderr
+
+
+def _serving(body: bytes) -> tuple[ThreadingHTTPServer, str]:
+    """A server answering every GET 200 with `body` (text/html): a proxy's page, say."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_an_order_answer_that_is_not_json_is_a_message_and_exit_1() -> None:
+    server, url = _serving(b"<html>not the gateway</html>")
+    try:
+        result = _orders("get", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1, result.stderr
+    assert "no JSON object: <html>not the gateway</html>" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_watch_fails_fast_when_nothing_listens() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    started = time.monotonic()
+    result = _orders("watch", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot reach {url}: " in result.stderr and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30  # not the whole --timeout (120 s) of retries

@@ -50,6 +50,21 @@ def test_tables_show_partition_columns_only_once_a_table_is_partitioned() -> Non
     text = _text(render.tables_table(parted))
     assert "oldest partition" in text
     assert "order_events_p20261130 FOR VALUES FROM (x)" in text
+    assert "None" not in text  # a plain table has no oldest partition: `-`
+    assert [line.split("│")[5].strip() for line in text.splitlines() if "orders " in line] == ["-"]
+
+
+def test_tables_count_partitions_as_the_retention_table_does() -> None:
+    """The sizes count every leaf, the DEFAULT partition included; the retention report only
+    the dated ones: the tables table shows the retention report's count, or marks its own."""
+    sizes = [TableSize("order_events", 2048, 10, 12, "order_events_p20261130", "FOR (x)")]
+    text = _text(render.tables_table(sizes, {"order_events": 11}))
+    row = next(line for line in text.splitlines() if "order_events " in line)
+    assert row.split("│")[4].strip() == "11" and "DEFAULT" not in text
+    text = _text(render.tables_table(sizes))  # the retention report could not be read
+    row = next(line for line in text.splitlines() if "order_events " in line)
+    assert row.split("│")[4].strip() == "12*"
+    assert "* every leaf partition, the DEFAULT one included" in text
 
 
 def test_lag_counts_uncommitted_partitions_from_their_first_offset() -> None:

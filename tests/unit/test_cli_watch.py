@@ -163,3 +163,43 @@ def test_error_of_reads_the_envelope_or_the_text() -> None:
         True,
     )
     assert api.error_of(500, b"").message == "Internal Server Error"
+
+
+def test_follow_gives_up_at_once_when_nothing_answers_at_first() -> None:
+    """A wrong URL, a gateway not started: an error at once, not retries for --timeout."""
+    asked: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    with pytest.raises(httpx.ConnectError):
+        _run(httpx.MockTransport(handler), timeout_s=30)
+    assert len(asked) == 1
+
+
+def test_follow_reconnects_once_a_stream_was_open() -> None:
+    """A gateway that answered once and then restarts is waited for."""
+    answers: list[httpx.Response | None] = [
+        httpx.Response(200, content=_sse([(1, "PENDING")])),  # then drops
+        None,  # restarting: connection refused
+        None,
+        httpx.Response(200, content=_sse([(2, "PAID"), (3, "DELIVERED")])),
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers.pop(0)
+        if answer is None:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return answer
+
+    seen, follower = _run(httpx.MockTransport(handler))
+    assert seen == ["PENDING", "PAID", "DELIVERED"] and follower.done and not answers
+
+
+def test_an_answer_that_is_no_json_object_is_an_api_error() -> None:
+    for body in (b"<html>proxy page</html>", b"[1, 2]", b""):
+        with pytest.raises(api.ApiError) as err:
+            api.json_object(httpx.Response(200, content=body))
+        assert err.value.status == 200 and "no JSON object" in err.value.message
+    assert api.json_object(httpx.Response(200, json={"orderId": "x"})) == {"orderId": "x"}

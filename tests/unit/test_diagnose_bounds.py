@@ -34,3 +34,52 @@ def test_a_part_that_cannot_be_read_says_why() -> None:
         raise TimeoutError("broker silent")
 
     assert diagnose._safely(broken) == "(not readable: TimeoutError: broker silent)"
+
+
+def _nothing_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings whose gateway, Postgres and broker refuse at once (nothing listens on port 1)."""
+    settings = Settings(
+        http_port=1,
+        database_url="postgresql://u:p@127.0.0.1:1/x",
+        kafka_bootstrap="127.0.0.1:1",
+    )
+    monkeypatch.delenv("ORDERS_API_URL", raising=False)
+    monkeypatch.setattr(diagnose, "get_settings", lambda: settings)
+
+
+def test_stacks_with_the_gcs_down_prints_the_rest_and_says_ray_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ray.init` retries a GCS that is down for ever, printing nothing: it is never tried."""
+    _nothing_there(monkeypatch)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+
+    def no_driver(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ray.init must not be tried")
+
+    monkeypatch.setattr(diagnose, "ray_driver", no_driver)
+    diagnose.stacks()
+    out = capsys.readouterr().out
+    for title in ("platform health", "postgres", "kafka: the consumer groups", "actors"):
+        assert f"== {title}" in out
+    assert "(Ray unavailable: no GCS answers at 127.0.0.1:1 (" in out
+    assert "ray.init must not be tried" not in out
+    assert "Ray unavailable" in diagnose.report_now()
+
+
+def test_stacks_prints_what_needs_no_ray_before_it_connects(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _nothing_there(monkeypatch)
+    printed_first: list[str] = []
+
+    def driver(*args: object, **kwargs: object) -> None:
+        printed_first.append(capsys.readouterr().out)
+        raise ConnectionError("GCS not answering")
+
+    monkeypatch.setattr(diagnose, "ray_driver", driver)
+    with socket.create_server(("127.0.0.1", 0)) as gcs:  # the GCS port accepts, Ray hangs
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{gcs.getsockname()[1]}")
+        diagnose.stacks()
+    assert "== postgres" in printed_first[0] and "== kafka: the group" in printed_first[0]
+    assert "(no Ray driver: ConnectionError: GCS not answering)" in capsys.readouterr().out

@@ -45,3 +45,51 @@ def test_a_line_reads_as_python_dotenv_reads_it(tmp_path: Path, line: str) -> No
         check=True,
     ).stdout.decode()
     assert out == dotenv_values(env_file)["JWT_SECRET"]
+
+
+PORTS = {
+    "PG_PORT": "5433",
+    "REDIS_PORT": "6380",
+    "KAFKA_PORT": "9192",
+    "KAFKA_CONTROLLER_PORT": "9193",
+    "DASHBOARD_PORT": "8266",
+    "RAY_GCS_PORT": "6391",
+    "RAY_CLIENT_SERVER_PORT": "10002",
+    "DASHBOARD_AGENT_PORT": "52366",
+    "HTTP_PORT": "8081",
+    "METRICS_EXPORT_PORT": "8091",
+    "RAY_SERVE_HAPROXY_STATS_PORT": "8405",
+    "RAY_SERVE_HAPROXY_METRICS_PORT": "9102",
+}
+
+
+def test_every_port_comes_from_env_file_unless_the_environment_gives_it(tmp_path: Path) -> None:
+    """README: the environment wins over `.env`, and `.env` over the defaults, for the make
+    commands too. Only HTTP_PORT and METRICS_EXPORT_PORT were read from `.env`: a PG_PORT
+    there moved the platform's Settings, not the scripts' Postgres."""
+    (tmp_path / "cluster").mkdir()
+    shutil.copy(ROOT / "cluster" / "common.sh", tmp_path / "cluster" / "common.sh")
+    (tmp_path / ".env").write_text(
+        "".join(f"{k}={v}\n" for k, v in PORTS.items()) + "HTTP_HOST=0.0.0.0\n"
+    )
+    shown = " ".join(f"{k}=${{{k}}}" for k in PORTS)
+    script = (
+        f'source "{tmp_path}/cluster/common.sh" >/dev/null 2>&1\n'
+        f'echo "{shown} $RAY_ADDRESS $KAFKA_BOOTSTRAP $HTTP_HOST"\n'
+        'env | grep -c "^RAY_SERVE_HAPROXY_.*_PORT=" || true'
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in (*PORTS, "RUN_DIR")}
+    clean = {k: v for k, v in clean.items() if k not in ("RAY_ADDRESS", "KAFKA_BOOTSTRAP")}
+    clean.pop("HTTP_HOST", None)
+    given = {"REDIS_PORT": "7000"}
+    out = subprocess.run(
+        ["bash", "-c", script],
+        env={**clean, **given, "RUN_DIR": str(tmp_path / "run")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    assert out[: len(PORTS)] == [f"{k}={given.get(k, v)}" for k, v in PORTS.items()]
+    # HAProxy's ports stay unexported (cluster/deploy.py passes every RAY_SERVE_* on)
+    assert out[len(PORTS) :] == ["127.0.0.1:6391", "127.0.0.1:9192", "0.0.0.0", "0"]

@@ -1,5 +1,6 @@
 """cluster/join.sh refuses, before it installs or starts anything, a machine whose mode or
-secret would make every actor placed on it fail its settings check (README, Adding a machine)."""
+secret would make every actor placed on it fail its settings check, and connects to the head's
+services on the ports the head recorded (README, Adding a machine)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,19 @@ _KEYS = (
 )
 
 
+_PORTS = ("PG_PORT", "REDIS_PORT", "KAFKA_PORT", "RAY_GCS_PORT")
+
+
 def _join(
-    tmp_path: Path, head_env: str | None, env: dict[str, str], exported: bool = False
+    tmp_path: Path,
+    head_env: str | None,
+    env: dict[str, str],
+    exported: bool = False,
+    recorded: str = "",
 ) -> subprocess.CompletedProcess[str]:
     """join.sh with the head's credentials copied to RUN_DIR (with `HEAD_APP_ENV=head_env`
-    unless None), or `exported` in the environment instead, with no file."""
+    unless None, and the lines `recorded`), or `exported` in the environment instead, with no
+    file."""
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
     credentials = {key: f"x{i}" for i, key in enumerate(_KEYS)}
@@ -31,11 +40,12 @@ def _join(
         lines = [f"{key}={value}" for key, value in credentials.items()]
         if head_env is not None:
             lines.append(f"HEAD_APP_ENV={head_env}")
-        (run / "credentials.env").write_text("\n".join(lines) + "\n")
+        (run / "credentials.env").write_text("\n".join(lines) + "\n" + recorded)
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in (*_KEYS, "APP_ENV", "JWT_SECRET", "NODE_ADDRESS", "HEAD_ADDRESS")
+        if k not in (*_KEYS, *_PORTS, "APP_ENV", "JWT_SECRET", "NODE_ADDRESS", "HEAD_ADDRESS")
+        and k not in ("KAFKA_BOOTSTRAP", "RAY_ADDRESS", "CREDENTIALS_FILE")
         and not k.endswith("_URL")
     }
     given = credentials if exported else {}
@@ -71,3 +81,48 @@ def test_credentials_exported_instead_of_copied_pass_the_mode_check(tmp_path: Pa
     ran = _join(tmp_path, None, {"APP_ENV": "prod"}, exported=True)
     assert ran.returncode != 0  # stopped by the next check, with its message
     assert "needs the head's JWT_SECRET" in ran.stderr + ran.stdout, ran.stderr[-600:]
+
+
+def test_the_head_records_its_ports_with_its_credentials(tmp_path: Path) -> None:
+    ports = {"PG_PORT": "5433", "REDIS_PORT": "6380", "KAFKA_PORT": "9192", "RAY_GCS_PORT": "6391"}
+    clean = {k: v for k, v in os.environ.items() if k not in (*_KEYS, *_PORTS)}
+    clean = {k: v for k, v in clean.items() if not k.endswith("_URL")}
+    subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/cluster/common.sh" && ensure_credentials'],
+        env={**clean, **ports, "RUN_DIR": str(tmp_path)},
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    recorded = (tmp_path / "credentials.env").read_text().splitlines()
+    assert all(f"HEAD_{k}={v}" in recorded for k, v in ports.items()), recorded
+
+
+RECORDED = "HEAD_PG_PORT=5433\nHEAD_REDIS_PORT=6380\nHEAD_KAFKA_PORT=9192\nHEAD_RAY_GCS_PORT=6391\n"
+
+
+@pytest.mark.parametrize(
+    ("env", "redis"), [({}, "6380"), ({"REDIS_PORT": "7000"}, "7000")], ids=["recorded", "given"]
+)
+def test_a_joining_machine_uses_the_heads_ports(
+    tmp_path: Path, env: dict[str, str], redis: str
+) -> None:
+    """A head started with PG_PORT=5433 (and others): the joining machine's URLs pointed at
+    5432, its own default; a port given in the environment still wins."""
+    ran = _join(tmp_path, "prod", env, recorded=RECORDED)  # stopped by the mode check after
+    assert "the head runs APP_ENV=prod" in ran.stderr, ran.stderr[-600:]
+    assert (
+        f"the head's services: postgres 10.99.0.1:5433, redis 10.99.0.1:{redis},"
+        " kafka 10.99.0.1:9192, Ray's GCS 10.99.0.1:6391"
+    ) in ran.stdout, ran.stdout[-600:]
+    clean = {k: v for k, v in os.environ.items() if k not in (*_KEYS, *_PORTS)}
+    clean = {k: v for k, v in clean.items() if not k.endswith("_URL")}
+    urls = subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/cluster/common.sh" && head_ports && echo $REDIS_URL'],
+        env={**clean, **env, "RUN_DIR": str(tmp_path / "run"), "HEAD_ADDRESS": "10.99.0.1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert urls.strip() == f"redis://orders:x2@10.99.0.1:{redis}/0"

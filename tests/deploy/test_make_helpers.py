@@ -1,0 +1,160 @@
+"""The make targets' helper scripts against a RUN_DIR of a test's own: `make status` exits 1
+when a part is down and writes no colour codes into a pipe (cluster/services.sh); a heavy run
+says which lock it waits for (cluster/heavy.sh); `make demo` names a refused order and an order
+that does not get final in time (cluster/demo.sh)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import select
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from tests.deploy import stack_sandbox as sb
+from tests.deploy.manifests import ROOT
+
+_PORTS = ("PG_PORT", "REDIS_PORT", "KAFKA_PORT", "RAY_GCS_PORT", "HTTP_PORT", "DASHBOARD_PORT")
+
+
+def test_status_with_parts_down_exits_1_without_colour_codes(tmp_path: Path) -> None:
+    ports = {name: str(sb.free_port()) for name in _PORTS}  # nothing listens on any
+    ran = subprocess.run(
+        [str(ROOT / "cluster" / "services.sh"), "status"],
+        env=sb.env(tmp_path, **ports),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "\033" not in ran.stdout
+    for name in ("postgres", "redis", "kafka", "ray", "gateway"):
+        assert f"  {name:<8} down  " in ran.stdout, ran.stdout
+
+
+def _line(stream: IO[str] | None, deadline: float) -> str:
+    """The next line of a child's pipe, or '' once `deadline` passes first."""
+    assert stream is not None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], 0.1)
+        if ready:
+            return stream.readline()
+    return ""
+
+
+def test_heavy_says_which_lock_it_waits_for_then_runs(tmp_path: Path) -> None:
+    lock = tmp_path / "heavy.lock"
+    free = subprocess.run(
+        [str(ROOT / "cluster" / "heavy.sh"), "echo", "ran"],
+        env=sb.env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert free.stdout == "ran\n" and "waiting" not in free.stderr
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another make bench, say
+        waiting = subprocess.Popen(
+            [str(ROOT / "cluster" / "heavy.sh"), "echo", "ran"],
+            env=sb.env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            said = _line(waiting.stderr, time.monotonic() + 30)
+            assert f"waiting for {lock} (another make test/bench/chaos/soak is running)" in said
+            assert waiting.poll() is None  # it waits for the lock
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        out, _ = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0 and out == "ran\n"
+
+
+class _Gateway(BaseHTTPRequestHandler):
+    """/health, POST /api/orders answering `post`, an order's events that never get final."""
+
+    post: tuple[int, dict[str, object]] = (202, {})
+    done = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/health":
+            self._answer(200, {"status": "ok"})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b'event: status\nid: 1\ndata: {"status": "PENDING"}\n\n')
+        self.wfile.flush()
+        _Gateway.done.wait(60)  # the order stays PENDING while the client listens
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._answer(*self.post)
+
+    def _answer(self, status: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def gateway() -> Iterator[ThreadingHTTPServer]:
+    _Gateway.done.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        _Gateway.done.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _demo(tmp_path: Path, server: ThreadingHTTPServer) -> subprocess.CompletedProcess[str]:
+    port = str(server.server_address[1])
+    return subprocess.run(
+        [str(ROOT / "cluster" / "demo.sh")],
+        env=sb.env(tmp_path, HTTP_PORT=port, DEMO_WAIT_S="2"),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_demo_names_a_refused_order(
+    tmp_path: Path, gateway: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = {"error": {"code": "rate_limited", "message": "too many orders"}}
+    monkeypatch.setattr(_Gateway, "post", (429, refused))
+    ran = _demo(tmp_path, gateway)
+    assert ran.returncode == 1
+    assert "POST /api/orders answered HTTP 429, not 202" in ran.stderr, ran.stderr
+    assert "too many orders" in ran.stdout and "Traceback" not in ran.stderr
+
+
+def test_demo_names_an_order_not_final_in_time(
+    tmp_path: Path, gateway: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Gateway, "post", (202, {"orderId": "o-1", "status": "PENDING"}))
+    ran = _demo(tmp_path, gateway)
+    assert ran.returncode == 1
+    assert "order o-1 not final within 2 s: .venv/bin/orders get o-1" in ran.stderr, ran.stderr
+    assert 'data: {"status": "PENDING"}' in ran.stdout
