@@ -225,13 +225,18 @@ redis_start() {
   # rights again at each EXEC: with none, every script's writes (stored as MULTI/EXEC) were
   # dropped at a restart, each with a CRITICAL log line (redis/redis#14541). So it has the
   # platform's key rights.
+  # Memory: at most REDIS_MAXMEMORY of data (default 1gb), then Redis evicts the least recently
+  # used key that has a TTL: idempotency entries first (24 h each, ~600 B: a day at 300 keyed
+  # orders/s is ~15 GB; Postgres keeps every key, so an evicted one is answered from there),
+  # never the breaker's state, which has none.
   local conf="$RUN/redis/redis.conf" hash
   hash="$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
   (umask 077 && printf '%s\n' "user default off resetpass resetchannels ~* +@all -@admin -@dangerous" \
     "user $REDIS_USER on #$hash ~* &* +@all -@admin -@dangerous" >"$conf")
   env "${SECRET_ENV_DROP[@]}" redis-server "$conf" --bind "$NODE_ADDRESS" --port "$REDIS_PORT" --dir "$RUN/redis" \
     --daemonize yes --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
-    --appendonly yes --appendfsync everysec --save "" >/dev/null
+    --appendonly yes --appendfsync everysec --save "" \
+    --maxmemory "${REDIS_MAXMEMORY:-1gb}" --maxmemory-policy volatile-lru >/dev/null
   wait_for redis 30 redis_ready
 }
 redis_stop() { stop_pid redis; }

@@ -1,0 +1,67 @@
+"""Redis keeps at most a cap of data, in every way the stack runs it, and past the cap evicts
+only keys with a TTL (idempotency entries, rate-limit windows), never a key without one (the
+payment breaker's state; in Kubernetes, the Ray GCS's tables). Before, no cap: a day of
+idempotency entries (~600 B each for 24 h) grew without bound, and a Kubernetes pod passed its
+256 Mi limit and was killed. Each server is run here with a tiny cap and filled."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+from tests.deploy import local_servers as ls
+from tests.deploy import stack_sandbox as sb
+from tests.deploy.manifests import ROOT
+from tests.deploy.test_infra_scripts import SOURCES, _ray_node_env, _redis
+
+_VALUE = "x" * 600  # about an idempotency entry
+
+
+def _fill_past_the_cap(app: redis.Redis) -> None:
+    app.set("breaker:state", "closed")  # no TTL, as the breaker's keys
+    for i in range(20_000):  # ~12 MB, several times the cap: every write must still work
+        app.set(f"idem:{i}", _VALUE, ex=86_400)
+    assert app.get("breaker:state") == b"closed"
+    assert app.get("idem:0") is None  # the least recently used went first
+    assert app.get("idem:19999") == _VALUE.encode()
+    assert app.dbsize() < 10_000
+
+
+def test_the_local_redis_evicts_keys_with_a_ttl_past_its_cap(tmp_path: Path) -> None:
+    ls.needed(Path(shutil.which("redis-server") or "/nonexistent"), "redis-server")
+    port = sb.free_port()
+    extra = {"REDIS_PORT": str(port), "REDIS_MAXMEMORY": "3mb", "NODE_ADDRESS": "127.0.0.1"}
+    services = str(ROOT / "cluster" / "services.sh")
+    env = sb.env(tmp_path, **extra)
+    subprocess.run([services, "start", "redis"], env=env, check=True, timeout=60)
+    try:
+        script = "load_credentials; derive_urls; echo $REDIS_URL"
+        url = urlsplit(sb.bash(tmp_path, script, 60, **extra).stdout.strip())
+        app = redis.Redis(port=port, username=url.username, password=url.password)
+        _fill_past_the_cap(app)
+        app.close()
+    finally:
+        subprocess.run([services, "stop", "redis"], env=env, check=True, timeout=60)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_images_redis_evicts_keys_with_a_ttl_past_its_cap(source: str, tmp_path: Path) -> None:
+    command, env, port, _ = _redis(source, tmp_path)
+    script, cap = command[-1], "--maxmemory 3mb --maxmemory-policy volatile-lru"
+    shown = script.replace(
+        "--maxmemory 160mb --maxmemory-policy", "--maxmemory 3mb --maxmemory-policy"
+    )
+    shown = shown.replace(
+        "--maxmemory 1gb --maxmemory-policy", "--maxmemory 3mb --maxmemory-policy"
+    )
+    assert cap in shown, script
+    node = urlsplit(_ray_node_env(source)["REDIS_URL"])
+    with ls.server([*command[:-1], shown], env, port, tmp_path / "redis.log"):
+        app = redis.Redis(port=port, username=node.username, password=node.password)
+        _fill_past_the_cap(app)
+        app.close()
