@@ -274,6 +274,16 @@ def test_the_ingress_closes_a_client_that_is_slow_with_its_headers() -> None:
     assert 8 <= waited <= 20, waited
 
 
+def test_the_ingress_gives_up_on_a_silent_replica() -> None:
+    """HAProxy's wait for a replica's answer is bounded (then the JSON 503 of
+    cluster/haproxy.sh, tests/unit/test_haproxy_wrapper.py): with no `timeout server` a request
+    to a replica stuck on Postgres, or to Serve's fallback proxy with no replica, waited
+    without end. 60 s: a live stream's 15 s pings keep it open."""
+    config = _haproxy_config().read_text()
+    backend = config[config.index("backend http-orders") :]
+    assert "timeout server 60s" in config[: config.index("frontend ")] + backend, config
+
+
 # Every secret the stack's scripts hold; the servers they start need none of them from the
 # environment (cluster/common.sh, SECRET_ENV_DROP; Postgres starts with an empty one).
 _SECRETS = {

