@@ -40,6 +40,20 @@ async def check_if_suspect(conn: AsyncConnection[Any]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+# libpq's own timeouts for a server that no longer answers (a network cut, a host gone), which
+# `statement_timeout` cannot bound, the server being the one that enforces it: a connection
+# is dropped once 15 s of sent data went unacknowledged, or 3 keepalive probes 5 s apart after
+# 10 s of silence went unanswered, and its statement fails (OperationalError: the API's 503).
+CLIENT_TIMEOUTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "15000",
+}
+
+
 async def open_pool(
     dsn: str,
     size: int,
@@ -49,22 +63,32 @@ async def open_pool(
     wait_for_postgres: bool = False,
     session: Mapping[str, str] | None = None,
     checkout_s: float = 30.0,
+    client_timeouts: bool = False,
 ) -> AsyncConnectionPool[AsyncConnection[Row]]:
     """Open a pool and wait until its first connection works (fails within 30 s on a bad DSN).
     `wait_for_postgres`: first wait for Postgres for as long as it takes (`connect_when_up`),
     what an actor's `__init__` needs (Ray never restarts an actor whose creation task raised).
     `session`: settings every connection starts with (`-c name=value`). `checkout_s`: how long
-    a caller waits for a connection before `PoolTimeout`."""
+    a caller waits for a connection before `PoolTimeout`. `client_timeouts`: the client gives
+    up on a server that stopped answering (`CLIENT_TIMEOUTS`)."""
     if wait_for_postgres:
         return await when_up(
             lambda: open_pool(
-                dsn, size, name, autocommit=autocommit, session=session, checkout_s=checkout_s
+                dsn,
+                size,
+                name,
+                autocommit=autocommit,
+                session=session,
+                checkout_s=checkout_s,
+                client_timeouts=client_timeouts,
             ),
             name,
         )
     kwargs: dict[str, Any] = {"row_factory": dict_row, "autocommit": autocommit}
     if session:
         kwargs["options"] = session_options(dsn, session)
+    if client_timeouts:
+        kwargs.update(CLIENT_TIMEOUTS)
     pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
         dsn,
         min_size=1,

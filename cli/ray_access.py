@@ -1,7 +1,8 @@
 """Where the local stack's Ray is, and its token, for a command run as the README shows it
 (`.venv/bin/orders status`: without the environment cluster/common.sh exports): each from the
 environment, else the stack's generated `.run/credentials.env` (RAY_AUTH_TOKEN) and
-`.run/node.env` (NODE_ADDRESS), else `.env` (RAY_GCS_PORT, DASHBOARD_PORT), else the stack's
+`.run/node.env` (NODE_ADDRESS, and RAY_GCS_PORT and DASHBOARD_PORT as `make up` had them),
+else `.env` (RAY_GCS_PORT, DASHBOARD_PORT), else the stack's
 defaults; read as core.settings reads its connection URLs (an unreadable file skipped with a
 warning)."""
 

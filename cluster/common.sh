@@ -37,7 +37,7 @@ for _key in "${PORT_KEYS[@]}"; do [[ -z "${!_key:-}" ]] || _given_ports+="$_key 
 # platform's Settings read some of them too and take the environment over .env, so a default
 # exported here would hide what .env says (APP_ENV=prod and a secret of one's own in .env,
 # silently run as dev with `devsecret`).
-for _key in "${PORT_KEYS[@]}" APP_ENV JWT_SECRET HTTP_HOST; do
+for _key in "${PORT_KEYS[@]}" APP_ENV JWT_SECRET HTTP_HOST REDIS_MAXMEMORY; do
   [[ -n "${!_key:-}" ]] || printf -v "$_key" '%s' "$(dotenv_value "$_key")"
 done
 export PG_PORT="${PG_PORT:-5432}"

@@ -98,12 +98,16 @@ async def health() -> Health:
     response_model=Readiness,
     response_model_exclude_unset=True,
     responses={
-        503: {"model": Readiness, "description": "a dependency is down"},
+        503: {
+            "model": Readiness,
+            "description": "Postgres does not answer: no order can be accepted",
+        },
         **openapi.errors(*openapi.EVERY_ROUTE, 401, 403),
     },
 )
 async def ready(who: MaybeCaller, probe: Ready) -> JsonResponse:
-    """Readiness: `status` for everyone (503 when down); with an admin token, `checks` per
+    """Readiness: `status` for everyone (503 when down: Postgres does not answer; `degraded`
+    when another part is down); with an admin token, `checks` per
     dependency (Postgres, Redis, Kafka via the relay, consumers, payment circuit)."""
     report = await probe.report()
     shown = report if who is not None and who.is_admin else Readiness(status=report.status)

@@ -72,6 +72,7 @@ async def _gateway_pool(
         autocommit=autocommit,
         session={**GATEWAY_SESSION, **(session or {})},
         checkout_s=checkout_s,
+        client_timeouts=True,
     )
 
 

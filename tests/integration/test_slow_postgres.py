@@ -38,3 +38,30 @@ def test_an_order_posted_while_orders_is_locked_gets_a_503_and_is_not_stored(
     assert stored == {"n": 0}
     again = api.http.post("/api/orders", json=body, headers=headers)  # the same key, once free
     assert again.status_code == 202, again.text
+
+
+def test_the_gateways_connections_bound_a_server_that_stops_answering(settings: Settings) -> None:
+    """`statement_timeout` is the server's to enforce: a server cut off by the network (a
+    host gone, a partition: compose and Kubernetes have no HAProxy in front to give up) would
+    hold a request until the OS's TCP timeouts, minutes. The gateway's connections carry
+    libpq's own bounds (adapters/pg.py, CLIENT_TIMEOUTS) and the statement limit."""
+    import asyncio
+
+    from adapters.pg import CLIENT_TIMEOUTS
+    from serve_app.wiring import _gateway_pool
+
+    async def seen() -> tuple[str, str]:
+        pool = await _gateway_pool(settings, "gateway-test", 1)
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute("SHOW statement_timeout")
+                row = await cur.fetchone()
+                assert row is not None
+                return conn.info.dsn, str(row["statement_timeout"])
+        finally:
+            await pool.close()
+
+    dsn, statement_timeout = asyncio.run(seen())
+    for key, value in CLIENT_TIMEOUTS.items():
+        assert f"{key}={value}" in dsn, (key, dsn)
+    assert statement_timeout == "10s"

@@ -265,7 +265,7 @@ def test_7_authenticated_answers_are_never_cached(http: httpx.Client, world: Wor
 def test_8_ready_and_metrics_show_no_deployment_details_without_admin(
     http: httpx.Client, world: World
 ) -> None:
-    anonymous = http.get("/ready")  # 200 or, while a dependency is down, 503: same shape
+    anonymous = http.get("/ready")  # 200 or, while Postgres is down, 503: same shape
     assert anonymous.status_code in (200, 503) and set(anonymous.json()) == {"status"}
     customer = http.get("/ready", headers=[world.as_attacker()])
     assert set(customer.json()) == {"status"}

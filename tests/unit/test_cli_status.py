@@ -51,16 +51,25 @@ def dashboard() -> Iterator[int]:
         server.server_close()
 
 
-def test_ray_token_and_ports_come_from_the_stacks_files(tmp_path: Path, dashboard: int) -> None:
+@pytest.mark.parametrize("ports_in", [".env", "node.env"])
+def test_ray_token_and_ports_come_from_the_stacks_files(
+    tmp_path: Path, dashboard: int, ports_in: str
+) -> None:
     """RAY_AUTH_TOKEN from .run/credentials.env, NODE_ADDRESS from .run/node.env, RAY_GCS_PORT
-    and DASHBOARD_PORT from .env: the dashboard said 401 to every such run."""
+    and DASHBOARD_PORT from .env or from node.env, where `make up` records the ports it was
+    given (`RAY_GCS_PORT=6391 make up`): the dashboard said 401 to every such run, and a stack
+    started on other ports was reported down."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "credentials.env").write_text(f"REDIS_PASSWORD=x\nRAY_AUTH_TOKEN={TOKEN}\n")
-    (run / "node.env").write_text("NODE_ADDRESS=127.0.0.1\n")
     with socket.create_server(("127.0.0.1", 0)) as gcs:
         gcs_port = gcs.getsockname()[1]
-        (tmp_path / ".env").write_text(f"RAY_GCS_PORT={gcs_port}\nDASHBOARD_PORT={dashboard}\n")
+        ports = f"RAY_GCS_PORT={gcs_port}\nDASHBOARD_PORT={dashboard}\n"
+        (run / "node.env").write_text("NODE_ADDRESS=127.0.0.1\n")
+        if ports_in == ".env":
+            (tmp_path / ".env").write_text(ports)
+        else:
+            (run / "node.env").write_text(f"NODE_ADDRESS=127.0.0.1\n{ports}")
         stack_vars = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_GCS_PORT", "DASHBOARD_PORT")
         env = {k: v for k, v in os.environ.items() if k not in stack_vars}
         shown = subprocess.run(

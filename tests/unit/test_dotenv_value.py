@@ -70,17 +70,18 @@ def test_every_port_comes_from_env_file_unless_the_environment_gives_it(tmp_path
     (tmp_path / "cluster").mkdir()
     shutil.copy(ROOT / "cluster" / "common.sh", tmp_path / "cluster" / "common.sh")
     (tmp_path / ".env").write_text(
-        "".join(f"{k}={v}\n" for k, v in PORTS.items()) + "HTTP_HOST=0.0.0.0\n"
+        "".join(f"{k}={v}\n" for k, v in PORTS.items()) + "HTTP_HOST=0.0.0.0\nREDIS_MAXMEMORY=2gb\n"
     )
     shown = " ".join(f"{k}=${{{k}}}" for k in PORTS)
     script = (
         f'source "{tmp_path}/cluster/common.sh" >/dev/null 2>&1\n'
-        f'echo "{shown} $RAY_ADDRESS $KAFKA_BOOTSTRAP $HTTP_HOST"\n'
+        f'echo "{shown} $RAY_ADDRESS $KAFKA_BOOTSTRAP $HTTP_HOST $REDIS_MAXMEMORY"\n'
         'env | grep -c "^RAY_SERVE_HAPROXY_.*_PORT=" || true'
     )
     clean = {k: v for k, v in os.environ.items() if k not in (*PORTS, "RUN_DIR")}
     clean = {k: v for k, v in clean.items() if k not in ("RAY_ADDRESS", "KAFKA_BOOTSTRAP")}
     clean.pop("HTTP_HOST", None)
+    clean.pop("REDIS_MAXMEMORY", None)
     given = {"REDIS_PORT": "7000"}
     out = subprocess.run(
         ["bash", "-c", script],
@@ -92,4 +93,4 @@ def test_every_port_comes_from_env_file_unless_the_environment_gives_it(tmp_path
     ).stdout.split()
     assert out[: len(PORTS)] == [f"{k}={given.get(k, v)}" for k, v in PORTS.items()]
     # HAProxy's ports stay unexported (cluster/deploy.py passes every RAY_SERVE_* on)
-    assert out[len(PORTS) :] == ["127.0.0.1:6391", "127.0.0.1:9192", "0.0.0.0", "0"]
+    assert out[len(PORTS) :] == ["127.0.0.1:6391", "127.0.0.1:9192", "0.0.0.0", "2gb", "0"]
