@@ -28,8 +28,10 @@ from serve_app.readiness import ReadinessProbe
 # A request never waits on Postgres without end (a lock held by a migration, a server that no
 # longer answers): a statement runs at most 10 s and a connection is waited for at most 10 s,
 # then the request gets the JSON 503 of serve_app/errors.py (QueryCanceled and PoolTimeout);
-# HAProxy's `timeout server` (cluster/common.sh) bounds the rest. The gateway's statements
-# take milliseconds; the cancel waits at most 5 s for its order's lock.
+# a server the network cut off is given up by libpq's own timeouts (adapters/pg.py,
+# CLIENT_TIMEOUTS), and on the local stack HAProxy's `timeout server` (cluster/common.sh)
+# bounds the rest. The gateway's statements take milliseconds; the cancel waits at most 5 s
+# for its order's lock, an order page has 50 s (adapters/orders_repo.py).
 GATEWAY_SESSION = {"statement_timeout": "10s"}
 GATEWAY_CHECKOUT_S = 10.0
 
