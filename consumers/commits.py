@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
 
 log = logging.getLogger(__name__)
 # Longer than one request of the client (aiokafka's request_timeout_ms, 40 s) and its retry:
@@ -30,10 +31,18 @@ class Commits:
         self,
         commit: Callable[[dict[TopicPartition, int]], Awaitable[None]],
         assigned: Callable[[], Iterable[TopicPartition]],
+        assignments: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._commit = commit
         self._assigned = assigned
+        # how many assignments the member has had (Membership.joins): a commit refused
+        # because the group rebalanced waits for the next one. Sent before it, with the
+        # generation aiokafka reset on the refusal, it was refused again and reset the
+        # generation of the join in progress: the leader re-joined every 3 s, consuming
+        # nothing, until the 30 s of failed commits rebuilt its client (CI, 2026-12-06)
+        self._assignments = assignments
+        self._refused_in: int | None = None
         self._handled: dict[TopicPartition, int] = {}
         self._sent: dict[TopicPartition, int] = {}  # the highest offset sent per partition
         self._task: asyncio.Task[None] | None = None
@@ -66,6 +75,8 @@ class Commits:
             return
         if not self._handled or time.monotonic() - self._at < every_s:
             return
+        if self._refused_in is not None and self._assignments() == self._refused_in:
+            return  # the group rebalanced: nothing is sent before the member's next assignment
         assigned = set(self._assigned())
         offsets = {
             tp: o
@@ -109,10 +120,14 @@ class Commits:
             raise TimeoutError(f"offset commit not answered in {timeout_s:.0f}s") from None
 
     async def _send(self, offsets: dict[TopicPartition, int]) -> None:
+        sent_in = self._assignments()
         try:
             await self._commit(offsets)
             self.failures, self._failing_since, self.error = 0, None, None
+            self._refused_in = None
         except Exception as exc:  # a broker restart or a rebalance: retried with the next one
+            if isinstance(exc, CommitFailedError):
+                self._refused_in = sent_in
             self.failures += 1
             self.error = f"offset commit: {type(exc).__name__}: {exc}"
             if self._failing_since is None:
@@ -130,3 +145,4 @@ class Commits:
             self._task.cancel()
         self._task, self._handled, self._sent = None, {}, {}
         self.failures, self._failing_since, self.error = 0, None, None
+        self._refused_in = None

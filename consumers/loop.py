@@ -73,8 +73,8 @@ class ConsumerLoop:
         self._ignored = routes.ignored(group)
         self._linger_s = linger_ms / 1000
         self._busy = False  # the last fetch returned records (continuous load)
-        self._commits = Commits(self._commit_offsets, self._assignment)
         self._membership = Membership()
+        self._commits = Commits(self._commit_offsets, self._assignment, self._membership.joins)
         self._closing = False
         self._task = asyncio.create_task(self._run())
 
@@ -105,7 +105,7 @@ class ConsumerLoop:
             isolation_level="read_committed",
             **client_options(self._settings),
         )
-        self._membership = Membership()  # a rebuilt consumer joins as a new member
+        self._membership.rebuilt()  # a rebuilt consumer joins as a new member
         self._consumer.subscribe(list(routes.topics(self._group)), listener=self._membership)
         await self._membership.bounded(self._consumer.start(), "start")
         self._producer = await start_producer(self._settings.kafka_bootstrap, f"dlq-{self._group}")

@@ -28,12 +28,22 @@ class Membership(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._joining_since: float | None = None
+        self._joins = 0  # joins completed (Commits waits for the next after a refusal)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if self._joining_since is None:
             self._joining_since = self._clock()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._joining_since = None
+        self._joins += 1
+
+    def joins(self) -> int:
+        """How many joins of the member have completed (its consumer rebuilt or not)."""
+        return self._joins
+
+    def rebuilt(self) -> None:
+        """The member's consumer was rebuilt: it is in no join yet (it starts a new one)."""
         self._joining_since = None
 
     def joining_s(self) -> float:

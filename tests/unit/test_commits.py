@@ -192,3 +192,45 @@ async def test_a_failure_of_partitions_given_away_is_no_longer_reported() -> Non
     broker.assigned = {A0}  # the rebalance that made the commit fail gave b-0 away
     await commits.flush()
     assert commits.error is None and not commits.pending
+
+
+async def test_a_commit_refused_for_a_rebalance_waits_for_the_next_assignment() -> None:
+    """aiokafka answers a commit of a stale generation (IllegalGeneration) by resetting the
+    member's generation and re-joining. A commit sent again before the join completed went out
+    with the reset generation, was refused, and reset the join in progress: the group's leader
+    re-joined every 3 s and consumed nothing until its client was rebuilt 30 s later (CI,
+    2026-12-06). Now a refused commit's offsets wait for the member's next assignment."""
+    from aiokafka.errors import CommitFailedError
+
+    joins = 0
+    sent: list[dict[TopicPartition, int]] = []
+    refuse = True
+
+    async def commit(offsets: dict[TopicPartition, int]) -> None:
+        sent.append(dict(offsets))
+        if refuse:
+            raise CommitFailedError("the group has already rebalanced")
+
+    commits = Commits(commit, lambda: {A0}, lambda: joins)
+    commits.handled([_record(A0, 3)])
+    await commits.flush()  # refused: the next cycle may try again, not before a new assignment
+    assert len(sent) == 1 and commits.pending and commits.failures == 1
+    refuse = False
+    for _ in range(3):  # cycles while the join is in progress: nothing is sent
+        commits.start(0.0)
+        await asyncio.sleep(0)
+    assert len(sent) == 1
+    joins += 1  # the member's next assignment
+    await commits.flush()
+    assert sent == [{A0: 4}, {A0: 4}] and not commits.pending and commits.failures == 0
+
+
+async def test_a_commit_lost_to_a_broker_error_is_retried_at_the_next_cycle() -> None:
+    broker = _Broker()
+    broker.refuse = True
+    commits = Commits(broker.commit, lambda: broker.assigned, lambda: 0)
+    commits.handled([_record(A0, 0)])
+    await commits.flush()
+    broker.refuse = False
+    await commits.flush()  # no new assignment needed: the broker was gone, not the group
+    assert broker.commits == [{A0: 1}]
