@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.25  # waiting: the safety poll
 _BUSY_S = 0.2  # draining: back to waiting after this long without a row
 _HEALTH_WAIT_S = 1.5  # each check of a health call (/ready waits 2 s for all of it)
+_PUBLISH_S = 30.0  # a batch's wait for Kafka's acknowledgements (a broker restart takes ~10-20 s)
 
 
 @platform_actor(max_concurrency=32)
@@ -160,8 +161,9 @@ class OutboxRelay(Inspectable):
         limit = self._settings.outbox_batch_max
         async with self._pool.connection() as conn:
             taken = await sql.take(conn, limit, self._floor.floor)
-            if taken.rows:
-                await publish_rows(producer, taken.rows)
+            if taken.rows:  # bounded: the deletes' transaction (its xid, its row locks) stays
+                # open meanwhile; past the bound it rolls back and the rows go again later
+                await publish_rows(producer, taken.rows, _PUBLISH_S)
         self._floor.committed(taken, limit)  # the block above committed the deletes
         # Postgres (and the broker, when there were rows) answered: whatever failed before has
         # recovered. Cleared here, not after a whole busy cycle: after a Postgres restart an

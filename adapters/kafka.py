@@ -140,12 +140,23 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-async def publish_rows(producer: AIOKafkaProducer, rows: Sequence[tuple[str, str, bytes]]) -> None:
-    """Publish `(topic, key, value)` rows in order and wait until Kafka acknowledged all.
+async def publish_rows(
+    producer: AIOKafkaProducer,
+    rows: Sequence[tuple[str, str, bytes]],
+    timeout_s: float | None = None,
+) -> None:
+    """Publish `(topic, key, value)` rows in order and wait until Kafka acknowledged all, for
+    at most `timeout_s` (then `TimeoutError`: the idempotent producer retries a send for as
+    long as the broker is away, and never gives up by itself).
 
     One record batch per (topic, partition) instead of one `send` per message: a message then
     costs an append to a C batch builder, not a future, a partitioner call and a lookup each.
     """
+    async with asyncio.timeout(timeout_s):
+        await _publish_rows(producer, rows)
+
+
+async def _publish_rows(producer: AIOKafkaProducer, rows: Sequence[tuple[str, str, bytes]]) -> None:
     counts: dict[str, int] = {}
     batches: dict[tuple[str, int], list[Any]] = defaultdict(list)
     for topic, key, value in rows:

@@ -48,7 +48,10 @@ async def _read(topic: str, limit: int) -> list[Any]:
         for tp in parts:
             consumer.seek(tp, max(starts[tp], ends[tp] - limit))
         records: list[Any] = []
+        deadline = time.monotonic() + _READ_S  # a broker gone meanwhile: getmany gets nothing
         while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} not read to its end within {_READ_S:g}s")
             batch = await consumer.getmany(timeout_ms=500)
             for tp, rs in batch.items():  # what arrived past the end is not listed
                 records.extend(r for r in rs if r.offset < ends[tp])
@@ -165,9 +168,16 @@ def replay(
             if record.key is not None:
                 count = len(await producer.partitions_for(source))
                 target = partition_of(record.key.decode(), count)
-            meta = await producer.send_and_wait(
+            sent = producer.send_and_wait(
                 source, value=record.value, key=record.key, partition=target, headers=headers
             )
+            try:  # the idempotent producer retries for as long as the broker is away
+                meta = await asyncio.wait_for(sent, _READ_S)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"Kafka did not acknowledge the replay within {_READ_S:g}s: it may or may not "
+                    "have been published (a second replay is harmless: the event keeps its id)"
+                ) from None
             return f"replayed to {source}[{meta.partition}]@{meta.offset}"
         finally:
             await producer.stop()

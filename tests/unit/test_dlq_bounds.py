@@ -1,0 +1,57 @@
+"""`orders dlq list` reads a dead-letter topic to its end within a bound: with the broker gone
+mid-read, `getmany` returns nothing and the loop spun for ever."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from cli import dlq
+
+
+class _Stalled:
+    """A consumer whose broker went away: positions never reach the end."""
+
+    stopped = False
+
+    def assign(self, parts: list[TopicPartition]) -> None:
+        pass
+
+    async def beginning_offsets(self, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(parts, 0)
+
+    async def end_offsets(self, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(parts, 5)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        pass
+
+    async def position(self, tp: TopicPartition) -> int:
+        return 0
+
+    async def getmany(self, **kwargs: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.001)
+        return {}
+
+    async def stop(self) -> None:
+        _Stalled.stopped = True
+
+
+def test_a_read_the_broker_stops_answering_ends_with_a_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def partitions(bootstrap: str, topic: str) -> list[int]:
+        return [0]
+
+    async def consumer() -> _Stalled:
+        return _Stalled()
+
+    monkeypatch.setattr(dlq, "partitions_of", partitions)
+    monkeypatch.setattr(dlq, "_consumer", consumer)
+    monkeypatch.setattr(dlq, "_READ_S", 0.05)
+    with pytest.raises(TimeoutError, match="not read to its end within"):
+        asyncio.run(asyncio.wait_for(dlq._read("order.created.dlq", 10), 10))
+    assert _Stalled.stopped
