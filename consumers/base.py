@@ -73,10 +73,10 @@ class Shards:
     async def _handle(self, index: int) -> Any:
         if index not in self._handles:
             name = self._name(index)
-            lookup = asyncio.to_thread(registry.get_actor, name, self._namespace)
-            try:  # a call to Ray's GCS, off the event loop (its heartbeats, the hold sweeps)
-                # and bounded: a GCS failing over answers after up to a minute (transient)
-                self._handles[index] = await asyncio.wait_for(lookup, REMOTE_CALL_S)
+            try:  # off the event loop (its heartbeats, the hold sweeps); a timeout is transient
+                self._handles[index] = await registry.find_actor(
+                    name, self._namespace, REMOTE_CALL_S
+                )
             except ValueError as exc:  # not created yet (a rollout): retried, never poison
                 raise Unavailable(f"actor {name} does not exist (yet)") from exc
         return self._handles[index]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from domain.sharding import shard_of as shard_of  # re-exported: callers route by it
@@ -47,6 +48,14 @@ def get_actor(name: str, namespace: str) -> Any:
     import ray
 
     return ray.get_actor(name, namespace=namespace)
+
+
+async def find_actor(name: str, namespace: str, timeout_s: float) -> Any:
+    """`get_actor` for an event loop: the blocking call to Ray's GCS in a thread, and bounded
+    (a GCS failing over answers after up to a minute): ValueError when the actor does not
+    exist, TimeoutError after `timeout_s`."""
+    lookup = asyncio.to_thread(get_actor, name, namespace)
+    return await asyncio.wait_for(lookup, timeout_s)
 
 
 # Older deployments ran consumer groups in bridge actors of their own (`KafkaBridge`, up to

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from core import registry
@@ -29,10 +28,8 @@ class ActorDirectory:
             raise Unavailable("this gateway runs without Ray; use the Serve deployment")
         handle = self._handles.get(name)
         if handle is None:
-            lookup = asyncio.to_thread(registry.get_actor, name, self._namespace)
-            try:  # a blocking call to Ray's GCS: off the event loop, and bounded (a GCS
-                # failing over answers after up to a minute)
-                handle = await asyncio.wait_for(lookup, _LOOKUP_S)
+            try:
+                handle = await registry.find_actor(name, self._namespace, _LOOKUP_S)
             except ValueError:
                 raise Unavailable(f"actor {name} is not running; run `make up`") from None
             except TimeoutError:
