@@ -123,6 +123,9 @@ derive_urls() {
   if [[ "$_given_urls" != *" REDIS_URL "* && -n "${REDIS_PASSWORD:-}" ]]; then
     export REDIS_URL="redis://$REDIS_USER:$REDIS_PASSWORD@$HEAD_ADDRESS:$REDIS_PORT/0"
   fi
+  [[ "$_given_urls" == *" KAFKA_BOOTSTRAP "* ]] || export KAFKA_BOOTSTRAP="$HEAD_ADDRESS:$KAFKA_PORT"
+  [[ "$_given_urls" == *" RAY_ADDRESS "* ]] || export RAY_ADDRESS="$HEAD_ADDRESS:$RAY_GCS_PORT"
+  return 0
 }
 
 # The file's passwords, for each one the environment does not set (its URLs are outputs).
@@ -138,7 +141,7 @@ load_credentials() {
 # head_ports -> on a machine that joins (cluster/join.sh): the ports of the head's Postgres,
 # Redis, Kafka and GCS as the head recorded them in its credentials file (HEAD_PG_PORT=...), each
 # one the environment does not give, then the URLs, KAFKA_BOOTSTRAP and RAY_ADDRESS derived
-# again (those given in the environment kept).
+# again (derive_urls: those given in the environment kept).
 head_ports() {
   local key value
   [[ -r "$CREDENTIALS_FILE" ]] || return 0
@@ -148,8 +151,6 @@ head_ports() {
     [[ -z "$value" ]] || export "$key=$value"
   done
   derive_urls
-  [[ "$_given_urls" == *" KAFKA_BOOTSTRAP "* ]] || export KAFKA_BOOTSTRAP="$HEAD_ADDRESS:$KAFKA_PORT"
-  [[ "$_given_urls" == *" RAY_ADDRESS "* ]] || export RAY_ADDRESS="$HEAD_ADDRESS:$RAY_GCS_PORT"
 }
 
 # ensure_credentials -> every password set (generated when missing: 64 hex characters, URL-safe),
@@ -183,8 +184,6 @@ ensure_credentials() {
 load_credentials
 derive_urls
 stack_switches
-export KAFKA_BOOTSTRAP="${KAFKA_BOOTSTRAP:-$HEAD_ADDRESS:$KAFKA_PORT}"
-export RAY_ADDRESS="${RAY_ADDRESS:-$HEAD_ADDRESS:$RAY_GCS_PORT}"
 
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
 
