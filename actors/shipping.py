@@ -112,7 +112,8 @@ class ShippingActor(Inspectable):
         self._redis = async_client(self._settings.redis_url)
         self._steps = StepQueue(_DELIVER_SLACK_S, _STEP_BATCH_MAX)
         self._wake = asyncio.Event()
-        self._step_error: str | None = None  # the last timer batch's failure, until one works
+        # per step (SHIPPED, DELIVERED): its last batch's failure, until a batch of it works
+        self._step_errors: dict[str, str] = {}
         # timers rebuild from the shipments with a step left (Postgres may be gone again)
         await when_up(self._resume, "shipping")
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -124,8 +125,9 @@ class ShippingActor(Inspectable):
         """The consumer loop's health (its status is this actor's) and the shipments whose
         next step is waiting."""
         health = {**self._consumer.health(), "pending": len(self._steps)}
-        if self._step_error is not None:  # the timers' steps fail (an idle consumer looks up)
-            health.update(status="degraded", stepError=self._step_error)
+        if self._step_errors:  # the timers' steps fail (an idle consumer looks up)
+            errors = "; ".join(f"{s}: {e}" for s, e in sorted(self._step_errors.items()))
+            health.update(status="degraded", stepError=errors)
         return {"pid": os.getpid(), **health}
 
     async def create_batch(self, events: list[Envelope]) -> None:
@@ -173,11 +175,16 @@ class ShippingActor(Inspectable):
                     await self._advance_or_retry(batch)
 
     async def _advance_or_retry(self, batch: list[Entry]) -> None:
+        """One batch of one step (`StepQueue.take`); a failure is that step's until a batch of
+        the same step works: a DELIVERED batch that works says nothing of the SHIPPED steps."""
+        steps = {step for _, step, _ in batch}
         try:
             await self._advance({oid: step for _, step, oid in batch})
-            self._step_error = None
+            for step in steps:
+                self._step_errors.pop(step, None)
         except Exception as exc:  # e.g. Postgres restarting: put them back and retry
-            self._step_error = f"{type(exc).__name__}: {exc}"
+            for step in steps:
+                self._step_errors[step] = f"{type(exc).__name__}: {exc}"
             log.warning("shipment step failed, retrying: %s", exc)
             for _, step, oid in batch:
                 self._schedule(time.monotonic() + _RETRY_S, step, oid)

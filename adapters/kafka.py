@@ -240,9 +240,10 @@ async def missing_topics(bootstrap: str) -> list[str]:
     return [t for t in all_topics() if t not in existing]
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    """The partition numbers of `topic` (empty when it does not exist)."""
-    async with _admin(bootstrap, "orders-describe") as admin:
+async def partitions_of(bootstrap: str, topic: str, settings: Settings | None = None) -> list[int]:
+    """The partition numbers of `topic` (empty when it does not exist); `settings`: how to log
+    in when not this process's (a harness's broker)."""
+    async with _admin(bootstrap, "orders-describe", settings=settings) as admin:
         described = await admin.describe_topics([topic])
     if not described or described[0].get("error_code"):
         return []
@@ -265,11 +266,14 @@ async def describe_groups(bootstrap: str, groups: Sequence[str]) -> list[str]:
 
 @asynccontextmanager
 async def _admin(
-    bootstrap: str, client_id: str, start_timeout_s: float | None = None
+    bootstrap: str,
+    client_id: str,
+    start_timeout_s: float | None = None,
+    settings: Settings | None = None,
 ) -> AsyncIterator[AIOKafkaAdminClient]:
     """A started admin client, closed on the way out (`start_timeout_s`: bound its start)."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id=client_id, **client_options()
+        bootstrap_servers=bootstrap, client_id=client_id, **client_options(settings)
     )
     await asyncio.wait_for(admin.start(), timeout=start_timeout_s)
     try:

@@ -28,6 +28,8 @@ _STACK_VARS = (
     *("DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP", "RAY_ADDRESS"),
     *("ORDERS_DB_PASSWORD", "ORDERS_APP_DB_PASSWORD", "REDIS_PASSWORD", "CREDENTIALS_FILE"),
     *("RAY_AUTH_TOKEN", "RAY_AUTH_MODE", "JWT_SECRET", "RUN_DIR", "NODE_ADDRESS", "HEAD_ADDRESS"),
+    *("KAFKA_AUTH", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_USERNAME"),
+    "KAFKA_PASSWORD",
 )
 
 
@@ -202,6 +204,11 @@ class Hosts:
             database_url=self.dsn,
             redis_url=self.info["REDIS_URL"],
             kafka_bootstrap=self.bootstrap,
+            # the head's broker takes SCRAM clients only (multi-host mode, ADR-011)
+            kafka_security_protocol=self.info.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT",
+            kafka_sasl_mechanism=self.info.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512",
+            kafka_username=self.info.get("KAFKA_USERNAME", ""),
+            kafka_password=self._secret("KAFKA_PASSWORD"),
         )
 
     def _state(self, kind: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from adapters import audit, audit_effects
 from adapters.kafka import client_options, partitions_of
 from cli.load import Placed
+from core.settings import Settings
 from domain.events import Envelope, Topic
 from domain.model import TERMINAL
 
@@ -76,12 +77,13 @@ def check(
     settle_s: float = 30.0,
     placed: Mapping[str, Placed] | None = None,
     may_sell_out: frozenset[str] = frozenset(),
+    kafka: Settings | None = None,
 ) -> Verdict:
     """Every invariant for the orders `ids` accepted during the run. A finished order's stock,
     capture and message come after its final move (and a stranded hold's release with its
     shard's sweep): `settle_s` is how long those may take. With `placed` (what each order
     asked for), each final status is judged against it: only SKUs in `may_sell_out` may reject
-    an order for stock."""
+    an order for stock. `kafka`: how to log in to a broker not this process's (a harness's)."""
     v = Verdict(accepted=len(ids))
     with audit.connect(dsn) as conn:
         now = audit.statuses(conn, ids)
@@ -98,13 +100,13 @@ def check(
         v.details += [f"duplicate timeline entry: {d}" for d in dup[:5]]
     wanted = set(ids)
     charges = asyncio.run(
-        _distinct_events(bootstrap, Topic.PAYMENT_AUTHORIZED, kafka_from, wanted, _order)
+        _distinct_events(bootstrap, Topic.PAYMENT_AUTHORIZED, kafka_from, wanted, _order, kafka)
     )
     doubled = [oid for oid, n in charges.items() if n > 1]
     v.double_charged += len(doubled)
     v.details += [f"order {oid} authorized by {charges[oid]} distinct events" for oid in doubled]
     sent = asyncio.run(
-        _distinct_events(bootstrap, Topic.NOTIFICATION_SEND, kafka_from, wanted, _message)
+        _distinct_events(bootstrap, Topic.NOTIFICATION_SEND, kafka_from, wanted, _message, kafka)
     )
     twice = [key for key, n in sent.items() if n > 1]
     v.duplicates_effects += len(twice)
@@ -236,12 +238,13 @@ async def _distinct_events(
     start: dict[TopicPartition, int],
     ids: set[str],
     key: Callable[[Envelope], Hashable],
+    kafka: Settings | None = None,
 ) -> Counter[Hashable]:
     """Distinct event ids on `topic` per `key` of an event, over the events of the orders `ids`
     since `start` (a redelivery of one event counts once; two events for one key count two)."""
-    parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+    parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic, kafka)]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options(kafka)
     )
     await consumer.start()
     seen: dict[Hashable, set[str]] = {}
@@ -268,11 +271,13 @@ def _parse(raw: Any) -> Envelope | None:
         return None
 
 
-async def end_offsets(bootstrap: str, *topics: str) -> dict[TopicPartition, int]:
+async def end_offsets(
+    bootstrap: str, *topics: str, kafka: Settings | None = None
+) -> dict[TopicPartition, int]:
     """Current end offsets of `topics` (where a run starts reading)."""
-    parts = [TopicPartition(t, p) for t in topics for p in await partitions_of(bootstrap, t)]
+    parts = [TopicPartition(t, p) for t in topics for p in await partitions_of(bootstrap, t, kafka)]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options()
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **client_options(kafka)
     )
     await consumer.start()
     try:

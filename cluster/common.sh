@@ -105,7 +105,9 @@ stack_switches() {
 # (pytest, the cli) connects as the stack does.
 CREDENTIALS_FILE="${CREDENTIALS_FILE:-$RUN/credentials.env}"
 # RAY_AUTH_TOKEN: Ray's own token authentication (GCS, raylets, dashboard; docs/security.md).
-CREDENTIAL_KEYS=(ORDERS_DB_PASSWORD ORDERS_APP_DB_PASSWORD REDIS_PASSWORD RAY_AUTH_TOKEN HAPROXY_STATS_PASSWORD)
+# KAFKA_PASSWORD: the broker's SCRAM user, used when Kafka listens beyond loopback (kafka_auth).
+CREDENTIAL_KEYS=(ORDERS_DB_PASSWORD ORDERS_APP_DB_PASSWORD REDIS_PASSWORD RAY_AUTH_TOKEN HAPROXY_STATS_PASSWORD
+  KAFKA_PASSWORD)
 # Roles: `orders` owns the schema (migrations, seed); `orders_app` is what the platform runs as.
 export PG_OWNER_USER=orders PG_APP_USER=orders_app PG_DATABASE=orders REDIS_USER=orders
 
@@ -126,6 +128,33 @@ derive_urls() {
   [[ "$_given_urls" == *" KAFKA_BOOTSTRAP "* ]] || export KAFKA_BOOTSTRAP="$HEAD_ADDRESS:$KAFKA_PORT"
   [[ "$_given_urls" == *" RAY_ADDRESS "* ]] || export RAY_ADDRESS="$HEAD_ADDRESS:$RAY_GCS_PORT"
   return 0
+}
+
+# kafka_auth -> KAFKA_AUTH (`none` or `scram`) and the Kafka clients' settings (core/settings.py)
+# for it. `scram`: the broker's one client listener takes SASL/SCRAM-SHA-512 as KAFKA_USERNAME
+# with KAFKA_PASSWORD only (cluster/services.sh). Always so when the head's address is one other
+# machines reach (`NODE_ADDRESS=<address> make up`, make join); on loopback `none` unless asked
+# for (`KAFKA_AUTH=scram make up`: a machine shared with other users, ADR-011). make up remembers
+# the choice in $RUN/node.env. Client settings given in the environment are kept.
+kafka_auth() {
+  export KAFKA_USERNAME="${KAFKA_USERNAME:-orders}"
+  if [[ -z "${KAFKA_AUTH:-}" && -r "$RUN/node.env" ]]; then
+    KAFKA_AUTH="$(sed -n 's/^KAFKA_AUTH=//p' "$RUN/node.env" | head -n 1)"
+    # (a single box's `none` does not follow its head onto the network)
+    [[ "$KAFKA_AUTH" == none ]] && ! is_loopback "$HEAD_ADDRESS" && KAFKA_AUTH=""
+  fi
+  if [[ -z "${KAFKA_AUTH:-}" ]]; then
+    KAFKA_AUTH=scram && is_loopback "$HEAD_ADDRESS" && KAFKA_AUTH=none
+  fi
+  case "$KAFKA_AUTH" in
+    scram)
+      export KAFKA_SECURITY_PROTOCOL="${KAFKA_SECURITY_PROTOCOL:-SASL_PLAINTEXT}"
+      export KAFKA_SASL_MECHANISM="${KAFKA_SASL_MECHANISM:-SCRAM-SHA-512}" ;;
+    none)
+      is_loopback "$HEAD_ADDRESS" || die "KAFKA_AUTH=none: Kafka on $HEAD_ADDRESS, an address other" \
+        "machines reach, takes SCRAM clients only; leave KAFKA_AUTH unset (docs/security.md)" ;;
+    *) die "KAFKA_AUTH=$KAFKA_AUTH: none or scram" ;;
+  esac
 }
 
 # The file's passwords, for each one the environment does not set (its URLs are outputs).
@@ -177,6 +206,10 @@ ensure_credentials() {
     echo "DATABASE_URL=$DATABASE_URL"
     echo "MIGRATION_DATABASE_URL=$MIGRATION_DATABASE_URL"
     echo "REDIS_URL=$REDIS_URL"
+    # how a Kafka client logs in (kafka_auth), for the tools that read this file (core/settings.py)
+    echo "KAFKA_USERNAME=$KAFKA_USERNAME"
+    [[ -z "${KAFKA_SECURITY_PROTOCOL:-}" ]] || echo "KAFKA_SECURITY_PROTOCOL=$KAFKA_SECURITY_PROTOCOL"
+    [[ -z "${KAFKA_SASL_MECHANISM:-}" ]] || echo "KAFKA_SASL_MECHANISM=$KAFKA_SASL_MECHANISM"
   } >"$tmp"
   if cmp -s "$tmp" "$CREDENTIALS_FILE"; then rm -f "$tmp"; else mv -f "$tmp" "$CREDENTIALS_FILE"; fi
 }
@@ -189,6 +222,7 @@ PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || t
 
 log() { printf '\033[1;34m[%s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+kafka_auth
 
 # ray_env -> RAY_ENV, the environment of every `ray start` of this project (head and joining
 # machines; Ray's processes inherit it). The app's connection URLs are in it (Ray processes read

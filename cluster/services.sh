@@ -268,29 +268,77 @@ kafka_tool() {
   java -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" -Dkafka.logs.dir="$RUN/logs" \
     -cp "$KAFKA_HOME/libs/*" "$@"
 }
+# kafka_conf MODE ADDRESS -> $RUN/kafka/server.properties, the broker's listener on ADDRESS:
+# `plain` without authentication (loopback: a single box, ADR-011), `scram` with SASL/SCRAM-SHA-512
+# only (multi-host mode), its own inter-broker login KAFKA_USERNAME's. The controller's listener
+# stays on loopback, unauthenticated, in both.
+kafka_conf() {
+  local conf="$RUN/kafka/server.properties" tmp
+  tmp="$(umask 077 && mktemp "$conf.XXXXXX")" # the scram file holds KAFKA_PASSWORD
+  sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
+    -e "s#PLAINTEXT://127.0.0.1#PLAINTEXT://$2#g" "$ROOT/cluster/kafka/server.properties" >"$tmp"
+  if [[ "$1" == scram ]]; then
+    sed -i -e "s#PLAINTEXT://#SASL_PLAINTEXT://#g" \
+      -e 's#PLAINTEXT:PLAINTEXT#SASL_PLAINTEXT:SASL_PLAINTEXT#' \
+      -e 's#^inter.broker.listener.name=.*#inter.broker.listener.name=SASL_PLAINTEXT#' "$tmp"
+    printf '%s\n' "sasl.enabled.mechanisms=SCRAM-SHA-512" "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512" \
+      "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$KAFKA_USERNAME\" password=\"$KAFKA_PASSWORD\";" \
+      >>"$tmp"
+  fi
+  mv -f "$tmp" "$conf"
+}
+# kafka_launch -> the broker of $RUN/kafka/server.properties started, its port open on ADDRESS
+kafka_launch() {
+  env "${SECRET_ENV_DROP[@]}" setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$RUN/kafka/server.properties" \
+    "$RUN/logs" >"$RUN/logs/kafka.out" 2>&1 </dev/null &
+  echo $! >"$RUN/pids/kafka.pid"
+  wait_for "kafka port $1:$KAFKA_PORT" "$START_TIMEOUT_S" port_open "$KAFKA_PORT" "$1"
+}
+# kafka_scram_user -> the broker's metadata holds KAFKA_USERNAME with KAFKA_PASSWORD (SCRAM-SHA-512),
+# set through a short start on loopback only whenever the pair differs from the one last set
+# ($RUN/kafka/scram.sha256, a digest: a new data directory, a changed password). Kafka's tools
+# change SCRAM users through a broker only, and this one then takes SCRAM clients only.
+kafka_scram_user() {
+  local want mark="$RUN/kafka/scram.sha256" add="$RUN/kafka/scram-user.properties"
+  want="$(printf '%s:%s' "$KAFKA_USERNAME" "$KAFKA_PASSWORD" | sha256sum | cut -c1-64)"
+  [[ "$(cat "$mark" 2>/dev/null)" == "$want" ]] && return 0
+  log "kafka: setting SCRAM user $KAFKA_USERNAME (the broker on loopback only meanwhile)"
+  kafka_conf plain 127.0.0.1
+  kafka_launch 127.0.0.1
+  (umask 077 && printf 'SCRAM-SHA-512=password=%s\n' "$KAFKA_PASSWORD" >"$add")
+  kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+    --entity-type users --entity-name "$KAFKA_USERNAME" --add-config-file "$add" \
+    >"$RUN/logs/kafka-scram.log" 2>&1 || { rm -f "$add"; stop_pid kafka 60; die "kafka: setting the SCRAM user failed; see $RUN/logs/kafka-scram.log"; }
+  rm -f "$add"
+  stop_pid kafka 60
+  echo "$want" >"$mark"
+}
 kafka_start() {
+  local mode=plain
   if pid_alive kafka; then
     port_open "$KAFKA_PORT" && return 0
     await_started kafka "$START_TIMEOUT_S" port_open "$KAFKA_PORT" && return 0
   fi
-  local conf="$RUN/kafka/server.properties"
+  [[ "$KAFKA_AUTH" == none ]] || mode=scram
+  if [[ $mode == scram ]]; then # (both go into a JAAS string and a properties file)
+    [[ "${KAFKA_PASSWORD:-}" =~ ^[A-Za-z0-9._~-]+$ && "$KAFKA_USERNAME" =~ ^[A-Za-z0-9._~-]+$ ]] \
+      || die "kafka: KAFKA_USERNAME and KAFKA_PASSWORD must be set, of letters, digits and ._~- only" \
+        "(make up generates the password in $CREDENTIALS_FILE)"
+  fi
   mkdir -p "$RUN/kafka/data" && chmod 700 "$RUN/kafka" # the log holds every order's events
-  # the broker's listener on NODE_ADDRESS; the controller's stays on loopback
-  sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
-    -e "s#PLAINTEXT://127.0.0.1#PLAINTEXT://$NODE_ADDRESS#g" "$ROOT/cluster/kafka/server.properties" >"$conf"
+  kafka_conf plain "$NODE_ADDRESS"
   if [[ ! -f "$RUN/kafka/data/meta.properties" ]]; then
     log "kafka: formatting KRaft storage"
+    rm -f "$RUN/kafka/scram.sha256"
     kafka_tool kafka.tools.StorageTool format --standalone -t "$(kafka_tool kafka.tools.StorageTool random-uuid)" \
-      -c "$conf" >"$RUN/logs/kafka-format.log" 2>&1 || die "kafka format failed; see $RUN/logs/kafka-format.log"
+      -c "$RUN/kafka/server.properties" >"$RUN/logs/kafka-format.log" 2>&1 || die "kafka format failed; see $RUN/logs/kafka-format.log"
   fi
-  if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT" 127.0.0.1; then
+  if port_open "$KAFKA_PORT" || port_open "$KAFKA_PORT" 127.0.0.1 || port_open "$KAFKA_CONTROLLER_PORT" 127.0.0.1; then
     die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by a process this stack did not start; stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
   fi
-  log "kafka: starting KRaft broker+controller on $NODE_ADDRESS:$KAFKA_PORT (heap 512 MB)"
-  env "${SECRET_ENV_DROP[@]}" setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$conf" "$RUN/logs" \
-    >"$RUN/logs/kafka.out" 2>&1 </dev/null &
-  echo $! >"$RUN/pids/kafka.pid"
-  wait_for "kafka port $KAFKA_PORT" "$START_TIMEOUT_S" port_open "$KAFKA_PORT"
+  [[ $mode == plain ]] || { kafka_scram_user; kafka_conf scram "$NODE_ADDRESS"; }
+  log "kafka: starting KRaft broker+controller on $NODE_ADDRESS:$KAFKA_PORT ($mode, heap 512 MB)"
+  kafka_launch "$NODE_ADDRESS"
 }
 kafka_stop() { stop_pid kafka 60; }
 

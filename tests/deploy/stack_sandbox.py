@@ -28,6 +28,11 @@ _STACK_VARS = (
     "KAFKA_BOOTSTRAP",
     "RAY_ADDRESS",
     "RAY_AUTH_TOKEN",
+    "KAFKA_AUTH",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_USERNAME",
+    "KAFKA_PASSWORD",
     "HEAVY_LOCK_HELD",  # make test holds .run/heavy.lock: a sandbox's heavy.sh takes its own
 )
 

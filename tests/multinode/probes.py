@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import os
 import re
 import subprocess
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
+from aiokafka.errors import KafkaError
+
 from adapters import benchdb
+from adapters.kafka import partitions_of
 from bench import mainrun, stock
 from bench.mainrun import Load, MainRun
 from bench.procs import CpuSampler
@@ -50,16 +55,47 @@ def wait_placed(hosts: Hosts, names: set[str], on: set[str], timeout_s: float) -
 _ROW = re.compile(r"^(\S+)\s+\S+\s+/(\S+)\s+\S+\s+\d+\s+\S+\s+(\S+)")
 
 
+def kafka_login(settings: Settings) -> str:
+    """The client properties of a Kafka tool that logs in as `settings` do (SCRAM)."""
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{settings.kafka_username}" password="{settings.kafka_password}";'
+    )
+    return (
+        f"security.protocol={settings.kafka_security_protocol}\n"
+        f"sasl.mechanism={settings.kafka_sasl_mechanism}\nsasl.jaas.config={jaas}\n"
+    )
+
+
+def kafka_accepts(settings: Settings) -> bool:
+    """Whether the broker of `settings` answers a client that logs in as they say."""
+
+    async def ask() -> list[int]:
+        return await partitions_of(settings.kafka_bootstrap, "order.created", settings)
+
+    try:
+        return bool(asyncio.run(asyncio.wait_for(ask(), 30)))
+    except (KafkaError, TimeoutError):
+        return False
+
+
 def group_members(hosts: Hosts) -> dict[str, list[tuple[str, set[tuple[str, int]]]]]:
-    """group → [(member's address, its partitions)], from Kafka's own consumer-group tool."""
+    """group → [(member's address, its partitions)], from Kafka's own consumer-group tool,
+    logged in as the platform (the head's broker takes SCRAM clients only)."""
     libs = sorted(glob.glob(str(hosts.run_dir / "kafka-*" / "libs")))
-    proc = subprocess.run(
-        ["java", "-XX:TieredStopAtLevel=1", "-cp", f"{libs[-1]}/*",
-         "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-         "--bootstrap-server", hosts.bootstrap, "--describe", "--members", "--verbose",
-         "--all-groups"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    fd, login = tempfile.mkstemp(prefix="kafka-login-", suffix=".properties")  # mode 600
+    try:
+        os.write(fd, kafka_login(hosts.platform_settings()).encode())
+        os.close(fd)
+        proc = subprocess.run(
+            ["java", "-XX:TieredStopAtLevel=1", "-cp", f"{libs[-1]}/*",
+             "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+             "--bootstrap-server", hosts.bootstrap, "--command-config", login, "--describe",
+             "--members", "--verbose", "--all-groups"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    finally:
+        os.unlink(login)
     out: dict[str, list[tuple[str, set[tuple[str, int]]]]] = {}
     for line in proc.stdout.splitlines():
         m = _ROW.match(line)
@@ -101,7 +137,7 @@ async def tracked_load(
     try:
         await stock.make_scarce(hosts.gateway, admin_token(settings), conn, scarce_units)
         start = await stock.snapshot(conn)
-        kafka_from = await end_offsets(hosts.bootstrap, *AUDITED_TOPICS)
+        kafka_from = await end_offsets(hosts.bootstrap, *AUDITED_TOPICS, kafka=settings)
         load = Load(
             base_url=hosts.gateway, duration_s=duration_s, rate=rate, concurrency=0, workers=1,
             mix=Mix(oos_share=0.3), seed=zlib.crc32(prefix.encode()), grace_s=grace_s, warmup_s=0.0,
@@ -114,7 +150,7 @@ async def tracked_load(
         ids = [str(i) for i in (*tracker.outcomes, *tracker.outstanding)]
         available = {sku: start[sku][0] - start[sku][1] for sku in SCARCE_SKUS}
         verdict = await asyncio.to_thread(
-            check, hosts.dsn, ids, available, dict(kafka_from), hosts.bootstrap
+            check, hosts.dsn, ids, available, dict(kafka_from), hosts.bootstrap, kafka=settings
         )
     finally:
         await tracker.close()

@@ -50,6 +50,18 @@ def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
         assert set().union(*owned) == probes.partitions(hosts, routes.topics(group))
 
 
+def test_kafka_on_the_network_takes_the_platforms_scram_login_only(hosts: Hosts) -> None:
+    """The head's broker listens on the bridge: SCRAM-SHA-512 as the platform's user only,
+    which every actor on the workers used above (ADR-011, multi-host mode)."""
+    platform = hosts.platform_settings()
+    assert platform.kafka_security_protocol == "SASL_PLAINTEXT", hosts.info
+    assert probes.kafka_accepts(platform)
+    wrong = platform.model_copy(update={"kafka_password": "not-the-password"})
+    assert not probes.kafka_accepts(wrong), "a wrong password was accepted"
+    plain = platform.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
+    assert not probes.kafka_accepts(plain), "a client without SASL was accepted"
+
+
 async def test_shard_count_change_on_redeploy(hosts: Hosts) -> None:
     """INVENTORY_SHARDS 2 → 3 while orders flow: every actor restarts and reloads its share
     from Postgres; the gateway routes stock writes to the new owners."""

@@ -17,6 +17,7 @@ _KEYS = (
     "REDIS_PASSWORD",
     "RAY_AUTH_TOKEN",
     "HAPROXY_STATS_PASSWORD",
+    "KAFKA_PASSWORD",  # the broker's SCRAM login: this machine's actors reach Kafka with it
 )
 
 
@@ -45,7 +46,8 @@ def _join(
         k: v
         for k, v in os.environ.items()
         if k not in (*_KEYS, *_PORTS, "APP_ENV", "JWT_SECRET", "NODE_ADDRESS", "HEAD_ADDRESS")
-        and k not in ("KAFKA_BOOTSTRAP", "RAY_ADDRESS", "CREDENTIALS_FILE")
+        and k not in ("KAFKA_BOOTSTRAP", "RAY_ADDRESS", "CREDENTIALS_FILE", "KAFKA_AUTH")
+        and k not in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_USERNAME")
         and not k.endswith("_URL")
     }
     given = credentials if exported else {}

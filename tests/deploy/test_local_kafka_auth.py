@@ -1,0 +1,147 @@
+"""The local stack's Kafka with SCRAM (ADR-011): cluster/services.sh's broker in a RUN_DIR of the
+test's own, on loopback with `KAFKA_AUTH=scram` (the mode multi-host heads always run in; the
+namespace harness of tests/multinode runs it on a bridge address). The broker takes the
+platform's SCRAM login only, keeps the password out of its command line and environment, and
+sets the user again when the password changes. `kafka_auth` (cluster/common.sh) picks the mode."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import KafkaError
+
+from adapters import kafka
+from core.settings import Settings
+from tests.deploy import local_servers as ls
+from tests.deploy import stack_sandbox as sb
+from tests.deploy.manifests import ROOT
+
+SERVICES = str(ROOT / "cluster" / "services.sh")
+
+
+def _settings(port: int, password: str, protocol: str = "SASL_PLAINTEXT") -> Settings:
+    return Settings(
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        kafka_security_protocol=protocol,
+        kafka_username="orders",
+        kafka_password=password,
+    )
+
+
+async def _topics(s: Settings) -> list[int]:
+    return await kafka.partitions_of(s.kafka_bootstrap, "no-such-topic", s)
+
+
+def _accepted(s: Settings) -> bool:
+    try:
+        asyncio.run(asyncio.wait_for(_topics(s), 30))
+    except (KafkaError, TimeoutError):
+        return False
+    return True
+
+
+class _Broker:
+    def __init__(self, run: Path) -> None:
+        self.run = run
+        self.port, self.cport = ls.free_port(), ls.free_port()
+
+    def services(self, cmd: str, password: str) -> str:
+        env = sb.env(
+            self.run,
+            KAFKA_AUTH="scram",
+            KAFKA_PASSWORD=password,
+            KAFKA_PORT=str(self.port),
+            KAFKA_CONTROLLER_PORT=str(self.cport),
+            NODE_ADDRESS="127.0.0.1",
+            START_TIMEOUT_S="120",
+        )
+        proc = subprocess.run(
+            ["bash", SERVICES, cmd, "kafka"], env=env, capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def pid(self) -> int:
+        return int((self.run / "pids" / "kafka.pid").read_text().split()[0])
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[_Broker]:
+    run = tmp_path / "run"
+    run.mkdir()
+    home = ls.kafka_libs().parent  # the stack's Kafka, as cluster/services.sh finds it
+    (run / home.name).symlink_to(home)
+    b = _Broker(run)
+    try:
+        yield b
+    finally:
+        if (run / "pids" / "kafka.pid").exists():
+            b.services("stop", "unused")
+
+
+def test_the_broker_takes_the_platforms_scram_login_only(broker: _Broker) -> None:
+    first, second = secrets.token_hex(16), secrets.token_hex(16)
+    out = broker.services("start", first)
+    assert "setting SCRAM user orders" in out and "(scram," in out, out
+    assert _accepted(_settings(broker.port, first))
+    assert not _accepted(_settings(broker.port, "not-the-password")), "a wrong password passed"
+    assert not _accepted(_settings(broker.port, "", "PLAINTEXT")), "a client without SASL passed"
+    assert first not in ls.process_text(broker.pid())
+    conf = broker.run / "kafka" / "server.properties"
+    assert conf.stat().st_mode & 0o077 == 0
+    assert not (broker.run / "kafka" / "scram-user.properties").exists()
+
+    # a restart with the same password sets nothing; a changed one is set before the start
+    broker.services("stop", first)
+    assert "setting SCRAM user" not in broker.services("start", first)
+    broker.services("stop", first)
+    assert "setting SCRAM user" in broker.services("start", second)
+    assert _accepted(_settings(broker.port, second))
+    assert not _accepted(_settings(broker.port, first)), "the old password still passes"
+
+
+def _auth(run: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    script = 'echo "$KAFKA_AUTH ${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT} $KAFKA_USERNAME"'
+    return sb.bash(run, script, 60, **env)
+
+
+def test_kafka_auth_follows_the_heads_address(tmp_path: Path) -> None:
+    """None on loopback unless asked for, SCRAM on an address others reach (never `none`
+    there, not even a single box's recorded `none`)."""
+    assert _auth(tmp_path).stdout.split() == ["none", "PLAINTEXT", "orders"]
+    assert _auth(tmp_path, KAFKA_AUTH="scram").stdout.split()[:2] == ["scram", "SASL_PLAINTEXT"]
+    assert _auth(tmp_path, NODE_ADDRESS="10.1.2.3").stdout.split()[:2] == [
+        "scram",
+        "SASL_PLAINTEXT",
+    ]
+    refused = _auth(tmp_path, NODE_ADDRESS="10.1.2.3", KAFKA_AUTH="none")
+    assert refused.returncode != 0 and "SCRAM clients only" in refused.stderr
+    (tmp_path / "node.env").write_text("NODE_ADDRESS=127.0.0.1\nKAFKA_AUTH=none\n")
+    assert _auth(tmp_path, HEAD_ADDRESS="10.1.2.3").stdout.split()[0] == "scram"
+    (tmp_path / "node.env").write_text("NODE_ADDRESS=127.0.0.1\nKAFKA_AUTH=scram\n")
+    assert _auth(tmp_path).stdout.split()[0] == "scram"
+
+
+def test_the_credentials_file_tells_the_tools_how_to_log_in(tmp_path: Path) -> None:
+    """core/settings.py reads it: a tool run outside the scripts logs in as the stack does."""
+    result = sb.bash(tmp_path, "ensure_credentials", KAFKA_AUTH="scram")
+    assert result.returncode == 0, result.stderr
+    lines = dict(
+        line.split("=", 1)
+        for line in (tmp_path / "credentials.env").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert lines["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert lines["KAFKA_USERNAME"] == "orders" and len(lines["KAFKA_PASSWORD"]) == 64
+    assert os.stat(tmp_path / "credentials.env").st_mode & 0o077 == 0
+    sb.bash(tmp_path, "ensure_credentials", KAFKA_AUTH="none")
+    text = (tmp_path / "credentials.env").read_text()
+    assert "KAFKA_SECURITY_PROTOCOL" not in text
+    assert f"KAFKA_PASSWORD={lines['KAFKA_PASSWORD']}" in text  # kept
