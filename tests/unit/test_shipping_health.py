@@ -21,7 +21,8 @@ class _Consumer:
 
 def _actor(failing: set[str]) -> Any:
     """The actor's class without Ray, its `_advance` failing for the steps in `failing`."""
-    actor: Any = object.__new__(ShippingActor.__ray_metadata__.modified_class)
+    remote: Any = ShippingActor  # Ray's actor class: the plain class is its metadata's
+    actor: Any = object.__new__(remote.__ray_metadata__.modified_class)
     actor._steps, actor._wake = StepQueue(0.25, 10), asyncio.Event()
     actor._step_errors, actor._consumer = {}, _Consumer()
 
