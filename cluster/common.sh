@@ -132,27 +132,28 @@ derive_urls() {
 
 # kafka_auth -> KAFKA_AUTH (`none` or `scram`) and the Kafka clients' settings (core/settings.py)
 # for it. `scram`: the broker's one client listener takes SASL/SCRAM-SHA-512 as KAFKA_USERNAME
-# with KAFKA_PASSWORD only (cluster/services.sh). Always so when the head's address is one other
-# machines reach (`NODE_ADDRESS=<address> make up`, make join); on loopback `none` unless asked
-# for (`KAFKA_AUTH=scram make up`: a machine shared with other users, ADR-011). make up remembers
-# the choice in $RUN/node.env. Client settings given in the environment are kept.
+# with KAFKA_PASSWORD only (cluster/services.sh). Always so when this machine's or the head's
+# address is one other machines reach (`NODE_ADDRESS=<address> make up`, make join); on loopback
+# `none` unless asked for (`KAFKA_AUTH=scram make up`: a machine shared with other users,
+# ADR-011). make up remembers the choice in $RUN/node.env.
+on_network() { ! is_loopback "$NODE_ADDRESS" || ! is_loopback "$HEAD_ADDRESS"; }
 kafka_auth() {
   export KAFKA_USERNAME="${KAFKA_USERNAME:-orders}"
   if [[ -z "${KAFKA_AUTH:-}" && -r "$RUN/node.env" ]]; then
     KAFKA_AUTH="$(sed -n 's/^KAFKA_AUTH=//p' "$RUN/node.env" | head -n 1)"
     # (a single box's `none` does not follow its head onto the network)
-    [[ "$KAFKA_AUTH" == none ]] && ! is_loopback "$HEAD_ADDRESS" && KAFKA_AUTH=""
+    [[ "$KAFKA_AUTH" == none ]] && on_network && KAFKA_AUTH=""
   fi
   if [[ -z "${KAFKA_AUTH:-}" ]]; then
-    KAFKA_AUTH=scram && is_loopback "$HEAD_ADDRESS" && KAFKA_AUTH=none
+    KAFKA_AUTH=none && on_network && KAFKA_AUTH=scram
   fi
   case "$KAFKA_AUTH" in
-    scram)
-      export KAFKA_SECURITY_PROTOCOL="${KAFKA_SECURITY_PROTOCOL:-SASL_PLAINTEXT}"
+    scram) # (a PLAINTEXT left in the environment would fail every client)
+      export KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT
       export KAFKA_SASL_MECHANISM="${KAFKA_SASL_MECHANISM:-SCRAM-SHA-512}" ;;
     none)
-      is_loopback "$HEAD_ADDRESS" || die "KAFKA_AUTH=none: Kafka on $HEAD_ADDRESS, an address other" \
-        "machines reach, takes SCRAM clients only; leave KAFKA_AUTH unset (docs/security.md)" ;;
+      ! on_network || die "KAFKA_AUTH=none: Kafka on $HEAD_ADDRESS, an address other machines" \
+        "reach, takes SCRAM clients only; leave KAFKA_AUTH unset (docs/security.md)" ;;
     *) die "KAFKA_AUTH=$KAFKA_AUTH: none or scram" ;;
   esac
 }

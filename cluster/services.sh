@@ -265,7 +265,7 @@ await_started() {
 KAFKA_HOME="$RUN/kafka-$KAFKA_VERSION"
 # Kafka's command-line tools (storage format); the broker itself runs from cluster/kafka/run.sh.
 kafka_tool() {
-  java -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" -Dkafka.logs.dir="$RUN/logs" \
+  env "${SECRET_ENV_DROP[@]}" java -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" -Dkafka.logs.dir="$RUN/logs" \
     -cp "$KAFKA_HOME/libs/*" "$@"
 }
 # kafka_conf MODE ADDRESS -> $RUN/kafka/server.properties, the broker's listener on ADDRESS:
@@ -298,28 +298,47 @@ kafka_launch() {
 # set through a short start on loopback only whenever the pair differs from the one last set
 # ($RUN/kafka/scram.sha256, a digest: a new data directory, a changed password). Kafka's tools
 # change SCRAM users through a broker only, and this one then takes SCRAM clients only.
+scram_digest() { printf '%s:%s' "$KAFKA_USERNAME" "$KAFKA_PASSWORD" | sha256sum | cut -c1-64; }
+SCRAM_MARK="$RUN/kafka/scram.sha256"
 kafka_scram_user() {
-  local want mark="$RUN/kafka/scram.sha256" add="$RUN/kafka/scram-user.properties"
-  want="$(printf '%s:%s' "$KAFKA_USERNAME" "$KAFKA_PASSWORD" | sha256sum | cut -c1-64)"
-  [[ "$(cat "$mark" 2>/dev/null)" == "$want" ]] && return 0
+  local add="$RUN/kafka/scram-user.properties"
+  [[ "$(cat "$SCRAM_MARK" 2>/dev/null)" == "$(scram_digest)" ]] && return 0
   log "kafka: setting SCRAM user $KAFKA_USERNAME (the broker on loopback only meanwhile)"
+  # whatever stops this (a start that times out, the tool failing): the loopback broker and the
+  # password's file go
+  trap "rm -f $(printf %q "$add"); stop_pid kafka 60" EXIT
   kafka_conf plain 127.0.0.1
   kafka_launch 127.0.0.1
   (umask 077 && printf 'SCRAM-SHA-512=password=%s\n' "$KAFKA_PASSWORD" >"$add")
   kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
     --entity-type users --entity-name "$KAFKA_USERNAME" --add-config-file "$add" \
-    >"$RUN/logs/kafka-scram.log" 2>&1 || { rm -f "$add"; stop_pid kafka 60; die "kafka: setting the SCRAM user failed; see $RUN/logs/kafka-scram.log"; }
+    >"$RUN/logs/kafka-scram.log" 2>&1 || die "kafka: setting the SCRAM user failed; see $RUN/logs/kafka-scram.log"
   rm -f "$add"
   stop_pid kafka 60
-  echo "$want" >"$mark"
+  trap - EXIT
+  scram_digest >"$SCRAM_MARK"
+}
+# kafka_as_wanted -> 0 when the running broker has the mode KAFKA_AUTH asks for (and, with SCRAM,
+# the user of the current password); otherwise it must start again
+kafka_as_wanted() {
+  local sasl=false
+  grep -q '^sasl.enabled.mechanisms=' "$RUN/kafka/server.properties" 2>/dev/null && sasl=true
+  if [[ "$KAFKA_AUTH" == none ]]; then ! $sasl; else
+    $sasl && [[ "$(cat "$SCRAM_MARK" 2>/dev/null)" == "$(scram_digest)" ]]
+  fi
 }
 kafka_start() {
   local mode=plain
+  [[ "$KAFKA_AUTH" == none ]] || mode=scram
+  if pid_alive kafka && ! kafka_as_wanted; then
+    log "kafka: running with other authentication or another SCRAM password than KAFKA_AUTH=$KAFKA_AUTH" \
+      "and $CREDENTIALS_FILE ask for: starting it again"
+    stop_pid kafka 60
+  fi
   if pid_alive kafka; then
     port_open "$KAFKA_PORT" && return 0
     await_started kafka "$START_TIMEOUT_S" port_open "$KAFKA_PORT" && return 0
   fi
-  [[ "$KAFKA_AUTH" == none ]] || mode=scram
   if [[ $mode == scram ]]; then # (both go into a JAAS string and a properties file)
     [[ "${KAFKA_PASSWORD:-}" =~ ^[A-Za-z0-9._~-]+$ && "$KAFKA_USERNAME" =~ ^[A-Za-z0-9._~-]+$ ]] \
       || die "kafka: KAFKA_USERNAME and KAFKA_PASSWORD must be set, of letters, digits and ._~- only" \
@@ -329,7 +348,7 @@ kafka_start() {
   kafka_conf plain "$NODE_ADDRESS"
   if [[ ! -f "$RUN/kafka/data/meta.properties" ]]; then
     log "kafka: formatting KRaft storage"
-    rm -f "$RUN/kafka/scram.sha256"
+    rm -f "$SCRAM_MARK"
     kafka_tool kafka.tools.StorageTool format --standalone -t "$(kafka_tool kafka.tools.StorageTool random-uuid)" \
       -c "$RUN/kafka/server.properties" >"$RUN/logs/kafka-format.log" 2>&1 || die "kafka format failed; see $RUN/logs/kafka-format.log"
   fi

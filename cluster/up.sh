@@ -35,7 +35,7 @@ cat <<MSG
   API docs    http://127.0.0.1:$HTTP_PORT/docs
   Readiness   http://127.0.0.1:$HTTP_PORT/ready
   Ray         http://$DASHBOARD_HOST:$DASHBOARD_PORT  (token: RAY_AUTH_TOKEN in $CREDENTIALS_FILE)
-  Credentials $CREDENTIALS_FILE  (Postgres, Redis, Ray; git-ignored)
+  Credentials $CREDENTIALS_FILE  (Postgres, Redis, Ray, Kafka; git-ignored)
 
   Demo token (customer1, role customer, no exp):
     export JWT_SECRET=$shown_secret

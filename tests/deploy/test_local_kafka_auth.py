@@ -51,10 +51,10 @@ class _Broker:
         self.run = run
         self.port, self.cport = ls.free_port(), ls.free_port()
 
-    def services(self, cmd: str, password: str) -> str:
+    def services(self, cmd: str, password: str, auth: str = "scram") -> str:
         env = sb.env(
             self.run,
-            KAFKA_AUTH="scram",
+            KAFKA_AUTH=auth,
             KAFKA_PASSWORD=password,
             KAFKA_PORT=str(self.port),
             KAFKA_CONTROLLER_PORT=str(self.cport),
@@ -88,8 +88,12 @@ def broker(tmp_path: Path) -> Iterator[_Broker]:
 
 def test_the_broker_takes_the_platforms_scram_login_only(broker: _Broker) -> None:
     first, second = secrets.token_hex(16), secrets.token_hex(16)
+    broker.services("start", first, auth="none")
+    assert _accepted(_settings(broker.port, "", "PLAINTEXT"))
+    # a broker running without SCRAM where SCRAM is asked for starts again, with it
     out = broker.services("start", first)
-    assert "setting SCRAM user orders" in out and "(scram," in out, out
+    assert "starting it again" in out and "setting SCRAM user orders" in out, out
+    assert "(scram," in out, out
     assert _accepted(_settings(broker.port, first))
     assert not _accepted(_settings(broker.port, "not-the-password")), "a wrong password passed"
     assert not _accepted(_settings(broker.port, "", "PLAINTEXT")), "a client without SASL passed"
@@ -121,6 +125,11 @@ def test_kafka_auth_follows_the_heads_address(tmp_path: Path) -> None:
         "scram",
         "SASL_PLAINTEXT",
     ]
+    # the broker listens on this machine's address, whatever the head's
+    on_node = _auth(tmp_path, NODE_ADDRESS="10.1.2.3", HEAD_ADDRESS="127.0.0.1")
+    assert on_node.stdout.split()[:2] == ["scram", "SASL_PLAINTEXT"], on_node.stderr
+    stale = _auth(tmp_path, KAFKA_AUTH="scram", KAFKA_SECURITY_PROTOCOL="PLAINTEXT")
+    assert stale.stdout.split()[1] == "SASL_PLAINTEXT"
     refused = _auth(tmp_path, NODE_ADDRESS="10.1.2.3", KAFKA_AUTH="none")
     assert refused.returncode != 0 and "SCRAM clients only" in refused.stderr
     (tmp_path / "node.env").write_text("NODE_ADDRESS=127.0.0.1\nKAFKA_AUTH=none\n")

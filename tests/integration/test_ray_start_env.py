@@ -292,6 +292,7 @@ _SECRETS = {
     "REDIS_PASSWORD",
     "RAY_AUTH_TOKEN",
     "HAPROXY_STATS_PASSWORD",
+    "KAFKA_PASSWORD",  # the broker's own login is in its mode-600 server.properties
     "JWT_SECRET",
     "DATABASE_URL",
     "MIGRATION_DATABASE_URL",
