@@ -32,6 +32,7 @@ from adapters.redis_clients import flags as redis_flags
 from adapters.uow import Tx
 from consumers import routes
 from consumers.loop import ConsumerLoop
+from consumers.transient import is_transient
 from core.registry import SHIPPING_GROUP
 from core.settings import get_settings
 from domain import shipping as rules
@@ -175,19 +176,35 @@ class ShippingActor(Inspectable):
                     await self._advance_or_retry(batch)
 
     async def _advance_or_retry(self, batch: list[Entry]) -> None:
-        """One batch of one step (`StepQueue.take`); a failure is that step's until a batch of
-        the same step works: a DELIVERED batch that works says nothing of the SHIPPED steps."""
-        steps = {step for _, step, _ in batch}
+        """One batch of one step (`StepQueue.take`); what failed goes back to the queue, and
+        the failure is that step's until a batch of the same step works (a DELIVERED batch that
+        works says nothing of the SHIPPED steps)."""
+        failed, exc = await self._isolating(batch)
+        for step in {step for _, step, _ in batch}:
+            self._step_errors.pop(step, None)
+        if exc is None:
+            return
+        for step in {step for _, step, _ in failed}:
+            self._step_errors[step] = f"{type(exc).__name__}: {exc}"
+        log.warning("%d shipment step(s) failed, retrying: %s", len(failed), exc)
+        for _, step, oid in failed:
+            self._schedule(time.monotonic() + _RETRY_S, step, oid)
+
+    async def _isolating(self, batch: list[Entry]) -> tuple[list[Entry], Exception | None]:
+        """Advance `batch` (one transaction); the entries that failed and the last error. An
+        error of the infrastructure (Postgres restarting) fails the whole batch; any other may be
+        one order's own, so the batch is split in halves until the orders that fail are alone
+        and the others go on (each half its own transaction)."""
         try:
             await self._advance({oid: step for _, step, oid in batch})
-            for step in steps:
-                self._step_errors.pop(step, None)
-        except Exception as exc:  # e.g. Postgres restarting: put them back and retry
-            for step in steps:
-                self._step_errors[step] = f"{type(exc).__name__}: {exc}"
-            log.warning("shipment step failed, retrying: %s", exc)
-            for _, step, oid in batch:
-                self._schedule(time.monotonic() + _RETRY_S, step, oid)
+            return [], None
+        except Exception as exc:
+            if len(batch) == 1 or is_transient(exc):
+                return batch, exc
+        half = len(batch) // 2
+        first, first_exc = await self._isolating(batch[:half])
+        second, second_exc = await self._isolating(batch[half:])
+        return first + second, second_exc or first_exc
 
     async def _advance(self, steps: dict[uuid.UUID, str]) -> None:
         result, _ = await self._uow.run(_Advance(steps, self._redis), order_ids=list(steps))
