@@ -105,6 +105,14 @@ class _Group:
             await self._create(batch)
 
 
+@dataclass
+class _Split:
+    """A failing timer batch's split: transactions left, the last error."""
+
+    budget: int
+    last: Exception | None = None
+
+
 @platform_actor(max_concurrency=64)
 class ShippingActor(Inspectable):
     async def __init__(self) -> None:  # type: ignore[misc]
@@ -113,8 +121,8 @@ class ShippingActor(Inspectable):
         self._redis = async_client(self._settings.redis_url)
         self._steps = StepQueue(_DELIVER_SLACK_S, _STEP_BATCH_MAX)
         self._wake = asyncio.Event()
-        # per step (SHIPPED, DELIVERED): its last batch's failure, until a batch of it works
-        self._step_errors: dict[str, str] = {}
+        # (step, order) → that step's last failure, until that order's step works
+        self._failing: dict[tuple[str, uuid.UUID], str] = {}
         # timers rebuild from the shipments with a step left (Postgres may be gone again)
         await when_up(self._resume, "shipping")
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -126,9 +134,8 @@ class ShippingActor(Inspectable):
         """The consumer loop's health (its status is this actor's) and the shipments whose
         next step is waiting."""
         health = {**self._consumer.health(), "pending": len(self._steps)}
-        if self._step_errors:  # the timers' steps fail (an idle consumer looks up)
-            errors = "; ".join(f"{s}: {e}" for s, e in sorted(self._step_errors.items()))
-            health.update(status="degraded", stepError=errors)
+        if self._failing:  # the timers' steps fail (an idle consumer looks up)
+            health.update(status="degraded", stepError=self._failing_summary())
         return {"pid": os.getpid(), **health}
 
     async def create_batch(self, events: list[Envelope]) -> None:
@@ -175,36 +182,52 @@ class ShippingActor(Inspectable):
                 if batch:
                     await self._advance_or_retry(batch)
 
-    async def _advance_or_retry(self, batch: list[Entry]) -> None:
-        """One batch of one step (`StepQueue.take`); what failed goes back to the queue, and
-        the failure is that step's until a batch of the same step works (a DELIVERED batch that
-        works says nothing of the SHIPPED steps)."""
-        failed, exc = await self._isolating(batch)
-        for step in {step for _, step, _ in batch}:
-            self._step_errors.pop(step, None)
-        if exc is None:
-            return
-        for step in {step for _, step, _ in failed}:
-            self._step_errors[step] = f"{type(exc).__name__}: {exc}"
-        log.warning("%d shipment step(s) failed, retrying: %s", len(failed), exc)
-        for _, step, oid in failed:
-            self._schedule(time.monotonic() + _RETRY_S, step, oid)
+    def _failing_summary(self) -> str:
+        """Per step: how many orders' steps fail, and one of their errors."""
+        by_step: dict[str, list[str]] = {}
+        for (step, _), error in self._failing.items():
+            by_step.setdefault(step, []).append(error)
+        return "; ".join(
+            f"{step}: {len(errors)} failing, {errors[-1]}"
+            for step, errors in sorted(by_step.items())
+        )
 
-    async def _isolating(self, batch: list[Entry]) -> tuple[list[Entry], Exception | None]:
-        """Advance `batch` (one transaction); the entries that failed and the last error. An
-        error of the infrastructure (Postgres restarting) fails the whole batch; any other may be
-        one order's own, so the batch is split in halves until the orders that fail are alone
-        and the others go on (each half its own transaction)."""
+    async def _advance_or_retry(self, batch: list[Entry]) -> None:
+        """One batch of one step (`StepQueue.take`); what failed goes back to the queue and is
+        reported (`stepError`) until that order's step works."""
+        # 2·log2(n) + 1 transactions find one failing order among n; an error every order
+        # hits (not the infrastructure's) costs no more than that per retry
+        failed = await self._isolating(batch, _Split(2 * len(batch).bit_length() + 1))
+        for _, step, oid in batch:
+            self._failing.pop((step, oid), None)
+        for (_, step, oid), exc in failed:
+            self._failing[(step, oid)] = f"{type(exc).__name__}: {exc}"
+            self._schedule(time.monotonic() + _RETRY_S, step, oid)
+        if failed:
+            log.warning("%d shipment step(s) failed, retrying: %s", len(failed), failed[-1][1])
+
+    async def _isolating(self, batch: list[Entry], split: _Split) -> list[tuple[Entry, Exception]]:
+        """Advance `batch` (one transaction); the entries that failed, each with its error. An
+        error of the infrastructure (Postgres restarting) fails the batch and what is left of
+        its split whole; any other may be one order's own, so the batch is split in halves
+        (each its own transaction) until the orders that fail are alone and the others go on,
+        within the split's budget of transactions."""
+        if split.budget <= 0 and split.last is not None:
+            return [(entry, split.last) for entry in batch]
+        split.budget -= 1
         try:
             await self._advance({oid: step for _, step, oid in batch})
-            return [], None
+            return []
         except Exception as exc:
-            if len(batch) == 1 or is_transient(exc):
-                return batch, exc
+            split.last = exc
+            if is_transient(exc):
+                split.budget = 0  # an outage: the rest of the split waits for it
+            if len(batch) == 1 or split.budget <= 0:
+                return [(entry, exc) for entry in batch]
         half = len(batch) // 2
-        first, first_exc = await self._isolating(batch[:half])
-        second, second_exc = await self._isolating(batch[half:])
-        return first + second, second_exc or first_exc
+        return await self._isolating(batch[:half], split) + await self._isolating(
+            batch[half:], split
+        )
 
     async def _advance(self, steps: dict[uuid.UUID, str]) -> None:
         result, _ = await self._uow.run(_Advance(steps, self._redis), order_ids=list(steps))

@@ -1,6 +1,6 @@
-"""The shipping actor's timer batches: a failing step stays reported (`stepError`) until a batch
-of that same step works, whatever the other step's batches do in the same timer pass; an order
-whose step fails on its own is split off, so the others of its batch go on."""
+"""The shipping actor's timer batches: a failing step stays reported (`stepError`) until that
+order's step works, whatever other batches do meanwhile; an order whose step fails on its own is
+split off, so the others of its batch go on, within a bounded number of transactions."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _actor(error: Callable[[dict[uuid.UUID, str]], Exception | None]) -> Any:
     remote: Any = ShippingActor  # Ray's actor class: the plain class is its metadata's
     actor: Any = object.__new__(remote.__ray_metadata__.modified_class)
     actor._steps, actor._wake = StepQueue(0.25, 10), asyncio.Event()
-    actor._step_errors, actor._consumer = {}, _Consumer()
+    actor._failing, actor._consumer = {}, _Consumer()
     actor.advanced, actor.calls = [], []
 
     async def advance(steps: dict[uuid.UUID, str]) -> None:
@@ -54,7 +54,7 @@ async def test_a_delivered_batch_that_works_does_not_clear_a_failing_shipped_ste
     await actor._advance_or_retry([(1.0, rules.DELIVERED, B)])
     health = await actor.health()
     assert health["status"] == "degraded"
-    assert health["stepError"] == "SHIPPED: ConnectionError: connection refused"
+    assert health["stepError"] == "SHIPPED: 1 failing, ConnectionError: connection refused"
     assert len(actor._steps) == 1  # the failed step is back in the queue
 
 
@@ -63,12 +63,14 @@ async def test_a_step_is_cleared_by_a_batch_of_its_own_that_works() -> None:
     await actor._advance_or_retry([(1.0, rules.SHIPPED, A)])
     await actor._advance_or_retry([(1.0, rules.DELIVERED, B)])
     assert (await actor.health())["stepError"] == (
-        "DELIVERED: ConnectionError: connection refused; "
-        "SHIPPED: ConnectionError: connection refused"
+        "DELIVERED: 1 failing, ConnectionError: connection refused; "
+        "SHIPPED: 1 failing, ConnectionError: connection refused"
     )
     actor._advance = _actor(_failing())._advance
     await actor._advance_or_retry([(2.0, rules.SHIPPED, A)])
-    assert (await actor.health())["stepError"] == "DELIVERED: ConnectionError: connection refused"
+    assert (await actor.health())["stepError"] == (
+        "DELIVERED: 1 failing, ConnectionError: connection refused"
+    )
     await actor._advance_or_retry([(2.0, rules.DELIVERED, B)])
     health = await actor.health()
     assert health["status"] == "up" and "stepError" not in health
@@ -83,7 +85,19 @@ async def test_an_order_that_fails_on_its_own_is_split_off_and_the_others_go_on(
     assert set().union(*actor.advanced) == {A, B, C}
     ships, _ = actor._steps.take(now=float("inf"))
     assert [(step, oid) for _, step, oid in ships] == [(rules.SHIPPED, POISON)]
-    assert (await actor.health())["stepError"] == "SHIPPED: ValueError: bad row"
+    assert (await actor.health())["stepError"] == "SHIPPED: 1 failing, ValueError: bad row"
+    # a batch of other orders that works meanwhile does not hide it
+    await actor._advance_or_retry([(2.0, rules.SHIPPED, C)])
+    assert (await actor.health())["stepError"] == "SHIPPED: 1 failing, ValueError: bad row"
+
+
+async def test_an_error_every_order_hits_costs_a_bounded_number_of_transactions() -> None:
+    actor = _actor(lambda batch: PermissionError("permission denied for table shipments"))
+    batch = [(1.0, rules.SHIPPED, uuid.UUID(int=100 + i)) for i in range(100)]
+    await actor._advance_or_retry(batch)
+    assert len(actor.calls) <= 2 * (100).bit_length() + 1  # not the 199 of a full split
+    assert len(actor._steps) == 100 and not actor.advanced
+    assert (await actor.health())["stepError"].startswith("SHIPPED: 100 failing, PermissionError")
 
 
 async def test_an_outage_fails_the_whole_batch_without_splitting_it() -> None:
