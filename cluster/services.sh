@@ -268,22 +268,30 @@ kafka_tool() {
   env "${SECRET_ENV_DROP[@]}" java -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" -Dkafka.logs.dir="$RUN/logs" \
     -cp "$KAFKA_HOME/libs/*" "$@"
 }
-# kafka_conf MODE ADDRESS -> $RUN/kafka/server.properties, the broker's listener on ADDRESS:
-# `plain` without authentication (loopback: a single box, ADR-011), `scram` with SASL/SCRAM-SHA-512
-# only (multi-host mode), its own inter-broker login KAFKA_USERNAME's. The controller's listener
-# stays on loopback, unauthenticated, in both.
+# kafka_conf MODE ADDRESS -> $RUN/kafka/server.properties, the broker's client listener on ADDRESS:
+# `plain`, no authentication anywhere (loopback: a single box, ADR-011); `scram`, that listener
+# SASL/SCRAM-SHA-512 only (multi-host mode, KAFKA_AUTH=scram) with the broker's own login
+# KAFKA_USERNAME's; `setup`, SASL/PLAIN as KAFKA_USERNAME instead (kafka_scram_user: SCRAM users
+# are set through a broker). With SASL the controller's listener, on loopback, takes that
+# PLAIN login too: it also answers requests that change users and topics.
 kafka_conf() {
-  local conf="$RUN/kafka/server.properties" tmp
-  tmp="$(umask 077 && mktemp "$conf.XXXXXX")" # the scram file holds KAFKA_PASSWORD
+  local conf="$RUN/kafka/server.properties" tmp plain client
+  tmp="$(umask 077 && mktemp "$conf.XXXXXX")" # the SASL files hold KAFKA_PASSWORD
   sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
     -e "s#PLAINTEXT://127.0.0.1#PLAINTEXT://$2#g" "$ROOT/cluster/kafka/server.properties" >"$tmp"
-  if [[ "$1" == scram ]]; then
+  if [[ "$1" != plain ]]; then
+    plain="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"$KAFKA_USERNAME\" password=\"$KAFKA_PASSWORD\" user_$KAFKA_USERNAME=\"$KAFKA_PASSWORD\";"
+    client="listener.name.sasl_plaintext.plain.sasl.jaas.config=$plain"
+    [[ "$1" == scram ]] && client="listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$KAFKA_USERNAME\" password=\"$KAFKA_PASSWORD\";"
     sed -i -e "s#PLAINTEXT://#SASL_PLAINTEXT://#g" \
-      -e 's#PLAINTEXT:PLAINTEXT#SASL_PLAINTEXT:SASL_PLAINTEXT#' \
+      -e 's#^listener.security.protocol.map=.*#listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT#' \
       -e 's#^inter.broker.listener.name=.*#inter.broker.listener.name=SASL_PLAINTEXT#' "$tmp"
-    printf '%s\n' "sasl.enabled.mechanisms=SCRAM-SHA-512" "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512" \
-      "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$KAFKA_USERNAME\" password=\"$KAFKA_PASSWORD\";" \
-      >>"$tmp"
+    local mech=PLAIN
+    [[ "$1" == scram ]] && mech=SCRAM-SHA-512
+    printf '%s\n' "listener.name.sasl_plaintext.sasl.enabled.mechanisms=$mech" \
+      "sasl.mechanism.inter.broker.protocol=$mech" "$client" \
+      "listener.name.controller.sasl.enabled.mechanisms=PLAIN" "sasl.mechanism.controller.protocol=PLAIN" \
+      "listener.name.controller.plain.sasl.jaas.config=$plain" >>"$tmp"
   fi
   mv -f "$tmp" "$conf"
 }
@@ -301,19 +309,21 @@ kafka_launch() {
 scram_digest() { printf '%s:%s' "$KAFKA_USERNAME" "$KAFKA_PASSWORD" | sha256sum | cut -c1-64; }
 SCRAM_MARK="$RUN/kafka/scram.sha256"
 kafka_scram_user() {
-  local add="$RUN/kafka/scram-user.properties"
+  local add="$RUN/kafka/scram-user.properties" login="$RUN/kafka/setup-login.properties"
   [[ "$(cat "$SCRAM_MARK" 2>/dev/null)" == "$(scram_digest)" ]] && return 0
-  log "kafka: setting SCRAM user $KAFKA_USERNAME (the broker on loopback only meanwhile)"
+  log "kafka: setting SCRAM user $KAFKA_USERNAME (the broker on loopback with a PLAIN login meanwhile)"
   # whatever stops this (a start that times out, the tool failing): the loopback broker and the
-  # password's file go
-  trap "rm -f $(printf %q "$add"); stop_pid kafka 60" EXIT
-  kafka_conf plain 127.0.0.1
+  # password's files go
+  trap "rm -f $(printf %q "$add") $(printf %q "$login"); stop_pid kafka 60" EXIT
+  kafka_conf setup 127.0.0.1
   kafka_launch 127.0.0.1
-  (umask 077 && printf 'SCRAM-SHA-512=password=%s\n' "$KAFKA_PASSWORD" >"$add")
-  kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
-    --entity-type users --entity-name "$KAFKA_USERNAME" --add-config-file "$add" \
+  (umask 077 && printf 'SCRAM-SHA-512=password=%s\n' "$KAFKA_PASSWORD" >"$add" \
+    && printf '%s\n' security.protocol=SASL_PLAINTEXT sasl.mechanism=PLAIN \
+      "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"$KAFKA_USERNAME\" password=\"$KAFKA_PASSWORD\";" >"$login")
+  kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --command-config "$login" \
+    --alter --entity-type users --entity-name "$KAFKA_USERNAME" --add-config-file "$add" \
     >"$RUN/logs/kafka-scram.log" 2>&1 || die "kafka: setting the SCRAM user failed; see $RUN/logs/kafka-scram.log"
-  rm -f "$add"
+  rm -f "$add" "$login"
   stop_pid kafka 60
   trap - EXIT
   scram_digest >"$SCRAM_MARK"
@@ -321,10 +331,10 @@ kafka_scram_user() {
 # kafka_as_wanted -> 0 when the running broker has the mode KAFKA_AUTH asks for (and, with SCRAM,
 # the user of the current password); otherwise it must start again
 kafka_as_wanted() {
-  local sasl=false
-  grep -q '^sasl.enabled.mechanisms=' "$RUN/kafka/server.properties" 2>/dev/null && sasl=true
-  if [[ "$KAFKA_AUTH" == none ]]; then ! $sasl; else
-    $sasl && [[ "$(cat "$SCRAM_MARK" 2>/dev/null)" == "$(scram_digest)" ]]
+  local conf="$RUN/kafka/server.properties"
+  if [[ "$KAFKA_AUTH" == none ]]; then ! grep -q '^sasl\.mechanism\.' "$conf" 2>/dev/null; else
+    grep -q '^listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512$' "$conf" 2>/dev/null \
+      && [[ "$(cat "$SCRAM_MARK" 2>/dev/null)" == "$(scram_digest)" ]]
   fi
 }
 kafka_start() {

@@ -38,6 +38,30 @@ async def _topics(s: Settings) -> list[int]:
     return await kafka.partitions_of(s.kafka_bootstrap, "no-such-topic", s)
 
 
+def _controller_answers(tmp: Path, port: int, password: str | None = None) -> bool:
+    """Whether the controller's listener answers Kafka's config tool (`--bootstrap-controller`,
+    what aiokafka cannot speak to), without a login or with the PLAIN one of `password`."""
+    props = ["default.api.timeout.ms=8000", "request.timeout.ms=4000"]
+    if password is not None:
+        props += [
+            "security.protocol=SASL_PLAINTEXT",
+            "sasl.mechanism=PLAIN",
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="orders" password="{password}";',
+        ]
+    config = tmp / "controller-client.properties"
+    config.write_text("\n".join(props) + "\n")
+    config.chmod(0o600)
+    proc = subprocess.run(
+        ["java", "-XX:TieredStopAtLevel=1", "-cp", f"{ls.kafka_libs()}/*",
+         "kafka.admin.ConfigCommand", "--bootstrap-controller", f"127.0.0.1:{port}",
+         "--command-config", str(config), "--describe", "--entity-type", "brokers",
+         "--entity-default"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    return proc.returncode == 0 and "Default configs for brokers" in proc.stdout
+
+
 def _accepted(s: Settings) -> bool:
     try:
         asyncio.run(asyncio.wait_for(_topics(s), 30))
@@ -97,7 +121,13 @@ def test_the_broker_takes_the_platforms_scram_login_only(broker: _Broker) -> Non
     assert _accepted(_settings(broker.port, first))
     assert not _accepted(_settings(broker.port, "not-the-password")), "a wrong password passed"
     assert not _accepted(_settings(broker.port, "", "PLAINTEXT")), "a client without SASL passed"
+    # the controller's listener (loopback) changes users and topics: it takes the login too
+    tmp = broker.run.parent
+    assert _controller_answers(tmp, broker.cport, first)
+    assert not _controller_answers(tmp, broker.cport), "the controller answered without a login"
+    assert not _controller_answers(tmp, broker.cport, "not-the-password")
     assert first not in ls.process_text(broker.pid())
+    assert not list((broker.run / "kafka").glob("*login*")), "the setup's login file is left"
     conf = broker.run / "kafka" / "server.properties"
     assert conf.stat().st_mode & 0o077 == 0
     assert not (broker.run / "kafka" / "scram-user.properties").exists()
