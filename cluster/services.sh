@@ -268,30 +268,39 @@ kafka_tool() {
   env "${SECRET_ENV_DROP[@]}" java -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" -Dkafka.logs.dir="$RUN/logs" \
     -cp "$KAFKA_HOME/libs/*" "$@"
 }
+# kafka_jaas MODULE [SERVER] -> the JAAS entry logging in as KAFKA_USERNAME with KAFKA_PASSWORD
+# through MODULE (plain, scram); SERVER: also the user list of a PLAIN listener (that one user)
+kafka_jaas() {
+  local module=plain.PlainLoginModule users=""
+  [[ "$1" == scram ]] && module=scram.ScramLoginModule
+  [[ -n "${2:-}" ]] && users=" user_$KAFKA_USERNAME=\"$KAFKA_PASSWORD\""
+  printf 'org.apache.kafka.common.security.%s required username="%s" password="%s"%s;' \
+    "$module" "$KAFKA_USERNAME" "$KAFKA_PASSWORD" "$users"
+}
 # kafka_conf MODE ADDRESS -> $RUN/kafka/server.properties, the broker's client listener on ADDRESS:
-# `plain`, no authentication anywhere (loopback: a single box, ADR-011); `scram`, that listener
+# `none`, no authentication anywhere (loopback: a single box, ADR-011); `scram`, that listener
 # SASL/SCRAM-SHA-512 only (multi-host mode, KAFKA_AUTH=scram) with the broker's own login
 # KAFKA_USERNAME's; `setup`, SASL/PLAIN as KAFKA_USERNAME instead (kafka_scram_user: SCRAM users
 # are set through a broker). With SASL the controller's listener, on loopback, takes that
 # PLAIN login too: it also answers requests that change users and topics.
 kafka_conf() {
-  local conf="$RUN/kafka/server.properties" tmp plain client
+  local conf="$RUN/kafka/server.properties" tmp mech=PLAIN client
   tmp="$(umask 077 && mktemp "$conf.XXXXXX")" # the SASL files hold KAFKA_PASSWORD
   sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
     -e "s#PLAINTEXT://127.0.0.1#PLAINTEXT://$2#g" "$ROOT/cluster/kafka/server.properties" >"$tmp"
-  if [[ "$1" != plain ]]; then
-    plain="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"$KAFKA_USERNAME\" password=\"$KAFKA_PASSWORD\" user_$KAFKA_USERNAME=\"$KAFKA_PASSWORD\";"
-    client="listener.name.sasl_plaintext.plain.sasl.jaas.config=$plain"
-    [[ "$1" == scram ]] && client="listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$KAFKA_USERNAME\" password=\"$KAFKA_PASSWORD\";"
+  if [[ "$1" != none ]]; then
+    client="listener.name.sasl_plaintext.plain.sasl.jaas.config=$(kafka_jaas plain server)"
+    if [[ "$1" == scram ]]; then
+      mech=SCRAM-SHA-512
+      client="listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$(kafka_jaas scram)"
+    fi
     sed -i -e "s#PLAINTEXT://#SASL_PLAINTEXT://#g" \
       -e 's#^listener.security.protocol.map=.*#listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT#' \
       -e 's#^inter.broker.listener.name=.*#inter.broker.listener.name=SASL_PLAINTEXT#' "$tmp"
-    local mech=PLAIN
-    [[ "$1" == scram ]] && mech=SCRAM-SHA-512
     printf '%s\n' "listener.name.sasl_plaintext.sasl.enabled.mechanisms=$mech" \
       "sasl.mechanism.inter.broker.protocol=$mech" "$client" \
       "listener.name.controller.sasl.enabled.mechanisms=PLAIN" "sasl.mechanism.controller.protocol=PLAIN" \
-      "listener.name.controller.plain.sasl.jaas.config=$plain" >>"$tmp"
+      "listener.name.controller.plain.sasl.jaas.config=$(kafka_jaas plain server)" >>"$tmp"
   fi
   mv -f "$tmp" "$conf"
 }
@@ -306,11 +315,12 @@ kafka_launch() {
 # set through a short start on loopback only whenever the pair differs from the one last set
 # ($RUN/kafka/scram.sha256, a digest: a new data directory, a changed password). Kafka's tools
 # change SCRAM users through a broker only, and this one then takes SCRAM clients only.
-scram_digest() { printf '%s:%s' "$KAFKA_USERNAME" "$KAFKA_PASSWORD" | sha256sum | cut -c1-64; }
 SCRAM_MARK="$RUN/kafka/scram.sha256"
+scram_digest() { printf '%s:%s' "$KAFKA_USERNAME" "$KAFKA_PASSWORD" | sha256sum | cut -c1-64; }
+scram_user_set() { [[ "$(cat "$SCRAM_MARK" 2>/dev/null)" == "$(scram_digest)" ]]; }
 kafka_scram_user() {
   local add="$RUN/kafka/scram-user.properties" login="$RUN/kafka/setup-login.properties"
-  [[ "$(cat "$SCRAM_MARK" 2>/dev/null)" == "$(scram_digest)" ]] && return 0
+  scram_user_set && return 0
   log "kafka: setting SCRAM user $KAFKA_USERNAME (the broker on loopback with a PLAIN login meanwhile)"
   # whatever stops this (a start that times out, the tool failing): the loopback broker and the
   # password's files go
@@ -319,7 +329,7 @@ kafka_scram_user() {
   kafka_launch 127.0.0.1
   (umask 077 && printf 'SCRAM-SHA-512=password=%s\n' "$KAFKA_PASSWORD" >"$add" \
     && printf '%s\n' security.protocol=SASL_PLAINTEXT sasl.mechanism=PLAIN \
-      "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"$KAFKA_USERNAME\" password=\"$KAFKA_PASSWORD\";" >"$login")
+      "sasl.jaas.config=$(kafka_jaas plain)" >"$login")
   kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --command-config "$login" \
     --alter --entity-type users --entity-name "$KAFKA_USERNAME" --add-config-file "$add" \
     >"$RUN/logs/kafka-scram.log" 2>&1 || die "kafka: setting the SCRAM user failed; see $RUN/logs/kafka-scram.log"
@@ -334,12 +344,10 @@ kafka_as_wanted() {
   local conf="$RUN/kafka/server.properties"
   if [[ "$KAFKA_AUTH" == none ]]; then ! grep -q '^sasl\.mechanism\.' "$conf" 2>/dev/null; else
     grep -q '^listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512$' "$conf" 2>/dev/null \
-      && [[ "$(cat "$SCRAM_MARK" 2>/dev/null)" == "$(scram_digest)" ]]
+      && scram_user_set
   fi
 }
 kafka_start() {
-  local mode=plain
-  [[ "$KAFKA_AUTH" == none ]] || mode=scram
   if pid_alive kafka && ! kafka_as_wanted; then
     log "kafka: running with other authentication or another SCRAM password than KAFKA_AUTH=$KAFKA_AUTH" \
       "and $CREDENTIALS_FILE ask for: starting it again"
@@ -349,13 +357,13 @@ kafka_start() {
     port_open "$KAFKA_PORT" && return 0
     await_started kafka "$START_TIMEOUT_S" port_open "$KAFKA_PORT" && return 0
   fi
-  if [[ $mode == scram ]]; then # (both go into a JAAS string and a properties file)
+  if [[ "$KAFKA_AUTH" == scram ]]; then # (both go into a JAAS string and a properties file)
     [[ "${KAFKA_PASSWORD:-}" =~ ^[A-Za-z0-9._~-]+$ && "$KAFKA_USERNAME" =~ ^[A-Za-z0-9._~-]+$ ]] \
       || die "kafka: KAFKA_USERNAME and KAFKA_PASSWORD must be set, of letters, digits and ._~- only" \
         "(make up generates the password in $CREDENTIALS_FILE)"
   fi
   mkdir -p "$RUN/kafka/data" && chmod 700 "$RUN/kafka" # the log holds every order's events
-  kafka_conf plain "$NODE_ADDRESS"
+  kafka_conf none "$NODE_ADDRESS"
   if [[ ! -f "$RUN/kafka/data/meta.properties" ]]; then
     log "kafka: formatting KRaft storage"
     rm -f "$SCRAM_MARK"
@@ -365,8 +373,8 @@ kafka_start() {
   if port_open "$KAFKA_PORT" || port_open "$KAFKA_PORT" 127.0.0.1 || port_open "$KAFKA_CONTROLLER_PORT" 127.0.0.1; then
     die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by a process this stack did not start; stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
   fi
-  [[ $mode == plain ]] || { kafka_scram_user; kafka_conf scram "$NODE_ADDRESS"; }
-  log "kafka: starting KRaft broker+controller on $NODE_ADDRESS:$KAFKA_PORT ($mode, heap 512 MB)"
+  [[ "$KAFKA_AUTH" == none ]] || { kafka_scram_user; kafka_conf scram "$NODE_ADDRESS"; }
+  log "kafka: starting KRaft broker+controller on $NODE_ADDRESS:$KAFKA_PORT ($KAFKA_AUTH, heap 512 MB)"
   kafka_launch "$NODE_ADDRESS"
 }
 kafka_stop() { stop_pid kafka 60; }

@@ -6,7 +6,6 @@ sets the user again when the password changes. `kafka_auth` (cluster/common.sh) 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import subprocess
@@ -14,13 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.errors import KafkaError
 
-from adapters import kafka
 from core.settings import Settings
 from tests.deploy import local_servers as ls
 from tests.deploy import stack_sandbox as sb
 from tests.deploy.manifests import ROOT
+from tests.kafka_login import login_properties, partitions_or_refused
 
 SERVICES = str(ROOT / "cluster" / "services.sh")
 
@@ -34,21 +32,12 @@ def _settings(port: int, password: str, protocol: str = "SASL_PLAINTEXT") -> Set
     )
 
 
-async def _topics(s: Settings) -> list[int]:
-    return await kafka.partitions_of(s.kafka_bootstrap, "no-such-topic", s)
-
-
 def _controller_answers(tmp: Path, port: int, password: str | None = None) -> bool:
     """Whether the controller's listener answers Kafka's config tool (`--bootstrap-controller`,
     what aiokafka cannot speak to), without a login or with the PLAIN one of `password`."""
     props = ["default.api.timeout.ms=8000", "request.timeout.ms=4000"]
     if password is not None:
-        props += [
-            "security.protocol=SASL_PLAINTEXT",
-            "sasl.mechanism=PLAIN",
-            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'username="orders" password="{password}";',
-        ]
+        props += login_properties("PLAIN", "orders", password)
     config = tmp / "controller-client.properties"
     config.write_text("\n".join(props) + "\n")
     config.chmod(0o600)
@@ -63,11 +52,7 @@ def _controller_answers(tmp: Path, port: int, password: str | None = None) -> bo
 
 
 def _accepted(s: Settings) -> bool:
-    try:
-        asyncio.run(asyncio.wait_for(_topics(s), 30))
-    except (KafkaError, TimeoutError):
-        return False
-    return True
+    return partitions_or_refused(s, "no-such-topic") is not None
 
 
 class _Broker:

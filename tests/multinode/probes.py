@@ -14,10 +14,7 @@ import zlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
-from aiokafka.errors import KafkaError
-
 from adapters import benchdb
-from adapters.kafka import partitions_of
 from bench import mainrun, stock
 from bench.mainrun import Load, MainRun
 from bench.procs import CpuSampler
@@ -27,6 +24,7 @@ from bench.workload import SCARCE_SKUS, Mix, admin_token, customers
 from cli.invariants import AUDITED_TOPICS, Verdict, check, end_offsets
 from cluster.deploy import actor_names
 from core.settings import Settings
+from tests.kafka_login import login_properties, partitions_or_refused
 
 
 def pipeline_actors(settings: Settings) -> set[str]:
@@ -55,28 +53,10 @@ def wait_placed(hosts: Hosts, names: set[str], on: set[str], timeout_s: float) -
 _ROW = re.compile(r"^(\S+)\s+\S+\s+/(\S+)\s+\S+\s+\d+\s+\S+\s+(\S+)")
 
 
-def kafka_login(settings: Settings) -> str:
-    """The client properties of a Kafka tool that logs in as `settings` do (SCRAM)."""
-    jaas = (
-        "org.apache.kafka.common.security.scram.ScramLoginModule required "
-        f'username="{settings.kafka_username}" password="{settings.kafka_password}";'
-    )
-    return (
-        f"security.protocol={settings.kafka_security_protocol}\n"
-        f"sasl.mechanism={settings.kafka_sasl_mechanism}\nsasl.jaas.config={jaas}\n"
-    )
-
-
 def kafka_accepts(settings: Settings) -> bool:
-    """Whether the broker of `settings` answers a client that logs in as they say."""
-
-    async def ask() -> list[int]:
-        return await partitions_of(settings.kafka_bootstrap, "order.created", settings)
-
-    try:
-        return bool(asyncio.run(asyncio.wait_for(ask(), 30)))
-    except (KafkaError, TimeoutError):
-        return False
+    """Whether the broker of `settings` answers a client that logs in as they say (and has
+    the platform's topics)."""
+    return bool(partitions_or_refused(settings, "order.created"))
 
 
 def group_members(hosts: Hosts) -> dict[str, list[tuple[str, set[tuple[str, int]]]]]:
@@ -85,7 +65,9 @@ def group_members(hosts: Hosts) -> dict[str, list[tuple[str, set[tuple[str, int]
     libs = sorted(glob.glob(str(hosts.run_dir / "kafka-*" / "libs")))
     fd, login = tempfile.mkstemp(prefix="kafka-login-", suffix=".properties")  # mode 600
     try:
-        os.write(fd, kafka_login(hosts.platform_settings()).encode())
+        s = hosts.platform_settings()
+        lines = login_properties(s.kafka_sasl_mechanism, s.kafka_username, s.kafka_password)
+        os.write(fd, ("\n".join(lines) + "\n").encode())
         os.close(fd)
         proc = subprocess.run(
             ["java", "-XX:TieredStopAtLevel=1", "-cp", f"{libs[-1]}/*",
