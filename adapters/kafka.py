@@ -25,7 +25,8 @@ def client_options(settings: Settings | None = None) -> dict[str, Any]:
     """Keyword arguments every aiokafka client (producer, consumer, admin) is built with, so no
     call site names the broker's authentication itself: nothing with the default PLAINTEXT (the
     local stack's loopback broker), SASL/SCRAM with KAFKA_USERNAME and KAFKA_PASSWORD in
-    compose and Kubernetes, over TLS with the system's CAs for SASL_SSL (ADR-011)."""
+    compose and Kubernetes, over TLS for SASL_SSL, the broker's certificate checked against
+    KAFKA_SSL_CAFILE or else the system's CAs (ADR-011)."""
     s = settings or get_settings()
     if s.kafka_security_protocol == "PLAINTEXT":
         return {}
@@ -36,7 +37,7 @@ def client_options(settings: Settings | None = None) -> dict[str, Any]:
         "sasl_plain_password": s.kafka_password,
     }
     if s.kafka_security_protocol == "SASL_SSL":
-        options["ssl_context"] = create_ssl_context()
+        options["ssl_context"] = create_ssl_context(cafile=s.kafka_ssl_cafile or None)
     return options
 
 

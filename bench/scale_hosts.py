@@ -204,11 +204,12 @@ class Hosts:
             database_url=self.dsn,
             redis_url=self.info["REDIS_URL"],
             kafka_bootstrap=self.bootstrap,
-            # the head's broker takes SCRAM clients only (multi-host mode, ADR-011)
+            # the head's broker takes SCRAM clients over TLS only (multi-host mode, ADR-011)
             kafka_security_protocol=self.info.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT",
             kafka_sasl_mechanism=self.info.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512",
             kafka_username=self.info.get("KAFKA_USERNAME", ""),
             kafka_password=self._secret("KAFKA_PASSWORD"),
+            kafka_ssl_cafile=self.info.get("KAFKA_SSL_CAFILE", ""),
         )
 
     def _state(self, kind: str) -> list[dict[str, Any]]:

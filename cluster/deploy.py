@@ -24,6 +24,9 @@ _RAY_SERVE_PREFIX = "RAY_SERVE_"
 _SECRET_SETTINGS = frozenset({"JWT_SECRET", "DATABASE_URL", "REDIS_URL"})
 _SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "KEY")
 _URL_WITH_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
+# Nor do paths of the deploying machine's own files: each node names its own copy (the stack's
+# CA certificate is in each checkout's .run/tls/, cluster/tls.sh).
+_NODE_LOCAL_SETTINGS = frozenset({"KAFKA_SSL_CAFILE"})
 
 
 def _is_secret(name: str, value: str) -> bool:
@@ -38,8 +41,9 @@ def _env_vars() -> dict[str, str]:
     """The settings that travel to every actor through the job's runtime_env, so that a
     redeploy with other knobs reaches them: the variables `Settings` reads (derived from its
     fields, so a new setting can never be left behind), except secrets and connection URLs
-    with a password, which the nodes' own environment provides."""
-    names = {name.upper() for name in Settings.model_fields}
+    with a password, which the nodes' own environment provides, and paths of the deploying
+    machine's files (`_NODE_LOCAL_SETTINGS`), which each node's environment names for itself."""
+    names = {name.upper() for name in Settings.model_fields} - _NODE_LOCAL_SETTINGS
     return {
         k: v
         for k, v in os.environ.items()

@@ -129,6 +129,8 @@ command -v mvn >/dev/null || need_apt+=(maven)
 command -v wrk >/dev/null || need_apt+=(wrk)
 # cluster/up.sh waits for the gateway with curl, and the tests call it; Debian marks it optional
 command -v curl >/dev/null || need_apt+=(curl)
+# the stack's CA and certificates in multi-host mode (cluster/tls.sh); nearly always there
+command -v openssl >/dev/null || need_apt+=(openssl)
 # the multi-host tests' namespaces (tests/multinode, make bench-scale) and make join's route lookup
 command -v ip >/dev/null || need_apt+=(iproute2)
 if (( ${#need_apt[@]} )) && ! $venv_only; then

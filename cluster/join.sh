@@ -41,6 +41,8 @@ head_env=""  # credentials exported instead of copied: no file, no recorded mode
     "APP_ENV and JWT_SECRET here (README, Adding a machine)"
 [[ "$APP_ENV" == dev || "$JWT_SECRET" != devsecret ]] \
   || die "APP_ENV=$APP_ENV needs the head's JWT_SECRET exported here (README, Adding a machine)"
+# the head's CA, which its services' certificates are checked against (cluster/tls.sh)
+tls_ca_from_credentials
 if pid_alive ray-worker; then
   log "already joined (pid $(cat "$RUN/pids/ray-worker.pid")); make leave first"
   exit 0

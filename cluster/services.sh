@@ -87,14 +87,15 @@ CONF
 # earlier version is upgraded in place): no trust anywhere; the superuser only through the
 # socket as the OS user postgres; the platform's two roles with scram-sha-256, to their database.
 pg_hba() {
-  local tmp="$PGDATA/pg_hba.conf.new"
+  local tmp="$PGDATA/pg_hba.conf.new" host=host
+  [[ "$STACK_TLS" != on ]] || host=hostssl # TCP over TLS only (cluster/tls.sh)
   {
     echo "# Written by cluster/services.sh at every start; edits are overwritten (docs/security.md)."
     echo "local  all                postgres                   peer"
     echo "local  $PG_DATABASE  $PG_OWNER_USER,$PG_APP_USER             scram-sha-256"
-    echo "host   $PG_DATABASE  $PG_OWNER_USER,$PG_APP_USER  127.0.0.1/32  scram-sha-256"
+    echo "$host $PG_DATABASE  $PG_OWNER_USER,$PG_APP_USER  127.0.0.1/32  scram-sha-256"
     # other machines of the cluster: the networks this host is directly on
-    is_loopback "$NODE_ADDRESS" || echo "host   $PG_DATABASE  $PG_OWNER_USER,$PG_APP_USER  samenet  scram-sha-256"
+    is_loopback "$NODE_ADDRESS" || echo "$host $PG_DATABASE  $PG_OWNER_USER,$PG_APP_USER  samenet  scram-sha-256"
   } >"$tmp"
   chown postgres:postgres "$tmp" && chmod 600 "$tmp" && mv -f "$tmp" "$PGDATA/pg_hba.conf"
 }
@@ -155,12 +156,33 @@ pg_socket() {
   pg_as_postgres sed -i '/^unix_socket_directories = /d' "$conf"
   echo "$line" >>"$conf"
 }
+# pg_tls -> `ssl` in postgresql.conf as STACK_TLS says, and with TLS the head's server certificate
+# and key in the data directory (the postgres user's, mode 600: Postgres refuses a key others
+# may read), copied again at every start (a certificate made again for a new address)
+pg_tls() {
+  local conf="$PGDATA/postgresql.conf" line="ssl = off"
+  if [[ "$STACK_TLS" == on ]]; then
+    line="ssl = on"
+    install -o postgres -g postgres -m 600 "$TLS_DIR/server.pem" "$PGDATA/server.crt"
+    install -o postgres -g postgres -m 600 "$TLS_DIR/server.key" "$PGDATA/server.key"
+  fi
+  [[ "$(grep '^ssl = ' "$conf" | tail -n 1)" == "$line" ]] && return 0
+  pg_as_postgres sed -i '/^ssl = /d' "$conf"
+  echo "$line" >>"$conf"
+}
+# pg_tls_ready -> the platform's role gets in over TLS, checking the server's certificate and
+# address against the stack's CA (its password through the environment, not argv)
+pg_tls_ready() {
+  PGPASSWORD="$ORDERS_APP_DB_PASSWORD" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -qtAX -c 'SELECT 1' \
+    "host=$NODE_ADDRESS port=$PG_PORT dbname=$PG_DATABASE user=$PG_APP_USER sslmode=verify-full sslrootcert=$TLS_CA_FILE"
+}
 pg_start() {
   ensure_credentials
   pg_data_ok "$PGDATA" || die "$PGDATA is a symlink, not a directory, or another user's: refused"
   [[ -f "$PGDATA/PG_VERSION" ]] || pg_init
   pg_hba
   pg_socket
+  pg_tls
   if ! pg_ready; then
     log "postgres: starting on $NODE_ADDRESS:$PG_PORT"
     pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" \
@@ -188,6 +210,7 @@ ALTER SYSTEM SET wal_compression = 'lz4';
 ALTER SYSTEM SET autovacuum_vacuum_cost_delay = '10ms';
 SELECT pg_reload_conf();
 SQL
+  [[ "$STACK_TLS" != on ]] || wait_for "postgres over TLS ($NODE_ADDRESS:$PG_PORT)" 30 pg_tls_ready
 }
 pg_stop() {
   if [[ -f "$PGDATA/postmaster.pid" ]] && pid_alive pg; then
@@ -204,7 +227,9 @@ pg_stop() {
 
 # redis-cli as the platform's ACL user (the password through the environment, not argv)
 redis_cli() {
-  REDISCLI_AUTH="${REDIS_PASSWORD:-}" redis-cli --user "$REDIS_USER" -h "$NODE_ADDRESS" \
+  local tls=()
+  [[ "$STACK_TLS" != on ]] || tls=(--tls --cacert "$TLS_CA_FILE")
+  REDISCLI_AUTH="${REDIS_PASSWORD:-}" redis-cli "${tls[@]}" --user "$REDIS_USER" -h "$NODE_ADDRESS" \
     -p "$REDIS_PORT" "$@"
 }
 # ready: answering, and as the platform's user (redis-cli carries on as the default user when
@@ -229,11 +254,14 @@ redis_start() {
   # used key that has a TTL: idempotency entries first (24 h each, ~600 B: a day at 300 keyed
   # orders/s is ~15 GB; Postgres keeps every key, so an evicted one is answered from there),
   # never the breaker's state, which has none.
-  local conf="$RUN/redis/redis.conf" hash
+  local conf="$RUN/redis/redis.conf" hash listen=(--port "$REDIS_PORT")
+  # with TLS (cluster/tls.sh) the one port takes TLS clients only; clients show no certificate
+  [[ "$STACK_TLS" != on ]] || listen=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$TLS_DIR/server.pem"
+    --tls-key-file "$TLS_DIR/server.key" --tls-ca-cert-file "$TLS_CA_FILE" --tls-auth-clients no)
   hash="$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
   (umask 077 && printf '%s\n' "user default off resetpass resetchannels ~* +@all -@admin -@dangerous" \
     "user $REDIS_USER on #$hash ~* &* +@all -@admin -@dangerous" >"$conf")
-  env "${SECRET_ENV_DROP[@]}" redis-server "$conf" --bind "$NODE_ADDRESS" --port "$REDIS_PORT" --dir "$RUN/redis" \
+  env "${SECRET_ENV_DROP[@]}" redis-server "$conf" --bind "$NODE_ADDRESS" "${listen[@]}" --dir "$RUN/redis" \
     --daemonize yes --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
     --appendonly yes --appendfsync everysec --save "" \
     --maxmemory "${REDIS_MAXMEMORY:-1gb}" --maxmemory-policy volatile-lru >/dev/null
@@ -277,30 +305,44 @@ kafka_jaas() {
   printf 'org.apache.kafka.common.security.%s required username="%s" password="%s"%s;' \
     "$module" "$KAFKA_USERNAME" "$KAFKA_PASSWORD" "$users"
 }
+# kafka_listener MODE -> the client listener's protocol in MODE (kafka_conf): SASL_SSL for `scram`
+# with TLS (cluster/tls.sh), else SASL_PLAINTEXT (the setup's loopback broker too)
+kafka_listener() {
+  if [[ "$1" == scram && "$STACK_TLS" == on ]]; then echo SASL_SSL; else echo SASL_PLAINTEXT; fi
+}
 # kafka_conf MODE ADDRESS -> $RUN/kafka/server.properties, the broker's client listener on ADDRESS:
 # `none`, no authentication anywhere (loopback: a single box, ADR-011); `scram`, that listener
 # SASL/SCRAM-SHA-512 only (multi-host mode, KAFKA_AUTH=scram) with the broker's own login
-# KAFKA_USERNAME's; `setup`, SASL/PLAIN as KAFKA_USERNAME instead (kafka_scram_user: SCRAM users
-# are set through a broker). With SASL the controller's listener, on loopback, takes that
-# PLAIN login too: it also answers requests that change users and topics.
+# KAFKA_USERNAME's, over TLS with the head's certificate when STACK_TLS is on; `setup`, SASL/PLAIN
+# as KAFKA_USERNAME instead (kafka_scram_user: SCRAM users are set through a broker). With SASL
+# the controller's listener, on loopback, takes that PLAIN login too: it also answers requests
+# that change users and topics.
 kafka_conf() {
-  local conf="$RUN/kafka/server.properties" tmp mech=PLAIN client
+  local conf="$RUN/kafka/server.properties" tmp mech=PLAIN client proto="" name
   tmp="$(umask 077 && mktemp "$conf.XXXXXX")" # the SASL files hold KAFKA_PASSWORD
   sed -e "s#@DATA@#$RUN/kafka/data#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
     -e "s#PLAINTEXT://127.0.0.1#PLAINTEXT://$2#g" "$ROOT/cluster/kafka/server.properties" >"$tmp"
   if [[ "$1" != none ]]; then
-    client="listener.name.sasl_plaintext.plain.sasl.jaas.config=$(kafka_jaas plain server)"
+    proto="$(kafka_listener "$1")" && name="${proto,,}"
+    client="listener.name.$name.plain.sasl.jaas.config=$(kafka_jaas plain server)"
     if [[ "$1" == scram ]]; then
       mech=SCRAM-SHA-512
-      client="listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=$(kafka_jaas scram)"
+      client="listener.name.$name.scram-sha-512.sasl.jaas.config=$(kafka_jaas scram)"
     fi
-    sed -i -e "s#PLAINTEXT://#SASL_PLAINTEXT://#g" \
-      -e 's#^listener.security.protocol.map=.*#listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT#' \
-      -e 's#^inter.broker.listener.name=.*#inter.broker.listener.name=SASL_PLAINTEXT#' "$tmp"
-    printf '%s\n' "listener.name.sasl_plaintext.sasl.enabled.mechanisms=$mech" \
+    sed -i -e "s#PLAINTEXT://#$proto://#g" \
+      -e "s#^listener.security.protocol.map=.*#listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,$proto:$proto#" \
+      -e "s#^inter.broker.listener.name=.*#inter.broker.listener.name=$proto#" "$tmp"
+    printf '%s\n' "listener.name.$name.sasl.enabled.mechanisms=$mech" \
       "sasl.mechanism.inter.broker.protocol=$mech" "$client" \
       "listener.name.controller.sasl.enabled.mechanisms=PLAIN" "sasl.mechanism.controller.protocol=PLAIN" \
       "listener.name.controller.plain.sasl.jaas.config=$(kafka_jaas plain server)" >>"$tmp"
+  fi
+  if [[ "$proto" == SASL_SSL ]]; then
+    # Kafka's PEM key store: the key, then the certificate (mode 600, beside the properties);
+    # the broker checks its own listener (inter-broker) against the CA, by address
+    (umask 077 && cat "$TLS_DIR/server.key" "$TLS_DIR/server.pem" >"$RUN/kafka/keystore.pem")
+    printf '%s\n' ssl.keystore.type=PEM "ssl.keystore.location=$RUN/kafka/keystore.pem" \
+      ssl.truststore.type=PEM "ssl.truststore.location=$TLS_CA_FILE" >>"$tmp"
   fi
   mv -f "$tmp" "$conf"
 }
@@ -338,13 +380,18 @@ kafka_scram_user() {
   trap - EXIT
   scram_digest >"$SCRAM_MARK"
 }
-# kafka_as_wanted -> 0 when the running broker has the mode KAFKA_AUTH asks for (and, with SCRAM,
-# the user of the current password); otherwise it must start again
+# kafka_as_wanted -> 0 when the running broker has the mode KAFKA_AUTH and STACK_TLS ask for (and,
+# with SCRAM, the user of the current password); otherwise it must start again
 kafka_as_wanted() {
   local conf="$RUN/kafka/server.properties"
   if [[ "$KAFKA_AUTH" == none ]]; then ! grep -q '^sasl\.mechanism\.' "$conf" 2>/dev/null; else
-    grep -q '^listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512$' "$conf" 2>/dev/null \
-      && scram_user_set
+    local name
+    name="$(kafka_listener scram)" && name="${name,,}"
+    grep -q "^listener.name.$name.sasl.enabled.mechanisms=SCRAM-SHA-512\$" "$conf" 2>/dev/null \
+      && scram_user_set || return 1
+    # with TLS: the key store holds the head's current certificate (one made for a new address)
+    [[ "$STACK_TLS" != on ]] || cat "$TLS_DIR/server.key" "$TLS_DIR/server.pem" 2>/dev/null \
+      | cmp -s - "$RUN/kafka/keystore.pem"
   fi
 }
 kafka_start() {
@@ -373,8 +420,9 @@ kafka_start() {
   if port_open "$KAFKA_PORT" || port_open "$KAFKA_PORT" 127.0.0.1 || port_open "$KAFKA_CONTROLLER_PORT" 127.0.0.1; then
     die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by a process this stack did not start; stop it or set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
   fi
+  [[ "$STACK_TLS" != on ]] || tls_certs # (the head's certificate: made by ensure_credentials too)
   [[ "$KAFKA_AUTH" == none ]] || { kafka_scram_user; kafka_conf scram "$NODE_ADDRESS"; }
-  log "kafka: starting KRaft broker+controller on $NODE_ADDRESS:$KAFKA_PORT ($KAFKA_AUTH, heap 512 MB)"
+  log "kafka: starting KRaft broker+controller on $NODE_ADDRESS:$KAFKA_PORT ($KAFKA_AUTH, TLS $STACK_TLS, heap 512 MB)"
   kafka_launch "$NODE_ADDRESS"
 }
 kafka_stop() { stop_pid kafka 60; }

@@ -5,11 +5,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 t0=$SECONDS
 "$ROOT/cluster/preflight.sh" up # OS, root, Python 3.11, free ports: fail early and clearly
 "$ROOT/cluster/install.sh"
-# The node address the later make commands use, Kafka's authentication (kafka_auth), the ports
-# `orders status` looks for Ray at (cli/ray_access.py), and the credentials (generated the first
-# time).
-printf 'NODE_ADDRESS=%s\nRAY_GCS_PORT=%s\nDASHBOARD_PORT=%s\nKAFKA_AUTH=%s\n' "$NODE_ADDRESS" "$RAY_GCS_PORT" \
-  "$DASHBOARD_PORT" "$KAFKA_AUTH" >"$RUN/node.env"
+# The node address the later make commands use, Kafka's authentication (kafka_auth), TLS
+# (stack_tls), the ports `orders status` looks for Ray at (cli/ray_access.py), and the
+# credentials (generated the first time).
+printf 'NODE_ADDRESS=%s\nRAY_GCS_PORT=%s\nDASHBOARD_PORT=%s\nKAFKA_AUTH=%s\nSTACK_TLS=%s\n' "$NODE_ADDRESS" \
+  "$RAY_GCS_PORT" "$DASHBOARD_PORT" "$KAFKA_AUTH" "$STACK_TLS" >"$RUN/node.env"
 ensure_credentials
 svc="$ROOT/cluster/services.sh"
 "$svc" start pg

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     kafka_username: str = ""
     kafka_password: str = ""
+    # SASL_SSL: the CA certificate (PEM file) the broker's certificate is checked against; empty,
+    # the system's CAs (the local stack's multi-host mode sets its own CA's: cluster/tls.sh)
+    kafka_ssl_cafile: str = ""
     ray_namespace: str = "orders"
     metrics_export_port: int = Field(default=8090, gt=0, lt=65536)
 

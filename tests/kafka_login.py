@@ -12,12 +12,14 @@ from adapters.kafka import partitions_of
 from core.settings import Settings
 
 
-def login_properties(mechanism: str, username: str, password: str) -> list[str]:
-    """The `--command-config` lines of a Kafka tool logging in over SASL_PLAINTEXT with
-    `mechanism` (PLAIN, or a SCRAM one)."""
+def login_properties(mechanism: str, username: str, password: str, cafile: str = "") -> list[str]:
+    """The `--command-config` lines of a Kafka tool logging in with `mechanism` (PLAIN, or a
+    SCRAM one): over SASL_PLAINTEXT, or over SASL_SSL checking the broker against `cafile`."""
     module = "plain.PlainLoginModule" if mechanism == "PLAIN" else "scram.ScramLoginModule"
+    tls = ["ssl.truststore.type=PEM", f"ssl.truststore.location={cafile}"] if cafile else []
     return [
-        "security.protocol=SASL_PLAINTEXT",
+        f"security.protocol={'SASL_SSL' if cafile else 'SASL_PLAINTEXT'}",
+        *tls,
         f"sasl.mechanism={mechanism}",
         f"sasl.jaas.config=org.apache.kafka.common.security.{module} required "
         f'username="{username}" password="{password}";',

@@ -33,6 +33,10 @@ _STACK_VARS = (
     "KAFKA_SASL_MECHANISM",
     "KAFKA_USERNAME",
     "KAFKA_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "STACK_TLS",
+    "TLS_CA_FILE",
+    "TLS_CA_CERT",
     "HEAVY_LOCK_HELD",  # make test holds .run/heavy.lock: a sandbox's heavy.sh takes its own
 )
 

@@ -132,17 +132,15 @@ def _auth(run: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_kafka_auth_follows_the_heads_address(tmp_path: Path) -> None:
-    """None on loopback unless asked for, SCRAM on an address others reach (never `none`
-    there, not even a single box's recorded `none`)."""
+    """None on loopback unless asked for (or TLS is), SCRAM on an address others reach (never
+    `none` there, not even a single box's recorded `none`)."""
     assert _auth(tmp_path).stdout.split() == ["none", "PLAINTEXT", "orders"]
     assert _auth(tmp_path, KAFKA_AUTH="scram").stdout.split()[:2] == ["scram", "SASL_PLAINTEXT"]
-    assert _auth(tmp_path, NODE_ADDRESS="10.1.2.3").stdout.split()[:2] == [
-        "scram",
-        "SASL_PLAINTEXT",
-    ]
+    # on the network over TLS too (cluster/tls.sh)
+    assert _auth(tmp_path, NODE_ADDRESS="10.1.2.3").stdout.split()[:2] == ["scram", "SASL_SSL"]
     # the broker listens on this machine's address, whatever the head's
     on_node = _auth(tmp_path, NODE_ADDRESS="10.1.2.3", HEAD_ADDRESS="127.0.0.1")
-    assert on_node.stdout.split()[:2] == ["scram", "SASL_PLAINTEXT"], on_node.stderr
+    assert on_node.stdout.split()[:2] == ["scram", "SASL_SSL"], on_node.stderr
     stale = _auth(tmp_path, KAFKA_AUTH="scram", KAFKA_SECURITY_PROTOCOL="PLAINTEXT")
     assert stale.stdout.split()[1] == "SASL_PLAINTEXT"
     refused = _auth(tmp_path, NODE_ADDRESS="10.1.2.3", KAFKA_AUTH="none")
@@ -151,6 +149,9 @@ def test_kafka_auth_follows_the_heads_address(tmp_path: Path) -> None:
     assert _auth(tmp_path, HEAD_ADDRESS="10.1.2.3").stdout.split()[0] == "scram"
     (tmp_path / "node.env").write_text("NODE_ADDRESS=127.0.0.1\nKAFKA_AUTH=scram\n")
     assert _auth(tmp_path).stdout.split()[0] == "scram"
+    assert _auth(tmp_path / "x", STACK_TLS="on").stdout.split()[:2] == ["scram", "SASL_SSL"]
+    no_login = _auth(tmp_path / "x", STACK_TLS="on", KAFKA_AUTH="none")
+    assert no_login.returncode != 0 and "takes SCRAM clients" in no_login.stderr
 
 
 def test_the_credentials_file_tells_the_tools_how_to_log_in(tmp_path: Path) -> None:

@@ -66,7 +66,9 @@ def group_members(hosts: Hosts) -> dict[str, list[tuple[str, set[tuple[str, int]
     fd, login = tempfile.mkstemp(prefix="kafka-login-", suffix=".properties")  # mode 600
     try:
         s = hosts.platform_settings()
-        lines = login_properties(s.kafka_sasl_mechanism, s.kafka_username, s.kafka_password)
+        lines = login_properties(
+            s.kafka_sasl_mechanism, s.kafka_username, s.kafka_password, s.kafka_ssl_cafile
+        )
         os.write(fd, ("\n".join(lines) + "\n").encode())
         os.close(fd)
         proc = subprocess.run(

@@ -18,6 +18,7 @@ from core import registry
 from core.settings import Settings
 from tests.multinode import probes
 from tests.multinode.conftest import PLATFORM
+from tests.tls_probes import pg_over_tls, redis_user
 
 pytestmark = pytest.mark.timeout(1500)  # the first test may wait for another harness (600 s)
 RECOVER_S = 150.0  # actors back on the survivor, from the kill
@@ -50,16 +51,24 @@ def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
         assert set().union(*owned) == probes.partitions(hosts, routes.topics(group))
 
 
-def test_kafka_on_the_network_takes_the_platforms_scram_login_only(hosts: Hosts) -> None:
-    """The head's broker listens on the bridge: SCRAM-SHA-512 as the platform's user only,
-    which every actor on the workers used above (ADR-011, multi-host mode)."""
+def test_the_heads_services_on_the_network_take_tls_clients_only(hosts: Hosts) -> None:
+    """The head's Postgres, Redis and Kafka listen on the bridge: over TLS with the stack's CA
+    only (cluster/tls.sh), Kafka with the platform's SCRAM login only (ADR-011, multi-host
+    mode). Every actor on the workers used them so above, each worker checking the head's
+    certificate against the CA its join took from the credentials file."""
     platform = hosts.platform_settings()
-    assert platform.kafka_security_protocol == "SASL_PLAINTEXT", hosts.info
+    assert platform.kafka_security_protocol == "SASL_SSL", hosts.info
+    assert platform.kafka_ssl_cafile, hosts.info
     assert probes.kafka_accepts(platform)
     wrong = platform.model_copy(update={"kafka_password": "not-the-password"})
     assert not probes.kafka_accepts(wrong), "a wrong password was accepted"
-    plain = platform.model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
-    assert not probes.kafka_accepts(plain), "a client without SASL was accepted"
+    plain = platform.model_copy(update={"kafka_security_protocol": "SASL_PLAINTEXT"})
+    assert not probes.kafka_accepts(plain), "a client without TLS was accepted"
+    assert pg_over_tls(hosts.dsn) is True
+    assert pg_over_tls(hosts.dsn.split("?")[0] + "?sslmode=disable") is None
+    assert redis_user(platform.redis_url) == "orders"
+    bare = "redis" + platform.redis_url.split("?")[0].removeprefix("rediss")
+    assert redis_user(bare) is None, "Redis took a client without TLS"
 
 
 async def test_shard_count_change_on_redeploy(hosts: Hosts) -> None:

@@ -32,7 +32,8 @@ LINES = [
 @pytest.mark.parametrize("line", LINES)
 def test_a_line_reads_as_python_dotenv_reads_it(tmp_path: Path, line: str) -> None:
     (tmp_path / "cluster").mkdir()
-    shutil.copy(ROOT / "cluster" / "common.sh", tmp_path / "cluster" / "common.sh")
+    for script in ("common.sh", "tls.sh"):  # (common.sh sources tls.sh)
+        shutil.copy(ROOT / "cluster" / script, tmp_path / "cluster" / script)
     env_file = tmp_path / ".env"
     env_file.write_bytes(f"APP_ENV=dev\n{line}\nHTTP_PORT=8080\n".encode())
     script = f'source "{tmp_path}/cluster/common.sh" >/dev/null 2>&1; dotenv_value JWT_SECRET'
@@ -68,7 +69,8 @@ def test_every_port_comes_from_env_file_unless_the_environment_gives_it(tmp_path
     commands too. Only HTTP_PORT and METRICS_EXPORT_PORT were read from `.env`: a PG_PORT
     there moved the platform's Settings, not the scripts' Postgres."""
     (tmp_path / "cluster").mkdir()
-    shutil.copy(ROOT / "cluster" / "common.sh", tmp_path / "cluster" / "common.sh")
+    for script in ("common.sh", "tls.sh"):  # (common.sh sources tls.sh)
+        shutil.copy(ROOT / "cluster" / script, tmp_path / "cluster" / script)
     (tmp_path / ".env").write_text(
         "".join(f"{k}={v}\n" for k, v in PORTS.items()) + "HTTP_HOST=0.0.0.0\nREDIS_MAXMEMORY=2gb\n"
     )

@@ -4,6 +4,7 @@ services on the ports the head recorded (README, Adding a machine)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 from pathlib import Path
@@ -22,6 +23,7 @@ _KEYS = (
 
 
 _PORTS = ("PG_PORT", "REDIS_PORT", "KAFKA_PORT", "RAY_GCS_PORT")
+_CA = b"-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n"
 
 
 def _join(
@@ -30,13 +32,17 @@ def _join(
     env: dict[str, str],
     exported: bool = False,
     recorded: str = "",
+    ca: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """join.sh with the head's credentials copied to RUN_DIR (with `HEAD_APP_ENV=head_env`
     unless None, and the lines `recorded`), or `exported` in the environment instead, with no
-    file."""
+    file; `ca`: with the head's CA certificate."""
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
     credentials = {key: f"x{i}" for i, key in enumerate(_KEYS)}
+    # the head's CA (cluster/tls.sh): join.sh writes it to its own RUN_DIR
+    if ca:
+        credentials["TLS_CA_CERT"] = base64.b64encode(_CA).decode()
     if not exported:
         lines = [f"{key}={value}" for key, value in credentials.items()]
         if head_env is not None:
@@ -48,6 +54,7 @@ def _join(
         if k not in (*_KEYS, *_PORTS, "APP_ENV", "JWT_SECRET", "NODE_ADDRESS", "HEAD_ADDRESS")
         and k not in ("KAFKA_BOOTSTRAP", "RAY_ADDRESS", "CREDENTIALS_FILE", "KAFKA_AUTH")
         and k not in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_USERNAME")
+        and k not in ("KAFKA_SSL_CAFILE", "STACK_TLS", "TLS_CA_FILE", "TLS_CA_CERT")
         and not k.endswith("_URL")
     }
     given = credentials if exported else {}
@@ -127,4 +134,15 @@ def test_a_joining_machine_uses_the_heads_ports(
         timeout=60,
         check=True,
     ).stdout
-    assert urls.strip() == f"redis://orders:x2@10.99.0.1:{redis}/0"
+    ca = tmp_path / "run" / "tls" / "ca.pem"  # over TLS, checked against the head's CA
+    assert urls.strip() == f"rediss://orders:x2@10.99.0.1:{redis}/0?ssl_ca_certs={ca}"
+
+
+def test_a_joining_machine_needs_the_heads_ca(tmp_path: Path) -> None:
+    """The head's services take TLS clients only (cluster/tls.sh): a credentials file of an
+    older head, without its CA, is refused before anything starts; with it, the CA is this
+    machine's."""
+    ran = _join(tmp_path, "dev", {}, ca=False)
+    assert ran.returncode != 0
+    assert "TLS_CA_CERT is not in" in ran.stderr, ran.stderr[-600:]
+    assert not (tmp_path / "run" / "tls" / "ca.pem").exists()

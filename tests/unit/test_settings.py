@@ -58,9 +58,10 @@ def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 SECRETS = {"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "KAFKA_PASSWORD"}
+NODE_LOCAL = {"KAFKA_SSL_CAFILE"}  # a path on each node's own disk (cluster/tls.sh)
 
 
-def test_every_setting_but_the_secrets_travels_to_the_actors(
+def test_every_setting_but_the_secrets_and_node_paths_travels_to_the_actors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from cluster.deploy import _env_vars
@@ -70,7 +71,7 @@ def test_every_setting_but_the_secrets_travels_to_the_actors(
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
     monkeypatch.setenv("UNRELATED_VARIABLE", "1")
     sent = _env_vars()
-    assert {name.upper() for name in Settings.model_fields} - SECRETS == set(sent) - {
+    assert {name.upper() for name in Settings.model_fields} - SECRETS - NODE_LOCAL == set(sent) - {
         "RAY_SERVE_ENABLE_HA_PROXY"
     }
     assert sent["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "UNRELATED_VARIABLE" not in sent
