@@ -100,6 +100,9 @@ stack_switches() {
   # Every Ray process and client of this stack authenticates with RAY_AUTH_TOKEN (Ray's token
   # authentication: GCS, raylets and the dashboard answer nothing without it).
   if [[ -n "${RAY_AUTH_TOKEN:-}" ]]; then export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"; fi
+  # and with TLS (cluster/tls.sh) over Ray's mutual TLS, with this machine's certificate
+  local line
+  while IFS= read -r line; do export "${line?}"; done < <(ray_tls_env)
   return 0
 }
 
@@ -231,8 +234,9 @@ ensure_credentials() {
     [[ -z "${KAFKA_SECURITY_PROTOCOL:-}" ]] || echo "KAFKA_SECURITY_PROTOCOL=$KAFKA_SECURITY_PROTOCOL"
     [[ -z "${KAFKA_SASL_MECHANISM:-}" ]] || echo "KAFKA_SASL_MECHANISM=$KAFKA_SASL_MECHANISM"
     [[ -z "${KAFKA_SSL_CAFILE:-}" ]] || echo "KAFKA_SSL_CAFILE=$KAFKA_SSL_CAFILE"
-    # the CA a joining machine checks the head's services against (cluster/tls.sh)
-    tls_ca_line
+    # the CA a joining machine checks the head's services against and signs its own
+    # certificate with (cluster/tls.sh)
+    tls_ca_lines
   } >"$tmp"
   if cmp -s "$tmp" "$CREDENTIALS_FILE"; then rm -f "$tmp"; else mv -f "$tmp" "$CREDENTIALS_FILE"; fi
 }
@@ -355,15 +359,18 @@ ray_env() {
     RAY_SERVE_HAPROXY_STATS_PORT="$RAY_SERVE_HAPROXY_STATS_PORT"
     RAY_SERVE_HAPROXY_METRICS_PORT="$RAY_SERVE_HAPROXY_METRICS_PORT"
   )
+  # Ray's gRPC over mutual TLS with the stack's CA when STACK_TLS is on (cluster/tls.sh)
+  mapfile -t -O "${#RAY_ENV[@]}" RAY_ENV < <(ray_tls_env)
 }
 # What Ray's processes must not inherit: the schema owner's credentials and the bare passwords
 # (the URLs the platform connects with are enough).
-RAY_ENV_DROP=(-u ORDERS_DB_PASSWORD -u MIGRATION_DATABASE_URL -u ORDERS_APP_DB_PASSWORD -u REDIS_PASSWORD)
+RAY_ENV_DROP=(-u ORDERS_DB_PASSWORD -u MIGRATION_DATABASE_URL -u ORDERS_APP_DB_PASSWORD -u REDIS_PASSWORD
+  -u TLS_CA_KEY)
 # What Kafka and Redis must not inherit: every secret (they need none from the environment;
 # Postgres starts with an empty environment, cluster/services.sh): each credential, the URLs
 # made of them, JWT_SECRET.
 SECRET_ENV_DROP=()
-for _key in "${CREDENTIAL_KEYS[@]}" DATABASE_URL MIGRATION_DATABASE_URL REDIS_URL JWT_SECRET; do
+for _key in "${CREDENTIAL_KEYS[@]}" DATABASE_URL MIGRATION_DATABASE_URL REDIS_URL JWT_SECRET TLS_CA_KEY; do
   SECRET_ENV_DROP+=(-u "$_key")
 done
 

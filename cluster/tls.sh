@@ -1,10 +1,11 @@
 # TLS between the hosts of the local stack (docs/security.md, "Multi-host mode"; ADR-016).
 # Sourced by cluster/common.sh. In multi-host mode (`NODE_ADDRESS=<address> make up`, make join)
-# Postgres, Redis and Kafka take TLS clients only on the network, with a certificate of the
-# stack's own CA: the head makes the CA and its server certificate in $RUN/tls and records the
-# CA's certificate in the credentials file that machines which join copy; every client checks the
-# server's certificate and address against it (Postgres sslmode=verify-full, Redis rediss://,
-# Kafka SASL_SSL). The CA's key never leaves the head.
+# Postgres, Redis and Kafka take TLS clients only on the network, and Ray's own gRPC is mutual
+# TLS, all with certificates of the stack's own CA: the head makes the CA and records it (its
+# certificate and key) in the credentials file that machines which join copy; each machine makes
+# the certificate of its own address in $RUN/tls; every client checks the server's certificate
+# and address against the CA (Postgres sslmode=verify-full, Redis rediss://, Kafka SASL_SSL, Ray
+# RAY_USE_TLS).
 # shellcheck shell=bash
 TLS_DIR="$RUN/tls"
 
@@ -52,13 +53,15 @@ tls_server_ok() {
   [[ -s "$crt" && -s "$TLS_DIR/server.key" ]] || return 1
   openssl verify -CAfile "$TLS_DIR/ca.pem" "$crt" >/dev/null 2>&1 || return 1
   openssl x509 -in "$crt" -noout -checkend 2592000 >/dev/null 2>&1 || return 1
+  # (a server's and, for Ray's mutual TLS, a client's)
+  openssl x509 -in "$crt" -noout -ext extendedKeyUsage 2>/dev/null | grep -q 'Client Auth' || return 1
   names="$(openssl x509 -in "$crt" -noout -ext subjectAltName 2>/dev/null | tail -n +2 | tr -d ' ')"
   want="$(tls_san | sed -e 's/IP:/IPAddress:/g')"
   [[ "$names" == "$want" ]]
 }
-# tls_certs -> on the head: the CA (made once, 10 years) and a server certificate for this
-# machine's address (made again when the address changed or it expires within 30 days), keys
-# mode 600 in $TLS_DIR (mode 700)
+# tls_certs -> the CA (made once on the head, 10 years; a joining machine has the head's, from
+# tls_ca_from_credentials) and this machine's certificate for its address (made again when the
+# address changed or it expires within 30 days), keys mode 600 in $TLS_DIR (mode 700)
 tls_certs() {
   local ca="$TLS_DIR/ca.pem" key="$TLS_DIR/ca.key" csr="$TLS_DIR/server.csr"
   private_dir "$TLS_DIR"
@@ -74,27 +77,43 @@ tls_certs() {
   (umask 077 && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -subj "/CN=$NODE_ADDRESS" -keyout "$TLS_DIR/server.key" -out "$csr" >/dev/null 2>&1 \
     && openssl x509 -req -in "$csr" -CA "$ca" -CAkey "$key" -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" \
-      -days 825 -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$(tls_san)") \
+      -days 825 -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$(tls_san)") \
       -out "$TLS_DIR/server.pem" >/dev/null 2>&1) || die "tls: openssl could not make the server certificate"
   rm -f "$csr"
 }
-# tls_ca_line -> the credentials file's TLS_CA_CERT line (the CA's certificate, base64 on one
-# line; not a secret), empty without TLS
-tls_ca_line() {
+# tls_ca_lines -> the credentials file's TLS_CA_CERT and TLS_CA_KEY lines (the CA's certificate
+# and key, base64 on one line each; the key a secret like the file's passwords: with it a joining
+# machine makes the certificate of its own address), none without TLS
+tls_ca_lines() {
   [[ "$STACK_TLS" == on ]] || return 0
-  printf 'TLS_CA_CERT=%s\n' "$(base64 -w0 "$TLS_DIR/ca.pem")"
+  printf 'TLS_CA_CERT=%s\nTLS_CA_KEY=%s\n' "$(base64 -w0 "$TLS_DIR/ca.pem")" "$(base64 -w0 "$TLS_DIR/ca.key")"
 }
-# tls_ca_from_credentials -> on a machine that joins: $TLS_DIR/ca.pem from the head's TLS_CA_CERT
-# (the environment's, else the copied credentials file's)
-tls_ca_from_credentials() {
-  local b64="${TLS_CA_CERT:-}" tmp
-  [[ "$STACK_TLS" == on ]] || return 0
-  [[ -n "$b64" || ! -r "$CREDENTIALS_FILE" ]] || b64="$(sed -n 's/^TLS_CA_CERT=//p' "$CREDENTIALS_FILE" | tail -n 1)"
-  [[ -n "$b64" ]] || die "TLS_CA_CERT is not in $CREDENTIALS_FILE: the head's services take TLS clients" \
+# tls_from_credentials KEY FILE MARK -> FILE (mode 600) from KEY's base64 value (the environment's,
+# else the credentials file's), which must hold MARK
+tls_from_credentials() {
+  local key="$1" file="$2" mark="$3" b64="${!1:-}" tmp
+  [[ -n "$b64" || ! -r "$CREDENTIALS_FILE" ]] || b64="$(sed -n "s/^$key=//p" "$CREDENTIALS_FILE" | tail -n 1)"
+  [[ -n "$b64" ]] || die "$key is not in $CREDENTIALS_FILE: the head's services take TLS clients" \
     "only; copy its .run/credentials.env again (written by a make up of this version)"
+  tmp="$(umask 077 && mktemp "$file.XXXXXX")"
+  printf '%s' "$b64" | base64 -d >"$tmp" 2>/dev/null && grep -q -- "$mark" "$tmp" \
+    || { rm -f "$tmp"; die "$key in $CREDENTIALS_FILE is not what it should be ($mark)"; }
+  mv -f "$tmp" "$file"
+}
+# tls_ca_from_credentials -> on a machine that joins: the head's CA in $TLS_DIR, from
+# TLS_CA_CERT and TLS_CA_KEY, then this machine's certificate (tls_certs)
+tls_ca_from_credentials() {
+  [[ "$STACK_TLS" == on ]] || return 0
   private_dir "$TLS_DIR"
-  tmp="$(mktemp "$TLS_DIR/ca.pem.XXXXXX")"
-  printf '%s' "$b64" | base64 -d >"$tmp" 2>/dev/null && grep -q -- '-----BEGIN CERTIFICATE-----' "$tmp" \
-    || { rm -f "$tmp"; die "TLS_CA_CERT in $CREDENTIALS_FILE is not a certificate"; }
-  chmod 644 "$tmp" && mv -f "$tmp" "$TLS_DIR/ca.pem"
+  tls_from_credentials TLS_CA_CERT "$TLS_DIR/ca.pem" '-----BEGIN CERTIFICATE-----'
+  tls_from_credentials TLS_CA_KEY "$TLS_DIR/ca.key" 'PRIVATE KEY-----'
+  tls_certs
+}
+# ray_tls_env -> the variables of Ray's mutual TLS (every gRPC server and client of Ray: GCS,
+# raylets, workers, agents, drivers), one per line, with this machine's certificate; none without
+# TLS
+ray_tls_env() {
+  [[ "$STACK_TLS" == on ]] || return 0
+  printf '%s\n' RAY_USE_TLS=1 "RAY_TLS_SERVER_CERT=$TLS_DIR/server.pem" \
+    "RAY_TLS_SERVER_KEY=$TLS_DIR/server.key" "RAY_TLS_CA_CERT=$TLS_DIR/ca.pem"
 }

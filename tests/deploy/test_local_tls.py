@@ -159,7 +159,18 @@ def test_a_joining_machine_takes_the_ca_from_the_credentials_file(tmp_path: Path
                   NODE_ADDRESS="10.1.2.4", CREDENTIALS_FILE=str(creds))  # fmt: skip
     assert copied.returncode == 0, copied.stderr
     assert (joiner / "tls" / "ca.pem").read_bytes() == (head / "tls" / "ca.pem").read_bytes()
-    assert not (joiner / "tls" / "ca.key").exists()
+    # its own certificate, for its own address (Ray's mutual TLS: a server's and a client's)
+    mine = joiner / "tls" / "server.pem"
+    names = subprocess.run(
+        ["openssl", "x509", "-in", str(mine), "-noout", "-ext", "subjectAltName,extendedKeyUsage"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "IP Address:10.1.2.4" in names and "Client Authentication" in names, names
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(head / "tls" / "ca.pem"), str(mine)], check=False
+    )
+    assert verified.returncode == 0
+    assert (joiner / "tls" / "server.key").stat().st_mode & 0o077 == 0
     without = tmp_path / "old.env"
     without.write_text("".join(line for line in creds.open() if "TLS_CA_CERT" not in line))
     missing = _tls(joiner, "tls_ca_from_credentials", HEAD_ADDRESS="10.1.2.3",

@@ -18,7 +18,7 @@ from core import registry
 from core.settings import Settings
 from tests.multinode import probes
 from tests.multinode.conftest import PLATFORM
-from tests.tls_probes import pg_over_tls, redis_user
+from tests.tls_probes import grpc_answers, pg_over_tls, redis_user
 
 pytestmark = pytest.mark.timeout(1500)  # the first test may wait for another harness (600 s)
 RECOVER_S = 150.0  # actors back on the survivor, from the kill
@@ -52,10 +52,11 @@ def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
 
 
 def test_the_heads_services_on_the_network_take_tls_clients_only(hosts: Hosts) -> None:
-    """The head's Postgres, Redis and Kafka listen on the bridge: over TLS with the stack's CA
-    only (cluster/tls.sh), Kafka with the platform's SCRAM login only (ADR-011, multi-host
-    mode). Every actor on the workers used them so above, each worker checking the head's
-    certificate against the CA its join took from the credentials file."""
+    """The head's Postgres, Redis, Kafka and Ray's GCS listen on the bridge: over TLS with the
+    stack's CA only (cluster/tls.sh, ADR-016), Kafka with the platform's SCRAM login only
+    (ADR-011, multi-host mode), Ray's gRPC with a client certificate of that CA only. Every
+    actor on the workers used them so above, each worker checking the head's certificate
+    against the CA its join took from the credentials file."""
     platform = hosts.platform_settings()
     assert platform.kafka_security_protocol == "SASL_SSL", hosts.info
     assert platform.kafka_ssl_cafile, hosts.info
@@ -69,6 +70,13 @@ def test_the_heads_services_on_the_network_take_tls_clients_only(hosts: Hosts) -
     assert redis_user(platform.redis_url) == "orders"
     bare = "redis" + platform.redis_url.split("?")[0].removeprefix("rediss")
     assert redis_user(bare) is None, "Redis took a client without TLS"
+    # Ray's GCS: mutual TLS, a certificate of the stack's CA for the head's address, and a
+    # client with one of the CA's certificates only (each worker made its own at its join)
+    head, ca = hosts.info["NODE_ADDRESS"], platform.kafka_ssl_cafile
+    w1 = hosts.run_dir / "w1" / "tls"
+    gcs = int(hosts.info["RAY_ADDRESS"].rsplit(":", 1)[1])
+    assert grpc_answers(head, gcs, ca, (str(w1 / "server.pem"), str(w1 / "server.key")))
+    assert not grpc_answers(head, gcs, ca), "the GCS answered a client without a certificate"
 
 
 async def test_shard_count_change_on_redeploy(hosts: Hosts) -> None:
