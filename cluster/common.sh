@@ -100,8 +100,10 @@ stack_switches() {
   # Every Ray process and client of this stack authenticates with RAY_AUTH_TOKEN (Ray's token
   # authentication: GCS, raylets and the dashboard answer nothing without it).
   if [[ -n "${RAY_AUTH_TOKEN:-}" ]]; then export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"; fi
-  # and with TLS (cluster/tls.sh) over Ray's mutual TLS, with this machine's certificate
+  # and with TLS (cluster/tls.sh) over Ray's mutual TLS, with this machine's certificate (none
+  # inherited from another stack's scripts without it)
   local line
+  unset RAY_USE_TLS RAY_TLS_SERVER_CERT RAY_TLS_SERVER_KEY RAY_TLS_CA_CERT
   while IFS= read -r line; do export "${line?}"; done < <(ray_tls_env)
   return 0
 }
@@ -153,8 +155,8 @@ kafka_auth() {
   export KAFKA_USERNAME="${KAFKA_USERNAME:-orders}"
   if [[ -z "${KAFKA_AUTH:-}" && -r "$RUN/node.env" ]]; then
     KAFKA_AUTH="$(sed -n 's/^KAFKA_AUTH=//p' "$RUN/node.env" | head -n 1)"
-    # (a single box's `none` does not follow its head onto the network)
-    [[ "$KAFKA_AUTH" == none ]] && on_network && KAFKA_AUTH=""
+    # (a single box's `none` does not follow its head onto the network, nor into TLS)
+    if [[ "$KAFKA_AUTH" == none ]] && { on_network || [[ "$STACK_TLS" == on ]]; }; then KAFKA_AUTH=""; fi
   fi
   if [[ -z "${KAFKA_AUTH:-}" ]]; then
     KAFKA_AUTH=none && { on_network || [[ "$STACK_TLS" == on ]]; } && KAFKA_AUTH=scram

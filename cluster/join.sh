@@ -41,12 +41,14 @@ head_env=""  # credentials exported instead of copied: no file, no recorded mode
     "APP_ENV and JWT_SECRET here (README, Adding a machine)"
 [[ "$APP_ENV" == dev || "$JWT_SECRET" != devsecret ]] \
   || die "APP_ENV=$APP_ENV needs the head's JWT_SECRET exported here (README, Adding a machine)"
-# the head's CA, which its services' certificates are checked against (cluster/tls.sh)
-tls_ca_from_credentials
 if pid_alive ray-worker; then
   log "already joined (pid $(cat "$RUN/pids/ray-worker.pid")); make leave first"
   exit 0
 fi
+# the head's CA, which its services' certificates are checked against, and this machine's own
+# certificate for Ray's mutual TLS (cluster/tls.sh)
+tls_ca_from_credentials
+tls_localize_credentials
 "$ROOT/cluster/install.sh" --venv-only
 
 # running PID -> 0 while PID runs (a zombie counts as ended). PID is this script's child, so it

@@ -38,7 +38,7 @@ kill_rest_except_services() {
 }
 # what `up` and `down` remove: never the whole RUN_DIR (it may be given), only what this made
 run_files() {
-  printf '%s\n' "$RUN"/{pids,pg,kafka,redis,ray,code,haproxy,w[1-9],kafka-"$KAFKA_VERSION"} \
+  printf '%s\n' "$RUN"/{pids,pg,kafka,redis,ray,code,haproxy,tls,w[1-9],kafka-"$KAFKA_VERSION"} \
     "$RUN"/{credentials.env,jwt.env,node.env} "$RUN"/cap-*
 }
 # remove_run_files -> them removed, one path per line (a RUN_DIR with a space is one path)

@@ -292,7 +292,9 @@ netns_worker() {
   mkdir -p "$RUN/$host"
   log "$host: joins from $(ip_of "$host") (cap $CAP cores, $WORKER_CPUS logical CPUs)"
   for try in 1 2; do # a join can time out on a box busy with other work: once more
-    on "$host" env RUN_DIR="$RUN/$host" CREDENTIALS_FILE="$CREDENTIALS_FILE" \
+    # (the URLs derived again there, as on a machine of its own: with its own copy of the CA)
+    on "$host" env -u DATABASE_URL -u MIGRATION_DATABASE_URL -u REDIS_URL -u KAFKA_SSL_CAFILE \
+      RUN_DIR="$RUN/$host" CREDENTIALS_FILE="$CREDENTIALS_FILE" \
       NODE_ADDRESS="$(ip_of "$host")" WORKER_NUM_CPUS="$WORKER_CPUS" \
       "$ROOT/cluster/join.sh" "$HEAD_IP" >>"$RUN/logs/$host-join.log" 2>&1 && return 0
     log "$host: join failed (try $try; $RUN/$host/logs/ray-worker.out)"

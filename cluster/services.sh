@@ -173,8 +173,8 @@ pg_tls() {
 # pg_tls_ready -> the platform's role gets in over TLS, checking the server's certificate and
 # address against the stack's CA (its password through the environment, not argv)
 pg_tls_ready() {
-  PGPASSWORD="$ORDERS_APP_DB_PASSWORD" PGCONNECT_TIMEOUT=5 "$PG_BIN/psql" -qtAX -c 'SELECT 1' \
-    "host=$NODE_ADDRESS port=$PG_PORT dbname=$PG_DATABASE user=$PG_APP_USER sslmode=verify-full sslrootcert=$TLS_CA_FILE"
+  PGPASSWORD="$ORDERS_APP_DB_PASSWORD" PGCONNECT_TIMEOUT=5 PGSSLMODE=verify-full PGSSLROOTCERT="$TLS_CA_FILE" \
+    "$PG_BIN/psql" -qtAX -h "$NODE_ADDRESS" -p "$PG_PORT" -U "$PG_APP_USER" -d "$PG_DATABASE" -c 'SELECT 1'
 }
 pg_start() {
   ensure_credentials
@@ -238,8 +238,10 @@ redis_ready() { [[ "$(redis_cli ACL WHOAMI 2>/dev/null)" == "$REDIS_USER" ]]; }
 redis_start() {
   ensure_credentials
   if pid_alive redis; then
-    redis_ready && return 0
-    stop_pid redis # not answering, or still without the ACL of these credentials
+    redis_ready && tls_marked redis && return 0
+    # not answering, still without the ACL of these credentials, or started with TLS switched
+    # the other way or another certificate (cluster/tls.sh)
+    stop_pid redis
   fi
   log "redis: starting on $NODE_ADDRESS:$REDIS_PORT"
   mkdir -p "$RUN/redis" && chmod 700 "$RUN/redis" # its files hold idempotent responses, customer ids
@@ -265,6 +267,7 @@ redis_start() {
     --daemonize yes --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
     --appendonly yes --appendfsync everysec --save "" \
     --maxmemory "${REDIS_MAXMEMORY:-1gb}" --maxmemory-policy volatile-lru >/dev/null
+  tls_mark_set redis
   wait_for redis 30 redis_ready
 }
 redis_stop() { stop_pid redis; }
@@ -436,6 +439,12 @@ ray_ready() {
 }
 ray_start() {
   ensure_credentials
+  if pid_alive ray && ! tls_marked ray; then
+    # its processes hold the TLS settings of their start: TLS switched, or a certificate made
+    # again (cluster/tls.sh); make up deploys the platform again after this
+    log "ray: running with other TLS settings than STACK_TLS=$STACK_TLS and $TLS_DIR: starting it again"
+    ray_stop
+  fi
   if pid_alive ray; then
     ray_ready && return 0
     await_started ray "$START_TIMEOUT_S" ray_ready && return 0
@@ -453,6 +462,7 @@ ray_start() {
     --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
     --temp-dir="$RUN/ray" >"$RUN/logs/ray.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/ray.pid"
+  tls_mark_set ray
   wait_for "ray head" "$START_TIMEOUT_S" ray_ready
   ray_session_priority "$(cat "$RUN/pids/ray.pid")"
 }

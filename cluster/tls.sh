@@ -46,13 +46,18 @@ tls_san() {
     echo "DNS:$NODE_ADDRESS,$san"
   fi
 }
-# tls_server_ok -> 0 when the server certificate is the CA's, names this machine's address and
-# is valid for 30 days more
+# same_key CERT KEY -> 0 when KEY is the private key of CERT's public key
+same_key() {
+  [[ "$(openssl x509 -in "$1" -noout -pubkey 2>/dev/null)" == "$(openssl pkey -in "$2" -pubout 2>/dev/null)" ]]
+}
+# tls_server_ok -> 0 when this machine's certificate is the CA's, matches its key, names this
+# machine's address and is valid for 30 days more
 tls_server_ok() {
   local crt="$TLS_DIR/server.pem" want names
   [[ -s "$crt" && -s "$TLS_DIR/server.key" ]] || return 1
   openssl verify -CAfile "$TLS_DIR/ca.pem" "$crt" >/dev/null 2>&1 || return 1
   openssl x509 -in "$crt" -noout -checkend 2592000 >/dev/null 2>&1 || return 1
+  same_key "$crt" "$TLS_DIR/server.key" || return 1
   # (a server's and, for Ray's mutual TLS, a client's)
   openssl x509 -in "$crt" -noout -ext extendedKeyUsage 2>/dev/null | grep -q 'Client Auth' || return 1
   names="$(openssl x509 -in "$crt" -noout -ext subjectAltName 2>/dev/null | tail -n +2 | tr -d ' ')"
@@ -61,26 +66,44 @@ tls_server_ok() {
 }
 # tls_certs -> the CA (made once on the head, 10 years; a joining machine has the head's, from
 # tls_ca_from_credentials) and this machine's certificate for its address (made again when the
-# address changed or it expires within 30 days), keys mode 600 in $TLS_DIR (mode 700)
+# address changed or it expires within 30 days), keys mode 600 in $TLS_DIR (mode 700). Each pair
+# is written to temporary files first and moved into place together.
 tls_certs() {
-  local ca="$TLS_DIR/ca.pem" key="$TLS_DIR/ca.key" csr="$TLS_DIR/server.csr"
+  local ca="$TLS_DIR/ca.pem" key="$TLS_DIR/ca.key" tmp
+  command -v openssl >/dev/null || die "tls: the openssl command is missing (apt-get install openssl)"
   private_dir "$TLS_DIR"
   if [[ ! -s "$ca" || ! -s "$key" ]]; then
     log "tls: making the stack's CA in $TLS_DIR"
+    tmp="$(mktemp -d "$TLS_DIR/new.XXXXXX")"
     (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
       -subj "/CN=orders local stack CA $(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')" \
-      -keyout "$key" -out "$ca" >/dev/null 2>&1) || die "tls: openssl could not make the CA"
-    rm -f "$TLS_DIR/server.pem"
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      -keyout "$tmp/ca.key" -out "$tmp/ca.pem" >/dev/null 2>&1) || { rm -rf "$tmp"; die "tls: openssl could not make the CA"; }
+    mv -f "$tmp/ca.key" "$key" && mv -f "$tmp/ca.pem" "$ca" && rm -rf "$tmp" "$TLS_DIR/server.pem"
   fi
   tls_server_ok && return 0
-  log "tls: server certificate for $(tls_san)"
+  log "tls: this machine's certificate for $(tls_san)"
+  tmp="$(mktemp -d "$TLS_DIR/new.XXXXXX")"
   (umask 077 && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -subj "/CN=$NODE_ADDRESS" -keyout "$TLS_DIR/server.key" -out "$csr" >/dev/null 2>&1 \
-    && openssl x509 -req -in "$csr" -CA "$ca" -CAkey "$key" -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" \
+    -subj "/CN=$NODE_ADDRESS" -keyout "$tmp/server.key" -out "$tmp/server.csr" >/dev/null 2>&1 \
+    && openssl x509 -req -in "$tmp/server.csr" -CA "$ca" -CAkey "$key" -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" \
       -days 825 -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$(tls_san)") \
-      -out "$TLS_DIR/server.pem" >/dev/null 2>&1) || die "tls: openssl could not make the server certificate"
-  rm -f "$csr"
+      -out "$tmp/server.pem" >/dev/null 2>&1) || { rm -rf "$tmp"; die "tls: openssl could not make this machine's certificate"; }
+  mv -f "$tmp/server.key" "$TLS_DIR/server.key" && mv -f "$tmp/server.pem" "$TLS_DIR/server.pem" && rm -rf "$tmp"
 }
+# tls_mark -> what a server of this machine serves with: `off`, or `on` and a digest of the CA's
+# and this machine's certificate. Redis and Ray record it at their start (tls_marked, tls_mark_set):
+# one started with another (TLS switched, a certificate made again) is started again.
+tls_mark() {
+  if [[ "$STACK_TLS" != on ]]; then echo off; return; fi
+  printf 'on %s\n' "$(cat "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" 2>/dev/null | sha256sum | cut -c1-64)"
+}
+tls_marked() {
+  local recorded
+  recorded="$(cat "$RUN/pids/$1.tls" 2>/dev/null || echo off)" # (started before marks: no TLS)
+  [[ "$recorded" == "$(tls_mark)" ]]
+}
+tls_mark_set() { tls_mark >"$RUN/pids/$1.tls"; }
 # tls_ca_lines -> the credentials file's TLS_CA_CERT and TLS_CA_KEY lines (the CA's certificate
 # and key, base64 on one line each; the key a secret like the file's passwords: with it a joining
 # machine makes the certificate of its own address), none without TLS
@@ -88,26 +111,48 @@ tls_ca_lines() {
   [[ "$STACK_TLS" == on ]] || return 0
   printf 'TLS_CA_CERT=%s\nTLS_CA_KEY=%s\n' "$(base64 -w0 "$TLS_DIR/ca.pem")" "$(base64 -w0 "$TLS_DIR/ca.key")"
 }
-# tls_from_credentials KEY FILE MARK -> FILE (mode 600) from KEY's base64 value (the environment's,
-# else the credentials file's), which must hold MARK
+# tls_from_credentials KEY FILE MARK FROM -> FILE (mode 600) from KEY's base64 value, the
+# environment's (FROM `env`) or the credentials file's (`file`); it must hold MARK
 tls_from_credentials() {
-  local key="$1" file="$2" mark="$3" b64="${!1:-}" tmp
-  [[ -n "$b64" || ! -r "$CREDENTIALS_FILE" ]] || b64="$(sed -n "s/^$key=//p" "$CREDENTIALS_FILE" | tail -n 1)"
-  [[ -n "$b64" ]] || die "$key is not in $CREDENTIALS_FILE: the head's services take TLS clients" \
-    "only; copy its .run/credentials.env again (written by a make up of this version)"
+  local key="$1" file="$2" mark="$3" b64="" tmp where="$CREDENTIALS_FILE"
+  if [[ "$4" == env ]]; then b64="${!1:-}" where="the environment"
+  elif [[ -r "$CREDENTIALS_FILE" ]]; then b64="$(sed -n "s/^$key=//p" "$CREDENTIALS_FILE" | tail -n 1)"; fi
+  [[ -n "$b64" ]] || die "$key is not in $where: the head's services take TLS clients only; copy" \
+    "its .run/credentials.env again (written by a make up of this version)"
   tmp="$(umask 077 && mktemp "$file.XXXXXX")"
   printf '%s' "$b64" | base64 -d >"$tmp" 2>/dev/null && grep -q -- "$mark" "$tmp" \
-    || { rm -f "$tmp"; die "$key in $CREDENTIALS_FILE is not what it should be ($mark)"; }
+    || { rm -f "$tmp"; die "$key is not what it should be (no '$mark')"; }
   mv -f "$tmp" "$file"
 }
-# tls_ca_from_credentials -> on a machine that joins: the head's CA in $TLS_DIR, from
-# TLS_CA_CERT and TLS_CA_KEY, then this machine's certificate (tls_certs)
+# tls_ca_from_credentials -> on a machine that joins: the head's CA in $TLS_DIR, from TLS_CA_CERT
+# and TLS_CA_KEY (both from the environment when it gives the certificate, else both from the
+# copied credentials file), checked to be one pair, then this machine's certificate (tls_certs)
 tls_ca_from_credentials() {
+  local from=file
   [[ "$STACK_TLS" == on ]] || return 0
+  command -v openssl >/dev/null || die "tls: the openssl command is missing (apt-get install openssl)"
+  [[ -z "${TLS_CA_CERT:-}" ]] || from=env # (both from one place)
   private_dir "$TLS_DIR"
-  tls_from_credentials TLS_CA_CERT "$TLS_DIR/ca.pem" '-----BEGIN CERTIFICATE-----'
-  tls_from_credentials TLS_CA_KEY "$TLS_DIR/ca.key" 'PRIVATE KEY-----'
+  tls_from_credentials TLS_CA_CERT "$TLS_DIR/ca.pem" '-----BEGIN CERTIFICATE-----' "$from"
+  tls_from_credentials TLS_CA_KEY "$TLS_DIR/ca.key" 'PRIVATE KEY-----' "$from"
+  same_key "$TLS_DIR/ca.pem" "$TLS_DIR/ca.key" || die "TLS_CA_CERT and TLS_CA_KEY are not one pair:" \
+    "copy the head's .run/credentials.env again"
   tls_certs
+}
+# tls_localize_credentials -> on a machine that joins, with TLS: its own copy of the head's
+# credentials file ($RUN/credentials.env) names this machine's CA file in its URLs, not the head's
+# (the tools that read the file, core/settings.py, connect as this machine's Ray processes do); a
+# file elsewhere (the namespace harness's hosts share the head's) is left alone
+tls_localize_credentials() {
+  local tmp key keys=(DATABASE_URL MIGRATION_DATABASE_URL REDIS_URL KAFKA_SSL_CAFILE)
+  [[ "$STACK_TLS" == on && -w "$CREDENTIALS_FILE" ]] || return 0
+  [[ "$(realpath -m "$CREDENTIALS_FILE")" == "$(realpath -m "$RUN/credentials.env")" ]] || return 0
+  tmp="$(umask 077 && mktemp "$CREDENTIALS_FILE.XXXXXX")"
+  grep -v -E "^($(IFS='|'; echo "${keys[*]}"))=" "$CREDENTIALS_FILE" >"$tmp" || true
+  for key in "${keys[@]}"; do
+    [[ -z "${!key:-}" ]] || printf '%s=%s\n' "$key" "${!key}" >>"$tmp"
+  done
+  if cmp -s "$tmp" "$CREDENTIALS_FILE"; then rm -f "$tmp"; else mv -f "$tmp" "$CREDENTIALS_FILE"; fi
 }
 # ray_tls_env -> the variables of Ray's mutual TLS (every gRPC server and client of Ray: GCS,
 # raylets, workers, agents, drivers), one per line, with this machine's certificate; none without

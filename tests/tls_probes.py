@@ -1,6 +1,6 @@
 """Questions the tests put to the local stack's Postgres and Redis over TLS (cluster/tls.sh),
 shared by the deploy and the multi-node tests: each answers None (False) when the server refuses
-the client (no TLS, another CA, a wrong name); and whether Ray's gRPC takes a TLS client."""
+the client (no TLS, another CA); and whether Ray's gRPC takes a TLS client."""
 
 from __future__ import annotations
 

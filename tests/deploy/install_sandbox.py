@@ -173,13 +173,13 @@ def stop(pid: int) -> None:
 
 
 def make(tmp: Path, *, installed: tuple[str, ...] = INSTALLED, python: bool = True) -> Sandbox:
-    """A checkout under tmp: cluster/install.sh, common.sh and install-node-tools.sh with what
-    they read; install-kubectl.sh a stub; fakes for `installed` (on PATH, so nothing to install)
-    and, with `python`, for python3.11."""
+    """A checkout under tmp: cluster/install.sh, common.sh (with tls.sh) and
+    install-node-tools.sh with what they read; install-kubectl.sh a stub; fakes for `installed`
+    (on PATH, so nothing to install) and, with `python`, for python3.11."""
     root, bin_dir = tmp / "checkout", tmp / "checkout" / "bin"
     (root / "cluster" / "kafka").mkdir(parents=True)
     bin_dir.mkdir()
-    for name in ("common.sh", "install.sh", "install-node-tools.sh"):
+    for name in ("common.sh", "tls.sh", "install.sh", "install-node-tools.sh"):
         shutil.copy2(ROOT / "cluster" / name, root / "cluster" / name)
     shutil.copytree(ROOT / "cluster" / "node", root / "cluster" / "node")
     shutil.copy2(ROOT / "cluster" / "kafka" / "pom.xml", root / "cluster" / "kafka" / "pom.xml")

@@ -37,6 +37,11 @@ _STACK_VARS = (
     "STACK_TLS",
     "TLS_CA_FILE",
     "TLS_CA_CERT",
+    "TLS_CA_KEY",
+    "RAY_USE_TLS",
+    "RAY_TLS_SERVER_CERT",
+    "RAY_TLS_SERVER_KEY",
+    "RAY_TLS_CA_CERT",
     "HEAVY_LOCK_HELD",  # make test holds .run/heavy.lock: a sandbox's heavy.sh takes its own
 )
 

@@ -150,6 +150,9 @@ def test_kafka_auth_follows_the_heads_address(tmp_path: Path) -> None:
     (tmp_path / "node.env").write_text("NODE_ADDRESS=127.0.0.1\nKAFKA_AUTH=scram\n")
     assert _auth(tmp_path).stdout.split()[0] == "scram"
     assert _auth(tmp_path / "x", STACK_TLS="on").stdout.split()[:2] == ["scram", "SASL_SSL"]
+    # a single box's recorded `none` does not follow it into TLS either
+    (tmp_path / "node.env").write_text("NODE_ADDRESS=127.0.0.1\nKAFKA_AUTH=none\n")
+    assert _auth(tmp_path, STACK_TLS="on").stdout.split()[:2] == ["scram", "SASL_SSL"]
     no_login = _auth(tmp_path / "x", STACK_TLS="on", KAFKA_AUTH="none")
     assert no_login.returncode != 0 and "takes SCRAM clients" in no_login.stderr
 

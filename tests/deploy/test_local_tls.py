@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -126,6 +127,25 @@ def test_the_keys_are_private_and_a_restart_keeps_the_certificates(stack: Stack)
     # a joining machine gets the CA from the credentials file
     ca = base64.b64decode(stack.credentials()["TLS_CA_CERT"])
     assert ca == before["ca.pem"]
+
+
+def test_a_new_certificate_reaches_every_server(stack: Stack) -> None:
+    """A certificate made again (a new address, a renewal): `make up`'s starts give it to
+    each server, restarting Redis and Kafka, which hold theirs (cluster/tls.sh, tls_mark)."""
+    tls = stack.run / "tls"
+    (tls / "server.pem").unlink()
+    out = stack.services("start", "pg")
+    assert "tls: this machine's certificate" in out, out
+    new = (tls / "server.pem").read_text()
+    assert "redis: starting" in stack.services("start", "redis")
+    assert "starting it again" in stack.services("start", "kafka")
+    port = int(stack.env["REDIS_PORT"])
+    served = ssl.get_server_certificate(("127.0.0.1", port), ca_certs=str(tls / "ca.pem"))
+    assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(new)
+    creds = stack.credentials()
+    assert pg_over_tls(creds["DATABASE_URL"]) is True
+    assert redis_user(creds["REDIS_URL"]) == "orders"
+    assert _kafka(creds) == []
 
 
 def _tls(run: Path, script: str = "", **env: str) -> subprocess.CompletedProcess[str]:

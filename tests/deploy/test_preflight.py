@@ -45,7 +45,7 @@ def bare_checkout() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="preflight-"))
     try:
         (root / "cluster").mkdir()
-        for name in ("common.sh", "preflight.sh"):
+        for name in ("common.sh", "tls.sh", "preflight.sh"):
             shutil.copy2(ROOT / "cluster" / name, root / "cluster" / name)
         for path in (root, root / "cluster"):
             path.chmod(0o777)

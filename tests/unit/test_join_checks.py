@@ -140,9 +140,13 @@ def test_a_joining_machine_uses_the_heads_ports(
 
 def test_a_joining_machine_needs_the_heads_ca(tmp_path: Path) -> None:
     """The head's services take TLS clients only (cluster/tls.sh): a credentials file of an
-    older head, without its CA, is refused before anything starts; with it, the CA is this
-    machine's."""
+    older head, without its CA, is refused before anything starts; so is one with the CA's
+    certificate but not its key, which the machine makes its own certificate with
+    (tests/deploy/test_local_tls.py joins with both)."""
     ran = _join(tmp_path, "dev", {}, ca=False)
     assert ran.returncode != 0
     assert "TLS_CA_CERT is not in" in ran.stderr, ran.stderr[-600:]
     assert not (tmp_path / "run" / "tls" / "ca.pem").exists()
+    ran = _join(tmp_path, "dev", {})  # the certificate (a stand-in), no key
+    assert ran.returncode != 0
+    assert "TLS_CA_KEY is not in" in ran.stderr, ran.stderr[-600:]
