@@ -225,12 +225,14 @@ pg_stop() {
   if [[ "$PG_SOCKET" != "$PGDATA" ]]; then rmdir "$PG_SOCKET" 2>/dev/null || true; fi
 }
 
-# redis-cli as the platform's ACL user (the password through the environment, not argv)
+# redis-cli as the platform's ACL user (the password through the environment, not argv), for 10 s
+# at most: a TLS client waits for ever on a server without TLS (one started before TLS was
+# switched on), which would hold make up there
 redis_cli() {
   local tls=()
   [[ "$STACK_TLS" != on ]] || tls=(--tls --cacert "$TLS_CA_FILE")
-  REDISCLI_AUTH="${REDIS_PASSWORD:-}" redis-cli "${tls[@]}" --user "$REDIS_USER" -h "$NODE_ADDRESS" \
-    -p "$REDIS_PORT" "$@"
+  REDISCLI_AUTH="${REDIS_PASSWORD:-}" timeout 10 redis-cli "${tls[@]}" --user "$REDIS_USER" \
+    -h "$NODE_ADDRESS" -p "$REDIS_PORT" "$@"
 }
 # ready: answering, and as the platform's user (redis-cli carries on as the default user when
 # its AUTH fails, so a PONG alone would not tell)
@@ -349,6 +351,17 @@ kafka_conf() {
   fi
   mv -f "$tmp" "$conf"
 }
+# kafka_halt -> the broker stopped (by pid) and its ports closed: a JVM's process can look gone
+# (its main thread ended) while its other threads still hold the listeners for a moment, and the
+# start that follows a restart would find the port taken (seen switching TLS on, 2026-12-07)
+kafka_ports_closed() {
+  ! port_open "$KAFKA_PORT" 127.0.0.1 && ! port_open "$KAFKA_CONTROLLER_PORT" 127.0.0.1 \
+    && ! port_open "$KAFKA_PORT"
+}
+kafka_halt() {
+  stop_pid kafka 60
+  wait_for "kafka's ports $KAFKA_PORT and $KAFKA_CONTROLLER_PORT closed" 60 kafka_ports_closed
+}
 # kafka_launch -> the broker of $RUN/kafka/server.properties started, its port open on ADDRESS
 kafka_launch() {
   env "${SECRET_ENV_DROP[@]}" setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$RUN/kafka/server.properties" \
@@ -379,7 +392,7 @@ kafka_scram_user() {
     --alter --entity-type users --entity-name "$KAFKA_USERNAME" --add-config-file "$add" \
     >"$RUN/logs/kafka-scram.log" 2>&1 || die "kafka: setting the SCRAM user failed; see $RUN/logs/kafka-scram.log"
   rm -f "$add" "$login"
-  stop_pid kafka 60
+  kafka_halt
   trap - EXIT
   scram_digest >"$SCRAM_MARK"
 }
@@ -399,9 +412,9 @@ kafka_as_wanted() {
 }
 kafka_start() {
   if pid_alive kafka && ! kafka_as_wanted; then
-    log "kafka: running with other authentication or another SCRAM password than KAFKA_AUTH=$KAFKA_AUTH" \
-      "and $CREDENTIALS_FILE ask for: starting it again"
-    stop_pid kafka 60
+    log "kafka: running with other authentication, TLS or SCRAM password than KAFKA_AUTH=$KAFKA_AUTH," \
+      "STACK_TLS=$STACK_TLS and $CREDENTIALS_FILE ask for: starting it again"
+    kafka_halt
   fi
   if pid_alive kafka; then
     port_open "$KAFKA_PORT" && return 0

@@ -12,6 +12,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,3 +197,24 @@ def test_a_joining_machine_takes_the_ca_from_the_credentials_file(tmp_path: Path
     missing = _tls(joiner, "tls_ca_from_credentials", HEAD_ADDRESS="10.1.2.3",
                    NODE_ADDRESS="10.1.2.4", CREDENTIALS_FILE=str(without))  # fmt: skip
     assert missing.returncode != 0 and "TLS_CA_CERT is not in" in missing.stderr
+
+
+def test_switching_tls_on_restarts_a_running_redis(tmp_path: Path) -> None:
+    """A Redis started without TLS, then `STACK_TLS=on`: started again with it. Its readiness
+    probe has a deadline: a TLS client waits for ever on a server without TLS, which held
+    `make up` (found measuring TLS's cost, 2026-12-07)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    ports = {"REDIS_PORT": str(ls.free_port()), "NODE_ADDRESS": "127.0.0.1"}
+    plain = Stack(run, sb.env(run, STACK_TLS="off", **ports))
+    tls = Stack(run, sb.env(run, STACK_TLS="on", **ports))
+    try:
+        plain.services("start", "redis")
+        assert redis_user(plain.credentials()["REDIS_URL"]) == "orders"
+        started = time.monotonic()
+        assert "redis: starting" in tls.services("start", "redis")
+        assert time.monotonic() - started < 60
+        url = tls.credentials()["REDIS_URL"]
+        assert url.startswith("rediss://") and redis_user(url) == "orders"
+    finally:
+        subprocess.run(["bash", SERVICES, "stop", "redis"], env=tls.env, timeout=60, check=False)
