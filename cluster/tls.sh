@@ -22,12 +22,14 @@ stack_tls() {
   if [[ -z "${STACK_TLS:-}" ]]; then
     STACK_TLS=off && on_network && STACK_TLS=on
   fi
+  # (not exported, as KAFKA_AUTH is not: each script decides again from its own addresses and
+  # node.env; an exported `off` would follow a single box's tools onto another stack's network)
   case "$STACK_TLS" in
-    on) export STACK_TLS TLS_CA_FILE="$TLS_DIR/ca.pem" ;;
+    on) TLS_CA_FILE="$TLS_DIR/ca.pem" ;;
     off)
       ! on_network || die "STACK_TLS=off: Postgres, Redis and Kafka on $HEAD_ADDRESS, an address" \
         "other machines reach, take TLS clients only; leave STACK_TLS unset (docs/security.md)"
-      export STACK_TLS && unset TLS_CA_FILE ;;
+      unset TLS_CA_FILE ;;
     *) die "STACK_TLS=$STACK_TLS: on or off" ;;
   esac
 }

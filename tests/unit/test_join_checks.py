@@ -23,6 +23,8 @@ _KEYS = (
 
 
 _PORTS = ("PG_PORT", "REDIS_PORT", "KAFKA_PORT", "RAY_GCS_PORT")
+# a caller's TLS settings (cluster/tls.sh), which would decide for the scripts run here
+_TLS = ("KAFKA_SSL_CAFILE", "STACK_TLS", "TLS_CA_FILE", "TLS_CA_CERT", "TLS_CA_KEY", "KAFKA_AUTH")
 _CA = b"-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n"
 
 
@@ -54,7 +56,7 @@ def _join(
         if k not in (*_KEYS, *_PORTS, "APP_ENV", "JWT_SECRET", "NODE_ADDRESS", "HEAD_ADDRESS")
         and k not in ("KAFKA_BOOTSTRAP", "RAY_ADDRESS", "CREDENTIALS_FILE", "KAFKA_AUTH")
         and k not in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_USERNAME")
-        and k not in ("KAFKA_SSL_CAFILE", "STACK_TLS", "TLS_CA_FILE", "TLS_CA_CERT")
+        and k not in _TLS
         and not k.endswith("_URL")
     }
     given = credentials if exported else {}
@@ -124,7 +126,7 @@ def test_a_joining_machine_uses_the_heads_ports(
         f"the head's services: postgres 10.99.0.1:5433, redis 10.99.0.1:{redis},"
         " kafka 10.99.0.1:9192, Ray's GCS 10.99.0.1:6391"
     ) in ran.stdout, ran.stdout[-600:]
-    clean = {k: v for k, v in os.environ.items() if k not in (*_KEYS, *_PORTS)}
+    clean = {k: v for k, v in os.environ.items() if k not in (*_KEYS, *_PORTS, *_TLS)}
     clean = {k: v for k, v in clean.items() if not k.endswith("_URL")}
     urls = subprocess.run(
         ["bash", "-c", f'source "{ROOT}/cluster/common.sh" && head_ports && echo $REDIS_URL'],
