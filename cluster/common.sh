@@ -151,15 +151,17 @@ derive_urls() {
 # `none` unless asked for (`KAFKA_AUTH=scram make up`: a machine shared with other users,
 # ADR-011). make up remembers the choice in $RUN/node.env.
 on_network() { ! is_loopback "$NODE_ADDRESS" || ! is_loopback "$HEAD_ADDRESS"; }
+# kafka_needs_login -> 0 where Kafka must take SCRAM logins: on the network or with TLS
+kafka_needs_login() { on_network || [[ "$STACK_TLS" == on ]]; }
 kafka_auth() {
   export KAFKA_USERNAME="${KAFKA_USERNAME:-orders}"
   if [[ -z "${KAFKA_AUTH:-}" && -r "$RUN/node.env" ]]; then
     KAFKA_AUTH="$(sed -n 's/^KAFKA_AUTH=//p' "$RUN/node.env" | head -n 1)"
     # (a single box's `none` does not follow its head onto the network, nor into TLS)
-    if [[ "$KAFKA_AUTH" == none ]] && { on_network || [[ "$STACK_TLS" == on ]]; }; then KAFKA_AUTH=""; fi
+    if [[ "$KAFKA_AUTH" == none ]] && kafka_needs_login; then KAFKA_AUTH=""; fi
   fi
   if [[ -z "${KAFKA_AUTH:-}" ]]; then
-    KAFKA_AUTH=none && { on_network || [[ "$STACK_TLS" == on ]]; } && KAFKA_AUTH=scram
+    KAFKA_AUTH=none && kafka_needs_login && KAFKA_AUTH=scram
   fi
   case "$KAFKA_AUTH" in
     scram) # (a PLAINTEXT left in the environment would fail every client)
@@ -206,6 +208,10 @@ head_ports() {
   derive_urls
 }
 
+# replace_if_changed TMP FILE -> FILE replaced by TMP (a rename: atomic) when their contents differ;
+# TMP removed otherwise (an unchanged file keeps its time, and a reader never sees it half written)
+replace_if_changed() { if cmp -s "$1" "$2"; then rm -f "$1"; else mv -f "$1" "$2"; fi; }
+
 # ensure_credentials -> every password set (generated when missing: 64 hex characters, URL-safe),
 # the URLs derived, and the file rewritten (atomically, mode 600) when its content changes.
 ensure_credentials() {
@@ -240,7 +246,7 @@ ensure_credentials() {
     # certificate with (cluster/tls.sh)
     tls_ca_lines
   } >"$tmp"
-  if cmp -s "$tmp" "$CREDENTIALS_FILE"; then rm -f "$tmp"; else mv -f "$tmp" "$CREDENTIALS_FILE"; fi
+  replace_if_changed "$tmp" "$CREDENTIALS_FILE"
 }
 
 load_credentials

@@ -48,6 +48,8 @@ tls_san() {
     echo "DNS:$NODE_ADDRESS,$san"
   fi
 }
+# need_openssl -> stops the script when the openssl command is missing (make install installs it)
+need_openssl() { command -v openssl >/dev/null || die "tls: the openssl command is missing (apt-get install openssl)"; }
 # same_key CERT KEY -> 0 when KEY is the private key of CERT's public key
 same_key() {
   [[ "$(openssl x509 -in "$1" -noout -pubkey 2>/dev/null)" == "$(openssl pkey -in "$2" -pubout 2>/dev/null)" ]]
@@ -72,7 +74,7 @@ tls_server_ok() {
 # is written to temporary files first and moved into place together.
 tls_certs() {
   local ca="$TLS_DIR/ca.pem" key="$TLS_DIR/ca.key" tmp
-  command -v openssl >/dev/null || die "tls: the openssl command is missing (apt-get install openssl)"
+  need_openssl
   private_dir "$TLS_DIR"
   if [[ ! -s "$ca" || ! -s "$key" ]]; then
     log "tls: making the stack's CA in $TLS_DIR"
@@ -132,7 +134,7 @@ tls_from_credentials() {
 tls_ca_from_credentials() {
   local from=file
   [[ "$STACK_TLS" == on ]] || return 0
-  command -v openssl >/dev/null || die "tls: the openssl command is missing (apt-get install openssl)"
+  need_openssl
   [[ -z "${TLS_CA_CERT:-}" ]] || from=env # (both from one place)
   private_dir "$TLS_DIR"
   tls_from_credentials TLS_CA_CERT "$TLS_DIR/ca.pem" '-----BEGIN CERTIFICATE-----' "$from"
@@ -154,7 +156,7 @@ tls_localize_credentials() {
   for key in "${keys[@]}"; do
     [[ -z "${!key:-}" ]] || printf '%s=%s\n' "$key" "${!key}" >>"$tmp"
   done
-  if cmp -s "$tmp" "$CREDENTIALS_FILE"; then rm -f "$tmp"; else mv -f "$tmp" "$CREDENTIALS_FILE"; fi
+  replace_if_changed "$tmp" "$CREDENTIALS_FILE"
 }
 # ray_tls_env -> the variables of Ray's mutual TLS (every gRPC server and client of Ray: GCS,
 # raylets, workers, agents, drivers), one per line, with this machine's certificate; none without
