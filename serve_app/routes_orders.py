@@ -135,7 +135,7 @@ async def cancel_order(
         200: {
             "description": "`status` events: `data` is `{orderId, status, event, at}`; `id` is "
             "the timeline entry's (an order whose timeline retention dropped gets one event "
-            "with its current status, `event` null and no `id`)",
+            "with its current status, `event` null and the `id` `current`)",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         204: {"description": "`Last-Event-ID` names the final status's event: nothing follows"},

@@ -96,3 +96,51 @@ def test_every_port_comes_from_env_file_unless_the_environment_gives_it(tmp_path
     assert out[: len(PORTS)] == [f"{k}={given.get(k, v)}" for k, v in PORTS.items()]
     # HAProxy's ports stay unexported (cluster/deploy.py passes every RAY_SERVE_* on)
     assert out[len(PORTS) :] == ["127.0.0.1:6391", "127.0.0.1:9192", "0.0.0.0", "2gb", "0"]
+
+
+SWITCHES = {
+    "STAGE_NICENESS": "7",
+    "KAFKA_JIT_OPTS": "",  # empty: the full JIT, not the default C1
+    "STACK_TLS": "on",
+    "KAFKA_AUTH": "scram",
+    "RAY_NUM_CPUS": "4",
+    "PG_AUTOVACUUM_WORKERS": "3",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
+    "RAY_SERVE_HAPROXY_LOG_TARGET": "127.0.0.1:5514",
+}
+
+
+def test_the_local_stacks_switches_come_from_env_file_unless_the_environment_gives_them(
+    tmp_path: Path,
+) -> None:
+    """README: `.env` wins over the defaults for the make commands too. Before, only the ports
+    and four settings were read from it: `STACK_TLS=on` there did nothing, silently. Those a
+    started program reads from its environment are exported; the others stay in the shell, and
+    the RAY_SERVE_* ones reach `ray start` through ray_env."""
+    (tmp_path / "cluster").mkdir()
+    for script in ("common.sh", "tls.sh"):
+        shutil.copy(ROOT / "cluster" / script, tmp_path / "cluster" / script)
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in SWITCHES.items()))
+    shown = " ".join(f"{k}=${{{k}}}" for k in SWITCHES)
+    script = (
+        f'source "{tmp_path}/cluster/common.sh" >/dev/null 2>&1\n'
+        f'echo "{shown}"\n'
+        "env | grep -E '^(STAGE_NICENESS|KAFKA_JIT_OPTS|STACK_TLS|KAFKA_AUTH|RAY_SERVE_.*)=' "
+        "| sort\nray_env >/dev/null 2>&1\n"
+        "printf '%s\\n' \"${RAY_ENV[@]}\" | grep -E 'THROUGHPUT|LOG_TARGET'"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in (*SWITCHES, "RUN_DIR")}
+    out = subprocess.run(
+        ["bash", "-c", script],
+        env={**clean, "RAY_NUM_CPUS": "3", "RUN_DIR": str(tmp_path / "run")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0] == " ".join(f"{k}={v}" for k, v in {**SWITCHES, "RAY_NUM_CPUS": "3"}.items())
+    assert out[1:3] == ["KAFKA_JIT_OPTS=", "STAGE_NICENESS=7"]  # nothing else exported
+    assert out[3:] == [
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED=0",
+        "RAY_SERVE_HAPROXY_LOG_TARGET=127.0.0.1:5514",
+    ]
