@@ -22,7 +22,8 @@ _DESCRIPTION = """Real-time order processing on Ray actors, Kafka, Postgres and 
 Every error is `{"error": {"code", "message", "details"?}}`. Requests are read strictly: one
 `Authorization` header (two → 400), JSON bodies only (415 otherwise), no duplicate JSON keys
 (400), ids in paths in canonical lower-case UUID form (any other form → 404). Responses carry
-`Cache-Control: no-store`."""
+`Cache-Control: no-store`. Every GET but the live stream also answers HEAD; a 405's `Allow`
+names every method of its path."""
 
 
 def create_app(
@@ -58,5 +59,8 @@ def create_app(
     errors.install(app)
     app.include_router(routes_orders.router)
     app.include_router(routes_operations.router)
+    # every route with its path and methods, for a 405's Allow (errors.allowed_methods)
+    routers = (app.router, routes_orders.router, routes_operations.router)
+    app.state.method_routes = [route for router in routers for route in router.routes]
     openapi.install(app, [PlaceOrder, CancelOrder, SetStock, FaultSpec])
     return app

@@ -46,6 +46,25 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
 }
 
+# the live streams' paths (routes_orders.py): no HEAD there (serve_app/gate.py)
+NO_HEAD_SUFFIX = "/events"
+
+
+def allowed_methods(request: Request) -> str:
+    """The methods of every route of the request's path (Starlette names only the first such
+    route's: `POST` for /api/orders, which has GET too), with HEAD wherever GET is (the Gate
+    serves it) but on a live stream. The routes are `app.state.method_routes` where the app
+    listed them (serve_app/api.py: FastAPI nests an included router's), else the app's own."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in getattr(request.app.state, "method_routes", None) or request.app.router.routes:
+        regex, own = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and own and regex.match(path):
+            methods |= own
+    if "GET" in methods and not path.endswith(NO_HEAD_SUFFIX):
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
 
 class RequestRejected(Exception):
     """A request the API refuses before doing anything: malformed headers or body."""
@@ -131,11 +150,12 @@ def install(app: FastAPI) -> None:
         return error_response(422, "validation_error", "request does not match the schema", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JsonResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(
-            exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JsonResponse:

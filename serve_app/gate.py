@@ -6,14 +6,17 @@ answer.
 - a body that is not `application/json` → 415, on any route;
 - a body over `MAX_BODY_BYTES` → 413, declared or streamed (chunked uploads too);
 - every response: `Cache-Control: no-store` (answers are per principal and may hold personal
-  data: no cache may keep them) and `X-Content-Type-Options: nosniff`.
+  data: no cache may keep them) and `X-Content-Type-Options: nosniff`;
+- HEAD: served as the GET of the same path with the same checks, its headers without the body
+  (RFC 9110: a server that has GET has HEAD), except on a live stream (a path ending in
+  `/events`: a HEAD there would hold a stream slot open for nothing), which answers 405.
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.errors import RequestRejected, error_response
+from serve_app.errors import NO_HEAD_SUFFIX, RequestRejected, error_response
 from serve_app.strict import has_body, require_json, single_headers
 
 SECURITY_HEADERS = (
@@ -33,6 +36,8 @@ class Gate:
             await self.app(scope, receive, send)
             return
         secured = _secured(send)
+        if scope["method"] == "HEAD" and not scope["path"].endswith(NO_HEAD_SUFFIX):
+            scope, secured = {**scope, "method": "GET"}, _secured(_without_body(send))
         try:
             self._check_head(scope)
         except RequestRejected as exc:
@@ -75,6 +80,18 @@ class Gate:
     def _too_large(self) -> ASGIApp:
         exc = self._too_large_error()
         return error_response(exc.status, exc.code, exc.message)
+
+
+def _without_body(send: Send) -> Send:
+    """`send` with every body chunk emptied: a HEAD's answer is the GET's headers only (the
+    Content-Length the GET's would have)."""
+
+    async def headless(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return headless
 
 
 def _secured(send: Send) -> Send:
