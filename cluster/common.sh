@@ -10,6 +10,24 @@ mkdir -p "$RUN/pids" "$RUN/logs"
 
 # dotenv_has KEY -> 0 when a line of the checkout's .env sets KEY (to a value or to nothing)
 dotenv_has() { [[ -r "$ROOT/.env" ]] && grep -qE "^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=" "$ROOT/.env"; }
+# The local stack's own switches (README, Settings) come from the environment only, not from
+# .env: the namespace harness and make test's sandboxes clear NODE_ADDRESS, KAFKA_AUTH and
+# STACK_TLS to start heads of their own, and tests compare the others with their defaults, all
+# from this checkout, where a .env would put a single box's choices back. dotenv_ignored warns
+# about each that .env sets, so that such a line is not silently without effect.
+STACK_SWITCH_KEYS=(NODE_ADDRESS DASHBOARD_HOST RAY_NUM_CPUS KAFKA_AUTH STACK_TLS STAGE_NICENESS
+  RAY_AUTOGROUP_NICENESS RAY_WORKER_NICENESS RAY_EVENT_STATS KAFKA_JIT_OPTS PG_AUTOVACUUM_WORKERS
+  RAY_SERVE_ENABLE_HA_PROXY RAY_SERVE_THROUGHPUT_OPTIMIZED RAY_SERVE_CONTROL_LOOP_INTERVAL_S
+  RAY_SERVE_HAPROXY_METRICS_ENABLED RAY_SERVE_HAPROXY_LOG_TARGET)
+dotenv_ignored() {
+  local key
+  for key in "${STACK_SWITCH_KEYS[@]}"; do
+    if dotenv_has "$key"; then
+      printf '\033[1;33mwarning:\033[0m %s in .env is not read by the make commands (%s)\n' "$key" \
+        "the local stack's switches come from the environment: $key=... make up; README, Settings" >&2
+    fi
+  done
+}
 # dotenv_value KEY -> KEY's value in the checkout's .env (the last line that sets it; quotes
 # removed), empty when there is none.
 dotenv_value() {
@@ -41,24 +59,6 @@ for _key in "${PORT_KEYS[@]}"; do [[ -z "${!_key:-}" ]] || _given_ports+="$_key 
 # silently run as dev with `devsecret`).
 for _key in "${PORT_KEYS[@]}" APP_ENV JWT_SECRET HTTP_HOST REDIS_MAXMEMORY; do
   [[ -n "${!_key:-}" ]] || printf -v "$_key" '%s' "$(dotenv_value "$_key")"
-done
-# The local stack's own switches (README, Settings: "local stack only" and `ray start`'s) come
-# from .env too where the environment does not set them, as if it had (an empty KAFKA_JIT_OPTS
-# there means the full JIT). Exported are only those a program the scripts start reads from its
-# environment (Kafka's JIT, deploy's STAGE_NICENESS); the others stay in the shell, as they do
-# when the environment gives them: the three make up records in node.env (a single box's choice
-# must not follow make test into a sandbox's head on the network) and the RAY_SERVE_*
-# ones, which deploy would pass on to every actor (ray_env gives them to `ray start` itself).
-DOTENV_EXPORTED_KEYS=(STAGE_NICENESS KAFKA_JIT_OPTS)
-STACK_SWITCH_KEYS=("${DOTENV_EXPORTED_KEYS[@]}" NODE_ADDRESS KAFKA_AUTH STACK_TLS DASHBOARD_HOST
-  RAY_NUM_CPUS RAY_AUTOGROUP_NICENESS RAY_WORKER_NICENESS RAY_EVENT_STATS PG_AUTOVACUUM_WORKERS
-  RAY_SERVE_ENABLE_HA_PROXY RAY_SERVE_THROUGHPUT_OPTIMIZED RAY_SERVE_CONTROL_LOOP_INTERVAL_S
-  RAY_SERVE_HAPROXY_METRICS_ENABLED RAY_SERVE_HAPROXY_LOG_TARGET)
-for _key in "${STACK_SWITCH_KEYS[@]}"; do
-  if [[ -z "${!_key+set}" ]] && dotenv_has "$_key"; then
-    printf -v "$_key" '%s' "$(dotenv_value "$_key")"
-    [[ " ${DOTENV_EXPORTED_KEYS[*]} " != *" $_key "* ]] || export "${_key?}"
-  fi
 done
 export PG_PORT="${PG_PORT:-5432}"
 export REDIS_PORT="${REDIS_PORT:-6379}"
@@ -387,9 +387,6 @@ ray_env() {
     RAY_SERVE_HAPROXY_STATS_PORT="$RAY_SERVE_HAPROXY_STATS_PORT"
     RAY_SERVE_HAPROXY_METRICS_PORT="$RAY_SERVE_HAPROXY_METRICS_PORT"
   )
-  # HAProxy's access log only where asked for (cluster/haproxy.sh), from the environment or .env
-  [[ -z "${RAY_SERVE_HAPROXY_LOG_TARGET:-}" ]] \
-    || RAY_ENV+=("RAY_SERVE_HAPROXY_LOG_TARGET=$RAY_SERVE_HAPROXY_LOG_TARGET")
   # Ray's gRPC over mutual TLS with the stack's CA when STACK_TLS is on (cluster/tls.sh)
   mapfile -t -O "${#RAY_ENV[@]}" RAY_ENV < <(ray_tls_env)
 }

@@ -15,6 +15,7 @@ if [[ -z "${NODE_ADDRESS:-}" ]]; then
   export NODE_ADDRESS
 fi
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+dotenv_ignored
 # the head's ports (PG_PORT, REDIS_PORT, KAFKA_PORT, RAY_GCS_PORT) from its credentials file,
 # unless the environment gives them: a head started with PG_PORT=5433 is reached there
 head_ports

@@ -55,7 +55,9 @@ def allowed_methods(request: Request) -> str:
     route's: `POST` for /api/orders, which has GET too), with HEAD wherever GET is (the Gate
     serves it) but on a live stream. The routes are `app.state.method_routes` where the app
     listed them (serve_app/api.py: FastAPI nests an included router's), else the app's own."""
-    path = request.scope["path"]
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root):  # as routing sees it (Starlette's route path)
+        path = path[len(root) :]
     methods: set[str] = set()
     for route in getattr(request.app.state, "method_routes", None) or request.app.router.routes:
         regex, own = getattr(route, "path_regex", None), getattr(route, "methods", None)

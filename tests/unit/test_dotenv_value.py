@@ -98,49 +98,30 @@ def test_every_port_comes_from_env_file_unless_the_environment_gives_it(tmp_path
     assert out[len(PORTS) :] == ["127.0.0.1:6391", "127.0.0.1:9192", "0.0.0.0", "2gb", "0"]
 
 
-SWITCHES = {
-    "STAGE_NICENESS": "7",
-    "KAFKA_JIT_OPTS": "",  # empty: the full JIT, not the default C1
-    "STACK_TLS": "on",
-    "KAFKA_AUTH": "scram",
-    "RAY_NUM_CPUS": "4",
-    "PG_AUTOVACUUM_WORKERS": "3",
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0",
-    "RAY_SERVE_HAPROXY_LOG_TARGET": "127.0.0.1:5514",
-}
-
-
-def test_the_local_stacks_switches_come_from_env_file_unless_the_environment_gives_them(
-    tmp_path: Path,
-) -> None:
-    """README: `.env` wins over the defaults for the make commands too. Before, only the ports
-    and four settings were read from it: `STACK_TLS=on` there did nothing, silently. Those a
-    started program reads from its environment are exported; the others stay in the shell, and
-    the RAY_SERVE_* ones reach `ray start` through ray_env."""
+def test_a_local_stack_switch_in_env_file_is_named_not_silently_ignored(tmp_path: Path) -> None:
+    """The local stack's switches come from the environment only (cluster/common.sh: the
+    harnesses clear NODE_ADDRESS, KAFKA_AUTH and STACK_TLS for heads of their own, which a
+    checkout's .env would undo). A line for one in .env did nothing, silently: make up and make
+    join now say so, and the value stays out of the scripts."""
     (tmp_path / "cluster").mkdir()
     for script in ("common.sh", "tls.sh"):
         shutil.copy(ROOT / "cluster" / script, tmp_path / "cluster" / script)
-    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in SWITCHES.items()))
-    shown = " ".join(f"{k}=${{{k}}}" for k in SWITCHES)
+    (tmp_path / ".env").write_text("STACK_TLS=on\nJWT_SECRET=x\nexport STAGE_NICENESS=7\n")
     script = (
-        f'source "{tmp_path}/cluster/common.sh" >/dev/null 2>&1\n'
-        f'echo "{shown}"\n'
-        "env | grep -E '^(STAGE_NICENESS|KAFKA_JIT_OPTS|STACK_TLS|KAFKA_AUTH|RAY_SERVE_.*)=' "
-        "| sort\nray_env >/dev/null 2>&1\n"
-        "printf '%s\\n' \"${RAY_ENV[@]}\" | grep -E 'THROUGHPUT|LOG_TARGET'"
+        f'source "{tmp_path}/cluster/common.sh" >/dev/null\n'
+        'echo "[${STACK_TLS:-}] [${STAGE_NICENESS:-}]"\ndotenv_ignored'
     )
-    clean = {k: v for k, v in os.environ.items() if k not in (*SWITCHES, "RUN_DIR")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("STACK_TLS", "STAGE_NICENESS")}
     out = subprocess.run(
         ["bash", "-c", script],
-        env={**clean, "RAY_NUM_CPUS": "3", "RUN_DIR": str(tmp_path / "run")},
+        env={**clean, "RUN_DIR": str(tmp_path / "run")},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=30,
         check=True,
-    ).stdout.splitlines()
-    assert out[0] == " ".join(f"{k}={v}" for k, v in {**SWITCHES, "RAY_NUM_CPUS": "3"}.items())
-    assert out[1:3] == ["KAFKA_JIT_OPTS=", "STAGE_NICENESS=7"]  # nothing else exported
-    assert out[3:] == [
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED=0",
-        "RAY_SERVE_HAPROXY_LOG_TARGET=127.0.0.1:5514",
-    ]
+    )
+    assert out.stdout == "[off] []\n"  # the single box's own, not .env's "on"
+    warned = [line for line in out.stderr.splitlines() if "warning" in line]
+    assert len(warned) == 2
+    assert "STACK_TLS in .env is not read" in warned[0]
+    assert "STAGE_NICENESS in .env is not read" in warned[1]
