@@ -23,8 +23,8 @@ dotenv_ignored() {
   local key
   for key in "${STACK_SWITCH_KEYS[@]}"; do
     if dotenv_has "$key"; then
-      printf '\033[1;33mwarning:\033[0m %s in .env is not read by the make commands (%s)\n' "$key" \
-        "the local stack's switches come from the environment: $key=... make up; README, Settings" >&2
+      warn "$key in .env is not read by the make commands (the local stack's switches come from" \
+        "the environment: $key=... make up; README, Settings)"
     fi
   done
 }
@@ -82,6 +82,7 @@ export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 export PATH="$VENV/bin:$PATH"
 log() { printf '\033[1;34m[%s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
 # shellcheck source=cluster/tls.sh
 source "$ROOT/cluster/tls.sh"
 
@@ -97,6 +98,14 @@ NODE_ADDRESS="${NODE_ADDRESS:-127.0.0.1}"
 HEAD_ADDRESS="${HEAD_ADDRESS:-$NODE_ADDRESS}"
 # The dashboard stays on loopback unless asked for (docs/security.md).
 export DASHBOARD_HOST="${DASHBOARD_HOST:-127.0.0.1}"
+# dashboard_check -> a warning when the dashboard listens beyond loopback: it is plain HTTP, even
+# with STACK_TLS (ADR-016), so the Ray token (it runs code on every host) would cross the network
+# in clear with each login and each node's report
+dashboard_check() {
+  is_loopback "$DASHBOARD_HOST" || warn "the Ray dashboard listens on $DASHBOARD_HOST over plain" \
+    "HTTP: the Ray token crosses the network in clear with each login and each node's report;" \
+    "keep DASHBOARD_HOST on loopback and reach it through an SSH tunnel (docs/security.md)"
+}
 
 # is_loopback ADDRESS -> 0 for 127.0.0.0/8, ::1 and localhost.
 is_loopback() { [[ "$1" == 127.* || "$1" == ::1 || "$1" == localhost ]]; }

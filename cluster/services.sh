@@ -463,6 +463,7 @@ ray_start() {
     await_started ray "$START_TIMEOUT_S" ray_ready && return 0
   fi
   log "ray: starting head on $NODE_ADDRESS (num-cpus=$RAY_NUM_CPUS, dashboard $DASHBOARD_HOST:$DASHBOARD_PORT)"
+  dashboard_check
   # --block keeps `ray start` in the foreground as the parent of Ray's processes, so stopping that
   # one pid stops this cluster and nothing else on the machine (unlike `ray stop`). Every port
   # Ray opens binds NODE_ADDRESS (loopback by default; docs/security.md lists them).

@@ -158,3 +158,13 @@ def test_demo_names_an_order_not_final_in_time(
     assert ran.returncode == 1
     assert "order o-1 not final within 2 s: .venv/bin/orders get o-1" in ran.stderr, ran.stderr
     assert 'data: {"status": "PENDING"}' in ran.stdout
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "10.77.0.2"])
+def test_a_dashboard_beyond_loopback_is_warned_about(tmp_path: Path, host: str) -> None:
+    """The dashboard is plain HTTP even with STACK_TLS (ADR-016): beyond loopback the Ray token
+    crosses the network in clear. Ray's start says so (cluster/services.sh, dashboard_check)."""
+    ran = sb.bash(tmp_path, "dashboard_check", DASHBOARD_HOST=host)
+    assert ran.returncode == 0, ran.stderr
+    warned = "crosses the network in clear" in ran.stderr
+    assert warned == (host != "127.0.0.1"), ran.stderr
