@@ -8,8 +8,11 @@ VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 mkdir -p "$RUN/pids" "$RUN/logs"
 
+# dotenv_key KEY -> the pattern of a .env line that sets KEY, up to its `=` (python-dotenv's
+# reading: blanks and an `export ` before the key, blanks around the `=`)
+dotenv_key() { printf '^[[:space:]]*(export[[:space:]]+)?%s[[:space:]]*=' "$1"; }
 # dotenv_has KEY -> 0 when a line of the checkout's .env sets KEY (to a value or to nothing)
-dotenv_has() { [[ -r "$ROOT/.env" ]] && grep -qE "^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=" "$ROOT/.env"; }
+dotenv_has() { [[ -r "$ROOT/.env" ]] && grep -qE "$(dotenv_key "$1")" "$ROOT/.env"; }
 # The local stack's own switches (README, Settings) come from the environment only, not from
 # .env: the namespace harness and make test's sandboxes clear NODE_ADDRESS, KAFKA_AUTH and
 # STACK_TLS to start heads of their own, and tests compare the others with their defaults, all
@@ -33,7 +36,7 @@ dotenv_ignored() {
 dotenv_value() {
   local line
   [[ -r "$ROOT/.env" ]] || return 0
-  line="$(sed -nE "s/^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*//p" "$ROOT/.env" |
+  line="$(sed -nE "s/$(dotenv_key "$1")[[:space:]]*//p" "$ROOT/.env" |
     tail -n 1 | tr -d '\r')" || return 0
   # as python-dotenv reads it (Settings): "..." with \" and \\ escapes, '...' as is, else the
   # text up to a ` #` comment, without trailing blanks
@@ -290,7 +293,8 @@ kafka_auth
 # ray_env -> RAY_ENV, the environment of every `ray start` of this project (head and joining
 # machines; Ray's processes inherit it). The app's connection URLs are in it (Ray processes read
 # their settings from their environment, never from runtime_env); the owner role's credentials
-# and the bare passwords are not (cluster/deploy.py).
+# and the bare passwords are not (cluster/deploy.py). Ray's mutual TLS comes with the exported
+# environment (stack_switches), which drivers and `ray start` alike inherit.
 # ray_session_priority PID: the CPU weight of the session `ray start` (PID, run under setsid)
 # leads, i.e. of every Ray process of this node. With autogroup scheduling (the kernel's default,
 # /proc/sys/kernel/sched_autogroup_enabled) Linux shares the CPU between sessions first, and only
@@ -396,8 +400,6 @@ ray_env() {
     RAY_SERVE_HAPROXY_STATS_PORT="$RAY_SERVE_HAPROXY_STATS_PORT"
     RAY_SERVE_HAPROXY_METRICS_PORT="$RAY_SERVE_HAPROXY_METRICS_PORT"
   )
-  # Ray's gRPC over mutual TLS with the stack's CA when STACK_TLS is on (cluster/tls.sh)
-  mapfile -t -O "${#RAY_ENV[@]}" RAY_ENV < <(ray_tls_env)
 }
 # What Ray's processes must not inherit: the schema owner's credentials and the bare passwords
 # (the URLs the platform connects with are enough).

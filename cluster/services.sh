@@ -351,13 +351,14 @@ kafka_conf() {
   fi
   mv -f "$tmp" "$conf"
 }
-# kafka_halt -> the broker stopped (by pid) and its ports closed: a JVM's process can look gone
-# (its main thread ended) while its other threads still hold the listeners for a moment, and the
-# start that follows a restart would find the port taken (seen switching TLS on, 2026-12-07)
+# kafka_ports_closed -> 0 when nothing listens on the broker's ports (loopback and NODE_ADDRESS)
 kafka_ports_closed() {
   ! port_open "$KAFKA_PORT" 127.0.0.1 && ! port_open "$KAFKA_CONTROLLER_PORT" 127.0.0.1 \
     && ! port_open "$KAFKA_PORT"
 }
+# kafka_halt -> the broker stopped (by pid) and its ports closed: a JVM's process can look gone
+# (its main thread ended) while its other threads still hold the listeners for a moment, and the
+# start that follows a restart would find the port taken (seen switching TLS on, 2026-12-07)
 kafka_halt() {
   stop_pid kafka 60
   wait_for "kafka's ports $KAFKA_PORT and $KAFKA_CONTROLLER_PORT closed" 60 kafka_ports_closed
