@@ -5,8 +5,9 @@ It runs the `shipping` consumer group itself (docs/adr/ADR-006): the group's onl
 actor's `create_batch`, and a bridge process in front of it cost an actor call and a second
 parse of every event per batch. Timers are in memory (`actors.step_queue`: DELIVERED steps
 wait up to 250 ms to go in fewer, larger batches) and rebuilt from the `shipments` table on
-restart, so a killed actor resumes every shipment where Postgres says it is (and its consumer
-resumes from the last committed offset). The rules are in `domain.shipping`.
+restart, so a killed actor resumes every shipment where Postgres says it is, each step due at
+what is left of its delay (and its consumer resumes from the last committed offset). The rules
+are in `domain.shipping`.
 """
 
 from __future__ import annotations
@@ -153,15 +154,19 @@ class ShippingActor(Inspectable):
 
     async def _resume(self, order_ids: list[uuid.UUID] | None = None) -> None:
         """Schedule the next step of these orders' shipments (None: of every shipment with a
-        step left, at start). For events claimed before: a commit whose answer was lost (the
+        step left, at start), at what is left of its delay since the shipment's last status
+        change (Postgres's clock), so a restart neither hurries nor delays it. For events
+        claimed before: a commit whose answer was lost (the
         connection cut after COMMIT) created a shipment that nothing scheduled; the queue keeps
         one entry per step and order."""
         async with self._uow.begin() as tx:
             pending = await sql.in_flight(tx.conn, order_ids)
-        for order_id, status in pending:
+        now, cfg = time.monotonic(), self._settings
+        for order_id, status, age in pending:
             step = rules.next_step(status)
             if step is not None:
-                self._schedule(time.monotonic(), step, order_id)
+                left = rules.left_s(step, age, cfg.ship_delay_s, cfg.deliver_delay_s)
+                self._schedule(now + left, step, order_id)
 
     def _schedule(self, when: float, step: str, order_id: uuid.UUID) -> None:
         self._steps.add(when, step, order_id)

@@ -15,20 +15,20 @@ Conn = AsyncConnection[Row]
 
 async def in_flight(
     conn: Conn, order_ids: Sequence[uuid.UUID] | None = None
-) -> list[tuple[uuid.UUID, str]]:
-    """`(order, status)` of every shipment that has a step left (timers rebuild from it), or of
-    those of `order_ids`."""
+) -> list[tuple[uuid.UUID, str, float]]:
+    """`(order, status, seconds since that status)` of every shipment that has a step left
+    (timers rebuild from it), or of those of `order_ids`."""
+    query = (
+        "SELECT order_id, status, extract(epoch FROM clock_timestamp() - updated_at)::float8"
+        " AS age FROM shipments WHERE status IN (%s, %s)"
+    )
     if order_ids is None:
-        cur = await conn.execute(
-            "SELECT order_id, status FROM shipments WHERE status IN (%s, %s)", (CREATED, SHIPPED)
-        )
+        cur = await conn.execute(query, (CREATED, SHIPPED))
     else:
         cur = await conn.execute(
-            "SELECT order_id, status FROM shipments WHERE status IN (%s, %s) "
-            "AND order_id = ANY(%s::uuid[])",
-            (CREATED, SHIPPED, uuid_array(order_ids)),
+            query + " AND order_id = ANY(%s::uuid[])", (CREATED, SHIPPED, uuid_array(order_ids))
         )
-    return [(r["order_id"], r["status"]) for r in await cur.fetchall()]
+    return [(r["order_id"], r["status"], r["age"] or 0.0) for r in await cur.fetchall()]
 
 
 def creating(shipments: Sequence[Shipment]) -> Write | None:

@@ -63,6 +63,13 @@ def next_step(status: str) -> str | None:
     return _NEXT.get(status)
 
 
+def left_s(step: str, age_s: float, ship_delay_s: float, deliver_delay_s: float) -> float:
+    """Seconds until `step` is due for a shipment whose status is `age_s` old: its delay less
+    what has passed (never below 0), so timers rebuilt after a restart keep their times."""
+    delay = ship_delay_s if step == SHIPPED else deliver_delay_s
+    return max(0.0, delay - max(0.0, age_s))
+
+
 def _updated(order: OrderView, **detail: Any) -> Envelope:
     return new_event(
         "ShippingUpdated", order.order_id, customerId=order.customer_id, items=order.items, **detail

@@ -37,6 +37,14 @@ def test_next_step_follows_created_then_shipped() -> None:
     assert rules.next_step(rules.DELIVERED) is None
 
 
+def test_a_rebuilt_timer_waits_only_what_is_left_of_its_step_s_delay() -> None:
+    assert rules.left_s(rules.SHIPPED, 0.0, 5.0, 60.0) == 5.0
+    assert rules.left_s(rules.SHIPPED, 2.0, 5.0, 60.0) == 3.0
+    assert rules.left_s(rules.DELIVERED, 20.0, 5.0, 60.0) == 40.0
+    assert rules.left_s(rules.DELIVERED, 90.0, 5.0, 60.0) == 0.0  # overdue: at once
+    assert rules.left_s(rules.SHIPPED, -1.0, 5.0, 60.0) == 5.0  # clocks apart: never longer
+
+
 def _advance(status: OrderStatus, ship: str, step: str, *, fail: bool = False, held: bool = False):  # type: ignore[no-untyped-def]
     o = order(status)
     s = Shipment(o.order_id, ship, fail, "TRK1")
