@@ -33,7 +33,7 @@ from adapters.provider import (
 )
 from adapters.redis_clients import async_client
 from adapters.uow import Tx
-from consumers.base import Shards
+from consumers.base import Shards, require_orders
 from consumers.loop import ConsumerLoop
 from consumers.payment import PaymentHandler
 from core import registry
@@ -62,6 +62,7 @@ class _Authorize:
     async def decide(
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Authorize:
+        require_orders(events, orders)
         shard = self.shard
         decided, self.outstanding = rules.charges(
             (orders.get(e.order_id) for e in events), shard.outstanding, shard.limit

@@ -32,6 +32,7 @@ from adapters.redis_clients import async_client
 from adapters.redis_clients import flags as redis_flags
 from adapters.uow import Tx
 from consumers import routes
+from consumers.base import require_orders
 from consumers.loop import ConsumerLoop
 from consumers.transient import is_transient
 from core.registry import SHIPPING_GROUP
@@ -63,6 +64,7 @@ class _Create:
     async def decide(
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Create:
+        require_orders(events, orders)
         self.claimed = {e.order_id for e in events}
         self.created = rules.create(
             (orders.get(e.order_id), self.fail.get(e.order_id, False)) for e in events

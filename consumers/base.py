@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ray.exceptions import RayActorError
@@ -20,6 +21,14 @@ REMOTE_CALL_S = 30.0
 
 class PoisonMessage(Exception):
     """An event that can never be handled (goes to the DLQ after bounded retries)."""
+
+
+def require_orders(events: Iterable[Envelope], orders: Mapping[uuid.UUID, object]) -> None:
+    """Raise `PoisonMessage` for an event whose order does not exist (orders are never
+    deleted, so it never will): it goes to the dead-letter topic, not passed over unseen."""
+    for e in events:
+        if e.order_id not in orders:
+            raise PoisonMessage(f"order {e.order_id} of {e.type} {e.event_id} does not exist")
 
 
 class Handler(Protocol):

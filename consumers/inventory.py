@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from adapters import stock as sql
 from adapters.uow import Tx, UnitOfWork
 from consumers import routes
-from consumers.base import PoisonMessage, Shards
+from consumers.base import PoisonMessage, Shards, require_orders
 from core.settings import Settings
 from domain import inventory as rules
 from domain.decision import Decision, OrderView
@@ -38,9 +38,7 @@ class _Reserve:
     async def decide(
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Reserve:
-        unknown = [e for e in events if e.order_id not in orders]
-        if unknown:  # before anything is held for a phantom order
-            raise PoisonMessage(f"order {unknown[0].order_id} does not exist")
+        require_orders(events, orders)  # before anything is held for a phantom order
         events = rules.still_pending(events, orders)  # the orders are locked: no cancel races
         if not events:  # every one of them handled before (a redelivery) or cancelled
             return self

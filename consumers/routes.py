@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from consumers.base import PoisonMessage
 from domain.events import Envelope, Topic
 
 
@@ -46,6 +47,7 @@ GROUPS: dict[str, tuple[Route, ...]] = {
     "notification": tuple(Route(t, "notify") for t in _NOTIFY),
 }
 SHIPMENT_STEPS = ("CREATED", "SHIPPED", "DELIVERED", "FAILED")
+STEPS = frozenset(SHIPMENT_STEPS)
 
 
 def topics(group: str) -> tuple[str, ...]:
@@ -70,14 +72,19 @@ def ignored(group: str) -> dict[str, tuple[bytes, ...]]:
 
 
 def sort(group: str, events: Iterable[tuple[str, Envelope]]) -> dict[str, list[Envelope]]:
-    """The batch's events per action of the group's stage (an event no route takes: none)."""
+    """The batch's events per action of the group's stage (an event no route takes: none).
+    A `shipping.updated` event without a known step is wrong, whichever group reads it:
+    `PoisonMessage` (the dead-letter topic), never passed over unseen."""
     table: dict[tuple[str, str | None], str] = {}
     for r in GROUPS[group]:
         for step in r.steps or (None,):
             table[(r.topic, step)] = r.action
     out: dict[str, list[Envelope]] = defaultdict(list)
     for topic, e in events:
-        action = table.get((topic, None)) or table.get((topic, e.data.get("shipmentStatus")))
+        step = e.data.get("shipmentStatus")
+        if topic == Topic.SHIPPING_UPDATED and (not isinstance(step, str) or step not in STEPS):
+            raise PoisonMessage(f"{topic} event {e.event_id}: unknown shipmentStatus {step!r}")
+        action = table.get((topic, None)) or table.get((topic, step))
         if action is not None:
             out[action].append(e)
     return out

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from consumers import routes
+from consumers.base import PoisonMessage
 from domain.events import Topic, new_event
 
 STATUSES = ("CREATED", "SHIPPED", "DELIVERED", "FAILED")
@@ -65,3 +66,15 @@ def test_the_route_table_sends_each_event_to_its_stage_action(
     event = new_event("ShippingUpdated" if step else "OrderCreated", uuid.uuid4(), **data)
     sorted_ = routes.sort(group, [(topic, event)])
     assert {a for a, batch in sorted_.items() if batch} == ({action} if action else set())
+
+
+@pytest.mark.parametrize("group", ["inventory", "payment", "notification"])
+@pytest.mark.parametrize("step", [None, "BOGUS", ["SHIPPED"]])
+def test_a_shipment_event_without_a_known_step_is_poison_in_every_group(
+    group: str, step: object
+) -> None:
+    """Not passed over as a step the group does not take: it goes to the dead-letter topic."""
+    data = {} if step is None else {"shipmentStatus": step}
+    event = new_event("ShippingUpdated", uuid.uuid4(), **data)
+    with pytest.raises(PoisonMessage, match="unknown shipmentStatus"):
+        routes.sort(group, [(Topic.SHIPPING_UPDATED, event)])
