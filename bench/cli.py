@@ -16,7 +16,7 @@ from bench.runner import Options, run
 from bench.saturation import Plan
 from bench.ui import console, info
 from bench.workload import Mix
-from core.settings import SettingsError, get_settings
+from core.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -34,7 +34,7 @@ Grace = Annotated[float, typer.Option(help="seconds to wait for orders to finish
 Warmup = Annotated[float, typer.Option(help="seconds left out of the steady rates")]
 Progress = Annotated[float, typer.Option(help="seconds between progress lines")]
 Baseline = Annotated[bool, typer.Option(help="compare with plain uvicorn")]
-BasePort = Annotated[int, typer.Option(help="port of the uvicorn baseline")]
+BasePort = Annotated[int, typer.Option(help="port of the uvicorn baseline (0: HTTP_PORT + 1)")]
 BaseNice = Annotated[int, typer.Option(help="baseline niceness; -1: the Serve replica's")]
 WarmLoad = Annotated[int, typer.Option(help="seconds of the same load first (0: none)")]
 CapS = Annotated[int, typer.Option(help="seconds per capacity phase")]
@@ -58,7 +58,7 @@ ConfirmS = Annotated[
 Fractions = Annotated[str, typer.Option(help="load points, fractions of saturation (0: none)")]
 PointS = Annotated[int, typer.Option(help="seconds of load at each load point", min=4)]
 Seed = Annotated[int, typer.Option(help="seed of the order mix")]
-Url = Annotated[str, typer.Option(help="gateway (loopback only)")]
+Url = Annotated[str, typer.Option(help="gateway, loopback only (default: 127.0.0.1:HTTP_PORT)")]
 Out = Annotated[Path, typer.Option(help="results folder")]
 AdminUrl = Annotated[str, typer.Option(help="gateway for the stock set-up (default: --url)")]
 
@@ -79,7 +79,7 @@ def bench(
     warmup: Warmup = 5.0,
     progress: Progress = 5.0,
     baseline: Baseline = True,
-    baseline_port: BasePort = 8081,
+    baseline_port: BasePort = 0,
     baseline_nice: BaseNice = -1,
     warmup_load: WarmLoad = 30,
     capacity_duration: CapS = 10,
@@ -96,7 +96,7 @@ def bench(
     load_fractions: Fractions = "0.25,0.5,0.9",
     load_point_duration: PointS = 20,
     seed: Seed = 1,
-    url: Url = "http://127.0.0.1:8080",
+    url: Url = "",
     out: Out = Path("bench/results"),
     admin_url: AdminUrl = "",
 ) -> None:
@@ -104,12 +104,13 @@ def bench(
     to its final status, find the pipeline's saturation point and the latency below it, compare
     Ray Serve with plain uvicorn, write JSON + PNG. Exits 1 (after writing) when an order was
     lost or left unfinished, a unit oversold or a stock invariant broken (`bench.gate`)."""
-    opts = _options(dict(locals()))  # every option above, by name
+    given = dict(locals())  # every option above, by name
     try:
         settings = get_settings()
     except SettingsError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    opts = _options(_local_defaults(given, settings))
     try:
         result = asyncio.run(run(opts, settings))
     except NotReady as exc:
@@ -120,6 +121,17 @@ def bench(
     if wrong:
         console.print("[bold red]FAILED: " + "; ".join(wrong) + " (the results are written)[/]")
         raise typer.Exit(1)
+
+
+def _local_defaults(o: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The gateway and the baseline's port from `HTTP_PORT` (environment, `.env`) where the
+    options leave them out, as `make chaos` and the `orders` CLI find the gateway."""
+    port = settings.http_port
+    return {
+        **o,
+        "url": o["url"] or f"http://127.0.0.1:{port}",
+        "baseline_port": o["baseline_port"] or port + 1,
+    }
 
 
 def _options(o: dict[str, Any]) -> Options:

@@ -35,10 +35,20 @@ class ApiError(Exception):
 
 
 def base_url(settings: Settings, given: str | None = None) -> str:
-    """`given`, else $ORDERS_API_URL, else the local gateway (`HTTP_HOST`:`HTTP_PORT`)."""
+    """`given`, else $ORDERS_API_URL, else the local gateway (`local_gateway`)."""
     if given or os.environ.get(URL_ENV):
         return (given or os.environ[URL_ENV]).rstrip("/")
-    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    return local_gateway(settings)
+
+
+def local_gateway(settings: Settings) -> str:
+    """This machine's gateway: `HTTP_HOST`:`HTTP_PORT`, loopback for a wildcard host (as
+    cluster/common.sh's `gateway_url`), an IPv6 address in brackets."""
+    host = settings.http_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
     return f"http://{host}:{settings.http_port}"
 
 

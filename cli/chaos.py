@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.text import Text
 
 from adapters import audit
-from cli.api import token
+from cli.api import local_gateway, token
 from cli.diagnose import ray_driver, stack_report
 from cli.invariants import AUDITED_TOPICS, Verdict, check, end_offsets, terminal_count
 from cli.load import SteadyLoad
@@ -75,7 +75,7 @@ class Chaos:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self.http = httpx.Client(
-            base_url=f"http://127.0.0.1:{settings.http_port}",
+            base_url=local_gateway(settings),
             timeout=5,
             headers={"Authorization": f"Bearer {token(settings)}"},  # /ready details: admins
         )

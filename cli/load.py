@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from cli.api import local_gateway
 from core.auth import make_token
 from core.settings import Settings
 
@@ -87,7 +88,7 @@ class SteadyLoad:
         )
 
     async def _run(self) -> None:
-        url = f"http://127.0.0.1:{self._settings.http_port}"
+        url = local_gateway(self._settings)
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             pending: set[asyncio.Task[None]] = set()
             next_at = time.monotonic()

@@ -81,7 +81,8 @@ def token(
 
 @app.command()
 def migrate() -> None:
-    """Apply the Alembic migrations (idempotent)."""
+    """Apply the Alembic migrations (idempotent), as the schema's owner
+    (MIGRATION_DATABASE_URL, else DATABASE_URL)."""
     from alembic import command
     from alembic.config import Config
 
@@ -91,12 +92,13 @@ def migrate() -> None:
 
 @app.command()
 def seed() -> None:
-    """Insert the demo catalog SKU-1…SKU-100 with stock (existing rows are left alone)."""
+    """Insert the demo catalog SKU-1…SKU-100 with stock (existing rows are left alone), as the
+    schema's owner (MIGRATION_DATABASE_URL, else DATABASE_URL)."""
     from adapters.catalog import seed as seed_rows
     from domain.catalog import seed_catalog
 
     items = seed_catalog()
-    seed_rows(_settings().database_url, items)
+    seed_rows(_settings().owner_database_url, items)
     console.print(f"catalog: {len(items)} SKUs present")
 
 

@@ -485,6 +485,18 @@ pid_alive() {
   return 1
 }
 
+# gateway_url [NAME] -> the gateway's URL for this machine's own calls: HTTP_HOST, or NAME
+# (default 127.0.0.1) when HTTP_HOST is loopback's 127.0.0.1 or a wildcard (0.0.0.0, ::);
+# an IPv6 address in brackets. `make up`, `make status` and `make demo` call it there.
+gateway_url() {
+  local host="${HTTP_HOST:-127.0.0.1}"
+  case "$host" in
+    127.0.0.1 | 0.0.0.0 | :: | "") host="${1:-127.0.0.1}" ;;
+    *:*) host="[$host]" ;;
+  esac
+  echo "http://$host:$HTTP_PORT"
+}
+
 # port_open PORT [HOST] -> 0 when something listens on HOST:PORT (default: this node's address).
 port_open() { (exec 3<>"/dev/tcp/${2:-$NODE_ADDRESS}/$1") 2>/dev/null; }
 

@@ -4,7 +4,7 @@
 # long it follows the order before it gives up.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
-api="http://localhost:$HTTP_PORT"
+api="$(gateway_url localhost)"
 wait_s="${DEMO_WAIT_S:-60}"
 curl -fsS "$api/health" >/dev/null 2>&1 || die "the gateway is not answering on $api: run 'make up'"
 TOKEN="$("$PY" -m cli.main token 2>/dev/null)"

@@ -25,17 +25,18 @@ log "kafka: ensuring topics"
 "$svc" start ray
 log "ray: deploying actors and the Serve app (gateway on :$HTTP_PORT)"
 "$PY" -m cli.main deploy
-wait_for "gateway /health" 120 curl -fsS "http://127.0.0.1:$HTTP_PORT/health"
-wait_for "gateway /ready" 120 bash -c "curl -fsS http://127.0.0.1:$HTTP_PORT/ready | grep -q '\"status\":\"up\"'"
+gw="$(gateway_url)"
+wait_for "gateway /health" 120 curl -fsS "$gw/health"
+wait_for "gateway /ready" 120 bash -c "curl -fsS $gw/ready | grep -q '\"status\":\"up\"'"
 log "stack is up in $((SECONDS - t0))s"
 # Only the public dev default is ever printed; a real secret stays out of consoles and logs.
 shown_secret='<your JWT_SECRET>'
 [[ "$JWT_SECRET" == devsecret ]] && shown_secret=devsecret
 cat <<MSG
 
-  API         http://127.0.0.1:$HTTP_PORT/api/orders
-  API docs    http://127.0.0.1:$HTTP_PORT/docs
-  Readiness   http://127.0.0.1:$HTTP_PORT/ready
+  API         $gw/api/orders
+  API docs    $gw/docs
+  Readiness   $gw/ready
   Ray         http://$DASHBOARD_HOST:$DASHBOARD_PORT  (token: RAY_AUTH_TOKEN in $CREDENTIALS_FILE)
   Credentials $CREDENTIALS_FILE  (Postgres, Redis, Ray, Kafka; git-ignored)
 
@@ -43,7 +44,7 @@ cat <<MSG
     export JWT_SECRET=$shown_secret
     TOKEN=\$(make -s token)            # admin: make -s token ROLE=admin SUB=admin1
   Seed quickstart:
-    curl -X POST http://localhost:$HTTP_PORT/api/orders -H "Authorization: Bearer \$TOKEN" \\
+    curl -X POST $(gateway_url localhost)/api/orders -H "Authorization: Bearer \$TOKEN" \\
       -H 'Content-Type: application/json' -d '{"customerId":"c-1","items":[{"sku":"SKU-1","qty":2}]}'
 
 MSG

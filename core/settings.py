@@ -17,26 +17,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from core.demo_passwords import DEMO_PASSWORDS
+
 DEV_SECRET = "devsecret"
-# Passwords committed in this repository for demos (the defaults below, docker/*.dev.env,
-# k8s/infra/secrets.yaml; tests/unit/test_settings.py checks none is missing): anyone can read
-# them, so they are refused outside APP_ENV=dev.
-DEMO_PASSWORDS = frozenset(
-    {
-        "orders",
-        "orders-dev",
-        "postgres-dev",
-        "orders-app-dev",
-        "orders-app-pg-dev",
-        "orders-pg-dev",
-        "postgres-pg-dev",
-        "redis-dev",
-        "orders-redis",
-        "kafka-dev",
-        "kafka-scram-dev",
-        "ray-gcs-redis",
-    }
-)
 _MIN_SECRET_BYTES = 32
 # The local stack's generated credentials (cluster/common.sh): the connection URLs with their
 # passwords, so that a tool run outside the stack's scripts connects as the stack does. They win
@@ -99,6 +82,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, gt=0, lt=65536)
     database_url: str = "postgresql://orders:orders@127.0.0.1:5432/orders"
+    # the schema owner's URL: `orders migrate` and `orders seed` use it when set (the local
+    # stack writes it to .run/credentials.env); the runtime never does (a secret: not sent)
+    migration_database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Kafka authentication (docs/adr/ADR-011-kafka-auth.md): none on the local stack's loopback
@@ -252,6 +238,7 @@ class Settings(BaseSettings):
             name
             for name, secret in (
                 ("DATABASE_URL", urlsplit(self.database_url).password),
+                ("MIGRATION_DATABASE_URL", urlsplit(self.migration_database_url).password),
                 ("REDIS_URL", urlsplit(self.redis_url).password),
                 ("KAFKA_PASSWORD", self.kafka_password),
             )
@@ -268,6 +255,12 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The database URL in SQLAlchemy's psycopg 3 dialect form."""
         return self.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @property
+    def owner_database_url(self) -> str:
+        """Where migrations and the catalog's seed connect: MIGRATION_DATABASE_URL, else
+        DATABASE_URL (a stack whose runtime role owns the schema)."""
+        return self.migration_database_url or self.database_url
 
 
 # Kafka log segments roll hourly (segment.ms, set with retention.ms by adapters/kafka.py), so a

@@ -1,4 +1,5 @@
-"""Alembic environment: the database URL comes from the project's settings."""
+"""Alembic environment: the database URL comes from the project's settings (the schema
+owner's, `Settings.owner_database_url`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from sqlalchemy import create_engine
 from adapters.schema import include_name, metadata
 from core.settings import get_settings
 
-engine = create_engine(get_settings().sqlalchemy_url)
+url = get_settings().owner_database_url
+engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
 with engine.connect() as connection:
     # partitions (pg_partman's) are not in the metadata: autogenerate must not drop them
     context.configure(connection=connection, target_metadata=metadata, include_name=include_name)

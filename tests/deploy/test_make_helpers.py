@@ -168,3 +168,41 @@ def test_a_dashboard_beyond_loopback_is_warned_about(tmp_path: Path, host: str) 
     assert ran.returncode == 0, ran.stderr
     warned = "crosses the network in clear" in ran.stderr
     assert warned == (host != "127.0.0.1"), ran.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "name", "url"),
+    [
+        ("127.0.0.1", "", "http://127.0.0.1:8088"),
+        ("0.0.0.0", "", "http://127.0.0.1:8088"),
+        ("::", "localhost", "http://localhost:8088"),
+        ("127.0.0.1", "localhost", "http://localhost:8088"),
+        ("10.77.0.2", "localhost", "http://10.77.0.2:8088"),
+        ("fd00::2", "", "http://[fd00::2]:8088"),
+    ],
+)
+def test_the_scripts_call_the_gateway_where_it_listens(
+    tmp_path: Path, host: str, name: str, url: str
+) -> None:
+    ran = sb.bash(tmp_path, f"gateway_url {name}", HTTP_HOST=host, HTTP_PORT="8088")
+    assert ran.returncode == 0 and ran.stdout.strip() == url, ran.stderr
+
+
+def test_status_finds_a_gateway_on_another_loopback_address(tmp_path: Path) -> None:
+    """HTTP_HOST=127.0.0.2: nothing answers on 127.0.0.1, and `make status` must not say down."""
+    server = ThreadingHTTPServer(("127.0.0.2", 0), _Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = str(server.server_address[1])
+        ran = subprocess.run(
+            [str(ROOT / "cluster" / "services.sh"), "status"],
+            env=sb.env(tmp_path, HTTP_HOST="127.0.0.2", HTTP_PORT=port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert f"  gateway  up    http://127.0.0.2:{port}" in ran.stdout, ran.stdout

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import bench.cli
 from bench.gate import problems
+from core.settings import Settings
 from tests.unit.result_docs import replaced
 
 CLEAN: dict[str, Any] = {
@@ -57,7 +58,7 @@ def _invoke(monkeypatch: pytest.MonkeyPatch, result: dict[str, Any]) -> tuple[in
         calls.append("run")
         return result
 
-    monkeypatch.setattr(bench.cli, "get_settings", lambda: object())
+    monkeypatch.setattr(bench.cli, "get_settings", lambda: Settings(http_port=8080))
     monkeypatch.setattr(bench.cli, "run", run)
     monkeypatch.setattr(bench.cli, "_write", lambda res, out: calls.append("write"))
     got = CliRunner().invoke(bench.cli.app, ["--out", str(Path("unused"))])

@@ -57,7 +57,7 @@ def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-SECRETS = {"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "KAFKA_PASSWORD"}
+SECRETS = {"JWT_SECRET", "DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL", "KAFKA_PASSWORD"}
 NODE_LOCAL = {"KAFKA_SSL_CAFILE"}  # a path on each node's own disk (cluster/tls.sh)
 
 
@@ -183,7 +183,7 @@ def test_every_password_committed_for_demos_is_refused_in_prod() -> None:
     owner's `orders-dev` and the GCS Redis user's were missing)."""
     import re
 
-    from core.settings import DEMO_PASSWORDS
+    from core.demo_passwords import DEMO_PASSWORDS
 
     root = Path(__file__).resolve().parents[2]
     found: set[str] = set()
