@@ -172,13 +172,13 @@ class Idempotency:
         except ValidationError:
             log.warning("unreadable idempotency entry ignored; Postgres decides")
             return None
+        if stored.response is None:  # whatever its body: it may yet fail and free the key
+            raise InProgress("a request with this Idempotency-Key is still in progress; retry")
         if stored.hash != fingerprint:
             raise InvalidInput(
                 "Idempotency-Key was already used with a different body; "
                 "use a new key for a new order"
             )
-        if stored.response is None:
-            raise InProgress("a request with this Idempotency-Key is still in progress; retry")
         return stored.response
 
     async def finish(self, principal: str, key: str, fingerprint: str, response: Accepted) -> None:
