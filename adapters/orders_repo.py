@@ -147,14 +147,12 @@ async def timeline_after(pool: Pool, order_id: uuid.UUID, after_id: int) -> list
         return await cur.fetchall()
 
 
-async def timeline_status_at(pool: Pool, order_id: uuid.UUID, row_id: int) -> str | None:
-    """The status of the order's timeline row `row_id` or the last one before it (where a
-    resumed SSE stream starts: a later entry with the same status is no change)."""
+async def timeline_status_of(pool: Pool, order_id: uuid.UUID, row_id: int) -> str | None:
+    """The status of timeline row `row_id` if it is one of this order's (None: it is not, or
+    retention dropped it): what a resumed SSE stream's client saw."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT status FROM order_events WHERE order_id = %s AND id <= %s "
-            "ORDER BY id DESC LIMIT 1",
-            (order_id, row_id),
+            "SELECT status FROM order_events WHERE order_id = %s AND id = %s", (order_id, row_id)
         )
         row = await cur.fetchone()
         return str(row["status"]) if row else None

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from adapters.orders_repo import Pool, timeline_after, timeline_status_at
+from adapters.orders_repo import Pool, timeline_after, timeline_status_of
 from adapters.status import channel
 from domain.errors import RateLimited, Unavailable
 from domain.model import OrderStatus, is_terminal
@@ -160,12 +160,19 @@ class LiveStatus:
         after_id = seen if isinstance(seen, int) else 0  # CURRENT_ID: there was no row
         return not await timeline_after(self._pool, order_id, after_id)
 
-    async def seen_status(self, order_id: uuid.UUID, seen: int | str, status: str) -> str | None:
-        """The status a client that saw event `seen` has seen (None: none yet); `status` is
-        the order row's, which `CURRENT_ID` reported."""
-        if not isinstance(seen, int):
-            return status
-        return await timeline_status_at(self._pool, order_id, seen) if seen else None
+    async def seen(
+        self, order_id: uuid.UUID, given: str, status: str
+    ) -> tuple[int | str, str | None]:
+        """What a client's `Last-Event-ID` says it saw: `(event, its status)`. An id this stream
+        gives (a row of this order's timeline, or `CURRENT_ID` with `status`, the order row's
+        that it reported); anything else, another order's row or a row retention dropped
+        included, is `(0, None)`: nothing seen, the stream starts from the first event (ASCII
+        digits only: a header is read as latin-1, and "²" is a digit int() refuses)."""
+        if given == CURRENT_ID:
+            return CURRENT_ID, status
+        row_id = int(given) if given.isascii() and given.isdigit() and len(given) <= 18 else 0
+        saw = await timeline_status_of(self._pool, order_id, row_id) if row_id else None
+        return (row_id, saw) if saw is not None else (0, None)
 
     def stream(
         self,

@@ -22,7 +22,6 @@ from domain.commands import SKU_PATTERN, CancelOrder, PlaceOrder
 from domain.model import OrderStatus
 from serve_app import deps, openapi
 from serve_app.deps import Caller, Live, OrderId, Orders
-from serve_app.live import CURRENT_ID
 from serve_app.models import Accepted, Cancelled, Order, OrderPage
 from serve_app.strict import IDEMPOTENCY_KEY_MAX, idempotency_key
 
@@ -163,16 +162,11 @@ async def order_events(
     A reconnect with `Last-Event-ID` resumes after that event; at most `SSE_MAX_STREAMS` streams
     per replica (503) and `SSE_MAX_STREAMS_PER_PRINCIPAL` per principal (429)."""
     current = await orders.status_of(who, order_id)  # 404 for strangers, before streaming
-    # an id this stream gave (a timeline row's, or CURRENT_ID); anything else starts from the
-    # first event (ASCII digits only: a header is read as latin-1, and "²" is a digit int()
-    # refuses)
-    given = last_event_id or ""
-    after_id = int(given) if given.isascii() and given.isdigit() and len(given) <= 18 else 0
-    seen: int | str = CURRENT_ID if given == CURRENT_ID else after_id
+    # read before the stream starts: a failure is the JSON 503, not a stream cut short
+    seen, last_status = await live.seen(order_id, last_event_id or "", current[0])
     if await live.seen_final(order_id, current[0], seen):
         return Response(status_code=204)
-    # read before the stream starts: a failure is the JSON 503, not a stream cut short
-    last_status = await live.seen_status(order_id, seen, current[0])
+    after_id = seen if isinstance(seen, int) else 0  # CURRENT_ID: no row was seen
     release = live.reserve(who.sub)
     try:
         return _Stream(live.stream(order_id, current, after_id, last_status), release, ping=15)

@@ -157,3 +157,22 @@ def test_a_last_event_id_that_is_no_id_starts_from_the_first_event(
             assert resp.status_code == 200, (given, resp.read())
             events = list(_events(resp))
         assert [orjson.loads(e["data"])["status"] for e in events] == ["DELIVERED"], given
+
+
+def test_a_last_event_id_of_another_order_starts_from_the_first_event(
+    api: Api, customer: str
+) -> None:
+    """A number is read as a position only when it is one of this order's timeline rows: the
+    id of another order's event (or a number past every row) said "seen the final status", a
+    204 that stops an EventSource for good, or silenced a live order's stream."""
+    first = api.place_ok(customer, [("SKU-16", 1)])
+    second = api.place_ok(customer, [("SKU-16", 1)])
+    for oid in (first, second):
+        api.wait_status(customer, oid, "DELIVERED")
+    _, other = _read_all(api, customer, first)
+    later = max(int(e["id"]) for e in other)
+    for given in (str(later), "999999999999999999"):
+        code, events = _read_all(api, customer, second, **{"Last-Event-ID": given})
+        assert code == 200, given
+        statuses = [orjson.loads(e["data"])["status"] for e in events]
+        assert statuses == ["PENDING", "RESERVED", "PAID", "SHIPPED", "DELIVERED"], given
