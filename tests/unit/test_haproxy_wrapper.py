@@ -152,19 +152,7 @@ def _through_haproxy(tmp_path: Path, binary: Path, front: int, backend: int) -> 
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", front), timeout=5)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, "HAProxy did not start"
-                time.sleep(0.1)
-        with conn:
-            conn.sendall(b"GET /api/orders HTTP/1.1\r\nHost: x\r\n\r\n")
-            answer = b""
-            while chunk := conn.recv(4096):
-                answer += chunk
+        answer = _send(front, b"GET /api/orders HTTP/1.1\r\nHost: x\r\n\r\n", proc)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -233,20 +221,9 @@ def test_serves_own_endpoints_answer_like_the_api(tmp_path: Path) -> None:
 def _ask(
     port: int, method: str, path: str, proc: subprocess.Popen[bytes]
 ) -> tuple[int, dict[str, str], bytes]:
-    """One request to HAProxy on `port` (waiting for it to listen): status, headers, body."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, "HAProxy did not start"
-            time.sleep(0.1)
-    with conn:
-        conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        answer = b""
-        while chunk := conn.recv(4096):
-            answer += chunk
+    """One request to HAProxy on `port`: status, headers, body."""
+    request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = _send(port, request.encode(), proc)
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
@@ -287,3 +264,21 @@ def test_each_run_dir_has_its_haproxy_directory_and_it_goes_with_the_node(tmp_pa
     one, two = _haproxy_dir(tmp_path / "node-one"), _haproxy_dir(tmp_path / "node-two")
     assert one != two and len(str(one)) <= 29 and str(one).startswith("/tmp/orders-haproxy-")
     assert not one.exists() and not two.exists()
+
+
+def _send(port: int, request: bytes, proc: subprocess.Popen[bytes]) -> bytes:
+    """`request` to HAProxy on `port` once it listens (while `proc` runs); the whole answer."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "HAProxy did not start"
+            time.sleep(0.1)
+    with conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(4096):
+            answer += chunk
+    return answer
