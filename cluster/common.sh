@@ -146,7 +146,7 @@ stack_switches() {
 # (pytest, the cli) connects as the stack does.
 CREDENTIALS_FILE="${CREDENTIALS_FILE:-$RUN/credentials.env}"
 # RAY_AUTH_TOKEN: Ray's own token authentication (GCS, raylets, dashboard; docs/security.md).
-# KAFKA_PASSWORD: the broker's SCRAM user, used when Kafka listens beyond loopback (kafka_auth).
+# KAFKA_PASSWORD: the broker's SCRAM user, every client's login unless KAFKA_AUTH=none (kafka_auth).
 CREDENTIAL_KEYS=(ORDERS_DB_PASSWORD ORDERS_APP_DB_PASSWORD REDIS_PASSWORD RAY_AUTH_TOKEN HAPROXY_STATS_PASSWORD
   KAFKA_PASSWORD)
 # Roles: `orders` owns the schema (migrations, seed); `orders_app` is what the platform runs as.
@@ -178,10 +178,11 @@ derive_urls() {
 
 # kafka_auth -> KAFKA_AUTH (`none` or `scram`) and the Kafka clients' settings (core/settings.py)
 # for it. `scram`: the broker's one client listener takes SASL/SCRAM-SHA-512 as KAFKA_USERNAME
-# with KAFKA_PASSWORD only (cluster/services.sh). Always so when this machine's or the head's
-# address is one other machines reach (`NODE_ADDRESS=<address> make up`, make join); on loopback
-# `none` unless asked for (`KAFKA_AUTH=scram make up`: a machine shared with other users,
-# ADR-011). make up remembers the choice in $RUN/node.env.
+# with KAFKA_PASSWORD only (cluster/services.sh). The default, and always so when this
+# machine's or the head's address is one other machines reach (`NODE_ADDRESS=<address> make up`,
+# make join), or with TLS; `none` only when asked for on loopback (`KAFKA_AUTH=none make up`:
+# any process of the machine then reads and writes every topic, ADR-011). make up remembers the
+# choice in $RUN/node.env.
 on_network() { ! is_loopback "$NODE_ADDRESS" || ! is_loopback "$HEAD_ADDRESS"; }
 # kafka_needs_login -> 0 where Kafka must take SCRAM logins: on the network or with TLS
 kafka_needs_login() { on_network || [[ "$STACK_TLS" == on ]]; }
@@ -192,9 +193,7 @@ kafka_auth() {
     # (a single box's `none` does not follow its head onto the network, nor into TLS)
     if [[ "$KAFKA_AUTH" == none ]] && kafka_needs_login; then KAFKA_AUTH=""; fi
   fi
-  if [[ -z "${KAFKA_AUTH:-}" ]]; then
-    KAFKA_AUTH=none && kafka_needs_login && KAFKA_AUTH=scram
-  fi
+  KAFKA_AUTH="${KAFKA_AUTH:-scram}"
   case "$KAFKA_AUTH" in
     scram) # (a PLAINTEXT left in the environment would fail every client)
       export KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT

@@ -12,6 +12,9 @@ log "ruff"
 log "mypy --strict"
 "$PY" -m mypy
 svc="$ROOT/cluster/services.sh"
+# The settings read below need the stack's credentials (its Kafka login, the default:
+# kafka_auth): generated here on a fresh clone, as make up would.
+ensure_credentials
 # The suite runs two inventory and two payment shards (the default on one host is one of each,
 # docs/adr/ADR-014), so the rules that span shards (an order's SKUs on two shards) are tested.
 # A stack that was already up gets the caller's counts back afterwards: as its Settings read them

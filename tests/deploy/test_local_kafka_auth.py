@@ -1,8 +1,9 @@
 """The local stack's Kafka with SCRAM (ADR-011): cluster/services.sh's broker in a RUN_DIR of the
-test's own, on loopback with `KAFKA_AUTH=scram` (the mode multi-host heads always run in; the
-namespace harness of tests/multinode runs it on a bridge address). The broker takes the
-platform's SCRAM login only, keeps the password out of its command line and environment, and
-sets the user again when the password changes. `kafka_auth` (cluster/common.sh) picks the mode."""
+test's own, on loopback with `KAFKA_AUTH=scram` (the default, and the mode multi-host heads
+always run in; the namespace harness of tests/multinode runs it on a bridge address). The
+broker takes the platform's SCRAM login only, keeps the password out of its command line and
+environment, and sets the user again when the password changes. `kafka_auth`
+(cluster/common.sh) picks the mode."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class _Broker:
             timeout=300, check=False,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
+        return proc.stdout + proc.stderr
 
     def pid(self) -> int:
         return int((self.run / "pids" / "kafka.pid").read_text().split()[0])
@@ -97,7 +98,8 @@ def broker(tmp_path: Path) -> Iterator[_Broker]:
 
 def test_the_broker_takes_the_platforms_scram_login_only(broker: _Broker) -> None:
     first, second = secrets.token_hex(16), secrets.token_hex(16)
-    broker.services("start", first, auth="none")
+    said = broker.services("start", first, auth="none")
+    assert "can read and write every topic" in said, said  # `none` is never silent
     assert _accepted(_settings(broker.port, "", "PLAINTEXT"))
     # a broker running without SCRAM where SCRAM is asked for starts again, with it
     out = broker.services("start", first)
@@ -132,9 +134,10 @@ def _auth(run: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_kafka_auth_follows_the_heads_address(tmp_path: Path) -> None:
-    """None on loopback unless asked for (or TLS is), SCRAM on an address others reach (never
-    `none` there, not even a single box's recorded `none`)."""
-    assert _auth(tmp_path).stdout.split() == ["none", "PLAINTEXT", "orders"]
+    """SCRAM unless `none` is asked for on loopback (and then a warning at the broker's start),
+    never `none` on an address others reach (not even a single box's recorded `none`)."""
+    assert _auth(tmp_path).stdout.split() == ["scram", "SASL_PLAINTEXT", "orders"]
+    assert _auth(tmp_path, KAFKA_AUTH="none").stdout.split() == ["none", "PLAINTEXT", "orders"]
     assert _auth(tmp_path, KAFKA_AUTH="scram").stdout.split()[:2] == ["scram", "SASL_PLAINTEXT"]
     # on the network over TLS too (cluster/tls.sh)
     assert _auth(tmp_path, NODE_ADDRESS="10.1.2.3").stdout.split()[:2] == ["scram", "SASL_SSL"]

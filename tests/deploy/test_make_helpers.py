@@ -131,7 +131,8 @@ def _demo(tmp_path: Path, server: ThreadingHTTPServer) -> subprocess.CompletedPr
     port = str(server.server_address[1])
     return subprocess.run(
         [str(ROOT / "cluster" / "demo.sh")],
-        env=sb.env(tmp_path, HTTP_PORT=port, DEMO_WAIT_S="2"),
+        # no credentials here: a Kafka login (the default) would have no password to read
+        env=sb.env(tmp_path, HTTP_PORT=port, DEMO_WAIT_S="2", KAFKA_AUTH="none"),
         capture_output=True,
         text=True,
         timeout=90,

@@ -20,7 +20,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg.rows import dict_row
 
-from adapters.kafka import partitions_of
+from adapters.kafka import client_options, partitions_of
 from cli.diagnose import ray_driver, report_now
 from core.auth import make_token
 from core.settings import RUN_DIR, Settings, get_settings
@@ -191,7 +191,7 @@ class KafkaTap:
             for p in await partitions_of(self._bootstrap, t)
         ]
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False
+            **client_options(), bootstrap_servers=self._bootstrap, enable_auto_commit=False
         )
         await self._consumer.start()
         self._consumer.assign(parts)
@@ -276,7 +276,9 @@ async def publish_in_one_batch(
     """`events` in one record batch on the topic's first partition (a fetch returns whole
     batches: they reach a consumer together, as the relay's republished batch after a crash
     between Kafka's ack and its commit does); returns the partition and the last offset."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        **client_options(), bootstrap_servers=bootstrap, enable_idempotence=True
+    )
     await producer.start()
     try:
         batch = producer.create_batch()
@@ -358,7 +360,7 @@ def wait_breaker_admits(api: Api, timeout: float = 40.0) -> None:
 
 async def _committed(bootstrap: str, group: str, tp: TopicPartition) -> int:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        **client_options(), bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from adapters.kafka import client_options
 from bench.publish_wait import publish_waits
 from core.settings import Settings
 
@@ -21,14 +22,14 @@ def _event(occurred_ms: float) -> bytes:
 
 
 async def _scenario(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(), bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name=topic, num_partitions=2, replication_factor=1)])
     finally:
         await admin.close()
     start_ms = int(time.time() * 1000) - 60_000
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**client_options(), bootstrap_servers=bootstrap)
     await producer.start()
     try:
         # before the window, 40 inside it (waits 10..49 ms, both partitions), one at its end
@@ -45,7 +46,7 @@ async def _scenario(bootstrap: str, topic: str) -> dict[str, dict[str, float]]:
     try:
         return await publish_waits(bootstrap, start_ms / 1000, (start_ms + 30_000) / 1000, [topic])
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**client_options(), bootstrap_servers=bootstrap)
         await admin.start()
         try:
             await admin.delete_topics([topic])

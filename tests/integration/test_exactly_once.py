@@ -8,6 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from adapters.kafka import client_options
 from core import registry
 from core.settings import Settings
 from domain.events import Topic, new_event
@@ -33,7 +34,9 @@ def _effects(pg: Any, order_id: str) -> dict[str, Any]:
 
 
 async def _republish(bootstrap: str, records: list[Any]) -> list[tuple[str, int, int]]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        **client_options(), bootstrap_servers=bootstrap, enable_idempotence=True
+    )
     await producer.start()
     try:
         sent = []

@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from adapters import audit
+from adapters.kafka import client_options
 from cli.invariants import AUDITED_TOPICS, check, end_offsets
 from core import registry
 from core.settings import Settings
@@ -21,7 +22,9 @@ from tests.integration.conftest import Api, scratch_order
 
 
 async def _send(bootstrap: str, events: list[Envelope]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        **client_options(), bootstrap_servers=bootstrap, enable_idempotence=True
+    )
     await producer.start()
     try:
         for e in events:

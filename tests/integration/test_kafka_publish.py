@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from adapters.kafka import partition_of, publish_rows, start_producer
+from adapters.kafka import client_options, partition_of, publish_rows, start_producer
 from core.settings import Settings
 
 
@@ -18,7 +18,7 @@ async def _publish_and_read(
     bootstrap: str, rows: list[tuple[str, str, bytes]], total: int
 ) -> list[ConsumerRecord[Any, Any]]:
     topics = sorted({t for t, _, _ in rows})
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(), bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics(
@@ -32,7 +32,11 @@ async def _publish_and_read(
     finally:
         await producer.stop()
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        *topics,
+        **client_options(),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
     )
     await consumer.start()
     seen: list[ConsumerRecord[Any, Any]] = []
@@ -43,7 +47,7 @@ async def _publish_and_read(
                     seen.extend(records)
     finally:
         await consumer.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**client_options(), bootstrap_servers=bootstrap)
         await admin.start()
         try:
             await admin.delete_topics(topics)

@@ -150,7 +150,7 @@ def test_dlq_list_and_replay_commands(settings: Settings, kafka_tap: Any) -> Non
     from aiokafka import AIOKafkaProducer
     from aiokafka.partitioner import murmur2
 
-    from adapters.kafka import partition_of, partitions_of
+    from adapters.kafka import client_options, partition_of, partitions_of
     from domain.events import Topic
 
     marker = f"poison-{uuid.uuid4().hex}".encode()
@@ -165,7 +165,7 @@ def test_dlq_list_and_replay_commands(settings: Settings, kafka_tap: Any) -> Non
     )
 
     async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        producer = AIOKafkaProducer(**client_options(), bootstrap_servers=settings.kafka_bootstrap)
         await producer.start()
         try:
             await producer.send_and_wait(Topic.ORDER_CREATED, value=marker, key=key.encode())
