@@ -32,7 +32,7 @@ install: ## install what is missing (apt packages, Kafka, the venv) without star
 	@cluster/install.sh
 
 token: ## print a demo JWT (SUB=customer1 ROLE=customer); seed style: no exp; needs only .venv
-	@cluster/install.sh --venv-only >/dev/null && $(ORDERS) token --sub $(SUB) --role $(ROLE)
+	@cluster/install.sh --venv-only >/dev/null && $(ORDERS) token --sub '$(SUB)' --role '$(ROLE)'
 
 lint: ## ruff and mypy --strict (both also run in make test)
 	@$(PY) -m ruff check .

@@ -15,6 +15,8 @@ from core.settings import Settings
 
 URL_ENV = "ORDERS_API_URL"
 TOKEN_ENV = "ORDERS_TOKEN"
+TOKEN_HINT = f"token rejected: export the stack's JWT_SECRET or pass --token/{TOKEN_ENV}"
+DOWN_HINT = "is the stack up? `make status` shows each part, `make up` starts it"
 TOKEN_SUBJECT = "orders-cli"
 _TOKEN_TTL_S = 3600
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -127,7 +128,7 @@ def ray_driver(settings: Settings, log_level: int = logging.WARNING) -> Any:
 
     if not ray.is_initialized():  # a chaos run may have connected already
         ray.init(
-            address="auto",
+            address=driver_address(),  # "auto" may find another cluster's stale address file
             namespace=settings.ray_namespace,
             logging_level=log_level,
             log_to_driver=False,
@@ -145,6 +146,11 @@ def ray_unavailable() -> str | None:
 
 def _connected(settings: Settings) -> tuple[Any | None, str]:
     """A driver of the running cluster, or None and why not."""
+    if not os.environ.get("RAY_ADDRESS"):  # Ray's token and TLS settings come with it
+        return None, (
+            "no Ray driver: it needs the stack's environment (Ray's address, token and TLS "
+            "settings, which cluster/common.sh exports): run `make stacks`"
+        )
     down = ray_unavailable()
     if down is not None:
         return None, down
@@ -164,7 +170,9 @@ def report_now() -> str:
 def stacks() -> None:
     """Print what the stack is doing now: health, busy Postgres statements, the consumer groups,
     then where each actor's tasks wait (for a stack that seems stuck). The parts that need no
-    Ray come first, so a cluster that does not answer still leaves them on the screen."""
+    Ray come first, so a cluster that does not answer still leaves them on the screen. Run it
+    as `make stacks`: the actors' part needs the stack's environment (Ray's address and token).
+    """
     settings = get_settings()
     for title, read in _without_ray(settings):
         print(_section(title, read), end="\n\n", flush=True)

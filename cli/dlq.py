@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Annotated, Any
 
@@ -17,6 +18,15 @@ from domain.events import Envelope, Topic
 from domain.ids import uuid7_time_ms
 
 app = typer.Typer(help="Dead-letter topics: list and replay.", no_args_is_help=True)
+
+
+@app.callback()
+def _quiet_client() -> None:
+    """A broker that does not answer is one line (`orders` says which part to look at), not
+    the client's log of each attempt as well."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 console = Console()
 _READ_S = 30.0  # reading one message from its offset
 

@@ -29,7 +29,9 @@ class _Operations(typer.Typer):
             console.print(f"[red]{exc}[/red]")
             raise SystemExit(2) from None
         except (KafkaError, httpx.TransportError, psycopg.OperationalError, OSError) as exc:
-            console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
+            name = type(exc).__name__  # aiokafka's messages often start with it already
+            text = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
+            console.print(f"[red]{text}[/red]")
             console.print("a part of the stack does not answer: `orders status` shows which")
             raise SystemExit(1) from None
 
@@ -63,14 +65,19 @@ def token(
     role: Annotated[list[str] | None, typer.Option(help="role; repeat for several")] = None,
     ttl: Annotated[int | None, typer.Option(help="seconds until exp; default: none")] = None,
 ) -> None:
-    """Print a demo HS256 JWT signed with JWT_SECRET (aud=orders-api, iss=orders-demo)."""
-    from core.auth import make_token
+    """Print a demo HS256 JWT signed with JWT_SECRET (aud=orders-api, iss=orders-demo); refuses
+    claims the gateway would refuse (exit 2)."""
+    from core.auth import make_token, token_problem
 
+    roles = role or ["customer"]
+    problem = token_problem(sub, roles, ttl)
+    if problem is not None:
+        raise typer.BadParameter(problem)
     s = _settings()
     print(
         make_token(
             sub,
-            role or ["customer"],
+            roles,
             secret=s.jwt_secret,
             audience=s.jwt_audience,
             issuer=s.jwt_issuer,

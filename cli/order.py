@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import httpx
 import typer
@@ -84,11 +84,9 @@ def get(
     try:
         order = api.get_order(base, api.token(s, token), str(order_id))
     except api.ApiError as exc:
-        errors.print(f"[red]{exc.message}[/red] ({exc.status} {exc.code})")
-        raise typer.Exit(1) from None
+        _refused(exc)
     except httpx.HTTPError as exc:
-        errors.print(f"[red]gateway not reachable at {base}: {exc}[/red]")
-        raise typer.Exit(1) from None
+        _unreachable(base, exc)
     if raw:
         print(json.dumps(order, indent=2))
     else:
@@ -116,11 +114,9 @@ def watch(
     try:
         asyncio.run(follow(base, api.token(s, token), str(order_id), follower, show, timeout))
     except api.ApiError as exc:
-        errors.print(f"[red]{exc.message}[/red] ({exc.status} {exc.code})")
-        raise typer.Exit(1) from None
+        _refused(exc)
     except httpx.TransportError as exc:
-        errors.print(f"[red]cannot reach {base}: {str(exc) or type(exc).__name__}[/red]")
-        raise typer.Exit(1) from None
+        _unreachable(base, exc)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except TimeoutError:
@@ -180,3 +176,17 @@ async def follow(
                     errors.print(f"[dim]no stream from {url} ({why}); retrying[/dim]")
                 quiet = True
             await asyncio.sleep(retry_s)
+
+
+def _refused(exc: api.ApiError) -> NoReturn:
+    """The API's answer, and for a rejected token what to give instead; exit 1."""
+    hint = f"; {api.TOKEN_HINT}" if exc.status == 401 else ""
+    errors.print(f"[red]{exc.message}[/red] ({exc.status} {exc.code}){hint}")
+    raise typer.Exit(1)
+
+
+def _unreachable(base: str, exc: httpx.HTTPError) -> NoReturn:
+    """Nothing answered at `base`: why, and where to look next; exit 1."""
+    errors.print(f"[red]cannot reach {base}: {str(exc) or type(exc).__name__}[/red]")
+    errors.print(api.DOWN_HINT)
+    raise typer.Exit(1)

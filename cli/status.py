@@ -36,7 +36,7 @@ TABLES = (
     "outbox",
 )
 _TIMEOUT_S = 3.0
-TOKEN_HINT = f"token rejected: export the stack's JWT_SECRET or pass --token/{api.TOKEN_ENV}"
+TOKEN_HINT = api.TOKEN_HINT
 ADMIN_HINT = f"export the stack's JWT_SECRET or pass an admin's --token/{api.TOKEN_ENV}"
 console = Console(highlight=False)
 

@@ -83,9 +83,19 @@ export APP_ENV="${APP_ENV:-dev}"
 export JWT_SECRET="${JWT_SECRET:-devsecret}"
 export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 export PATH="$VENV/bin:$PATH"
-log() { printf '\033[1;34m[%s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
-warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
+# log, die, warn: colour only on a terminal (a pipe or a log file gets the plain text)
+_on_tty() { [[ -t "$1" ]] && [[ -z "${NO_COLOR:-}" ]]; }
+log() {
+  local at; at="$(date +%H:%M:%S)"
+  if _on_tty 1; then printf '\033[1;34m[%s]\033[0m %s\n' "$at" "$*"; else printf '[%s] %s\n' "$at" "$*"; fi
+}
+die() {
+  if _on_tty 2; then printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; else printf 'error: %s\n' "$*" >&2; fi
+  exit 1
+}
+warn() {
+  if _on_tty 2; then printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; else printf 'warning: %s\n' "$*" >&2; fi
+}
 # shellcheck source=cluster/tls.sh
 source "$ROOT/cluster/tls.sh"
 

@@ -491,7 +491,7 @@ ray_stop() { stop_pid ray 60 && remove_haproxy_dir; }
 any_down=false
 status_line() {
   local name="$1" ok="$2" where="$3" green="" red="" plain=""
-  if [[ -t 1 ]]; then green=$'\033[32m' red=$'\033[31m' plain=$'\033[0m'; fi
+  if _on_tty 1; then green=$'\033[32m' red=$'\033[31m' plain=$'\033[0m'; fi
   if $ok; then printf '  %-8s %sup%s    %s\n' "$name" "$green" "$plain" "$where"
   else printf '  %-8s %sdown%s  %s\n' "$name" "$red" "$plain" "$where"; any_down=true; fi
 }

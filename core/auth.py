@@ -213,6 +213,18 @@ class _NoKnownRole(jwt.InvalidTokenError):
     """A valid token without a role this API knows: 403, not 401."""
 
 
+def token_problem(sub: str, roles: list[str], ttl_s: int | None) -> str | None:
+    """Why the gateway would refuse a token of these claims (None: it takes them), for a tool
+    that mints one: the rules `_principal` applies, and a life that has not ended."""
+    if not _printable(sub, MAX_SUB_CHARS):
+        return f"sub must be 1..{MAX_SUB_CHARS} printable characters"
+    if not roles or not frozenset(roles) <= KNOWN_ROLES or len(roles) > MAX_ROLES:
+        return f"roles must be one or more of {', '.join(sorted(KNOWN_ROLES))}, got {roles}"
+    if ttl_s is not None and ttl_s <= 0:
+        return f"ttl must be a positive number of seconds, got {ttl_s}"
+    return None
+
+
 def make_token(
     sub: str,
     roles: list[str],

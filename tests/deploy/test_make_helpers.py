@@ -207,3 +207,13 @@ def test_status_finds_a_gateway_on_another_loopback_address(tmp_path: Path) -> N
         server.shutdown()
         server.server_close()
     assert f"  gateway  up    http://127.0.0.2:{port}" in ran.stdout, ran.stdout
+
+
+def test_messages_into_a_pipe_carry_no_colour_codes(tmp_path: Path) -> None:
+    """`make demo | tee demo.log` and the logs `make test` writes: plain text (colour only on a
+    terminal, cluster/common.sh)."""
+    ran = sb.bash(tmp_path, "log a step; warn a doubt; die the end")
+    assert ran.returncode == 1
+    assert "\033" not in ran.stdout + ran.stderr
+    assert "] a step" in ran.stdout and "warning: a doubt" in ran.stderr
+    assert "error: the end" in ran.stderr

@@ -39,15 +39,20 @@ def test_a_broker_that_does_not_answer_is_a_message_and_exit_1() -> None:
     assert result.returncode == 1, result.stderr
     assert "KafkaConnectionError" in result.stderr and "Traceback" not in result.stderr
     assert "orders status" in result.stderr
+    # one line for the error: not the client's log of each attempt, nor the name twice
+    assert result.stderr.count("KafkaConnectionError") == 1, result.stderr
+    assert "Unable connect" not in result.stderr, result.stderr
 
 
-def _serving(body: bytes) -> tuple[ThreadingHTTPServer, str]:
-    """A server answering every GET 200 with `body` (text/html): a proxy's page, say."""
+def _serving(
+    body: bytes, status: int = 200, kind: str = "text/html"
+) -> tuple[ThreadingHTTPServer, str]:
+    """A server answering every GET `status` with `body` (text/html: a proxy's page, say)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -70,6 +75,33 @@ def test_an_order_answer_that_is_not_json_is_a_message_and_exit_1() -> None:
     assert result.returncode == 1, result.stderr
     assert "no JSON object: <html>not the gateway</html>" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _free_url() -> str:
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_get_with_nothing_listening_says_where_to_look() -> None:
+    url = _free_url()
+    result = _orders("get", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot reach {url}: " in result.stderr and "make up" in result.stderr
+
+
+def test_a_rejected_token_says_which_token_to_give() -> None:
+    refused = b'{"error":{"code":"unauthorized","message":"invalid token"}}'
+    server, url = _serving(refused, 401, "application/json")
+    try:
+        result = _orders(
+            "get", "0193a0a0-0000-7000-8000-000000000000", "--url", url, "--token", "garbage"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1, result.stderr
+    assert "(401 unauthorized)" in result.stderr and "JWT_SECRET" in result.stderr
 
 
 def test_watch_fails_fast_when_nothing_listens() -> None:

@@ -83,3 +83,22 @@ def test_stacks_prints_what_needs_no_ray_before_it_connects(
         diagnose.stacks()
     assert "== postgres" in printed_first[0] and "== kafka: the group" in printed_first[0]
     assert "(no Ray driver: ConnectionError: GCS not answering)" in capsys.readouterr().out
+
+
+def test_stacks_outside_the_stacks_environment_says_to_run_make_stacks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run as `.venv/bin/orders stacks`, without RAY_ADDRESS and the token: `ray.init("auto")`
+    found another cluster's stale address file and retried it for ever; now Ray's part is left
+    out with what to run, and the rest is printed."""
+    _nothing_there(monkeypatch)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def no_driver(*args: object, **kwargs: object) -> None:
+        raise AssertionError("ray.init must not be tried")
+
+    monkeypatch.setattr(diagnose, "ray_driver", no_driver)
+    diagnose.stacks()
+    out = capsys.readouterr().out
+    assert "== postgres" in out and "run `make stacks`" in out
+    assert "ray.init must not be tried" not in out
