@@ -33,7 +33,7 @@ from adapters.provider import (
 )
 from adapters.redis_clients import async_client
 from adapters.uow import Tx
-from consumers.base import Shards, require_orders
+from consumers.base import PoisonMessage, Shards, require_orders
 from consumers.loop import ConsumerLoop
 from consumers.payment import PaymentHandler
 from core import registry
@@ -193,8 +193,8 @@ class PaymentShard(Inspectable):
         await self._reload_if_unsure()
         try:
             result, _ = await self._uow.run(stage, events)
-        except OrderError:  # the rules' or the provider's (its circuit open): raised before any
-            raise  # COMMIT was sent, so rolled back, and memory took nothing; no reload
+        except (OrderError, PoisonMessage):  # the rules', the provider's (its circuit open),
+            raise  # or an event for no order: raised before any COMMIT was sent; no reload
         except BaseException:
             self._unsure = True
             raise

@@ -23,10 +23,10 @@ _STOP_S = 5.0  # a producer's stop waits this long for a dead broker at most
 
 def client_options(settings: Settings | None = None) -> dict[str, Any]:
     """Keyword arguments every aiokafka client (producer, consumer, admin) is built with, so no
-    call site names the broker's authentication itself: nothing with the default PLAINTEXT (the
-    local stack's loopback broker), SASL/SCRAM with KAFKA_USERNAME and KAFKA_PASSWORD in
-    compose and Kubernetes, over TLS for SASL_SSL, the broker's certificate checked against
-    KAFKA_SSL_CAFILE or else the system's CAs (ADR-011)."""
+    call site names the broker's authentication itself: nothing with PLAINTEXT (a broker
+    without logins: the local stack's with KAFKA_AUTH=none), SASL/SCRAM with KAFKA_USERNAME and
+    KAFKA_PASSWORD (the local stack's default, compose, Kubernetes), over TLS for SASL_SSL, the
+    broker's certificate checked against KAFKA_SSL_CAFILE or else the system's CAs (ADR-011)."""
     s = settings or get_settings()
     if s.kafka_security_protocol == "PLAINTEXT":
         return {}

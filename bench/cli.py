@@ -16,6 +16,7 @@ from bench.runner import Options, run
 from bench.saturation import Plan
 from bench.ui import console, info
 from bench.workload import Mix
+from cli.api import local_gateway
 from core.settings import Settings, SettingsError, get_settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -58,7 +59,7 @@ ConfirmS = Annotated[
 Fractions = Annotated[str, typer.Option(help="load points, fractions of saturation (0: none)")]
 PointS = Annotated[int, typer.Option(help="seconds of load at each load point", min=4)]
 Seed = Annotated[int, typer.Option(help="seed of the order mix")]
-Url = Annotated[str, typer.Option(help="gateway, loopback only (default: 127.0.0.1:HTTP_PORT)")]
+Url = Annotated[str, typer.Option(help="gateway, loopback only (default: HTTP_HOST:HTTP_PORT)")]
 Out = Annotated[Path, typer.Option(help="results folder")]
 AdminUrl = Annotated[str, typer.Option(help="gateway for the stock set-up (default: --url)")]
 
@@ -123,20 +124,32 @@ def bench(
         raise typer.Exit(1)
 
 
+_LOOPBACK = ("http://127.", "http://localhost", "http://[::1]")
+
+
 def _local_defaults(o: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The gateway and the baseline's port from `HTTP_PORT` (environment, `.env`) where the
-    options leave them out, as `make chaos` and the `orders` CLI find the gateway."""
+    """The gateway and the baseline's port from `HTTP_HOST` and `HTTP_PORT` (environment,
+    `.env`) where the options leave them out, as `make chaos` and the `orders` CLI find the
+    gateway (127.0.0.1 for a host beyond loopback: the load never leaves the machine)."""
     port = settings.http_port
+    gateway = local_gateway(settings)
+    baseline = o["baseline_port"] or port + 1
+    if baseline > 65535 or baseline == settings.metrics_export_port:
+        raise typer.BadParameter(
+            f"port {baseline} is METRICS_EXPORT_PORT's or out of range: give another",
+            param_hint="--baseline-port",
+        )
     return {
         **o,
-        "url": o["url"] or f"http://127.0.0.1:{port}",
-        "baseline_port": o["baseline_port"] or port + 1,
+        "url": o["url"]
+        or (gateway if gateway.startswith(_LOOPBACK) else f"http://127.0.0.1:{port}"),
+        "baseline_port": baseline,
     }
 
 
 def _options(o: dict[str, Any]) -> Options:
     """Check the options and gather them into the runner's `Options`."""
-    if not str(o["url"]).startswith(("http://127.", "http://localhost")):
+    if not str(o["url"]).startswith(_LOOPBACK):
         raise typer.BadParameter(
             "load may only target the loopback (127.0.0.0/8)", param_hint="--url"
         )

@@ -49,7 +49,7 @@ def local_gateway(settings: Settings) -> str:
     host = settings.http_host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
-    elif ":" in host:
+    elif ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"http://{host}:{settings.http_port}"
 

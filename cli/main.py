@@ -102,10 +102,12 @@ def seed() -> None:
     """Insert the demo catalog SKU-1…SKU-100 with stock (existing rows are left alone), as the
     schema's owner (MIGRATION_DATABASE_URL, else DATABASE_URL)."""
     from adapters.catalog import seed as seed_rows
+    from core.owner import owner_database_url
     from domain.catalog import seed_catalog
 
     items = seed_catalog()
-    seed_rows(_settings().owner_database_url, items)
+    _settings()  # settings that do not load stop here, with what to fix
+    seed_rows(owner_database_url(), items)
     console.print(f"catalog: {len(items)} SKUs present")
 
 

@@ -224,6 +224,14 @@ kafka_auth() {
   esac
 }
 
+# kafka_auth_check -> a warning when Kafka takes clients without a login (make up, every time:
+# a node.env that recorded `none` as the default of before 2026-12-07 keeps it until changed).
+kafka_auth_check() {
+  [[ "$KAFKA_AUTH" == scram ]] || warn "kafka: KAFKA_AUTH=none: any process on this machine" \
+    "can read and write every topic, every order's events; \`make down && KAFKA_AUTH=scram" \
+    "make up\` gives it SCRAM logins (docs/adr/ADR-011-kafka-auth.md)"
+}
+
 # The file's passwords, for each one the environment does not set (its URLs are outputs).
 load_credentials() {
   local key value
@@ -501,6 +509,7 @@ gateway_url() {
   local host="${HTTP_HOST:-127.0.0.1}"
   case "$host" in
     127.0.0.1 | 0.0.0.0 | :: | "") host="${1:-127.0.0.1}" ;;
+    \[*) ;;
     *:*) host="[$host]" ;;
   esac
   echo "http://$host:$HTTP_PORT"

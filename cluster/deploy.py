@@ -21,7 +21,7 @@ _RAY_SERVE_PREFIX = "RAY_SERVE_"
 # Serve pages show it). Every Ray process reads them from its own environment, the one its
 # node's `ray start` was launched with: cluster/services.sh and cluster/join.sh, compose's
 # env_file, a k8s Secret in the pods' env (docs/security.md).
-_SECRET_SETTINGS = frozenset({"JWT_SECRET", "DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL"})
+_SECRET_SETTINGS = frozenset({"JWT_SECRET", "DATABASE_URL", "REDIS_URL"})
 _SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "KEY")
 _URL_WITH_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
 # Nor do paths of the deploying machine's own files: each node names its own copy (the stack's

@@ -421,9 +421,6 @@ kafka_start() {
     port_open "$KAFKA_PORT" && return 0
     await_started kafka "$START_TIMEOUT_S" port_open "$KAFKA_PORT" && return 0
   fi
-  [[ "$KAFKA_AUTH" == scram ]] || warn "kafka: KAFKA_AUTH=none: any process on this machine" \
-    "can read and write every topic, every order's events; KAFKA_AUTH=scram make up gives it" \
-    "SCRAM logins (docs/adr/ADR-011-kafka-auth.md)"
   if [[ "$KAFKA_AUTH" == scram ]]; then # (both go into a JAAS string and a properties file)
     [[ "${KAFKA_PASSWORD:-}" =~ ^[A-Za-z0-9._~-]+$ && "$KAFKA_USERNAME" =~ ^[A-Za-z0-9._~-]+$ ]] \
       || die "kafka: KAFKA_USERNAME and KAFKA_PASSWORD must be set, of letters, digits and ._~- only" \

@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 t0=$SECONDS
 "$ROOT/cluster/preflight.sh" up # OS, root, Python 3.11, free ports: fail early and clearly
 dotenv_ignored
+kafka_auth_check
 "$ROOT/cluster/install.sh"
 # The node address the later make commands use, Kafka's authentication (kafka_auth), TLS
 # (stack_tls), the ports `orders status` looks for Ray at (cli/ray_access.py), and the

@@ -27,7 +27,7 @@ _MIN_SECRET_BYTES = 32
 # the environment wins over both. Absent anywhere else (containers, pods): then only the
 # environment and `.env` count.
 RUN_DIR = Path(os.environ.get("RUN_DIR") or Path(__file__).resolve().parents[1] / ".run")
-_CREDENTIALS = RUN_DIR / "credentials.env"
+CREDENTIALS = RUN_DIR / "credentials.env"
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     """Every knob of the platform. Environment variables use the upper-case field name."""
 
     # pydantic-settings: of the env files a later one wins, the environment over all of them.
-    model_config = SettingsConfigDict(env_file=(".env", _CREDENTIALS), extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=(".env", CREDENTIALS), extra="ignore", frozen=True)
 
     @classmethod
     def settings_customise_sources(
@@ -82,14 +82,11 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, gt=0, lt=65536)
     database_url: str = "postgresql://orders:orders@127.0.0.1:5432/orders"
-    # the schema owner's URL: `orders migrate` and `orders seed` use it when set (the local
-    # stack writes it to .run/credentials.env); the runtime never does (a secret: not sent)
-    migration_database_url: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # Kafka authentication (docs/adr/ADR-011-kafka-auth.md): none on the local stack's loopback
-    # broker; SASL/SCRAM in compose and Kubernetes. Every client gets them from
-    # adapters.kafka.client_options().
+    # Kafka authentication (docs/adr/ADR-011-kafka-auth.md): SASL/SCRAM (the local stack writes
+    # its login into .run/credentials.env), PLAINTEXT only for a broker without logins
+    # (KAFKA_AUTH=none). Every client gets them from adapters.kafka.client_options().
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     kafka_username: str = ""
@@ -238,7 +235,6 @@ class Settings(BaseSettings):
             name
             for name, secret in (
                 ("DATABASE_URL", urlsplit(self.database_url).password),
-                ("MIGRATION_DATABASE_URL", urlsplit(self.migration_database_url).password),
                 ("REDIS_URL", urlsplit(self.redis_url).password),
                 ("KAFKA_PASSWORD", self.kafka_password),
             )
@@ -255,12 +251,6 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The database URL in SQLAlchemy's psycopg 3 dialect form."""
         return self.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-    @property
-    def owner_database_url(self) -> str:
-        """Where migrations and the catalog's seed connect: MIGRATION_DATABASE_URL, else
-        DATABASE_URL (a stack whose runtime role owns the schema)."""
-        return self.migration_database_url or self.database_url
 
 
 # Kafka log segments roll hourly (segment.ms, set with retention.ms by adapters/kafka.py), so a

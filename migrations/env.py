@@ -1,5 +1,5 @@
 """Alembic environment: the database URL comes from the project's settings (the schema
-owner's, `Settings.owner_database_url`)."""
+owner's: `core.owner.owner_database_url`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from adapters.schema import include_name, metadata
-from core.settings import get_settings
+from core.owner import owner_database_url
 
-url = get_settings().owner_database_url
+url = owner_database_url()
 engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
 with engine.connect() as connection:
     # partitions (pg_partman's) are not in the metadata: autogenerate must not drop them

@@ -180,6 +180,7 @@ def test_a_dashboard_beyond_loopback_is_warned_about(tmp_path: Path, host: str) 
         ("127.0.0.1", "localhost", "http://localhost:8088"),
         ("10.77.0.2", "localhost", "http://10.77.0.2:8088"),
         ("fd00::2", "", "http://[fd00::2]:8088"),
+        ("[fd00::2]", "", "http://[fd00::2]:8088"),
     ],
 )
 def test_the_scripts_call_the_gateway_where_it_listens(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -26,3 +27,15 @@ def test_a_gateway_beyond_loopback_is_refused() -> None:
     app.command()(lambda url: _options({"url": url}))
     out = CliRunner().invoke(app, ["http://10.0.0.5:8080"])
     assert out.exit_code != 0 and "loopback" in out.output
+
+
+def test_a_loopback_host_is_followed_and_a_taken_baseline_port_refused() -> None:
+    given = {"url": "", "baseline_port": 0}
+    out = _local_defaults(given, Settings(http_host="::1", http_port=9090))
+    assert out["url"] == "http://[::1]:9090"
+    out = _local_defaults(given, Settings(http_host="10.0.0.5", http_port=9090))
+    assert out["url"] == "http://127.0.0.1:9090"  # never beyond loopback
+    with pytest.raises(typer.BadParameter, match="METRICS_EXPORT_PORT"):
+        _local_defaults(given, Settings(http_port=8089, metrics_export_port=8090))
+    with pytest.raises(typer.BadParameter, match="out of range"):
+        _local_defaults(given, Settings(http_port=65535))

@@ -18,6 +18,7 @@ from core.settings import Settings
         ("::", "http://127.0.0.1:8088"),
         ("10.77.0.2", "http://10.77.0.2:8088"),
         ("fd00::2", "http://[fd00::2]:8088"),
+        ("[fd00::2]", "http://[fd00::2]:8088"),
     ],
 )
 def test_the_local_gateway_is_where_it_listens(host: str, url: str) -> None:

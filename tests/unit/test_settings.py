@@ -57,7 +57,7 @@ def test_bad_values_fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-SECRETS = {"JWT_SECRET", "DATABASE_URL", "MIGRATION_DATABASE_URL", "REDIS_URL", "KAFKA_PASSWORD"}
+SECRETS = {"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "KAFKA_PASSWORD"}
 NODE_LOCAL = {"KAFKA_SSL_CAFILE"}  # a path on each node's own disk (cluster/tls.sh)
 
 
