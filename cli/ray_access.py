@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from core.settings import RUN_DIR, Settings
+from core.settings import RUN_DIR, ReadableFiles
 
 
-class RayAccess(BaseSettings):
+class RayAccess(ReadableFiles):
     """RAY_ADDRESS (else NODE_ADDRESS:RAY_GCS_PORT), the dashboard, RAY_AUTH_TOKEN."""
 
     # of the env files a later one wins, the environment over all of them
@@ -25,20 +25,6 @@ class RayAccess(BaseSettings):
         extra="ignore",
         frozen=True,
     )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """As Settings: an env file this user may not read is skipped with a warning."""
-        return Settings.settings_customise_sources(
-            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-        )
 
     ray_address: str = ""
     node_address: str = "127.0.0.1"

@@ -10,29 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from core.settings import CREDENTIALS, Settings, get_settings
+from core.settings import CREDENTIALS, ReadableFiles, get_settings
 
 
-class _Owner(BaseSettings):
+class _Owner(ReadableFiles):
     """MIGRATION_DATABASE_URL as the local stack's credentials file has it."""
 
     model_config = SettingsConfigDict(env_file=(CREDENTIALS,), extra="ignore", frozen=True)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """As Settings: an env file this user may not read is skipped with a warning."""
-        return Settings.settings_customise_sources(
-            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-        )
 
     migration_database_url: str = ""
 

@@ -43,11 +43,9 @@ class SettingsError(RuntimeError):
     """Raised when the environment holds a missing or invalid setting."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the platform. Environment variables use the upper-case field name."""
-
-    # pydantic-settings: of the env files a later one wins, the environment over all of them.
-    model_config = SettingsConfigDict(env_file=(".env", CREDENTIALS), extra="ignore", frozen=True)
+class ReadableFiles(BaseSettings):
+    """Settings read from env files, of which one this user may not read is skipped (the base
+    of `Settings` and of the other readers of the stack's files)."""
 
     @classmethod
     def settings_customise_sources(
@@ -72,6 +70,13 @@ class Settings(BaseSettings):
                     env_file_encoding=getattr(dotenv_settings, "env_file_encoding", None),
                 )
         return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+
+class Settings(ReadableFiles):
+    """Every knob of the platform. Environment variables use the upper-case field name."""
+
+    # pydantic-settings: of the env files a later one wins, the environment over all of them.
+    model_config = SettingsConfigDict(env_file=(".env", CREDENTIALS), extra="ignore", frozen=True)
 
     app_env: Literal["dev", "test", "prod"] = "dev"
     jwt_secret: str = DEV_SECRET
