@@ -36,7 +36,6 @@ TABLES = (
     "outbox",
 )
 _TIMEOUT_S = 3.0
-TOKEN_HINT = api.TOKEN_HINT
 ADMIN_HINT = f"export the stack's JWT_SECRET or pass an admin's --token/{api.TOKEN_ENV}"
 console = Console(highlight=False)
 
@@ -178,7 +177,7 @@ def _gateway(s: Settings, url: str, token: str | None) -> tuple[Part, list[Part]
     except (api.ApiError, httpx.HTTPError) as exc:
         shown = f"/ready: {str(exc) or type(exc).__name__}"
         rejected = isinstance(exc, api.ApiError) and exc.status in (401, 403)
-        why = TOKEN_HINT if rejected else shown
+        why = api.TOKEN_HINT if rejected else shown
     else:
         shown = f"ready: {ready['status']}"
         if isinstance(ready.get("checks"), dict):

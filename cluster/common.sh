@@ -85,17 +85,16 @@ export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 export PATH="$VENV/bin:$PATH"
 # log, die, warn: colour only on a terminal (a pipe or a log file gets the plain text)
 _on_tty() { [[ -t "$1" ]] && [[ -z "${NO_COLOR:-}" ]]; }
-log() {
-  local at; at="$(date +%H:%M:%S)"
-  if _on_tty 1; then printf '\033[1;34m[%s]\033[0m %s\n' "$at" "$*"; else printf '[%s] %s\n' "$at" "$*"; fi
+# _tagged FD COLOUR TAG MESSAGE... -> "TAG MESSAGE" on FD, the tag coloured on a terminal
+_tagged() {
+  local fd="$1" colour="$2" tag="$3"
+  shift 3
+  if _on_tty "$fd"; then tag=$'\033['"$colour"m"$tag"$'\033[0m'; fi
+  printf '%s %s\n' "$tag" "$*" >&"$fd"
 }
-die() {
-  if _on_tty 2; then printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; else printf 'error: %s\n' "$*" >&2; fi
-  exit 1
-}
-warn() {
-  if _on_tty 2; then printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; else printf 'warning: %s\n' "$*" >&2; fi
-}
+log() { _tagged 1 '1;34' "[$(date +%H:%M:%S)]" "$@"; }
+die() { _tagged 2 '1;31' error: "$@"; exit 1; }
+warn() { _tagged 2 '1;33' warning: "$@"; }
 # shellcheck source=cluster/tls.sh
 source "$ROOT/cluster/tls.sh"
 

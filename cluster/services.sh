@@ -499,8 +499,9 @@ all_status() {
   s=false; redis_ready 2>/dev/null && s=true; status_line redis $s "$NODE_ADDRESS:$REDIS_PORT"
   s=false; port_open "$KAFKA_PORT" && s=true; status_line kafka $s "$NODE_ADDRESS:$KAFKA_PORT"
   s=false; ray_ready && s=true; status_line ray $s "$NODE_ADDRESS:$RAY_GCS_PORT, dashboard http://$DASHBOARD_HOST:$DASHBOARD_PORT"
-  s=false; curl -fsS "$(gateway_url)/health" >/dev/null 2>&1 && s=true
-  status_line gateway $s "$(gateway_url) (docs /docs)"
+  local gw; gw="$(gateway_url)"
+  s=false; curl -fsS "$gw/health" >/dev/null 2>&1 && s=true
+  status_line gateway $s "$gw (docs /docs)"
   if $any_down; then exit 1; fi
 }
 

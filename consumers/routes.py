@@ -47,7 +47,6 @@ GROUPS: dict[str, tuple[Route, ...]] = {
     "notification": tuple(Route(t, "notify") for t in _NOTIFY),
 }
 SHIPMENT_STEPS = ("CREATED", "SHIPPED", "DELIVERED", "FAILED")
-STEPS = frozenset(SHIPMENT_STEPS)
 
 
 def topics(group: str) -> tuple[str, ...]:
@@ -82,7 +81,7 @@ def sort(group: str, events: Iterable[tuple[str, Envelope]]) -> dict[str, list[E
     out: dict[str, list[Envelope]] = defaultdict(list)
     for topic, e in events:
         step = e.data.get("shipmentStatus")
-        if topic == Topic.SHIPPING_UPDATED and (not isinstance(step, str) or step not in STEPS):
+        if topic == Topic.SHIPPING_UPDATED and step not in SHIPMENT_STEPS:
             raise PoisonMessage(f"{topic} event {e.event_id}: unknown shipmentStatus {step!r}")
         action = table.get((topic, None)) or table.get((topic, step))
         if action is not None:

@@ -39,6 +39,11 @@ def _readable_or_absent(path: Path) -> bool:
     return False
 
 
+def sqlalchemy_form(url: str) -> str:
+    """A `postgresql://` URL in SQLAlchemy's psycopg 3 dialect form."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
 class SettingsError(RuntimeError):
     """Raised when the environment holds a missing or invalid setting."""
 
@@ -255,7 +260,7 @@ class Settings(ReadableFiles):
     @property
     def sqlalchemy_url(self) -> str:
         """The database URL in SQLAlchemy's psycopg 3 dialect form."""
-        return self.database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        return sqlalchemy_form(self.database_url)
 
 
 # Kafka log segments roll hourly (segment.ms, set with retention.ms by adapters/kafka.py), so a

@@ -8,9 +8,9 @@ from sqlalchemy import create_engine
 
 from adapters.schema import include_name, metadata
 from core.owner import owner_database_url
+from core.settings import sqlalchemy_form
 
-url = owner_database_url()
-engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+engine = create_engine(sqlalchemy_form(owner_database_url()))
 with engine.connect() as connection:
     # partitions (pg_partman's) are not in the metadata: autogenerate must not drop them
     context.configure(connection=connection, target_metadata=metadata, include_name=include_name)

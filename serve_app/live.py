@@ -113,6 +113,12 @@ async def _nudged(pubsub: PubSub) -> bool:
     return True
 
 
+def after_row(seen: int | str) -> int:
+    """The timeline row a stream resumes after: `seen`'s, none (0) for `CURRENT_ID`, which
+    reported an order without rows."""
+    return seen if isinstance(seen, int) else 0
+
+
 class LiveStatus:
     """The SSE stream's resources: the read pool, the Redis client (pub/sub) and the replica's
     count of open streams (in total and per principal)."""
@@ -157,8 +163,7 @@ class LiveStatus:
         none) has seen everything there is: the order is final and no row follows it."""
         if not seen or not is_terminal(OrderStatus(status)):
             return False
-        after_id = seen if isinstance(seen, int) else 0  # CURRENT_ID: there was no row
-        return not await timeline_after(self._pool, order_id, after_id)
+        return not await timeline_after(self._pool, order_id, after_row(seen))
 
     async def seen(
         self, order_id: uuid.UUID, given: str, status: str

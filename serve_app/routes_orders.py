@@ -22,6 +22,7 @@ from domain.commands import SKU_PATTERN, CancelOrder, PlaceOrder
 from domain.model import OrderStatus
 from serve_app import deps, openapi
 from serve_app.deps import Caller, Live, OrderId, Orders
+from serve_app.live import after_row
 from serve_app.models import Accepted, Cancelled, Order, OrderPage
 from serve_app.strict import IDEMPOTENCY_KEY_MAX, idempotency_key
 
@@ -166,10 +167,10 @@ async def order_events(
     seen, last_status = await live.seen(order_id, last_event_id or "", current[0])
     if await live.seen_final(order_id, current[0], seen):
         return Response(status_code=204)
-    after_id = seen if isinstance(seen, int) else 0  # CURRENT_ID: no row was seen
     release = live.reserve(who.sub)
     try:
-        return _Stream(live.stream(order_id, current, after_id, last_status), release, ping=15)
+        stream = live.stream(order_id, current, after_row(seen), last_status)
+        return _Stream(stream, release, ping=15)
     except BaseException:
         release()
         raise
