@@ -7,6 +7,11 @@ RUN="${RUN_DIR:-$ROOT/.run}"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 mkdir -p "$RUN/pids" "$RUN/logs"
+# Ray's --temp-dir. Ray makes it and every session directory in it mode 777 (shared between
+# users), sockets and runtime_resources included: it sits inside $RUN/ray, which ray_temp_dir
+# keeps mode 700, so no other user of the machine can open the raylet's socket or put files in a
+# session directory (docs/security.md, "Unix sockets")
+RAY_TEMP="$RUN/ray/temp"
 
 # dotenv_key KEY -> the pattern of a .env line that sets KEY, up to its `=` (python-dotenv's
 # reading: blanks and an `export ` before the key, blanks around the `=`)
@@ -329,6 +334,10 @@ stat_field() {
   printf '%s' "${stat[$2]}"
 }
 # Called once `ray start` answers: before its setsid() the write would reach the caller's session.
+# ray_temp_dir -> $RAY_TEMP exists, inside a $RUN/ray only this user can enter (see RAY_TEMP)
+ray_temp_dir() {
+  mkdir -p "$RAY_TEMP" && chmod 700 "$RUN/ray"
+}
 ray_session_priority() {
   local pid="$1" nice="${RAY_AUTOGROUP_NICENESS:--5}" file="/proc/$1/autogroup"
   [[ -e $file ]] || return 0
@@ -453,7 +462,8 @@ pg_data_ok() {
 # pid_is NAME PID -> 0 when PID is NAME's process of this RUN_DIR, told by a path only it has:
 #   pg, redis: the working directory, their data directory (each server moves into it);
 #   kafka: its $RUN/kafka/server.properties among its arguments;
-#   ray, ray-worker: --temp-dir=$RUN/ray among its arguments.
+#   ray, ray-worker: --temp-dir=$RAY_TEMP among its arguments ($RUN/ray for a node started
+#   before the temp directory moved into it, so that make down still stops it).
 # The arguments are the same along each exec chain (setsid, nohup, run.sh, then the program),
 # so a process is recognised from the moment its pid is written.
 pid_is() {
@@ -463,7 +473,7 @@ pid_is() {
     pg) want=("$RUN/pg" "$(pg_fallback_data)") ;;
     redis) want=("$RUN/redis") ;;
     kafka) want=("$RUN/kafka/server.properties") ;;
-    ray | ray-worker) want=("$RUN/ray") ;;
+    ray | ray-worker) want=("$RAY_TEMP" "$RUN/ray") ;;
     *) die "pid_is: no way to recognise the process of '$name' (cluster/common.sh)" ;;
   esac
   [[ "$pid" =~ ^[1-9][0-9]*$ && -d "/proc/$pid" ]] || return 1

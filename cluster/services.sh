@@ -453,6 +453,7 @@ ray_ready() {
 }
 ray_start() {
   ensure_credentials
+  ray_temp_dir # also for a head running from before: its sessions are in $RUN/ray
   if pid_alive ray && ! tls_marked ray; then
     # its processes hold the TLS settings of their start: TLS switched, or a certificate made
     # again (cluster/tls.sh); make up deploys the platform again after this
@@ -475,7 +476,7 @@ ray_start() {
     --dashboard-host="$DASHBOARD_HOST" --dashboard-port="$DASHBOARD_PORT" \
     --dashboard-agent-listen-port="$DASHBOARD_AGENT_PORT" \
     --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
-    --temp-dir="$RUN/ray" >"$RUN/logs/ray.out" 2>&1 </dev/null &
+    --temp-dir="$RAY_TEMP" >"$RUN/logs/ray.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/ray.pid"
   tls_mark_set ray
   wait_for "ray head" "$START_TIMEOUT_S" ray_ready

@@ -28,7 +28,7 @@ def _as_service(name: str, run: Path) -> tuple[tuple[str, ...], Path | None]:
         return (), run / name
     if name == "kafka":
         return (str(run / "kafka" / "server.properties"),), None
-    return (f"--temp-dir={run / 'ray'}",), None
+    return (f"--temp-dir={run / 'ray' / 'temp'}",), None
 
 
 SERVICES = ["pg", "redis", "kafka", "ray", "ray-worker"]
@@ -65,6 +65,18 @@ def test_a_pid_that_is_another_process_now_is_stale(name: str, tmp_path: Path) -
             sb.record(run, name, proc.pid)
             assert sb.bash(run, f"stop_pid {name} 1").returncode == 0
             assert sb.alive(proc) and not pid_file.exists()
+
+
+def test_a_ray_node_started_before_its_temp_directory_moved_is_still_this_runs(
+    tmp_path: Path,
+) -> None:
+    """Ray's temp directory moved from $RUN/ray into $RUN/ray/temp (docs/security.md): a
+    node still running from before is recognised, so that `make down` stops it."""
+    with sb.process(f"--temp-dir={tmp_path / 'ray'}") as proc:
+        sb.record(tmp_path, "ray", proc.pid)
+        assert sb.bash(tmp_path, "pid_alive ray").returncode == 0
+        assert sb.bash(tmp_path, "stop_pid ray 10").returncode == 0
+        sb.wait_until("the process ends", lambda: not sb.alive(proc))
 
 
 def test_a_pid_whose_process_ended_is_stale(tmp_path: Path) -> None:

@@ -185,3 +185,30 @@ def test_redis_and_kafka_data_are_private(name: str) -> None:
     if not path.is_dir():
         pytest.skip(f"{name} does not keep its data in this checkout's {RUN}")
     assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, oct(path.stat().st_mode)
+
+
+def test_rays_session_directories_are_private() -> None:
+    """Ray makes its temp directory and the sessions in it mode 777; the stack keeps them
+    inside a `$RUN/ray` of mode 700, so another user can neither open the raylet's socket nor
+    put files where Ray unpacks a job's code (docs/security.md, "Unix sockets")."""
+    pid_file = RUN / "pids" / "ray.pid"
+    argv = _cmdline(pid_file.read_text().strip()) if pid_file.is_file() else []
+    temp = [a.removeprefix("--temp-dir=") for a in argv if a.startswith("--temp-dir=")]
+    if not temp or not Path(temp[0]).is_relative_to(RUN):
+        pytest.skip(f"no Ray head of this checkout's {RUN} is running")
+    assert Path(temp[0]) == RUN / "ray" / "temp"
+    assert stat.S_IMODE((RUN / "ray").stat().st_mode) & 0o077 == 0
+    sockets = RUN / "ray" / "temp" / "session_latest" / "sockets"
+    assert (sockets / "raylet").is_socket()
+    if os.geteuid() == 0:  # the real test: a user of no privilege tries to look inside
+        probe = ["runuser", "-u", "nobody", "--", "ls", str(sockets)]
+        denied = subprocess.run(probe, capture_output=True, text=True, check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr, denied
+
+
+def _cmdline(pid: str) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode() for part in raw.split(b"\0") if part]
