@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from core import heap
 from core.settings import Settings, get_settings
 from domain.commands import CancelOrder, PlaceOrder, SetStock
-from serve_app import errors, openapi, routes_operations, routes_orders
+from serve_app import docs_pages, errors, openapi, routes_operations, routes_orders
 from serve_app.faults import FaultSpec
 from serve_app.gate import Gate
 from serve_app.responses import JsonResponse
@@ -54,11 +54,14 @@ def create_app(
         # no 307 to the path without its slash: its Location was built from the Host header a
         # client sent, and its body was empty (every error here is JSON); such a path is a 404
         redirect_slashes=False,
+        docs_url=None,  # docs_pages: pinned files with integrity hashes
+        redoc_url=None,
     )
     app.add_middleware(Gate, max_body_bytes=get_settings().max_body_bytes)
     errors.install(app)
     app.include_router(routes_orders.router)
     app.include_router(routes_operations.router)
+    docs_pages.install(app, app.openapi_url or "/openapi.json")
     # every route with its path and methods, for a 405's Allow (errors.allowed_methods)
     routers = (app.router, routes_orders.router, routes_operations.router)
     app.state.method_routes = [route for router in routers for route in router.routes]
