@@ -168,10 +168,12 @@ def report_now() -> str:
 
 
 def stacks() -> None:
-    """Print what the stack is doing now: health, busy Postgres statements, the consumer groups,
-    then where each actor's tasks wait (for a stack that seems stuck). The parts that need no
-    Ray come first, so a cluster that does not answer still leaves them on the screen. Run it
-    as `make stacks`: the actors' part needs the stack's environment (Ray's address and token).
+    """What a stack that seems stuck is doing now, down to where each actor's tasks wait.
+
+    In order: health, busy Postgres statements, the consumer groups, each actor's asyncio tasks.
+    The parts that need no Ray come first, so a cluster that does not answer still leaves them
+    on the screen. Run it as `make stacks`: the actors' part needs the stack's environment (Ray's
+    address and token).
     """
     settings = get_settings()
     for title, read in _without_ray(settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.kafka import client_options, partition_of, partitions_of
+from cli import render
 from core.settings import get_settings
 from domain.events import Envelope, Topic
 from domain.ids import uuid7_time_ms
@@ -126,22 +128,64 @@ def _dlq_name(topic: str) -> str:
 def list_(
     topic: Annotated[str, typer.Argument(help="source topic, e.g. order.created")],
     limit: Annotated[int, typer.Option(help="newest N messages", min=1)] = 50,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="a JSON array on stdout, each message whole (key, value)"),
+    ] = False,
 ) -> None:
     """Show the newest dead-lettered messages of TOPIC with why they were rejected."""
     name = _dlq_name(topic)
-    records = asyncio.run(_read(name, limit))
-    table = Table(title=f"{name}: {len(records)} message(s)")
+    letters = [DeadLetter.of(r) for r in asyncio.run(_read(name, limit))]
+    if as_json:
+        print(render.as_json(letters))
+        return
+    table = Table(title=f"{name}: {len(letters)} message(s)")
     for col in ("partition", "offset", "source", "reason", "value"):
         table.add_column(col)
-    for r in records:
-        h = {k: v.decode(errors="replace") for k, v in r.headers}
-        source = (
-            f"{h.get('dlq.source.topic')}[{h.get('dlq.source.partition')}]@"
-            f"{h.get('dlq.source.offset')}"
-        )
-        value = (r.value or b"")[:60].decode(errors="replace")
-        table.add_row(str(r.partition), str(r.offset), source, h.get("dlq.reason", ""), value)
+    for d in letters:
+        table.add_row(str(d.partition), str(d.offset), d.source_text, d.reason, d.value[:60])
     console.print(table)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One message of a dead-letter topic as `list` shows it (the value decoded as UTF-8, an
+    undecodable byte replaced: a poison message may be any bytes)."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    reason: str
+    key: str | None
+    value: str
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, record: Any) -> DeadLetter:
+        h = {k: v.decode(errors="replace") for k, v in record.headers}
+        return cls(
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp,
+            source_topic=h.get("dlq.source.topic"),
+            source_partition=_int(h.get("dlq.source.partition")),
+            source_offset=_int(h.get("dlq.source.offset")),
+            reason=h.get("dlq.reason", ""),
+            key=None if record.key is None else record.key.decode(errors="replace"),
+            value=(record.value or b"").decode(errors="replace"),
+            headers=h,
+        )
+
+    @property
+    def source_text(self) -> str:
+        return f"{self.source_topic}[{self.source_partition}]@{self.source_offset}"
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None
 
 
 @app.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from importlib import metadata
 from typing import Annotated, Any, NoReturn
 
 import httpx
@@ -36,7 +37,27 @@ class _Operations(typer.Typer):
             raise SystemExit(1) from None
 
 
-app = _Operations(help="Ray orders platform operations.", no_args_is_help=True)
+app = _Operations(
+    help="Ray orders platform operations.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+
+
+def _show_version(show: bool) -> None:
+    if show:
+        print(f"orders (ray-orders) {metadata.version('ray-orders')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Ray orders platform operations."""
+
+
 app.command("status")(status.status)
 app.command("get")(order.get)
 app.command("watch")(order.watch)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -209,3 +211,30 @@ def retention_table(tables: Sequence[TableRetention]) -> Table:
         stray = Text(str(t.default_rows), style="bold red" if t.default_rows else "")
         table.add_row(t.table, window, str(t.partitions), t.oldest_partition or "-", drop, stray)
     return table
+
+
+def as_json(value: object) -> str:
+    """`value` as one JSON document for scripts (`--json`): a dataclass becomes an object with
+    its fields' names in camelCase like the API's (a mapping keeps its keys: they may be
+    data), times ISO 8601, durations seconds."""
+    return json.dumps(_plain(value), indent=2, ensure_ascii=False)
+
+
+def _plain(value: object) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        return {_camel(f.name): _plain(getattr(value, f.name)) for f in fields}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -48,6 +48,7 @@ class Report:
     lags: dict[str, tuple[int, int]] = field(default_factory=dict)
     retention: list[TableRetention] = field(default_factory=list)
     pipeline_known: bool = True  # False: the gateway is up but its /ready could not be read
+    ready: dict[str, Any] | None = None  # the gateway's /ready as an admin reads it
 
     @property
     def all_up(self) -> bool:
@@ -61,8 +62,29 @@ class Report:
             and all(p.up is not False for p in self.pipeline)
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """What the tables show, for `--json` (`pipeline` null: the actors could not be read)."""
+        return {
+            "allUp": self.all_up,
+            "stack": self.stack,
+            "pipeline": self.pipeline if self.pipeline_known else None,
+            "ready": self.ready,
+            "tables": self.sizes,
+            "retention": self.retention,
+            "consumerLag": [
+                {"group": group, "lag": lag, "partitions": partitions}
+                for group, (lag, partitions) in self.lags.items()
+            ],
+        }
 
-def status(url: Url = None, token: Token = None) -> None:
+
+def status(
+    url: Url = None,
+    token: Token = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON document on stdout instead of tables")
+    ] = False,
+) -> None:
     """The stack up or down, the actors, table sizes, retention and consumer lag.
 
     Each part of the stack (as `make status`), the actors behind the gateway (its /ready),
@@ -72,6 +94,15 @@ def status(url: Url = None, token: Token = None) -> None:
     s = get_settings()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a down broker: one line below
     report = asyncio.run(gather(s, api.base_url(s, url), token))
+    if as_json:
+        print(render.as_json(report.to_json()))
+    else:
+        show(report)
+    if not report.all_up:
+        raise typer.Exit(1)
+
+
+def show(report: Report) -> None:
     console.print(render.parts_table(report.stack, "stack"))
     if report.pipeline:
         console.print(render.parts_table(report.pipeline, "pipeline (the gateway's /ready)"))
@@ -82,8 +113,6 @@ def status(url: Url = None, token: Token = None) -> None:
         console.print(render.retention_table(report.retention))
     if report.lags:
         console.print(render.lag_table(report.lags))
-    if not report.all_up:
-        raise typer.Exit(1)
 
 
 async def gather(s: Settings, url: str, token: str | None) -> Report:
@@ -107,7 +136,7 @@ async def gather(s: Settings, url: str, token: str | None) -> Report:
         report.stack.append(_part("gateway", gateway, url))
     else:
         report.stack.append(gateway[0])
-        report.pipeline, report.pipeline_known = gateway[1], gateway[2]
+        report.pipeline, report.pipeline_known, report.ready = gateway[1:]
     if isinstance(pg, list):
         report.sizes = pg
     if isinstance(kafka, list):
@@ -165,13 +194,16 @@ def _ray() -> Part:
     return Part("ray", True, text, f"Ray {version}")
 
 
-def _gateway(s: Settings, url: str, token: str | None) -> tuple[Part, list[Part], bool]:
-    """`/health`, then `/ready` as an admin for the actors behind the gateway; False when
-    they cannot be read: the pipeline is unknown (one part not checked says why)."""
+def _gateway(
+    s: Settings, url: str, token: str | None
+) -> tuple[Part, list[Part], bool, dict[str, Any] | None]:
+    """`/health`, then `/ready` as an admin for the actors behind the gateway (and the document
+    itself); False when they cannot be read: the pipeline is unknown (one part not checked
+    says why)."""
     try:
         httpx.get(f"{url}/health", timeout=_TIMEOUT_S).raise_for_status()
     except httpx.HTTPError as exc:
-        return Part("gateway", False, url, str(exc) or type(exc).__name__), [], True
+        return Part("gateway", False, url, str(exc) or type(exc).__name__), [], True, None
     try:
         ready: dict[str, Any] = api.readiness(url, api.token(s, token), _TIMEOUT_S)
     except (api.ApiError, httpx.HTTPError) as exc:
@@ -181,6 +213,7 @@ def _gateway(s: Settings, url: str, token: str | None) -> tuple[Part, list[Part]
     else:
         shown = f"ready: {ready['status']}"
         if isinstance(ready.get("checks"), dict):
-            return Part("gateway", True, url, shown), render.readiness_parts(ready), True
+            return Part("gateway", True, url, shown), render.readiness_parts(ready), True, ready
         why = f"/ready has no checks (not an admin's token): {ADMIN_HINT}"
-    return Part("gateway", True, url, shown), [Part("actors", None, "", f"unknown: {why}")], False
+    unknown = [Part("actors", None, "", f"unknown: {why}")]
+    return Part("gateway", True, url, shown), unknown, False, None

@@ -147,3 +147,19 @@ def test_status_shows_every_part_the_tables_and_the_lag() -> None:
     assert "next drop" in out
     for group in ("inventory", "payment", "shipping", "notification"):
         assert any(line.split()[1:2] == [group] for line in out.splitlines()), (group, out)
+
+
+def test_status_as_json_is_one_document_of_the_same_report() -> None:
+    result = orders("status", "--json", timeout=60)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    report = json.loads(result.stdout)
+    assert report["allUp"] is True
+    assert {p["name"]: p["up"] for p in report["stack"]} == dict.fromkeys(
+        ("postgres", "redis", "kafka", "ray", "gateway"), True
+    )
+    assert report["ready"]["status"] == "up" and "relay" in report["ready"]["checks"]
+    assert {t["name"] for t in report["tables"]} >= {"orders", "outbox", "processed_events"}
+    windows = {t["table"]: t["retention"] for t in report["retention"]}
+    assert windows["processed_events"] == 2 * 86_400 and windows["order_events"] == 30 * 86_400
+    groups = {g["group"] for g in report["consumerLag"]}
+    assert groups == {"inventory", "payment", "shipping", "notification"}

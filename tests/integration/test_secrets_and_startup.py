@@ -3,6 +3,7 @@ outside dev mode a weak secret stops the service at start."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -197,6 +198,13 @@ def test_dlq_list_and_replay_commands(settings: Settings, kafka_tap: Any) -> Non
     newest = dlq("list", "order.created", "--limit", "1")
     assert newest.returncode == 0, newest.stderr
     assert "1 message(s)" in newest.stdout and marker.decode()[:40] in newest.stdout
+    # --json: every field whole, for scripts (the table cuts the value)
+    as_json = dlq("list", "order.created", "--limit", "1000", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    mine = [m for m in json.loads(as_json.stdout) if m["value"] == marker.decode()]
+    assert [(m["partition"], m["offset"]) for m in mine] == [(dead.partition, dead.offset)]
+    assert mine[0]["key"] == key and mine[0]["sourceTopic"] == Topic.ORDER_CREATED
+    assert mine[0]["reason"].startswith("unparseable") and mine[0]["headers"]["dlq.group"]
     where = ["--partition", str(dead.partition)]
     missing = dlq("replay", "order.created", *where, "--offset", "-1")
     assert missing.returncode != 0 and "no message at" in missing.stdout + missing.stderr

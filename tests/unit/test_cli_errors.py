@@ -113,3 +113,13 @@ def test_watch_fails_fast_when_nothing_listens() -> None:
     assert result.returncode == 1, result.stderr
     assert f"cannot reach {url}: " in result.stderr and "Traceback" not in result.stderr
     assert time.monotonic() - started < 30  # not the whole --timeout (120 s) of retries
+
+
+def test_version_is_the_projects_and_needs_no_setting() -> None:
+    """`orders --version` answers even where no setting loads (it reads none)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    result = _orders("--version", HTTP_PORT="abc")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"orders (ray-orders) {project['version']}\n"

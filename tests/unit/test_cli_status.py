@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli import api, status
+from adapters.audit import TableSize
+from cli import api, render, status
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,8 +104,8 @@ def test_a_rejected_token_leaves_the_pipeline_unknown_and_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _gateway_answering(monkeypatch, api.ApiError(401, "unauthorized", "invalid token"))
-    gateway, pipeline, known = status._gateway(Settings(), "http://gw", "bad")
-    assert gateway.up and not known
+    gateway, pipeline, known, ready = status._gateway(Settings(), "http://gw", "bad")
+    assert gateway.up and not known and ready is None
     assert [(p.name, p.up) for p in pipeline] == [("actors", None)]
     hint = "token rejected: export the stack's JWT_SECRET or pass --token/ORDERS_TOKEN"
     assert hint in pipeline[0].detail
@@ -114,13 +115,40 @@ def test_a_rejected_token_leaves_the_pipeline_unknown_and_fails(
 
 def test_a_non_admin_token_sees_no_checks_and_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     _gateway_answering(monkeypatch, {"status": "up"})
-    gateway, pipeline, known = status._gateway(Settings(), "http://gw", "customer")
-    assert not known and "not an admin's token" in pipeline[0].detail
+    gateway, pipeline, known, ready = status._gateway(Settings(), "http://gw", "customer")
+    assert not known and ready is None and "not an admin's token" in pipeline[0].detail
     assert gateway.detail == "ready: up"
 
 
 def test_an_admins_readiness_is_the_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     _gateway_answering(monkeypatch, {"status": "up", "checks": {"relay": {"status": "up"}}})
-    gateway, pipeline, known = status._gateway(Settings(), "http://gw", None)
+    checks = {"status": "up", "checks": {"relay": {"status": "up"}}}
+    gateway, pipeline, known, ready = status._gateway(Settings(), "http://gw", None)
     assert known and [(p.name, p.up) for p in pipeline] == [("relay", True)]
-    assert status.Report(stack=[gateway], pipeline=pipeline).all_up
+    report = status.Report(stack=[gateway], pipeline=pipeline, ready=ready)
+    assert report.all_up and ready == checks
+
+
+def test_the_json_report_holds_what_the_tables_show() -> None:
+    """`orders status --json`: one document, camelCase like the API, `pipeline` null when the
+    actors could not be read, the lag a list of groups."""
+    gateway = render.Part("gateway", True, "http://gw", "ready: up")
+    size = TableSize("orders", 8192, 3)
+    report = status.Report(stack=[gateway], sizes=[size], lags={"payment": (4, 18)})
+    document = json.loads(render.as_json(report.to_json()))
+    assert document["allUp"] is True and document["ready"] is None
+    assert document["stack"] == [
+        {"name": "gateway", "up": True, "where": "http://gw", "detail": "ready: up"}
+    ]
+    assert document["tables"][0] == {
+        "name": "orders",
+        "bytes": 8192,
+        "rows": 3,
+        "partitions": 0,
+        "oldestPartition": None,
+        "oldestBound": None,
+    }
+    assert document["consumerLag"] == [{"group": "payment", "lag": 4, "partitions": 18}]
+    report.pipeline_known = False
+    unknown = json.loads(render.as_json(report.to_json()))
+    assert unknown["allUp"] is False and unknown["pipeline"] is None
