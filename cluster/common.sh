@@ -459,7 +459,8 @@ pg_data_ok() {
   [[ -d "$dir" && ("$owner" == postgres || "$owner" == root) ]]
 }
 
-# pid_is NAME PID -> 0 when PID is NAME's process of this RUN_DIR, told by a path only it has:
+# pid_is NAME PID -> 0 when PID is NAME's process of this RUN_DIR, told by a path only it has
+# (and, for those told by their arguments, by its owner: this user):
 #   pg, redis: the working directory, their data directory (each server moves into it);
 #   kafka: its $RUN/kafka/server.properties among its arguments;
 #   ray, ray-worker: --temp-dir=$RAY_TEMP among its arguments ($RUN/ray for a node started
@@ -480,6 +481,9 @@ pid_is() {
   if [[ "$name" == pg || "$name" == redis ]]; then
     found="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || return 1
   else
+    # arguments are anyone's to choose: the process must be this user's as well (Postgres, run
+    # as its own user, is told by its working directory, which only it can enter)
+    [[ "$(stat -c %u "/proc/$pid" 2>/dev/null)" == "$EUID" ]] || return 1
     mapfile -d '' -t args 2>/dev/null <"/proc/$pid/cmdline" || return 1
     for arg in "${args[@]}"; do
       case "$name:$arg" in

@@ -26,6 +26,10 @@ is_loopback "$HEAD_ADDRESS" && die "HEAD=$HEAD_ADDRESS is loopback: start the he
   "NODE_ADDRESS=<its address> make up and join that address"
 [[ -n "$NODE_ADDRESS" ]] && ! is_loopback "$NODE_ADDRESS" \
   || die "no address of this machine reaches $HEAD_ADDRESS; set NODE_ADDRESS=<this machine's address>"
+# the copy of the head's credentials holds every password of the cluster: this user's only,
+# whatever mode the copy was made with
+[[ ! -f "$CREDENTIALS_FILE" ]] || chmod go-rwx "$CREDENTIALS_FILE" \
+  || die "cannot make $CREDENTIALS_FILE private (chmod 600 it)"
 for key in "${CREDENTIAL_KEYS[@]}"; do
   [[ -n "${!key:-}" ]] || die "$key is not set: copy the head's .run/credentials.env to" \
     "$CREDENTIALS_FILE (mode 600), or export the head's credentials"
@@ -82,7 +86,11 @@ env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --bl
   --temp-dir="$RAY_TEMP" >"$RUN/logs/ray-worker.out" 2>&1 </dev/null &
 worker=$!
 echo "$worker" >"$RUN/pids/ray-worker.pid"
+# a join that fails or times out leaves no node behind: it could register later, and the next
+# make join would then answer "already joined"
+trap 'stop_pid ray-worker 10 >/dev/null 2>&1 || true' EXIT
 wait_for "ray worker node" 120 joined_or_gone
 joined || die "ray start failed: $(tail -n 5 "$RUN/logs/ray-worker.out" | tr '\n' ' ')(see $RUN/logs/ray-worker.out)"
+trap - EXIT
 ray_session_priority "$(cat "$RUN/pids/ray-worker.pid")"
 log "joined: this machine ($NODE_ADDRESS) is a node of the cluster at $HEAD_ADDRESS"

@@ -79,6 +79,36 @@ def test_a_ray_node_started_before_its_temp_directory_moved_is_still_this_runs(
         sb.wait_until("the process ends", lambda: not sb.alive(proc))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="running a process as another user needs root")
+@pytest.mark.parametrize("name", ["kafka", "ray", "ray-worker"])
+def test_another_users_process_with_the_services_arguments_is_not_the_stacks(
+    name: str, tmp_path: Path
+) -> None:
+    """Ray and Kafka are told by their arguments, which anyone chooses: a process of another
+    user that took a stale record's pid with the same arguments is neither taken for the
+    stack's (`make join` answered "already joined") nor signalled by `make down`."""
+    args = _as_service(name, tmp_path)[0]
+    theirs = subprocess.Popen(  # the shell keeps `args` in its command line while it waits
+        ["sh", "-c", "echo ready; sleep 120", "sh", *args],
+        user="nobody",
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert theirs.stdout is not None and theirs.stdout.readline() == "ready\n"
+        pid_file = sb.record(tmp_path, name, theirs.pid)
+        checked = sb.bash(tmp_path, f"pid_alive {name}")
+        assert checked.returncode == 1 and "another process now" in checked.stderr
+        assert not pid_file.exists()
+        sb.record(tmp_path, name, theirs.pid)
+        assert sb.bash(tmp_path, f"stop_pid {name} 1").returncode == 0
+        assert sb.alive(theirs)
+    finally:
+        os.killpg(theirs.pid, signal.SIGKILL)
+        theirs.wait(timeout=10)
+
+
 def test_a_pid_whose_process_ended_is_stale(tmp_path: Path) -> None:
     with sb.process(*_as_service("kafka", tmp_path)[0]) as proc:
         pid = proc.pid

@@ -140,6 +140,18 @@ def test_a_joining_machine_uses_the_heads_ports(
     assert urls.strip() == f"rediss://orders:x2@10.99.0.1:{redis}/0?ssl_ca_certs={ca}"
 
 
+def test_a_copied_credentials_file_is_made_private(tmp_path: Path) -> None:
+    """It holds every password of the cluster; a copy made without the README's chmod 600
+    stayed readable by every user of the machine."""
+    umask = os.umask(0o022)
+    try:
+        ran = _join(tmp_path, "prod", {})  # stopped by the mode check after
+    finally:
+        os.umask(umask)
+    assert "the head runs APP_ENV=prod" in ran.stderr, ran.stderr[-600:]
+    assert (tmp_path / "run" / "credentials.env").stat().st_mode & 0o077 == 0
+
+
 def test_a_joining_machine_needs_the_heads_ca(tmp_path: Path) -> None:
     """The head's services take TLS clients only (cluster/tls.sh): a credentials file of an
     older head, without its CA, is refused before anything starts; so is one with the CA's
