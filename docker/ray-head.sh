@@ -5,6 +5,16 @@
 # stays in the foreground (--block), so the container lives exactly as long as the head node.
 set -euo pipefail
 
+# the Ray token of docker/secrets.dev.env is public: with it anyone who reaches the dashboard runs
+# code on every node. The platform refuses its other committed demo secrets outside APP_ENV=dev
+# (core/demo_passwords.py); this one only Ray reads, so it is refused here.
+DEV_RAY_TOKEN=ray-dev-token-0123456789abcdef
+if [[ "${APP_ENV:-dev}" != dev && "${RAY_AUTH_TOKEN:-}" == "$DEV_RAY_TOKEN" ]]; then
+  echo "ray-head: RAY_AUTH_TOKEN is the committed demo token while APP_ENV=$APP_ENV; set a" \
+    "token of your own in docker/secrets.env (docs/security.md)" >&2
+  exit 2
+fi
+
 GCS_PORT="${RAY_GCS_PORT:-6390}"
 ray start --head --block --port="$GCS_PORT" --num-cpus="${RAY_NUM_CPUS:-2}" \
   --dashboard-host=0.0.0.0 --dashboard-port="${DASHBOARD_PORT:-8265}" \

@@ -181,6 +181,33 @@ def test_compose_every_ray_node_has_the_runtime_secrets_and_token_auth() -> None
         assert not {"JWT_SECRET", "RAY_AUTH_TOKEN", "DATABASE_URL"} & _env(name).keys(), name
 
 
+@pytest.mark.parametrize(("app_env", "refused"), [("prod", True), ("dev", False)])
+def test_the_ray_head_refuses_the_committed_token_outside_dev(
+    tmp_path: Path, app_env: str, refused: bool
+) -> None:
+    """`docker/secrets.dev.env`'s Ray token is public; the platform refuses its other committed
+    secrets outside APP_ENV=dev, and this one only Ray reads: the head's entry point does."""
+    token = re.search(r"^RAY_AUTH_TOKEN=(\S+)$", DEV_SECRETS.read_text(), re.M)
+    assert token, "the dev env file sets the Ray token"
+    stub = tmp_path / "ray"  # stands for Ray: the test ends where the head would start
+    stub.write_text("#!/bin/sh\necho ray-called\nexit 9\n")
+    stub.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "APP_ENV": app_env}
+    ran = subprocess.run(
+        ["bash", str(m.ROOT / "docker" / "ray-head.sh")],
+        env={**env, "RAY_AUTH_TOKEN": token.group(1)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if refused:
+        assert ran.returncode == 2 and "committed demo token" in ran.stderr, ran
+        assert "ray-called" not in ran.stdout
+    else:
+        assert "ray-called" in ran.stdout, ran
+
+
 def test_compose_secrets_come_only_from_env_files() -> None:
     """docker-compose.yml holds no secret: the Ray nodes' come from docker/secrets.dev.env (public
     dev values) and the optional, git-ignored and docker-ignored docker/secrets.env, which wins;
