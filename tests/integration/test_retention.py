@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import AsyncConnection
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from adapters import notifications, retention
@@ -244,3 +244,51 @@ def test_a_busy_table_waits_for_the_next_run_and_the_run_goes_on() -> None:
         assert "processed_events" in {m.table for m in again if m.dropped}
         assert state.to_json() == {"failing": {}, "failedRuns": {}}
         assert {m.table for m in [*done, *again] if m.dropped} == set(KEYS)
+
+
+def test_a_key_past_the_partitions_made_ahead_is_refused_and_maintenance_goes_on(
+    history: dict[str, Any],
+) -> None:
+    """Such a row stayed in the default partition, and every later maintenance run failed on
+    the day it belongs to (Postgres refuses a partition whose rows the default one holds):
+    the old partitions stayed and, a week on, every new row went to the default partition."""
+    url = history["url"]
+    future = NOW + timedelta(days=30)
+    with pytest.raises(psycopg.errors.CheckViolation, match="processed_events_within_retention"):
+        asyncio.run(_claim(url, uuid7_at(future)))
+    with pytest.raises(psycopg.errors.CheckViolation, match="notifications_within_retention"):
+        asyncio.run(_notify(url, uuid7_at(future)))
+    with connect(url) as conn, pytest.raises(psycopg.errors.CheckViolation, match="order_events"):
+        conn.execute(
+            "INSERT INTO order_events (order_id, status, event, at) VALUES (%s, 'PAID', 'E', %s)",
+            (uuid.uuid4(), future),
+        )
+    soon = uuid7_at(NOW + timedelta(days=2))  # a clock a little ahead: its day's partition
+    assert len(asyncio.run(_claim(url, soon))) == 1
+    done = asyncio.run(retention.maintain_dsn(url, SETTINGS))
+    assert {m.table for m in done} == set(KEYS)
+
+
+def test_maintenance_names_and_makes_days_in_utc_whatever_the_sessions_time_zone(
+    history: dict[str, Any],
+) -> None:
+    """pg_partman names a day's partition after its start in the session's time zone and passes
+    over a name that exists: west of UTC the newest day was named after the day before it and
+    never made."""
+    url = history["url"]
+    with connect(url) as conn:
+        newest = conn.execute(
+            "SELECT partition, upper_bound FROM retention_partitions('processed_events') "
+            "ORDER BY upper_bound DESC LIMIT 1"
+        ).fetchone()
+        assert newest is not None
+        conn.execute(f"DROP TABLE {newest['partition']}")
+    options = conninfo_to_dict(url).get("options") or ""
+    west = make_conninfo(url, options=f"{options} -ctimezone=America/Los_Angeles")
+    asyncio.run(retention.maintain_dsn(west, SETTINGS))
+    with connect(url) as conn:
+        made = conn.execute(
+            "SELECT partition FROM retention_partitions('processed_events') WHERE upper_bound = %s",
+            (newest["upper_bound"],),
+        ).fetchone()
+    assert made == {"partition": newest["partition"]}
