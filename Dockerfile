@@ -36,6 +36,7 @@ COPY --chown=ray:users docker/ray-head.sh docker/ray-head.sh
 RUN pip install --no-deps -c requirements.lock . \
     && python -c "import cluster.app, cli.main"
 
-# 8080 Serve (the API), 8265 dashboard, 6390 GCS (same ports as `make up`).
+# 8080 Serve (the API), 8265 dashboard, 6390 GCS (same ports as `make up` and compose; under
+# KubeRay the GCS listens on 6379, k8s/services/rayservice.yaml).
 EXPOSE 8080 8265 6390
 CMD ["bash", "docker/ray-head.sh"]

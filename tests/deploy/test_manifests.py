@@ -194,9 +194,10 @@ def test_pipeline_actors_go_only_to_pipeline_pods() -> None:
 
 
 def test_api_gateway_is_the_rayservices_serve_service_on_port_80() -> None:
-    """KubeRay creates `api-gateway` and keeps it on the active cluster's serving pods, so
-    `kubectl -n orders port-forward svc/api-gateway 8080:80` works; k8s/ has no such Service
-    of its own (it would select the pods of both clusters)."""
+    """KubeRay creates `api-gateway` and keeps it on the active cluster's serving pods; k8s/
+    has no such Service of its own (it would select the pods of both clusters). A port-forward
+    goes to the head's Service instead (README): kubectl picks a pod of the selector, and
+    pipeline pods carry `ray.io/serve=true` too, without a `serve` port."""
     service = _rayservice()["spec"]["serveService"]
     assert (service["metadata"]["name"], service["metadata"]["namespace"]) == (
         "api-gateway",
@@ -215,6 +216,9 @@ def test_api_gateway_is_the_rayservices_serve_service_on_port_80() -> None:
     head = _cluster()["headGroupSpec"]["template"]["spec"]["containers"][0]
     gateway = _group("gateway")["template"]["spec"]["containers"][0]
     assert _port(head, "serve") == _port(gateway, "serve") == serve_port
+    readme = (m.ROOT / "README.md").read_text()
+    assert f"port-forward svc/orders-head-svc 8080:{serve_port}" in readme
+    assert "port-forward svc/api-gateway" not in readme
     # Pipeline pods run no Serve proxy: no `serve` port keeps them out of the Service (named
     # targetPort), and their own readiness probe keeps KubeRay from adding a proxy check.
     pipeline = _group("pipeline")["template"]["spec"]["containers"][0]
@@ -952,8 +956,11 @@ def _readme_section(title: str) -> str:
 
 
 def _commands(block: str) -> list[str]:
-    lines = block.replace("\\\n", " ").splitlines()
-    return [re.sub(r"\s+#.*$", "", x).strip() for x in lines if x.strip() and x[0] != "#"]
+    """Each command of a bash block: comments dropped, a line continued with `\\` joined, and
+    the `&&` that chains a command to the next one left out."""
+    lines = [x.strip() for x in block.replace("\\\n", " ").splitlines()]
+    commands = [re.sub(r"\s+#.*$", "", x) for x in lines if x and x[0] != "#"]
+    return [re.sub(r"\s*&&$", "", c).strip() for c in commands]
 
 
 ADR_010 = m.ROOT / "docs" / "adr" / "ADR-010-kuberay-upgrades.md"
@@ -975,6 +982,14 @@ def test_the_install_and_every_change_apply_the_kustomization() -> None:
     apply = steps.index("kubectl apply -k k8s/")
     ready = next(i for i, c in enumerate(steps) if "condition=Ready rayservice/orders" in c)
     assert crd < apply < ready
+    # an upgrade replaces the cluster only after its migrations: chained, so that a failed or
+    # timed-out Job stops the block before new code starts on the old schema
+    upgrades = [b for b in blocks if "delete raycluster" in b]
+    assert len(upgrades) == 2, upgrades  # the README's and ADR-010's
+    for block in upgrades:
+        lines = [re.sub(r"\s+#.*$", "", x).strip() for x in block.splitlines()]
+        steps = [x for x in lines if x and not x.startswith("#")]
+        assert all(x.endswith("&&") for x in steps[:-1]), steps
     # the kustomization holds every object the per-folder sequence sent (checked above with
     # kubectl), the namespace included, which kustomize sends first
     assert KUSTOMIZATION["resources"][0] == "00-namespace.yaml"
