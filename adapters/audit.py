@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -122,6 +123,14 @@ def outbox_rows(conn: Conn) -> int:
     """Events still waiting in the outbox."""
     row = conn.execute("SELECT count(*) AS n FROM outbox").fetchone()
     return int(row["n"]) if row else 0
+
+
+def where(url: str) -> str:
+    """`host:port/path` of a connection URL, without user or password."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path if parts.path not in ('', '/') else ''}"
 
 
 def ping_redis(url: str, timeout_s: float = 2.0) -> None:

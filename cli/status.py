@@ -8,14 +8,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import httpx
 import typer
 from rich.console import Console
 
 from adapters import audit, retention
-from adapters.audit import GroupOffsets, TableSize
+from adapters.audit import GroupOffsets, TableSize, where
 from adapters.retention import TableRetention
 from cli import api, render
 from cli.order import Token, Url
@@ -151,14 +150,6 @@ def _part(name: str, result: object, where_: str) -> Part:
         why = str(result).strip().splitlines()[0] if str(result).strip() else ""
         return Part(name, False, where_, why or type(result).__name__)
     return Part(name, True, where_)
-
-
-def where(url: str) -> str:
-    """`host:port/path` of a connection URL, without user or password."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{host}{port}{parts.path if parts.path not in ('', '/') else ''}"
 
 
 def lags(offsets: Iterable[GroupOffsets]) -> dict[str, tuple[int, int]]:

@@ -55,6 +55,12 @@ fi
 tls_ca_from_credentials
 tls_localize_credentials
 "$ROOT/cluster/install.sh" --venv-only
+# the head's services, with the settings Ray's processes here get: Ray's own join only proves
+# its GCS answers, and an actor placed here that cannot reach Postgres retried its start for
+# ever, saying so only in its own log
+log "checking that this machine reaches the head's postgres, redis and kafka"
+env "${RAY_ENV_DROP[@]}" "$PY" -m cluster.reach || die "this machine cannot use the head's" \
+  "services (above); nothing was started"
 
 # running PID -> 0 while PID runs (a zombie counts as ended). PID is this script's child, so it
 # cannot be another process's before this script reaps it. Not pid_alive: between the fork and

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console, RenderableType
 
-from adapters.audit import GroupOffsets, TableSize
+from adapters.audit import GroupOffsets, TableSize, where
 from cli import render
-from cli.status import Report, lags, where
+from cli.status import Report, lags
 
 
 def _text(*items: RenderableType) -> str:

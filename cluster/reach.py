@@ -1,0 +1,79 @@
+"""`python -m cluster.reach`: can this machine reach the head's Postgres, Redis and Kafka with the
+settings its Ray processes will run with? `make join` asks before it starts Ray (cluster/join.sh).
+
+Ray's own check (the GCS answers) says nothing about them: an actor placed on a machine that
+cannot reach Postgres (a subnet the head's `samenet` rule does not admit, a certificate that
+does not name the address joined, a firewall) retried its start for ever, and the only sign was
+a warning in that actor's log on that machine. Each service is tried once, bounded in time;
+every failure is printed with the likely causes, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+
+import psycopg
+
+from adapters.audit import ping_redis, where
+from adapters.kafka import missing_topics
+from core.settings import Settings, get_settings
+
+TIMEOUT_S = 10.0
+HINTS = (
+    "the head admits only its own subnets (Postgres `samenet`; README, Adding a machine)",
+    "the head's certificates name its NODE_ADDRESS only: join that address, not a host name",
+    "a firewall between the machines (docs/security.md, Multi-host mode)",
+)
+
+
+def _postgres(s: Settings) -> None:
+    with psycopg.connect(s.database_url, connect_timeout=int(TIMEOUT_S)) as conn:
+        conn.execute("SELECT 1")
+
+
+def _redis(s: Settings) -> None:
+    ping_redis(s.redis_url, TIMEOUT_S)
+
+
+def _kafka(s: Settings) -> None:
+    asyncio.run(asyncio.wait_for(missing_topics(s.kafka_bootstrap), TIMEOUT_S))
+
+
+def checks(s: Settings) -> list[tuple[str, str, Callable[[Settings], None]]]:
+    return [
+        ("postgres", where(s.database_url), _postgres),
+        ("redis", where(s.redis_url), _redis),
+        ("kafka", s.kafka_bootstrap, _kafka),
+    ]
+
+
+def failures(s: Settings) -> list[str]:
+    """One line per service this machine cannot use, naming where and why."""
+    out = []
+    for name, at, check in checks(s):
+        try:
+            check(s)
+        except Exception as exc:
+            kind, first = type(exc).__name__, (str(exc).strip().splitlines() or [""])[0]
+            why = first if first.startswith(kind) else f"{kind}: {first}" if first else kind
+            out.append(f"{name} at {at}: {why}")
+    return out
+
+
+def main() -> int:
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its retries: one line below
+    failed = failures(get_settings())
+    if not failed:
+        print("the head's postgres, redis and kafka answer this machine")
+        return 0
+    for line in failed:
+        print(f"cannot use {line}", file=sys.stderr)
+    print("likely: " + "; or ".join(HINTS), file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
