@@ -183,36 +183,55 @@ async def maintain(
 ) -> list[Maintained]:
     """Give each table its window from the settings, let pg_partman make the coming partitions
     and drop those past the window, then move the table's dedupe guard to the oldest partition
-    kept: `retention_maintain()` (migration 0007), which runs with the tables' owner's rights,
-    so the platform's own role may call it. One transaction per table (`conn` in autocommit); a
-    table whose lock is not granted within 5 s is left for the next run, and so is one whose
-    maintenance pg_partman refused (it reports every error, a lock timeout too, as an error of
-    its own): the other tables are maintained all the same. `state` records each table's
-    outcome."""
+    kept: `retention_maintain()` (migrations 0007, 0015), which runs with the tables' owner's
+    rights, so the platform's own role may call it. One transaction per table (`conn` in
+    autocommit). A lock is waited for 500 ms at a time (every writer of the table queues behind
+    the wait), `BUSY_TRIES` times `BUSY_PAUSE_S` apart; a table still busy, or whose maintenance
+    pg_partman refused (it reports every error, a lock timeout too, as an error of its own), is
+    left for the next run: the other tables are maintained all the same. `state` records each
+    table's outcome."""
     done: list[Maintained] = []
     state = state if state is not None else MaintenanceState()
     for t in TABLES:
-        try:
-            cur = await conn.execute(
-                "SELECT dropped, created, kept_from FROM retention_maintain(%s, %s)",
-                (t.table, t.window(settings)),
-            )
-        except psycopg.errors.LockNotAvailable:
-            log.warning("retention: %s is busy; its maintenance waits for the next run", t.table)
-            state.record(t.table, "lock not granted within 5 s")
-            continue
-        except psycopg.Error as exc:  # pg_partman's own report (RaiseException), a statement
-            # cancelled, a deadlock, the connection lost: the other tables are tried all the same
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            error = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        error = None
+        for attempt in range(BUSY_TRIES):
+            if attempt:
+                await asyncio.sleep(BUSY_PAUSE_S)
+            try:
+                cur = await conn.execute(
+                    "SELECT dropped, created, kept_from FROM retention_maintain(%s, %s)",
+                    (t.table, t.window(settings)),
+                )
+            except psycopg.Error as exc:  # pg_partman's own report (RaiseException), a lock
+                # timeout, a deadlock, the connection lost: the other tables are tried all the same
+                error = _error_text(exc)
+                if _busy(exc):
+                    continue
+                break
+            error = None
+            row = await cur.fetchone()
+            if row is not None:
+                done.append(Maintained(t.table, row["dropped"], row["created"], row["kept_from"]))
+            break
+        if error is not None:
             log.warning("retention: %s not maintained (%s); next run tries again", t.table, error)
-            state.record(t.table, error[:300])
-            continue
-        state.record(t.table, None)
-        row = await cur.fetchone()
-        if row is not None:
-            done.append(Maintained(t.table, row["dropped"], row["created"], row["kept_from"]))
+        state.record(t.table, error)
     return done
+
+
+BUSY_TRIES = 3
+BUSY_PAUSE_S = 2.0
+
+
+def _busy(exc: psycopg.Error) -> bool:
+    """A lock not granted in time: as Postgres reports it, or inside pg_partman's own report."""
+    return isinstance(exc, psycopg.errors.LockNotAvailable) or "lock timeout" in str(exc)
+
+
+def _error_text(exc: psycopg.Error) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text[:300]
 
 
 async def maintain_dsn(

@@ -17,6 +17,9 @@ a week every new row went to the default partition (found in review, 2026-12-07)
 - the guard is replaced only when one of its bounds moved (the constraint's comment holds
   them): adding it takes an `ACCESS EXCLUSIVE` lock on the default partition, which every run
   took before;
+- a lock is waited for 500 ms, not 5 s: while pg_partman's `DROP` of a day waits for the
+  table's lock (a payment shard's transaction holds it through the provider call), every write
+  of the table queues behind it; `adapters/retention.py` tries a busy table again a few times;
 - the function runs with `timezone = 'UTC'`: pg_partman names a daily partition after its start
   in the session's time zone and passes over a name that exists, so a session west of UTC
   named the partition of 2026-12-08 00:00 UTC `…_2026_12_07` and the day was never made.
@@ -61,7 +64,9 @@ BEGIN
   IF p_window < interval '1 hour' THEN
     RAISE EXCEPTION 'retention_maintain: a window of % is shorter than an hour', p_window;
   END IF;
-  PERFORM set_config('lock_timeout', '5s', true);
+  -- waiting for a lock queues every writer of the table behind it: short waits, retried by
+  -- the caller (adapters/retention.py)
+  PERFORM set_config('lock_timeout', '500ms', true);
   v_before := ARRAY(SELECT partition FROM retention_partitions(p_table));
   UPDATE partman.part_config SET retention = p_window::text, retention_keep_table = false,
     retention_keep_index = false, infinite_time_partitions = true, inherit_privileges = true
