@@ -185,7 +185,11 @@ class DeadLetter:
 
 
 def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.lstrip("-").isdigit() else None
+    """A header's number, or None (any header may be anything: a poison message's too)."""
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 @app.command()

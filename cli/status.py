@@ -62,11 +62,12 @@ class Report:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """What the tables show, for `--json` (`pipeline` null: the actors could not be read)."""
+        """What the tables show, for `--json` (`pipeline` and `ready` null: the actors could not
+        be read, the gateway down or the token not an admin's)."""
         return {
             "allUp": self.all_up,
             "stack": self.stack,
-            "pipeline": self.pipeline if self.pipeline_known else None,
+            "pipeline": self.pipeline if self.ready is not None else None,
             "ready": self.ready,
             "tables": self.sizes,
             "retention": self.retention,

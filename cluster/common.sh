@@ -10,8 +10,9 @@ mkdir -p "$RUN/pids" "$RUN/logs"
 # Ray's --temp-dir. Ray makes it and every session directory in it mode 777 (shared between
 # users), sockets and runtime_resources included: it sits inside $RUN/ray, which ray_temp_dir
 # keeps mode 700, so no other user of the machine can open the raylet's socket or put files in a
-# session directory (docs/security.md, "Unix sockets")
-RAY_TEMP="$RUN/ray/temp"
+# session directory (docs/security.md, "Unix sockets"). A short name: Ray's socket paths below
+# it must stay within 107 bytes (ray_temp_dir).
+RAY_TEMP="$RUN/ray/t"
 
 # dotenv_key KEY -> the pattern of a .env line that sets KEY, up to its `=` (python-dotenv's
 # reading: blanks and an `export ` before the key, blanks around the `=`)
@@ -316,6 +317,21 @@ kafka_auth
 # their settings from their environment, never from runtime_env); the owner role's credentials
 # and the bare passwords are not (cluster/deploy.py). Ray's mutual TLS comes with the exported
 # environment (stack_switches), which drivers and `ray start` alike inherit.
+# ray_temp_dir -> $RAY_TEMP exists, this user's, inside a $RUN/ray only this user can enter (see
+# RAY_TEMP). Before 2026-12-07 Ray made $RUN/ray itself mode 777: a `t` another user put there
+# meanwhile (a symlink to their directory) stops it (private_dir). Ray's longest socket path is
+# $RAY_TEMP/session_<date>_<time>_<µs>_<pid up to 7 digits>/sockets/dash_MetricsHead, which must
+# fit in 107 bytes: a deeper checkout stops here with what to do, not in Ray with an OSError.
+RAY_SOCKET_ROOM=68 # bytes of that path below $RAY_TEMP
+ray_temp_dir() {
+  local bytes
+  bytes="$(printf %s "$RAY_TEMP" | wc -c)"
+  ((bytes + RAY_SOCKET_ROOM <= 107)) || die "Ray's socket paths under $RAY_TEMP would be longer" \
+    "than Unix sockets allow (107 bytes): use a checkout at a shorter path, or RUN_DIR=<a short" \
+    "directory> for all make commands"
+  private_dir "$RUN/ray"
+  private_dir "$RAY_TEMP"
+}
 # ray_session_priority PID: the CPU weight of the session `ray start` (PID, run under setsid)
 # leads, i.e. of every Ray process of this node. With autogroup scheduling (the kernel's default,
 # /proc/sys/kernel/sched_autogroup_enabled) Linux shares the CPU between sessions first, and only
@@ -334,10 +350,6 @@ stat_field() {
   printf '%s' "${stat[$2]}"
 }
 # Called once `ray start` answers: before its setsid() the write would reach the caller's session.
-# ray_temp_dir -> $RAY_TEMP exists, inside a $RUN/ray only this user can enter (see RAY_TEMP)
-ray_temp_dir() {
-  mkdir -p "$RAY_TEMP" && chmod 700 "$RUN/ray"
-}
 ray_session_priority() {
   local pid="$1" nice="${RAY_AUTOGROUP_NICENESS:--5}" file="/proc/$1/autogroup"
   [[ -e $file ]] || return 0
@@ -460,7 +472,7 @@ pg_data_ok() {
 }
 
 # pid_is NAME PID -> 0 when PID is NAME's process of this RUN_DIR, told by a path only it has
-# (and, for those told by their arguments, by its owner: this user):
+# (and, for those told by their arguments, by its owner: the stack's):
 #   pg, redis: the working directory, their data directory (each server moves into it);
 #   kafka: its $RUN/kafka/server.properties among its arguments;
 #   ray, ray-worker: --temp-dir=$RAY_TEMP among its arguments ($RUN/ray for a node started
@@ -481,9 +493,10 @@ pid_is() {
   if [[ "$name" == pg || "$name" == redis ]]; then
     found="$(readlink "/proc/$pid/cwd" 2>/dev/null)" || return 1
   else
-    # arguments are anyone's to choose: the process must be this user's as well (Postgres, run
-    # as its own user, is told by its working directory, which only it can enter)
-    [[ "$(stat -c %u "/proc/$pid" 2>/dev/null)" == "$EUID" ]] || return 1
+    # arguments are anyone's to choose: the process must also be of the user whose stack this
+    # is, the owner of $RUN/pids (not the caller: `sudo make down` stops a user's stack).
+    # Postgres, run as its own user, is told by its working directory, which only it can enter.
+    [[ "$(stat -c %u "/proc/$pid" 2>/dev/null)" == "$(stat -c %u "$RUN/pids")" ]] || return 1
     mapfile -d '' -t args 2>/dev/null <"/proc/$pid/cmdline" || return 1
     for arg in "${args[@]}"; do
       case "$name:$arg" in

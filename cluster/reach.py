@@ -39,7 +39,8 @@ def _redis(s: Settings) -> None:
 
 
 def _kafka(s: Settings) -> None:
-    asyncio.run(asyncio.wait_for(missing_topics(s.kafka_bootstrap), TIMEOUT_S))
+    # the admin client gives up starting after 10 s itself (and closes); this bounds the rest
+    asyncio.run(asyncio.wait_for(missing_topics(s.kafka_bootstrap), TIMEOUT_S + 10))
 
 
 def checks(s: Settings) -> list[tuple[str, str, Callable[[Settings], None]]]:

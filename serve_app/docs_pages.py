@@ -12,6 +12,7 @@ download the package (`npm pack swagger-ui-dist@X`), and take
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
@@ -56,9 +57,9 @@ def install(app: FastAPI, openapi_url: str) -> None:
 
 
 def with_integrity(page: HTMLResponse) -> str:
-    """The page with `integrity` and `crossorigin` on each of its external files; every
-    external file must have a hash (a page of a newer FastAPI loading one more is refused at
-    start, not served unchecked)."""
+    """The page with `integrity` and `crossorigin` on each of its external files; every `src` or
+    `href` must be one of those, a `data:` URL or a path of this origin (a page of a newer
+    FastAPI loading one more file is refused at start, not served unchecked)."""
     html = bytes(page.body).decode()
     for url, digest in INTEGRITY.items():
         for attribute in ("src", "href"):
@@ -67,13 +68,21 @@ def with_integrity(page: HTMLResponse) -> str:
                 f'{attribute}="{url}" integrity="{digest}" crossorigin="anonymous"',
             )
     unchecked = [
-        part.split('"', 1)[0]
-        for part in html.split('="https://')[1:]
-        if "integrity=" not in part.split(">", 1)[0]
+        tag.group(2)
+        for tag in _LOADS.finditer(html)
+        if not _local(tag.group(2)) and "integrity=" not in tag.group(0)
     ]
     if unchecked:
         raise RuntimeError(f"API docs page loads files without an integrity hash: {unchecked}")
     return html
+
+
+# a tag's src or href, quoted either way or not at all, and the rest of the tag
+_LOADS = re.compile(r"""<[^>]*?\b(src|href)\s*=\s*["']?([^"'\s>]+)[^>]*>""", re.IGNORECASE)
+
+
+def _local(url: str) -> bool:
+    return url.startswith("data:") or (url.startswith("/") and not url.startswith("//"))
 
 
 def _page(html: str) -> Callable[[], Awaitable[HTMLResponse]]:

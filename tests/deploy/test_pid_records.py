@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def _as_service(name: str, run: Path) -> tuple[tuple[str, ...], Path | None]:
         return (), run / name
     if name == "kafka":
         return (str(run / "kafka" / "server.properties"),), None
-    return (f"--temp-dir={run / 'ray' / 'temp'}",), None
+    return (f"--temp-dir={run / 'ray' / 't'}",), None
 
 
 SERVICES = ["pg", "redis", "kafka", "ray", "ray-worker"]
@@ -70,7 +72,7 @@ def test_a_pid_that_is_another_process_now_is_stale(name: str, tmp_path: Path) -
 def test_a_ray_node_started_before_its_temp_directory_moved_is_still_this_runs(
     tmp_path: Path,
 ) -> None:
-    """Ray's temp directory moved from $RUN/ray into $RUN/ray/temp (docs/security.md): a
+    """Ray's temp directory moved from $RUN/ray into $RUN/ray/t (docs/security.md): a
     node still running from before is recognised, so that `make down` stops it."""
     with sb.process(f"--temp-dir={tmp_path / 'ray'}") as proc:
         sb.record(tmp_path, "ray", proc.pid)
@@ -245,3 +247,35 @@ def _state(pid: int) -> str:
     except OSError:
         return "gone"
     return stat[stat.rfind(")") + 2]
+
+
+def test_rays_temp_directory_is_private_and_a_planted_one_is_refused() -> None:
+    """Ray makes its --temp-dir mode 777; its parent $RUN/ray stays 700. Before 2026-12-07 Ray
+    made $RUN/ray itself 777: a `t` another user put there (a symlink to their directory) would
+    take the sockets and the job code Ray unpacks; it stops the start instead."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="rt-"))  # short, as Ray's socket paths need
+    try:
+        _private_or_refused(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _private_or_refused(tmp_path: Path) -> None:
+    made = sb.bash(tmp_path, "ray_temp_dir")
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "ray").stat().st_mode & 0o777 == 0o700 and (tmp_path / "ray" / "t").is_dir()
+    (tmp_path / "ray" / "t").rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "ray" / "t").symlink_to(tmp_path / "elsewhere")
+    refused = sb.bash(tmp_path, "ray_temp_dir")
+    assert refused.returncode != 0 and "is a symlink" in refused.stderr, refused.stderr
+
+
+def test_a_run_dir_too_deep_for_rays_sockets_stops_with_what_to_do(tmp_path: Path) -> None:
+    """Ray's socket paths under its temp directory must fit in 107 bytes; a deep checkout failed
+    in Ray with an OSError about AF_UNIX."""
+    deep = tmp_path / ("d" * (107 - len(str(tmp_path))))
+    deep.mkdir()
+    refused = sb.bash(deep, "ray_temp_dir")
+    assert refused.returncode != 0 and "RUN_DIR=" in refused.stderr, refused.stderr
+    assert not (deep / "ray").exists()

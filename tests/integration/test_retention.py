@@ -251,7 +251,9 @@ def test_a_key_past_the_partitions_made_ahead_is_refused_and_maintenance_goes_on
 ) -> None:
     """Such a row stayed in the default partition, and every later maintenance run failed on
     the day it belongs to (Postgres refuses a partition whose rows the default one holds):
-    the old partitions stayed and, a week on, every new row went to the default partition."""
+    the old partitions stayed and, a week on, every new row went to the default partition.
+    The bound is the database's clock plus 7 days, not the partitions made: a row of today
+    still goes to the default partition when its partition is missing."""
     url = history["url"]
     future = NOW + timedelta(days=30)
     with pytest.raises(psycopg.errors.CheckViolation, match="processed_events_within_retention"):
@@ -269,12 +271,12 @@ def test_a_key_past_the_partitions_made_ahead_is_refused_and_maintenance_goes_on
     assert {m.table for m in done} == set(KEYS)
 
 
-def test_maintenance_names_and_makes_days_in_utc_whatever_the_sessions_time_zone(
+def test_maintenance_makes_days_in_the_servers_time_zone_whatever_the_callers(
     history: dict[str, Any],
 ) -> None:
     """pg_partman names a day's partition after its start in the session's time zone and passes
-    over a name that exists: west of UTC the newest day was named after the day before it and
-    never made."""
+    over a name that exists: a caller west of the server's zone named the newest day after the
+    day before it, and that day was never made."""
     url = history["url"]
     with connect(url) as conn:
         newest = conn.execute(

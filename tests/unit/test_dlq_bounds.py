@@ -55,3 +55,20 @@ def test_a_read_the_broker_stops_answering_ends_with_a_timeout(
     with pytest.raises(TimeoutError, match="not read to its end within"):
         asyncio.run(asyncio.wait_for(dlq._read("order.created.dlq", 10), 10))
     assert _Stalled.stopped
+
+
+def test_a_dead_letter_with_odd_headers_is_listed_not_a_traceback() -> None:
+    """Any header may be anything (a poison message's too): `dlq list` shows what it can."""
+    from types import SimpleNamespace
+
+    from cli.dlq import DeadLetter
+
+    odd = "²".encode()
+    headers = [("dlq.source.partition", b"--1"), ("dlq.source.offset", odd), ("x", b"\xff")]
+    record = SimpleNamespace(
+        partition=0, offset=7, timestamp=1, key=None, value=b"\xffpoison", headers=headers
+    )
+    letter = DeadLetter.of(record)
+    source = (letter.source_partition, letter.source_offset, letter.source_topic)
+    assert source == (None, None, None)
+    assert letter.value == "\ufffdpoison" and letter.headers["x"] == "\ufffd"

@@ -7,6 +7,7 @@ import re
 
 import pytest
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
 
 from serve_app.api import create_app
@@ -53,6 +54,12 @@ def test_a_page_loading_a_file_without_a_hash_is_refused() -> None:
     )
     with pytest.raises(RuntimeError, match=r"cdn\.example/other\.js"):
         with_integrity(page)
+    for tag in ("<script src=//cdn.example/x.js>", "<link href='http://cdn.example/x.css'>"):
+        sneaky = HTMLResponse(f"<html><head>{tag}</head></html>")
+        with pytest.raises(RuntimeError, match="cdn.example/x"):
+            with_integrity(sneaky)
+    local = HTMLResponse('<link rel="icon" href="data:,"><script src="/static/a.js"></script>')
+    assert with_integrity(local) == bytes(local.body).decode()
 
 
 def test_the_docs_pages_are_not_in_the_api_document(client: TestClient) -> None:

@@ -27,7 +27,6 @@ def test_every_service_this_machine_cannot_use_is_named_and_the_join_stops() -> 
         "DATABASE_URL": f"postgresql://orders_app:x@127.0.0.1:{pg}/orders",
         "REDIS_URL": f"redis://orders:x@127.0.0.1:{redis}/0",
         "KAFKA_BOOTSTRAP": f"127.0.0.1:{kafka}",
-        "KAFKA_AUTH": "none",
     }
     ran = subprocess.run(
         [sys.executable, "-m", "cluster.reach"],
