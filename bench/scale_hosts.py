@@ -151,6 +151,11 @@ class Hosts:
         """Change worker `index`'s CPU quota (0: none)."""
         self._run("cap", str(index), f"{cores:g}", timeout=30)
 
+    def status(self, index: int) -> str:
+        """`make status` on worker `index`, as that machine's operator runs it (raises on exit 1:
+        a part down)."""
+        return self._run("status", str(index), timeout=120)
+
     def stop_worker(self, index: int) -> None:
         self._run("stop-worker", str(index), timeout=120)
 

@@ -110,6 +110,12 @@ source "$ROOT/cluster/tls.sh"
 # to join; make up remembers it in $RUN/node.env for the commands that follow.
 if [[ -z "${NODE_ADDRESS:-}" && -r "$RUN/node.env" ]]; then
   NODE_ADDRESS="$(sed -n 's/^NODE_ADDRESS=//p' "$RUN/node.env" | head -n 1)"
+elif [[ -z "${NODE_ADDRESS:-}" && -r "$RUN/join.env" ]]; then
+  # a machine that joined a head (make join; make leave forgets it): its commands speak of that
+  # head, with the addresses of the join
+  NODE_ADDRESS="$(sed -n 's/^NODE_ADDRESS=//p' "$RUN/join.env" | head -n 1)"
+  HEAD_ADDRESS="${HEAD_ADDRESS:-$(sed -n 's/^HEAD_ADDRESS=//p' "$RUN/join.env" | head -n 1)}"
+  export HEAD_ADDRESS
 fi
 NODE_ADDRESS="${NODE_ADDRESS:-127.0.0.1}"
 # Where the head's services are: this machine, or the head a machine joined (cluster/join.sh).

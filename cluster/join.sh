@@ -99,4 +99,9 @@ wait_for "ray worker node" 120 joined_or_gone
 joined || die "ray start failed: $(tail -n 5 "$RUN/logs/ray-worker.out" | tr '\n' ' ')(see $RUN/logs/ray-worker.out)"
 trap - EXIT
 ray_session_priority "$(cat "$RUN/pids/ray-worker.pid")"
+# what this machine joined, for its later make commands (cluster/common.sh): `make status` here
+# then reports this node and the head's services, not a local stack that is not there
+tmp="$(mktemp "$RUN/join.env.XXXXXX")"
+printf 'HEAD_ADDRESS=%s\nNODE_ADDRESS=%s\n' "$HEAD_ADDRESS" "$NODE_ADDRESS" >"$tmp"
+mv -f "$tmp" "$RUN/join.env"
 log "joined: this machine ($NODE_ADDRESS) is a node of the cluster at $HEAD_ADDRESS"

@@ -365,6 +365,14 @@ kill_rest() {
     sleep 0.1
   done
 }
+# netns_status I -> `make status` on worker host wI with nothing of this harness's environment
+# that names the head: what the join recorded there decides (cluster/join.sh, join.env)
+netns_status() {
+  local host="w$1"
+  on "$host" env -u DATABASE_URL -u MIGRATION_DATABASE_URL -u REDIS_URL -u KAFKA_SSL_CAFILE \
+    -u NODE_ADDRESS -u HEAD_ADDRESS -u KAFKA_BOOTSTRAP -u RAY_ADDRESS \
+    RUN_DIR="$RUN/$host" CREDENTIALS_FILE="$CREDENTIALS_FILE" "$ROOT/cluster/services.sh" status
+}
 # netns_stop_worker I -> `make leave` on it (NETNS_STOP_S=0: SIGKILL at once), then its namespace
 # (each step is tried whatever failed before it; 1 when the namespace or a cgroup stays)
 netns_stop_worker() {

@@ -12,6 +12,7 @@
 #   cluster/netns.sh deploy [--restart]  (re)deploy the platform from the head (settings from env)
 #   cluster/netns.sh kill I raylet|host   SIGKILL worker I's raylet, or every process of worker I
 #   cluster/netns.sh stop-worker I    stop worker host I (by pid) and delete its namespace
+#   cluster/netns.sh status I         `make status` on worker host I, as its operator runs it
 #   cluster/netns.sh exec head|wI CMD...  run CMD on that host (its namespace and cgroup)
 #   cluster/netns.sh env              the variables that reach the head from this machine
 #   cluster/netns.sh cpu              CPU seconds used so far per host (from the cgroups)
@@ -69,7 +70,7 @@ export NODE_ADDRESS="$HEAD_IP" HEAD_ADDRESS="$HEAD_IP"
 source "$ROOT/cluster/common.sh"
 source "$ROOT/cluster/netns-lib.sh"
 
-usage() { sed -n '9,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '9,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cmd="${1:-}"; shift || true
 case "$cmd" in
@@ -104,6 +105,7 @@ case "$cmd" in
   deploy) netns_require; require_mine; netns_deploy "$@" ;;
   kill) netns_require; require_mine; netns_kill "${1:?worker index}" "${2:-raylet}" ;;
   stop-worker) netns_require; require_mine; netns_stop_worker "${1:?worker index}" ;;
+  status) netns_require; require_mine; netns_status "${1:?worker index}" ;;
   exec) netns_require; require_mine; host="${1:?host}"; shift; netns_exec "$host" "$@" ;;
   env) netns_env_lines ;;
   cpu) netns_cpu ;;

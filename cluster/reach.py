@@ -51,21 +51,35 @@ def checks(s: Settings) -> list[tuple[str, str, Callable[[Settings], None]]]:
     ]
 
 
-def failures(s: Settings) -> list[str]:
-    """One line per service this machine cannot use, naming where and why."""
-    out = []
+def outcomes(s: Settings) -> list[tuple[str, str, str | None]]:
+    """`(service, where, why it cannot be used or None)` for each service."""
+    out: list[tuple[str, str, str | None]] = []
     for name, at, check in checks(s):
         try:
             check(s)
         except Exception as exc:
             kind, first = type(exc).__name__, (str(exc).strip().splitlines() or [""])[0]
             why = first if first.startswith(kind) else f"{kind}: {first}" if first else kind
-            out.append(f"{name} at {at}: {why}")
+            out.append((name, at, why))
+        else:
+            out.append((name, at, None))
     return out
 
 
-def main() -> int:
+def failures(s: Settings) -> list[str]:
+    """One line per service this machine cannot use, naming where and why."""
+    return [f"{name} at {at}: {why}" for name, at, why in outcomes(s) if why is not None]
+
+
+def main(argv: list[str]) -> int:
+    """Exit 1 when a service cannot be used. `--lines`: a line per service for `make status`
+    on a joined machine (`name<TAB>up|down<TAB>where[: why]`), whatever the outcome."""
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its retries: one line below
+    if argv == ["--lines"]:
+        results = outcomes(get_settings())
+        for name, at, why in results:
+            print(f"{name}\t{'down' if why else 'up'}\t{at}{': ' + why if why else ''}")
+        return 1 if any(why for _, _, why in results) else 0
     failed = failures(get_settings())
     if not failed:
         print("the head's postgres, redis and kafka answer this machine")
@@ -77,4 +91,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -3,6 +3,10 @@
 # create topics, deploy the actors and the Serve app, then print how to use it.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 t0=$SECONDS
+# a machine that joined a head is one of its worker nodes: a stack of its own here would take
+# that head's settings (join.env) and run beside the node
+[[ ! -r "$RUN/join.env" || -r "$RUN/node.env" ]] || die "this machine is a worker node of" \
+  "$HEAD_ADDRESS (make join): make leave first, then make up"
 "$ROOT/cluster/preflight.sh" up # OS, root, Python 3.11, free ports: fail early and clearly
 dotenv_ignored
 kafka_auth_check

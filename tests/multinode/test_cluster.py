@@ -51,6 +51,19 @@ def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
         assert set().union(*owned) == probes.partitions(hosts, routes.topics(group))
 
 
+def test_status_on_a_worker_host_reports_its_node_and_the_heads_services(hosts: Hosts) -> None:
+    """`make status` on a joined machine reported a local stack that is not there (every part
+    down at 127.0.0.1, exit 1): it reports its Ray node and the head's services, reached as its
+    Ray processes reach them (over TLS, with the platform's logins)."""
+    head = hosts.info["NODE_ADDRESS"]
+    rows = [line.split() for line in hosts.status(1).splitlines()]
+    assert rows[0][:3] == ["ray", "node", "up"] and rows[0][3] == f"{hosts.worker_ip(1)},"
+    assert f"joined to {head}:" in " ".join(rows[0])
+    services = {r[0]: (r[1], r[2]) for r in rows[1:]}
+    assert set(services) == {"postgres", "redis", "kafka"}, rows
+    assert all(up == "up" and where.startswith(head) for up, where in services.values()), rows
+
+
 def test_the_heads_services_on_the_network_take_tls_clients_only(hosts: Hosts) -> None:
     """The head's Postgres, Redis, Kafka and Ray's GCS listen on the bridge: over TLS with the
     stack's CA only (cluster/tls.sh, ADR-016), Kafka with the platform's SCRAM login only

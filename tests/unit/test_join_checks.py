@@ -164,3 +164,61 @@ def test_a_joining_machine_needs_the_heads_ca(tmp_path: Path) -> None:
     ran = _join(tmp_path, "dev", {})  # the certificate (a stand-in), no key
     assert ran.returncode != 0
     assert "TLS_CA_KEY is not in" in ran.stderr, ran.stderr[-600:]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_status_on_a_joined_machine_reports_its_node_and_the_heads_services(
+    tmp_path: Path,
+) -> None:
+    """`make status` on a machine that joined a head reported a local stack that is not there,
+    every part down at 127.0.0.1; it now reports this machine's Ray node and the head's
+    services as its Ray processes reach them (here: nothing answers, so all down, exit 1)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    ports = {key: str(_closed_port()) for key in _PORTS}
+    lines = [f"{key}=x{i}" for i, key in enumerate(_KEYS)]
+    lines += [f"HEAD_{key}={port}" for key, port in ports.items()]
+    (run / "credentials.env").write_text("\n".join(lines) + "\n")
+    (run / "join.env").write_text("HEAD_ADDRESS=127.0.0.1\nNODE_ADDRESS=127.0.0.1\n")
+    clean = {k: v for k, v in os.environ.items() if k not in (*_KEYS, *_PORTS, *_TLS)}
+    clean = {k: v for k, v in clean.items() if not k.endswith("_URL")}
+    for key in ("NODE_ADDRESS", "HEAD_ADDRESS", "KAFKA_BOOTSTRAP", "CREDENTIALS_FILE"):
+        clean.pop(key, None)
+    ran = subprocess.run(
+        ["bash", str(ROOT / "cluster/services.sh"), "status"],
+        env={**clean, "RUN_DIR": str(run), "KAFKA_AUTH": "none"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 1, ran.stderr[-600:]
+    rows = [line.split(None, 2) for line in ran.stdout.splitlines()]
+    gcs = ports["RAY_GCS_PORT"]
+    assert rows[0][:2] == ["ray", "node"] and f"joined to 127.0.0.1:{gcs}" in ran.stdout
+    assert [r[0] for r in rows[1:]] == ["postgres", "redis", "kafka"], ran.stdout
+    assert all(r[1] == "down" for r in rows[1:]), ran.stdout
+    assert f"127.0.0.1:{ports['PG_PORT']}/orders: OperationalError" in ran.stdout
+    assert "gateway" not in ran.stdout and "x1" not in ran.stdout  # no local stack, no password
+
+
+def test_make_up_on_a_joined_machine_is_refused_until_it_leaves(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "join.env").write_text("HEAD_ADDRESS=10.99.0.1\nNODE_ADDRESS=10.99.0.2\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("NODE_ADDRESS", "HEAD_ADDRESS")}
+    ran = subprocess.run(
+        ["bash", str(ROOT / "cluster/up.sh")],
+        env={**clean, "RUN_DIR": str(run)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 1 and "worker node of 10.99.0.1" in ran.stderr, ran.stderr[-600:]
+    assert not (run / "node.env").exists()
