@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from adapters.pg import Row
+from core.errors import one_line
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -193,26 +194,9 @@ async def maintain(
     done: list[Maintained] = []
     state = state if state is not None else MaintenanceState()
     for t in TABLES:
-        error = None
-        for attempt in range(BUSY_TRIES):
-            if attempt:
-                await asyncio.sleep(BUSY_PAUSE_S)
-            try:
-                cur = await conn.execute(
-                    "SELECT dropped, created, kept_from FROM retention_maintain(%s, %s)",
-                    (t.table, t.window(settings)),
-                )
-            except psycopg.Error as exc:  # pg_partman's own report (RaiseException), a lock
-                # timeout, a deadlock, the connection lost: the other tables are tried all the same
-                error = _error_text(exc)
-                if _busy(exc):
-                    continue
-                break
-            error = None
-            row = await cur.fetchone()
-            if row is not None:
-                done.append(Maintained(t.table, row["dropped"], row["created"], row["kept_from"]))
-            break
+        maintained, error = await _maintain_table(conn, t, settings)
+        if maintained is not None:
+            done.append(maintained)
         if error is not None:
             log.warning("retention: %s not maintained (%s); next run tries again", t.table, error)
         state.record(t.table, error)
@@ -223,15 +207,35 @@ BUSY_TRIES = 3
 BUSY_PAUSE_S = 2.0
 
 
+async def _maintain_table(
+    conn: Conn, t: Partitioned, settings: Settings
+) -> tuple[Maintained | None, str | None]:
+    """One table's maintenance, tried again while its lock is busy; its outcome or the error
+    (pg_partman's own report, a lock timeout, a deadlock, the connection lost)."""
+    error = None
+    for attempt in range(BUSY_TRIES):
+        if attempt:
+            await asyncio.sleep(BUSY_PAUSE_S)
+        try:
+            cur = await conn.execute(
+                "SELECT dropped, created, kept_from FROM retention_maintain(%s, %s)",
+                (t.table, t.window(settings)),
+            )
+        except psycopg.Error as exc:
+            error = one_line(exc)[:300]
+            if _busy(exc):
+                continue
+            return None, error
+        row = await cur.fetchone()
+        if row is None:
+            return None, None
+        return Maintained(t.table, row["dropped"], row["created"], row["kept_from"]), None
+    return None, error
+
+
 def _busy(exc: psycopg.Error) -> bool:
     """A lock not granted in time: as Postgres reports it, or inside pg_partman's own report."""
     return isinstance(exc, psycopg.errors.LockNotAvailable) or "lock timeout" in str(exc)
-
-
-def _error_text(exc: psycopg.Error) -> str:
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return text[:300]
 
 
 async def maintain_dsn(

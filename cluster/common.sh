@@ -14,6 +14,10 @@ mkdir -p "$RUN/pids" "$RUN/logs"
 # it must stay within 107 bytes (ray_temp_dir).
 RAY_TEMP="$RUN/ray/t"
 
+# recorded KEY FILE -> the value of the first KEY= line of FILE (what make up or make join wrote
+# there for the commands that follow: node.env, join.env)
+recorded() { sed -n "s/^$1=//p" "$2" | head -n 1; }
+
 # dotenv_key KEY -> the pattern of a .env line that sets KEY, up to its `=` (python-dotenv's
 # reading: blanks and an `export ` before the key, blanks around the `=`)
 dotenv_key() { printf '^[[:space:]]*(export[[:space:]]+)?%s[[:space:]]*=' "$1"; }
@@ -109,12 +113,12 @@ source "$ROOT/cluster/tls.sh"
 # make up` puts the head (Postgres, Redis, Kafka, Ray's GCS) on that address for other machines
 # to join; make up remembers it in $RUN/node.env for the commands that follow.
 if [[ -z "${NODE_ADDRESS:-}" && -r "$RUN/node.env" ]]; then
-  NODE_ADDRESS="$(sed -n 's/^NODE_ADDRESS=//p' "$RUN/node.env" | head -n 1)"
+  NODE_ADDRESS="$(recorded NODE_ADDRESS "$RUN/node.env")"
 elif [[ -z "${NODE_ADDRESS:-}" && -r "$RUN/join.env" ]]; then
   # a machine that joined a head (make join; make leave forgets it): its commands speak of that
   # head, with the addresses of the join
-  NODE_ADDRESS="$(sed -n 's/^NODE_ADDRESS=//p' "$RUN/join.env" | head -n 1)"
-  HEAD_ADDRESS="${HEAD_ADDRESS:-$(sed -n 's/^HEAD_ADDRESS=//p' "$RUN/join.env" | head -n 1)}"
+  NODE_ADDRESS="$(recorded NODE_ADDRESS "$RUN/join.env")"
+  HEAD_ADDRESS="${HEAD_ADDRESS:-$(recorded HEAD_ADDRESS "$RUN/join.env")}"
   export HEAD_ADDRESS
 fi
 NODE_ADDRESS="${NODE_ADDRESS:-127.0.0.1}"
@@ -210,7 +214,7 @@ kafka_needs_login() { on_network || [[ "$STACK_TLS" == on ]]; }
 kafka_auth() {
   export KAFKA_USERNAME="${KAFKA_USERNAME:-orders}"
   if [[ -z "${KAFKA_AUTH:-}" && -r "$RUN/node.env" ]]; then
-    KAFKA_AUTH="$(sed -n 's/^KAFKA_AUTH=//p' "$RUN/node.env" | head -n 1)"
+    KAFKA_AUTH="$(recorded KAFKA_AUTH "$RUN/node.env")"
     # (a single box's `none` does not follow its head onto the network, nor into TLS)
     if [[ "$KAFKA_AUTH" == none ]] && kafka_needs_login; then KAFKA_AUTH=""; fi
   fi
@@ -318,26 +322,6 @@ PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || t
 
 kafka_auth
 
-# ray_env -> RAY_ENV, the environment of every `ray start` of this project (head and joining
-# machines; Ray's processes inherit it). The app's connection URLs are in it (Ray processes read
-# their settings from their environment, never from runtime_env); the owner role's credentials
-# and the bare passwords are not (cluster/deploy.py). Ray's mutual TLS comes with the exported
-# environment (stack_switches), which drivers and `ray start` alike inherit.
-# ray_temp_dir -> $RAY_TEMP exists, this user's, inside a $RUN/ray only this user can enter (see
-# RAY_TEMP). Before 2026-12-07 Ray made $RUN/ray itself mode 777: a `t` another user put there
-# meanwhile (a symlink to their directory) stops it (private_dir). Ray's longest socket path is
-# $RAY_TEMP/session_<date>_<time>_<µs>_<pid up to 7 digits>/sockets/dash_MetricsHead, which must
-# fit in 107 bytes: a deeper checkout stops here with what to do, not in Ray with an OSError.
-RAY_SOCKET_ROOM=68 # bytes of that path below $RAY_TEMP
-ray_temp_dir() {
-  local bytes
-  bytes="$(printf %s "$RAY_TEMP" | wc -c)"
-  ((bytes + RAY_SOCKET_ROOM <= 107)) || die "Ray's socket paths under $RAY_TEMP would be longer" \
-    "than Unix sockets allow (107 bytes): use a checkout at a shorter path, or RUN_DIR=<a short" \
-    "directory> for all make commands"
-  private_dir "$RUN/ray"
-  private_dir "$RAY_TEMP"
-}
 # ray_session_priority PID: the CPU weight of the session `ray start` (PID, run under setsid)
 # leads, i.e. of every Ray process of this node. With autogroup scheduling (the kernel's default,
 # /proc/sys/kernel/sched_autogroup_enabled) Linux shares the CPU between sessions first, and only
@@ -390,6 +374,21 @@ private_dir() {
   fi
   chmod 700 "$dir"
 }
+# ray_temp_dir -> $RAY_TEMP exists, this user's, inside a $RUN/ray only this user can enter (see
+# RAY_TEMP). Before 2026-12-07 Ray made $RUN/ray itself mode 777: a `t` another user put there
+# meanwhile (a symlink to their directory) stops it (private_dir). Ray's longest socket path is
+# $RAY_TEMP/session_<date>_<time>_<µs>_<pid up to 7 digits>/sockets/dash_MetricsHead, which must
+# fit in 107 bytes: a deeper checkout stops here with what to do, not in Ray with an OSError.
+RAY_SOCKET_ROOM=68 # bytes of that path below $RAY_TEMP
+ray_temp_dir() {
+  local bytes
+  bytes="$(printf %s "$RAY_TEMP" | wc -c)"
+  ((bytes + RAY_SOCKET_ROOM <= 107)) || die "Ray's socket paths under $RAY_TEMP would be longer" \
+    "than Unix sockets allow (107 bytes): use a checkout at a shorter path, or RUN_DIR=<a short" \
+    "directory> for all make commands"
+  private_dir "$RUN/ray"
+  private_dir "$RAY_TEMP"
+}
 # remove_haproxy_dir -> removes it, once the node's Ray (and so its HAProxy) has stopped; one
 # that is not ours (see above) is left alone.
 remove_haproxy_dir() {
@@ -399,6 +398,11 @@ remove_haproxy_dir() {
   if ours "$dir"; then rm -rf "$dir"; else log "$dir is not this user's: left alone"; fi
 }
 
+# ray_env -> RAY_ENV, the environment of every `ray start` of this project (head and joining
+# machines; Ray's processes inherit it). The app's connection URLs are in it (Ray processes read
+# their settings from their environment, never from runtime_env); the owner role's credentials
+# and the bare passwords are not (cluster/deploy.py). Ray's mutual TLS comes with the exported
+# environment (stack_switches), which drivers and `ray start` alike inherit.
 ray_env() {
   local haproxy_bin haproxy_dir
   haproxy_dir="$(haproxy_dir)"

@@ -103,5 +103,5 @@ ray_session_priority "$(cat "$RUN/pids/ray-worker.pid")"
 # then reports this node and the head's services, not a local stack that is not there
 tmp="$(mktemp "$RUN/join.env.XXXXXX")"
 printf 'HEAD_ADDRESS=%s\nNODE_ADDRESS=%s\n' "$HEAD_ADDRESS" "$NODE_ADDRESS" >"$tmp"
-mv -f "$tmp" "$RUN/join.env"
+replace_if_changed "$tmp" "$RUN/join.env"
 log "joined: this machine ($NODE_ADDRESS) is a node of the cluster at $HEAD_ADDRESS"

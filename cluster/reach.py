@@ -19,6 +19,7 @@ import psycopg
 
 from adapters.audit import ping_redis, where
 from adapters.kafka import missing_topics
+from core.errors import one_line
 from core.settings import Settings, get_settings
 
 TIMEOUT_S = 10.0
@@ -58,9 +59,7 @@ def outcomes(s: Settings) -> list[tuple[str, str, str | None]]:
         try:
             check(s)
         except Exception as exc:
-            kind, first = type(exc).__name__, (str(exc).strip().splitlines() or [""])[0]
-            why = first if first.startswith(kind) else f"{kind}: {first}" if first else kind
-            out.append((name, at, why))
+            out.append((name, at, one_line(exc)))
         else:
             out.append((name, at, None))
     return out

@@ -16,7 +16,7 @@ TLS_DIR="$RUN/tls"
 # network).
 stack_tls() {
   if [[ -z "${STACK_TLS:-}" && -r "$RUN/node.env" ]]; then
-    STACK_TLS="$(sed -n 's/^STACK_TLS=//p' "$RUN/node.env" | head -n 1)"
+    STACK_TLS="$(recorded STACK_TLS "$RUN/node.env")"
     [[ "$STACK_TLS" == off ]] && on_network && STACK_TLS=""
   fi
   if [[ -z "${STACK_TLS:-}" ]]; then

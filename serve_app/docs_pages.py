@@ -21,16 +21,13 @@ from fastapi.responses import HTMLResponse
 
 SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.36.0"
 REDOC = "https://cdn.jsdelivr.net/npm/redoc@2.5.4"
+SWAGGER_JS = f"{SWAGGER_UI}/swagger-ui-bundle.js"
+SWAGGER_CSS = f"{SWAGGER_UI}/swagger-ui.css"
+REDOC_JS = f"{REDOC}/bundles/redoc.standalone.js"
 INTEGRITY = {
-    f"{SWAGGER_UI}/swagger-ui-bundle.js": (
-        "sha384-fUpRgC19yPykTqzdrUbdAg8NTiu16NEKf9U12J+IJWCg8/1mEI8f2+PEIz60Wyd+"
-    ),
-    f"{SWAGGER_UI}/swagger-ui.css": (
-        "sha384-z/AtSaOHGn5MJ5auAHXUypohywlIWLBZo1jeGmhdpVIbCnFhxAH92cwdV41oyINc"
-    ),
-    f"{REDOC}/bundles/redoc.standalone.js": (
-        "sha384-w447zOpYfw/1Tv/5AK9NfHTlQIqE3RVR6KY62jCyy9zNDgO64cMwGGP1Fj0zJVf5"
-    ),
+    SWAGGER_JS: "sha384-fUpRgC19yPykTqzdrUbdAg8NTiu16NEKf9U12J+IJWCg8/1mEI8f2+PEIz60Wyd+",
+    SWAGGER_CSS: "sha384-z/AtSaOHGn5MJ5auAHXUypohywlIWLBZo1jeGmhdpVIbCnFhxAH92cwdV41oyINc",
+    REDOC_JS: "sha384-w447zOpYfw/1Tv/5AK9NfHTlQIqE3RVR6KY62jCyy9zNDgO64cMwGGP1Fj0zJVf5",
 }
 _NO_ICON = "data:,"  # an empty icon: the browser asks no other host for one
 
@@ -40,14 +37,14 @@ def install(app: FastAPI, openapi_url: str) -> None:
     swagger = get_swagger_ui_html(
         openapi_url=openapi_url,
         title=f"{app.title} - Swagger UI",
-        swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
-        swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+        swagger_js_url=SWAGGER_JS,
+        swagger_css_url=SWAGGER_CSS,
         swagger_favicon_url=_NO_ICON,
     )
     redoc = get_redoc_html(
         openapi_url=openapi_url,
         title=f"{app.title} - ReDoc",
-        redoc_js_url=f"{REDOC}/bundles/redoc.standalone.js",
+        redoc_js_url=REDOC_JS,
         redoc_favicon_url=_NO_ICON,
         with_google_fonts=False,
     )
