@@ -5,7 +5,7 @@ SUB ?= customer1
 ROLE ?= customer
 .DEFAULT_GOAL := up
 
-.PHONY: help up down status stacks test lint token demo bench chaos install clean-data join leave bench-scale
+.PHONY: help up down status stacks test lint token demo bench chaos install clean-data join leave firewall bench-scale
 
 help: ## list the targets and what each does
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | expand -t 14
@@ -27,6 +27,9 @@ join: ## this machine joins the head at HEAD=<address> as a Ray worker node (REA
 
 leave: ## stop the worker node `make join` started here (by pid)
 	@cluster/leave.sh
+
+firewall: ## print an nftables rule set for a machine of a multi-host cluster, MEMBERS="<addresses>": only the stack's ports, from the members (review, then `| sudo nft -f -`; docs/security.md)
+	@cluster/firewall.sh $(MEMBERS)
 
 install: ## install what is missing (apt packages, Kafka, the venv) without starting anything
 	@cluster/install.sh

@@ -70,6 +70,11 @@ def unavailable() -> str | None:
         )
     if shutil.which("ip") is None:
         return "the multi-node harness needs the `ip` command: apt-get install iproute2"
+    if os.environ.get("NETNS_FIREWALL", "1") != "0" and shutil.which("nft") is None:
+        return (
+            "the multi-node harness loads a firewall in each host (cluster/firewall.sh): "
+            "apt-get install nftables (make install does), or NETNS_FIREWALL=0"
+        )
     return None
 
 
@@ -155,6 +160,10 @@ class Hosts:
         """`make status` on worker `index`, as that machine's operator runs it (raises on exit 1:
         a part down)."""
         return self._run("status", str(index), timeout=120)
+
+    def exec(self, host: str, *command: str) -> str:
+        """What `command` prints on `host` (head, w1, ...): in its namespace and cgroup."""
+        return self._run("exec", host, *command, timeout=60)
 
     def stop_worker(self, index: int) -> None:
         self._run("stop-worker", str(index), timeout=120)

@@ -60,7 +60,8 @@ dotenv_value() {
 # of them, which the head records in its credentials file for a machine that joins (head_ports).
 PORT_KEYS=(PG_PORT REDIS_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT DASHBOARD_PORT RAY_GCS_PORT
   RAY_CLIENT_SERVER_PORT DASHBOARD_AGENT_PORT HTTP_PORT METRICS_EXPORT_PORT
-  RAY_SERVE_HAPROXY_STATS_PORT RAY_SERVE_HAPROXY_METRICS_PORT)
+  RAY_SERVE_HAPROXY_STATS_PORT RAY_SERVE_HAPROXY_METRICS_PORT
+  RAY_NODE_MANAGER_PORT RAY_OBJECT_MANAGER_PORT RAY_RUNTIME_ENV_AGENT_PORT DASHBOARD_AGENT_GRPC_PORT)
 HEAD_PORT_KEYS=(PG_PORT REDIS_PORT KAFKA_PORT RAY_GCS_PORT)
 # The ports the caller's environment gives: they win over .env, over the head's record and over
 # the defaults.
@@ -70,7 +71,7 @@ for _key in "${PORT_KEYS[@]}"; do [[ -z "${!_key:-}" ]] || _given_ports+="$_key 
 # platform's Settings read some of them too and take the environment over .env, so a default
 # exported here would hide what .env says (APP_ENV=prod and a secret of one's own in .env,
 # silently run as dev with `devsecret`).
-for _key in "${PORT_KEYS[@]}" APP_ENV JWT_SECRET HTTP_HOST REDIS_MAXMEMORY; do
+for _key in "${PORT_KEYS[@]}" RAY_WORKER_PORTS APP_ENV JWT_SECRET HTTP_HOST REDIS_MAXMEMORY; do
   [[ -n "${!_key:-}" ]] || printf -v "$_key" '%s' "$(dotenv_value "$_key")"
 done
 export PG_PORT="${PG_PORT:-5432}"
@@ -82,6 +83,15 @@ export RAY_GCS_PORT="${RAY_GCS_PORT:-6390}"
 export RAY_CLIENT_SERVER_PORT="${RAY_CLIENT_SERVER_PORT:-10001}"
 export DASHBOARD_AGENT_PORT="${DASHBOARD_AGENT_PORT:-52365}"
 export RAY_NUM_CPUS="${RAY_NUM_CPUS:-2}"
+# The ports of Ray's own servers on every node (the raylet's node and object managers, the
+# runtime-env and dashboard agents, each worker process's gRPC server: ray_port_args), which
+# Ray would otherwise pick at random: pinned, so that a firewall between machines can name every
+# port a cluster needs (cluster/firewall.sh, docs/security.md "Multi-host mode").
+export RAY_NODE_MANAGER_PORT="${RAY_NODE_MANAGER_PORT:-6391}"
+export RAY_OBJECT_MANAGER_PORT="${RAY_OBJECT_MANAGER_PORT:-6392}"
+export RAY_RUNTIME_ENV_AGENT_PORT="${RAY_RUNTIME_ENV_AGENT_PORT:-6393}"
+export DASHBOARD_AGENT_GRPC_PORT="${DASHBOARD_AGENT_GRPC_PORT:-6394}"
+export RAY_WORKER_PORTS="${RAY_WORKER_PORTS:-20000-20999}"
 # HAProxy's stats page and Prometheus frontend (loopback; docs/security.md, "Ports"): given to
 # `ray start` (ray_env) and checked by preflight, not exported (cluster/deploy.py passes every
 # RAY_SERVE_* variable of the environment on to the actors)
@@ -398,6 +408,23 @@ remove_haproxy_dir() {
   if ours "$dir"; then rm -rf "$dir"; else log "$dir is not this user's: left alone"; fi
 }
 
+# ray_port_args -> RAY_PORT_ARGS, the ports of every `ray start` of this project (head and
+# joining machines) that are the same on every node: those of the node's own servers, pinned
+# (RAY_NODE_MANAGER_PORT..RAY_WORKER_PORTS above), and the dashboard agent's and the metrics'.
+# Stops on a RAY_WORKER_PORTS that is not LOW-HIGH.
+ray_port_args() {
+  [[ "$RAY_WORKER_PORTS" =~ ^([0-9]+)-([0-9]+)$ ]] && (( BASH_REMATCH[1] < BASH_REMATCH[2] )) \
+    && (( BASH_REMATCH[2] <= 65535 )) \
+    || die "RAY_WORKER_PORTS=$RAY_WORKER_PORTS is not a range LOW-HIGH of ports (e.g. 20000-20999)"
+  RAY_PORT_ARGS=(
+    --node-manager-port="$RAY_NODE_MANAGER_PORT" --object-manager-port="$RAY_OBJECT_MANAGER_PORT"
+    --runtime-env-agent-port="$RAY_RUNTIME_ENV_AGENT_PORT"
+    --dashboard-agent-listen-port="$DASHBOARD_AGENT_PORT"
+    --dashboard-agent-grpc-port="$DASHBOARD_AGENT_GRPC_PORT"
+    --min-worker-port="${BASH_REMATCH[1]}" --max-worker-port="${BASH_REMATCH[2]}"
+    --metrics-export-port="$METRICS_EXPORT_PORT"
+  )
+}
 # ray_env -> RAY_ENV, the environment of every `ray start` of this project (head and joining
 # machines; Ray's processes inherit it). The app's connection URLs are in it (Ray processes read
 # their settings from their environment, never from runtime_env); the owner role's credentials

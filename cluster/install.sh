@@ -133,6 +133,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # the multi-host tests' namespaces (tests/multinode, make bench-scale) and make join's route lookup
 command -v ip >/dev/null || need_apt+=(iproute2)
+# their hosts' firewalls (cluster/netns.sh loads cluster/firewall.sh's rule set in each)
+command -v nft >/dev/null || need_apt+=(nftables)
 if (( ${#need_apt[@]} )) && ! $venv_only; then
   log "apt: installing ${need_apt[*]}"
   hold_services

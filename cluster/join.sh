@@ -83,12 +83,12 @@ joined_or_gone() { joined || [[ $? -eq 2 ]]; }
 cpus="${WORKER_NUM_CPUS:-$(nproc)}"
 log "ray: joining $HEAD_ADDRESS:$RAY_GCS_PORT as $NODE_ADDRESS (num-cpus=$cpus)"
 ray_env
+ray_port_args
 ray_temp_dir
 # --block: this pid is the parent of the node's Ray processes; make leave stops them by it.
 env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --block \
   --address="$HEAD_ADDRESS:$RAY_GCS_PORT" --node-ip-address="$NODE_ADDRESS" --num-cpus="$cpus" \
-  --dashboard-agent-listen-port="$DASHBOARD_AGENT_PORT" \
-  --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
+  "${RAY_PORT_ARGS[@]}" --disable-usage-stats \
   --temp-dir="$RAY_TEMP" >"$RUN/logs/ray-worker.out" 2>&1 </dev/null &
 worker=$!
 echo "$worker" >"$RUN/pids/ray-worker.pid"

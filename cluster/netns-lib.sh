@@ -32,7 +32,8 @@ export PYTHONPATH="$CODE"
 netns_env_lines() {
   local k
   for k in NODE_ADDRESS DATABASE_URL REDIS_URL KAFKA_BOOTSTRAP RAY_ADDRESS HTTP_PORT DASHBOARD_PORT \
-    KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_USERNAME KAFKA_SSL_CAFILE STACK_TLS; do
+    KAFKA_SECURITY_PROTOCOL KAFKA_SASL_MECHANISM KAFKA_USERNAME KAFKA_SSL_CAFILE STACK_TLS \
+    METRICS_EXPORT_PORT RAY_CLIENT_SERVER_PORT RAY_RUNTIME_ENV_AGENT_PORT; do
     printf '%s=%s\n' "$k" "${!k:-}"
   done
   printf 'GATEWAY_URL=http://%s:%s\nDASHBOARD_URL=http://%s:%s\n' \
@@ -44,6 +45,8 @@ netns_env_lines() {
 netns_require() {
   [[ $EUID -eq 0 ]] || die "cluster/netns.sh needs root (network namespaces, bridge, cgroups)"
   command -v ip >/dev/null || die "cluster/netns.sh needs the 'ip' command (apt-get install iproute2)"
+  [[ "$FIREWALL" == 0 ]] || command -v nft >/dev/null \
+    || die "cluster/netns.sh needs the 'nft' command for its hosts' firewalls (apt-get install nftables; NETNS_FIREWALL=0: none)"
   [[ "$SUBNET" =~ ^(10\.[0-9]+\.[0-9]+|192\.168\.[0-9]+|172\.(1[6-9]|2[0-9]|3[01])\.[0-9]+)$ ]] \
     || die "NETNS_SUBNET=$SUBNET is not the first three octets of a private range"
   owner_file_ok
@@ -279,6 +282,16 @@ net_host() {
   ip -n "$ns" addr add "$(ip_of "$host")/24" dev eth0
   ip -n "$ns" link set lo up
   ip -n "$ns" link set eth0 up
+  net_firewall "$host"
+}
+# net_firewall HOST -> the rule set an operator loads on each machine (cluster/firewall.sh),
+# with this bridge's subnet as the members and no other port open: every host's inbound traffic
+# is dropped but for the stack's ports, so the tests show the pinned ports are all a cluster
+# needs (NETNS_FIREWALL=0: none)
+net_firewall() {
+  [[ "$FIREWALL" != 0 ]] || return 0
+  OPEN_PORTS="" "$ROOT/cluster/firewall.sh" "$SUBNET.0/24" | ip netns exec "$(ns_of "$1")" nft -f - \
+    || die "$1: its firewall (cluster/firewall.sh) did not load"
 }
 
 # --- Ray -----------------------------------------------------------------------------------

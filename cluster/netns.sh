@@ -25,16 +25,18 @@
 # Knobs (env): NETNS_PREFIX (orders: namespaces orders-head, orders-w1.., bridge ordersbr0),
 # NETNS_SUBNET (10.77.0: this machine .1, head .2, worker I .1I), NETNS_CPU_CAP (cores per
 # worker host, 0.5; 0 = no cap), NETNS_WORKER_CPUS (logical CPUs a worker offers Ray, 4: room
-# for every actor on one survivor), NETNS_RUN_DIR (default /tmp/netns-<hash of checkout and
+# for every actor on one survivor), NETNS_FIREWALL (1: each host loads cluster/firewall.sh's
+# rule set with the bridge's subnet as its members; 0: none), NETNS_RUN_DIR (default /tmp/netns-<hash of checkout and
 # prefix>: never the single-box stack's .run; reachable by the postgres user; short, for the
 # socket paths under it: HAProxy allows 97 characters for <RUN_DIR>/haproxy/<node id>/admin.sock).
 # Traffic goes only to loopback and the addresses on that bridge: the namespaces have no route
-# anywhere else.
+# anywhere else. Needs `nft` too unless NETNS_FIREWALL=0.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 P="${NETNS_PREFIX:-orders}"
 SUBNET="${NETNS_SUBNET:-10.77.0}"
 HEAD_IP="$SUBNET.2"
+FIREWALL="${NETNS_FIREWALL:-1}"
 export RUN_DIR="${NETNS_RUN_DIR:-/tmp/netns-$(printf %s "$ROOT:$P" | sha1sum | cut -c1-8)}"
 # run_dir_check DIR -> 0 when DIR is a directory of this user's (root's: the harness needs root),
 # no symlink, mode at most 0755; else its fault on stderr and 1. The default RUN_DIR is a

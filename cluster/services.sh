@@ -470,12 +470,12 @@ ray_start() {
   # one pid stops this cluster and nothing else on the machine (unlike `ray stop`). Every port
   # Ray opens binds NODE_ADDRESS (loopback by default; docs/security.md lists them).
   ray_env
+  ray_port_args
   env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --head --block \
     --node-ip-address="$NODE_ADDRESS" --port="$RAY_GCS_PORT" --num-cpus="$RAY_NUM_CPUS" \
     --ray-client-server-port="$RAY_CLIENT_SERVER_PORT" \
     --dashboard-host="$DASHBOARD_HOST" --dashboard-port="$DASHBOARD_PORT" \
-    --dashboard-agent-listen-port="$DASHBOARD_AGENT_PORT" \
-    --metrics-export-port="$METRICS_EXPORT_PORT" --disable-usage-stats \
+    "${RAY_PORT_ARGS[@]}" --disable-usage-stats \
     --temp-dir="$RAY_TEMP" >"$RUN/logs/ray.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/ray.pid"
   tls_mark_set ray

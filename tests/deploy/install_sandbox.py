@@ -24,7 +24,7 @@ TOOLS = ["basename", "bash", "cat", "chmod", "cp", "cut", "date", "dirname", "en
 TOOLS += ["head", "ls", "mkdir", "mktemp", "mv", "od", "readlink", "realpath", "rm", "sed"]
 TOOLS += ["sha1sum", "sleep", "sort", "stat", "tail", "touch", "tr"]
 # What cluster/install.sh looks for on PATH before it calls apt-get.
-INSTALLED = ("redis-server", "java", "mvn", "wrk", "curl", "ip")
+INSTALLED = ("redis-server", "java", "mvn", "wrk", "curl", "ip", "nft")
 
 LOG = 'echo "$(basename "$0") $*" >>"$SANDBOX/calls"\n'
 # python3.11: `-m venv [--clear] DIR` makes a venv of the fake interpreter below (with pip unless

@@ -139,7 +139,10 @@ def _preflight(run: Path, http_port: int) -> subprocess.CompletedProcess[str]:
     ports = ["PG_PORT", "REDIS_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "DASHBOARD_PORT"]
     ports += ["RAY_GCS_PORT", "RAY_CLIENT_SERVER_PORT", "DASHBOARD_AGENT_PORT"]
     ports += ["RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"]
+    ports += ["RAY_NODE_MANAGER_PORT", "RAY_OBJECT_MANAGER_PORT", "RAY_RUNTIME_ENV_AGENT_PORT"]
+    ports += ["DASHBOARD_AGENT_GRPC_PORT"]
     env = {name: str(sb.free_port()) for name in [*ports, "METRICS_EXPORT_PORT"]}
+    env["RAY_WORKER_PORTS"] = sb.free_range()
     return subprocess.run(
         [str(ROOT / "cluster" / "preflight.sh"), "test"],
         env=sb.env(run, **env, HTTP_PORT=str(http_port)),

@@ -210,6 +210,9 @@ def test_every_port_of_the_single_box_stack_listens_on_loopback_only() -> None:
     env = os.environ
     expected = {"RAY_GCS_PORT": 6390, "DASHBOARD_PORT": 8265, "HTTP_PORT": 8080, "PG_PORT": 5432}
     expected |= {"REDIS_PORT": 6379, "KAFKA_PORT": 9092, "METRICS_EXPORT_PORT": 8090}
+    # Ray's own servers, which it would put on random ports (pinned for a firewall, README)
+    expected |= {"RAY_NODE_MANAGER_PORT": 6391, "RAY_OBJECT_MANAGER_PORT": 6392}
+    expected |= {"RAY_RUNTIME_ENV_AGENT_PORT": 6393, "DASHBOARD_AGENT_GRPC_PORT": 6394}
     ports = {int(env.get(k, default)) for k, default in expected.items()}
 
     def complete() -> set[tuple[str, str, int]] | None:

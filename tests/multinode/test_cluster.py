@@ -16,7 +16,7 @@ from bench.scale_hosts import Hosts
 from consumers import routes
 from core import registry
 from core.settings import Settings
-from tests.multinode import probes
+from tests.multinode import firewall, probes
 from tests.multinode.conftest import PLATFORM
 from tests.tls_probes import grpc_answers, pg_over_tls, redis_user
 
@@ -62,6 +62,33 @@ def test_status_on_a_worker_host_reports_its_node_and_the_heads_services(hosts: 
     services = {r[0]: (r[1], r[2]) for r in rows[1:]}
     assert set(services) == {"postgres", "redis", "kafka"}, rows
     assert all(up == "up" and where.startswith(head) for up, where in services.values()), rows
+
+
+def test_every_host_admits_the_ports_of_the_stack_only(hosts: Hosts) -> None:
+    """Each host loads cluster/firewall.sh's rule set (the harness does, as README's "Adding a
+    machine" asks of an operator), so every test here runs the pipeline, a redeploy and a
+    host's loss through it. Ray alone listened on random ports no rule could name: now every
+    port a host listens on beyond loopback is one its rule set admits from the members, but
+    for those reached from the host itself (the runtime-env agent) and, on the head, Serve's
+    and Ray's own that nothing on another host calls. A port it does not admit is dropped."""
+    port = {k: int(hosts.info[k]) for k in firewall.PORTS}
+    local = {port["RAY_RUNTIME_ENV_AGENT_PORT"]}
+    # Ray's client server, Serve's proxy, the autoscaler's and the dashboard's metrics
+    head_only = local | {port["RAY_CLIENT_SERVER_PORT"], 8500, 44217, 44227}
+    for host, exempt in (("w1", local), ("w2", local), ("head", head_only)):
+        admitted, listening = firewall.admitted(hosts, host), firewall.listeners(hosts, host)
+        outside = {
+            port: name
+            for port, name in listening.items()
+            if port not in admitted | exempt and not name.startswith("ray::ServeRepli")
+        }
+        assert not outside, f"{host} listens beyond its rule set: {outside}"
+    head, client = hosts.info["NODE_ADDRESS"], port["RAY_CLIENT_SERVER_PORT"]
+    assert client in firewall.listeners(hosts, "head"), "nothing to show a drop with"
+    before = firewall.dropped(hosts, "head")
+    assert firewall.connects(head, port["METRICS_EXPORT_PORT"])
+    assert not firewall.connects(head, client), "a port not admitted took a connection"
+    assert firewall.dropped(hosts, "head") > before
 
 
 def test_the_heads_services_on_the_network_take_tls_clients_only(hosts: Hosts) -> None:
