@@ -108,9 +108,26 @@ def token(
 
 
 @app.command()
-def migrate() -> None:
+def migrate(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="change nothing: is the schema at this code's head? (exit codes above)"
+        ),
+    ] = False,
+) -> None:
     """Apply the Alembic migrations (idempotent), as the schema's owner
-    (MIGRATION_DATABASE_URL, else DATABASE_URL)."""
+    (MIGRATION_DATABASE_URL, else DATABASE_URL).
+
+    `--check` changes nothing: it reads the database's revision as the runtime role
+    (DATABASE_URL, read-only) and prints one line naming it and this code's head. Exit codes:
+    **0** at the head; **1** the database cannot be reached or read; **2** a setting missing
+    or invalid; **3** behind (an older revision, or none: `orders migrate` upgrades it);
+    **4** a revision this code does not know (a newer image's)."""
+    if check:
+        from cli.revision import check as check_revision
+
+        raise typer.Exit(check_revision(_settings().database_url))
     from alembic import command
     from alembic.config import Config
 

@@ -847,39 +847,77 @@ def _cli_topics_check(monkeypatch: pytest.MonkeyPatch, answer: list[str] | Excep
     return int(exit_.value.code or 0)
 
 
+def _cli_migrate_check(monkeypatch: pytest.MonkeyPatch, answer: tuple[str, ...] | Exception) -> int:
+    """`python -m cli.main migrate --check`'s exit code (its line goes to stderr, which the
+    caller's capsys reads), with the database's answer standing in: the revisions its
+    `alembic_version` holds, or the exception of a Postgres that does not answer."""
+    import sys
+
+    from cli.main import app
+
+    def database_revisions(dsn: str, timeout_s: int = 10) -> tuple[str, ...]:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr("cli.revision.database_revisions", database_revisions)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # typer sets its own
+    with pytest.raises(SystemExit) as exit_:
+        app(["migrate", "--check"])
+    return int(exit_.value.code or 0)
+
+
 def _stub(directory: Path, name: str, body: str) -> None:
     path = directory / name
     path.write_text("#!/usr/bin/env bash\n" + body)
     path.chmod(0o755)
 
 
-def _run_head_wait(tmp_path: Path, answers: list[str], outputs: dict[str, str]) -> dict[str, Any]:
+# `python -m cli.main <check>` as the stand-in answers it: from the file of answers of its kind,
+# each printing the real CLI's output for it and exiting with its code (`ok`: exit 0 silently);
+# `down` also takes the CLI's bound on an unanswering server (10 s: Kafka's, Postgres's connect)
+_PYTHON_STUB = """case "$*" in
+  "-m cli.main topics --check") kind=topics ;;
+  "-m cli.main migrate --check") kind=schema ;;
+  *) echo "unexpected: $*" >&2; exit 99 ;;
+esac
+echo >>"$STUB/$kind.calls"
+answer=$(head -n 1 "$STUB/$kind.answers"); sed -i 1d "$STUB/$kind.answers"
+[ -n "$answer" ] || { echo "no answer left" >&2; exit 98; }
+[ "$answer" = ok ] && exit 0
+[ "$answer" = down ] && echo $(( $(cat "$STUB/clock") + 10 )) >"$STUB/clock"
+cat "$STUB/$kind.$answer.out" >&2
+exit "$(cat "$STUB/$kind.$answer.code")"
+"""
+
+
+def _calls(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def _run_head_wait(
+    tmp_path: Path,
+    answers: list[str],
+    outputs: dict[str, tuple[int, str]],
+    schema: tuple[str, ...] | list[str] = ("ok",),
+) -> dict[str, Any]:
     """Run the head's wait with `python`, `date` and `sleep` standing in, on a simulated clock:
-    each `python -m cli.main topics --check` gives the next answer (`ok`, `missing`: Kafka
-    answered without the topics, `down`: Kafka did not answer, which takes the CLI's bounded
-    10 s), printing the real CLI's output for it."""
+    each `python -m cli.main topics --check` gives the next of `answers` (`ok`, `missing`:
+    Kafka answered without the topics, `down`: Kafka did not answer), each `python -m cli.main
+    migrate --check` the next of `schema` (`ok`: at the head, `behind`, `unknown`, `down`:
+    Postgres did not answer), with the real CLI's exit code and output for it (`outputs`, keyed
+    `topics.<answer>` and `schema.<answer>`)."""
     stubs = tmp_path / "bin"
     stubs.mkdir(parents=True)
     (tmp_path / "clock").write_text("1000\n")
-    (tmp_path / "answers").write_text("".join(f"{a}\n" for a in answers))
-    for answer, output in outputs.items():
+    (tmp_path / "topics.answers").write_text("".join(f"{a}\n" for a in answers))
+    (tmp_path / "schema.answers").write_text("".join(f"{a}\n" for a in schema))
+    for answer, (code, output) in outputs.items():
+        (tmp_path / f"{answer}.code").write_text(f"{code}\n")
         (tmp_path / f"{answer}.out").write_text(output)
     _stub(stubs, "date", '[ "$*" = "+%s" ] || exit 97\ncat "$STUB/clock"\n')
     _stub(stubs, "sleep", 'echo $(( $(cat "$STUB/clock") + $1 )) >"$STUB/clock"\n')
-    _stub(
-        stubs,
-        "python",
-        """[ "$*" = "-m cli.main topics --check" ] || { echo "unexpected: $*" >&2; exit 99; }
-echo >>"$STUB/calls"
-answer=$(head -n 1 "$STUB/answers"); sed -i 1d "$STUB/answers"
-case "$answer" in
-  ok) exit 0 ;;
-  missing) cat "$STUB/missing.out" >&2; exit 1 ;;
-  down) echo $(( $(cat "$STUB/clock") + 10 )) >"$STUB/clock"; cat "$STUB/down.out" >&2; exit 1 ;;
-  *) echo "no answer left" >&2; exit 98 ;;
-esac
-""",
-    )
+    _stub(stubs, "python", _PYTHON_STUB)
     env = {
         "PATH": f"{stubs}:/usr/bin:/bin",
         "STUB": str(tmp_path),
@@ -893,13 +931,29 @@ esac
         timeout=30,
         check=False,
     )
-    calls = (tmp_path / "calls").read_text().count("\n") if (tmp_path / "calls").exists() else 0
     return {
         "rc": result.returncode,
         "out": result.stdout + result.stderr,
-        "calls": calls,
+        "calls": _calls(tmp_path / "topics.calls"),
+        "schema_calls": _calls(tmp_path / "schema.calls"),
         "waited": int((tmp_path / "clock").read_text()) - 1000,
     }
+
+
+def _topics_outputs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> dict[str, tuple[int, str]]:
+    """The real `topics --check`'s exit codes and output for a broker without the topics and
+    one that does not answer."""
+    from aiokafka.errors import KafkaConnectionError
+
+    code = _cli_topics_check(monkeypatch, ["order.created", "order.created.dlq"])
+    missing = capsys.readouterr().err
+    assert code == 1 and re.search(r"^missing topics: order\.created", missing, re.M), missing
+    code = _cli_topics_check(monkeypatch, KafkaConnectionError("Unable to bootstrap"))
+    down = capsys.readouterr().err
+    assert code == 1 and not re.search(r"^missing topics: ", down, re.M), down
+    return {"topics.missing": (1, missing), "topics.down": (1, down)}
 
 
 def test_the_head_waits_for_the_topics_only_while_kafka_answers(
@@ -912,15 +966,7 @@ def test_the_head_waits_for_the_topics_only_while_kafka_answers(
     KAFKA_WAIT_S. Kafka answering without the topics is the first install, before orders-init
     has created them: that wait has no limit (no worker runs yet). Run with the CLI's real
     messages for both."""
-    from aiokafka.errors import KafkaConnectionError
-
-    code = _cli_topics_check(monkeypatch, ["order.created", "order.created.dlq"])
-    missing = capsys.readouterr().err
-    assert code == 1 and re.search(r"^missing topics: order\.created", missing, re.M), missing
-    code = _cli_topics_check(monkeypatch, KafkaConnectionError("Unable to bootstrap"))
-    down = capsys.readouterr().err
-    assert code == 1 and not re.search(r"^missing topics: ", down, re.M), down
-    outputs = {"missing": missing, "down": down}
+    outputs = _topics_outputs(monkeypatch, capsys)
     assert KAFKA_WAIT_S + 30 < WORKER_GCS_RECONNECT_S
 
     # the topics exist: Ray starts at once
@@ -938,7 +984,88 @@ def test_the_head_waits_for_the_topics_only_while_kafka_answers(
     assert (run["rc"], run["calls"]) == (0, len(answers)), run
     assert run["waited"] > 3 * KAFKA_WAIT_S
     assert "waiting for job/orders-init" in run["out"]
-    assert "starting Ray without it" not in run["out"]
+    assert "not waiting for it" not in run["out"]
+
+
+def _schema_outputs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[dict[str, tuple[int, str]], str, str]:
+    """The real `migrate --check`'s exit codes and lines for a database behind this code's
+    head, at a revision it does not know, and not answering; with the head and the revision
+    before it."""
+    import psycopg
+    from alembic.script import ScriptDirectory
+
+    from adapters.revisions import MIGRATIONS
+
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    head = scripts.get_current_head()
+    assert head is not None
+    previous = scripts.get_revision(head).down_revision
+    assert isinstance(previous, str)
+    outputs: dict[str, tuple[int, str]] = {}
+    answers: dict[str, tuple[str, ...] | Exception] = {
+        "ok": (head,),
+        "behind": (previous,),
+        "unknown": ("ffffffff",),
+        "down": psycopg.OperationalError("connection failed: Connection refused"),
+    }
+    for name, answer in answers.items():
+        code = _cli_migrate_check(monkeypatch, answer)
+        outputs[f"schema.{name}"] = (code, capsys.readouterr().err)
+    assert outputs["schema.ok"][0] == 0, outputs
+    # every other answer is nonzero and a line naming this code's head; "behind" and "down"
+    # differ by the code, which is what the script reads
+    assert len({code for code, _ in outputs.values()}) == len(outputs), outputs
+    for _, line in outputs.values():
+        assert f"this code's head {head}" in line.splitlines()[-1], line
+    assert f"database at {previous}," in outputs["schema.behind"][1]
+    return outputs, head, previous
+
+
+def test_the_head_waits_for_the_schema_at_its_images_head_only_while_postgres_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new image started without its migration (ADR-010's procedure skipped, or the cluster
+    deleted by hand) would run new code on the old schema: the head waits, however long, for
+    the schema at its image's head, naming both revisions, while Postgres says it is behind
+    (no worker of the new image runs yet). A Postgres that does not answer is waited for at
+    most KAFKA_WAIT_S from the container's start, Kafka's time included, as for Kafka (a
+    replaced head must reach its GCS before the workers give up), unless it said "behind"
+    before. A schema newer than the image (the upgrade's Job migrated it while the old cluster
+    runs, whose head may be replaced meanwhile) does not hold the head. Run with the CLI's real
+    exit codes and lines."""
+    outputs, head, previous = _schema_outputs(monkeypatch, capsys)
+    outputs.update(_topics_outputs(monkeypatch, capsys))
+
+    # at the head: Ray starts at once
+    run = _run_head_wait(tmp_path / "head", ["ok"], outputs, ["ok"])
+    assert (run["rc"], run["schema_calls"], run["waited"]) == (0, 1, 0), run
+    # behind for long past the bound, then the Job has migrated it
+    run = _run_head_wait(tmp_path / "behind", ["ok"], outputs, ["behind"] * 100 + ["ok"])
+    assert (run["rc"], run["schema_calls"]) == (0, 101), run
+    assert run["waited"] > 3 * KAFKA_WAIT_S
+    assert f"database at {previous}, this code's head {head}" in run["out"]
+    assert "waiting for job/orders-init" in run["out"]
+    assert "starting Ray" not in run["out"], run
+    # Postgres down for good: Ray starts after the bound (and one more check and pause)
+    run = _run_head_wait(tmp_path / "down", ["ok"], outputs, ["down"] * 100)
+    assert run["rc"] == 0 and run["schema_calls"] < 100, run
+    assert KAFKA_WAIT_S <= run["waited"] <= KAFKA_WAIT_S + 15, run
+    assert f"no schema revision read within {KAFKA_WAIT_S} s" in run["out"]
+    # Kafka and Postgres both down: one bound for both
+    run = _run_head_wait(tmp_path / "both", ["down"] * 100, outputs, ["down"] * 100)
+    assert run["rc"] == 0 and run["schema_calls"] >= 1, run
+    assert KAFKA_WAIT_S <= run["waited"] <= KAFKA_WAIT_S + 25, run
+    # behind, then Postgres down past the bound: still waits for the migration
+    schema = ["behind"] + ["down"] * 30 + ["ok"]
+    run = _run_head_wait(tmp_path / "behind-down", ["ok"], outputs, schema)
+    assert (run["rc"], run["schema_calls"]) == (0, len(schema)), run
+    assert run["waited"] > 2 * KAFKA_WAIT_S
+    # a revision the image does not know: Ray starts at once, saying so
+    run = _run_head_wait(tmp_path / "unknown", ["ok"], outputs, ["unknown"])
+    assert (run["rc"], run["schema_calls"], run["waited"]) == (0, 1, 0), run
+    assert "does not know" in run["out"] and "starting Ray" in run["out"]
 
 
 # --- The install and every change: one kustomization -------------------------------------------
