@@ -160,26 +160,36 @@ class InventoryShard(Inspectable):
             changes[sku] = rules.Stock(s.on_hand, s.reserved + qty)
         return out.results
 
-    async def release_batch(self, order_ids: list[uuid.UUID]) -> int:
-        """Return held stock of these orders exactly once (HELD → RELEASED)."""
-        return await self._settle(order_ids, rules.RELEASED)
+    async def release_batch(
+        self, order_ids: list[uuid.UUID], find_unknown: bool = False
+    ) -> sql.Closed:
+        """Return held stock of these orders exactly once (HELD → RELEASED); with
+        `find_unknown`, the same statement also names the orders that do not exist."""
+        return await self._settle(order_ids, rules.RELEASED, find_unknown)
 
-    async def commit_batch(self, order_ids: list[uuid.UUID]) -> int:
-        """Shipped: held stock leaves for good (HELD → COMMITTED, on-hand decremented)."""
-        return await self._settle(order_ids, rules.COMMITTED)
+    async def commit_batch(
+        self, order_ids: list[uuid.UUID], find_unknown: bool = False
+    ) -> sql.Closed:
+        """Shipped: held stock leaves for good (HELD → COMMITTED, on-hand decremented); with
+        `find_unknown`, the same statement also names the orders that do not exist."""
+        return await self._settle(order_ids, rules.COMMITTED, find_unknown)
 
-    async def _settle(self, order_ids: list[uuid.UUID], target: str) -> int:
+    async def _settle(
+        self, order_ids: list[uuid.UUID], target: str, find_unknown: bool
+    ) -> sql.Closed:
         if not order_ids:
-            return 0
+            return sql.Closed([], set())
         async with self._uow.begin() as tx:
             changes = await self._locked(tx)
-            rows = await sql.close_holds(tx.conn, order_ids, list(self._stock), target)
-            delta = rules.settle(rows, target)
+            closed = await sql.close_holds(
+                tx.conn, order_ids, list(self._stock), target, find_unknown
+            )
+            delta = rules.settle(closed.rows, target)
             tx.write(sql.shifting(delta))
             for sku, (reserved, on_hand) in delta.items():
                 s = self._stock[sku]
                 changes[sku] = rules.Stock(s.on_hand + on_hand, s.reserved + reserved)
-        return sum(qty for _, qty in rows)
+        return closed
 
     async def _expire_loop(self) -> None:
         """The sweeps, every `_EXPIRY_SWEEP_S`; one that fails is logged and shown in `health`
@@ -220,7 +230,7 @@ class InventoryShard(Inspectable):
             )
         if not stranded:
             return 0
-        units = await self.release_batch(stranded)
+        units = sum(qty for _, qty in (await self.release_batch(stranded)).rows)
         log.warning(  # an interrupted release, or the inventory group more than 5 s behind
             "shard %d released %d unit(s) still held for %d finished order(s)",
             self._index,

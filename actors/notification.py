@@ -17,6 +17,7 @@ from actors.base import Inspectable, open_uow, platform_actor, settled
 from adapters import notifications as sql
 from adapters.uow import Tx, UnitOfWork
 from consumers import routes
+from consumers.base import require_orders
 from consumers.loop import ConsumerLoop
 from core.registry import NOTIFICATION_GROUP
 from core.settings import get_settings
@@ -27,7 +28,9 @@ from domain.events import Envelope
 
 @dataclass
 class _Notify:
-    """Render and record one message per (order, status); a duplicate does nothing."""
+    """Render and record one message per (order, status); a duplicate does nothing. An event
+    whose order does not exist is poison (the orders' statuses, which the stage reads anyway,
+    say so), raised before anything is written."""
 
     consumer: str | None = None  # idempotent by the (order, status) key of its rows
     locks_orders: bool = False
@@ -38,6 +41,7 @@ class _Notify:
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Notify:
         now = await sql.statuses(tx.conn, list({e.order_id for e in events}))
+        require_orders(events, now)  # read anyway: a missing order costs no statement of its own
         rows = rules.to_send(events, now)
         fresh = await sql.record(tx.conn, rows)
         for e, m in rows:  # once per message recorded now (a batch may carry an event twice)

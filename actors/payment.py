@@ -76,7 +76,9 @@ class _Authorize:
 
 @dataclass
 class _Settle:
-    """Capture (delivered) or refund (cancelled, shipment failed) an authorization once."""
+    """Capture (delivered) or refund (cancelled, shipment failed) an authorization once. An
+    event whose order does not exist is poison: the statement that settles finds it, and the
+    batch's transaction (its claims too) is rolled back before anything is committed."""
 
     target: str
     consumer: str
@@ -87,7 +89,9 @@ class _Settle:
     async def decide(
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Settle:
-        self.settled = await sql.settle(tx.conn, [e.order_id for e in events], self.target)
+        done = await sql.settle(tx.conn, [e.order_id for e in events], self.target)
+        require_orders(events, {e.order_id for e in events} - done.unknown)
+        self.settled = done.settled
         if self.target == rules.REFUNDED:
             self.decision.events += rules.refunds(self.settled)
         return self

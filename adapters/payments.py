@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import NamedTuple
 
 from psycopg import AsyncConnection
 
@@ -34,16 +35,34 @@ def recording(rows: Sequence[PaymentRow]) -> Write | None:
     )
 
 
-async def settle(
-    conn: Conn, order_ids: Sequence[uuid.UUID], target: str
-) -> list[tuple[uuid.UUID, str, Decimal]]:
-    """AUTHORIZED → `target` (CAPTURED or REFUNDED) once; returns `(order, customer, amount)` of
-    the rows that changed."""
+class Settlement(NamedTuple):
+    """What `settle` did: `(order, customer, amount)` of each authorization settled now, and
+    the orders asked for that do not exist."""
+
+    settled: list[tuple[uuid.UUID, str, Decimal]]
+    unknown: set[uuid.UUID]
+
+
+async def settle(conn: Conn, order_ids: Sequence[uuid.UUID], target: str) -> Settlement:
+    """AUTHORIZED → `target` (CAPTURED or REFUNDED) once; returns the rows that changed and,
+    from the same statement (a primary-key probe of `orders` per order), the orders that do
+    not exist."""
+    ids = uuid_array(order_ids)
     cur = await conn.execute(
-        "UPDATE payments SET status = %s, updated_at = now() "
-        "WHERE order_id = ANY(%s::uuid[]) AND status = %s RETURNING order_id, customer_id, amount",
-        (target, uuid_array(order_ids), AUTHORIZED),
+        "WITH s AS (UPDATE payments SET status = %s, updated_at = now() "
+        "WHERE order_id = ANY(%s::uuid[]) AND status = %s "
+        "RETURNING order_id, customer_id, amount) "
+        "SELECT order_id, customer_id, amount, false AS unknown FROM s "
+        "UNION ALL SELECT u.id, NULL, NULL, true FROM unnest(%s::uuid[]) AS u(id) "
+        "WHERE NOT EXISTS (SELECT FROM orders o WHERE o.id = u.id)",
+        (target, ids, AUTHORIZED, ids),
     )
-    return [
-        (r["order_id"], r["customer_id"], Decimal(str(r["amount"]))) for r in await cur.fetchall()
-    ]
+    rows = await cur.fetchall()
+    return Settlement(
+        [
+            (r["order_id"], r["customer_id"], Decimal(str(r["amount"])))
+            for r in rows
+            if not r["unknown"]
+        ],
+        {r["order_id"] for r in rows if r["unknown"]},
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from psycopg import AsyncConnection
 
@@ -67,9 +68,21 @@ def shifting(delta: Mapping[str, tuple[int, int]]) -> Write | None:
     )
 
 
+class Closed(NamedTuple):
+    """What `close_holds` did: `(sku, qty)` of each hold closed, and the orders asked for that
+    do not exist (when it was asked to look)."""
+
+    rows: list[tuple[str, int]]
+    unknown: set[uuid.UUID]
+
+
 async def close_holds(
-    conn: Conn, order_ids: Sequence[uuid.UUID], skus: Sequence[str], target: str
-) -> list[tuple[str, int]]:
+    conn: Conn,
+    order_ids: Sequence[uuid.UUID],
+    skus: Sequence[str],
+    target: str,
+    find_unknown: bool = False,
+) -> Closed:
     """HELD → `target` for these orders' reservations on these SKUs, and their open holds
     deleted, in one statement; returns `(sku, qty)` of each one closed. The reservation's state
     decides (a hold closes once: a second call finds nothing HELD). Code from before migration
@@ -78,7 +91,8 @@ async def close_holds(
     deleting theirs: every hold row of these orders on these SKUs goes, since none of them is
     HELD afterwards (a left-over row counted against the hold cap, and the stranded-hold sweep
     found it again every run). Looked up by primary key: no index names the state, so the
-    update can be HOT."""
+    update can be HOT. With `find_unknown` the same statement also returns the orders that do
+    not exist (a primary-key probe of `orders` per order; without it the branch is not run)."""
     ids, names = uuid_array(order_ids), list(skus)
     cur = await conn.execute(
         "WITH closed AS (UPDATE reservations SET state = %s, updated_at = now() "
@@ -86,10 +100,16 @@ async def close_holds(
         "RETURNING order_id, sku, qty), "
         "gone AS (DELETE FROM reservation_holds WHERE order_id = ANY(%s::uuid[]) "
         "AND sku = ANY(%s)) "
-        "SELECT sku, qty FROM closed",
-        (target, ids, names, HELD, ids, names),
+        "SELECT sku, qty, NULL::uuid AS unknown FROM closed "
+        "UNION ALL SELECT NULL, NULL, u.id FROM unnest(%s::uuid[]) AS u(id) "
+        "WHERE %s AND NOT EXISTS (SELECT FROM orders o WHERE o.id = u.id)",
+        (target, ids, names, HELD, ids, names, ids, find_unknown),
     )
-    return [(r["sku"], r["qty"]) for r in await cur.fetchall()]
+    rows = await cur.fetchall()
+    return Closed(
+        [(r["sku"], r["qty"]) for r in rows if r["unknown"] is None],
+        {r["unknown"] for r in rows if r["unknown"] is not None},
+    )
 
 
 async def set_on_hand(conn: Conn, sku: str, on_hand: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
 from typing import Any, Protocol
 
 from ray.exceptions import RayActorError
@@ -23,9 +23,10 @@ class PoisonMessage(Exception):
     """An event that can never be handled (goes to the DLQ after bounded retries)."""
 
 
-def require_orders(events: Iterable[Envelope], orders: Mapping[uuid.UUID, object]) -> None:
-    """Raise `PoisonMessage` for an event whose order does not exist (orders are never
-    deleted, so it never will): it goes to the dead-letter topic, not passed over unseen."""
+def require_orders(events: Iterable[Envelope], orders: Container[uuid.UUID]) -> None:
+    """Raise `PoisonMessage` for an event whose order is not among `orders` (the ids of those
+    that exist, or a mapping keyed by them): orders are never deleted, so it never will exist;
+    it goes to the dead-letter topic, not passed over unseen."""
     for e in events:
         if e.order_id not in orders:
             raise PoisonMessage(f"order {e.order_id} of {e.type} {e.event_id} does not exist")

@@ -1,7 +1,7 @@
 """The inventory group: reserve all-or-nothing across shards (the other shards first, then the
 hosting one for the orders they did not refuse), cap open holds per customer, release on
-decline/cancel/failure (before the batch's reserves), commit on ship. Rules:
-`domain.inventory`."""
+decline/cancel/failure (before the batch's reserves), commit on ship. An event of an order
+that does not exist is poison, whichever of these it asks for. Rules: `domain.inventory`."""
 
 from __future__ import annotations
 
@@ -73,14 +73,19 @@ class InventoryHandler:
         # the batch's releases (a decline, a cancel, a failed shipment) before its reserves: the
         # stock they give back is there for the new orders of the same fetch. (An order's own
         # cancel and its reserve in one batch: the reserve skips the cancelled order.)
-        await self._broadcast("release_batch", [e.order_id for e in work.get("release", [])])
+        releases, commits = work.get("release", []), work.get("commit", [])
+        unknown = await self._close("release_batch", releases)
         if work.get("reserve"):
             result, outcome = await self._uow.run(_Reserve(self), work["reserve"])
             applied = {a.move.order_id for a in outcome if a.applied}
             # refused, or reserved for an order that was cancelled meanwhile: give it back
             back = [oid for oid, good in result.ok.items() if not good or oid not in applied]
             await self._broadcast("release_batch", back)
-        await self._broadcast("commit_batch", [e.order_id for e in work.get("commit", [])])
+        unknown |= await self._close("commit_batch", commits)
+        # last: a release or commit of an order that does not exist is poison; the rest of the
+        # batch is done by then, each effect once (a hold closes HELD → RELEASED or COMMITTED
+        # once, a reserve is claimed), so the loop's one-by-one rerun changes nothing of theirs
+        require_orders(releases + commits, {e.order_id for e in releases + commits} - unknown)
 
     async def reserve(
         self, tx: Tx, per_shard: dict[int, list[rules.ReserveRequest]]
@@ -118,6 +123,21 @@ class InventoryHandler:
         got = await self._shards.call(self._shards.index, "reserve_in", tx, asked) if asked else []
         by_order = dict(zip((req.order_id for req in asked), got, strict=True))
         return [by_order.get(req.order_id, False) for req in mine]
+
+    async def _close(self, method: str, events: list[Envelope]) -> set[uuid.UUID]:
+        """`method` (`release_batch` or `commit_batch`) of these events' orders on every shard;
+        returns the orders that do not exist, which the hosting shard finds in its statement
+        that closes the holds. The other shards do not look again, and are called as before: a
+        shard of the previous version still answers them during a rollout."""
+        if not events:
+            return set()
+        order_ids, here = [e.order_id for e in events], self._shards.index
+        others = range(self.settings.inventory_shards)
+        closed, *_ = await asyncio.gather(
+            self._shards.call(here, method, order_ids, True),
+            *(self._shards.call(i, method, order_ids) for i in others if i != here),
+        )
+        return set(closed.unknown)
 
     async def _broadcast(self, method: str, order_ids: list[uuid.UUID]) -> None:
         if order_ids:

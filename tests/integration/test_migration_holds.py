@@ -74,8 +74,8 @@ def test_upgrade_copies_exactly_the_held_reservations(migrated: str) -> None:
 def test_closing_a_hold_is_one_hot_update_and_happens_once(migrated: str) -> None:
     async def close() -> tuple[list[tuple[str, int]], list[tuple[str, int]], dict[str, Any]]:
         async with await AsyncConnection.connect(migrated, row_factory=dict_row) as conn:
-            first = await stock.close_holds(conn, [HELD_TWO], ["SKU-1"], "COMMITTED")
-            again = await stock.close_holds(conn, [HELD_TWO], ["SKU-1"], "RELEASED")
+            first = (await stock.close_holds(conn, [HELD_TWO], ["SKU-1"], "COMMITTED")).rows
+            again = (await stock.close_holds(conn, [HELD_TWO], ["SKU-1"], "RELEASED")).rows
             cur = await conn.execute(  # this transaction's own counts, read before it commits
                 "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
                 "WHERE relid = 'reservations'::regclass"
@@ -109,8 +109,8 @@ def test_a_held_reservation_without_its_hold_row_still_closes(migrated: str) -> 
         async with await AsyncConnection.connect(
             migrated, autocommit=True, row_factory=dict_row
         ) as conn:
-            first = await stock.close_holds(conn, [orphan], ["SKU-9"], "RELEASED")
-            again = await stock.close_holds(conn, [orphan], ["SKU-9"], "RELEASED")
+            first = (await stock.close_holds(conn, [orphan], ["SKU-9"], "RELEASED")).rows
+            again = (await stock.close_holds(conn, [orphan], ["SKU-9"], "RELEASED")).rows
         return first, again
 
     assert asyncio.run(close()) == ([("SKU-9", 5)], [])

@@ -20,8 +20,8 @@ from adapters.uow import Tx, UnitOfWork, timeline_rows
 from core.settings import Settings
 from domain.decision import Decision, Move, Note, OrderView
 from domain.events import Envelope, Topic, new_event
-from domain.ids import uuid7
 from domain.model import OrderStatus
+from tests.integration.conftest import scratch_order
 
 
 def _scratch_order(pg: Any, status: str) -> uuid.UUID:
@@ -118,7 +118,7 @@ def test_an_event_twice_in_one_batch_reaches_the_stage_once(
 def test_a_notification_twice_in_one_batch_is_sent_once(pg: Any, settings: Settings) -> None:
     """The notification stage claims nothing (its rows are its dedupe): the same event twice in
     a batch records one message and must emit one `NotificationSent`."""
-    oid = uuid7()
+    oid = scratch_order(pg, "c-uow", "PAID")  # an order that exists (else the event is poison)
     event = new_event("PaymentAuthorized", oid, customerId="c-uow", amount="1.00")
     stage = asyncio.run(_run_stage(settings, _Notify(), [event, event]))
     assert [(e.type, e.order_id) for e in stage.decision.events] == [("NotificationSent", oid)]
