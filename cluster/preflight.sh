@@ -125,31 +125,16 @@ check_port() {
     "(the same variable for every make command; see README, Settings)"
 }
 
-# The ports Ray's workers take theirs from (RAY_WORKER_PORTS): one held by a process of
-# another stack is one a worker may fail to start on.
-check_worker_ports() {
-  local low high port pid name
-  [[ "$RAY_WORKER_PORTS" =~ ^([0-9]+)-([0-9]+)$ ]] && command -v ss >/dev/null || return 0
-  low="${BASH_REMATCH[1]}" high="${BASH_REMATCH[2]}"
-  for port in $(ss -Hltn "( sport >= :$low and sport <= :$high )" 2>/dev/null \
-    | awk '{print $4}' | sed 's/.*://' | sort -un); do
-    read -r pid name <<<"$(holder "$port")"
-    [[ -n "${pid:-}" && "$pid" != "?" ]] && pid_mine "$pid" && continue
-    problem "port $port, in RAY_WORKER_PORTS ($RAY_WORKER_PORTS), is in use by ${name:-a process}" \
-      "(pid ${pid:-?}), not by this checkout's stack: stop it, or give Ray's workers another" \
-      "range: RAY_WORKER_PORTS=$((high + 1))-$((2 * high - low + 1)) make $goal"
-  done
-}
-
 check_os
 check_root
 check_python
-# Every port variable cluster/common.sh defines (the ones it does not are skipped).
+# Every port variable cluster/common.sh defines (the ones it does not are skipped). Not the
+# range of Ray's workers (RAY_WORKER_PORTS): the stack's own drivers (a test, the CLI) take
+# their ports from it too, and the raylet passes over a port of it that is in use.
 for var in "${PORT_KEYS[@]}"; do
   [[ -n "${!var:-}" ]] || continue
   check_port "$var" "${!var}"
 done
-check_worker_ports
 
 if (( ${#problems[@]} )); then
   printf '\033[1;31mpreflight:\033[0m %s\n' "${problems[@]}" >&2

@@ -72,20 +72,6 @@ def free_port() -> int:
         return port
 
 
-def free_range() -> str:
-    """A RAY_WORKER_PORTS range of two ports nothing listens on (preflight checks the range: the
-    default one is the running stack's)."""
-    for _ in range(100):
-        low = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", low + 1))
-            except OSError:
-                continue
-        return f"{low}-{low + 1}"
-    raise AssertionError("no two free neighbouring ports")
-
-
 @contextmanager
 def process(*args: str, cwd: Path | None = None, code: str = "") -> Iterator[subprocess.Popen[str]]:
     """A Python process with `args` in its command line that runs `code`, then sleeps; it has

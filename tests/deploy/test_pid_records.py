@@ -142,7 +142,6 @@ def _preflight(run: Path, http_port: int) -> subprocess.CompletedProcess[str]:
     ports += ["RAY_NODE_MANAGER_PORT", "RAY_OBJECT_MANAGER_PORT", "RAY_RUNTIME_ENV_AGENT_PORT"]
     ports += ["DASHBOARD_AGENT_GRPC_PORT"]
     env = {name: str(sb.free_port()) for name in [*ports, "METRICS_EXPORT_PORT"]}
-    env["RAY_WORKER_PORTS"] = sb.free_range()
     return subprocess.run(
         [str(ROOT / "cluster" / "preflight.sh"), "test"],
         env=sb.env(run, **env, HTTP_PORT=str(http_port)),
