@@ -28,7 +28,7 @@ join: ## this machine joins the head at HEAD=<address> as a Ray worker node (REA
 leave: ## stop the worker node `make join` started here (by pid)
 	@cluster/leave.sh
 
-firewall: ## print an nftables rule set for a machine of a multi-host cluster, MEMBERS="<addresses>": only the stack's ports, from the members (review, then `| sudo nft -f -`; docs/security.md)
+firewall: ## print an nftables rule set for a machine of a multi-host cluster, MEMBERS="<addresses>": only the stack's ports, from the members (review it, then `nft -c -f` and `nft -f` it as root: README, Adding a machine)
 	@cluster/firewall.sh $(MEMBERS)
 
 install: ## install what is missing (apt packages, Kafka, the venv) without starting anything

@@ -162,23 +162,24 @@ class InventoryShard(Inspectable):
 
     async def release_batch(
         self, order_ids: list[uuid.UUID], find_unknown: bool = False
-    ) -> sql.Closed:
-        """Return held stock of these orders exactly once (HELD → RELEASED); with
-        `find_unknown`, the same statement also names the orders that do not exist."""
+    ) -> tuple[int, list[uuid.UUID]]:
+        """Return held stock of these orders exactly once (HELD → RELEASED): the units given
+        back and, with `find_unknown`, the orders that do not exist (the same statement)."""
         return await self._settle(order_ids, rules.RELEASED, find_unknown)
 
     async def commit_batch(
         self, order_ids: list[uuid.UUID], find_unknown: bool = False
-    ) -> sql.Closed:
-        """Shipped: held stock leaves for good (HELD → COMMITTED, on-hand decremented); with
-        `find_unknown`, the same statement also names the orders that do not exist."""
+    ) -> tuple[int, list[uuid.UUID]]:
+        """Shipped: held stock leaves for good (HELD → COMMITTED, on-hand decremented): the
+        units and, with `find_unknown`, the orders that do not exist (the same statement)."""
         return await self._settle(order_ids, rules.COMMITTED, find_unknown)
 
     async def _settle(
         self, order_ids: list[uuid.UUID], target: str, find_unknown: bool
-    ) -> sql.Closed:
+    ) -> tuple[int, list[uuid.UUID]]:
+        # (builtins only: a member of another version, during a rollout, unpickles the answer)
         if not order_ids:
-            return sql.Closed([], set())
+            return 0, []
         async with self._uow.begin() as tx:
             changes = await self._locked(tx)
             closed = await sql.close_holds(
@@ -189,7 +190,7 @@ class InventoryShard(Inspectable):
             for sku, (reserved, on_hand) in delta.items():
                 s = self._stock[sku]
                 changes[sku] = rules.Stock(s.on_hand + on_hand, s.reserved + reserved)
-        return closed
+        return sum(qty for _, qty in closed.rows), sorted(closed.unknown)
 
     async def _expire_loop(self) -> None:
         """The sweeps, every `_EXPIRY_SWEEP_S`; one that fails is logged and shown in `health`
@@ -230,7 +231,7 @@ class InventoryShard(Inspectable):
             )
         if not stranded:
             return 0
-        units = sum(qty for _, qty in (await self.release_batch(stranded)).rows)
+        units, _ = await self.release_batch(stranded)
         log.warning(  # an interrupted release, or the inventory group more than 5 s behind
             "shard %d released %d unit(s) still held for %d finished order(s)",
             self._index,

@@ -70,7 +70,8 @@ def unavailable() -> str | None:
         )
     if shutil.which("ip") is None:
         return "the multi-node harness needs the `ip` command: apt-get install iproute2"
-    if os.environ.get("NETNS_FIREWALL", "1") != "0" and shutil.which("nft") is None:
+    sbin = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"  # (as cluster/common.sh adds them)
+    if os.environ.get("NETNS_FIREWALL", "1") != "0" and shutil.which("nft", path=sbin) is None:
         return (
             "the multi-node harness loads a firewall in each host (cluster/firewall.sh): "
             "apt-get install nftables (make install does), or NETNS_FIREWALL=0"

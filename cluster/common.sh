@@ -103,6 +103,8 @@ export APP_ENV="${APP_ENV:-dev}"
 export JWT_SECRET="${JWT_SECRET:-devsecret}"
 export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 export PATH="$VENV/bin:$PATH"
+# (root's tools: nft, ip, ss; a root shell may keep a user's PATH without them)
+[[ ":$PATH:" == *:/usr/sbin:* ]] || PATH="$PATH:/usr/sbin:/sbin"
 # log, die, warn: colour only on a terminal (a pipe or a log file gets the plain text)
 _on_tty() { [[ -t "$1" ]] && [[ -z "${NO_COLOR:-}" ]]; }
 # _tagged FD COLOUR TAG MESSAGE... -> "TAG MESSAGE" on FD, the tag coloured on a terminal

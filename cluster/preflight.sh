@@ -98,6 +98,32 @@ system_service() {
   echo "$unit"
 }
 
+# The stack's ports as set (PORT_KEYS) and the workers' range: a port Ray or a server of the
+# stack finds taken by another of its own fails after the others started (Ray checks its own
+# components only), so two variables on one port, or a port in the range, are refused here.
+in_worker_range() {
+  [[ "$RAY_WORKER_PORTS" =~ ^([0-9]+)-([0-9]+)$ ]] \
+    && (( $1 >= BASH_REMATCH[1] && $1 <= BASH_REMATCH[2] ))
+}
+declare -A port_owner=()
+for var in "${PORT_KEYS[@]}"; do
+  [[ -n "${!var:-}" ]] || continue
+  if [[ -n "${port_owner[${!var}]:-}" ]]; then
+    problem "${port_owner[${!var}]} and $var are both port ${!var}: give one of them another"
+  else
+    port_owner[${!var}]="$var"
+  fi
+  ! in_worker_range "${!var}" || problem "$var=${!var} is in RAY_WORKER_PORTS ($RAY_WORKER_PORTS)," \
+    "the range Ray's workers take their ports from: move it, or the range"
+done
+# next_port PORT -> the first port above PORT that no variable of the stack takes (the advice
+# of a busy port's message: PORT + 1 is often the next of the stack's own, 6390 → 6391)
+next_port() {
+  local p=$(( $1 + 1 ))
+  while [[ -n "${port_owner[$p]:-}" ]] || in_worker_range "$p"; do p=$(( p + 1 )); done
+  echo "$p"
+}
+
 check_port() {
   local var="$1" port="$2" pid name user cmd service
   if ! command -v ss >/dev/null; then
@@ -109,7 +135,7 @@ check_port() {
   [[ -z "${pid:-}" ]] && return 0
   if [[ "$pid" == "?" ]]; then
     problem "port $port ($var) is in use by a process of another user; stop it, or move ours:" \
-      "$var=$((port + 1)) make $goal"
+      "$var=$(next_port "$port") make $goal"
     return 0
   fi
   pid_mine "$pid" && return 0
@@ -121,7 +147,7 @@ check_port() {
     service+=" keeps it off after a reboot (this stack runs its own)."
   fi
   problem "port $port ($var) is in use by $name (pid $pid, user $user: $cmd), not by this" \
-    "checkout's stack.$service Stop it, or move ours: $var=$((port + 1)) make $goal" \
+    "checkout's stack.$service Stop it, or move ours: $var=$(next_port "$port") make $goal" \
     "(the same variable for every make command; see README, Settings)"
 }
 

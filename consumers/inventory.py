@@ -133,11 +133,11 @@ class InventoryHandler:
             return set()
         order_ids, here = [e.order_id for e in events], self._shards.index
         others = range(self.settings.inventory_shards)
-        closed, *_ = await asyncio.gather(
+        (_, unknown), *_ = await asyncio.gather(
             self._shards.call(here, method, order_ids, True),
             *(self._shards.call(i, method, order_ids) for i in others if i != here),
         )
-        return set(closed.unknown)
+        return set(unknown)
 
     async def _broadcast(self, method: str, order_ids: list[uuid.UUID]) -> None:
         if order_ids:

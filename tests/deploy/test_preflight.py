@@ -84,6 +84,32 @@ def test_a_busy_port_names_the_port_the_process_and_the_variable(variable: str) 
     assert f"{variable}={port + 1} make test" in line
 
 
+def test_the_advice_for_a_busy_port_skips_the_stacks_other_ports() -> None:
+    """A busy 6390 advised RAY_GCS_PORT=6391, the node manager's port (pinned since
+    2026-12-07): Ray would then refuse its start after the other servers had started."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        taken = {"RAY_GCS_PORT": str(port), "RAY_NODE_MANAGER_PORT": str(port + 1)}
+        result = _run(SCRIPT, {**_free_ports(), **taken})
+    line = next(x for x in result.stderr.splitlines() if f"port {port} " in x)
+    assert f"RAY_GCS_PORT={port + 2} make test" in line
+
+
+def test_two_settings_on_one_port_or_one_in_the_workers_range_are_refused() -> None:
+    ports = _free_ports()
+    both = _run(SCRIPT, {**ports, "RAY_NODE_MANAGER_PORT": ports["RAY_GCS_PORT"]})
+    assert both.returncode == 1
+    assert f"RAY_GCS_PORT and RAY_NODE_MANAGER_PORT are both port {ports['RAY_GCS_PORT']}" in (
+        both.stderr
+    )
+    http = int(ports["HTTP_PORT"])
+    inside = _run(SCRIPT, {**ports, "RAY_WORKER_PORTS": f"{http - 5}-{http + 5}"})
+    assert inside.returncode == 1
+    assert f"HTTP_PORT={http} is in RAY_WORKER_PORTS ({http - 5}-{http + 5})" in inside.stderr
+
+
 def _ancestors(pid: int) -> set[int]:
     found = set()
     while pid > 1:

@@ -103,7 +103,7 @@ def test_events_of_orders_that_do_not_exist_are_dead_lettered(
         for headers in _dead_lettered(tap, event, groups).values():
             _assert_names_the_phantom(headers, topic, event)
     phantoms = [str(e.order_id) for _, e, _ in cases]
-    for table in ("payments", "shipments", "notifications", "reservations"):
+    for table in ("payments", "shipments", "notifications"):
         assert _count(pg, table, phantoms) == 0, table
     api.wait_status(customer, api.place_ok(customer, [("SKU-6", 1)]), "DELIVERED")
 

@@ -10,7 +10,23 @@ from bench.scale_hosts import Hosts
 
 TABLE = ("inet", "orders_stack")
 # the harness's ports these checks need (cluster/netns.sh env)
-PORTS = ("METRICS_EXPORT_PORT", "RAY_CLIENT_SERVER_PORT", "RAY_RUNTIME_ENV_AGENT_PORT")
+PORTS = ("METRICS_EXPORT_PORT", "RAY_CLIENT_SERVER_PORT")
+
+
+def head_only(client_server_port: int) -> set[int]:
+    """The ports the head listens on beyond loopback that its rule set drops, since nothing on
+    another host calls them: Ray's client server, Serve's fallback proxy (behind HAProxy), the
+    autoscaler's and the dashboard's metrics (docs/security.md, "Multi-host mode")."""
+    from ray.autoscaler._private.constants import AUTOSCALER_METRIC_PORT
+    from ray.dashboard.consts import DASHBOARD_METRIC_PORT
+    from ray.serve._private.constants import RAY_SERVE_FALLBACK_PROXY_HTTP_PORT
+
+    return {
+        client_server_port,
+        RAY_SERVE_FALLBACK_PROXY_HTTP_PORT,
+        AUTOSCALER_METRIC_PORT,
+        DASHBOARD_METRIC_PORT,
+    }
 
 
 def admitted(hosts: Hosts, host: str) -> set[int]:

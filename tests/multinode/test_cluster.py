@@ -69,13 +69,11 @@ def test_every_host_admits_the_ports_of_the_stack_only(hosts: Hosts) -> None:
     machine" asks of an operator), so every test here runs the pipeline, a redeploy and a
     host's loss through it. Ray alone listened on random ports no rule could name: now every
     port a host listens on beyond loopback is one its rule set admits from the members, but
-    for those reached from the host itself (the runtime-env agent) and, on the head, Serve's
-    and Ray's own that nothing on another host calls. A port it does not admit is dropped."""
+    for the head's own that nothing on another host calls (firewall.HEAD_ONLY, each Serve
+    replica's gRPC server). A port it does not admit is dropped."""
     port = {k: int(hosts.info[k]) for k in firewall.PORTS}
-    local = {port["RAY_RUNTIME_ENV_AGENT_PORT"]}
-    # Ray's client server, Serve's proxy, the autoscaler's and the dashboard's metrics
-    head_only = local | {port["RAY_CLIENT_SERVER_PORT"], 8500, 44217, 44227}
-    for host, exempt in (("w1", local), ("w2", local), ("head", head_only)):
+    head_only = firewall.head_only(port["RAY_CLIENT_SERVER_PORT"])
+    for host, exempt in (("w1", set()), ("w2", set()), ("head", head_only)):
         admitted, listening = firewall.admitted(hosts, host), firewall.listeners(hosts, host)
         outside = {
             port: name
