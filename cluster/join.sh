@@ -9,6 +9,17 @@
 set -euo pipefail
 head="${1:-}"
 [[ -n "$head" ]] || { echo "usage: make join HEAD=<address of the head>" >&2; exit 2; }
+# a host name: the head's IPv4 address (its services' certificates name that address, and Ray
+# and `ip route get` take addresses only)
+if [[ ! "$head" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+  [[ "$head" != *:* ]] \
+    || { echo "error: HEAD=$head: the stack joins over IPv4 only; give the head's IPv4 address" >&2; exit 2; }
+  resolved="$(getent ahostsv4 "$head" 2>/dev/null | awk 'NR == 1 {print $1}')" || resolved=""
+  [[ -n "$resolved" ]] \
+    || { echo "error: HEAD=$head has no IPv4 address here (getent ahostsv4); give the head's address" >&2; exit 2; }
+  echo "HEAD=$head is $resolved"
+  head="$resolved"
+fi
 export HEAD_ADDRESS="$head"
 if [[ -z "${NODE_ADDRESS:-}" ]]; then
   NODE_ADDRESS="$(ip -4 route get "$head" 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n 1)"

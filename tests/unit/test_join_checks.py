@@ -35,6 +35,7 @@ def _join(
     exported: bool = False,
     recorded: str = "",
     ca: bool = True,
+    head: str = "10.99.0.1",
 ) -> subprocess.CompletedProcess[str]:
     """join.sh with the head's credentials copied to RUN_DIR (with `HEAD_APP_ENV=head_env`
     unless None, and the lines `recorded`), or `exported` in the environment instead, with no
@@ -61,7 +62,7 @@ def _join(
     }
     given = credentials if exported else {}
     return subprocess.run(
-        ["bash", str(ROOT / "cluster/join.sh"), "10.99.0.1"],
+        ["bash", str(ROOT / "cluster/join.sh"), head],
         env={**clean, **given, "RUN_DIR": str(run), "NODE_ADDRESS": "10.99.0.2", **env},
         capture_output=True,
         text=True,
@@ -84,6 +85,25 @@ def test_a_machine_that_would_not_match_the_head_is_refused(
     ran = _join(tmp_path, head_env, env)
     assert ran.returncode != 0
     assert refusal in ran.stderr + ran.stdout, ran.stderr[-600:]
+
+
+@pytest.mark.parametrize(
+    ("head", "said"),
+    [
+        ("localhost", "HEAD=localhost is 127.0.0.1"),  # then refused as loopback, by address
+        ("no-such-host.invalid", "HEAD=no-such-host.invalid has no IPv4 address here"),
+        ("fd00::1", "HEAD=fd00::1: the stack joins over IPv4 only"),
+    ],
+    ids=["name", "unknown-name", "ipv6"],
+)
+def test_the_head_may_be_named_by_a_host_name(tmp_path: Path, head: str, said: str) -> None:
+    """`ip -4 route get` found no source address for a host name, and the join stopped with
+    "no address of this machine reaches" it: a name is taken to its IPv4 address first."""
+    ran = _join(tmp_path, "dev", {}, head=head)
+    assert ran.returncode != 0
+    assert said in ran.stdout + ran.stderr, (ran.stdout + ran.stderr)[-600:]
+    if head == "localhost":
+        assert "HEAD=127.0.0.1 is loopback" in ran.stderr, ran.stderr[-600:]
 
 
 def test_credentials_exported_instead_of_copied_pass_the_mode_check(tmp_path: Path) -> None:
