@@ -20,6 +20,11 @@ ray start --head --block --port="$GCS_PORT" --num-cpus="${RAY_NUM_CPUS:-2}" \
   --dashboard-host=0.0.0.0 --dashboard-port="${DASHBOARD_PORT:-8265}" \
   --metrics-export-port="${METRICS_EXPORT_PORT:-8090}" --disable-usage-stats &
 ray_pid=$!
+# `docker compose stop` sends SIGTERM to this script, the container's PID 1, which ignores it
+# unless trapped: compose then killed the container after its 10 s grace, Ray's processes
+# unstopped. Ray stops them on SIGTERM, so it is passed on (once deploy or a poll ends) and
+# awaited.
+trap 'kill -TERM "$ray_pid" 2>/dev/null || true; wait "$ray_pid" || true; exit 143' TERM INT
 
 until ray status --address="127.0.0.1:$GCS_PORT" >/dev/null 2>&1; do
   kill -0 "$ray_pid" 2>/dev/null || { echo "ray start exited" >&2; exit 1; }
