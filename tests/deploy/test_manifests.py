@@ -447,16 +447,21 @@ def test_kustomize_hashes_the_settings_and_secrets_and_rewrites_every_reference(
     assert set(_references(_built(rebuilt, "Job", "orders-init"))) >= renamed
 
 
+def _image_entry(name: str) -> dict[str, str]:
+    (entry,) = [e for e in KUSTOMIZATION["images"] if e["name"] == name]
+    return dict(entry)
+
+
 def _app_image() -> str:
     """The image kustomize's `images:` gives the app's containers: the one place of its tag."""
-    (entry,) = KUSTOMIZATION["images"]
+    entry = _image_entry("ray-orders")
     return f"{entry.get('newName', entry['name'])}:{entry['newTag']}"
 
 
 def test_one_kustomize_entry_sets_the_image_of_every_app_container(tmp_path: Path) -> None:
     """Every app container runs one image, whose tag `images:` in k8s/kustomization.yaml sets
     (a new image needs a new tag: imagePullPolicy IfNotPresent keeps a node's copy of a tag)."""
-    (entry,) = KUSTOMIZATION["images"]
+    entry = _image_entry("ray-orders")
     sources = {name: c["image"] for name, c in _app_containers().items()}
     assert {image.rpartition(":")[0] for image in sources.values()} == {entry["name"]}
     assert {c["imagePullPolicy"] for c in _app_containers().values()} == {"IfNotPresent"}
@@ -466,6 +471,19 @@ def test_one_kustomize_entry_sets_the_image_of_every_app_container(tmp_path: Pat
     assert len(images) == len(sources) and set(images) == {_app_image()}
     others = [c["image"] for d in built if d not in apps for c in _containers(d)]
     assert others and not [i for i in others if i.startswith(entry["name"] + ":")]
+
+
+def test_the_images_built_beside_the_app_are_named_in_kustomize_too(tmp_path: Path) -> None:
+    """Postgres's and Kafka's images are built here too (README's `minikube image build` lines):
+    `images:` names them, with the tags those lines build, so a registry's name is set in one
+    place for all three."""
+    readme = (m.ROOT / "README.md").read_text()
+    built_here = dict(re.findall(r"minikube image build -t (ray-orders[\w-]*):(\S+)", readme))
+    assert {"ray-orders-postgres", "ray-orders-kafka"} <= built_here.keys(), built_here
+    for name, tag in built_here.items():
+        assert _image_entry(name)["newTag"] == tag, name
+    images = {c["image"] for d in _build(tmp_path) for c in _containers(d)}
+    assert {f"{n}:{t}" for n, t in built_here.items()} <= images, images
 
 
 def _containers(node: Any) -> list[dict[str, Any]]:
