@@ -22,7 +22,7 @@ status: ## show each part of the stack
 stacks: ## a stack that seems stuck: health, busy Postgres statements, where each actor waits
 	@bash -c 'source cluster/common.sh && exec $(ORDERS) stacks'
 
-join: ## this machine joins the head at HEAD=<address> as a Ray worker node (README, Adding a machine)
+join: ## this machine joins the head at HEAD=<address or host name> as a Ray worker node (README, Adding a machine)
 	@cluster/join.sh $(HEAD)
 
 leave: ## stop the worker node `make join` started here (by pid)

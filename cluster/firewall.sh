@@ -10,7 +10,8 @@
 #   runtime-env agent, which the head's dashboard calls, the metrics export, the workers' range:
 #   common.sh pins them; Ray alone would pick them at random), and the Serve replicas' direct
 #   ingress ports (RAY_SERVE_DIRECT_INGRESS_MIN/MAX_HTTP_PORT, 30000-31000), which the head's
-#   HAProxy calls where a gateway replica runs on another machine;
+#   HAProxy calls where a gateway replica is placed on another machine (the namespace harness's
+#   NETNS_GATEWAY=any; make up keeps them on the head, on loopback);
 # - from anyone: the API (HTTP_PORT, JWT on every route) and OPEN_PORTS (default 22: SSH; each
 #   PORT or tcp/PORT, udp/PORT for UDP, e.g. "22 udp/51820" for SSH and WireGuard; "" for none):
 #   give every port this machine's other services need;

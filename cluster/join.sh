@@ -12,6 +12,8 @@ head="${1:-}"
 # a host name: the head's IPv4 address (its services' certificates name that address, and Ray
 # and `ip route get` take addresses only)
 if [[ ! "$head" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+  [[ ! "$head" =~ ^[^:]+:[0-9]+$ ]] \
+    || { echo "error: HEAD=$head: give the address alone (the head's ports come with its credentials file)" >&2; exit 2; }
   [[ "$head" != *:* ]] \
     || { echo "error: HEAD=$head: the stack joins over IPv4 only; give the head's IPv4 address" >&2; exit 2; }
   resolved="$(getent ahostsv4 "$head" 2>/dev/null | awk 'NR == 1 {print $1}')" || resolved=""
@@ -22,7 +24,9 @@ if [[ ! "$head" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
 fi
 export HEAD_ADDRESS="$head"
 if [[ -z "${NODE_ADDRESS:-}" ]]; then
-  NODE_ADDRESS="$(ip -4 route get "$head" 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n 1)"
+  # (no route: empty, and the check below says so; under pipefail a failed `ip` ended the
+  # script here without a word)
+  NODE_ADDRESS="$({ ip -4 route get "$head" 2>/dev/null || true; } | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n 1)"
   export NODE_ADDRESS
 fi
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -103,11 +103,19 @@ system_service() {
 # components only), so two variables on one port, or a port in the range, are refused here.
 in_worker_range() {
   [[ "$RAY_WORKER_PORTS" =~ ^([0-9]+)-([0-9]+)$ ]] \
-    && (( $1 >= BASH_REMATCH[1] && $1 <= BASH_REMATCH[2] ))
+    && (( 10#$1 >= 10#${BASH_REMATCH[1]} && 10#$1 <= 10#${BASH_REMATCH[2]} ))
 }
+[[ "$RAY_WORKER_PORTS" =~ ^([0-9]+)-([0-9]+)$ ]] && (( 10#${BASH_REMATCH[1]} < 10#${BASH_REMATCH[2]} )) \
+  && (( 10#${BASH_REMATCH[2]} <= 65535 )) \
+  || problem "RAY_WORKER_PORTS=$RAY_WORKER_PORTS is not a range LOW-HIGH of ports (e.g. 20000-20999)"
 declare -A port_owner=()
 for var in "${PORT_KEYS[@]}"; do
   [[ -n "${!var:-}" ]] || continue
+  # (a number before any arithmetic: bash evaluates a word in (( )) as an expression)
+  if [[ ! "${!var}" =~ ^[1-9][0-9]{0,4}$ ]] || (( ${!var} > 65535 )); then
+    problem "$var=${!var} is not a port (1-65535)"
+    continue
+  fi
   if [[ -n "${port_owner[${!var}]:-}" ]]; then
     problem "${port_owner[${!var}]} and $var are both port ${!var}: give one of them another"
   else
@@ -158,7 +166,7 @@ check_python
 # range of Ray's workers (RAY_WORKER_PORTS): the stack's own drivers (a test, the CLI) take
 # their ports from it too, and the raylet passes over a port of it that is in use.
 for var in "${PORT_KEYS[@]}"; do
-  [[ -n "${!var:-}" ]] || continue
+  [[ "${!var:-}" =~ ^[1-9][0-9]{0,4}$ ]] || continue # (empty, or refused above)
   check_port "$var" "${!var}"
 done
 

@@ -21,16 +21,35 @@ ray start --head --block --port="$GCS_PORT" --num-cpus="${RAY_NUM_CPUS:-2}" \
   --metrics-export-port="${METRICS_EXPORT_PORT:-8090}" --disable-usage-stats &
 ray_pid=$!
 # `docker compose stop` sends SIGTERM to this script, the container's PID 1, which ignores it
-# unless trapped: compose then killed the container after its 10 s grace, Ray's processes
-# unstopped. Ray stops them on SIGTERM, so it is passed on (once deploy or a poll ends) and
-# awaited.
-trap 'kill -TERM "$ray_pid" 2>/dev/null || true; wait "$ray_pid" || true; exit 143' TERM INT
+# unless trapped: compose then killed the container after its grace, Ray's processes unstopped.
+# Ray stops them on SIGTERM (after draining the node: compose's stop_grace_period allows it), so
+# it is passed on, to the deploy too while it runs, and awaited. bash runs a trap only between
+# commands: the deploy and the polls run in the background, waited for with `wait`, which a
+# signal interrupts.
+child=""
+stop() {
+  [[ -z "$child" ]] || kill -TERM "$child" 2>/dev/null || true
+  kill -TERM "$ray_pid" 2>/dev/null || true
+  wait "$ray_pid" || true
+  exit "$1"
+}
+trap 'stop 143' TERM
+trap 'stop 130' INT
+# in_background CMD... -> CMD's exit status; a signal meanwhile stops everything (stop)
+in_background() {
+  "$@" &
+  child=$!
+  local rc=0
+  wait "$child" || rc=$?
+  child=""
+  return "$rc"
+}
 
-until ray status --address="127.0.0.1:$GCS_PORT" >/dev/null 2>&1; do
+until in_background ray status --address="127.0.0.1:$GCS_PORT" >/dev/null 2>&1; do
   kill -0 "$ray_pid" 2>/dev/null || { echo "ray start exited" >&2; exit 1; }
-  sleep 1
+  in_background sleep 1
 done
 
-RAY_ADDRESS="127.0.0.1:$GCS_PORT" python -m cli.main deploy
+RAY_ADDRESS="127.0.0.1:$GCS_PORT" in_background python -m cli.main deploy
 echo "ray-head: API on :${HTTP_PORT:-8080}, dashboard on :${DASHBOARD_PORT:-8265}"
 wait "$ray_pid"

@@ -4,6 +4,7 @@ starts itself stand for the services, and are killed when it ends."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -70,6 +71,20 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_ports(count: int, avoid: frozenset[int] = frozenset()) -> list[int]:
+    """`count` distinct free ports, none in `avoid`: each socket is held until all are taken (one
+    at a time, the kernel may hand out a port twice)."""
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        while len(ports) < count:
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+            if port not in avoid:
+                ports.append(port)
+        return ports
 
 
 @contextmanager

@@ -34,6 +34,7 @@ SETTINGS = {
     "HTTP_PORT": "8081",
     "KAFKA_CONTROLLER_PORT": "9095",
     "RAY_CLIENT_SERVER_PORT": "10002",
+    "OPEN_PORTS": "22",  # the default's value
 }
 
 

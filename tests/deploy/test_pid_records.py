@@ -141,7 +141,9 @@ def _preflight(run: Path, http_port: int) -> subprocess.CompletedProcess[str]:
     ports += ["RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"]
     ports += ["RAY_NODE_MANAGER_PORT", "RAY_OBJECT_MANAGER_PORT", "RAY_RUNTIME_ENV_AGENT_PORT"]
     ports += ["DASHBOARD_AGENT_GRPC_PORT"]
-    env = {name: str(sb.free_port()) for name in [*ports, "METRICS_EXPORT_PORT"]}
+    names = [*ports, "METRICS_EXPORT_PORT"]
+    env = dict(zip(names, map(str, sb.free_ports(len(names))), strict=True))
+    env["RAY_WORKER_PORTS"] = "20000-20999"  # (neither the caller's environment nor a .env)
     return subprocess.run(
         [str(ROOT / "cluster" / "preflight.sh"), "test"],
         env=sb.env(run, **env, HTTP_PORT=str(http_port)),

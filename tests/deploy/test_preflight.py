@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deploy import stack_sandbox as sb
 from tests.deploy.manifests import ROOT
 
 SCRIPT = ROOT / "cluster" / "preflight.sh"
@@ -29,13 +30,6 @@ def _run(
     return subprocess.run(
         command, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -54,7 +48,9 @@ def bare_checkout() -> Iterator[Path]:
         shutil.rmtree(root)
 
 
-def _free_ports() -> dict[str, str]:
+def _free_ports(avoid: frozenset[int] = frozenset()) -> dict[str, str]:
+    """A distinct free port for every port setting, none in `avoid`, and the workers' range
+    given too (neither the caller's environment nor a .env decides them)."""
     names = ["PG_PORT", "REDIS_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "HTTP_PORT"]
     names += ["DASHBOARD_PORT", "RAY_GCS_PORT", "RAY_CLIENT_SERVER_PORT", "DASHBOARD_AGENT_PORT"]
     names += [
@@ -64,7 +60,8 @@ def _free_ports() -> dict[str, str]:
     ]
     names += ["RAY_NODE_MANAGER_PORT", "RAY_OBJECT_MANAGER_PORT", "RAY_RUNTIME_ENV_AGENT_PORT"]
     names += ["DASHBOARD_AGENT_GRPC_PORT"]
-    return {name: str(_free_port()) for name in names}
+    ports = dict(zip(names, map(str, sb.free_ports(len(names), avoid)), strict=True))
+    return ports | {"RAY_WORKER_PORTS": "20000-20999"}  # (below the kernel's ephemeral ports)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +73,7 @@ def test_a_busy_port_names_the_port_the_process_and_the_variable(variable: str) 
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        result = _run(SCRIPT, {**_free_ports(), variable: str(port)})
+        result = _run(SCRIPT, {**_free_ports(frozenset({port + 1})), variable: str(port)})
     assert result.returncode == 1
     line = next(x for x in result.stderr.splitlines() if f"port {port} " in x)
     assert f"({variable})" in line
@@ -92,7 +89,7 @@ def test_the_advice_for_a_busy_port_skips_the_stacks_other_ports() -> None:
         listener.listen()
         port = listener.getsockname()[1]
         taken = {"RAY_GCS_PORT": str(port), "RAY_NODE_MANAGER_PORT": str(port + 1)}
-        result = _run(SCRIPT, {**_free_ports(), **taken})
+        result = _run(SCRIPT, {**_free_ports(frozenset({port + 1, port + 2})), **taken})
     line = next(x for x in result.stderr.splitlines() if f"port {port} " in x)
     assert f"RAY_GCS_PORT={port + 2} make test" in line
 

@@ -69,7 +69,7 @@ def test_every_host_admits_the_ports_of_the_stack_only(hosts: Hosts) -> None:
     machine" asks of an operator), so every test here runs the pipeline, a redeploy and a
     host's loss through it. Ray alone listened on random ports no rule could name: now every
     port a host listens on beyond loopback is one its rule set admits from the members, but
-    for the head's own that nothing on another host calls (firewall.HEAD_ONLY, each Serve
+    for the head's own that nothing on another host calls (firewall.head_only(), each Serve
     replica's gRPC server). A port it does not admit is dropped."""
     port = {k: int(hosts.info[k]) for k in firewall.PORTS}
     head_only = firewall.head_only(port["RAY_CLIENT_SERVER_PORT"])

@@ -93,8 +93,9 @@ def test_a_machine_that_would_not_match_the_head_is_refused(
         ("localhost", "HEAD=localhost is 127.0.0.1"),  # then refused as loopback, by address
         ("no-such-host.invalid", "HEAD=no-such-host.invalid has no IPv4 address here"),
         ("fd00::1", "HEAD=fd00::1: the stack joins over IPv4 only"),
+        ("10.99.0.1:6390", "HEAD=10.99.0.1:6390: give the address alone"),
     ],
-    ids=["name", "unknown-name", "ipv6"],
+    ids=["name", "unknown-name", "ipv6", "with-a-port"],
 )
 def test_the_head_may_be_named_by_a_host_name(tmp_path: Path, head: str, said: str) -> None:
     """`ip -4 route get` found no source address for a host name, and the join stopped with
