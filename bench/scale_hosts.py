@@ -162,6 +162,10 @@ class Hosts:
         a part down)."""
         return self._run("status", str(index), timeout=120)
 
+    def stacks(self, index: int) -> str:
+        """`make stacks` on worker `index`, as that machine's operator runs it."""
+        return self._run("stacks", str(index), timeout=180)
+
     def exec(self, host: str, *command: str) -> str:
         """What `command` prints on `host` (head, w1, ...): in its namespace and cgroup."""
         return self._run("exec", host, *command, timeout=60)

@@ -13,8 +13,10 @@ import asyncio
 import json
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -66,7 +68,23 @@ def _safely(read: Callable[[], str]) -> str:
         return f"(not readable: {type(exc).__name__}: {exc})"
 
 
+def joined_head(run_dir: Path) -> str | None:
+    """The head this machine joined (`make join` records it in join.env; a head of its own,
+    node.env, wins, as in cluster/common.sh), else None."""
+    join, node = run_dir / "join.env", run_dir / "node.env"
+    if node.exists() or not join.is_file():
+        return None
+    found = re.search(r"^HEAD_ADDRESS=(\S+)$", join.read_text(), re.M)
+    return found.group(1) if found else None
+
+
 def _ready(settings: Settings) -> str:
+    head = joined_head(RUN_DIR)
+    if head is not None:  # the gateway listens on the head's loopback (README, Adding a machine)
+        return (
+            f"(this machine joined the head at {head}, whose gateway listens on its own "
+            "loopback: `make stacks` on the head shows it)"
+        )
     headers = {"Authorization": f"Bearer {api.token(settings)}"}  # the details are for admins
     body = httpx.get(f"{api.base_url(settings)}/ready", headers=headers, timeout=10).json()
     return json.dumps(body, indent=1, sort_keys=True)

@@ -380,11 +380,19 @@ kill_rest() {
 }
 # netns_status I -> `make status` on worker host wI with nothing of this harness's environment
 # that names the head: what the join recorded there decides (cluster/join.sh, join.env)
-netns_status() {
-  local host="w$1"
+netns_status() { as_operator "w$1" "$ROOT/cluster/services.sh" status; }
+# netns_stacks I -> `make stacks` on worker host I, as its operator runs it
+netns_stacks() {
+  as_operator "w$1" bash -c 'source "$1/cluster/common.sh" && exec "$VENV/bin/orders" stacks' _ "$ROOT"
+}
+# as_operator HOST CMD... -> CMD on HOST in its checkout's environment alone (its RUN_DIR, the
+# copied credentials): nothing of this harness's head reaches it, what the join recorded decides
+as_operator() {
+  local host="$1"
+  shift
   on "$host" env -u DATABASE_URL -u MIGRATION_DATABASE_URL -u REDIS_URL -u KAFKA_SSL_CAFILE \
     -u NODE_ADDRESS -u HEAD_ADDRESS -u KAFKA_BOOTSTRAP -u RAY_ADDRESS \
-    RUN_DIR="$RUN/$host" CREDENTIALS_FILE="$CREDENTIALS_FILE" "$ROOT/cluster/services.sh" status
+    RUN_DIR="$RUN/$host" CREDENTIALS_FILE="$CREDENTIALS_FILE" "$@"
 }
 # netns_stop_worker I -> `make leave` on it (NETNS_STOP_S=0: SIGKILL at once), then its namespace
 # (each step is tried whatever failed before it; 1 when the namespace or a cgroup stays)

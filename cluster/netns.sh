@@ -13,6 +13,7 @@
 #   cluster/netns.sh kill I raylet|host   SIGKILL worker I's raylet, or every process of worker I
 #   cluster/netns.sh stop-worker I    stop worker host I (by pid) and delete its namespace
 #   cluster/netns.sh status I         `make status` on worker host I, as its operator runs it
+#   cluster/netns.sh stacks I         `make stacks` on worker host I, as its operator runs it
 #   cluster/netns.sh exec head|wI CMD...  run CMD on that host (its namespace and cgroup)
 #   cluster/netns.sh env              the variables that reach the head from this machine
 #   cluster/netns.sh cpu              CPU seconds used so far per host (from the cgroups)
@@ -72,7 +73,7 @@ export NODE_ADDRESS="$HEAD_IP" HEAD_ADDRESS="$HEAD_IP"
 source "$ROOT/cluster/common.sh"
 source "$ROOT/cluster/netns-lib.sh"
 
-usage() { sed -n '9,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '9,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 cmd="${1:-}"; shift || true
 case "$cmd" in
@@ -108,6 +109,7 @@ case "$cmd" in
   kill) netns_require; require_mine; netns_kill "${1:?worker index}" "${2:-raylet}" ;;
   stop-worker) netns_require; require_mine; netns_stop_worker "${1:?worker index}" ;;
   status) netns_require; require_mine; netns_status "${1:?worker index}" ;;
+  stacks) netns_require; require_mine; netns_stacks "${1:?worker index}" ;;
   exec) netns_require; require_mine; host="${1:?host}"; shift; netns_exec "$host" "$@" ;;
   env) netns_env_lines ;;
   cpu) netns_cpu ;;

@@ -64,6 +64,18 @@ def test_status_on_a_worker_host_reports_its_node_and_the_heads_services(hosts: 
     assert all(up == "up" and where.startswith(head) for up, where in services.values()), rows
 
 
+def test_stacks_on_a_worker_host_shows_the_clusters_actors(hosts: Hosts) -> None:
+    """`make stacks` on a joined machine, untried until 2026-12-07: the head's consumer groups
+    and where every pipeline actor's tasks wait, through the head's services; the gateway's
+    health only on the head (it listens on the head's loopback)."""
+    report = hosts.stacks(1)
+    head = hosts.info["NODE_ADDRESS"]
+    assert f"this machine joined the head at {head}" in report, report[:2000]
+    for name in probes.pipeline_actors(_platform(hosts)):
+        assert f"\n{name}:\n  Task-" in report, f"{name} missing: {report[-3000:]}"
+    assert "not readable" not in report, report[:3000]
+
+
 def test_every_host_admits_the_ports_of_the_stack_only(hosts: Hosts) -> None:
     """Each host loads cluster/firewall.sh's rule set (the harness does, as README's "Adding a
     machine" asks of an operator), so every test here runs the pipeline, a redeploy and a

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,18 @@ def test_stacks_outside_the_stacks_environment_says_to_run_make_stacks(
     out = capsys.readouterr().out
     assert "== postgres" in out and "run `make stacks`" in out
     assert "ray.init must not be tried" not in out
+
+
+def test_a_joined_machine_names_the_head_for_the_gateways_health(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make stacks` on a joined machine asked a gateway at its own 127.0.0.1 (connection
+    refused): the gateway listens on the head's loopback."""
+    assert diagnose.joined_head(tmp_path) is None
+    (tmp_path / "join.env").write_text("HEAD_ADDRESS=10.99.0.1\nNODE_ADDRESS=10.99.0.2\n")
+    assert diagnose.joined_head(tmp_path) == "10.99.0.1"
+    monkeypatch.setattr(diagnose, "RUN_DIR", tmp_path)
+    said = diagnose._ready(Settings(http_port=1))  # (nothing listens there: not asked)
+    assert "joined the head at 10.99.0.1" in said and "`make stacks` on the head" in said
+    (tmp_path / "node.env").write_text("NODE_ADDRESS=10.99.0.2\n")  # a head of its own wins
+    assert diagnose.joined_head(tmp_path) is None
