@@ -845,44 +845,45 @@ def _head_wait_script() -> str:
     return script
 
 
-def _cli_topics_check(monkeypatch: pytest.MonkeyPatch, answer: list[str] | Exception) -> int:
-    """`python -m cli.main topics --check`'s exit code (its output goes to stderr, which the
-    caller's capsys reads), with the broker's answer to `missing_topics` standing in: the
-    topics it lacks, or the exception of a broker that does not answer."""
+def _cli_exit(monkeypatch: pytest.MonkeyPatch, argv: list[str], target: str, stand_in: Any) -> int:
+    """`python -m cli.main ARGV`'s exit code (its line goes to stderr, which the caller's capsys
+    reads), with `stand_in` for the function `target` names."""
     import sys
 
     from cli.main import app
+
+    monkeypatch.setattr(target, stand_in)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # typer sets its own
+    with pytest.raises(SystemExit) as exit_:
+        app(argv)
+    return int(exit_.value.code or 0)
+
+
+def _cli_topics_check(monkeypatch: pytest.MonkeyPatch, answer: list[str] | Exception) -> int:
+    """`topics --check`'s exit code with the broker's answer to `missing_topics` standing in:
+    the topics it lacks, or the exception of a broker that does not answer."""
 
     async def missing_topics(bootstrap: str) -> list[str]:
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    monkeypatch.setattr("adapters.kafka.missing_topics", missing_topics)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # typer sets its own
-    with pytest.raises(SystemExit) as exit_:
-        app(["topics", "--check"])
-    return int(exit_.value.code or 0)
+    return _cli_exit(
+        monkeypatch, ["topics", "--check"], "adapters.kafka.missing_topics", missing_topics
+    )
 
 
 def _cli_migrate_check(monkeypatch: pytest.MonkeyPatch, answer: tuple[str, ...] | Exception) -> int:
-    """`python -m cli.main migrate --check`'s exit code (its line goes to stderr, which the
-    caller's capsys reads), with the database's answer standing in: the revisions its
+    """`migrate --check`'s exit code with the database's answer standing in: the revisions its
     `alembic_version` holds, or the exception of a Postgres that does not answer."""
-    import sys
-
-    from cli.main import app
 
     def database_revisions(dsn: str, timeout_s: int = 10) -> tuple[str, ...]:
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    monkeypatch.setattr("cli.revision.database_revisions", database_revisions)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # typer sets its own
-    with pytest.raises(SystemExit) as exit_:
-        app(["migrate", "--check"])
-    return int(exit_.value.code or 0)
+    argv, target = ["migrate", "--check"], "cli.revision.database_revisions"
+    return _cli_exit(monkeypatch, argv, target, database_revisions)
 
 
 def _stub(directory: Path, name: str, body: str) -> None:

@@ -4,38 +4,25 @@ that answers no JSON or is not there (exit 1)."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.unit.cli_run import orders
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _orders(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_an_invalid_setting_is_a_message_and_exit_2() -> None:
-    result = _orders("watch", "0193a0a0-0000-7000-8000-000000000000", HTTP_PORT="abc")
+    result = orders("watch", "0193a0a0-0000-7000-8000-000000000000", HTTP_PORT="abc")
     assert result.returncode == 2, result.stderr
     assert "HTTP_PORT" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_broker_that_does_not_answer_is_a_message_and_exit_1() -> None:
-    result = _orders("dlq", "list", "order.created", KAFKA_BOOTSTRAP="127.0.0.1:1")
+    result = orders("dlq", "list", "order.created", KAFKA_BOOTSTRAP="127.0.0.1:1")
     assert result.returncode == 1, result.stderr
     assert "KafkaConnectionError" in result.stderr and "Traceback" not in result.stderr
     assert "orders status" in result.stderr
@@ -68,7 +55,7 @@ def _serving(
 def test_an_order_answer_that_is_not_json_is_a_message_and_exit_1() -> None:
     server, url = _serving(b"<html>not the gateway</html>")
     try:
-        result = _orders("get", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
+        result = orders("get", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
     finally:
         server.shutdown()
         server.server_close()
@@ -85,7 +72,7 @@ def _free_url() -> str:
 
 def test_get_with_nothing_listening_says_where_to_look() -> None:
     url = _free_url()
-    result = _orders("get", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
+    result = orders("get", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
     assert result.returncode == 1, result.stderr
     assert f"cannot reach {url}: " in result.stderr and "make up" in result.stderr
 
@@ -94,7 +81,7 @@ def test_a_rejected_token_says_which_token_to_give() -> None:
     refused = b'{"error":{"code":"unauthorized","message":"invalid token"}}'
     server, url = _serving(refused, 401, "application/json")
     try:
-        result = _orders(
+        result = orders(
             "get", "0193a0a0-0000-7000-8000-000000000000", "--url", url, "--token", "garbage"
         )
     finally:
@@ -109,7 +96,7 @@ def test_watch_fails_fast_when_nothing_listens() -> None:
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
     started = time.monotonic()
-    result = _orders("watch", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
+    result = orders("watch", "0193a0a0-0000-7000-8000-000000000000", "--url", url)
     assert result.returncode == 1, result.stderr
     assert f"cannot reach {url}: " in result.stderr and "Traceback" not in result.stderr
     assert time.monotonic() - started < 30  # not the whole --timeout (120 s) of retries
@@ -120,6 +107,6 @@ def test_version_is_the_projects_and_needs_no_setting() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    result = _orders("--version", HTTP_PORT="abc")
+    result = orders("--version", HTTP_PORT="abc")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"orders (ray-orders) {project['version']}\n"

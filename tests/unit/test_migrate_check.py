@@ -5,33 +5,17 @@ tests/integration/test_migrate_check.py."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
 
 from adapters.revisions import MIGRATIONS, Verdict, code_heads, compare
+from tests.unit.cli_run import orders
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ScriptDirectory(str(MIGRATIONS))
 HEAD = SCRIPTS.get_current_head() or ""
 FIRST = SCRIPTS.get_base() or ""
-
-
-def _orders(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_the_code_has_one_head_and_it_is_the_last_migration() -> None:
@@ -61,7 +45,7 @@ def test_a_postgres_that_does_not_answer_is_one_line_and_exit_1() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"postgresql://orders_app:secret@127.0.0.1:{port}/orders"
-    result = _orders("migrate", "--check", DATABASE_URL=url)
+    result = orders("migrate", "--check", DATABASE_URL=url)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and "secret" not in result.stderr, result.stderr
     (line,) = [x for x in result.stderr.splitlines() if "database" in x]
@@ -70,7 +54,7 @@ def test_a_postgres_that_does_not_answer_is_one_line_and_exit_1() -> None:
 
 
 def test_the_help_documents_every_exit_code() -> None:
-    result = _orders("migrate", "--help")
+    result = orders("migrate", "--help")
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     for code, meaning in [
