@@ -80,10 +80,11 @@ def joined_head(run_dir: Path) -> str | None:
 
 def _ready(settings: Settings) -> str:
     head = joined_head(RUN_DIR)
-    if head is not None:  # the gateway listens on the head's loopback (README, Adding a machine)
-        return (
+    if head is not None and not os.environ.get(api.URL_ENV):
+        return (  # (README, Adding a machine)
             f"(this machine joined the head at {head}, whose gateway listens on its own "
-            "loopback: `make stacks` on the head shows it)"
+            f"loopback by default (HTTP_HOST): `make stacks` on the head shows it, or give "
+            f"{api.URL_ENV}=http://<a gateway this machine reaches>)"
         )
     headers = {"Authorization": f"Bearer {api.token(settings)}"}  # the details are for admins
     body = httpx.get(f"{api.base_url(settings)}/ready", headers=headers, timeout=10).json()
@@ -97,11 +98,23 @@ def _postgres(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _present(settings: Settings, ray: Any) -> list[str]:
+    """The platform's named actors the cluster has now, whatever shard counts this machine's
+    settings say (a joined machine's are its own defaults, not the head's deployment's); the
+    ones these settings name when the cluster cannot tell."""
+    try:
+        named = ray.util.list_named_actors(all_namespaces=True)
+        live = {a["name"] for a in named if a.get("namespace") == settings.ray_namespace}
+    except Exception:  # a report of a broken stack must not fail itself
+        return actor_names(settings)
+    return [n for n in actor_names(settings, every=True) if n in live] or actor_names(settings)
+
+
 def _actors(settings: Settings, ray: Any | None, no_ray: str) -> str:
     if ray is None:
         return f"({no_ray})"
     out = []
-    for name in actor_names(settings):
+    for name in _present(settings, ray):
         try:
             actor = ray.get_actor(name, namespace=settings.ray_namespace)
             stacks, pauses = ray.get([actor.task_stacks.remote(), actor.heap.remote()], timeout=10)

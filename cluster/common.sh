@@ -132,6 +132,7 @@ elif [[ -z "${NODE_ADDRESS:-}" && -r "$RUN/join.env" ]]; then
   NODE_ADDRESS="$(recorded NODE_ADDRESS "$RUN/join.env")"
   HEAD_ADDRESS="${HEAD_ADDRESS:-$(recorded HEAD_ADDRESS "$RUN/join.env")}"
   export HEAD_ADDRESS
+  _joined=1 # (its URLs take the head's recorded ports: head_ports, below)
 fi
 NODE_ADDRESS="${NODE_ADDRESS:-127.0.0.1}"
 # Where the head's services are: this machine, or the head a machine joined (cluster/join.sh).
@@ -328,6 +329,7 @@ ensure_credentials() {
 load_credentials
 stack_tls
 derive_urls
+[[ -z "${_joined:-}" ]] || head_ports
 stack_switches
 
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
@@ -410,14 +412,19 @@ remove_haproxy_dir() {
   if ours "$dir"; then rm -rf "$dir"; else log "$dir is not this user's: left alone"; fi
 }
 
+# worker_ports_ok -> 0 when RAY_WORKER_PORTS is LOW-HIGH, 0 < LOW < HIGH <= 65535, and
+# BASH_REMATCH holds LOW and HIGH (preflight checks it the same way)
+worker_ports_ok() {
+  [[ "$RAY_WORKER_PORTS" =~ ^([1-9][0-9]{0,4})-([1-9][0-9]{0,4})$ ]] \
+    && (( BASH_REMATCH[1] < BASH_REMATCH[2] && BASH_REMATCH[2] <= 65535 ))
+}
 # ray_port_args -> RAY_PORT_ARGS, the ports of every `ray start` of this project (head and
 # joining machines) that are the same on every node: those of the node's own servers, pinned
 # (RAY_NODE_MANAGER_PORT..RAY_WORKER_PORTS above), and the dashboard agent's and the metrics'.
 # Stops on a RAY_WORKER_PORTS that is not LOW-HIGH.
 ray_port_args() {
-  [[ "$RAY_WORKER_PORTS" =~ ^([0-9]+)-([0-9]+)$ ]] && (( BASH_REMATCH[1] < BASH_REMATCH[2] )) \
-    && (( BASH_REMATCH[2] <= 65535 )) \
-    || die "RAY_WORKER_PORTS=$RAY_WORKER_PORTS is not a range LOW-HIGH of ports (e.g. 20000-20999)"
+  worker_ports_ok || die "RAY_WORKER_PORTS=$RAY_WORKER_PORTS is not a range LOW-HIGH of ports" \
+    "(e.g. 20000-20999)"
   RAY_PORT_ARGS=(
     --node-manager-port="$RAY_NODE_MANAGER_PORT" --object-manager-port="$RAY_OBJECT_MANAGER_PORT"
     --runtime-env-agent-port="$RAY_RUNTIME_ENV_AGENT_PORT"

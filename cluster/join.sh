@@ -8,7 +8,7 @@
 #                                      address of the route to the head); WORKER_NUM_CPUS
 set -euo pipefail
 head="${1:-}"
-[[ -n "$head" ]] || { echo "usage: make join HEAD=<address of the head>" >&2; exit 2; }
+[[ -n "$head" ]] || { echo "usage: make join HEAD=<address or host name of the head>" >&2; exit 2; }
 # a host name: the head's IPv4 address (its services' certificates name that address, and Ray
 # and `ip route get` take addresses only)
 if [[ ! "$head" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then

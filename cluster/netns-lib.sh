@@ -385,13 +385,13 @@ netns_status() { as_operator "w$1" "$ROOT/cluster/services.sh" status; }
 netns_stacks() {
   as_operator "w$1" bash -c 'source "$1/cluster/common.sh" && exec "$VENV/bin/orders" stacks' _ "$ROOT"
 }
-# as_operator HOST CMD... -> CMD on HOST in its checkout's environment alone (its RUN_DIR, the
-# copied credentials): nothing of this harness's head reaches it, what the join recorded decides
+# as_operator HOST CMD... -> CMD on HOST with an operator's environment alone (a PATH, a HOME,
+# its RUN_DIR and the head's credentials file): nothing of this harness's settings (its ports,
+# shard counts, HTTP_HOST) reaches it, what the join recorded decides
 as_operator() {
   local host="$1"
   shift
-  on "$host" env -u DATABASE_URL -u MIGRATION_DATABASE_URL -u REDIS_URL -u KAFKA_SSL_CAFILE \
-    -u NODE_ADDRESS -u HEAD_ADDRESS -u KAFKA_BOOTSTRAP -u RAY_ADDRESS \
+  on "$host" env -i PATH="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" HOME="${HOME:-/root}" \
     RUN_DIR="$RUN/$host" CREDENTIALS_FILE="$CREDENTIALS_FILE" "$@"
 }
 # netns_stop_worker I -> `make leave` on it (NETNS_STOP_S=0: SIGKILL at once), then its namespace

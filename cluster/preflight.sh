@@ -101,18 +101,15 @@ system_service() {
 # The stack's ports as set (PORT_KEYS) and the workers' range: a port Ray or a server of the
 # stack finds taken by another of its own fails after the others started (Ray checks its own
 # components only), so two variables on one port, or a port in the range, are refused here.
-in_worker_range() {
-  [[ "$RAY_WORKER_PORTS" =~ ^([0-9]+)-([0-9]+)$ ]] \
-    && (( 10#$1 >= 10#${BASH_REMATCH[1]} && 10#$1 <= 10#${BASH_REMATCH[2]} ))
-}
-[[ "$RAY_WORKER_PORTS" =~ ^([0-9]+)-([0-9]+)$ ]] && (( 10#${BASH_REMATCH[1]} < 10#${BASH_REMATCH[2]} )) \
-  && (( 10#${BASH_REMATCH[2]} <= 65535 )) \
+port_ok() { [[ "$1" =~ ^[1-9][0-9]{0,4}$ ]] && (( $1 <= 65535 )); }
+in_worker_range() { worker_ports_ok && (( $1 >= BASH_REMATCH[1] && $1 <= BASH_REMATCH[2] )); }
+worker_ports_ok \
   || problem "RAY_WORKER_PORTS=$RAY_WORKER_PORTS is not a range LOW-HIGH of ports (e.g. 20000-20999)"
 declare -A port_owner=()
 for var in "${PORT_KEYS[@]}"; do
   [[ -n "${!var:-}" ]] || continue
   # (a number before any arithmetic: bash evaluates a word in (( )) as an expression)
-  if [[ ! "${!var}" =~ ^[1-9][0-9]{0,4}$ ]] || (( ${!var} > 65535 )); then
+  if ! port_ok "${!var}"; then
     problem "$var=${!var} is not a port (1-65535)"
     continue
   fi
@@ -166,7 +163,7 @@ check_python
 # range of Ray's workers (RAY_WORKER_PORTS): the stack's own drivers (a test, the CLI) take
 # their ports from it too, and the raylet passes over a port of it that is in use.
 for var in "${PORT_KEYS[@]}"; do
-  [[ "${!var:-}" =~ ^[1-9][0-9]{0,4}$ ]] || continue # (empty, or refused above)
+  port_ok "${!var:-}" || continue # (empty, or refused above)
   check_port "$var" "${!var}"
 done
 

@@ -16,21 +16,19 @@ if [[ "${APP_ENV:-dev}" != dev && "${RAY_AUTH_TOKEN:-}" == "$DEV_RAY_TOKEN" ]]; 
 fi
 
 GCS_PORT="${RAY_GCS_PORT:-6390}"
-ray start --head --block --port="$GCS_PORT" --num-cpus="${RAY_NUM_CPUS:-2}" \
-  --dashboard-host=0.0.0.0 --dashboard-port="${DASHBOARD_PORT:-8265}" \
-  --metrics-export-port="${METRICS_EXPORT_PORT:-8090}" --disable-usage-stats &
-ray_pid=$!
 # `docker compose stop` sends SIGTERM to this script, the container's PID 1, which ignores it
 # unless trapped: compose then killed the container after its grace, Ray's processes unstopped.
 # Ray stops them on SIGTERM (after draining the node: compose's stop_grace_period allows it), so
 # it is passed on, to the deploy too while it runs, and awaited. bash runs a trap only between
 # commands: the deploy and the polls run in the background, waited for with `wait`, which a
-# signal interrupts.
-child=""
+# signal interrupts. (Set before Ray starts: a signal then finds the trap.)
+ray_pid="" child=""
 stop() {
   [[ -z "$child" ]] || kill -TERM "$child" 2>/dev/null || true
-  kill -TERM "$ray_pid" 2>/dev/null || true
-  wait "$ray_pid" || true
+  if [[ -n "$ray_pid" ]]; then
+    kill -TERM "$ray_pid" 2>/dev/null || true
+    wait "$ray_pid" || true
+  fi
   exit "$1"
 }
 trap 'stop 143' TERM
@@ -44,6 +42,11 @@ in_background() {
   child=""
   return "$rc"
 }
+
+ray start --head --block --port="$GCS_PORT" --num-cpus="${RAY_NUM_CPUS:-2}" \
+  --dashboard-host=0.0.0.0 --dashboard-port="${DASHBOARD_PORT:-8265}" \
+  --metrics-export-port="${METRICS_EXPORT_PORT:-8090}" --disable-usage-stats &
+ray_pid=$!
 
 until in_background ray status --address="127.0.0.1:$GCS_PORT" >/dev/null 2>&1; do
   kill -0 "$ray_pid" 2>/dev/null || { echo "ray start exited" >&2; exit 1; }

@@ -7,10 +7,13 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from cli import diagnose
+from core import registry
 from core.settings import Settings
 
 
@@ -114,7 +117,22 @@ def test_a_joined_machine_names_the_head_for_the_gateways_health(
     (tmp_path / "join.env").write_text("HEAD_ADDRESS=10.99.0.1\nNODE_ADDRESS=10.99.0.2\n")
     assert diagnose.joined_head(tmp_path) == "10.99.0.1"
     monkeypatch.setattr(diagnose, "RUN_DIR", tmp_path)
+    monkeypatch.delenv("ORDERS_API_URL", raising=False)
     said = diagnose._ready(Settings(http_port=1))  # (nothing listens there: not asked)
     assert "joined the head at 10.99.0.1" in said and "`make stacks` on the head" in said
+    monkeypatch.setenv("ORDERS_API_URL", "http://127.0.0.1:1")  # a gateway given: asked
+    with pytest.raises(httpx.ConnectError):
+        diagnose._ready(Settings(http_port=1))
     (tmp_path / "node.env").write_text("NODE_ADDRESS=10.99.0.2\n")  # a head of its own wins
     assert diagnose.joined_head(tmp_path) is None
+
+
+def test_the_actors_reported_are_the_clusters_not_this_machines_shard_counts() -> None:
+    """A joined machine's settings have one shard of each kind (its defaults) while the head
+    deployed two: the report left out the second inventory and payment shards."""
+    names = [registry.RELAY, registry.inventory_shard(0), registry.inventory_shard(1)]
+    names += [registry.payment_shard(0), registry.payment_shard(1)]
+    named = [{"name": n, "namespace": "orders"} for n in names]
+    named.append({"name": registry.SHIPPING, "namespace": "another"})
+    ray = SimpleNamespace(util=SimpleNamespace(list_named_actors=lambda all_namespaces: named))
+    assert diagnose._present(Settings(inventory_shards=1, payment_shards=1), ray) == names

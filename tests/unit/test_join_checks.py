@@ -107,6 +107,30 @@ def test_the_head_may_be_named_by_a_host_name(tmp_path: Path, head: str, said: s
         assert "HEAD=127.0.0.1 is loopback" in ran.stderr, ran.stderr[-600:]
 
 
+def test_a_joined_machines_commands_reach_the_heads_recorded_ports(tmp_path: Path) -> None:
+    """`make stacks` on a machine joined to a head started with PG_PORT=5433 asked 5432: only
+    join.sh and `make status` read the head's recorded ports, the other commands derived the
+    URLs from this machine's defaults."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "join.env").write_text("HEAD_ADDRESS=10.99.0.1\nNODE_ADDRESS=10.99.0.2\n")
+    passwords = "".join(f"{key}=x{i}\n" for i, key in enumerate(_KEYS))
+    (run / "credentials.env").write_text(passwords + RECORDED.replace("6391", "6400"))
+    clean = {k: v for k, v in os.environ.items() if k not in (*_KEYS, *_PORTS, *_TLS)}
+    clean = {k: v for k, v in clean.items() if not k.endswith("_URL")}
+    clean = {k: v for k, v in clean.items() if k not in ("NODE_ADDRESS", "HEAD_ADDRESS")}
+    clean = {k: v for k, v in clean.items() if k not in ("KAFKA_BOOTSTRAP", "RAY_ADDRESS")}
+    urls = subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/cluster/common.sh" && echo $DATABASE_URL $RAY_ADDRESS'],
+        env={**clean, "RUN_DIR": str(run)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert "@10.99.0.1:5433/" in urls[0] and urls[1] == "10.99.0.1:6400", urls
+
+
 def test_credentials_exported_instead_of_copied_pass_the_mode_check(tmp_path: Path) -> None:
     """The documented alternative to copying the file: without it the check read no file and
     the script ended (set -e) with no message at all."""
