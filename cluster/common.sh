@@ -17,6 +17,9 @@ RAY_TEMP="$RUN/ray/t"
 # recorded KEY FILE -> the value of the first KEY= line of FILE (what make up or make join wrote
 # there for the commands that follow: node.env, join.env)
 recorded() { sed -n "s/^$1=//p" "$2" | head -n 1; }
+# joined_machine -> 0 on a machine that joined a head (make join recorded it in join.env; make
+# leave forgets it) and runs no head of its own (node.env): its commands speak of that head
+joined_machine() { [[ -r "$RUN/join.env" && ! -r "$RUN/node.env" ]]; }
 
 # dotenv_key KEY -> the pattern of a .env line that sets KEY, up to its `=` (python-dotenv's
 # reading: blanks and an `export ` before the key, blanks around the `=`)
@@ -126,13 +129,11 @@ source "$ROOT/cluster/tls.sh"
 # to join; make up remembers it in $RUN/node.env for the commands that follow.
 if [[ -z "${NODE_ADDRESS:-}" && -r "$RUN/node.env" ]]; then
   NODE_ADDRESS="$(recorded NODE_ADDRESS "$RUN/node.env")"
-elif [[ -z "${NODE_ADDRESS:-}" && -r "$RUN/join.env" ]]; then
-  # a machine that joined a head (make join; make leave forgets it): its commands speak of that
-  # head, with the addresses of the join
+elif [[ -z "${NODE_ADDRESS:-}" ]] && joined_machine; then
+  # with the addresses of the join (and the head's recorded ports: head_ports, below)
   NODE_ADDRESS="$(recorded NODE_ADDRESS "$RUN/join.env")"
   HEAD_ADDRESS="${HEAD_ADDRESS:-$(recorded HEAD_ADDRESS "$RUN/join.env")}"
   export HEAD_ADDRESS
-  _joined=1 # (its URLs take the head's recorded ports: head_ports, below)
 fi
 NODE_ADDRESS="${NODE_ADDRESS:-127.0.0.1}"
 # Where the head's services are: this machine, or the head a machine joined (cluster/join.sh).
@@ -329,7 +330,7 @@ ensure_credentials() {
 load_credentials
 stack_tls
 derive_urls
-[[ -z "${_joined:-}" ]] || head_ports
+! joined_machine || head_ports
 stack_switches
 
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"

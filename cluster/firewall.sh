@@ -30,7 +30,7 @@ for member in "$@"; do
   [[ "$member" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?$ ]] \
     || die "MEMBERS: $member is not an IPv4 address or network (e.g. 10.0.0.10 or 10.0.0.0/24)"
 done
-[[ "$RAY_WORKER_PORTS" =~ ^[0-9]+-[0-9]+$ ]] || die "RAY_WORKER_PORTS=$RAY_WORKER_PORTS is not LOW-HIGH"
+worker_ports_ok || die "RAY_WORKER_PORTS=$RAY_WORKER_PORTS is not LOW-HIGH"
 public=("$HTTP_PORT") public_udp=()
 for port in ${OPEN_PORTS-22}; do
   [[ "$port" =~ ^((tcp|udp)/)?([0-9]+)$ ]] || die "OPEN_PORTS: $port is not PORT, tcp/PORT or udp/PORT"

@@ -8,17 +8,19 @@
 #                                      address of the route to the head); WORKER_NUM_CPUS
 set -euo pipefail
 head="${1:-}"
-[[ -n "$head" ]] || { echo "usage: make join HEAD=<address or host name of the head>" >&2; exit 2; }
+# refuse MESSAGE... -> the message, exit 2 (before common.sh, whose die comes with it)
+refuse() { echo "$*" >&2; exit 2; }
+[[ -n "$head" ]] || refuse "usage: make join HEAD=<address or host name of the head>"
 # a host name: the head's IPv4 address (its services' certificates name that address, and Ray
 # and `ip route get` take addresses only)
 if [[ ! "$head" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
-  [[ ! "$head" =~ ^[^:]+:[0-9]+$ ]] \
-    || { echo "error: HEAD=$head: give the address alone (the head's ports come with its credentials file)" >&2; exit 2; }
-  [[ "$head" != *:* ]] \
-    || { echo "error: HEAD=$head: the stack joins over IPv4 only; give the head's IPv4 address" >&2; exit 2; }
+  [[ ! "$head" =~ ^[^:]+:[0-9]+$ ]] || refuse "error: HEAD=$head: give the address alone" \
+    "(the head's ports come with its credentials file)"
+  [[ "$head" != *:* ]] || refuse "error: HEAD=$head: the stack joins over IPv4 only; give the" \
+    "head's IPv4 address"
   resolved="$(getent ahostsv4 "$head" 2>/dev/null | awk 'NR == 1 {print $1}')" || resolved=""
-  [[ -n "$resolved" ]] \
-    || { echo "error: HEAD=$head has no IPv4 address here (getent ahostsv4); give the head's address" >&2; exit 2; }
+  [[ -n "$resolved" ]] || refuse "error: HEAD=$head has no IPv4 address here (getent ahostsv4);" \
+    "give the head's address"
   echo "HEAD=$head is $resolved"
   head="$resolved"
 fi

@@ -496,7 +496,7 @@ status_line() {
 # all_status -> each part up or down; exits 1 when any is down
 all_status() {
   local s
-  if [[ -r "$RUN/join.env" && ! -r "$RUN/node.env" ]]; then joined_status; return; fi
+  if joined_machine; then joined_status; return; fi
   s=false; pg_ready 2>/dev/null && s=true; status_line postgres $s "$NODE_ADDRESS:$PG_PORT"
   s=false; redis_ready 2>/dev/null && s=true; status_line redis $s "$NODE_ADDRESS:$REDIS_PORT"
   s=false; port_open "$KAFKA_PORT" && s=true; status_line kafka $s "$NODE_ADDRESS:$KAFKA_PORT"
@@ -508,10 +508,10 @@ all_status() {
 }
 
 # joined_status -> on a machine that joined a head (make join): its Ray node, and the head's
-# services as this machine's Ray processes reach them (cluster/reach.py); exits 1 when any is down
+# services as this machine's Ray processes reach them (cluster/reach.py; the head's recorded
+# ports: cluster/common.sh took them); exits 1 when any is down
 joined_status() {
   local name ok where s
-  head_ports
   s=false; pid_alive ray-worker && s=true
   status_line "ray node" $s "$NODE_ADDRESS, joined to $HEAD_ADDRESS:$RAY_GCS_PORT (make leave stops it)"
   while IFS=$'\t' read -r name ok where; do
