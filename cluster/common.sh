@@ -413,6 +413,29 @@ remove_haproxy_dir() {
   if ours "$dir"; then rm -rf "$dir"; else log "$dir is not this user's: left alone"; fi
 }
 
+# Kafka 4.1 runs on Java 17 or newer only (its class files are Java 17's): Ubuntu 22.04's
+# default-jre-headless is 11. java_major JAVA -> JAVA's major version (1 for 1.8), empty when it
+# does not run; kafka_java -> the first Java >= 17 of `java` on PATH and JVM_DIR's (newest
+# first), empty when there is none.
+KAFKA_MIN_JAVA=17
+JVM_DIR="${JVM_DIR:-/usr/lib/jvm}"
+java_major() {
+  "$1" -version 2>&1 | sed -nE '1s/.* version "([0-9]+)[^"]*".*/\1/p'
+}
+kafka_java() {
+  local candidate major
+  for candidate in "$(command -v java || true)" $(ls -d "$JVM_DIR"/*/bin/java 2>/dev/null | sort -rV); do
+    [[ -n "$candidate" && -x "$candidate" ]] || continue
+    major="$(java_major "$candidate")"
+    if [[ -n "$major" ]] && (( major >= KAFKA_MIN_JAVA )); then echo "$candidate"; return 0; fi
+  done
+}
+
+# no_inherited_fds -> this shell's descriptors 3-9 closed, before it starts a daemon: one that
+# inherits a caller's descriptor (a lock held by `flock … make up`, a CI step's pipe) keeps the
+# lock or the pipe open for its whole life
+no_inherited_fds() { exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; }
+
 # worker_ports_ok -> 0 when RAY_WORKER_PORTS is LOW-HIGH, 0 < LOW < HIGH <= 65535, and
 # BASH_REMATCH holds LOW and HIGH (preflight checks it the same way)
 worker_ports_ok() {

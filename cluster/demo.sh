@@ -8,9 +8,12 @@ api="$(gateway_url localhost)"
 wait_s="${DEMO_WAIT_S:-60}"
 [[ "$wait_s" =~ ^[1-9][0-9]{0,4}$ ]] || die "DEMO_WAIT_S=$wait_s: give a whole number of seconds"
 curl -fsS "$api/health" >/dev/null 2>&1 || die "the gateway is not answering on $api: run 'make up'"
-TOKEN="$("$PY" -m cli.main token 2>/dev/null)"
+# a token that ends a minute after the demo (none by default), given to curl on its standard
+# input: on curl's command line any user of the machine could read it (/proc/PID/cmdline)
+TOKEN="$("$PY" -m cli.main token --ttl "$((wait_s + 60))" 2>/dev/null)" || die "no token: cli.main token failed"
+authed() { curl "$@" -H @- <<<"Authorization: Bearer $TOKEN"; }
 log "POST /api/orders (the seed's quickstart)"
-resp="$(curl -sS -w '\n%{http_code}' -X POST "$api/api/orders" -H "Authorization: Bearer $TOKEN" \
+resp="$(authed -sS -w '\n%{http_code}' -X POST "$api/api/orders" \
   -H 'Content-Type: application/json' -d '{"customerId":"c-1","items":[{"sku":"SKU-1","qty":2}]}')" \
   || die "POST /api/orders: no answer from $api"
 code="${resp##*$'\n'}" && resp="${resp%$'\n'*}"
@@ -20,7 +23,7 @@ echo "$resp"
 order_id="$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["orderId"])' <<<"$resp" 2>/dev/null)" \
   || die "no order id in the answer"
 log "GET /api/orders/$order_id/events (live status until final)"
-curl -sSN --max-time "$wait_s" "$api/api/orders/$order_id/events" -H "Authorization: Bearer $TOKEN" \
+authed -sSN --max-time "$wait_s" "$api/api/orders/$order_id/events" \
   | grep --line-buffered '^data:' || stream=("${PIPESTATUS[@]}")
 if [[ "${stream[0]:-0}" == 28 ]]; then
   die "order $order_id not final within $wait_s s: .venv/bin/orders get $order_id"
@@ -28,4 +31,4 @@ elif [[ "${stream[0]:-0}" != 0 ]]; then
   die "the order's status stream failed (curl exit ${stream[0]}): .venv/bin/orders get $order_id"
 fi
 log "GET /api/orders/$order_id"
-curl -sS "$api/api/orders/$order_id" -H "Authorization: Bearer $TOKEN" | "$PY" -m json.tool
+authed -sS "$api/api/orders/$order_id" | "$PY" -m json.tool

@@ -124,6 +124,7 @@ if ! $venv_only && ! venv_fresh && ! venv_ok; then
 fi
 [[ -n "$PG_BIN" && -x "$PG_BIN/postgres" ]] || need_apt+=(postgresql postgresql-contrib)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# (a Java older than Kafka's 17 gets openjdk-17-jre-headless below)
 command -v java >/dev/null || need_apt+=(default-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v wrk >/dev/null || need_apt+=(wrk)
@@ -151,16 +152,28 @@ if (( ${#need_apt[@]} )) && ! $venv_only; then
 fi
 # pg_partman for the installed PostgreSQL major: it manages the partitions of the append-only
 # tables (migration 0006, docs/adr/ADR-012-retention.md). Known only once PostgreSQL is there.
+# apt_late PACKAGE... -> installed after the step above, with an `apt-get update` and a second
+# try when the first fails (the package lists may be older than the package)
+apt_late() {
+  local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@")
+  log "apt: installing $*"
+  hold_services
+  progress apt "$RUN/logs/apt.log" "${install[@]}" \
+    || { progress "apt-get update" "$RUN/logs/apt.log" apt-get update \
+      && progress apt "$RUN/logs/apt.log" "${install[@]}"; } \
+    || die "apt-get install $* failed; see $RUN/logs/apt.log"
+}
 pg_major="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1 || true)"
 if [[ -n "$pg_major" && ! -f "/usr/share/postgresql/$pg_major/extension/pg_partman.control" ]] \
   && ! $venv_only; then
-  log "apt: installing postgresql-$pg_major-partman"
-  hold_services
-  partman=(env DEBIAN_FRONTEND=noninteractive apt-get install -y "postgresql-$pg_major-partman")
-  progress apt "$RUN/logs/apt.log" "${partman[@]}" \
-    || { progress "apt-get update" "$RUN/logs/apt.log" apt-get update \
-      && progress apt "$RUN/logs/apt.log" "${partman[@]}"; } \
-    || die "apt-get install postgresql-$pg_major-partman failed; see $RUN/logs/apt.log"
+  apt_late "postgresql-$pg_major-partman"
+fi
+# Kafka's Java, 17 or newer (common.sh's kafka_java): Debian 12's default Java is 17, Ubuntu
+# 22.04's is 11, and a machine may have an older one on PATH already
+if ! $venv_only && [[ -z "$(kafka_java)" ]]; then
+  apt_late openjdk-17-jre-headless
+  [[ -n "$(kafka_java)" ]] || die "no Java $KAFKA_MIN_JAVA or newer after installing" \
+    "openjdk-17-jre-headless; Kafka $KAFKA_VERSION needs one (java on PATH or in $JVM_DIR)"
 fi
 
 if ! venv_fresh; then

@@ -102,6 +102,7 @@ log "ray: joining $HEAD_ADDRESS:$RAY_GCS_PORT as $NODE_ADDRESS (num-cpus=$cpus)"
 ray_env
 ray_port_args
 ray_temp_dir
+no_inherited_fds
 # --block: this pid is the parent of the node's Ray processes; make leave stops them by it.
 env "${RAY_ENV_DROP[@]}" "${RAY_ENV[@]}" setsid nohup "$VENV/bin/ray" start --block \
   --address="$HEAD_ADDRESS:$RAY_GCS_PORT" --node-ip-address="$NODE_ADDRESS" --num-cpus="$cpus" \

@@ -36,13 +36,17 @@ check_root() {
 }
 
 # The interpreter install.sh builds .venv from: the venv's own when it exists, else python3.11
-# or python3 on PATH.
+# or python3 on PATH, else apt's python3.11, which install.sh installs (Debian 12 minimal).
 check_python() {
   local py version
   if [[ -x "$PY" ]] && "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
     return 0
   fi
   py="$(command -v python3.11 || command -v python3 || true)"
+  if [[ "$py" != */python3.11 ]] && apt-cache policy python3.11 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    log "python3.11: not installed, apt has it (make install installs it)"
+    return 0
+  fi
   if [[ -z "$py" ]]; then
     problem "no Python found: Python 3.11 is required (Debian 12: apt-get install python3.11" \
       "python3.11-venv; Ubuntu 24.04 ships 3.12: install 3.11 with pyenv or the deadsnakes PPA)"

@@ -6,10 +6,7 @@
 # waits for Kafka or Ray to be ready, its own or one started before.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 START_TIMEOUT_S="${START_TIMEOUT_S:-120}"
-# The daemons started here must not inherit the caller's descriptors beyond 0-2 (a lock held by
-# `flock … make up`, a CI step's pipe): a daemon holding one keeps the lock or the pipe open for
-# its whole life.
-exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+no_inherited_fds # the daemons started here
 
 PGDATA="$RUN/pg"
 # The server runs as the postgres user, who must be able to reach its data directory; a clone
@@ -296,9 +293,22 @@ await_started() {
 }
 
 KAFKA_HOME="$RUN/kafka-$KAFKA_VERSION"
+# use_kafka_java -> KAFKA_JAVA, a Java that runs Kafka (common.sh's kafka_java), or a stop that says
+# which one is there and how to get another
+use_kafka_java() {
+  [[ -z "${KAFKA_JAVA:-}" ]] || return 0
+  KAFKA_JAVA="$(kafka_java)"
+  [[ -n "$KAFKA_JAVA" ]] && return 0
+  local found
+  found="$(command -v java || true)"
+  [[ -z "$found" ]] || found="$found is Java $(java_major "$found"), "
+  die "kafka: Kafka $KAFKA_VERSION needs Java $KAFKA_MIN_JAVA or newer; ${found:-no java on PATH, }none" \
+    "in $JVM_DIR either. make install installs one (openjdk-17-jre-headless)"
+}
 # Kafka's command-line tools (storage format); the broker itself runs from cluster/kafka/run.sh.
 kafka_tool() {
-  env "${SECRET_ENV_DROP[@]}" java -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" -Dkafka.logs.dir="$RUN/logs" \
+  use_kafka_java
+  env "${SECRET_ENV_DROP[@]}" "$KAFKA_JAVA" -Dlog4j2.configurationFile="$ROOT/cluster/kafka/log4j2.yaml" -Dkafka.logs.dir="$RUN/logs" \
     -cp "$KAFKA_HOME/libs/*" "$@"
 }
 # kafka_jaas MODULE [SERVER] -> the JAAS entry logging in as KAFKA_USERNAME with KAFKA_PASSWORD
@@ -365,7 +375,8 @@ kafka_halt() {
 }
 # kafka_launch -> the broker of $RUN/kafka/server.properties started, its port open on ADDRESS
 kafka_launch() {
-  env "${SECRET_ENV_DROP[@]}" setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$RUN/kafka/server.properties" \
+  use_kafka_java
+  env "${SECRET_ENV_DROP[@]}" KAFKA_JAVA="$KAFKA_JAVA" setsid nohup "$ROOT/cluster/kafka/run.sh" "$KAFKA_HOME" "$RUN/kafka/server.properties" \
     "$RUN/logs" >"$RUN/logs/kafka.out" 2>&1 </dev/null &
   echo $! >"$RUN/pids/kafka.pid"
   wait_for "kafka port $1:$KAFKA_PORT" "$START_TIMEOUT_S" port_open "$KAFKA_PORT" "$1"
@@ -509,15 +520,25 @@ all_status() {
 
 # joined_status -> on a machine that joined a head (make join): its Ray node, and the head's
 # services as this machine's Ray processes reach them (cluster/reach.py; the head's recorded
-# ports: cluster/common.sh took them); exits 1 when any is down
+# ports: cluster/common.sh took them); exits 1 when any is down, or could not be checked (the
+# last line reach.py wrote that is not a service's names why: a bad setting, no venv)
 joined_status() {
-  local name ok where s
+  local name ok where s out seen=" " why=""
   s=false; pid_alive ray-worker && s=true
   status_line "ray node" $s "$NODE_ADDRESS, joined to $HEAD_ADDRESS:$RAY_GCS_PORT (make leave stops it)"
+  out="$(env "${RAY_ENV_DROP[@]}" "$PY" -m cluster.reach --lines 2>&1)" || true
   while IFS=$'\t' read -r name ok where; do
-    s=false; [[ "$ok" == up ]] && s=true
-    status_line "$name" $s "$where"
-  done < <(env "${RAY_ENV_DROP[@]}" "$PY" -m cluster.reach --lines 2>/dev/null)
+    if [[ "$ok" == up || "$ok" == down ]]; then
+      s=false; [[ "$ok" == up ]] && s=true
+      status_line "$name" $s "$where"
+      seen+="$name "
+    elif [[ -n "$name$ok$where" ]]; then
+      why="$name${ok:+ $ok}${where:+ $where}"
+    fi
+  done <<<"$out"
+  for name in postgres redis kafka; do
+    [[ "$seen" == *" $name "* ]] || status_line "$name" false "not checked: ${why:-no answer from $PY -m cluster.reach}"
+  done
   if $any_down; then exit 1; fi
 }
 

@@ -8,8 +8,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # KAFKA_JIT_OPTS: by default the JIT stops at C1. C2's compile threads took 0.1–0.35 cores for
 # the first minutes after every start, on a box whose 2 cores serve the whole stack; the broker
 # itself needs ~0.05 cores at 300 orders/s (docs/performance.md, fifth round). Empty: full JIT.
+# KAFKA_JAVA: the Java >= 17 cluster/services.sh chose (Kafka 4.1 needs it), else `java`.
 # shellcheck disable=SC2086
-exec java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 ${KAFKA_JIT_OPTS--XX:TieredStopAtLevel=1} \
+exec "${KAFKA_JAVA:-java}" -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 ${KAFKA_JIT_OPTS--XX:TieredStopAtLevel=1} \
   -Djava.awt.headless=true \
   -Dlog4j2.configurationFile="$here/log4j2.yaml" -Dkafka.logs.dir="$logs" \
   -cp "$home/libs/*" kafka.Kafka "$conf"

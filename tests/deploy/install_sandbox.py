@@ -55,12 +55,20 @@ case "$*" in
 esac
 exec {python} "$@"
 """
-# apt-get: installing python3.11-venv brings ensurepip
+# java: 17, or 11 with the mark old-java (Ubuntu 22.04's default)
+JAVA = """#!/bin/bash
+{log}major=17; [[ -e "$SANDBOX/old-java" && "$0" != "$JVM_DIR"/* ]] && major=11
+echo "openjdk version \\"$major.0.2\\" 2024-01-16" >&2
+"""
+# apt-get: installing python3.11-venv brings ensurepip, openjdk-17-jre-headless a Java 17 in JVM_DIR
 APT = """#!/bin/bash
 {log}if [[ -e "$SANDBOX/hang" && "$1" == install ]]; then
   echo $$ >"$SANDBOX/child.pid"; exec sleep 60
 fi
 [[ "$*" == *python3.11-venv* ]] && rm -f "$SANDBOX/no-ensurepip"
+if [[ "$*" == *openjdk-17-jre-headless* ]]; then
+  mkdir -p "$JVM_DIR/java-17-openjdk/bin" && cp "$SANDBOX/bin/java" "$JVM_DIR/java-17-openjdk/bin/"
+fi
 exit 0
 """
 # mvn: one jar per run into -DoutputDirectory; with maven-fails, a partial jar and a failure
@@ -117,7 +125,11 @@ class Sandbox:
 
     def env(self) -> dict[str, str]:
         return sb.env(
-            self.run, PATH=str(self.bin), SANDBOX=str(self.root), POLICY_RC=str(self.policy)
+            self.run,
+            PATH=str(self.bin),
+            SANDBOX=str(self.root),
+            POLICY_RC=str(self.policy),
+            JVM_DIR=str(self.root / "jvm"),
         )
 
     def install(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -193,7 +205,8 @@ def make(tmp: Path, *, installed: tuple[str, ...] = INSTALLED, python: bool = Tr
         assert found, f"{tool} not found"
         (bin_dir / tool).symlink_to(found)
     for name in installed:
-        box.fake(name, MVN.format(log=LOG) if name == "mvn" else STUB)
+        fakes = {"mvn": MVN.format(log=LOG), "java": JAVA.format(log=LOG)}
+        box.fake(name, fakes.get(name, STUB))
     box.fake("apt-get", APT.format(log=LOG))
     box.fake("npm", NPM.format(log=LOG))
     box.fake("node", STUB)

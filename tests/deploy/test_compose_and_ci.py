@@ -275,6 +275,27 @@ def test_compose_postgres_and_redis_require_the_roles_credentials() -> None:
     assert "REDIS_PASSWORD" in script and ">$$REDIS_PASSWORD" not in script  # hashed, not argv
 
 
+def _settings_of(args: list[str]) -> dict[str, str]:
+    """`-c name=value` pairs of a postgres command line."""
+    return dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "-c")
+
+
+def test_compose_and_k8s_postgres_have_the_local_stacks_tuning() -> None:
+    """cluster/services.sh tunes the local stack's Postgres for the write path (ALTER SYSTEM,
+    and autovacuum_max_workers at start); compose's and the Kubernetes one ran on defaults: the
+    outbox vacuumed once a minute under load, checkpoints every few minutes."""
+    services = (m.ROOT / "cluster" / "services.sh").read_text()
+    local = dict(re.findall(r"ALTER SYSTEM SET (\w+) = '([^']+)';", services))
+    assert local.pop("password_encryption") == "scram-sha-256"  # Postgres 17's default
+    local["autovacuum_max_workers"] = re.findall(r"PG_AUTOVACUUM_WORKERS:-(\d+)", services)[0]
+    assert len(local) == 6, local
+    compose = _settings_of(_compose()["services"]["postgres"]["command"])
+    statefulset = m.resource("StatefulSet", "postgres")
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    for where, given in (("compose", compose), ("k8s", _settings_of(container["args"]))):
+        assert {k: given.get(k) for k in local} == local, where
+
+
 def test_compose_builds_each_image_once_and_the_k8s_manifests_run_them() -> None:
     services = _compose()["services"]
     builders = {name: spec["image"] for name, spec in services.items() if "build" in spec}

@@ -44,6 +44,43 @@ def _mvn(box: isb.Sandbox) -> list[str]:
 # --- Kafka ----------------------------------------------------------------------------------
 
 
+def _common(box: isb.Sandbox, script: str) -> list[str]:
+    """`script`'s words after sourcing the sandbox's common.sh, in its environment."""
+    ran = subprocess.run(
+        ["bash", "-c", f'source "{box.root}/cluster/common.sh"\n{script}'],
+        env=box.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.split()
+
+
+def _java_installs(box: isb.Sandbox) -> list[str]:
+    return [c for c in box.calls() if c.startswith("apt-get install") and "jre" in c]
+
+
+def test_a_java_older_than_kafkas_17_gets_openjdk_17_beside_it(box: isb.Sandbox) -> None:
+    """Kafka 4.1's classes are Java 17's: Ubuntu 22.04's default Java (11) on PATH is not
+    enough, and the broker then runs on the one apt put in JVM_DIR (common.sh's kafka_java)."""
+    box.mark("old-java")
+    assert box.install().returncode == 0
+    assert _java_installs(box) == ["apt-get install -y openjdk-17-jre-headless"]
+    jvm = box.root / "jvm" / "java-17-openjdk"
+    assert _common(box, "kafka_java") == [str(jvm / "bin" / "java")]
+    box.forget_calls()
+    assert box.install().returncode == 0
+    assert not _java_installs(box)
+
+
+def test_java_17_on_path_is_kafkas(box: isb.Sandbox) -> None:
+    assert box.install().returncode == 0
+    assert not _java_installs(box)
+    assert _common(box, "kafka_java; java_major $(kafka_java)") == [str(box.bin / "java"), "17"]
+
+
 def test_kafka_jars_are_fetched_strictly_with_a_pinned_plugin_and_once(box: isb.Sandbox) -> None:
     assert box.install().returncode == 0
     (call,) = _mvn(box)
@@ -136,16 +173,16 @@ def _apt_packages() -> set[str]:
         for name in ("install.sh", "install-node-tools.sh", "install-kubectl.sh")
     )
     found: set[str] = set()
-    lists = r"need_apt\+=\(([^)]*)\)|apt-get install -y(?: -qq)? ([^\n>|]*)"
+    lists = r"need_apt\+=\(([^)]*)\)|apt-get install -y(?: -qq)? ([^\n>|]*)|\n\s*apt_late ([^\n]*)"
     for match in re.finditer(lists, text):
-        words = (match.group(1) or match.group(2) or "").split()
+        words = (match.group(1) or match.group(2) or match.group(3) or "").split()
         found |= {w for w in words if re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", w)}
     if "postgresql-$pg_major-partman" in text:
         found.add("postgresql-N-partman")
     return found
 
 
-def test_the_readme_names_every_package_apt_installs() -> None:
+def test_the_readme_names_every_package_java_installs() -> None:
     readme = (ROOT / "README.md").read_text()
     prerequisites = readme[readme.index("## Prerequisites") :].split("\n## ")[0]
     tests = readme[readme.index("## Tests, chaos, benchmark") :].split("\n## ")[0]

@@ -5,6 +5,7 @@ that does not get final in time (cluster/demo.sh)."""
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import select
@@ -38,6 +39,41 @@ def test_status_with_parts_down_exits_1_without_colour_codes(tmp_path: Path) -> 
     assert "\033" not in ran.stdout
     for name in ("postgres", "redis", "kafka", "ray", "gateway"):
         assert f"  {name:<8} down  " in ran.stdout, ran.stdout
+
+
+def test_status_on_a_joined_machine_that_cannot_check_the_head_exits_1(tmp_path: Path) -> None:
+    """On a joined machine the head's services are checked by cluster/reach.py with this
+    machine's settings; when that cannot run (a bad setting), each one is down with the reason,
+    where the output had only the Ray node and exit status 0."""
+    (tmp_path / "join.env").write_text("HEAD_ADDRESS=10.99.0.1\nNODE_ADDRESS=10.99.0.2\n")
+    ran = subprocess.run(
+        [str(ROOT / "cluster" / "services.sh"), "status"],
+        env=sb.env(tmp_path, PAYMENT_SHARDS="abc"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    for name in ("postgres", "redis", "kafka"):
+        line = next(x for x in ran.stdout.splitlines() if x.startswith(f"  {name} "))
+        assert "down  not checked:" in line and "PAYMENT_SHARDS" in line, ran.stdout
+
+
+def test_daemons_do_not_inherit_the_callers_descriptors(tmp_path: Path) -> None:
+    """`flock LOCK make join` hands its lock's descriptor down: the joined node's `ray start`
+    held it (and the lock) until `make leave`. Both scripts that start daemons close 3-9 first."""
+    held = sb.bash(
+        tmp_path,
+        f'exec 5>"{tmp_path}/lock" 9>&1\nno_inherited_fds\nsleep 30 & ls -l /proc/$!/fd; kill $!',
+    )  # (a child's, as a daemon's: ls itself, run last, would be this shell's $$)
+    assert held.returncode == 0, held.stderr
+    fds = {line.split()[-3]: line.split()[-1] for line in held.stdout.splitlines()[1:]}
+    assert "5" not in fds and "9" not in fds and str(tmp_path) not in held.stdout, held.stdout
+    for script in ("join.sh", "services.sh"):
+        text = (ROOT / "cluster" / script).read_text()
+        closed = text.index("\nno_inherited_fds")
+        assert closed < text.index("setsid nohup"), script
 
 
 def _line(stream: IO[str] | None, deadline: float) -> str:
@@ -85,11 +121,13 @@ class _Gateway(BaseHTTPRequestHandler):
 
     post: tuple[int, dict[str, object]] = (202, {})
     done = threading.Event()
+    tokens: list[str] = []  # the bearer tokens of the API's requests
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         if self.path == "/health":
             self._answer(200, {"status": "ok"})
             return
+        _Gateway.tokens.append(self.headers.get("Authorization", ""))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -98,6 +136,7 @@ class _Gateway(BaseHTTPRequestHandler):
         _Gateway.done.wait(60)  # the order stays PENDING while the client listens
 
     def do_POST(self) -> None:  # noqa: N802
+        _Gateway.tokens.append(self.headers.get("Authorization", ""))
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self._answer(*self.post)
 
@@ -116,6 +155,7 @@ class _Gateway(BaseHTTPRequestHandler):
 @pytest.fixture
 def gateway() -> Iterator[ThreadingHTTPServer]:
     _Gateway.done.clear()
+    _Gateway.tokens = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -159,6 +199,15 @@ def test_demo_names_an_order_not_final_in_time(
     assert ran.returncode == 1
     assert "order o-1 not final within 2 s: .venv/bin/orders get o-1" in ran.stderr, ran.stderr
     assert 'data: {"status": "PENDING"}' in ran.stdout
+    # the token reached the gateway (curl read the header from its standard input, not its
+    # command line, which any user may read) and ends a minute after DEMO_WAIT_S
+    post, stream = _Gateway.tokens
+    assert post == stream and post.startswith("Bearer ")
+    claims = json.loads(base64.urlsafe_b64decode(post.split(".")[1] + "=="))
+    assert claims["exp"] - claims["iat"] == 2 + 60
+    assert "Bearer $TOKEN" not in (ROOT / "cluster" / "demo.sh").read_text().replace(
+        '<<<"Authorization: Bearer $TOKEN"', ""
+    )
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "10.77.0.2"])

@@ -1218,3 +1218,27 @@ def test_redis_memory_is_capped_below_its_limit_evicting_only_keys_with_a_ttl() 
     assert cap, script
     limit = redis["resources"]["limits"]["memory"]
     assert limit.endswith("Mi") and int(cap[1]) * 10**6 <= 0.7 * int(limit[:-2]) * 2**20
+
+
+def _pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod specs of an object: a workload's template, a RayService's head and groups."""
+    if doc["kind"] in ("StatefulSet", "Deployment", "Job"):
+        return [doc["spec"]["template"]["spec"]]
+    if doc["kind"] == "RayService":
+        cluster = doc["spec"]["rayClusterConfig"]
+        groups = [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]
+        return [g["template"]["spec"] for g in groups]
+    return []
+
+
+def test_every_container_requests_cpu_and_memory_and_caps_memory() -> None:
+    """A namespace with a ResourceQuota on requests refuses a pod with a container that has
+    none (the head's init container had none), and a container without a memory limit may take
+    the node's."""
+    for name, doc in m.resources().items():
+        for spec in _pod_specs(doc):
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                res = container.get("resources", {})
+                where = f"{name}: {container['name']}"
+                assert {"cpu", "memory"} <= set(res.get("requests", {})), where
+                assert "memory" in res.get("limits", {}), where

@@ -151,6 +151,42 @@ def test_another_python_is_named(bare_checkout: Path, tmp_path: Path) -> None:
     assert f"wrong Python: {fake}/python3.11 is 3.12.3, the project needs 3.11" in result.stderr
 
 
+def _path_without_python311(tmp_path: Path, candidate: str) -> str:
+    """A PATH of the machine's tools but python3.11, with an apt-cache whose python3.11
+    candidate is `candidate` ("(none)": apt has none), and a python3 that is 3.12."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for directory in (Path("/usr/sbin"), Path("/usr/bin")):
+        for tool in directory.iterdir():
+            if not tool.name.startswith("python") and not (tools / tool.name).exists():
+                (tools / tool.name).symlink_to(tool)
+    fakes = {
+        "python3": "#!/bin/sh\necho 3.12.3\n",
+        "apt-cache": f"#!/bin/sh\nprintf 'python3.11:\\n  Candidate: {candidate}\\n'\n",
+    }
+    for name, body in fakes.items():
+        (tools / name).unlink(missing_ok=True)
+        (tools / name).write_text(body)
+        (tools / name).chmod(0o755)
+    return str(tools)
+
+
+def test_a_python311_that_apt_has_is_left_to_install(bare_checkout: Path, tmp_path: Path) -> None:
+    """`make test` on a fresh Debian 12 without python3.11: install.sh installs it from apt, so
+    preflight does not stop there (it did, though the README says make test installs all)."""
+    env = {**_free_ports(), "PATH": _path_without_python311(tmp_path, "3.11.2-6+deb12u6")}
+    result = _run(bare_checkout, env)
+    assert "python3.11: not installed, apt has it" in result.stdout
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_python311_anywhere_is_named(bare_checkout: Path, tmp_path: Path) -> None:
+    env = {**_free_ports(), "PATH": _path_without_python311(tmp_path, "(none)")}
+    result = _run(bare_checkout, env)
+    assert result.returncode == 1
+    assert "wrong Python:" in result.stderr and "is 3.12.3, the project needs 3.11" in result.stderr
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
 def test_not_root_is_named(bare_checkout: Path) -> None:
     result = _run(bare_checkout, _free_ports(), "nobody")
