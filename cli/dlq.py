@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -94,6 +95,19 @@ async def _one(topic: str, partition: int, offset: int) -> Any | None:
         raise TimeoutError(f"{topic}[{partition}]@{offset} not read within {_READ_S:g}s")
     finally:
         await consumer.stop()
+
+
+def not_copied(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """Why a dead letter has no value to replay, or None: a record too large to copy with the
+    dead letter's headers went without it (consumers/deadletter.py)."""
+    given = dict(headers)
+    if "dlq.omitted" not in given:
+        return None
+    source = b"[".join(
+        (given.get("dlq.source.topic", b"?"), given.get("dlq.source.partition", b"?"))
+    )
+    where = f"{source.decode()}]@{given.get('dlq.source.offset', b'?').decode()}"
+    return f"this dead letter has no value ({given['dlq.omitted'].decode()}): the record is {where}"
 
 
 def too_old_to_replay(value: bytes | None, now_ms: int, dedupe_hours: int) -> str | None:
@@ -205,7 +219,7 @@ def replay(
         record = await _one(name, partition, offset)
         if record is None:
             raise typer.BadParameter(f"no message at {name}[{partition}]@{offset}")
-        refusal = too_old_to_replay(
+        refusal = not_copied(record.headers) or too_old_to_replay(
             record.value, int(time.time() * 1000), get_settings().dedupe_retention_hours
         )
         if refusal:

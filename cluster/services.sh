@@ -198,8 +198,15 @@ pg_start() {
   # and lz4. Autovacuum and autoanalyze of the big append-mostly tables (order_events,
   # notifications, processed_events: millions of rows after a few benchmarks) ran in the middle
   # of a run and stalled the accept path for a second: they now sleep 10 ms instead of 2 ms
-  # per cost budget, the same work spread thinner (docs/performance.md, fifth round). Idempotent.
+  # per cost budget, the same work spread thinner (docs/performance.md, fifth round). The
+  # server's TCP keepalives, for every session (the shards' owner sessions set them since
+  # ADR-010; k8s's Postgres has them too): a session whose machine vanished mid-transaction
+  # (power lost, network cut) held its row locks for the OS default of ~2 h, and the restarted
+  # stage waited on them; now its backend ends ~25 s after the last packet. Idempotent.
   pg_admin postgres <<'SQL'
+ALTER SYSTEM SET tcp_keepalives_idle = '10';
+ALTER SYSTEM SET tcp_keepalives_interval = '5';
+ALTER SYSTEM SET tcp_keepalives_count = '3';
 ALTER SYSTEM SET autovacuum_naptime = '5s';
 ALTER SYSTEM SET max_wal_size = '4GB';
 ALTER SYSTEM SET checkpoint_timeout = '15min';

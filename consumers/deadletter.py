@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import MessageSizeTooLargeError
 
 from domain.events import Topic
 
 log = logging.getLogger(__name__)
 _DLQ_SEND_S = 30.0  # a dead letter's send
+_KEY_KEPT = 256  # bytes of the key a dead letter keeps when the record is too large to copy
 
 
 async def dead_letter(
@@ -30,10 +32,23 @@ async def dead_letter(
         ("dlq.group", group.encode()),
         ("dlq.at", datetime.now(UTC).isoformat().encode()),
     ]
-    await asyncio.wait_for(
-        producer.send_and_wait(
-            Topic.dlq(record.topic), value=record.value, key=record.key, headers=headers
-        ),
-        _DLQ_SEND_S,
-    )
+    dlq = Topic.dlq(record.topic)
+    try:
+        await asyncio.wait_for(
+            producer.send_and_wait(dlq, value=record.value, key=record.key, headers=headers),
+            _DLQ_SEND_S,
+        )
+    except MessageSizeTooLargeError:
+        # a record near the broker's limit no longer fits with the headers (refused by the
+        # producer, or by the broker): the loop would rebuild the member and fetch it again for
+        # ever. The dead letter then names it without its value; it stays in its topic.
+        size = len(record.value or b"") + len(record.key or b"")
+        omitted = f"{size} bytes of key and value: too large to copy; read it at dlq.source.*"
+        key = record.key[:_KEY_KEPT] if record.key else None
+        await asyncio.wait_for(
+            producer.send_and_wait(
+                dlq, value=None, key=key, headers=[*headers, ("dlq.omitted", omitted.encode())]
+            ),
+            _DLQ_SEND_S,
+        )
     log.warning("consumer %s: %s@%s sent to DLQ: %s", group, record.topic, record.offset, reason)

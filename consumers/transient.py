@@ -14,8 +14,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from domain.errors import Unavailable
 
 _TRANSIENT = (
-    psycopg.OperationalError,
-    psycopg.InterfaceError,
     PoolTimeout,
     KafkaError,
     ConnectionError,
@@ -35,6 +33,22 @@ def root(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
+# Postgres's errors of the infrastructure, by SQLSTATE: a connection lost (class 08), a
+# serialization failure or deadlock (40), resources short (53), the server shutting down or a
+# statement cancelled (57), an I/O error (58), a lock not available (55P03). Not all of
+# OperationalError: its class 54 (an index row too large for a B-tree, from an event's text)
+# and 55000 come back on every retry, and retried without limit such an event held its stage.
+_TRANSIENT_SQLSTATES = ("08", "40", "53", "57", "58", "55P03")
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.Error):
+        if exc.sqlstate is None:  # the client's own: no connection, a connection broken
+            return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        return exc.sqlstate.startswith(_TRANSIENT_SQLSTATES)
+    return isinstance(exc, _TRANSIENT)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors of the infrastructure (retry forever), False for poison."""
-    return isinstance(exc, _TRANSIENT) or isinstance(root(exc), _TRANSIENT)
+    return _transient(exc) or _transient(root(exc))

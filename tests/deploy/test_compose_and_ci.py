@@ -288,7 +288,7 @@ def test_compose_and_k8s_postgres_have_the_local_stacks_tuning() -> None:
     local = dict(re.findall(r"ALTER SYSTEM SET (\w+) = '([^']+)';", services))
     assert local.pop("password_encryption") == "scram-sha-256"  # Postgres 17's default
     local["autovacuum_max_workers"] = re.findall(r"PG_AUTOVACUUM_WORKERS:-(\d+)", services)[0]
-    assert len(local) == 6, local
+    assert len(local) == 9, local
     compose = _settings_of(_compose()["services"]["postgres"]["command"])
     statefulset = m.resource("StatefulSet", "postgres")
     (container,) = statefulset["spec"]["template"]["spec"]["containers"]

@@ -4,6 +4,7 @@ back with their state."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -214,6 +215,38 @@ def test_poison_message_goes_to_the_dlq_and_the_partition_keeps_flowing(
     assert headers["dlq.source.topic"] == b"order.created"
     assert headers["dlq.source.offset"] == str(offset).encode()
     assert headers["dlq.reason"].startswith(b"unparseable")
+    wait_committed(settings.kafka_bootstrap, "inventory", Topic.ORDER_CREATED, partition, offset)
+    order_id = api.place_ok(customer, [("SKU-5", 1)])
+    api.wait_status(customer, order_id, "DELIVERED")
+
+
+def test_a_poison_record_too_large_to_copy_is_dead_lettered_without_its_value(
+    api: Api,
+    customer: str,
+    kafka_tap: Any,
+    settings: Settings,
+) -> None:
+    """A record just under the broker's limit no longer fits with the dead letter's headers:
+    the send failed, the member rebuilt and fetched it again, for ever, and its group stopped.
+    Now its dead letter names it (source, offset, size) without the value."""
+    tap = kafka_tap(Topic.dlq(Topic.ORDER_CREATED))
+    key = f"big-poison-{uuid.uuid4()}".encode()
+
+    class _Raw:
+        topic = Topic.ORDER_CREATED
+        value = b"{" + b"x" * 1_048_399  # not JSON; 1,048,533 B as sent, ~1,048,712 copied
+
+    _Raw.key = key  # type: ignore[attr-defined]
+    ((_, partition, offset),) = asyncio.run(_republish(settings.kafka_bootstrap, [_Raw()]))
+    tap.wait_for(
+        lambda seen: any(r.key == key for _, _, r in seen), what="the big poison's dead letter"
+    )
+    record = next(r for _, _, r in tap.seen if r.key == key)
+    headers = dict(record.headers)
+    assert record.value is None
+    assert headers["dlq.source.offset"] == str(offset).encode()
+    assert headers["dlq.reason"].startswith(b"unparseable")
+    assert headers["dlq.omitted"].startswith(f"{1_048_400 + len(key)} bytes".encode())
     wait_committed(settings.kafka_bootstrap, "inventory", Topic.ORDER_CREATED, partition, offset)
     order_id = api.place_ok(customer, [("SKU-5", 1)])
     api.wait_status(customer, order_id, "DELIVERED")

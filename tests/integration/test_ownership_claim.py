@@ -1,10 +1,13 @@
 """A shard's claim of its ownership lock (`adapters.ownership.claim_ownership`): it waits for an old
 owner instead of giving up (Ray never restarts an actor whose `__init__` raised), and its
-session carries keepalives, so the lock of an owner whose host vanished expires."""
+session carries keepalives, so the lock of an owner whose host vanished expires (and every
+other session's locks, with the server's keepalives)."""
 
 from __future__ import annotations
 
 import asyncio
+
+import psycopg
 
 from adapters.ownership import claim_ownership
 from core.settings import Settings
@@ -30,6 +33,16 @@ def test_the_owner_session_has_short_keepalives(settings: Settings) -> None:
         "tcp_keepalives_interval": "5",
         "tcp_keepalives_count": "3",
     }
+
+
+def test_every_session_has_the_servers_short_keepalives(settings: Settings) -> None:
+    """A stage's or the relay's session, not an owner's: one whose machine vanished in the
+    middle of a transaction held its row locks for the OS's ~2 h, and the stage restarted on
+    another machine waited on them (the server's defaults, cluster/services.sh)."""
+    names = ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+    with psycopg.connect(settings.database_url) as conn:  # TCP, as from another machine
+        got = [conn.execute(f"SHOW {name}").fetchone() for name in names]
+    assert got == [("10",), ("5",), ("3",)]
 
 
 def test_a_claim_waits_for_the_old_owner_to_go(settings: Settings) -> None:

@@ -11,11 +11,13 @@ from typing import Any
 import psycopg
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, MessageSizeTooLargeError
 
 from consumers import loop as loop_module
 from consumers.base import PoisonMessage
+from consumers.deadletter import dead_letter
 from consumers.loop import ConsumerLoop, _Poison
+from consumers.transient import is_transient
 from core.registry import SHIPPING_GROUP
 from core.settings import Settings
 from domain.events import Envelope
@@ -198,3 +200,64 @@ async def test_a_poison_message_is_dead_lettered_without_retries(
     with pytest.raises(_Poison, match="poison: PoisonMessage"):
         await loop._call_with_retries(items)
     assert clock.waits == []  # each was retried 3 times, 1.2 s of waits
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (psycopg.OperationalError("connection refused"), True),  # no SQLSTATE: the client's
+        (psycopg.errors.AdminShutdown(), True),
+        (psycopg.errors.SerializationFailure(), True),
+        (psycopg.errors.LockNotAvailable(), True),
+        (psycopg.errors.TooManyConnections(), True),
+        (psycopg.errors.ProgramLimitExceeded(), False),  # "index row size exceeds maximum"
+        (psycopg.errors.ObjectNotInPrerequisiteState(), False),
+        (psycopg.errors.UniqueViolation(), False),
+    ],
+)
+def test_only_the_databases_infrastructure_errors_are_retried_without_limit(
+    error: psycopg.Error, transient: bool
+) -> None:
+    """An OperationalError of class 54 or 55000 comes back on every retry: retried without
+    limit, an event whose text made one held its stage for good."""
+    assert is_transient(error) is transient
+
+
+class _TooLong:
+    async def handle(self, events: Any) -> None:
+        raise psycopg.errors.ProgramLimitExceeded("index row size 8200 exceeds btree maximum")
+
+
+async def test_an_event_the_database_refuses_every_time_becomes_poison(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(loop_module, "asyncio", _Clock())
+    loop = await _loop(_TooLong())
+    with pytest.raises(_Poison, match="handler_error: ProgramLimitExceeded"):
+        await loop._call_with_retries(_items())
+
+
+class _SizeLimited(_Producer):
+    """A producer whose requests hold at most `limit` bytes of value (max_request_size)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.headers: list[dict[str, bytes]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes, **kw: Any) -> None:
+        if value is not None and len(value) > self.limit:
+            raise MessageSizeTooLargeError("The message is too large")
+        self.sent.append(value)
+        self.headers.append(dict(kw["headers"]))
+
+
+async def test_a_record_too_large_to_copy_is_dead_lettered_without_its_value() -> None:
+    """The member rebuilt and fetched the record again for ever (its group stopped)."""
+    record = ConsumerRecord(TP.topic, 0, 7, 0, 0, b"k", b"{" * 100, None, 100, 1, ())
+    producer = _SizeLimited(50)
+    await dead_letter(producer, "payment", record, "unparseable: ValueError")
+    assert producer.sent == [None]
+    (headers,) = producer.headers
+    assert headers["dlq.source.offset"] == b"7"
+    assert headers["dlq.omitted"].startswith(b"101 bytes of key and value: too large to copy")
