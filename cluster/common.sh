@@ -376,7 +376,7 @@ haproxy_dir() {
 }
 # ours PATH -> 0 when PATH is no symlink and belongs to this user. The fallback above is a
 # predictable name in /tmp, where any local user may have made it (or a symlink) first, and it
-# holds haproxy.cfg with the Ray token: such a one is never adopted.
+# holds haproxy.cfg with the stats page's password: such a one is never adopted.
 ours() { [[ ! -L "$1" && "$(stat -c %u "$1" 2>/dev/null)" == "$EUID" ]]; }
 # private_dir DIR -> DIR, a directory of this user's alone (mode 700), made when missing; one
 # that is a symlink, not a directory or another user's stops the script.

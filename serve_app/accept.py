@@ -1,11 +1,14 @@
-"""The accept path: admit (rate limit, circuit), validate against the catalog, then one Postgres
-statement shared by concurrent requests (group commit) claims the customer id and stores the
-order, its timeline row and its outbox row; then 202. No actor call on this path (ADR-003)."""
+"""The accept path: validate against the catalog (in memory), admit (rate limit, circuit), then
+one Postgres statement shared by concurrent requests (group commit) claims the customer id and
+stores the order, its timeline row and its outbox row; then 202. No actor call on this path
+(ADR-003). Bad input is refused first: its 422 counts against no rate limit, is not turned into
+a 503 by an open circuit, and claims no Idempotency-Key."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 from decimal import Decimal
 
 from adapters.accept_store import (
@@ -36,6 +39,15 @@ from serve_app.views import accepted_view
 # (the next statement sees the claim); more than a few rounds means something else is wrong.
 _CLAIM_ROUNDS = 3
 _CLAIM_PAUSE_S = (0.005, 0.03)  # between rounds, jittered
+
+
+@dataclass(frozen=True)
+class CheckedOrder:
+    """An order that passed the catalog's rules (`OrderIntake.check`): its command and its
+    lines, one per sku."""
+
+    cmd: PlaceOrder
+    lines: dict[str, int]
 
 
 class OrderIntake:
@@ -73,16 +85,29 @@ class OrderIntake:
         await self._commit.close()
         await self._pool.close()
 
+    def check(self, cmd: PlaceOrder) -> CheckedOrder:
+        """The catalog's rules: every sku known, at most 1000 of one sku over all lines (422
+        otherwise). The catalog is in memory, so this costs no round trip."""
+        merged = merge_lines(list(cmd.items))
+        unknown = sorted(sku for sku in merged if sku not in self._prices)
+        if unknown:
+            raise InvalidInput("unknown sku: use a sku from the catalog", {"skus": unknown})
+        too_many = sorted(sku for sku, qty in merged.items() if qty > 1000)
+        if too_many:
+            raise InvalidInput("qty per sku must be 1..1000", {"skus": too_many})
+        return CheckedOrder(cmd, merged)
+
     async def place(
-        self, who: Principal, cmd: PlaceOrder, idempotency: tuple[str, str] | None = None
+        self, who: Principal, checked: CheckedOrder, idempotency: tuple[str, str] | None = None
     ) -> tuple[Accepted, bool]:
-        """Validate against the catalog, store the order and its `OrderCreated` event durably.
+        """Store the order `check` passed and its `OrderCreated` event durably.
 
         With `idempotency=(key, request_hash)`, Postgres keeps one order per (principal, key) in
         the same transaction: a repeated key returns the first order (or 422 if the body
         differs). A customer naming a customer id another principal owns gets 403, nothing
         stored. Returns the 202 body and whether it replays an earlier request."""
-        order = self._new_order(who, cmd, idempotency)
+        cmd = checked.cmd
+        order = self._new_order(who, checked, idempotency)
         for round_ in range(1, _CLAIM_ROUNDS + 1):
             stored = await self._commit.submit(order)
             if stored.outcome is not Outcome.RETRY:
@@ -132,15 +157,9 @@ class OrderIntake:
         return accepted_view(found.order_id, found.total)
 
     def _new_order(
-        self, who: Principal, cmd: PlaceOrder, idempotency: tuple[str, str] | None
+        self, who: Principal, checked: CheckedOrder, idempotency: tuple[str, str] | None
     ) -> NewOrder:
-        merged = merge_lines(list(cmd.items))
-        unknown = sorted(sku for sku in merged if sku not in self._prices)
-        if unknown:
-            raise InvalidInput("unknown sku: use a sku from the catalog", {"skus": unknown})
-        too_many = sorted(sku for sku, qty in merged.items() if qty > 1000)
-        if too_many:
-            raise InvalidInput("qty per sku must be 1..1000", {"skus": too_many})
+        cmd, merged = checked.cmd, checked.lines
         items = [
             {"sku": sku, "qty": qty, "unitPrice": str(self._prices[sku])}
             for sku, qty in merged.items()
@@ -174,7 +193,8 @@ class OrderIntake:
 
 
 class AcceptService:
-    """`POST /api/orders` end to end: admission, Idempotency-Key, then the intake."""
+    """`POST /api/orders` end to end: the catalog's check, admission, Idempotency-Key, then the
+    intake."""
 
     def __init__(self, admission: Admission, idempotency: Idempotency, intake: OrderIntake):
         self._admission = admission
@@ -186,9 +206,11 @@ class AcceptService:
     ) -> tuple[Accepted, bool]:
         """Admit and store an order; returns its body and whether it is a replay of the first
         request with the same Idempotency-Key (Stripe semantics, see `Idempotency`)."""
+        # the catalog's 422 before anything is counted or claimed: bad input changes nothing
+        checked = self._intake.check(cmd)
         if idempotency_key is None:
             await self._admission.check(who.sub)  # rate limit and circuit, before storing
-            return await self._intake.place(who, cmd)
+            return await self._intake.place(who, checked)
         fp = self._idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
         # a replay (or a 409/422 for the key) first: it stores nothing, so neither the rate
         # limit nor an open circuit stands between a client and an order it already placed
@@ -204,7 +226,7 @@ class AcceptService:
             return stored, True
         try:
             await self._admission.check(who.sub)
-            body, replayed = await self._intake.place(who, cmd, (idempotency_key, fp))
+            body, replayed = await self._intake.place(who, checked, (idempotency_key, fp))
         except BaseException:
             # shielded, as `finish` below: a request cancelled (its client gone) still frees
             # or records its key, instead of leaving it "in progress" (409) until the claim's TTL

@@ -15,6 +15,7 @@ from psycopg_pool import PoolTimeout
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from core.auth import AuthError
 from domain.errors import (
@@ -145,6 +146,14 @@ def install(app: FastAPI) -> None:
         response = response_for(exc)
         assert response is not None  # registered for exactly the types it maps
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> JsonResponse:
+        # the client left before its body arrived (a dropped upload): nothing is wrong here, so
+        # no traceback and no 5xx; handled here, it never reaches ServerErrorMiddleware, which
+        # would log it again and re-raise. Nobody reads this answer: the server drops it.
+        log.debug("client disconnected before its request body was read")
+        return error_response(400, "client_disconnected", "the request body did not arrive")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JsonResponse:

@@ -8,6 +8,9 @@ periodically, so nothing is missed if a message is (Redis restarting, for exampl
 - An order whose timeline rows retention dropped (`ORDER_HISTORY_DAYS`) still gets one event:
   its current status from the order's row (`event` null, `id` "current"); a reconnect that
   names it is not sent that status again (204 when it is final).
+- Postgres not answering (a restart, a pool with no free connection) does not end a stream: it
+  re-reads every re-check period until its deadline, as while Redis is down; the response has
+  begun, so an error raised then would only cut the stream short with a traceback.
 - Each stream holds one of the replica's `MAX_ONGOING_REQUESTS` for as long as it is open (up to
   `_MAX_STREAM_S`): at most `SSE_MAX_STREAMS` are open per replica (503 past it), at most
   `SSE_MAX_STREAMS_PER_PRINCIPAL` per principal (429), so streams never take the slots orders
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -25,17 +29,23 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 import redis.asyncio as aioredis
+from psycopg_pool import PoolTimeout
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from adapters.orders_repo import Pool, timeline_after, timeline_status_of
+from adapters.pg import Row
 from adapters.status import channel
 from domain.errors import RateLimited, Unavailable
 from domain.model import OrderStatus, is_terminal
 
+log = logging.getLogger(__name__)
 _RECHECK_S = 2.0
 _MAX_STREAM_S = 600.0
+# what a short Postgres outage raises (QueryCanceled, a statement timeout, is an OperationalError)
+_POSTGRES_DOWN = (psycopg.OperationalError, PoolTimeout)
 
 
 # The `id` of the event that reports the order row's status when its timeline is gone: sent
@@ -67,7 +77,9 @@ async def status_stream(
         subscribed = await _subscribe(pubsub, order_id)
         last_id = after_id
         deadline = asyncio.get_running_loop().time() + _MAX_STREAM_S
-        rows = await timeline_after(pool, order_id, last_id)
+        rows = await _timeline(pool, order_id, last_id, deadline)
+        if rows is None:  # Postgres did not answer for the stream's whole life
+            return
         if not rows and not after_id:  # retention dropped the timeline: the order row's status
             if current[0] != last_status:
                 yield _event(order_id, current[0], None, current[1], CURRENT_ID)
@@ -87,10 +99,36 @@ async def status_stream(
             subscribed = subscribed or await _subscribe(pubsub, order_id)
             if not subscribed or not await _nudged(pubsub):
                 await asyncio.sleep(_RECHECK_S)  # Redis down: the periodic re-read goes on
-            rows = await timeline_after(pool, order_id, last_id)
+            rows = await _timeline(pool, order_id, last_id, deadline) or []
     finally:
         with contextlib.suppress(Exception):
             await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def _timeline(
+    pool: Pool, order_id: uuid.UUID, after_id: int, deadline: float
+) -> list[Row] | None:
+    """The order's timeline rows after `after_id`; while Postgres does not answer, read again
+    each re-check period (one warning per outage, no traceback: the outage is not this code's
+    bug); None when the stream's deadline passes first."""
+    loop = asyncio.get_running_loop()
+    failures = 0
+    while True:
+        try:
+            return await timeline_after(pool, order_id, after_id)
+        except _POSTGRES_DOWN as exc:
+            failures += 1
+            level = logging.WARNING if failures == 1 else logging.DEBUG
+            log.log(
+                level,
+                "live stream of %s: Postgres unavailable (%s), re-reading every %ss",
+                order_id,
+                type(exc).__name__,
+                _RECHECK_S,
+            )
+        if loop.time() + _RECHECK_S >= deadline:
+            return None
+        await asyncio.sleep(_RECHECK_S)
 
 
 async def _subscribe(pubsub: PubSub, order_id: uuid.UUID) -> bool:

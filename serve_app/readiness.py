@@ -5,11 +5,16 @@ The overall status says whether to send orders here: `down` (503) only when the 
 accept one, that is when Postgres does not answer. Anything else that fails leaves orders
 accepted but slowed or held (Redis: admission and idempotency fail open; Kafka, the relay, a
 consumer: the orders wait in Postgres's outbox and go on when it is back), so the gateway is
-`degraded` (200) and `checks` names the part that is down."""
+`degraded` (200) and `checks` names the part that is down.
+
+/ready needs no token, and one report pings Postgres and Redis and asks every consumer actor,
+holding a request slot up to 2 s: a report serves every caller for `_CACHE_S`, and callers
+that come while one is being made wait for that one instead of starting their own."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
@@ -26,6 +31,9 @@ from serve_app.admission import RedisOutage
 from serve_app.models import Readiness
 
 _PROBE_TIMEOUT_S = 2.0
+# long enough that a burst of /ready (a balancer per replica, a script in a loop, anyone on the
+# internet) costs one probe a second; short next to any balancer's check interval
+_CACHE_S = 1.0
 # a group's members are probed inside the group's probe: each within less, so that one hung
 # member is reported as such beside the others' health, not the whole group as a timeout
 _MEMBER_TIMEOUT_S = 1.5
@@ -64,9 +72,28 @@ class ReadinessProbe:
         self._actors = actors
         self._reset_s = settings.breaker_reset_s
         self._members = registry.members(settings.inventory_shards, settings.payment_shards)
+        self._last: tuple[float, Readiness] | None = None  # (monotonic time made, report)
+        self._making: asyncio.Task[Readiness] | None = None
 
     async def report(self) -> Readiness:
-        """Overall status (`up`, `degraded` or `down`) with one entry per dependency."""
+        """Overall status (`up`, `degraded` or `down`) with one entry per dependency, at most
+        `_CACHE_S` old; concurrent callers share one computation."""
+        if self._last is not None and time.monotonic() - self._last[0] < _CACHE_S:
+            return self._last[1]
+        if self._making is None:
+            self._making = asyncio.create_task(self._make())
+        # shielded: a caller that leaves (its client gone) does not cancel the others' report
+        return await asyncio.shield(self._making)
+
+    async def _make(self) -> Readiness:
+        try:
+            report = await self._probe()
+            self._last = (time.monotonic(), report)
+            return report
+        finally:
+            self._making = None
+
+    async def _probe(self) -> Readiness:
         probes: dict[str, Awaitable[dict[str, Any]]] = {
             "postgres": self._postgres(),
             "redis": self._redis_up(),

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field, model_validator
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
@@ -88,26 +89,38 @@ async def get_order(who: Caller, order_id: OrderId, orders: Orders) -> Order:
     return await orders.get(who, order_id)
 
 
+class OrderQuery(BaseModel):
+    """The list's filters and page. An empty value is the parameter left out, for each alike
+    (the README's `?status=&customerId=&limit=&cursor=`, a form's empty field, `cursor=` for
+    the first page); a value that is there is checked (422)."""
+
+    status: OrderStatus | None = None
+    customer_id: Annotated[str | None, Field(alias="customerId", pattern=SKU_PATTERN)] = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str | None, Field(max_length=200)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, given: Any) -> Any:
+        return {k: v for k, v in given.items() if v != ""} if isinstance(given, dict) else given
+
+
 @router.get(
     "/api/orders",
     responses=openapi.errors(*openapi.AUTHENTICATED, 422),
     response_model_exclude_unset=True,
 )
 async def list_orders(
-    who: Caller,
-    orders: Orders,
-    status: Annotated[OrderStatus | None, Query()] = None,
-    customer_id: Annotated[str | None, Query(alias="customerId", pattern=SKU_PATTERN)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    who: Caller, orders: Orders, query: Annotated[OrderQuery, Query()]
 ) -> OrderPage:
-    """A page of orders, newest first; customers see their own, admins all."""
+    """A page of orders, newest first; customers see their own, admins all. A parameter
+    given empty counts as left out."""
     return await orders.list(
         who,
-        status=status.value if status else None,
-        customer_id=customer_id,
-        limit=limit,
-        cursor=cursor,
+        status=query.status.value if query.status else None,
+        customer_id=query.customer_id,
+        limit=query.limit,
+        cursor=query.cursor,
     )
 
 
