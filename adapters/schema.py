@@ -143,7 +143,8 @@ reservation_holds = sa.Table(
     sa.Index("reservation_holds_principal", "principal"),
 )
 
-# payments and shipments: fillfactor 80 for HOT status updates (migration 0010)
+# payments and shipments: fillfactor 80 for HOT status updates (migration 0010); payments'
+# updates are no longer HOT since the open authorizations have an index (migration 0016)
 payments = sa.Table(
     "payments",
     metadata,
@@ -155,6 +156,12 @@ payments = sa.Table(
     sa.Column("provider_ref", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+    sa.Index(
+        "ix_payments_authorized",
+        "customer_id",
+        postgresql_include=["amount"],
+        postgresql_where=sa.text("status = 'AUTHORIZED'"),
+    ),
 )
 
 shipments = sa.Table(
