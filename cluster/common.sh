@@ -419,12 +419,15 @@ remove_haproxy_dir() {
 # first), empty when there is none.
 KAFKA_MIN_JAVA=17
 JVM_DIR="${JVM_DIR:-/usr/lib/jvm}"
-java_major() {
-  "$1" -version 2>&1 | sed -nE '1s/.* version "([0-9]+)[^"]*".*/\1/p'
+java_major() { # (on any line: JAVA_TOOL_OPTIONS makes Java say "Picked up ..." first)
+  local said
+  said="$("$1" -version 2>&1)" || return 0
+  sed -nE '/ version "[0-9]/{s/.* version "([0-9]+)[^"]*".*/\1/p;q}' <<<"$said"
 }
 kafka_java() {
-  local candidate major
-  for candidate in "$(command -v java || true)" $(ls -d "$JVM_DIR"/*/bin/java 2>/dev/null | sort -rV); do
+  local candidate major jvms=()
+  mapfile -t jvms < <(printf '%s\n' "$JVM_DIR"/*/bin/java | sort -rV)
+  for candidate in "$(command -v java || true)" "${jvms[@]}"; do
     [[ -n "$candidate" && -x "$candidate" ]] || continue
     major="$(java_major "$candidate")"
     if [[ -n "$major" ]] && (( major >= KAFKA_MIN_JAVA )); then echo "$candidate"; return 0; fi

@@ -39,9 +39,11 @@ async def dead_letter(
             _DLQ_SEND_S,
         )
     except MessageSizeTooLargeError:
-        # a record near the broker's limit no longer fits with the headers (refused by the
-        # producer, or by the broker): the loop would rebuild the member and fetch it again for
-        # ever. The dead letter then names it without its value; it stays in its topic.
+        # a record near the limit no longer fits with the headers: the loop would rebuild the
+        # member and fetch it again for ever. The dead letter then names it without its value;
+        # it stays in its topic. (The producer refuses it before sending: its max_request_size,
+        # 1 MiB, is below the broker's message.max.bytes wherever this runs. A broker's refusal
+        # would cost the idempotent producer its sequence, and the loop would rebuild.)
         size = len(record.value or b"") + len(record.key or b"")
         omitted = f"{size} bytes of key and value: too large to copy; read it at dlq.source.*"
         key = record.key[:_KEY_KEPT] if record.key else None

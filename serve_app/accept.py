@@ -207,11 +207,21 @@ class AcceptService:
         """Admit and store an order; returns its body and whether it is a replay of the first
         request with the same Idempotency-Key (Stripe semantics, see `Idempotency`)."""
         # the catalog's 422 before anything is counted or claimed: bad input changes nothing
-        checked = self._intake.check(cmd)
         if idempotency_key is None:
+            checked = self._intake.check(cmd)
             await self._admission.check(who.sub)  # rate limit and circuit, before storing
             return await self._intake.place(who, checked)
         fp = self._idempotency.fingerprint(cmd.model_dump(mode="json", by_alias=True))
+        try:
+            checked = self._intake.check(cmd)
+        except InvalidInput:
+            # a retry of an order this key placed still gets its replay, whatever this
+            # replica's catalog says (a rollout that changed the catalog: the first request
+            # met a replica that had its sku); a read, nothing claimed
+            stored = await self._intake.stored(who.sub, idempotency_key, fp)
+            if stored is None:
+                raise
+            return stored, True
         # a replay (or a 409/422 for the key) first: it stores nothing, so neither the rate
         # limit nor an open circuit stands between a client and an order it already placed
         try:

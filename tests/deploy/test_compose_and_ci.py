@@ -292,8 +292,16 @@ def test_compose_and_k8s_postgres_have_the_local_stacks_tuning() -> None:
     compose = _settings_of(_compose()["services"]["postgres"]["command"])
     statefulset = m.resource("StatefulSet", "postgres")
     (container,) = statefulset["spec"]["template"]["spec"]["containers"]
-    for where, given in (("compose", compose), ("k8s", _settings_of(container["args"]))):
-        assert {k: given.get(k) for k in local} == local, where
+    k8s = _settings_of(container["args"])
+    # but for what the pod's size bounds: its WAL within its 2 Gi volume, its autovacuum within
+    # its 512 Mi (eight workers of 16 MB beside 128 MB of shared buffers)
+    pod = {**local, "max_wal_size": "1GB", "autovacuum_work_mem": "16MB"}
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {
+        "storage": "2Gi"
+    }
+    assert container["resources"]["limits"]["memory"] == "512Mi"
+    for where, given, expected in (("compose", compose, local), ("k8s", k8s, pod)):
+        assert {k: given.get(k) for k in expected} == expected, where
 
 
 def test_compose_builds_each_image_once_and_the_k8s_manifests_run_them() -> None:

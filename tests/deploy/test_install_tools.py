@@ -7,6 +7,7 @@ the packages apt installs."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -193,3 +194,55 @@ def test_the_readme_names_every_package_java_installs() -> None:
     for section, names in ((prerequisites, packages), (tests, packages - python)):
         missing = [p for p in sorted(names) if not re.search(rf"\b{re.escape(p)}\b", section)]
         assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("says", "major"),
+    [
+        ('openjdk version "17.0.15" 2025-04-15', "17"),
+        ('openjdk version "21" 2023-09-19', "21"),
+        ('java version "1.8.0_381"', "1"),
+        ('Picked up JAVA_TOOL_OPTIONS: -Xss2m\nopenjdk version "11.0.22" 2024-01-16', "11"),
+        ("Error: could not find libjava.so", ""),
+    ],
+)
+def test_java_major_reads_the_version_line(tmp_path: Path, says: str, major: str) -> None:
+    """JAVA_TOOL_OPTIONS (common in CI) makes Java's first line "Picked up ...": read from it,
+    every Java seemed to have no version and make up stopped."""
+    fake = tmp_path / "my jvm" / "bin" / "java"  # a space in the path, too
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f"#!/bin/sh\ncat >&2 <<'EOF'\n{says}\nEOF\n")
+    fake.chmod(0o755)
+    ran = subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/cluster/common.sh"\njava_major "$1"', "-", str(fake)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (ran.returncode, ran.stdout.strip()) == (0, major), ran.stderr
+
+
+def test_kafka_java_takes_the_newest_of_the_jvm_dir_past_an_old_one_on_path(
+    tmp_path: Path,
+) -> None:
+    javas = {
+        "path/java": "11.0.22",
+        "j v m/jdk 17/bin/java": "17.0.1",
+        "j v m/jdk 21/bin/java": "21",
+    }
+    for where, version in javas.items():
+        fake = tmp_path / where
+        fake.parent.mkdir(parents=True, exist_ok=True)
+        fake.write_text(f"#!/bin/sh\necho 'openjdk version \"{version}\"' >&2\n")
+        fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path / 'path'}:/usr/bin:/bin", "JVM_DIR": str(tmp_path / "j v m")}
+    ran = subprocess.run(
+        ["bash", "-c", f'source "{ROOT}/cluster/common.sh"\nkafka_java'],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert ran.stdout.strip() == str(tmp_path / "j v m" / "jdk 21" / "bin" / "java"), ran.stderr

@@ -5,6 +5,7 @@ with an Idempotency-Key claimed the key in Redis before being refused."""
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,8 @@ from core.auth import Principal
 from domain.commands import PlaceOrder
 from domain.errors import InvalidInput, Unavailable
 from serve_app.accept import AcceptService, OrderIntake
+from serve_app.models import Accepted
+from serve_app.views import accepted_view
 
 _WHO = Principal(sub="customer1", roles=frozenset({"customer"}))
 
@@ -59,10 +62,22 @@ def _order(*lines: tuple[str, int]) -> PlaceOrder:
     return PlaceOrder.model_validate({"customerId": "c-1", "items": items})
 
 
-async def _service() -> tuple[AcceptService, _OpenCircuit, _Idempotency]:
-    # the real intake (its catalog check); nothing may reach Postgres here
+class _Intake(OrderIntake):
+    """The real intake (its catalog check), its Postgres lookup of a key's order given."""
+
+    found: Accepted | None = None  # the order an earlier request with the key stored
+
+    async def stored(self, principal: str, key: str, request_hash: str) -> Accepted | None:
+        return self.found
+
+
+async def _service(
+    found: Accepted | None = None,
+) -> tuple[AcceptService, _OpenCircuit, _Idempotency]:
+    # nothing may reach Postgres here
     prices = {"SKU-1": Decimal("9.50")}
-    intake = OrderIntake(_NoPool(), prices, flushers=1, claim_cap=10)  # type: ignore[arg-type]
+    intake = _Intake(_NoPool(), prices, flushers=1, claim_cap=10)  # type: ignore[arg-type]
+    intake.found = found
     admission, idem = _OpenCircuit(), _Idempotency()
     return AcceptService(admission, idem, intake), admission, idem  # type: ignore[arg-type]
 
@@ -96,5 +111,17 @@ async def test_a_valid_order_still_meets_admission() -> None:
         with pytest.raises(Unavailable):
             await service.place(_WHO, _order(("SKU-1", 2)), "key-1")
         assert admission.checked == ["customer1"] and idem.claimed == ["key-1"]
+    finally:
+        await service.close()
+
+
+async def test_a_retry_of_a_placed_order_gets_its_replay_though_the_catalog_refuses_it() -> None:
+    """A rollout that changed the catalog: the first request met a replica that had the sku,
+    its retry one that has not. The retry gets the stored 202, not a 422."""
+    first = accepted_view(uuid.uuid4(), Decimal("19.00"))
+    service, admission, idem = await _service(found=first)
+    try:
+        assert await service.place(_WHO, _order(("NOPE-9", 2)), "key-1") == (first, True)
+        assert admission.checked == [] and idem.claimed == []
     finally:
         await service.close()
