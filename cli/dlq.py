@@ -51,8 +51,9 @@ async def _read(topic: str, limit: int) -> list[Any]:
     parts = [
         TopicPartition(topic, p) for p in await partitions_of(get_settings().kafka_bootstrap, topic)
     ]
-    if not parts:
-        return []
+    if not parts:  # not "0 messages": nothing can have been dead-lettered to it
+        bootstrap = get_settings().kafka_bootstrap
+        raise LookupError(f"{topic} does not exist on {bootstrap} (orders topics creates it)")
     consumer = await _consumer()
     try:
         consumer.assign(parts)
@@ -149,7 +150,11 @@ def list_(
 ) -> None:
     """Show the newest dead-lettered messages of TOPIC with why they were rejected."""
     name = _dlq_name(topic)
-    letters = [DeadLetter.of(r) for r in asyncio.run(_read(name, limit))]
+    try:
+        letters = [DeadLetter.of(r) for r in asyncio.run(_read(name, limit))]
+    except LookupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     if as_json:
         print(render.as_json(letters))
         return

@@ -18,6 +18,8 @@ from core.settings import Settings
 from domain.events import Envelope, Topic
 from domain.model import TERMINAL
 
+_READ_S = 120.0  # reading a chaos run's events to the topics' ends (a broker gone: none come)
+
 CHARGED = ("AUTHORIZED", "CAPTURED")
 PAID_STATUSES = ("PAID", "SHIPPED", "DELIVERED")
 # the topics read back after a run (`kafka_from` holds their offsets at its start): one
@@ -253,7 +255,10 @@ async def _distinct_events(
         for tp in parts:
             consumer.seek(tp, start.get(tp, 0))
         ends = await consumer.end_offsets(parts)
+        deadline = time.monotonic() + _READ_S
         while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic} not read to its end within {_READ_S:g}s")
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for r in records:
                     e = _parse(r.value)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -206,7 +206,10 @@ def retention_table(tables: Sequence[TableRetention]) -> Table:
     for t in tables:
         hours = t.retention.total_seconds() / 3600
         window = f"{hours / 24:g} d" if hours >= 48 else f"{hours:g} h"
-        drop = t.next_drop_at.strftime("%Y-%m-%d %H:%M UTC") if t.next_drop_at else "-"
+        # (Postgres wrote the bound in the server's time zone, which need not be UTC)
+        drop = (
+            t.next_drop_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if t.next_drop_at else "-"
+        )
         # rows in no dated partition: ids not UUIDv7, or maintenance lapsed (ADR-012)
         stray = Text(str(t.default_rows), style="bold red" if t.default_rows else "")
         table.add_row(t.table, window, str(t.partitions), t.oldest_partition or "-", drop, stray)

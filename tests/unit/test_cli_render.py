@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+from datetime import datetime, timedelta, timezone
 
 from rich.console import Console, RenderableType
 
 from adapters.audit import GroupOffsets, TableSize, where
+from adapters.retention import TableRetention
 from cli import render
 from cli.status import Report, lags
 
@@ -151,3 +154,14 @@ def test_an_order_and_a_watch_line() -> None:
         render.change_line("PAID", "PaymentAuthorized", "x").plain
         == "x  PAID        PaymentAuthorized"
     )
+
+
+def test_the_next_drop_is_shown_in_utc_whatever_the_servers_time_zone() -> None:
+    """Postgres writes a partition's bound in its own time zone: 00:00+01 is 23:00 UTC the day
+    before, not "00:00 UTC"."""
+    plus_one = timezone(timedelta(hours=1))
+    table = TableRetention(
+        "order_events", 0, 0, 3, "order_events_p20261201", None, timedelta(days=30), None, 0
+    )
+    table = dataclasses.replace(table, next_drop_at=datetime(2026, 12, 4, tzinfo=plus_one))
+    assert "2026-12-03 23:00 UTC" in _text(render.retention_table([table]))

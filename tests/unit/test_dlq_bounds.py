@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from typer.testing import CliRunner
 
-from cli import dlq
+from cli import dlq, invariants
 
 
 class _Stalled:
@@ -72,3 +73,40 @@ def test_a_dead_letter_with_odd_headers_is_listed_not_a_traceback() -> None:
     source = (letter.source_partition, letter.source_offset, letter.source_topic)
     assert source == (None, None, None)
     assert letter.value == "\ufffdpoison" and letter.headers["x"] == "\ufffd"
+
+
+def test_a_dead_letter_topic_that_does_not_exist_is_not_listed_as_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`orders dlq list` said "0 message(s)" for a topic that is not there (never created, or
+    another broker): nothing dead-lettered, it read. Now an error, exit 1."""
+
+    async def partitions(bootstrap: str, topic: str) -> list[int]:
+        return []
+
+    monkeypatch.setattr(dlq, "partitions_of", partitions)
+    ran = CliRunner().invoke(dlq.app, ["list", "order.created"])
+    assert ran.exit_code == 1, ran.output
+    assert "order.created.dlq does not exist on" in ran.output
+
+
+class _StalledStart(_Stalled):
+    async def start(self) -> None:
+        pass
+
+
+def test_the_chaos_audits_read_of_a_topic_ends_with_a_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`orders chaos` read each topic to its end with no deadline: a broker gone meanwhile and it
+    never ended."""
+
+    async def partitions(bootstrap: str, topic: str, kafka: Any = None) -> list[int]:
+        return [0]
+
+    monkeypatch.setattr(invariants, "partitions_of", partitions)
+    monkeypatch.setattr(invariants, "AIOKafkaConsumer", lambda **_: _StalledStart())
+    monkeypatch.setattr(invariants, "_READ_S", 0.05)
+    read = invariants._distinct_events("b:9092", "order.created", {}, {"x"}, lambda e: e.order_id)
+    with pytest.raises(TimeoutError, match="not read to its end within"):
+        asyncio.run(asyncio.wait_for(read, 10))
