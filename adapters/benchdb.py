@@ -38,6 +38,7 @@ _BURST = (
     "extract(epoch FROM max(updated_at) FILTER (WHERE status = ANY(%s))) "
     "FROM orders WHERE principal = ANY(%s)"
 )
+_IDS = "SELECT id::text FROM orders WHERE created_at >= %s AND principal LIKE %s"
 _PHASE = (
     "SELECT count(*), count(*) FILTER (WHERE status = ANY(%s)) FROM orders "
     "WHERE created_at >= %s AND principal LIKE %s"
@@ -71,7 +72,10 @@ async def shipped_units(conn: Conn, principals: Sequence[str]) -> dict[str, int]
 
 
 async def stock_violations(conn: Conn) -> int:
-    """SKUs that break the stock invariants (on_hand < 0, reserved < 0, reserved > on_hand)."""
+    """SKUs that break the stock invariants (on_hand < 0, reserved < 0, reserved > on_hand).
+    The table's CHECK constraints refuse such rows, so this is a check of the schema, not of
+    the platform: the invariants a run can break (reserved = the open holds, no hold left on
+    a finished order) are `adapters.audit`'s, which `bench.end_audit` runs."""
     cur = await conn.execute(
         "SELECT count(*) FROM inventory WHERE on_hand < 0 OR reserved < 0 OR reserved > on_hand"
     )
@@ -107,6 +111,13 @@ async def phase_counts(
     row = await cur.fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+async def order_ids(conn: Conn, since: datetime, principal_like: str) -> list[str]:
+    """The ids of the orders created since `since` whose principal matches `principal_like`
+    (SQL LIKE): every order of a run's customers."""
+    cur = await conn.execute(_IDS, (since, principal_like))
+    return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def database_size(conn: Conn) -> dict[str, int]:

@@ -104,7 +104,8 @@ def bench(
     """Load the running stack (`make up`) through the JWT gateway, follow every accepted order
     to its final status, find the pipeline's saturation point and the latency below it, compare
     Ray Serve with plain uvicorn, write JSON + PNG. Exits 1 (after writing) when an order was
-    lost or left unfinished, a unit oversold or a stock invariant broken (`bench.gate`)."""
+    lost or left unfinished, a unit oversold, a stock invariant broken, or a tracked run
+    accepted less than half of what it offered (`bench.gate`)."""
     given = dict(locals())  # every option above, by name
     try:
         settings = get_settings()

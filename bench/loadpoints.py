@@ -12,6 +12,7 @@ from typing import Any
 from bench import mainrun
 from bench.mainrun import Load
 from bench.procs import CpuSampler
+from bench.stats import shown
 from bench.tracker import Tracker
 from bench.ui import info
 from bench.workload import Customer
@@ -22,6 +23,11 @@ def point(fraction: float, figures: dict[str, Any]) -> dict[str, Any]:
     return {
         "load_fraction": fraction,
         "offered_per_s": figures["offered_per_s"],
+        # counts of requests sent and answered 202 (`bench.gate` fails a point that accepted
+        # less than half of what it offered)
+        "offered": figures.get("offered"),
+        "accepted": figures.get("accepted"),
+        "accepted_per_s": figures.get("accepted_per_s"),
         "completed_per_s": figures["completed_per_s"],
         "accept_p50_ms": figures["p50_accept_ms"],
         "accept_p99_ms": figures["p99_accept_ms"],
@@ -74,8 +80,9 @@ async def latency_by_load(
             await tracker.close()
         info(
             f"  {fraction:.0%}: completed {entry['completed_per_s']}/s, accept p50/p99 "
-            f"{entry['accept_p50_ms']} / {entry['accept_p99_ms']} ms, accept→SHIPPED p50/p99 "
-            f"{entry['e2e_shipped_p50_ms']} / {entry['e2e_shipped_p99_ms']} ms, "
+            f"{shown(entry['accept_p50_ms'])} / {shown(entry['accept_p99_ms'])} ms, "
+            f"accept→SHIPPED p50/p99 {shown(entry['e2e_shipped_p50_ms'])} / "
+            f"{shown(entry['e2e_shipped_p99_ms'])} ms, "
             f"lost {entry['lost']}, a vacuum or analyze running {entry['maintenance_s']} s"
             + (f", refused {entry['errors']}" if entry["errors"] else "")
         )

@@ -26,7 +26,8 @@ from bench.stats import (
     group_cpu,
     hop_latencies,
     latency_summary,
-    pct,
+    pct_ms,
+    shown,
 )
 from bench.tracker import Tracker
 from bench.ui import info
@@ -141,7 +142,8 @@ async def _publish_waits(load: Load, t0: float) -> dict[str, dict[str, float]]:
 
 
 def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
-    """The run's headline figures (see docs/performance.md for the definitions)."""
+    """The run's headline figures (see docs/performance.md for the definitions). A latency with
+    nothing to measure (no 202, no order shipped) is None, never 0."""
     load, t0 = run.load, run.t0
     ok = [r for r in run.records if r[3] == 202]
     outcomes = list(tracker.outcomes.values())
@@ -167,11 +169,11 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "p95_accept_ms": accept["p95"],
         "p99_accept_ms": accept["p99"],
         "max_accept_ms": accept["max"],
-        "service_p99_ms": round(pct([(r[2] - r[1]) * 1000 for r in ok], 99), 1),
-        "send_lag_p99_ms": round(pct([(r[1] - r[0]) * 1000 for r in run.records], 99), 1),
-        "p50_e2e_ms": round(pct(e2e, 50), 1),
-        "p95_e2e_ms": round(pct(e2e, 95), 1),
-        "p99_e2e_ms": round(pct(e2e, 99), 1),
+        "service_p99_ms": pct_ms([(r[2] - r[1]) * 1000 for r in ok], 99),
+        "send_lag_p99_ms": pct_ms([(r[1] - r[0]) * 1000 for r in run.records], 99),
+        "p50_e2e_ms": pct_ms(e2e, 50),
+        "p95_e2e_ms": pct_ms(e2e, 95),
+        "p99_e2e_ms": pct_ms(e2e, 99),
         "e2e_hops_ms": hop_latencies(outcomes),
         "e2e_publish_wait_ms": run.publish_wait,
         "errors": errors_by_status(refused),
@@ -265,12 +267,13 @@ class _Window:
             for k, v in sample.items():
                 avg[k] = avg.get(k, 0.0) + v / len(self._cpu)
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(group_cpu(avg).items())[:6])
+        p99 = pct_ms([(r[2] - r[0]) * 1000 for r in ok], 99)
         unit = speed.unit_ms()
         self._run.unit_series.append((time.time(), unit))
         info(
             f"t={now - self._run.t0:4.0f}s answered {len(new) / span:6.1f}/s "
             f"accepted {len(ok) / span:6.1f}/s completed {(done - self._last_done) / span:6.1f}/s "
-            f"p99 accept {pct([(r[2] - r[0]) * 1000 for r in ok], 99):6.1f} ms "
+            f"p99 accept {shown(p99):>6} ms "
             f"errors {len(new) - len(ok)} in-pipeline {len(self._tracker.outstanding)} | "
             f"cores: {top}; stolen {sum(self._steal) / len(self._steal):.2f}; "
             f"CPU unit {unit:.1f} ms"

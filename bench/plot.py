@@ -44,7 +44,7 @@ def draw(result: dict[str, Any], path: Path) -> None:
         ("e2e_p50_ms", "accept→SHIPPED p50", "--"),
         ("e2e_p99_ms", "accept→SHIPPED p99", "--"),
     ):
-        pts = [(r["t"], r[key]) for r in rows if r[key] > 0]
+        pts = [(r["t"], r[key]) for r in rows if r.get(key)]  # None: nothing that second
         ax2.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label, linewidth=1.2)
     ax2.set_yscale("log")
     ax2.set_ylabel("latency (ms, log)")
@@ -107,14 +107,14 @@ def draw_load(result: dict[str, Any], path: Path) -> bool:
     ax1.legend(loc="upper left", fontsize=8)
     ax1.grid(alpha=0.3)
     ax1.set_title("step phase", fontsize=10)
-    offered = [p["offered_per_s"] for p in points]
     for key, label, style in (
         ("accept_p50_ms", "accept p50", "o-"),
         ("accept_p99_ms", "accept p99", "o-"),
         ("e2e_shipped_p50_ms", "accept→SHIPPED p50", "s--"),
         ("e2e_shipped_p99_ms", "accept→SHIPPED p99", "s--"),
     ):
-        ax2.plot(offered, [max(p[key], 0.1) for p in points], style, label=label, linewidth=1.2)
+        pts = [(p["offered_per_s"], max(p[key], 0.1)) for p in points if p[key] is not None]
+        ax2.plot([x for x, _ in pts], [y for _, y in pts], style, label=label, linewidth=1.2)
     if not points:
         ax2.text(0.5, 0.5, "no load points", ha="center", transform=ax2.transAxes)
     for p in points:

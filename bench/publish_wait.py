@@ -18,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from adapters.kafka import client_options
-from bench.stats import pct
+from bench.stats import p50_p99
 from domain.events import Topic
 
 # The topics on an order's way to SHIPPED, one per hop of `bench.stats.HOPS`.
@@ -47,17 +47,14 @@ def summarize(
     end_ms: int,
 ) -> dict[str, dict[str, float]]:
     """p50 / p99 ms and the count of events per topic, over the `(topic, timestamp, value)`
-    records published in `[start_ms, end_ms)`."""
+    records published in `[start_ms, end_ms)`; a topic without events has its count alone."""
     waits: dict[str, list[float]] = {t: [] for t in topics}
     for topic, ts, value in records:
         if topic in waits and start_ms <= ts < end_ms:
             wait = wait_ms(value, ts)
             if wait is not None:
                 waits[topic].append(wait)
-    return {
-        t: {"p50": round(pct(w, 50), 1), "p99": round(pct(w, 99), 1), "events": len(w)}
-        for t, w in waits.items()
-    }
+    return {t: p50_p99(w) | {"events": len(w)} for t, w in waits.items()}
 
 
 async def publish_waits(

@@ -14,7 +14,7 @@ from typing import Any
 from rich.table import Table
 
 from bench.procs import psutil_module
-from bench.stats import group_cpu
+from bench.stats import group_cpu, shown
 from bench.ui import console
 from core.settings import Settings
 
@@ -130,13 +130,14 @@ def table(result: dict[str, Any]) -> None:
         ("stock invariant violations", result["stock"]["invariantViolations"]),
         ("stored without a 202 seen (client gave up)", result["stock"]["storedWithout202"]),
         ("drain after load (s)", result["drain_s"]),
-        ("generator send lag p99 ms", result["send_lag_p99_ms"]),
+        ("generator send lag p99 ms", shown(result["send_lag_p99_ms"])),
         ("CPU cores by component", group_cpu(result["cpu_cores"])),
         ("CPU ms per completed order (steady window)", _top(result.get("cpu_ms_per_order"))),
         ("CPU time taken by the hypervisor (steal, steady window)", _steal(result)),
         ("CPU unit ms, median (machine speed, bench/speed.py)", result.get("cpu_unit_ms")),
         ("seconds with a vacuum or analyze running (steady window)", result.get("maintenance_s")),
         ("database at the start (size, orders)", _database(result.get("database"))),
+        ("stock at the end of the whole run (bench/end_audit.py)", _end(result.get("end_audit"))),
     ]
     warm = result.get("warmup_run")
     if warm:
@@ -144,20 +145,21 @@ def table(result: dict[str, Any]) -> None:
             (
                 f"warm-up run ({warm['duration_s']} s, not in the figures above)",
                 f"accepted {warm['accepted_per_s']}/s, p50/p99 accept "
-                f"{warm['p50_accept_ms']} / {warm['p99_accept_ms']} ms, lost {warm['lost']}",
+                f"{shown(warm['p50_accept_ms'])} / {shown(warm['p99_accept_ms'])} ms, "
+                f"lost {warm['lost']}",
             )
         )
     gen = result.get("generator") or {}
     for name, probe in gen.items():
-        rows.append((f"ceiling {name} req/s", f"{probe['rps']} (p99 {probe['p99_ms']} ms)"))
+        rows.append((f"ceiling {name} req/s", f"{probe['rps']} (p99 {shown(probe['p99_ms'])} ms)"))
     cap = result.get("capacity") or {}
     for name in ("serve", "uvicorn"):
         if name in cap:
-            rows.append((f"accept capacity {name} req/s", f"{cap[name]['ok_rps']}"))
+            rows.append((f"accept capacity {name} req/s", _capacity(cap[name])))
     rows.append(("serve_vs_uvicorn_ratio", result["serve_vs_uvicorn_ratio"]))
     rows.extend(_saturation_rows(result))
     for name, value in rows:
-        t.add_row(name, str(value))
+        t.add_row(name, shown(value))
     console.print(t)
 
 
@@ -172,8 +174,8 @@ def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         (
             "saturation completed / s" + state,
-            f"{result['saturation_completed_per_s']} at {found['at_offered_per_s']}/s offered, "
-            f"{len(found['steps'])} steps, {found['unfinished']} unfinished",
+            f"{result['saturation_completed_per_s']} at {shown(found['at_offered_per_s'])}/s "
+            f"offered, {len(found['steps'])} steps, {found['unfinished']} unfinished",
         ),
         ("CPU ms per order at saturation", _top(found.get("cpu_ms_per_order"))),
     ]
@@ -191,9 +193,11 @@ def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
             (
                 f"at {p['load_fraction']:.0%} ({p['offered_per_s']}/s offered): "
                 "accept / accept→SHIPPED p50, p99 ms",
-                f"{p['accept_p50_ms']}, {p['accept_p99_ms']} / {p['e2e_shipped_p50_ms']}, "
-                f"{p['e2e_shipped_p99_ms']}; completed {p['completed_per_s']}/s, lost {p['lost']}, "
-                f"steal {p.get('cpu_steal_pct', 0.0)} %, CPU unit {p.get('cpu_unit_ms')} ms, "
+                f"{shown(p['accept_p50_ms'])}, {shown(p['accept_p99_ms'])} / "
+                f"{shown(p['e2e_shipped_p50_ms'])}, {shown(p['e2e_shipped_p99_ms'])}; "
+                f"completed {p['completed_per_s']}/s, lost {p['lost']}, "
+                f"steal {p.get('cpu_steal_pct', 0.0)} %, "
+                f"CPU unit {shown(p.get('cpu_unit_ms'))} ms, "
                 f"vacuum or analyze running {p.get('maintenance_s')} s"
                 + (f"; refused {_reasons(p['error_reasons'])}" if p.get("error_reasons") else ""),
             )
@@ -201,6 +205,21 @@ def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
     rows.append(("gateway accept-only capacity / s", result.get("gateway_accept_capacity_per_s")))
     rows.append(("saturation_vs_accept_capacity", result.get("saturation_vs_accept_capacity")))
     return rows
+
+
+def _capacity(target: dict[str, Any]) -> str:
+    """`1010.2 (unfinished after the drain: 0 at 32 connections, 0 at 64)`."""
+    drains = target.get("drain_by_connections") or {}
+    left = ", ".join(f"{d['unfinished']} at {c} connections" for c, d in drains.items())
+    return f"{target['ok_rps']}" + (f" (unfinished after the drain: {left})" if left else "")
+
+
+def _end(audit: dict[str, Any] | None) -> str:
+    """What the end-of-run audit found, by check (`bench.end_audit`)."""
+    if not audit:
+        return "not checked"
+    counts = {k: audit[k] for k in ("broken_stock", "held_when_finished", "holds_out_of_step")}
+    return f"{audit['orders']} orders: " + ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 def _hold(h: dict[str, Any]) -> str:
@@ -230,12 +249,13 @@ def _top(per_order: dict[str, float] | None, n: int = 8) -> str:
 def _hops(hops: dict[str, dict[str, float]]) -> str:
     """`reserved 113/218, paid 97/173, …`: each hop named by the stage it ends in."""
     ends = ((h.rpartition("_to_")[2].replace("_", " "), v) for h, v in hops.items())
-    return ", ".join(f"{end} {v['p50']}/{v['p99']}" for end, v in ends) or "none"
+    return ", ".join(f"{end} {v['p50']}/{v['p99']}" for end, v in ends) or "n/a"
 
 
 def _waits(waits: dict[str, dict[str, float]]) -> str:
     """`order.created 36.9/116.5, …`: each flow topic's publish wait, p50/p99 ms."""
-    return ", ".join(f"{t} {v['p50']}/{v['p99']}" for t, v in waits.items()) or "not measured"
+    parts = (f"{t} {shown(v.get('p50'))}/{shown(v.get('p99'))}" for t, v in waits.items())
+    return ", ".join(parts) or "not measured"
 
 
 def _reasons(reasons: dict[str, dict[str, int]]) -> str:
@@ -250,7 +270,8 @@ def _reasons(reasons: dict[str, dict[str, int]]) -> str:
 
 
 def _trio(result: dict[str, Any], kind: str) -> str:
-    return " / ".join(str(result[f"p{p}_{kind}_ms"]) for p in (50, 95, 99))
+    """`p50 / p95 / p99` of `kind`, "n/a" for each with nothing measured (None)."""
+    return " / ".join(shown(result[f"p{p}_{kind}_ms"]) for p in (50, 95, 99))
 
 
 def _git() -> str:

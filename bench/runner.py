@@ -14,6 +14,7 @@ from adapters import benchdb
 from bench import (
     ceiling,
     checks,
+    end_audit,
     hold,
     loadpoints,
     mainrun,
@@ -26,6 +27,7 @@ from bench import (
 from bench.baseline import UvicornBaseline
 from bench.procs import CpuSampler, replica_niceness
 from bench.saturation import Plan
+from bench.stats import shown
 from bench.tracker import Tracker
 from bench.ui import info
 from bench.workload import REGULAR_SKUS, admin_token, customers
@@ -58,6 +60,7 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
     opts = replace(opts, load=replace(opts.load, kafka_bootstrap=settings.kafka_bootstrap))
     base = opts.load.base_url
     await checks.preflight(base)
+    started = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tag = f"bench-{stamp.replace('-', '')}"
     per_min = 60 * opts.load.rate / max(opts.customers, 1)
@@ -82,6 +85,9 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
     finally:
         if uvi is not None:
             await uvi.stop()
+    # every phase has drained: the stock's bookkeeping over all the orders of the run
+    info("end-of-run audit: reserved stock against the open holds of every order of the run")
+    result["end_audit"] = await end_audit.check(settings.database_url, started - 60.0, tag)
     cap = result["capacity"]
     serve_rps = cap.get("serve", {}).get("ok_rps", 0.0)
     uvi_rps = cap.get("uvicorn", {}).get("ok_rps", 0.0)
@@ -205,10 +211,11 @@ async def _warm_up(opts: Options, settings: Settings, tag: str, cpu: CpuSampler)
     keys = ("accepted_per_s", "completed", "p50_accept_ms", "p99_accept_ms", "p99_e2e_ms", "lost")
     info(
         "warm-up done: "
-        + ", ".join(f"{k} {figures[k]}" for k in keys)
+        + ", ".join(f"{k} {shown(figures[k])}" for k in keys)
         + " (not in the figures of the main run)"
     )
-    return {k: figures[k] for k in keys} | {"duration_s": load.duration_s}
+    counts = ("offered", "accepted", "offered_per_s")  # for `bench.gate`'s share accepted
+    return {k: figures[k] for k in (*keys, *counts)} | {"duration_s": load.duration_s}
 
 
 def _targets(opts: Options, uvi: UvicornBaseline | None) -> dict[str, str]:
@@ -243,7 +250,8 @@ async def _capacity(
     """Accept capacity of Serve, then of plain uvicorn (same app, same mix), each followed by
     the drain of the orders it accepted (which is the pipeline's rate on a burst). Each is
     measured with `capacity_connections` and twice as many (32 fill half of a replica's 64
-    request slots), and the higher is its capacity; the pipeline runs meanwhile."""
+    request slots), and the higher is its capacity (every try's figures and drain are kept by
+    number of connections); the pipeline runs meanwhile."""
     if opts.capacity_s <= 0 or not wrkrun.available():
         return {}
     out: dict[str, Any] = {}
@@ -273,5 +281,9 @@ async def _capacity(
             )
             tries[conns] = res
         best = max(tries.values(), key=lambda r: float(r["ok_rps"]))
-        out[name] = best | {"ok_rps_by_connections": {c: r["ok_rps"] for c, r in tries.items()}}
+        out[name] = best | {
+            "ok_rps_by_connections": {c: r["ok_rps"] for c, r in tries.items()},
+            # every try's drain (`drain` is the best one's): `bench.gate` checks them all
+            "drain_by_connections": {c: r["drain"] for c, r in tries.items()},
+        }
     return out

@@ -14,6 +14,7 @@ from adapters import audit
 from bench.cpu import seconds_in
 from bench.saturation import Plan
 from bench.scale_cpu import HostCpuSampler
+from bench.stats import shown
 from bench.ui import console
 
 
@@ -165,7 +166,7 @@ def table(result: dict[str, Any]) -> None:
         ("p99 accept→SHIPPED ms (latency run)", "p99_accept_to_shipped_ms"),
         ("lost (ladder)", "lost"),
     ):
-        t.add_row(label, str(one.get(key)), str(two.get(key)))
+        t.add_row(label, shown(one.get(key)), shown(two.get(key)))
     for run, col in ((one, 1), (two, 2)):
         hosts = run["at_saturation"].get("hosts", {})
         line = ", ".join(

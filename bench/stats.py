@@ -11,22 +11,42 @@ from bench.loadgen import Record
 from bench.tracker import Outcome
 
 
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile of `values` (0 when empty)."""
+def pct(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of `values`; None when empty (no value measured, which is not a
+    latency of 0: a run whose every request was refused has no accept latency at all)."""
     if not values:
-        return 0.0
+        return None
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def latency_summary(values_ms: list[float]) -> dict[str, float]:
+def pct_ms(values: list[float], p: float) -> float | None:
+    """`pct` rounded to 0.1 (ms); None when `values` is empty."""
+    value = pct(values, p)
+    return None if value is None else round(value, 1)
+
+
+def p50_p99(values: list[float]) -> dict[str, float]:
+    """`{"p50": …, "p99": …}` of `values` (ms, to 0.1); {} when empty: a figure that was not
+    measured is left out, never 0."""
+    p50, p99 = pct_ms(values, 50), pct_ms(values, 99)
+    return {} if p50 is None or p99 is None else {"p50": p50, "p99": p99}
+
+
+def shown(value: object) -> str:
+    """A figure as the tables and progress lines print it: "n/a" for None (nothing measured)."""
+    return "n/a" if value is None else str(value)
+
+
+def latency_summary(values_ms: list[float]) -> dict[str, float | None]:
+    """p50, p95, p99, max and mean of `values_ms`, each None when it is empty."""
     return {
-        "p50": round(pct(values_ms, 50), 1),
-        "p95": round(pct(values_ms, 95), 1),
-        "p99": round(pct(values_ms, 99), 1),
-        "max": round(max(values_ms, default=0.0), 1),
-        "mean": round(sum(values_ms) / len(values_ms), 1) if values_ms else 0.0,
+        "p50": pct_ms(values_ms, 50),
+        "p95": pct_ms(values_ms, 95),
+        "p99": pct_ms(values_ms, 99),
+        "max": round(max(values_ms), 1) if values_ms else None,
+        "mean": round(sum(values_ms) / len(values_ms), 1) if values_ms else None,
     }
 
 
@@ -54,7 +74,7 @@ def series(
 ) -> list[dict[str, Any]]:
     """One row per second since `t0`: offered, accepted, completed and shipped counts; accept
     latency percentiles of the requests due in that second; accept→SHIPPED percentiles of the
-    orders accepted in that second; CPU cores per component."""
+    orders accepted in that second (None in a second without any); CPU cores per component."""
     rows: dict[int, dict[str, Any]] = defaultdict(
         lambda: {"offered": 0, "accepted": 0, "errors": 0, "completed": 0, "shipped": 0}
     )
@@ -78,10 +98,10 @@ def series(
     out_rows = []
     for sec in sorted(s for s in rows if s >= 0):
         row = {"t": sec, **rows[sec]}
-        row["accept_p50_ms"] = round(pct(accept_ms[sec], 50), 1)
-        row["accept_p99_ms"] = round(pct(accept_ms[sec], 99), 1)
-        row["e2e_p50_ms"] = round(pct(e2e_ms[sec], 50), 1)
-        row["e2e_p99_ms"] = round(pct(e2e_ms[sec], 99), 1)
+        row["accept_p50_ms"] = pct_ms(accept_ms[sec], 50)
+        row["accept_p99_ms"] = pct_ms(accept_ms[sec], 99)
+        row["e2e_p50_ms"] = pct_ms(e2e_ms[sec], 50)
+        row["e2e_p99_ms"] = pct_ms(e2e_ms[sec], 99)
         out_rows.append(row)
     return out_rows
 
@@ -105,7 +125,8 @@ HOPS = (
 
 def hop_latencies(outcomes: Iterable[Outcome]) -> dict[str, dict[str, float]]:
     """accept→SHIPPED hop by hop (`HOPS`, p50 and p99 ms) over the orders that reached SHIPPED
-    with every stage recorded: where an order's time goes, one stage's wait and work at a time."""
+    with every stage recorded: where an order's time goes, one stage's wait and work at a time.
+    Empty ({}) when no order did: every hop is measured over the same orders."""
     spans: list[list[float]] = [[] for _ in HOPS]
     for o in outcomes:
         times = (o.created_at, *o.stages)
@@ -115,7 +136,6 @@ def hop_latencies(outcomes: Iterable[Outcome]) -> dict[str, dict[str, float]]:
             later, earlier = times[i + 1], times[i]
             assert later is not None and earlier is not None
             span.append((later - earlier) * 1000)
-    return {
-        hop: {"p50": round(pct(span, 50), 1), "p99": round(pct(span, 99), 1)}
-        for hop, span in zip(HOPS, spans, strict=True)
-    }
+    if not spans[0]:
+        return {}
+    return {hop: p50_p99(span) for hop, span in zip(HOPS, spans, strict=True)}

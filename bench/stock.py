@@ -36,9 +36,11 @@ async def audit(
 ) -> dict[str, Any]:
     """Oversold units (shipped beyond what was available at the start, per SKU) by the orders of
     `principals`, rows that break the stock invariants (on_hand < 0, reserved < 0,
-    reserved > on_hand), and how many orders were stored without the client seeing the 202.
-    Every order of the customers counts, also those the gateway stored after the client gave
-    up waiting (no 202 seen, so not tracked): an oversell by those would count all the same."""
+    reserved > on_hand: the table's CHECK constraints refuse those, so this count stays 0;
+    `bench.end_audit` checks the invariants a run can break), and how many orders were stored
+    without the client seeing the 202. Every order of the customers counts, also those the
+    gateway stored after the client gave up waiting (no 202 seen, so not tracked): an oversell
+    by those would count all the same."""
     stored = await benchdb.orders_of(conn, principals)
     shipped = await benchdb.shipped_units(conn, principals)
     oversold = {

@@ -1,5 +1,6 @@
-"""`make bench` writes its results, then exits 1 when an order was lost or left unfinished, a
-unit oversold or a stock invariant broken (bench/gate.py, bench/cli.py)."""
+"""`make bench` writes its results, then exits 1 when an order was lost or left unfinished (also
+by the accept-capacity phase), a unit oversold or a stock invariant broken (also at the end of
+the whole run) (bench/gate.py, bench/cli.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ CLEAN: dict[str, Any] = {
     "warmup_run": {"lost": 0},
     "saturation": {"unfinished": 0, "confirmations": [{"offered_per_s": 500.0, "unfinished": 0}]},
     "latency_by_load": [{"load_fraction": 0.5, "lost": 0}],
+    "capacity": {
+        "serve": {"drain_by_connections": {32: {"orders": 9, "unfinished": 0}, 64: {"orders": 9}}}
+    },
+    "end_audit": {"broken_stock": 0, "held_when_finished": 0, "holds_out_of_step": 0},
 }
 
 
@@ -44,6 +49,13 @@ def test_a_clean_result_has_no_problem() -> None:
         (("saturation", "unfinished"), "step phase: 2 orders unfinished"),
         (("saturation", "confirmations", 0, "unfinished"), "hold 1 (500.0/s): 2 unfinished"),
         (("latency_by_load", 0, "lost"), "load point 50%: 2 orders lost"),
+        (
+            ("capacity", "serve", "drain_by_connections", 64, "unfinished"),
+            "accept capacity serve (64 connections): 2 of 9 orders unfinished",
+        ),
+        (("end_audit", "broken_stock"), "end of run: 2 SKUs' stock bookkeeping broken"),
+        (("end_audit", "held_when_finished"), "end of run: 2 holds left on finished orders"),
+        (("end_audit", "holds_out_of_step"), "end of run: 2 reservations disagree"),
     ],
 )
 def test_each_loss_is_a_problem(path: tuple[str | int, ...], says: str) -> None:

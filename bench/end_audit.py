@@ -1,0 +1,52 @@
+"""The audit of the stock's bookkeeping at the end of a whole `make bench` run, every phase
+drained: the invariants `orders chaos` checks (`adapters.audit`) over every order of the run.
+(`bench.stock.audit`, after the main run, counts oversold units; the rows it counts as breaking
+an invariant are ones the table's CHECK constraints refuse.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters import audit, benchdb
+from bench.tracker import TERMINAL
+
+# A finished order's hold is committed or released by its inventory shard after the order's
+# final move (the event that tells it follows that move): how long the audit waits for that.
+_SETTLE_S = 30.0
+
+
+async def check(
+    dsn: str, since: float, prefix: str, settle_s: float = _SETTLE_S, poll_s: float = 1.0
+) -> dict[str, Any]:
+    """Over every order of the run's customers (principals `<prefix>-*`, created since `since`,
+    epoch seconds): SKUs whose reserved count is not the sum of their open holds or exceeds on
+    hand (`broken_stock`, every SKU), holds left on a finished order (`held_when_finished`),
+    reservations HELD without their open hold or the reverse (`holds_out_of_step`), each a
+    count of rows, the first rows found in `details`. While any is found it is checked again,
+    for up to `settle_s`; what is left then is the finding."""
+    async with await benchdb.connect(dsn) as conn:
+        ids = await benchdb.order_ids(conn, datetime.fromtimestamp(since, UTC), prefix + "-%")
+    started = time.monotonic()
+    found = await asyncio.to_thread(_checks, dsn, ids)
+    while any(found.values()) and time.monotonic() - started < settle_s:
+        await asyncio.sleep(poll_s)
+        found = await asyncio.to_thread(_checks, dsn, ids)
+    rows = [r for found_rows in found.values() for r in found_rows]
+    return {
+        "orders": len(ids),
+        **{name: len(found_rows) for name, found_rows in found.items()},
+        "waited_s": round(time.monotonic() - started, 1),
+        "details": [str(r) for r in rows[:10]],
+    }
+
+
+def _checks(dsn: str, ids: list[str]) -> dict[str, list[audit.Row]]:
+    with audit.connect(dsn) as conn:
+        return {
+            "broken_stock": audit.broken_stock(conn),
+            "held_when_finished": audit.held_when_finished(conn, ids, TERMINAL),
+            "holds_out_of_step": audit.holds_out_of_step(conn, ids),
+        }
