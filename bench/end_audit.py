@@ -18,35 +18,53 @@ from bench.tracker import TERMINAL
 _SETTLE_S = 30.0
 
 
+async def before(dsn: str) -> frozenset[str]:
+    """The SKUs whose bookkeeping is already broken before the run (each row as text): a
+    stock row a run left unchanged is not that run's finding (`check`'s `preexisting`)."""
+
+    def broken() -> frozenset[str]:
+        with audit.connect(dsn) as conn:
+            return frozenset(str(r) for r in audit.broken_stock(conn))
+
+    return await asyncio.to_thread(broken)
+
+
 async def check(
-    dsn: str, since: float, prefix: str, settle_s: float = _SETTLE_S, poll_s: float = 1.0
+    dsn: str,
+    since: float,
+    prefix: str,
+    preexisting: frozenset[str] = frozenset(),
+    settle_s: float = _SETTLE_S,
+    poll_s: float = 1.0,
 ) -> dict[str, Any]:
     """Over every order of the run's customers (principals `<prefix>-*`, created since `since`,
     epoch seconds): SKUs whose reserved count is not the sum of their open holds or exceeds on
-    hand (`broken_stock`, every SKU), holds left on a finished order (`held_when_finished`),
-    reservations HELD without their open hold or the reverse (`holds_out_of_step`), each a
-    count of rows, the first rows found in `details`. While any is found it is checked again,
-    for up to `settle_s`; what is left then is the finding."""
+    hand (`broken_stock`: every SKU, but for a row exactly as it was before the run,
+    `preexisting`), holds left on a finished order (`held_when_finished`), reservations HELD
+    without their open hold or the reverse (`holds_out_of_step`), each a count of rows, the
+    first rows found in `details`. While any is found it is checked again, for up to
+    `settle_s`; what is left then is the finding."""
     async with await benchdb.connect(dsn) as conn:
         ids = await benchdb.order_ids(conn, datetime.fromtimestamp(since, UTC), prefix + "-%")
     started = time.monotonic()
-    found = await asyncio.to_thread(_checks, dsn, ids)
+    found = await asyncio.to_thread(_checks, dsn, ids, preexisting)
     while any(found.values()) and time.monotonic() - started < settle_s:
         await asyncio.sleep(poll_s)
-        found = await asyncio.to_thread(_checks, dsn, ids)
+        found = await asyncio.to_thread(_checks, dsn, ids, preexisting)
     rows = [r for found_rows in found.values() for r in found_rows]
     return {
         "orders": len(ids),
+        "broken_stock_before": len(preexisting),
         **{name: len(found_rows) for name, found_rows in found.items()},
         "waited_s": round(time.monotonic() - started, 1),
         "details": [str(r) for r in rows[:10]],
     }
 
 
-def _checks(dsn: str, ids: list[str]) -> dict[str, list[audit.Row]]:
+def _checks(dsn: str, ids: list[str], preexisting: frozenset[str]) -> dict[str, list[audit.Row]]:
     with audit.connect(dsn) as conn:
         return {
-            "broken_stock": audit.broken_stock(conn),
+            "broken_stock": [r for r in audit.broken_stock(conn) if str(r) not in preexisting],
             "held_when_finished": audit.held_when_finished(conn, ids, TERMINAL),
             "holds_out_of_step": audit.holds_out_of_step(conn, ids),
         }

@@ -9,8 +9,8 @@ from typing import Any
 # A tracked run (the main run, the warm-up, a load point) whose gateway answered 202 to less
 # than this share of the requests offered measured nothing worth a figure: its latencies are
 # those of the few it let in (none at all: "n/a"), and nothing it refused can be lost. Half is
-# far below what any of them is offered (at most 90 % of the saturation point, or the main
-# run's RATE), so a run that a burst of 429/503 merely dented still passes.
+# far below what a healthy run is refused (the load points are fractions of the saturation,
+# the main run is RATE), so a run that a burst of 429/503 merely dented still passes.
 MIN_ACCEPTED_SHARE = 0.5
 
 
@@ -93,6 +93,8 @@ def _end_audit(audit: dict[str, Any] | None) -> list[str]:
             f"end of run: {audit['broken_stock']} SKUs' stock bookkeeping broken "
             "(reserved is not the sum of the open holds, or more than on hand)"
         )
+    if audit.get("error"):
+        out.append(f"end of run: the audit could not run ({audit['error']})")
     if audit.get("held_when_finished"):
         out.append(f"end of run: {audit['held_when_finished']} holds left on finished orders")
     if audit.get("holds_out_of_step"):

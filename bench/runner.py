@@ -67,6 +67,7 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
     if per_min > settings.rate_limit_per_min * 0.8:
         info(f"[yellow]warning: {per_min:.0f} orders/min per customer nears RATE_LIMIT_PER_MIN")
     cpu = CpuSampler(own={os.getpid(): "bench"})
+    broken_before = await end_audit.before(settings.database_url)  # not this run's finding
     result = _header(opts, settings, stamp)
     uvi = _baseline(opts)
     try:
@@ -87,7 +88,12 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
             await uvi.stop()
     # every phase has drained: the stock's bookkeeping over all the orders of the run
     info("end-of-run audit: reserved stock against the open holds of every order of the run")
-    result["end_audit"] = await end_audit.check(settings.database_url, started - 60.0, tag)
+    try:  # its failure (Postgres gone) must not cost the run's results: a finding of its own
+        result["end_audit"] = await end_audit.check(
+            settings.database_url, started - 60.0, tag, broken_before
+        )
+    except Exception as exc:
+        result["end_audit"] = {"error": f"{type(exc).__name__}: {exc}"}
     cap = result["capacity"]
     serve_rps = cap.get("serve", {}).get("ok_rps", 0.0)
     uvi_rps = cap.get("uvicorn", {}).get("ok_rps", 0.0)

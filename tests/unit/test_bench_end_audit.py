@@ -122,6 +122,7 @@ async def test_the_audit_runs_after_every_phase(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(runner, "_ceilings", phase("ceilings", {}))
     monkeypatch.setattr(runner, "_warm_up", phase("warm_up", {}))
     monkeypatch.setattr(runner, "_capacity", phase("capacity", {}))
+    monkeypatch.setattr(end_audit, "before", phase("before", frozenset()))
     monkeypatch.setattr(end_audit, "check", phase("end_audit", {"held_when_finished": 0}))
     monkeypatch.setattr(report, "machine", lambda: {})
     monkeypatch.setattr(report, "platform_settings", lambda settings: {})
@@ -131,3 +132,23 @@ async def test_the_audit_runs_after_every_phase(monkeypatch: pytest.MonkeyPatch)
     assert calls[-2:] == ["capacity", "end_audit"]
     assert result["end_audit"] == {"held_when_finished": 0}
     assert result["stock"] == {"oversold": 0}  # the main run's audit stays as it was
+
+
+async def test_stock_broken_before_the_run_is_not_the_runs_finding_unless_it_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SKU left broken by an earlier run (a chaos run that found a bug) failed every later
+    `make bench`: a row exactly as it was before the run is reported apart, not as a finding."""
+    _fake(monkeypatch, [[]], [BROKEN])
+    before = await end_audit.before("dsn")
+    got = await end_audit.check("dsn", 1000.0, "bench-1", before, settle_s=0.05, poll_s=0.01)
+    assert (got["broken_stock"], got["broken_stock_before"]) == (0, 1)
+    assert problems({"end_audit": got}) == []
+    _fake(monkeypatch, [[]], [{**BROKEN, "reserved": 4}])  # the run changed it
+    got = await end_audit.check("dsn", 1000.0, "bench-1", before, settle_s=0.05, poll_s=0.01)
+    assert got["broken_stock"] == 1
+
+
+def test_an_audit_that_could_not_run_fails_the_run() -> None:
+    (found,) = problems({"end_audit": {"error": "OperationalError: server closed"}})
+    assert found == "end of run: the audit could not run (OperationalError: server closed)"
