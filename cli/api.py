@@ -4,10 +4,12 @@ given), one order with its timeline, and an order's live status stream (SSE)."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import httpx
+import typer
 
 from cli import sse
 from core.auth import make_token
@@ -55,7 +57,14 @@ def local_gateway(settings: Settings) -> str:
 
 
 def token(settings: Settings, given: str | None = None) -> str:
-    """`given`, else $ORDERS_TOKEN, else an admin token signed with JWT_SECRET (1 h)."""
+    """`given` (`-`: the first line of standard input), else $ORDERS_TOKEN, else an admin token
+    signed with JWT_SECRET (1 h). A token given as such is in the command line, which every
+    local user may read (/proc/PID/cmdline): `-` and $ORDERS_TOKEN keep it out."""
+    if given == "-":
+        read = sys.stdin.readline().strip()
+        if not read:
+            raise typer.BadParameter("--token -: no token on standard input")
+        return read
     if given or os.environ.get(TOKEN_ENV):
         return given or os.environ[TOKEN_ENV]
     return make_token(

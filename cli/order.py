@@ -31,7 +31,9 @@ Url = Annotated[
 Token = Annotated[
     str | None,
     typer.Option(
-        help=f"bearer token; default ${api.TOKEN_ENV} or an admin token from JWT_SECRET",
+        help=f"bearer token, `-` to read it from standard input (given here, it is in the "
+        f"command line every local user can read); default ${api.TOKEN_ENV} or an admin token "
+        "from JWT_SECRET",
         show_default=False,
     ),
 ]

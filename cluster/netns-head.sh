@@ -64,8 +64,10 @@ netns_up() {
   head_service redis
   head_service kafka
   log "head: migrate, seed, topics (${KAFKA_PARTITIONS:-6} partitions)"
-  { in_head env DATABASE_URL="$MIGRATION_DATABASE_URL" "$PY" -m cli.main migrate \
-      && in_head env DATABASE_URL="$MIGRATION_DATABASE_URL" "$PY" -m cli.main seed \
+  # the owner's URL reaches them in the environment (exported, cluster/common.sh), which they
+  # take first (core/owner.py): as `env DATABASE_URL=...` it was in a command line, which every
+  # local user can read
+  { in_head "$PY" -m cli.main migrate && in_head "$PY" -m cli.main seed \
       && in_head "$PY" -m cli.main topics; } >"$RUN/logs/init.log" 2>&1 \
     || { tail -20 "$RUN/logs/init.log" >&2; die "migrate/seed/topics failed"; }
   head_ray

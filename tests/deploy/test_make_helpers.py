@@ -97,6 +97,8 @@ def test_heavy_says_which_lock_it_waits_for_then_runs(tmp_path: Path) -> None:
         check=True,
     )
     assert free.stdout == "ran\n" and "waiting" not in free.stderr
+    # no other user can open it, and so none can hold every heavy run back (it was 644)
+    assert lock.stat().st_mode & 0o777 == 0o600
     with lock.open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # another make bench, say
         waiting = subprocess.Popen(

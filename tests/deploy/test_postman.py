@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -37,17 +39,25 @@ def _requests(items: list[dict[str, object]]) -> int:
     return total
 
 
-def _overrides() -> list[str]:
+def _overrides(directory: Path) -> list[str]:
     """Nothing against the default local stack: the collection mints its own tokens from
     `jwtSecret` (default devsecret) for http://localhost:8080. Only a stack started with another
-    port or secret gets those two variables."""
+    port or secret gets those two variables, in a Postman environment file of mode 600: on
+    newman's command line (`--env-var`) the secret was readable by every local user for the
+    run's minutes (/proc/PID/cmdline)."""
     s = get_settings()
-    args = []
+    values = []
     if s.http_port != DEFAULT_PORT:
-        args += ["--env-var", f"baseUrl=http://localhost:{s.http_port}"]
+        values.append({"key": "baseUrl", "value": f"http://localhost:{s.http_port}"})
     if s.jwt_secret != DEV_SECRET:
-        args += ["--env-var", f"jwtSecret={s.jwt_secret}"]
-    return args
+        values.append({"key": "jwtSecret", "value": s.jwt_secret})
+    if not values:
+        return []
+    env = directory / "stack.postman_environment.json"
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"name": "stack", "values": values}, out)
+    return ["--environment", str(env)]
 
 
 def test_collection_passes_against_the_running_stack(tmp_path: Path) -> None:
@@ -59,7 +69,7 @@ def test_collection_passes_against_the_running_stack(tmp_path: Path) -> None:
 
     report = tmp_path / "newman.json"
     # `newman run docs/postman/collection.json`, as the README gives it, plus a report to read.
-    args = [_newman(), "run", str(COLLECTION.relative_to(ROOT)), *_overrides()]
+    args = [_newman(), "run", str(COLLECTION.relative_to(ROOT)), *_overrides(tmp_path)]
     args += ["--reporters", "cli,json", "--reporter-json-export", str(report), "--color", "off"]
     # A request times out after 20 s without a byte; the whole run after 3 min (the SSE request
     # only ends at the order's final status, and the stream's keep-alive pings reset the first).
@@ -90,3 +100,18 @@ def test_collection_needs_no_variables_for_the_local_stack() -> None:
     script = "\n".join(prerequest["script"]["exec"])
     for name in ("token", "otherToken", "adminToken", "HmacSHA256", "jwtSecret"):
         assert name in script
+
+
+def test_another_stacks_secret_reaches_newman_in_a_private_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not on its command line, which every local user reads (/proc/PID/cmdline)."""
+    secret = "s3cret-" + "x" * 32
+    theirs = get_settings().model_copy(update={"jwt_secret": secret, "http_port": 18080})
+    monkeypatch.setattr(sys.modules[__name__], "get_settings", lambda: theirs)
+    args = _overrides(tmp_path)
+    assert secret not in " ".join(args) and args[0] == "--environment"
+    env = Path(args[1])
+    assert env.stat().st_mode & 0o777 == 0o600
+    values = {v["key"]: v["value"] for v in json.loads(env.read_text())["values"]}
+    assert values == {"jwtSecret": secret, "baseUrl": "http://localhost:18080"}
