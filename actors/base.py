@@ -115,8 +115,12 @@ def platform_actor(max_concurrency: int) -> Any:
 
 
 async def open_uow(settings: Settings, size: int, name: str) -> UnitOfWork:
-    """A unit of work over a pool of `size` connections named `name`."""
-    pool = await open_pool(settings.database_url, size, name, wait_for_postgres=True)
+    """A unit of work over a pool of `size` connections named `name`. With libpq's own bounds
+    (`CLIENT_TIMEOUTS`): a Postgres host gone without closing its connections (a node lost, a
+    network cut) held every stage's statement for the OS's ~15 minutes of retransmissions."""
+    pool = await open_pool(
+        settings.database_url, size, name, wait_for_postgres=True, client_timeouts=True
+    )
     return UnitOfWork(pool, settings.redis_url)
 
 

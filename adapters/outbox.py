@@ -10,7 +10,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg import AsyncConnection
 
-from adapters.pg import Row, tuples
+from adapters.pg import Row, bounded, tuples
 
 Conn = AsyncConnection[Row]
 
@@ -71,8 +71,10 @@ async def backlog(conn: Conn) -> int:
 
 
 async def notifications(dsn: str) -> AsyncIterator[None]:
-    """Yields once when listening starts and once per NOTIFY on `outbox`."""
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    """Yields once when listening starts and once per NOTIFY on `outbox`. With libpq's bounds
+    (`CLIENT_TIMEOUTS`): an idle LISTEN on a server gone away fails within ~25 s and the relay
+    listens again, instead of waiting on a dead socket."""
+    conn = await psycopg.AsyncConnection.connect(bounded(dsn), autocommit=True)
     async with conn:
         await conn.execute("LISTEN outbox")
         yield None

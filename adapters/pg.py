@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import orjson
 import psycopg
 from psycopg import AsyncConnection
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -52,6 +52,11 @@ CLIENT_TIMEOUTS = {
     "keepalives_count": "3",
     "tcp_user_timeout": "15000",
 }
+
+
+def bounded(dsn: str) -> str:
+    """`dsn` with libpq's bounds (`CLIENT_TIMEOUTS`), for a connection made outside a pool."""
+    return make_conninfo(dsn, **CLIENT_TIMEOUTS)
 
 
 async def open_pool(
@@ -231,10 +236,12 @@ async def write_all(conn: AsyncConnection[Row], writes: Iterable[Write | None]) 
 async def connect_when_up(
     dsn: str, name: str, *, give_up_after_s: float | None = None
 ) -> AsyncConnection[Row]:
-    """Connect, waiting for Postgres for as long as it takes (or `give_up_after_s`)."""
+    """Connect, waiting for Postgres for as long as it takes (or `give_up_after_s`); with
+    libpq's bounds (`CLIENT_TIMEOUTS`: a shard's owner session on a server gone away fails
+    within ~15-25 s, and its watch ends the process)."""
     return await when_up(
         lambda: AsyncConnection.connect(
-            dsn, autocommit=True, row_factory=dict_row, application_name=name
+            bounded(dsn), autocommit=True, row_factory=dict_row, application_name=name
         ),
         name,
         give_up_after_s=give_up_after_s,

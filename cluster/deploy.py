@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -162,15 +163,18 @@ def start_actors(settings: Settings, niceness: int = 0) -> dict[str, Any]:
     return handles
 
 
-async def ensure_actors(settings: Settings, timeout_s: float = 120.0) -> None:
-    """The async form, for a gateway replica's start (e.g. under a KubeRay RayService, where
-    serveConfigV2 deploys only the Serve app and the gateway brings up the rest)."""
-    import asyncio
-
+async def ensure_actors(settings: Settings, say_every_s: float = 10.0) -> None:
+    """The async form, for a gateway replica's start: waits for the actors without a deadline,
+    since failed starts make Serve give the deployment up for good (DEPLOY_FAILED, ADR-010)."""
     handles = create_actors(settings)
-    healths = await asyncio.wait_for(
-        asyncio.gather(*(h.health.remote() for h in handles.values())), timeout_s
-    )
+    answers, waited = asyncio.gather(*(h.health.remote() for h in handles.values())), 0.0
+    while True:
+        try:
+            healths = await asyncio.wait_for(asyncio.shield(answers), say_every_s)
+            break
+        except TimeoutError:
+            waited += say_every_s
+            log.warning("gateway start: actors not all up after %.0f s; waiting", waited)
     _refuse_other_counts(settings, dict(zip(handles, healths, strict=True)))
 
 

@@ -66,6 +66,7 @@ async def _gateway_pool(
     autocommit: bool = False,
     session: dict[str, str] | None = None,
     checkout_s: float = GATEWAY_CHECKOUT_S,
+    wait_for_postgres: bool = False,
 ) -> Pool:
     return await open_pool(
         settings.database_url,
@@ -75,6 +76,7 @@ async def _gateway_pool(
         session={**GATEWAY_SESSION, **(session or {})},
         checkout_s=checkout_s,
         client_timeouts=True,
+        wait_for_postgres=wait_for_postgres,
     )
 
 
@@ -86,7 +88,9 @@ async def open_services(
 ) -> Services:
     """Open pools and clients; `on_start` runs first (the composition root passes the step
     that brings up the platform's actors, see cluster/app.py)."""
-    pool = await _gateway_pool(settings, "gateway", settings.db_pool_size)
+    # waits for Postgres for as long as it takes: a replica start that failed on it counted
+    # towards the few Serve allows before it gives the deployment up for good (DEPLOY_FAILED)
+    pool = await _gateway_pool(settings, "gateway", settings.db_pool_size, wait_for_postgres=True)
     # a command that waits longer than REDIS_TIMEOUT_S fails: admission and idempotency then
     # fail open (Postgres keeps every order and its key); SSE waits pass their own timeouts
     redis = async_client(settings.redis_url)

@@ -65,3 +65,30 @@ def test_the_gateways_connections_bound_a_server_that_stops_answering(settings: 
     for key, value in CLIENT_TIMEOUTS.items():
         assert f"{key}={value}" in dsn, (key, dsn)
     assert statement_timeout == "10s"
+
+
+def test_the_pipelines_connections_bound_a_server_that_stops_answering(
+    settings: Settings,
+) -> None:
+    """The stages' and the relay's pools, a shard's owner session and the relay's LISTEN had no
+    client-side bounds: a Postgres host gone without closing them (a node lost, a network cut)
+    held every stage's statement for the OS's ~15 minutes of retransmissions, and the owner's
+    watch never saw the lock go."""
+    import asyncio
+
+    from actors.base import open_uow
+    from adapters.pg import CLIENT_TIMEOUTS, connect_when_up
+
+    async def dsns() -> list[str]:
+        uow = await open_uow(settings, 1, "pipeline-test")
+        owner = await connect_when_up(settings.database_url, "owner-test")
+        try:
+            async with uow.pool.connection() as conn:
+                return [conn.info.dsn, owner.info.dsn]
+        finally:
+            await owner.close()
+            await uow.pool.close()
+
+    for dsn in asyncio.run(dsns()):
+        for key, value in CLIENT_TIMEOUTS.items():
+            assert f"{key}={value}" in dsn, (key, dsn)
