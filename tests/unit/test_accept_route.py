@@ -3,7 +3,6 @@ every route reads headers, tokens and bodies with the same rules and answers the
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from decimal import Decimal
 from types import SimpleNamespace
@@ -19,6 +18,7 @@ from domain.errors import RateLimited
 from serve_app.api import create_app
 from serve_app.models import Readiness
 from serve_app.views import accepted_view
+from tests.unit import asgi
 
 SECRET = "accept-route-test-secret-of-32-bytes"
 ORDER = b'{"customerId": "c-1", "items": [{"sku": "SKU-1", "qty": 2}]}'
@@ -50,12 +50,7 @@ def _call(
     settings = Settings(jwt_secret=SECRET)
     app.state.services = SimpleNamespace(settings=settings, accept=accept, readiness=_Ready())
 
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return await client.request(method, path, headers=list(headers), content=content)
-
-    return asyncio.run(go()), accept
+    return asgi.request(app, method, path, headers=list(headers), content=content), accept
 
 
 def _auth(sub: str = "customer1", *roles: str) -> tuple[str, str]:

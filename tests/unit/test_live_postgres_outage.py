@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from psycopg_pool import PoolTimeout
@@ -22,6 +21,7 @@ from core.auth import Principal, make_token
 from core.settings import Settings
 from serve_app import live
 from serve_app.api import create_app
+from tests.unit import asgi
 
 SECRET = "live-outage-test-secret-of-32-bytes!"
 ORDER_ID = uuid.UUID("0197a3c2-5b1e-7c3d-9f2a-1b2c3d4e5f60")
@@ -110,14 +110,8 @@ def test_the_route_streams_through_an_outage_and_gives_its_slot_back(
     app.state.services = SimpleNamespace(settings=settings, orders=_Orders(), live=status)
     token = make_token("customer1", ["customer"], secret=SECRET)
 
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return await client.get(
-                f"/api/orders/{ORDER_ID}/events", headers={"Authorization": f"Bearer {token}"}
-            )
-
-    resp = asyncio.run(asyncio.wait_for(go(), 10))
+    auth = {"Authorization": f"Bearer {token}"}
+    resp = asgi.request(app, "GET", f"/api/orders/{ORDER_ID}/events", headers=auth)
     assert resp.status_code == 200
     assert "id: 7" in resp.text and '"status":"DELIVERED"' in resp.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

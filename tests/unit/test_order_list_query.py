@@ -5,7 +5,6 @@ empty `status`, `customerId` or `limit` was a 422, so the README's own template
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +15,7 @@ from core.auth import make_token
 from core.settings import Settings
 from serve_app.api import create_app
 from serve_app.models import OrderPage
+from tests.unit import asgi
 
 SECRET = "order-list-test-secret-of-32-bytes!!"
 
@@ -35,14 +35,8 @@ def _list(query: str) -> tuple[httpx.Response, _Orders]:
     app.state.services = SimpleNamespace(settings=Settings(jwt_secret=SECRET), orders=orders)
     token = make_token("customer1", ["customer"], secret=SECRET)
 
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            return await client.get(
-                f"/api/orders?{query}", headers={"Authorization": f"Bearer {token}"}
-            )
-
-    return asyncio.run(go()), orders
+    auth = {"Authorization": f"Bearer {token}"}
+    return asgi.request(app, "GET", f"/api/orders?{query}", headers=auth), orders
 
 
 _LEFT_OUT = {"status": None, "customer_id": None, "limit": 20, "cursor": None}
