@@ -46,7 +46,12 @@ def test_actors_slower_than_any_deadline_are_waited_for_and_said_so(
 ) -> None:
     _actors(monkeypatch, after_s=0.2)
     with caplog.at_level(logging.WARNING, logger=deploy.__name__):
-        asyncio.run(deploy.ensure_actors(Settings(jwt_secret="s" * 32), say_every_s=0.05))
+        asyncio.run(
+            deploy.ensure_actors(
+                Settings(jwt_secret="s" * 32, inventory_shards=1, payment_shards=1),
+                say_every_s=0.05,
+            )
+        )
     said = [r.getMessage() for r in caplog.records]
     assert len(said) >= 2 and "actors not all up after" in said[0], said
 
@@ -54,4 +59,9 @@ def test_actors_slower_than_any_deadline_are_waited_for_and_said_so(
 def test_shards_of_another_count_still_stop_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
     _actors(monkeypatch, after_s=0.0, of=2)
     with pytest.raises(RuntimeError, match="shards running with another count"):
-        asyncio.run(deploy.ensure_actors(Settings(jwt_secret="s" * 32), say_every_s=0.05))
+        asyncio.run(
+            deploy.ensure_actors(
+                Settings(jwt_secret="s" * 32, inventory_shards=1, payment_shards=1),
+                say_every_s=0.05,
+            )
+        )
