@@ -118,9 +118,7 @@ async def open_uow(settings: Settings, size: int, name: str) -> UnitOfWork:
     """A unit of work over a pool of `size` connections named `name`. With libpq's own bounds
     (`CLIENT_TIMEOUTS`): a Postgres host gone without closing its connections (a node lost, a
     network cut) held every stage's statement for the OS's ~15 minutes of retransmissions."""
-    pool = await open_pool(
-        settings.database_url, size, name, wait_for_postgres=True, client_timeouts=True
-    )
+    pool = await open_pool(settings.database_url, size, name, wait_for_postgres=True)
     return UnitOfWork(pool, settings.redis_url)
 
 

@@ -38,8 +38,8 @@ class OutboxRelay(Inspectable):
         self._settings = get_settings()
         # the publishing loop, the health check's backlog count and the floor's check below it:
         # neither of the other two makes the loop wait for a connection
-        self._pool = await open_pool(  # libpq's bounds: as the stages' (actors/base.py, open_uow)
-            self._settings.database_url, 3, "relay", wait_for_postgres=True, client_timeouts=True
+        self._pool = await open_pool(  # with libpq's bounds, as every pool (adapters/pg.py)
+            self._settings.database_url, 3, "relay", wait_for_postgres=True
         )
         self._producer = SharedProducer(
             lambda: start_producer(self._settings.kafka_bootstrap, "outbox-relay")

@@ -68,14 +68,13 @@ async def open_pool(
     wait_for_postgres: bool = False,
     session: Mapping[str, str] | None = None,
     checkout_s: float = 30.0,
-    client_timeouts: bool = False,
 ) -> AsyncConnectionPool[AsyncConnection[Row]]:
     """Open a pool and wait until its first connection works (fails within 30 s on a bad DSN).
     `wait_for_postgres`: first wait for Postgres for as long as it takes (`connect_when_up`),
     what an actor's `__init__` needs (Ray never restarts an actor whose creation task raised).
     `session`: settings every connection starts with (`-c name=value`). `checkout_s`: how long
-    a caller waits for a connection before `PoolTimeout`. `client_timeouts`: the client gives
-    up on a server that stopped answering (`CLIENT_TIMEOUTS`)."""
+    a caller waits for a connection before `PoolTimeout`. Every connection carries libpq's
+    bounds (`CLIENT_TIMEOUTS`): the client gives up on a server that stopped answering."""
     if wait_for_postgres:
         return await when_up(
             lambda: open_pool(
@@ -85,15 +84,12 @@ async def open_pool(
                 autocommit=autocommit,
                 session=session,
                 checkout_s=checkout_s,
-                client_timeouts=client_timeouts,
             ),
             name,
         )
-    kwargs: dict[str, Any] = {"row_factory": dict_row, "autocommit": autocommit}
+    kwargs: dict[str, Any] = {"row_factory": dict_row, "autocommit": autocommit, **CLIENT_TIMEOUTS}
     if session:
         kwargs["options"] = session_options(dsn, session)
-    if client_timeouts:
-        kwargs.update(CLIENT_TIMEOUTS)
     pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
         dsn,
         min_size=1,

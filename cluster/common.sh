@@ -434,6 +434,10 @@ kafka_java() {
   done
 }
 
+# apt_has PACKAGE -> 0 when apt's index has a candidate version of it. Not a pipe into `grep -q`:
+# under pipefail, apt-cache killed by SIGPIPE once grep had its line made the answer "no".
+apt_has() { [[ "$(apt-cache policy "$1" 2>/dev/null)" =~ Candidate:\ [0-9] ]]; }
+
 # no_inherited_fds -> this shell's descriptors 3-9 closed, before it starts a daemon: one that
 # inherits a caller's descriptor (a lock held by `flock … make up`, a CI step's pipe) keeps the
 # lock or the pipe open for its whole life

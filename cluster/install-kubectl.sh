@@ -6,10 +6,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 if ! command -v kubectl >/dev/null; then
-  if ! apt-cache policy kubernetes-client 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  if ! apt_has kubernetes-client; then
     apt-get update -qq >/dev/null 2>&1 || true
   fi
-  apt-cache policy kubernetes-client 2>/dev/null | grep -q 'Candidate: [0-9]' \
+  apt_has kubernetes-client \
     || die "kubectl is missing and this system's apt has no kubernetes-client package; install kubectl (any version >= 1.20) and run again"
   log "apt: installing kubernetes-client (kubectl)" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client \

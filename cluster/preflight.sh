@@ -43,7 +43,7 @@ check_python() {
     return 0
   fi
   py="$(command -v python3.11 || command -v python3 || true)"
-  if [[ "$py" != */python3.11 ]] && apt-cache policy python3.11 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  if [[ "$py" != */python3.11 ]] && apt_has python3.11; then
     log "python3.11: not installed, apt has it (make install installs it)"
     return 0
   fi

@@ -75,7 +75,6 @@ async def _gateway_pool(
         autocommit=autocommit,
         session={**GATEWAY_SESSION, **(session or {})},
         checkout_s=checkout_s,
-        client_timeouts=True,
         wait_for_postgres=wait_for_postgres,
     )
 

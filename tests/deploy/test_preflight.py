@@ -153,7 +153,9 @@ def test_another_python_is_named(bare_checkout: Path, tmp_path: Path) -> None:
 
 def _path_without_python311(tmp_path: Path, candidate: str) -> str:
     """A PATH of the machine's tools but python3.11, with an apt-cache whose python3.11
-    candidate is `candidate` ("(none)": apt has none), and a python3 that is 3.12."""
+    candidate is `candidate` ("(none)": apt has none), and a python3 that is 3.12. The
+    apt-cache writes a long version table after the candidate, as a real one may: read through
+    a pipe into `grep -q`, it died of SIGPIPE, and pipefail turned "apt has it" into "no"."""
     tools = tmp_path / "tools"
     tools.mkdir()
     for directory in (Path("/usr/sbin"), Path("/usr/bin")):
@@ -162,7 +164,8 @@ def _path_without_python311(tmp_path: Path, candidate: str) -> str:
                 (tools / tool.name).symlink_to(tool)
     fakes = {
         "python3": "#!/bin/sh\necho 3.12.3\n",
-        "apt-cache": f"#!/bin/sh\nprintf 'python3.11:\\n  Candidate: {candidate}\\n'\n",
+        "apt-cache": f"#!/bin/sh\nprintf 'python3.11:\\n  Candidate: {candidate}\\n'\n"
+        + "seq -f '  Version table line %g' 20000\n",
     }
     for name, body in fakes.items():
         (tools / name).unlink(missing_ok=True)
