@@ -33,11 +33,15 @@ async def dead_letter(
         ("dlq.at", datetime.now(UTC).isoformat().encode()),
     ]
     dlq = Topic.dlq(record.topic)
-    try:
+
+    async def send(value: bytes | None, key: bytes | None, extra: list[tuple[str, bytes]]) -> None:
         await asyncio.wait_for(
-            producer.send_and_wait(dlq, value=record.value, key=record.key, headers=headers),
+            producer.send_and_wait(dlq, value=value, key=key, headers=[*headers, *extra]),
             _DLQ_SEND_S,
         )
+
+    try:
+        await send(record.value, record.key, [])
     except MessageSizeTooLargeError:
         # a record near the limit no longer fits with the headers: the loop would rebuild the
         # member and fetch it again for ever. The dead letter then names it without its value;
@@ -47,10 +51,5 @@ async def dead_letter(
         size = len(record.value or b"") + len(record.key or b"")
         omitted = f"{size} bytes of key and value: too large to copy; read it at dlq.source.*"
         key = record.key[:_KEY_KEPT] if record.key else None
-        await asyncio.wait_for(
-            producer.send_and_wait(
-                dlq, value=None, key=key, headers=[*headers, ("dlq.omitted", omitted.encode())]
-            ),
-            _DLQ_SEND_S,
-        )
+        await send(None, key, [("dlq.omitted", omitted.encode())])
     log.warning("consumer %s: %s@%s sent to DLQ: %s", group, record.topic, record.offset, reason)
