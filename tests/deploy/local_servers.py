@@ -18,15 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.deploy import manifests as m
+from tests.deploy.stack_sandbox import free_port as free_port
+from tests.deploy.stack_sandbox import free_ports as free_ports
 
 RUN = Path(os.environ.get("RUN_DIR") or m.ROOT / ".run")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def port_open(port: int) -> bool:
@@ -134,7 +129,7 @@ def localize_kafka(env: dict[str, str], data: Path) -> tuple[dict[str, str], dic
     configured: the log cleaner alone takes 128 MB at start); returns it and listener name -> its
     port."""
     listeners = dict(x.split("://") for x in env["KAFKA_LISTENERS"].split(","))
-    ports = {name: free_port() for name in listeners}
+    ports = dict(zip(listeners, free_ports(len(listeners)), strict=True))
 
     def local(name: str, address: str) -> str:
         host = address.rsplit(":", 1)[0]

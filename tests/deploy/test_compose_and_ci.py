@@ -458,6 +458,7 @@ def actionlint() -> str:
     return str(binary)
 
 
+@pytest.mark.timeout(900)  # the first of them may build actionlint (and fetch a Go toolchain)
 def test_ci_workflow_passes_actionlint() -> None:
     result = subprocess.run(
         [actionlint(), "-no-color", "-oneline", str(WORKFLOW)],
@@ -469,6 +470,7 @@ def test_ci_workflow_passes_actionlint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.timeout(900)  # the first of them may build actionlint (and fetch a Go toolchain)
 def test_actionlint_finds_a_wrong_expression(tmp_path: Path) -> None:
     broken = tmp_path / "ci.yml"
     broken.write_text(WORKFLOW.read_text().replace("${{ github.workspace }}", "${{ github.nope }}"))

@@ -59,7 +59,7 @@ def _accepted(s: Settings) -> bool:
 class _Broker:
     def __init__(self, run: Path) -> None:
         self.run = run
-        self.port, self.cport = ls.free_port(), ls.free_port()
+        self.port, self.cport = ls.free_ports(2)
 
     def services(self, cmd: str, password: str, auth: str = "scram") -> str:
         env = sb.env(
@@ -96,6 +96,7 @@ def broker(tmp_path: Path) -> Iterator[_Broker]:
             b.services("stop", "unused")
 
 
+@pytest.mark.timeout(900)  # six broker starts and seven tool JVMs: ~160 s, more on a slow box
 def test_the_broker_takes_the_platforms_scram_login_only(broker: _Broker) -> None:
     first, second = secrets.token_hex(16), secrets.token_hex(16)
     broker.services("start", first, auth="none")

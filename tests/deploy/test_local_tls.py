@@ -58,9 +58,9 @@ def stack() -> Iterator[Stack]:
     run.mkdir(mode=0o755)
     home = ls.kafka_libs().parent  # the stack's Kafka, as cluster/services.sh finds it
     (run / home.name).symlink_to(home)
-    ports = {k: str(ls.free_port()) for k in ("PG_PORT", "REDIS_PORT", "KAFKA_PORT")}
+    names = ("PG_PORT", "REDIS_PORT", "KAFKA_PORT", "KAFKA_CONTROLLER_PORT")
+    ports = {k: str(port) for k, port in zip(names, sb.free_ports(4), strict=True)}
     env = sb.env(run, STACK_TLS="on", NODE_ADDRESS="127.0.0.1", START_TIMEOUT_S="120", **ports)
-    env["KAFKA_CONTROLLER_PORT"] = str(ls.free_port())
     s = Stack(run, env)
     try:
         for part in PARTS:

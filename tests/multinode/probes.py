@@ -59,7 +59,10 @@ def kafka_accepts(settings: Settings) -> bool:
     return bool(partitions_or_refused(settings, "order.created"))
 
 
-def group_members(hosts: Hosts) -> dict[str, list[tuple[str, set[tuple[str, int]]]]]:
+Members = dict[str, list[tuple[str, set[tuple[str, int]]]]]
+
+
+def group_members(hosts: Hosts) -> Members:
     """group → [(member's address, its partitions)], from Kafka's own consumer-group tool,
     logged in as the platform (the head's broker takes SCRAM clients only)."""
     libs = sorted(glob.glob(str(hosts.run_dir / "kafka-*" / "libs")))
@@ -80,7 +83,7 @@ def group_members(hosts: Hosts) -> dict[str, list[tuple[str, set[tuple[str, int]
         )  # fmt: skip
     finally:
         os.unlink(login)
-    out: dict[str, list[tuple[str, set[tuple[str, int]]]]] = {}
+    out: Members = {}
     for line in proc.stdout.splitlines():
         m = _ROW.match(line)
         if m is None or m.group(1) == "GROUP":
@@ -91,6 +94,20 @@ def group_members(hosts: Hosts) -> dict[str, list[tuple[str, set[tuple[str, int]
             parts |= {(topic, int(n)) for n in nums.split(",") if n}
         out.setdefault(m.group(1), []).append((m.group(2), parts))
     return out
+
+
+def wait_members(hosts: Hosts, problem: Callable[[Members], str], timeout_s: float) -> Members:
+    """Kafka's members of every group once `problem` finds none in them (""): a group still
+    rebalancing (a member joining, one gone) shows members without partitions for a while."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        members = group_members(hosts)
+        found = problem(members)
+        if not found:
+            return members
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"after {timeout_s:.0f}s: {found}")
+        time.sleep(2)
 
 
 @dataclass

@@ -40,15 +40,19 @@ def test_actors_spread_over_both_workers(hosts: Hosts) -> None:
     assert set(per_host) == workers, f"pipeline actors on {dict(per_host)} only"
     gateway = [a for a in hosts.actors() if a.class_name.startswith("ServeReplica")]
     assert gateway and all(a.node_ip == hosts.info["NODE_ADDRESS"] for a in gateway), gateway
-    members = probes.group_members(hosts)
     # a member in each shard of the group's kind; the notification and shipping groups one,
     # their owner actor (docs/adr/ADR-006)
     hosted = registry.members(platform.inventory_shards, platform.payment_shards)
-    for group in routes.GROUPS:
-        want = len(hosted[group])
-        owned = [parts for _, parts in members.get(group, [])]
-        assert len(owned) == want, f"group {group}: members {members.get(group)}"
-        assert set().union(*owned) == probes.partitions(hosts, routes.topics(group))
+    wanted = {g: probes.partitions(hosts, routes.topics(g)) for g in routes.GROUPS}
+
+    def problem(members: probes.Members) -> str:
+        for group in routes.GROUPS:
+            owned = [parts for _, parts in members.get(group, [])]
+            if len(owned) != len(hosted[group]) or set().union(*owned) != wanted[group]:
+                return f"group {group}: members {members.get(group)}, want {len(hosted[group])}"
+        return ""
+
+    probes.wait_members(hosts, problem, 90)
 
 
 def test_status_on_a_worker_host_reports_its_node_and_the_heads_services(hosts: Hosts) -> None:
@@ -173,9 +177,14 @@ async def test_worker_host_loss_under_load(hosts: Hosts) -> None:
     assert out.verdict.lost == 0 and out.verdict.oversold == 0, out.verdict.line()
     assert out.verdict.double_charged == 0, out.verdict.line()
     probes.wait_placed(hosts, names, {survivor}, RECOVER_S)
-    members = probes.group_members(hosts)
-    for group in routes.GROUPS:
-        hosts_of = {ip for ip, _ in members.get(group, [])}
-        assert hosts_of == {survivor}, f"group {group} members on {hosts_of}, want {survivor}"
-        owned = set().union(*(parts for _, parts in members[group]))
-        assert owned == probes.partitions(hosts, routes.topics(group)), f"group {group}: {owned}"
+    wanted = {g: probes.partitions(hosts, routes.topics(g)) for g in routes.GROUPS}
+
+    def problem(members: probes.Members) -> str:
+        for group in routes.GROUPS:
+            hosts_of = {ip for ip, _ in members.get(group, [])}
+            owned = set().union(*(parts for _, parts in members.get(group, [])))
+            if hosts_of != {survivor} or owned != wanted[group]:
+                return f"group {group}: members on {hosts_of} (want {survivor}) own {owned}"
+        return ""
+
+    probes.wait_members(hosts, problem, 90)

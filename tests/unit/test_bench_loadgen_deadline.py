@@ -27,7 +27,7 @@ async def test_the_timeout_covers_the_connect(monkeypatch: pytest.MonkeyPatch) -
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(client.request(b"GET", b"/health"), 3.0)
-    assert time.monotonic() - started < 1.5  # the client's own 0.2 s, not the test's 3 s
+    assert time.monotonic() - started < 2.5  # the client's own 0.2 s, not the test's 3 s
 
 
 class _Hanging:

