@@ -136,10 +136,9 @@ def test_orders_are_accepted_while_redis_does_not_answer(api: Api, customer: str
             took.append(time.monotonic() - started)
     assert [r.status_code for r in answers] == [202, 202], [r.text for r in answers]
     # the first waited for Redis's timeout (Redis was paused); the second did not wait for Redis
-    # at all: well under half the first's time, however slow the box (both took ~the timeout
-    # if the gateway did not skip Redis after the first one's timeout)
+    # at all: under one timeout (a command sent to the paused Redis waits a whole one)
     assert took[0] >= REDIS_TIMEOUT_S, took
-    assert took[1] < took[0] / 2, took
+    assert took[1] < REDIS_TIMEOUT_S, took
     for key, resp in zip(keys, answers, strict=True):
         order_id = resp.json()["orderId"]
         row = pg.execute("SELECT idempotency_key FROM orders WHERE id = %s", (order_id,))

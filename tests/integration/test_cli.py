@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -126,12 +127,37 @@ def test_an_unknown_order_is_not_found() -> None:
     assert bad.returncode == 2 and "Invalid value" in bad.stderr
 
 
+_PARTS = ("postgres", "redis", "kafka", "ray", "gateway")
+
+
+def _status_once_up(*extra: str, up: Callable[[str], bool]) -> str:
+    """`orders status`'s output once it exits 0 and `up` holds for it: earlier tests kill and
+    restart actors, and a probe slower than its bound on a busy box reads as not up."""
+    seen: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def settled() -> bool:
+        seen["r"] = result = orders("status", *extra, timeout=60)
+        return result.returncode == 0 and up(result.stdout)
+
+    try:
+        wait_until(settled, timeout=120, what="orders status: everything up", interval=2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last: {seen['r'].stdout} {seen['r'].stderr}") from None
+    return seen["r"].stdout
+
+
+def _every_part_up(out: str) -> bool:
+    rows = [line.split()[:2] for line in out.splitlines()]
+    return all([part, "up"] in rows for part in _PARTS) and "consumer:payment" in out
+
+
+def _ready_up(out: str) -> bool:
+    ready = json.loads(out)["ready"]  # null: the actors could not be read
+    return ready is not None and ready["status"] == "up"
+
+
 def test_status_shows_every_part_the_tables_and_the_lag() -> None:
-    result = orders("status", timeout=60)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    out = result.stdout
-    for part in ("postgres", "redis", "kafka", "ray", "gateway"):
-        assert any(line.split()[:2] == [part, "up"] for line in out.splitlines()), (part, out)
+    out = _status_once_up(up=_every_part_up)
     # the dashboard asks for Ray's token: with it (the stack's environment) it answers
     assert "Ray 2." in out and "dashboard not answering" not in out, out
     assert "default rows" in out
@@ -150,13 +176,10 @@ def test_status_shows_every_part_the_tables_and_the_lag() -> None:
 
 
 def test_status_as_json_is_one_document_of_the_same_report() -> None:
-    result = orders("status", "--json", timeout=60)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    report = json.loads(result.stdout)
+    out = _status_once_up("--json", up=_ready_up)
+    report = json.loads(out)
     assert report["allUp"] is True
-    assert {p["name"]: p["up"] for p in report["stack"]} == dict.fromkeys(
-        ("postgres", "redis", "kafka", "ray", "gateway"), True
-    )
+    assert {p["name"]: p["up"] for p in report["stack"]} == dict.fromkeys(_PARTS, True)
     assert report["ready"]["status"] == "up" and "relay" in report["ready"]["checks"]
     assert {t["name"] for t in report["tables"]} >= {"orders", "outbox", "processed_events"}
     windows = {t["table"]: t["retention"] for t in report["retention"]}

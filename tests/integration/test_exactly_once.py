@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from adapters.kafka import client_options
@@ -67,16 +68,18 @@ def test_replayed_events_are_applied_once(
     order_id = api.place_ok(customer, [(sku, 2)])
     api.wait_status(customer, order_id, "DELIVERED")
     tap.wait_for(lambda _: len(tap.events(order_id)) >= 6, what="the order's events")
-    # DELIVERED is the order's status; the capture and the notification of it follow from the
-    # same event a moment later: snapshot only once every effect of the first pass is there
+    # DELIVERED is the order's status; the capture, the notification of it and the inventory
+    # group's commit of the hold follow from the same event a moment later (each its own
+    # group): snapshot only once every effect of the first pass is there
     effects_before = wait_until(
         lambda: (
             (e := _effects(pg, order_id))["payments"][0][1] == "CAPTURED"
             and ("DELIVERED",) in e["notifications"]
+            and all(r[2] == "COMMITTED" for r in e["reservations"])
             and e
         ),
         timeout=30,
-        what="the order's last effects (capture, notifications)",
+        what="the order's last effects (capture, notifications, the hold committed)",
         interval=0.2,
     )
     stock_before = api.stock(sku)
@@ -179,13 +182,16 @@ def test_a_payment_shard_reads_its_ledger_again_after_a_failed_transaction(
         (oid, customer),
     )
     try:
+        reloads = ray_cluster.get(shard.health.remote())["reloads"]
         try:
             ray_cluster.get(shard.capture_batch.remote([None]))  # fails inside its transaction
         except Exception as exc:
             assert "event_id" in str(exc), exc
         else:
             raise AssertionError("a capture of a non-event must fail")
-        assert ray_cluster.get(shard.exposure.remote(customer)) == "0"
+        exposure = ray_cluster.get(shard.exposure.remote(customer))
+        if ray_cluster.get(shard.health.remote())["reloads"] == reloads:  # no batch came between
+            assert exposure == "0"  # (a pipeline batch now reloads first: "7.50", checked below)
         ray_cluster.get(shard.capture_batch.remote([]))  # the shard's next batch
         assert ray_cluster.get(shard.exposure.remote(customer)) == "7.50"
     finally:
@@ -252,6 +258,7 @@ def test_a_poison_record_too_large_to_copy_is_dead_lettered_without_its_value(
     api.wait_status(customer, order_id, "DELIVERED")
 
 
+@pytest.mark.timeout(600)  # five actors restart and three groups rebalance on a slow box
 def test_killed_actors_restart_with_their_state_and_orders_complete(
     api: Api,
     customer: str,
@@ -273,8 +280,8 @@ def test_killed_actors_restart_with_their_state_and_orders_complete(
     for name in victims:  # SIGKILL-like: no graceful exit, Ray restarts it (max_restarts=-1)
         ray_cluster.kill(ray_cluster.get_actor(name), no_restart=False)
     placed += [api.place_ok(customer, [(sku, 1)]) for _ in range(5)]
-    for oid in placed:
-        api.wait_status(customer, oid, "DELIVERED", timeout=60)
+    for oid in placed:  # restarts, then joins of 7-22 s each and re-joins: up to ~60 s measured
+        api.wait_status(customer, oid, "DELIVERED", timeout=180)
     shard = ray_cluster.get_actor(shard_name)
     wait_until(lambda: ray_cluster.get(shard.snapshot.remote(sku)) is not None, what="shard up")
 
