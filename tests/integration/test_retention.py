@@ -5,6 +5,7 @@ run twice. Runs on twelve days of history in a scratch schema (tests/integration
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -73,12 +74,25 @@ def _counts(url: str, since: dict[str, datetime]) -> dict[str, tuple[int, int, d
     return out
 
 
+def _clear_of_a_day_boundary() -> None:
+    """Return once no table's window starts within 2 minutes of a UTC day boundary: the pass
+    runs ~30 s after `NOW` by its own clock, and a window start that crossed midnight meanwhile
+    dropped a day the assertions still count as inside (at most ~2 minutes' wait)."""
+    while True:
+        now = datetime.now(UTC)
+        starts = [now - t.window(SETTINGS) for t in retention.TABLES]
+        if all((s + timedelta(minutes=2)).date() == s.date() for s in starts):
+            return
+        time.sleep(5)
+
+
 @pytest.fixture(scope="module")
 def history() -> Iterator[dict[str, Any]]:
     """Twelve days of rows migrated into partitions, then one retention pass. `NOW` is taken
     here, not when the module was collected: the suite runs for half an hour before this, and a
     day boundary in between shifted every partition the assertions compare with it."""
     global NOW
+    _clear_of_a_day_boundary()
     NOW = datetime.now(UTC)
     with scratch_schema("rettest") as url:
         alembic(url, "upgrade", "0005")
