@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -253,7 +254,7 @@ def _haproxy_dir(run_dir: Path) -> Path:
 
 
 def test_each_run_dir_has_its_haproxy_directory_and_it_goes_with_the_node(tmp_path: Path) -> None:
-    short = Path("/tmp") / f"oh-{tmp_path.name[-6:]}"  # <dir>/<node id>/admin.sock fits 97
+    short = Path(tempfile.mkdtemp(prefix="oh-", dir="/tmp"))  # <dir>/<node id>/admin.sock fits 97
     try:
         assert _haproxy_dir(short) == short / "haproxy"
         assert not (short / "haproxy").exists()

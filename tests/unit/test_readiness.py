@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from core import registry
 from core.settings import Settings
+from serve_app import readiness
 from serve_app.readiness import ReadinessProbe, _bounded
 
 
@@ -85,9 +88,12 @@ def test_the_worst_member_decides() -> None:
     assert dead["members"][1] == {"status": "down", "error": "ConnectionError"}
 
 
-def test_a_hung_member_is_named_beside_the_others_health() -> None:
+def test_a_hung_member_is_named_beside_the_others_health(monkeypatch: pytest.MonkeyPatch) -> None:
     """The group's probe and each member's had the same 2 s bound: the group's fired first,
-    and /ready showed the whole group as `{"status": "down", "error": "TimeoutError"}`."""
+    and /ready showed the whole group as `{"status": "down", "error": "TimeoutError"}`. (Run
+    with a member bound far below the group's: 1.5 s against 2 s left a stalled box 0.5 s.)"""
+    assert readiness._MEMBER_TIMEOUT_S < readiness._PROBE_TIMEOUT_S
+    monkeypatch.setattr(readiness, "_MEMBER_TIMEOUT_S", 0.05)
     settings = Settings(inventory_shards=2)
     answers = {"inventory-shard-0": _member(0), "inventory-shard-1": {"hang": True}}
     probe = ReadinessProbe(None, None, _Directory(answers), settings)  # type: ignore[arg-type]
