@@ -90,8 +90,19 @@ def round_trip(
 
 
 def _drop(url: str, schema: str) -> None:
+    """Drop `schema` and its pg_partman configuration; again after a deadlock, at most twice
+    (the stack's partition maintenance walks every table in `part_config`, as in `alembic`)."""
+    for attempt in range(3):
+        try:
+            return _drop_once(url, schema)
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 2:
+                raise
+
+
+def _drop_once(url: str, schema: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         if not _has_partman(conn):
             return
         conn.execute("DELETE FROM partman.part_config WHERE parent_table LIKE %s", (f"{schema}.%",))
