@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_S = 2.0
 
+# What the platform's Redis user may reach (its ACL in cluster/services.sh, docker-compose.yml and
+# k8s/infra/redis.yaml): the key prefixes of idempotency, rate limits, dev fault flags and the
+# payment breaker, and the live status channels. Nothing else: in Kubernetes the same Redis
+# holds the Ray GCS's tables (`RAY*`), which the platform's password must not reach.
+KEY_PREFIXES = ("idem:", "ratelimit:", "fault:", "payment-provider:")
+CHANNEL_PREFIXES = ("order-status:",)
+ACL_RIGHTS = " ".join(
+    [*(f"~{p}*" for p in KEY_PREFIXES), "resetchannels", *(f"&{p}*" for p in CHANNEL_PREFIXES)]
+)
+
 
 def _deadline() -> dict[str, Any]:
     """Every client's options: the deadline of a connect and of a command, and one retry of a

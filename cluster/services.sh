@@ -252,12 +252,13 @@ redis_start() {
   log "redis: starting on $NODE_ADDRESS:$REDIS_PORT"
   mkdir -p "$RUN/redis" && chmod 700 "$RUN/redis" # its files hold idempotent responses, customer ids
   # The ACL: the default (anonymous) user off; the platform's user `orders` with the SHA-256 of
-  # its password, every key and channel, and no administrative or dangerous command (CONFIG,
+  # its password, the platform's keys and channels only (adapters/redis_clients.py, ACL_RIGHTS),
+  # and no administrative or dangerous command (CONFIG,
   # MODULE, REPLICAOF, DEBUG, FLUSHALL, KEYS, SHUTDOWN...). Nobody can log in as the default
   # user (off, no password), but Redis replays the append-only file as that user and checks its
   # rights again at each EXEC: with none, every script's writes (stored as MULTI/EXEC) were
-  # dropped at a restart, each with a CRITICAL log line (redis/redis#14541). So it has the
-  # platform's key rights.
+  # dropped at a restart, each with a CRITICAL log line (redis/redis#14541). So it has every
+  # key's rights (an append-only file of an older stack may hold keys of other names).
   # Memory: at most REDIS_MAXMEMORY of data (default 1gb), then Redis evicts the least recently
   # used key that has a TTL: idempotency entries first (24 h each, ~600 B: a day at 300 keyed
   # orders/s is ~15 GB; Postgres keeps every key, so an evicted one is answered from there),
@@ -268,7 +269,7 @@ redis_start() {
     --tls-key-file "$TLS_DIR/server.key" --tls-ca-cert-file "$TLS_CA_FILE" --tls-auth-clients no)
   hash="$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
   (umask 077 && printf '%s\n' "user default off resetpass resetchannels ~* +@all -@admin -@dangerous" \
-    "user $REDIS_USER on #$hash ~* &* +@all -@admin -@dangerous" >"$conf")
+    "user $REDIS_USER on #$hash ~idem:* ~ratelimit:* ~fault:* ~payment-provider:* resetchannels &order-status:* +@all -@admin -@dangerous" >"$conf")
   env "${SECRET_ENV_DROP[@]}" redis-server "$conf" --bind "$NODE_ADDRESS" "${listen[@]}" --dir "$RUN/redis" \
     --daemonize yes --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
     --appendonly yes --appendfsync everysec --save "" \

@@ -242,8 +242,12 @@ def test_redis_acl_is_the_local_stacks(source: str, tmp_path: Path) -> None:
     with ls.server(command, env, port, tmp_path / "redis.log") as server:
         app = redis.Redis(port=port, username=node.username, password=node.password)
         assert app.acl_whoami() == node.username
-        assert app.set("deploy-check", "1") and app.get("deploy-check") == b"1"
+        assert app.set("idem:deploy-check", "1") and app.get("idem:deploy-check") == b"1"
+        assert app.publish("order-status:deploy-check", "x") == 0
         for denied in (("CONFIG", "GET", "*"), ("FLUSHALL",), ("KEYS", "*"), ("INFO",)):
+            assert _denied(app, *denied), denied
+        # the platform's keys and channels only: not the GCS's tables (Kubernetes), nor others
+        for denied in (("HGETALL", "RAYnamespace@KV"), ("SET", "x", "1"), ("PUBLISH", "c", "x")):
             assert _denied(app, *denied), denied
         with pytest.raises(redis.exceptions.AuthenticationError):
             redis.Redis(port=port).ping()
@@ -268,8 +272,8 @@ def test_redis_keeps_a_scripts_writes_across_a_restart(source: str, tmp_path: Pa
             app = redis.Redis(port=port, username=node.username, password=node.password)
             if run == 0:
                 app.eval(_SCRIPT, 1, "ratelimit:replay")
-                app.set("plain:replay", "1")
-            values.append((app.get("ratelimit:replay"), app.get("plain:replay")))
+                app.set("fault:replay", "1")
+            values.append((app.get("ratelimit:replay"), app.get("fault:replay")))
             app.close()
     assert values == [(b"1", b"1"), (b"1", b"1")]  # before: (None, b"1") after the restart
     assert "CRITICAL" not in (tmp_path / "redis-1.log").read_text()

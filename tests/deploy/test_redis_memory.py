@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
+from adapters.provider import STATE_KEY
 from tests.deploy import local_servers as ls
 from tests.deploy import stack_sandbox as sb
 from tests.deploy.manifests import ROOT
@@ -23,10 +24,10 @@ _VALUE = "x" * 600  # about an idempotency entry
 
 
 def _fill_past_the_cap(app: redis.Redis) -> None:
-    app.set("breaker:state", "closed")  # no TTL, as the breaker's keys
+    app.set(STATE_KEY, "closed")  # no TTL, as the breaker's keys
     for i in range(20_000):  # ~12 MB, several times the cap: every write must still work
         app.set(f"idem:{i}", _VALUE, ex=86_400)
-    assert app.get("breaker:state") == b"closed"
+    assert app.get(STATE_KEY) == b"closed"
     assert app.dbsize() < 10_000
     # Redis's LRU is sampled and its clock ticks once a second, so which key goes is a matter of
     # odds: any one of the newest keys may go (~5 % each, measured), but the oldest go first.

@@ -40,7 +40,7 @@ def client(settings: Settings) -> Iterator[_Counting]:
 
 @pytest.fixture()
 def namespace(client: _Counting) -> Iterator[str]:
-    name = f"test-breaker-{uuid.uuid4().hex[:8]}"
+    name = f"payment-provider:test-{uuid.uuid4().hex[:8]}"  # within the platform's keys
     yield name
     client.delete(*(f"{name}:pybreaker:{k}" for k in ("state", "fail_counter", "success_counter")))
 

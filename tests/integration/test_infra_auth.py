@@ -149,6 +149,17 @@ def test_the_platform_redis_user_has_no_admin_commands(
         rds.execute_command(*command)  # type: ignore[no-untyped-call]
 
 
+@pytest.mark.parametrize(
+    "command", [("SET", "x", "1"), ("HGETALL", "RAYnamespace@KV"), ("PUBLISH", "c", "x")]
+)
+def test_the_platform_redis_user_reaches_its_own_keys_and_channels_only(
+    rds: redis.Redis, command: tuple[str, ...]
+) -> None:
+    """adapters/redis_clients.py, ACL_RIGHTS: in Kubernetes the GCS's tables share its Redis."""
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        rds.execute_command(*command)  # type: ignore[no-untyped-call]
+
+
 def _ray_address() -> str:
     gcs = f"{node_address()}:{os.environ.get('RAY_GCS_PORT', '6390')}"
     return os.environ.get("RAY_ADDRESS") or gcs
