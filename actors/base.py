@@ -29,6 +29,11 @@ class Inspectable:
     async def task_stacks(self) -> list[str]:
         return task_stacks()
 
+    async def deployed_with(self) -> str | None:
+        """The fingerprint of the settings of the deploy that created this actor
+        (cluster/job_env.py): it keeps them until it is stopped, however often Ray restarts it."""
+        return os.environ.get("ORDERS_DEPLOYED_WITH")
+
     async def heap(self) -> dict[str, Any] | None:
         """The garbage collector's pauses since the actor started (core/heap.py)."""
         return heap.report()

@@ -6,50 +6,15 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from cluster import priority
+from cluster import job_env, priority
 from core import registry
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
-# Ray Serve's own knobs travel too (they configure the replicas the platform deploys).
-_RAY_SERVE_PREFIX = "RAY_SERVE_"
-# Secrets never travel: Ray keeps a job's runtime_env in its metadata (the dashboard's job and
-# Serve pages show it). Every Ray process reads them from its own environment, the one its
-# node's `ray start` was launched with: cluster/services.sh and cluster/join.sh, compose's
-# env_file, a k8s Secret in the pods' env (docs/security.md).
-_SECRET_SETTINGS = frozenset({"JWT_SECRET", "DATABASE_URL", "REDIS_URL"})
-_SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "CREDENTIAL", "KEY")
-_URL_WITH_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
-# Nor do paths of the deploying machine's own files: each node names its own copy (the stack's
-# CA certificate is in each checkout's .run/tls/, cluster/tls.sh).
-_NODE_LOCAL_SETTINGS = frozenset({"KAFKA_SSL_CAFILE"})
-
-
-def _is_secret(name: str, value: str) -> bool:
-    return (
-        name in _SECRET_SETTINGS
-        or any(word in name for word in _SECRET_WORDS)
-        or _URL_WITH_PASSWORD.search(value) is not None
-    )
-
-
-def _env_vars() -> dict[str, str]:
-    """The settings that travel to every actor through the job's runtime_env, so that a
-    redeploy with other knobs reaches them: the variables `Settings` reads (derived from its
-    fields, so a new setting can never be left behind), except secrets and connection URLs
-    with a password, which the nodes' own environment provides, and paths of the deploying
-    machine's files (`_NODE_LOCAL_SETTINGS`), which each node's environment names for itself."""
-    names = {name.upper() for name in Settings.model_fields} - _NODE_LOCAL_SETTINGS
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if (k in names or k.startswith(_RAY_SERVE_PREFIX)) and not _is_secret(k, v)
-    }
 
 
 def _detached(cls: Any, name: str, namespace: str, niceness: int, *args: Any) -> Any:
@@ -213,11 +178,12 @@ def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool =
     import ray
     from ray import serve
 
+    env = job_env.with_fingerprint(job_env.env_vars())
     ray.init(
         address=os.environ.get("RAY_ADDRESS", "auto"),
         namespace=settings.ray_namespace,
         # every worker of this job runs the hook; only the pipeline's actors carry its variable
-        runtime_env={"env_vars": _env_vars(), "worker_process_setup_hook": priority.SETUP_HOOK},
+        runtime_env={"env_vars": env, "worker_process_setup_hook": priority.SETUP_HOOK},
         logging_level=logging.WARNING,
         log_to_driver=False,
     )
@@ -231,6 +197,7 @@ def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool =
         _wait_gone(settings)
     handles = start_actors(settings, niceness)
     print(f"actors: {len(handles)} running ({time.monotonic() - started:.1f}s)", flush=True)
+    _say_stale(handles, env[job_env.DEPLOYED_WITH])
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
     )
@@ -239,6 +206,24 @@ def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool =
     app = cluster.app.on_head() if gateway_on_head else cluster.app.app
     serve.run(app, name="orders", route_prefix="/", blocking=False)
     print(f"serve: app 'orders' deployed on {settings.http_host}:{settings.http_port}", flush=True)
+
+
+def _say_stale(handles: dict[str, Any], current: str) -> None:
+    """Name the actors created with other settings than this deploy's (`job_env`)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    given: dict[str, str | None] = {}
+    for name, handle in handles.items():
+        try:
+            given[name] = ray.get(handle.deployed_with.remote(), timeout=30)
+        except AttributeError:  # an actor of a version before the fingerprint
+            given[name] = None
+        except (GetTimeoutError, RayActorError) as exc:
+            print(f"actors: {name}'s settings not checked ({type(exc).__name__})", flush=True)
+    stale = job_env.stale(given, current)
+    if stale:
+        print(job_env.stale_message(stale, len(handles)), flush=True)
 
 
 # the names of every shard actor start so ("inventory-shard-", "payment-shard-"), any index

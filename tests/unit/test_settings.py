@@ -64,13 +64,13 @@ NODE_LOCAL = {"KAFKA_SSL_CAFILE"}  # a path on each node's own disk (cluster/tls
 def test_every_setting_but_the_secrets_and_node_paths_travels_to_the_actors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from cluster.deploy import _env_vars
+    from cluster.job_env import env_vars
 
     for name in Settings.model_fields:
         monkeypatch.setenv(name.upper(), "x")
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
     monkeypatch.setenv("UNRELATED_VARIABLE", "1")
-    sent = _env_vars()
+    sent = env_vars()
     assert {name.upper() for name in Settings.model_fields} - SECRETS - NODE_LOCAL == set(sent) - {
         "RAY_SERVE_ENABLE_HA_PROXY"
     }
@@ -90,10 +90,10 @@ def test_every_setting_but_the_secrets_and_node_paths_travels_to_the_actors(
 def test_secrets_never_travel_in_the_runtime_env(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
-    from cluster.deploy import _env_vars
+    from cluster.job_env import env_vars
 
     monkeypatch.setenv(name, value)
-    assert name not in _env_vars()
+    assert name not in env_vars()
 
 
 def test_a_setting_that_is_gone_is_named_in_a_warning(
@@ -214,3 +214,35 @@ def test_an_env_file_this_user_cannot_read_is_skipped_with_a_warning(
         settings = Settings(_env_file=(shared, private))
     assert (settings.http_port, settings.metrics_export_port) == (8080, 9002)
     assert "not readable" in caplog.text and str(private) in caplog.text
+
+
+def test_the_fingerprint_follows_the_settings_not_their_order() -> None:
+    from cluster import job_env
+
+    one = job_env.fingerprint({"CREDIT_LIMIT": "500", "HOLD_TTL_S": "60"})
+    assert one == job_env.fingerprint({"HOLD_TTL_S": "60", "CREDIT_LIMIT": "500"})
+    assert one != job_env.fingerprint({"CREDIT_LIMIT": "900", "HOLD_TTL_S": "60"})
+    assert one != job_env.fingerprint({"CREDIT_LIMIT": "500"})
+    sent = job_env.with_fingerprint({"CREDIT_LIMIT": "500", "HOLD_TTL_S": "60"})
+    assert sent[job_env.DEPLOYED_WITH] == one and sent["CREDIT_LIMIT"] == "500"
+
+
+def test_actors_created_with_other_settings_are_named() -> None:
+    from cluster import job_env
+
+    given = {"relay": "aaa", "inventory-shard-0": "bbb", "shipping": None, "notification": "bbb"}
+    assert job_env.stale(given, "bbb") == ["relay", "shipping"]  # None: a version that says not
+    assert job_env.stale(given, "bbb") and not job_env.stale({"relay": "bbb"}, "bbb")
+    said = job_env.stale_message(["relay", "shipping"], 4)
+    assert said.startswith("actors: 2 of 4 run with the settings of an earlier deploy")
+    assert "make redeploy" in said
+
+
+def test_every_actor_reads_the_variable_the_deploy_sets() -> None:
+    """actors/base.py names it itself (the actors do not import the deploy's module)."""
+    import inspect
+
+    from actors.base import Inspectable
+    from cluster import job_env
+
+    assert f'"{job_env.DEPLOYED_WITH}"' in inspect.getsource(Inspectable.deployed_with)

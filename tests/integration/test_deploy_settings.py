@@ -1,0 +1,28 @@
+"""Every running actor carries the fingerprint of the settings of the deploy that created it
+(cluster/job_env.py), so a later deploy can name the actors that run with other settings: the
+job's runtime_env reaches each detached actor, and Ray's restarts keep it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cluster.deploy import actor_names
+from cluster.job_env import stale
+from core.settings import Settings
+
+
+def test_every_actor_runs_with_the_settings_of_one_deploy(
+    ray_cluster: Any, settings: Settings
+) -> None:
+    names = actor_names(settings)
+    handles = {n: ray_cluster.get_actor(n, namespace=settings.ray_namespace) for n in names}
+    given = dict(
+        zip(
+            handles,
+            ray_cluster.get([h.deployed_with.remote() for h in handles.values()], timeout=60),
+            strict=True,
+        )
+    )
+    (current,) = set(given.values())  # one deploy's, ...
+    assert isinstance(current, str) and len(current) == 16, given  # ... said by every actor
+    assert stale(given, current) == [] and stale(given, "0" * 16) == sorted(names)
