@@ -178,12 +178,16 @@ def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool =
     import ray
     from ray import serve
 
-    env = job_env.with_fingerprint(job_env.env_vars())
+    env = job_env.env_vars()
+    current = job_env.fingerprint(job_env.effective(settings, env, niceness))
     ray.init(
         address=os.environ.get("RAY_ADDRESS", "auto"),
         namespace=settings.ray_namespace,
         # every worker of this job runs the hook; only the pipeline's actors carry its variable
-        runtime_env={"env_vars": env, "worker_process_setup_hook": priority.SETUP_HOOK},
+        runtime_env={
+            "env_vars": {**env, job_env.DEPLOYED_WITH: current},
+            "worker_process_setup_hook": priority.SETUP_HOOK,
+        },
         logging_level=logging.WARNING,
         log_to_driver=False,
     )
@@ -197,7 +201,7 @@ def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool =
         _wait_gone(settings)
     handles = start_actors(settings, niceness)
     print(f"actors: {len(handles)} running ({time.monotonic() - started:.1f}s)", flush=True)
-    _say_stale(handles, env[job_env.DEPLOYED_WITH])
+    _say_stale(handles, current)
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
     )
@@ -211,16 +215,19 @@ def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool =
 def _say_stale(handles: dict[str, Any], current: str) -> None:
     """Name the actors created with other settings than this deploy's (`job_env`)."""
     import ray
-    from ray.exceptions import GetTimeoutError, RayActorError
 
-    given: dict[str, str | None] = {}
+    given: dict[str, str | None] = dict.fromkeys(handles)  # None: an older version's actor
+    asked = {}
     for name, handle in handles.items():
+        with contextlib.suppress(AttributeError):  # (Ray's handle has no such method)
+            asked[name] = handle.deployed_with.options(max_task_retries=0).remote()
+    refs = list(asked.values())
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=30) if refs else ([], [])
+    for name, ref in asked.items():
         try:
-            given[name] = ray.get(handle.deployed_with.remote(), timeout=30)
-        except AttributeError:  # an actor of a version before the fingerprint
-            given[name] = None
-        except (GetTimeoutError, RayActorError) as exc:
-            print(f"actors: {name}'s settings not checked ({type(exc).__name__})", flush=True)
+            given[name] = ray.get(ref, timeout=0) if ref in done else None
+        except Exception as exc:  # dead or restarting meanwhile: not known to be current
+            print(f"actors: {name}: settings not read ({type(exc).__name__})", flush=True)
     stale = job_env.stale(given, current)
     if stale:
         print(job_env.stale_message(stale, len(handles)), flush=True)

@@ -53,20 +53,30 @@ def env_vars() -> dict[str, str]:
     }
 
 
-def fingerprint(env: Mapping[str, str]) -> str:
-    """A short digest of the settings `env` hands the actors (no secret is in it)."""
-    text = "\n".join(f"{k}={v}" for k, v in sorted(env.items()))
+def effective(settings: Settings, env: Mapping[str, str], niceness: int) -> dict[str, str]:
+    """What the actors run with, secrets and node paths left out: every setting's value in
+    effect (a value left at its default and the same value written out are one; `.env` counts),
+    Ray Serve's knobs, and how far below the gateway the stages run (`STAGE_NICENESS`)."""
+    values = {
+        name.upper(): str(getattr(settings, name))
+        for name in Settings.model_fields
+        if name.upper() not in _NODE_LOCAL_SETTINGS
+    }
+    values |= {k: v for k, v in env.items() if k.startswith(_RAY_SERVE_PREFIX)}
+    values["STAGE_NICENESS"] = str(niceness)
+    return {k: v for k, v in values.items() if not _is_secret(k, v)}
+
+
+def fingerprint(values: Mapping[str, str]) -> str:
+    """A short digest of `values` (`effective`: no secret is in it)."""
+    text = "\n".join(f"{k}={v}" for k, v in sorted(values.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def with_fingerprint(env: Mapping[str, str]) -> dict[str, str]:
-    """`env` and its fingerprint, as the job's runtime_env hands them to its actors."""
-    return {**env, DEPLOYED_WITH: fingerprint(env)}
 
 
 def stale(deployed_with: Mapping[str, str | None], current: str) -> list[str]:
     """The actors (name → the fingerprint each was created with; None: an actor of a version
-    that does not say) that do not run with the settings of `current`."""
+    that does not say, or that did not answer) that do not run with the settings of
+    `current`."""
     return sorted(name for name, given in deployed_with.items() if given != current)
 
 

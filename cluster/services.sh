@@ -241,12 +241,15 @@ redis_cli() {
 # ready: answering, and as the platform's user (redis-cli carries on as the default user when
 # its AUTH fails, so a PONG alone would not tell)
 redis_ready() { [[ "$(redis_cli ACL WHOAMI 2>/dev/null)" == "$REDIS_USER" ]]; }
+# the ACL of this version: the platform's user refused a key outside its prefixes (a Redis
+# started before 2026-12-07 gave it every key until its next restart)
+redis_acl_current() { [[ "$(redis_cli EXISTS acl-probe 2>&1)" == *NOPERM* ]]; }
 redis_start() {
   ensure_credentials
   if pid_alive redis; then
-    redis_ready && tls_marked redis && return 0
-    # not answering, still without the ACL of these credentials, or started with TLS switched
-    # the other way or another certificate (cluster/tls.sh)
+    redis_ready && redis_acl_current && tls_marked redis && return 0
+    # not answering, still without the ACL of these credentials or of this version, or started
+    # with TLS switched the other way or another certificate (cluster/tls.sh)
     stop_pid redis
   fi
   log "redis: starting on $NODE_ADDRESS:$REDIS_PORT"

@@ -15,8 +15,19 @@ class _Method:
     def __init__(self, value: str) -> None:
         self.value = value
 
+    def options(self, **_: Any) -> _Method:
+        return self
+
     def remote(self) -> str:
         return self.value
+
+
+def _no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's calls over the stand-ins: each handle's answer is its reference."""
+    monkeypatch.setattr(ray, "get", lambda ref, timeout=None: ref)
+    monkeypatch.setattr(
+        ray, "wait", lambda refs, num_returns, timeout: (refs[:num_returns], refs[num_returns:])
+    )
 
 
 class _Handle:
@@ -31,7 +42,7 @@ class _OldHandle:
 def test_actors_of_other_settings_and_older_versions_are_named(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(ray, "get", lambda ref, timeout=None: ref)
+    _no_ray(monkeypatch)
     handles: dict[str, Any] = {"relay": _Handle("new"), "shipping": _Handle("old")}
     handles["notification"] = _OldHandle()
     deploy._say_stale(handles, "new")
@@ -40,9 +51,18 @@ def test_actors_of_other_settings_and_older_versions_are_named(
     assert "notification, shipping" in said and "relay" not in said.split("(")[1]
 
 
+def test_only_older_versions_need_no_call(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_ray(monkeypatch)
+    deploy._say_stale({"relay": _OldHandle()}, "new")
+    said = capsys.readouterr().out
+    assert "actors: 1 of 1 run with the settings of an earlier deploy (relay)" in said
+
+
 def test_actors_of_this_deploys_settings_are_not_mentioned(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(ray, "get", lambda ref, timeout=None: ref)
+    _no_ray(monkeypatch)
     deploy._say_stale({"relay": _Handle("new"), "shipping": _Handle("new")}, "new")
     assert capsys.readouterr().out == ""

@@ -223,8 +223,28 @@ def test_the_fingerprint_follows_the_settings_not_their_order() -> None:
     assert one == job_env.fingerprint({"HOLD_TTL_S": "60", "CREDIT_LIMIT": "500"})
     assert one != job_env.fingerprint({"CREDIT_LIMIT": "900", "HOLD_TTL_S": "60"})
     assert one != job_env.fingerprint({"CREDIT_LIMIT": "500"})
-    sent = job_env.with_fingerprint({"CREDIT_LIMIT": "500", "HOLD_TTL_S": "60"})
-    assert sent[job_env.DEPLOYED_WITH] == one and sent["CREDIT_LIMIT"] == "500"
+
+
+def test_the_fingerprint_is_of_the_settings_in_effect_without_secrets() -> None:
+    """A default written out is the default (make test's cleanup deploys with INVENTORY_SHARDS=1
+    spelled out; a plain make up after it must not call the actors stale)."""
+    from cluster import job_env
+
+    base = Settings(jwt_secret="s" * 32)
+    same = Settings(jwt_secret="t" * 32, inventory_shards=base.inventory_shards)
+    values = job_env.effective(base, {"RAY_SERVE_X": "1", "PATH": "/bin"}, 5)
+    assert values["STAGE_NICENESS"] == "5" and values["RAY_SERVE_X"] == "1"
+    assert "PATH" not in values and "KAFKA_SSL_CAFILE" not in values
+    assert not {"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "KAFKA_PASSWORD"} & set(values)
+    assert job_env.fingerprint(values) == job_env.fingerprint(
+        job_env.effective(same, {"RAY_SERVE_X": "1"}, 5)
+    )
+    for other in (
+        job_env.effective(Settings(jwt_secret="s" * 32, hold_ttl_s=901), {"RAY_SERVE_X": "1"}, 5),
+        job_env.effective(base, {"RAY_SERVE_X": "2"}, 5),
+        job_env.effective(base, {"RAY_SERVE_X": "1"}, 0),
+    ):
+        assert job_env.fingerprint(other) != job_env.fingerprint(values)
 
 
 def test_actors_created_with_other_settings_are_named() -> None:
