@@ -8,16 +8,20 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from tests.deploy import manifests as m
+from tests.deploy import stack_sandbox as sb
 from tests.deploy.stack_sandbox import free_port as free_port
 from tests.deploy.stack_sandbox import free_ports as free_ports
 
@@ -156,3 +160,31 @@ def listener_of(env: dict[str, str], bootstrap: str) -> str:
         if x.rsplit(":", 1)[1] == port
     ]
     return name
+
+
+class LocalRedis:
+    """cluster/services.sh's Redis for a sandbox `run` directory, on a free loopback port with
+    a 3 MB cap; `client()` logs in as the platform's user, with the credentials it made."""
+
+    SERVICES = m.ROOT / "cluster" / "services.sh"
+
+    def __init__(self, run: Path) -> None:
+        self.run, self.port = run, free_port()
+        self.extra = {
+            "REDIS_PORT": str(self.port),
+            "REDIS_MAXMEMORY": "3mb",
+            "NODE_ADDRESS": "127.0.0.1",
+        }
+        self.env = sb.env(run, **self.extra)
+        needed(Path(shutil.which("redis-server") or "/nonexistent"), "redis-server")
+
+    def start(self, services: Path = SERVICES) -> None:
+        subprocess.run([services, "start", "redis"], env=self.env, check=True, timeout=60)
+
+    def stop(self) -> None:
+        subprocess.run([self.SERVICES, "stop", "redis"], env=self.env, check=True, timeout=60)
+
+    def client(self) -> redis.Redis:
+        script = "load_credentials; derive_urls; echo $REDIS_URL"
+        url = urlsplit(sb.bash(self.run, script, 60, **self.extra).stdout.strip())
+        return redis.Redis(port=self.port, username=url.username, password=url.password)

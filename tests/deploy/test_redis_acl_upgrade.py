@@ -6,15 +6,12 @@ restart."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 
 from adapters.redis_clients import ACL_RIGHTS
 from tests.deploy import local_servers as ls
-from tests.deploy import stack_sandbox as sb
 from tests.deploy.manifests import ROOT
 
 
@@ -30,23 +27,17 @@ def _older_checkout(tmp_path: Path) -> Path:
 
 
 def test_a_redis_with_the_older_acl_is_restarted_with_this_ones(tmp_path: Path) -> None:
-    ls.needed(Path(shutil.which("redis-server") or "/nonexistent"), "redis-server")
     run = tmp_path / "run"
     run.mkdir()
-    port = sb.free_port()
-    extra = {"REDIS_PORT": str(port), "REDIS_MAXMEMORY": "3mb", "NODE_ADDRESS": "127.0.0.1"}
-    env = sb.env(run, **extra)
-    services = str(ROOT / "cluster" / "services.sh")
-    subprocess.run([_older_checkout(tmp_path), "start", "redis"], env=env, check=True, timeout=60)
+    server = ls.LocalRedis(run)
+    server.start(_older_checkout(tmp_path))
     try:
-        url = urlsplit(sb.bash(run, "load_credentials; derive_urls; echo $REDIS_URL", 60, **extra)
-                       .stdout.strip())  # fmt: skip
-        app = redis.Redis(port=port, username=url.username, password=url.password)
+        app = server.client()
         assert app.set("x", "1")  # the older rights
         app.set("idem:kept", "1")
         app.close()
-        subprocess.run([services, "start", "redis"], env=env, check=True, timeout=60)
-        app = redis.Redis(port=port, username=url.username, password=url.password)
+        server.start()
+        app = server.client()
         try:
             app.get("x")
             raise AssertionError("the platform's user still reaches every key")
@@ -55,4 +46,4 @@ def test_a_redis_with_the_older_acl_is_restarted_with_this_ones(tmp_path: Path) 
         assert app.get("idem:kept") == b"1"  # the data came back from the append-only file
         app.close()
     finally:
-        subprocess.run([services, "stop", "redis"], env=env, check=True, timeout=60)
+        server.stop()

@@ -6,8 +6,6 @@ idempotency entries (~600 B each for 24 h) grew without bound, and a Kubernetes 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,8 +14,6 @@ import redis
 
 from adapters.provider import STATE_KEY
 from tests.deploy import local_servers as ls
-from tests.deploy import stack_sandbox as sb
-from tests.deploy.manifests import ROOT
 from tests.deploy.test_infra_scripts import SOURCES, _ray_node_env, _redis
 
 _VALUE = "x" * 600  # about an idempotency entry
@@ -38,20 +34,14 @@ def _fill_past_the_cap(app: redis.Redis) -> None:
 
 
 def test_the_local_redis_evicts_keys_with_a_ttl_past_its_cap(tmp_path: Path) -> None:
-    ls.needed(Path(shutil.which("redis-server") or "/nonexistent"), "redis-server")
-    port = sb.free_port()
-    extra = {"REDIS_PORT": str(port), "REDIS_MAXMEMORY": "3mb", "NODE_ADDRESS": "127.0.0.1"}
-    services = str(ROOT / "cluster" / "services.sh")
-    env = sb.env(tmp_path, **extra)
-    subprocess.run([services, "start", "redis"], env=env, check=True, timeout=60)
+    server = ls.LocalRedis(tmp_path)
+    server.start()
     try:
-        script = "load_credentials; derive_urls; echo $REDIS_URL"
-        url = urlsplit(sb.bash(tmp_path, script, 60, **extra).stdout.strip())
-        app = redis.Redis(port=port, username=url.username, password=url.password)
+        app = server.client()
         _fill_past_the_cap(app)
         app.close()
     finally:
-        subprocess.run([services, "stop", "redis"], env=env, check=True, timeout=60)
+        server.stop()
 
 
 @pytest.mark.parametrize("source", SOURCES)
