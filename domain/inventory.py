@@ -68,14 +68,20 @@ class InvalidLines(ValueError):
 
 
 def lines_of(event: Envelope) -> Lines:
-    """The `(sku, qty)` lines of an `OrderCreated` event."""
+    """The `(sku, qty)` lines of an `OrderCreated` event, one per SKU: a SKU on two lines is one
+    line with both quantities, in the place of its first. The gateway merges them before it
+    stores an order, but an event may come from elsewhere (a replayed, edited dead letter; a
+    producer of the user's), and a reservation is one row per order and SKU."""
     try:
         lines = [(str(i["sku"]), int(i["qty"])) for i in event.data["items"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidLines(f"event {event.event_id} has no valid items") from exc
     if not lines or any(qty <= 0 for _, qty in lines):
         raise InvalidLines(f"event {event.event_id} has no valid items")
-    return lines
+    merged: dict[str, int] = {}
+    for sku, qty in lines:
+        merged[sku] = merged.get(sku, 0) + qty
+    return list(merged.items())
 
 
 def still_pending(
@@ -131,7 +137,7 @@ def reserve(
             out.results.append(decided[req.order_id] <= {HELD, COMMITTED})
             continue
         wanted: dict[str, int] = {}
-        for sku, qty in req.lines:  # a SKU on two lines counts once, with both quantities
+        for sku, qty in req.lines:  # one row per SKU: a SKU on two lines counts once, summed
             wanted[sku] = wanted.get(sku, 0) + qty
         ok = all(
             sku in stock and stock[sku].available - out.delta.get(sku, 0) >= qty
@@ -140,7 +146,7 @@ def reserve(
         out.results.append(ok)
         if ok:
             decided[req.order_id] = {HELD}
-            for sku, qty in req.lines:
+            for sku, qty in wanted.items():
                 out.delta[sku] = out.delta.get(sku, 0) + qty
                 out.rows.append((req.order_id, sku, req.customer_id, req.principal, qty))
     return out

@@ -224,14 +224,21 @@ class AcceptService:
             return stored, True
         # a replay (or a 409/422 for the key) first: it stores nothing, so neither the rate
         # limit nor an open circuit stands between a client and an order it already placed
+        claim = self._idempotency.claim(who.sub, idempotency_key, fp)
         try:
-            stored = await self._idempotency.begin(who.sub, idempotency_key, fp)
+            stored = await self._idempotency.begin(claim)
         except InProgress:
             # Redis holds a claim: the first request may be running, or done with its outcome
             # never recorded there (Redis slow at that moment); Postgres knows which
             stored = await self._intake.stored(who.sub, idempotency_key, fp)
             if stored is None:
                 raise
+        except BaseException:
+            # cancelled (the client gone) while the claim was sent, it may have taken effect:
+            # freed, as below, instead of answering 409 "in progress" until its TTL; a 422
+            # (another body) frees nothing, since the key holds another request's entry
+            await asyncio.shield(self._idempotency.abandon(claim))
+            raise
         if stored is not None:
             return stored, True
         try:
@@ -240,9 +247,9 @@ class AcceptService:
         except BaseException:
             # shielded, as `finish` below: a request cancelled (its client gone) still frees
             # or records its key, instead of leaving it "in progress" (409) until the claim's TTL
-            await asyncio.shield(self._idempotency.abandon(who.sub, idempotency_key))
+            await asyncio.shield(self._idempotency.abandon(claim))
             raise
-        await asyncio.shield(self._idempotency.finish(who.sub, idempotency_key, fp, body))
+        await asyncio.shield(self._idempotency.finish(claim, body))
         return body, replayed
 
     async def close(self) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -126,6 +128,28 @@ class _Stored(BaseModel):
     state: Literal["inflight", "done"]
     hash: str
     response: Accepted | None = None
+    claim: str | None = None  # in flight: which request holds it (`Claim.token`)
+
+
+# Free a key only while it still holds this request's claim: a request refused for its body
+# (422) or one whose claim expired must not delete another request's claim or recorded answer.
+_ABANDON = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One request's hold on an Idempotency-Key: its Redis key, its body's fingerprint and a
+    token of its own, written into the in-flight entry so that only this request frees it."""
+
+    rkey: str
+    fingerprint: str
+    token: str
+
+    def inflight(self) -> bytes:
+        return orjson.dumps({"state": "inflight", "hash": self.fingerprint, "claim": self.token})
 
 
 class Idempotency:
@@ -142,31 +166,32 @@ class Idempotency:
         self._redis = redis
         self._ttl = ttl_s
         self._outage = outage or RedisOutage()
+        self._abandon = redis.register_script(_ABANDON)
         self._later: set[asyncio.Task[None]] = set()  # writes sent off the request's path
 
     @staticmethod
     def fingerprint(body: Any) -> str:
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    def _key(self, principal: str, key: str) -> str:
-        return f"idem:{principal}:{hashlib.sha256(key.encode()).hexdigest()}"
+    def claim(self, principal: str, key: str, fingerprint: str) -> Claim:
+        """This request's claim on `key` (nothing is sent yet: `begin` sends it)."""
+        rkey = f"idem:{principal}:{hashlib.sha256(key.encode()).hexdigest()}"
+        return Claim(rkey, fingerprint, secrets.token_hex(8))
 
-    async def begin(self, principal: str, key: str, fingerprint: str) -> Accepted | None:
+    async def begin(self, claim: Claim) -> Accepted | None:
         """Claim the key. Returns a stored response to replay, or None to go ahead."""
         if self._outage.skip():
             return None
-        rkey = self._key(principal, key)
-        claim = orjson.dumps({"state": "inflight", "hash": fingerprint})
         try:
-            if await self._redis.set(rkey, claim, nx=True, ex=_INFLIGHT_TTL_S):
+            if await self._redis.set(claim.rkey, claim.inflight(), nx=True, ex=_INFLIGHT_TTL_S):
                 return None
-            raw = await self._redis.get(rkey)
+            raw = await self._redis.get(claim.rkey)
         except RedisError as exc:
             self._outage.failed()
             log.warning("idempotency fast path skipped, Redis unavailable: %s", type(exc).__name__)
             return None
         if raw is None:  # expired between the two calls: claim again
-            return await self.begin(principal, key, fingerprint)
+            return await self.begin(claim)
         try:  # Redis is a cache, not a source of truth: what it holds is checked like input
             stored = _Stored.model_validate_json(raw)
         except ValidationError:
@@ -174,20 +199,22 @@ class Idempotency:
             return None
         if stored.response is None:  # whatever its body: it may yet fail and free the key
             raise InProgress("a request with this Idempotency-Key is still in progress; retry")
-        if stored.hash != fingerprint:
+        if stored.hash != claim.fingerprint:
             raise InvalidInput(
                 "Idempotency-Key was already used with a different body; "
                 "use a new key for a new order"
             )
         return stored.response
 
-    async def finish(self, principal: str, key: str, fingerprint: str, response: Accepted) -> None:
-        value = _Stored(state="done", hash=fingerprint, response=response).model_dump_json()
-        await self._write(self._redis.set(self._key(principal, key), value, ex=self._ttl))
+    async def finish(self, claim: Claim, response: Accepted) -> None:
+        value = _Stored(state="done", hash=claim.fingerprint, response=response)
+        await self._write(self._redis.set(claim.rkey, value.model_dump_json(), ex=self._ttl))
 
-    async def abandon(self, principal: str, key: str) -> None:
-        """The first attempt failed: free the key for a retry (it expires anyway)."""
-        await self._write(self._redis.delete(self._key(principal, key)))
+    async def abandon(self, claim: Claim) -> None:
+        """The request failed or was refused: free the key for a retry if, and only if, it
+        still holds this request's claim (it expires anyway). Safe whether or not the claim's
+        `SET NX` ever took effect (a request cancelled while it was sent)."""
+        await self._write(self._abandon(keys=[claim.rkey], args=[claim.inflight()]))
 
     async def _write(self, command: Awaitable[Any]) -> None:
         """Record a key's outcome. While Redis is being skipped (`RedisOutage`) the write is

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from decimal import Decimal
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from adapters.provider import OPENED_AT_KEY, STATE_KEY
 from core.settings import Settings
-from domain.errors import RateLimited, Unavailable
-from serve_app.admission import Admission
+from domain.errors import InvalidInput, RateLimited, Unavailable
+from serve_app.admission import Admission, Idempotency, RedisOutage
+from serve_app.views import accepted_view
 from tests.integration.conftest import Api
 
 
@@ -99,3 +102,36 @@ def test_an_open_circuit_still_replays_an_order_already_placed(
     assert again.status_code == 202, again.text
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
     assert fresh.status_code == 503, fresh.text
+
+
+async def test_a_request_frees_only_its_own_idempotency_claim(settings: Settings) -> None:
+    """The abandon script on the stack's Redis, as the platform's user: a request refused for
+    its body (422) leaves the answer the key holds, a request whose claim expired leaves the
+    claim after it, and a request's own claim is freed."""
+    client = aioredis.Redis.from_url(settings.redis_url)
+    idem = Idempotency(client, 60, RedisOutage())
+    key = f"adm-{uuid.uuid4()}"
+    try:
+        first = idem.claim("adm-idem", key, "body-a")
+        assert await idem.begin(first) is None
+        answer = accepted_view(uuid.uuid4(), Decimal("10.00"))
+        await idem.finish(first, answer)
+        other = idem.claim("adm-idem", key, "body-b")
+        with pytest.raises(InvalidInput):
+            await idem.begin(other)
+        await idem.abandon(other)
+        assert await idem.begin(idem.claim("adm-idem", key, "body-a")) == answer
+
+        await client.delete(first.rkey)
+        slow = idem.claim("adm-idem", key, "body-a")
+        assert await idem.begin(slow) is None
+        await client.delete(first.rkey)  # its TTL ran out
+        later = idem.claim("adm-idem", key, "body-a")
+        assert await idem.begin(later) is None
+        await idem.abandon(slow)
+        assert await client.get(later.rkey) == later.inflight()
+        await idem.abandon(later)
+        assert await client.exists(later.rkey) == 0
+    finally:
+        await client.delete(idem.claim("adm-idem", key, "").rkey)
+        await client.aclose()

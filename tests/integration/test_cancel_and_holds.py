@@ -157,6 +157,27 @@ def test_an_order_cancelled_before_its_event_came_takes_no_stock(
     }
 
 
+def test_an_event_with_a_sku_on_two_lines_reserves_it_once_with_both_quantities(
+    api: Api, customer: str, pg: Any, settings: Settings
+) -> None:
+    """The gateway merges a SKU's lines before it stores an order; an `order.created` from
+    elsewhere (an edited dead letter replayed) once wrote a reservation row per line, and the
+    second broke the table's key (order, SKU): the event went to the dead-letter topic and the
+    order stayed PENDING."""
+    sku = "SKU-83"
+    api.set_available(sku, 3)
+    oid = scratch_order(pg, customer, "PENDING", [(sku, 3)])
+    event = _created(oid, customer, sku, 3)
+    event.data["items"] = [{"sku": sku, "qty": q, "unitPrice": "1.00"} for q in (1, 2)]
+    asyncio.run(publish_in_one_batch(settings.kafka_bootstrap, Topic.ORDER_CREATED, [event]))
+    order = api.wait_status(
+        customer, str(oid), "REJECTED", "RESERVED", "PAID", "SHIPPED", "DELIVERED"
+    )
+    assert order["status"] != "REJECTED", order  # the 3 units were there for 1 + 2
+    rows = pg.execute("SELECT sku, qty FROM reservations WHERE order_id = %s", (oid,)).fetchall()
+    assert rows == [{"sku": sku, "qty": 3}]
+
+
 @pytest.mark.parametrize("then", ["a change", "nothing"])
 def test_a_shard_reads_its_stock_again_after_a_failed_transaction(
     api: Api, customer: str, pg: Any, settings: Settings, ray_cluster: Any, then: str

@@ -15,6 +15,7 @@ from core.auth import Principal
 from domain.commands import PlaceOrder
 from domain.errors import InvalidInput, Unavailable
 from serve_app.accept import AcceptService, OrderIntake
+from serve_app.admission import Claim
 from serve_app.models import Accepted
 from serve_app.views import accepted_view
 
@@ -50,10 +51,13 @@ class _Idempotency:
     def fingerprint(body: Any) -> str:
         return "fp"
 
-    async def begin(self, principal: str, key: str, fingerprint: str) -> None:
-        self.claimed.append(key)
+    def claim(self, principal: str, key: str, fingerprint: str) -> Claim:
+        return Claim(key, fingerprint, "token")
 
-    async def abandon(self, principal: str, key: str) -> None:
+    async def begin(self, claim: Claim) -> None:
+        self.claimed.append(claim.rkey)
+
+    async def abandon(self, claim: Claim) -> None:
         return None
 
 

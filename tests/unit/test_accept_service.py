@@ -12,6 +12,7 @@ import pytest
 from core.auth import Principal
 from domain.commands import PlaceOrder
 from serve_app.accept import AcceptService
+from serve_app.admission import Claim, Idempotency, RedisOutage
 
 
 class _Admission:
@@ -29,16 +30,19 @@ class _Idempotency:
     def fingerprint(body: Any) -> str:
         return "fp"
 
-    async def begin(self, principal: str, key: str, fingerprint: str) -> None:
+    def claim(self, principal: str, key: str, fingerprint: str) -> Claim:
+        return Claim(key, fingerprint, "token")
+
+    async def begin(self, claim: Claim) -> None:
         return None
 
-    async def finish(self, principal: str, key: str, fingerprint: str, response: Any) -> None:
+    async def finish(self, claim: Claim, response: Any) -> None:
         await self.slow.wait()  # Redis slow to answer
-        self.finished.append(key)
+        self.finished.append(claim.rkey)
 
-    async def abandon(self, principal: str, key: str) -> None:
+    async def abandon(self, claim: Claim) -> None:
         await self.slow.wait()
-        self.abandoned.append(key)
+        self.abandoned.append(claim.rkey)
 
 
 class _Intake:
@@ -82,7 +86,7 @@ class _Claimed(_Idempotency):
     """Redis holds a claim for the key that nothing will record (its first request's outcome
     went unrecorded while Redis was slow)."""
 
-    async def begin(self, principal: str, key: str, fingerprint: str) -> None:
+    async def begin(self, claim: Claim) -> None:
         from domain.errors import InProgress
 
         raise InProgress("a request with this Idempotency-Key is still in progress; retry")
@@ -115,23 +119,67 @@ async def test_a_claim_in_progress_is_checked_in_postgres(found: Any) -> None:
 async def test_an_outcome_is_recorded_while_redis_is_skipped() -> None:
     """During the skip after a Redis timeout the key's outcome was not written at all, leaving
     the claim "in progress"; now it is sent in the background, off the request's path."""
-    from serve_app.admission import Idempotency, RedisOutage
 
     class _Redis:
         def __init__(self) -> None:
-            self.deleted: list[str] = []
+            self.abandoned: list[str] = []
 
-        async def delete(self, key: str) -> None:
-            self.deleted.append(key)
+        def register_script(self, source: str) -> Any:
+            async def abandon(keys: list[str], args: list[bytes]) -> int:
+                self.abandoned.append(keys[0])
+                return 0
+
+            return abandon
 
     outage = RedisOutage()
     outage.failed()  # a timeout just now: the fast path skips Redis
     redis = _Redis()
     idem = Idempotency(redis, 60, outage)  # type: ignore[arg-type]
     assert outage.skip()
-    await idem.abandon("customer1", "key-1")
+    await idem.abandon(idem.claim("customer1", "key-1", "fp"))
     for _ in range(100):
-        if redis.deleted:
+        if redis.abandoned:
             break
         await asyncio.sleep(0.01)
-    assert len(redis.deleted) == 1
+    assert len(redis.abandoned) == 1
+
+
+class _SlowClaimRedis:
+    """Takes the claim's `SET NX` at once but answers it only when `answer` is set (a client
+    gone meanwhile cancels the request with the claim in Redis); the abandon script on a
+    dict, as tests/unit/test_idempotency_claims.py."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.answer = asyncio.Event()
+
+    async def set(self, key: str, value: bytes, nx: bool = False, ex: int = 0) -> bool:
+        taken = key not in self.data
+        if taken:
+            self.data[key] = value
+        await self.answer.wait()
+        return taken
+
+    def register_script(self, source: str) -> Any:
+        async def abandon(keys: list[str], args: list[bytes]) -> int:
+            return int(self.data.get(keys[0]) == args[0] and bool(self.data.pop(keys[0])))
+
+        return abandon
+
+
+async def test_a_request_cancelled_while_its_claim_is_sent_frees_it() -> None:
+    """The claim was sent outside the block that frees the key on an error: a client that left
+    while Redis took the claim left it "in progress", and its retry got 409 for 60 s."""
+    redis = _SlowClaimRedis()
+    idem = Idempotency(redis, 60, RedisOutage())  # type: ignore[arg-type]
+    service = AcceptService(_Admission(), idem, _Intake(True))  # type: ignore[arg-type]
+    request = asyncio.create_task(service.place(_WHO, _CMD, "key-1"))
+    for _ in range(100):  # the claim reached Redis; its answer has not come back
+        if redis.data:
+            break
+        await asyncio.sleep(0.01)
+    assert redis.data
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(request, 5)
+    assert redis.data == {}

@@ -173,3 +173,21 @@ def test_an_order_cancelled_before_its_event_came_reserves_nothing() -> None:
     ]
     orders = {o.order_id: o for o in (cancelled, waiting)}
     assert rules.still_pending(events, orders) == [events[1]]
+
+
+def test_a_sku_on_two_lines_of_an_event_is_one_line_with_both_quantities() -> None:
+    """The gateway merges them; an event from elsewhere (an edited dead letter's replay) may
+    not, and a reservation is one row per order and SKU (its primary key)."""
+    event = created([("A", 1), ("B", 2), ("A", 3)])
+    assert rules.lines_of(event) == [("A", 4), ("B", 2)]
+    split = rules.split_by_shard([event], 1, set())
+    assert split[0][0].lines == [("A", 4), ("B", 2)]
+
+
+def test_a_request_with_a_sku_on_two_lines_writes_one_row_per_sku() -> None:
+    out = rules.reserve({"A": Stock(5, 0)}, [_req(("A", 1), ("A", 2))], {})
+    assert out.results == [True]
+    assert out.delta == {"A": 3}
+    assert [r[1:] for r in out.rows] == [("A", "c-1", "p-1", 3)]
+    refused = rules.reserve({"A": Stock(5, 0)}, [_req(("A", 3), ("A", 3))], {})
+    assert refused.results == [False] and refused.rows == []

@@ -37,8 +37,12 @@ def test_reservation_never_oversells_and_is_all_or_nothing(
     for sku, qty in out.delta.items():
         assert 0 < qty <= stock[sku].available  # never more than was available
     for req, ok in zip(reqs, out.results, strict=True):
-        held = [r for r in out.rows if r[0] == req.order_id]
-        assert len(held) == (len(req.lines) if ok else 0)  # all lines or none
+        held = {r[1]: r[4] for r in out.rows if r[0] == req.order_id}
+        wanted: dict[str, int] = {}
+        for sku, qty in req.lines:
+            wanted[sku] = wanted.get(sku, 0) + qty
+        assert held == (wanted if ok else {})  # all lines or none, one row per SKU
+    assert len({r[:2] for r in out.rows}) == len(out.rows)  # the table's primary key
     assert sum(r[4] for r in out.rows) == sum(out.delta.values())
 
 

@@ -1,12 +1,14 @@
 """An Idempotency-Key's Redis entry, whatever the body of the request that holds it: 409
 "in progress" while the first request runs (it may yet fail and free the key, so a different
 body is not refused for good), 422 once that key stored an order with another body, the
-stored answer for the same body."""
+stored answer for the same body. A request frees only its own claim: not another request's
+answer (it was refused 422) nor a later request's claim (its own had expired)."""
 
 from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,9 @@ from serve_app.views import accepted_view
 
 
 class _Redis:
-    """SET NX / GET / DELETE on a dict: what `Idempotency` uses."""
+    """SET NX / GET and the abandon script (delete while the value is the one given) on a
+    dict: what `Idempotency` uses. The script's Lua runs on a real Redis in
+    tests/integration/test_admission.py."""
 
     def __init__(self) -> None:
         self.data: dict[str, bytes | str] = {}
@@ -30,25 +34,71 @@ class _Redis:
     async def get(self, key: str) -> bytes | str | None:
         return self.data.get(key)
 
-    async def delete(self, key: str) -> None:
-        self.data.pop(key, None)
+    def register_script(self, source: str) -> Any:
+        assert "DEL" in source  # the abandon script: the one `Idempotency` registers
+
+        async def abandon(keys: list[str], args: list[bytes]) -> int:
+            if self.data.get(keys[0]) == args[0]:
+                del self.data[keys[0]]
+                return 1
+            return 0
+
+        return abandon
+
+
+def _idem(redis: _Redis | None = None) -> Idempotency:
+    return Idempotency(redis or _Redis(), 60, RedisOutage())  # type: ignore[arg-type]
 
 
 async def test_a_key_in_flight_is_409_whatever_the_body_then_422_for_another_body() -> None:
-    idem = Idempotency(_Redis(), 60, RedisOutage())  # type: ignore[arg-type]
-    assert await idem.begin("customer1", "k", "body-a") is None  # the first request claims it
+    idem = _idem()
+    first = idem.claim("customer1", "k", "body-a")
+    assert await idem.begin(first) is None  # the first request claims it
     for body in ("body-a", "body-b"):
         with pytest.raises(InProgress):
-            await idem.begin("customer1", "k", body)
+            await idem.begin(idem.claim("customer1", "k", body))
     answer = accepted_view(uuid.uuid4(), Decimal("10.00"))
-    await idem.finish("customer1", "k", "body-a", answer)
-    assert await idem.begin("customer1", "k", "body-a") == answer
+    await idem.finish(first, answer)
+    assert await idem.begin(idem.claim("customer1", "k", "body-a")) == answer
     with pytest.raises(InvalidInput, match="different body"):
-        await idem.begin("customer1", "k", "body-b")
+        await idem.begin(idem.claim("customer1", "k", "body-b"))
 
 
 async def test_a_first_request_that_failed_frees_the_key_for_another_body() -> None:
-    idem = Idempotency(_Redis(), 60, RedisOutage())  # type: ignore[arg-type]
-    assert await idem.begin("customer1", "k", "body-a") is None
-    await idem.abandon("customer1", "k")
-    assert await idem.begin("customer1", "k", "body-b") is None
+    idem = _idem()
+    first = idem.claim("customer1", "k", "body-a")
+    assert await idem.begin(first) is None
+    await idem.abandon(first)
+    assert await idem.begin(idem.claim("customer1", "k", "body-b")) is None
+
+
+async def test_a_request_refused_for_its_body_leaves_the_first_ones_answer() -> None:
+    """`AcceptService.place` abandons the key on every error, a 422 included: it deleted the
+    answer the first request recorded, and that request's retries lost their fast replay."""
+    idem = _idem()
+    first = idem.claim("customer1", "k", "body-a")
+    assert await idem.begin(first) is None
+    answer = accepted_view(uuid.uuid4(), Decimal("10.00"))
+    await idem.finish(first, answer)
+    other = idem.claim("customer1", "k", "body-b")
+    with pytest.raises(InvalidInput):
+        await idem.begin(other)
+    await idem.abandon(other)
+    assert await idem.begin(idem.claim("customer1", "k", "body-a")) == answer
+
+
+async def test_an_expired_claim_does_not_free_the_claim_after_it() -> None:
+    """A request that outlived its claim's TTL (60 s) deleted whatever the key held by then:
+    a later request's claim, so a third request with the key went ahead beside it."""
+    redis = _Redis()
+    idem = _idem(redis)
+    slow = idem.claim("customer1", "k", "body-a")
+    assert await idem.begin(slow) is None
+    redis.data.clear()  # its TTL ran out
+    later = idem.claim("customer1", "k", "body-a")
+    assert await idem.begin(later) is None
+    await idem.abandon(slow)  # the slow request fails at last
+    with pytest.raises(InProgress):
+        await idem.begin(idem.claim("customer1", "k", "body-a"))
+    await idem.abandon(later)
+    assert await idem.begin(idem.claim("customer1", "k", "body-a")) is None
