@@ -131,8 +131,14 @@ def migrate(
     from alembic import command
     from alembic.config import Config
 
+    from adapters.revisions import MIGRATIONS
+
     _settings()
-    command.upgrade(Config("alembic.ini"), "head")
+    # the checkout's (or the image's) files, wherever the command is run from: `alembic.ini`
+    # names its scripts relative to the working directory
+    config = Config(str(MIGRATIONS.parent / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS))
+    command.upgrade(config, "head")
 
 
 @app.command()

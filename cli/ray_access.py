@@ -13,7 +13,7 @@ import socket
 
 from pydantic_settings import SettingsConfigDict
 
-from core.settings import RUN_DIR, ReadableFiles
+from core.settings import DOTENV, RUN_DIR, ReadableFiles
 
 
 class RayAccess(ReadableFiles):
@@ -21,7 +21,7 @@ class RayAccess(ReadableFiles):
 
     # of the env files a later one wins, the environment over all of them
     model_config = SettingsConfigDict(
-        env_file=(".env", RUN_DIR / "node.env", RUN_DIR / "credentials.env"),
+        env_file=(DOTENV, RUN_DIR / "node.env", RUN_DIR / "credentials.env"),
         extra="ignore",
         frozen=True,
     )

@@ -257,8 +257,22 @@ kafka_auth() {
 # a node.env that recorded `none` as the default of before 2026-12-07 keeps it until changed).
 kafka_auth_check() {
   [[ "$KAFKA_AUTH" == scram ]] || warn "kafka: KAFKA_AUTH=none: any process on this machine" \
-    "can read and write every topic, every order's events; \`make down && KAFKA_AUTH=scram" \
-    "make up\` gives it SCRAM logins (docs/adr/ADR-011-kafka-auth.md)"
+    "can read and write every topic, every order's events; \`KAFKA_AUTH=scram make up\`" \
+    "gives it SCRAM logins (docs/adr/ADR-011-kafka-auth.md)"
+}
+
+# kafka_login_current NAME -> 0 unless NAME's running process (Ray's head) started with another
+# Kafka client login than now's (KAFKA_SECURITY_PROTOCOL; unset is PLAINTEXT). Ray's processes
+# keep the environment of their start, and `none` sets nothing, so no deploy can take SASL away
+# from them: `KAFKA_AUTH=none make up` on a running stack left every actor logging in to a
+# broker that took no logins. Read from the process itself (/proc/PID/environ), so a Ray started
+# by an older version is judged too; unreadable, it is taken as current.
+kafka_login_current() {
+  local pid had
+  pid="$(head -n 1 "$RUN/pids/$1.pid" 2>/dev/null)" || return 0
+  had="$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | sed -n 's/^KAFKA_SECURITY_PROTOCOL=//p')" ||
+    return 0
+  [[ "${had:-PLAINTEXT}" == "${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}" ]]
 }
 
 # The file's passwords, for each one the environment does not set (its URLs are outputs).

@@ -23,12 +23,16 @@ echo "$resp"
 order_id="$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["orderId"])' <<<"$resp" 2>/dev/null)" \
   || die "no order id in the answer"
 log "GET /api/orders/$order_id/events (live status until final)"
-authed -sSN --max-time "$wait_s" "$api/api/orders/$order_id/events" \
-  | grep --line-buffered '^data:' || stream=("${PIPESTATUS[@]}")
+# --fail-with-body: an HTTP error (401, 404, 429, 503) is curl's exit 22, its JSON shown
+authed -sSN --fail-with-body --max-time "$wait_s" "$api/api/orders/$order_id/events" \
+  | grep --line-buffered -E '^(data:|\{"error")' || stream=("${PIPESTATUS[@]}")
 if [[ "${stream[0]:-0}" == 28 ]]; then
   die "order $order_id not final within $wait_s s: .venv/bin/orders get $order_id"
+elif [[ "${stream[0]:-0}" == 22 ]]; then
+  die "the order's status stream was refused (the error above): .venv/bin/orders get $order_id"
 elif [[ "${stream[0]:-0}" != 0 ]]; then
   die "the order's status stream failed (curl exit ${stream[0]}): .venv/bin/orders get $order_id"
 fi
 log "GET /api/orders/$order_id"
-authed -sS "$api/api/orders/$order_id" | "$PY" -m json.tool
+authed -sS --fail-with-body "$api/api/orders/$order_id" | "$PY" -m json.tool \
+  || die "GET /api/orders/$order_id failed (the answer above)"

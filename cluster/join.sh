@@ -26,6 +26,9 @@ if [[ ! "$head" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
 fi
 export HEAD_ADDRESS="$head"
 if [[ -z "${NODE_ADDRESS:-}" ]]; then
+  # without iproute2 the lookup below found nothing, and the check after it blamed the route
+  command -v ip >/dev/null || refuse "error: no \`ip\` command here (Debian: apt-get install" \
+    "iproute2) to find this machine's address; install it, or set NODE_ADDRESS=<this machine's address>"
   # (no route: empty, and the check below says so; under pipefail a failed `ip` ended the
   # script here without a word)
   NODE_ADDRESS="$({ ip -4 route get "$head" 2>/dev/null || true; } | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n 1)"

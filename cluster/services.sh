@@ -482,6 +482,10 @@ ray_start() {
     log "ray: running with other TLS settings than STACK_TLS=$STACK_TLS and $TLS_DIR: starting it again"
     ray_stop
   fi
+  if pid_alive ray && ! kafka_login_current ray; then
+    log "ray: its processes log in to Kafka otherwise than KAFKA_AUTH=$KAFKA_AUTH asks: starting it again"
+    ray_stop
+  fi
   if pid_alive ray; then
     ray_ready && return 0
     await_started ray "$START_TIMEOUT_S" ray_ready && return 0

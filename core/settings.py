@@ -26,8 +26,12 @@ _MIN_SECRET_BYTES = 32
 # over `.env` (a copy of .env.example carries the demo URLs, which would connect to nothing);
 # the environment wins over both. Absent anywhere else (containers, pods): then only the
 # environment and `.env` count.
-RUN_DIR = Path(os.environ.get("RUN_DIR") or Path(__file__).resolve().parents[1] / ".run")
+ROOT = Path(__file__).resolve().parents[1]
+RUN_DIR = Path(os.environ.get("RUN_DIR") or ROOT / ".run")
 CREDENTIALS = RUN_DIR / "credentials.env"
+# The checkout's `.env` (.env.example), wherever a command is run from: relative to the working
+# directory, `orders` run from elsewhere silently ignored it.
+DOTENV = ROOT / ".env"
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,7 @@ class Settings(ReadableFiles):
     """Every knob of the platform. Environment variables use the upper-case field name."""
 
     # pydantic-settings: of the env files a later one wins, the environment over all of them.
-    model_config = SettingsConfigDict(env_file=(".env", CREDENTIALS), extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=(DOTENV, CREDENTIALS), extra="ignore", frozen=True)
 
     app_env: Literal["dev", "test", "prod"] = "dev"
     jwt_secret: str = DEV_SECRET

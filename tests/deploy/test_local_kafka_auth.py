@@ -164,6 +164,30 @@ def test_kafka_auth_follows_the_heads_address(tmp_path: Path) -> None:
     assert no_login.returncode != 0 and "takes SCRAM clients" in no_login.stderr
 
 
+def test_ray_is_started_again_when_the_kafka_login_changed(tmp_path: Path) -> None:
+    """Ray's processes keep the Kafka client settings of their start, and `none` sets none, so
+    `KAFKA_AUTH=none make up` on a running stack left every actor logging in to a broker that
+    took no logins (its readiness wait failed after 120 s). `ray_start` starts Ray again when
+    its head's environment has another login than now's (cluster/services.sh)."""
+    (tmp_path / "pids").mkdir()
+    current = "kafka_login_current ray && echo same || echo other"
+    assert sb.bash(tmp_path, current).stdout.strip() == "same"  # no Ray: nothing to judge
+    for protocol, same, other in (("SASL_PLAINTEXT", "scram", "none"), (None, "none", "scram")):
+        env = {k: v for k, v in os.environ.items() if k != "KAFKA_SECURITY_PROTOCOL"}
+        if protocol is not None:
+            env["KAFKA_SECURITY_PROTOCOL"] = protocol
+        head = subprocess.Popen(["sleep", "120"], env=env)  # a Ray head started in that mode
+        try:
+            (tmp_path / "pids" / "ray.pid").write_text(f"{head.pid}\n")
+            assert sb.bash(tmp_path, current, KAFKA_AUTH=same).stdout.strip() == "same"
+            assert sb.bash(tmp_path, current, KAFKA_AUTH=other).stdout.strip() == "other"
+        finally:
+            head.kill()
+            head.wait()
+    start = (ROOT / "cluster" / "services.sh").read_text().split("ray_start() {", 1)[1]
+    assert "! kafka_login_current ray" in start.split("\n}\n", 1)[0]
+
+
 def test_the_credentials_file_tells_the_tools_how_to_log_in(tmp_path: Path) -> None:
     """core/settings.py reads it: a tool run outside the scripts logs in as the stack does."""
     result = sb.bash(tmp_path, "ensure_credentials", KAFKA_AUTH="scram")

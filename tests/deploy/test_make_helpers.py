@@ -122,6 +122,7 @@ class _Gateway(BaseHTTPRequestHandler):
     """/health, POST /api/orders answering `post`, an order's events that never get final."""
 
     post: tuple[int, dict[str, object]] = (202, {})
+    events: tuple[int, dict[str, object]] | None = None  # an error instead of the stream
     done = threading.Event()
     tokens: list[str] = []  # the bearer tokens of the API's requests
 
@@ -130,6 +131,9 @@ class _Gateway(BaseHTTPRequestHandler):
             self._answer(200, {"status": "ok"})
             return
         _Gateway.tokens.append(self.headers.get("Authorization", ""))
+        if self.events is not None:
+            self._answer(*self.events)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -210,6 +214,20 @@ def test_demo_names_an_order_not_final_in_time(
     assert "Bearer $TOKEN" not in (ROOT / "cluster" / "demo.sh").read_text().replace(
         '<<<"Authorization: Bearer $TOKEN"', ""
     )
+
+
+def test_demo_names_a_refused_status_stream(
+    tmp_path: Path, gateway: ThreadingHTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """curl without --fail exited 0 on the stream's 429 (or 401, 404, 503): the demo said
+    nothing of it and went on as if the order had been followed."""
+    monkeypatch.setattr(_Gateway, "post", (202, {"orderId": "o-1", "status": "PENDING"}))
+    refused = {"error": {"code": "too_many_streams", "message": "close one first"}}
+    monkeypatch.setattr(_Gateway, "events", (429, refused))
+    ran = _demo(tmp_path, gateway)
+    assert ran.returncode == 1
+    assert "the order's status stream was refused" in ran.stderr, ran.stderr
+    assert "close one first" in ran.stdout and "GET /api/orders/o-1\n" not in ran.stderr
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "10.77.0.2"])

@@ -38,24 +38,23 @@ def in_schema(url: str, schema: str) -> str:
 
 
 def alembic(url: str, *args: str) -> str:
-    """Run the project's Alembic (`migrations/`) against `url`; returns its output. A run that
-    Postgres ended as a deadlock runs again, at most twice: the running stack's partition
+    """Run the project's Alembic (`migrations/`) against `url`; returns its output."""
+    return migrating(url, [sys.executable, "-m", "alembic", *args])
+
+
+def migrating(url: str, argv: list[str], cwd: Path = ROOT) -> str:
+    """Run a migrating command (`argv`, from `cwd`) against `url`; returns its output. A run
+    that Postgres ended as a deadlock runs again, at most twice: the running stack's partition
     maintenance (the relay's, pg_partman's shared `part_config`) can meet a scratch schema's
     migration (seen once in CI, 2026-12-07); the failed run's transaction rolled back whole."""
     env = {**os.environ, "DATABASE_URL": url, "MIGRATION_DATABASE_URL": url}
     for _ in range(3):
         proc = subprocess.run(
-            [sys.executable, "-m", "alembic", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
         )
         if proc.returncode == 0 or "DeadlockDetected" not in proc.stderr:
             break
-    assert proc.returncode == 0, f"alembic {' '.join(args)} failed:\n{proc.stderr}"
+    assert proc.returncode == 0, f"{' '.join(argv[1:])} failed:\n{proc.stderr}"
     return proc.stdout + proc.stderr
 
 

@@ -17,7 +17,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from adapters.revisions import MIGRATIONS
-from tests.integration.scratch import alembic, connect, scratch_schema
+from tests.integration.scratch import alembic, connect, migrating, scratch_schema
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,3 +100,13 @@ def test_the_runtime_role_reads_the_live_schemas_revision() -> None:
     code, line = _check(get_settings().database_url)
     assert code in (0, 3, 4), line  # a verdict, whatever the live revision: not "cannot read"
     assert line.startswith("schema ") and f"this code's head {HEAD}" in line, line
+
+
+def test_orders_migrate_runs_from_any_directory(tmp_path: Path) -> None:
+    """`orders migrate` read `alembic.ini`, and Alembic its scripts, relative to the working
+    directory: run from anywhere but the checkout (the README has the `orders` command run
+    after `source .venv/bin/activate`) it failed without migrating."""
+    with scratch_schema("mcwd") as url:
+        migrating(url, [str(Path(sys.executable).with_name("orders")), "migrate"], tmp_path)
+        code, line = _check(url)
+        assert code == 0, line

@@ -73,8 +73,15 @@ def test_ray_token_and_ports_come_from_the_stacks_files(
             (run / "node.env").write_text(f"NODE_ADDRESS=127.0.0.1\n{ports}")
         stack_vars = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_GCS_PORT", "DASHBOARD_PORT")
         env = {k: v for k, v in os.environ.items() if k not in stack_vars}
+        # `.env` is the checkout's (core.settings.DOTENV): this one stands in for it
+        code = (
+            "import pathlib; from cli import ray_access; from cli.status import _ray; "
+            "files = ray_access.RayAccess.model_config['env_file']; "
+            "ray_access.RayAccess.model_config['env_file'] = "
+            "(pathlib.Path('.env').resolve(), *files[1:]); print(_ray())"
+        )
         shown = subprocess.run(
-            [sys.executable, "-c", "from cli.status import _ray; print(_ray())"],
+            [sys.executable, "-c", code],
             cwd=tmp_path,
             env={**env, "RUN_DIR": str(run), "PYTHONPATH": str(ROOT)},
             capture_output=True,

@@ -267,3 +267,22 @@ def test_make_up_on_a_joined_machine_is_refused_until_it_leaves(tmp_path: Path) 
     )
     assert ran.returncode == 1 and "worker node of 10.99.0.1" in ran.stderr, ran.stderr[-600:]
     assert not (run / "node.env").exists()
+
+
+def test_a_machine_without_ip_is_told_so_not_that_the_head_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    """Without iproute2 the address lookup found nothing, and join.sh said "no address of this
+    machine reaches the head", blaming the network for a missing tool."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not Path(directory).is_dir():
+            continue
+        for tool in Path(directory).iterdir():
+            if tool.name != "ip" and not (tools / tool.name).exists():
+                (tools / tool.name).symlink_to(tool)
+    ran = _join(tmp_path, "dev", {"NODE_ADDRESS": "", "PATH": str(tools)})
+    assert ran.returncode == 2, ran.stderr
+    assert "no `ip` command here" in ran.stderr and "NODE_ADDRESS=" in ran.stderr, ran.stderr
+    assert "reaches" not in ran.stderr

@@ -116,12 +116,13 @@ def test_a_setting_that_is_gone_is_named_in_a_warning(
 
 
 def _settings_in(cwd: Path, run_dir: Path, **env: str) -> dict[str, object]:
-    """DATABASE_URL, REDIS_URL and HTTP_PORT as a fresh interpreter's Settings reads them in
-    `cwd` (its `.env`) with RUN_DIR=run_dir (its credentials.env) and only `env` set of the
-    settings' variables."""
+    """DATABASE_URL, REDIS_URL and HTTP_PORT as a fresh interpreter's Settings reads them with
+    `cwd`'s `.env` in the place of the checkout's (`DOTENV`), RUN_DIR=run_dir (its
+    credentials.env) and only `env` set of the settings' variables."""
     clean = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     code = (
-        "import json; from core.settings import Settings; s = Settings(); "
+        "import json, pathlib; from core import settings as m; "
+        "s = m.Settings(_env_file=(pathlib.Path('.env').resolve(), m.CREDENTIALS)); "
         "print(json.dumps({'db': s.database_url, 'redis': s.redis_url, 'port': s.http_port}))"
     )
     result = subprocess.run(
@@ -266,3 +267,16 @@ def test_every_actor_reads_the_variable_the_deploy_sets() -> None:
     from cluster import job_env
 
     assert f'"{job_env.DEPLOYED_WITH}"' in inspect.getsource(Inspectable.deployed_with)
+
+
+def test_the_dotenv_file_is_the_checkouts_wherever_a_command_runs() -> None:
+    """`.env` was read relative to the working directory: `orders` run from elsewhere (the
+    README activates the virtualenv and runs it) silently ignored the checkout's settings."""
+    from cli.ray_access import RayAccess
+    from core.settings import DOTENV, ROOT, Settings
+
+    assert DOTENV == ROOT / ".env" and DOTENV.is_absolute()
+    assert (ROOT / ".env.example").is_file()  # the checkout's own root
+    for model in (Settings, RayAccess):
+        files = model.model_config.get("env_file")
+        assert isinstance(files, tuple) and files[0] == DOTENV, files
