@@ -101,6 +101,10 @@ async def load_prices(pool: Pool) -> dict[str, Decimal]:
 # ins inserts in (principal, key) order, as claim claims in id order: two concurrent batches
 # holding the same keys in another order wait for each other's uncommitted rows in one order,
 # never in a cycle (a deadlock failed every order of both batches with a 503).
+# A claim's time is its order's `created_at` (the gateway's clock), which the owner's view of
+# the id's orders compares with theirs (adapters/orders_repo.py): the database's clock there
+# let a gateway's drift or a queued batch show an admin's earlier order to the new owner, or
+# hide a later one.
 # The named ids are a parameter of their own: Postgres cannot see how many rows `x` holds (it
 # guesses 100), and `IN (SELECT c FROM x)` made it read all of customer_owners for every batch
 # once the table held a few thousand customers (4 ms a batch at 14,000); `= ANY(array)` is one
@@ -112,8 +116,8 @@ _ACCEPT = (
     "WHERE o.principal = r.p AND o.idempotency_key = r.k) AS used FROM r), "
     "known AS (SELECT customer_id, principal FROM customer_owners "
     "WHERE customer_id = ANY(%s::text[])), "
-    "claim AS (INSERT INTO customer_owners (customer_id, principal) "
-    "SELECT DISTINCT ON (c) c, p FROM x WHERE NOT a AND NOT used AND NOT EXISTS "
+    "claim AS (INSERT INTO customer_owners (customer_id, principal, claimed_at) "
+    "SELECT DISTINCT ON (c) c, p, ca FROM x WHERE NOT a AND NOT used AND NOT EXISTS "
     "(SELECT 1 FROM x y WHERE y.p = x.p AND y.k = x.k AND y.n < x.n) AND NOT EXISTS "
     "(SELECT 1 FROM known WHERE known.customer_id = x.c) ORDER BY c, n "
     "ON CONFLICT DO NOTHING RETURNING customer_id, principal), "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from adapters import accept_store
+from adapters import accept_store, orders_repo
 from adapters.pg import open_pool
 from core.settings import Settings
 from domain.events import new_event
@@ -213,3 +213,66 @@ async def test_two_batches_with_the_same_keys_in_another_order_do_not_deadlock(
             assert outcomes.count(accept_store.Outcome.CREATED) == len(keys)
     finally:
         await pool.close()
+
+
+def _placed(principal: str, customer_id: str, admin: bool, at: datetime) -> Any:
+    order_id = uuid7()
+    items = [{"sku": "SKU-1", "qty": 1, "unitPrice": "10.00"}]
+    return accept_store.NewOrder(
+        order_id=order_id,
+        principal=principal,
+        admin=admin,
+        customer_id=customer_id,
+        items=items,
+        total=Decimal("10.00"),
+        payment_method="pm_card_visa",
+        created_at=at,
+        event=new_event(
+            "OrderCreated",
+            order_id,
+            customerId=customer_id,
+            principal=principal,
+            items=items,
+            total="10.00",
+            paymentMethod="pm_card_visa",
+        ),
+        idempotency_key=None,
+        request_hash=None,
+    )
+
+
+def test_a_customer_id_is_claimed_at_its_first_orders_time(settings: Settings) -> None:
+    """An order's time is the gateway's clock, its id's claim was the database's: an order of an
+    admin placed after the claim by the gateway's clock (here 30 s behind the database's, as a
+    queued batch or a drifting host makes it) was hidden from the id's owner (404), and one
+    placed before it could be shown. The claim now takes its order's time."""
+    now = datetime.now(UTC)
+    customer_id, principal = f"clock-{uuid.uuid4().hex[:8]}", f"clock-{uuid.uuid4().hex[:8]}"
+    first = _placed(principal, customer_id, False, now - timedelta(seconds=60))
+    earlier = _placed("admin1", customer_id, True, now - timedelta(seconds=90))
+    later = _placed("admin1", customer_id, True, now - timedelta(seconds=30))
+
+    async def run() -> tuple[list[Any], datetime]:
+        pool = await open_pool(settings.database_url, 1, "test-clock")
+        try:
+            for batch in ([earlier], [first], [later]):
+                await accept_store.insert_batch(pool, batch)
+            owners = []
+            for order in (earlier, later):
+                found = await orders_repo.order_with_timeline(pool, order.order_id)
+                assert found is not None
+                owners.append(found[0]["owner"])
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT claimed_at FROM customer_owners WHERE customer_id = %s",
+                    (customer_id,),
+                )
+                row = await cur.fetchone()
+            assert row is not None
+            return owners, row["claimed_at"]
+        finally:
+            await pool.close()
+
+    owners, claimed_at = asyncio.run(run())
+    assert claimed_at == first.created_at
+    assert owners == [None, principal]  # the earlier admin order stays the admins'
