@@ -90,7 +90,13 @@ def test_a_batch_reads_only_the_owners_of_the_customers_it_names() -> None:
             assert _rows_read(plan, "customer_owners") <= len(batch), (size, plan)
 
 
-def _order(principal: str, customer: str, key: str | None) -> accept_store.NewOrder:
+def _order(
+    principal: str,
+    customer: str,
+    key: str | None,
+    admin: bool = False,
+    at: datetime | None = None,
+) -> accept_store.NewOrder:
     # a UUIDv7 as the gateway makes: a v4 id's notifications would land in the default partition
     # of the live stack's table, where nothing ever drops them (ADR-012)
     order_id = uuid7()
@@ -98,12 +104,12 @@ def _order(principal: str, customer: str, key: str | None) -> accept_store.NewOr
     return accept_store.NewOrder(
         order_id=order_id,
         principal=principal,
-        admin=False,
+        admin=admin,
         customer_id=customer,
         items=items,
         total=Decimal("10.00"),
         payment_method="pm_card_visa",
-        created_at=datetime.now(UTC),
+        created_at=at or datetime.now(UTC),
         event=new_event(
             "OrderCreated",
             order_id,
@@ -215,32 +221,6 @@ async def test_two_batches_with_the_same_keys_in_another_order_do_not_deadlock(
         await pool.close()
 
 
-def _placed(principal: str, customer_id: str, admin: bool, at: datetime) -> Any:
-    order_id = uuid7()
-    items = [{"sku": "SKU-1", "qty": 1, "unitPrice": "10.00"}]
-    return accept_store.NewOrder(
-        order_id=order_id,
-        principal=principal,
-        admin=admin,
-        customer_id=customer_id,
-        items=items,
-        total=Decimal("10.00"),
-        payment_method="pm_card_visa",
-        created_at=at,
-        event=new_event(
-            "OrderCreated",
-            order_id,
-            customerId=customer_id,
-            principal=principal,
-            items=items,
-            total="10.00",
-            paymentMethod="pm_card_visa",
-        ),
-        idempotency_key=None,
-        request_hash=None,
-    )
-
-
 def test_a_customer_id_is_claimed_at_its_first_orders_time(settings: Settings) -> None:
     """An order's time is the gateway's clock, its id's claim was the database's: an order of an
     admin placed after the claim by the gateway's clock (here 30 s behind the database's, as a
@@ -248,9 +228,9 @@ def test_a_customer_id_is_claimed_at_its_first_orders_time(settings: Settings) -
     placed before it could be shown. The claim now takes its order's time."""
     now = datetime.now(UTC)
     customer_id, principal = f"clock-{uuid.uuid4().hex[:8]}", f"clock-{uuid.uuid4().hex[:8]}"
-    first = _placed(principal, customer_id, False, now - timedelta(seconds=60))
-    earlier = _placed("admin1", customer_id, True, now - timedelta(seconds=90))
-    later = _placed("admin1", customer_id, True, now - timedelta(seconds=30))
+    first = _order(principal, customer_id, None, at=now - timedelta(seconds=60))
+    earlier = _order("admin1", customer_id, None, admin=True, at=now - timedelta(seconds=90))
+    later = _order("admin1", customer_id, None, admin=True, at=now - timedelta(seconds=30))
 
     async def run() -> tuple[list[Any], datetime]:
         pool = await open_pool(settings.database_url, 1, "test-clock")
