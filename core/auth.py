@@ -59,6 +59,10 @@ class Principal(BaseModel):
 
     sub: str
     roles: frozenset[str]
+    # epoch seconds after which its token no longer passes (its exp, with the clock skew
+    # allowed, or its iat + JWT_MAX_AGE_S, whichever comes first); what a live stream, which
+    # outlives the check at its start, ends by
+    valid_until: float | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -100,7 +104,7 @@ def verify_token(
     if len(token) > MAX_TOKEN_CHARS:
         raise AuthError("invalid token: too long")
     try:
-        verified = _verified(token, secret, audience, issuer)
+        verified = _verified(token, secret, audience, issuer, max_age_s)
     except _NoKnownRole:
         raise forbidden("token has no known role (customer or admin)") from None
     except (jwt.InvalidTokenError, JsonRejected, UnicodeDecodeError):
@@ -128,7 +132,7 @@ def authenticate(token: str, settings: Settings) -> Principal:
 
 
 @lru_cache(maxsize=16_384)
-def _verified(token: str, secret: str, audience: str, issuer: str) -> _Verified:
+def _verified(token: str, secret: str, audience: str, issuer: str, max_age_s: int) -> _Verified:
     """Signature, algorithm, aud, iss and the shape of the claims: the same answer for the same
     inputs, so cached (a client sends the same token on every request; HMAC plus parsing cost
     ~60 us a request on the gateway's event loop). Failures raise and are never cached."""
@@ -157,7 +161,8 @@ def _verified(token: str, secret: str, audience: str, issuer: str) -> _Verified:
     exp, nbf = _timestamp(claims, "exp"), _timestamp(claims, "nbf")
     if exp is not None and exp < iat:
         raise jwt.InvalidTokenError("exp before iat")
-    return _Verified(_principal(claims), iat, exp, nbf)
+    until = iat + max_age_s if exp is None else min(iat + max_age_s, exp + _CLOCK_SKEW_S)
+    return _Verified(_principal(claims, until), iat, exp, nbf)
 
 
 def _segment(segment: str) -> dict[str, Any]:
@@ -192,7 +197,7 @@ def _printable(value: object, max_chars: int) -> bool:
     )
 
 
-def _principal(claims: dict[str, Any]) -> Principal:
+def _principal(claims: dict[str, Any], valid_until: float) -> Principal:
     sub, roles = claims.get("sub"), claims.get("roles")
     if not _printable(sub, MAX_SUB_CHARS):
         raise jwt.InvalidTokenError("sub must be 1..128 printable characters")
@@ -206,7 +211,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
     if not known:
         raise _NoKnownRole
     assert isinstance(sub, str)
-    return Principal(sub=sub, roles=known)
+    return Principal(sub=sub, roles=known, valid_until=valid_until)
 
 
 class _NoKnownRole(jwt.InvalidTokenError):

@@ -11,6 +11,9 @@ periodically, so nothing is missed if a message is (Redis restarting, for exampl
 - Postgres not answering (a restart, a pool with no free connection) does not end a stream: it
   re-reads every re-check period until its deadline, as while Redis is down; the response has
   begun, so an error raised then would only cut the stream short with a traceback.
+- A stream ends when its token would no longer pass (`Principal.valid_until`: its `exp`, or its
+  `iat` + `JWT_MAX_AGE_S`), or after `_MAX_STREAM_S`, whichever comes first; the client
+  reconnects with `Last-Event-ID` and a token that passes.
 - Each stream holds one of the replica's `MAX_ONGOING_REQUESTS` for as long as it is open (up to
   `_MAX_STREAM_S`): at most `SSE_MAX_STREAMS` are open per replica (503 past it), at most
   `SSE_MAX_STREAMS_PER_PRINCIPAL` per principal (429), so streams never take the slots orders
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -67,16 +71,18 @@ async def status_stream(
     current: tuple[str, datetime],
     after_id: int = 0,
     last_status: str | None = None,
+    until: float | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield SSE events `{event: "status", id, data}` for each status change of the order after
     timeline row `after_id`; `current` is the order row's (status, updated_at), read by the
     route, for an order whose timeline is gone; `last_status` the status the client has seen
-    (not sent again)."""
+    (not sent again); `until` (epoch seconds) when the client's token stops passing."""
     pubsub = redis.pubsub()
     try:  # everything that may fail or be cancelled is inside: the connection goes back
         subscribed = await _subscribe(pubsub, order_id)
         last_id = after_id
-        deadline = asyncio.get_running_loop().time() + _MAX_STREAM_S
+        lasts = _MAX_STREAM_S if until is None else min(_MAX_STREAM_S, until - time.time())
+        deadline = asyncio.get_running_loop().time() + lasts
         rows = await _timeline(pool, order_id, last_id, deadline)
         if rows is None:  # Postgres did not answer for the stream's whole life
             return
@@ -223,5 +229,8 @@ class LiveStatus:
         current: tuple[str, datetime],
         after_id: int,
         last_status: str | None,
+        until: float | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        return status_stream(self._pool, self._redis, order_id, current, after_id, last_status)
+        return status_stream(
+            self._pool, self._redis, order_id, current, after_id, last_status, until
+        )

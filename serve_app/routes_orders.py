@@ -182,7 +182,7 @@ async def order_events(
         return Response(status_code=204)
     release = live.reserve(who.sub)
     try:
-        stream = live.stream(order_id, current, after_row(seen), last_status)
+        stream = live.stream(order_id, current, after_row(seen), last_status, who.valid_until)
         return _Stream(stream, release, ping=15)
     except BaseException:
         release()

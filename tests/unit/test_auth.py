@@ -238,3 +238,17 @@ def test_bearer_header_parsing(header: str | None, ok: bool) -> None:
     else:
         with pytest.raises(AuthError):
             bearer_token(header)
+
+
+def test_a_principal_says_until_when_its_token_passes() -> None:
+    """What a live stream ends by (serve_app/live.py): the token's exp with the clock skew a
+    check allows, or its iat + JWT_MAX_AGE_S, whichever comes first."""
+    from core.auth import _CLOCK_SKEW_S
+
+    iat = int(time.time())
+    no_exp = _verify(_sign(seed_claims(iat=iat)), max_age_s=3_600)
+    assert getattr(no_exp, "valid_until") == iat + 3_600  # noqa: B009
+    soon = _verify(_sign(seed_claims(iat=iat, exp=iat + 60)), max_age_s=3_600)
+    assert getattr(soon, "valid_until") == iat + 60 + _CLOCK_SKEW_S  # noqa: B009
+    late = _verify(_sign(seed_claims(iat=iat, exp=iat + 7_200)), max_age_s=3_600)
+    assert getattr(late, "valid_until") == iat + 3_600  # noqa: B009

@@ -6,6 +6,7 @@ connection."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -142,3 +143,30 @@ def test_a_stream_opened_while_redis_was_down_subscribes_once_it_is_back(
     assert pubsub.subscribes == 3  # two refused, the third taken, none after
     assert pubsub.nudge_waits == 2
     assert [e["id"] for e in events] == ["7"]
+
+
+def test_a_stream_ends_when_its_token_stops_passing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream outlived its token by up to its 600 s cap: a client whose token expired (or was
+    meant to end sooner) kept receiving the order's statuses. It now ends then, and the client
+    reconnects with a token that passes."""
+    first = [{"id": 1, "status": "PENDING", "event": "OrderCreated", "at": datetime.now(UTC)}]
+
+    async def rows(*args: Any) -> list[Any]:
+        return first.copy() if args[2] == 0 else []  # then nothing: the order stays PENDING
+
+    monkeypatch.setattr(live, "timeline_after", rows)
+    monkeypatch.setattr(live, "_RECHECK_S", 0.05)
+
+    async def follow(until: float) -> list[dict[str, Any]]:
+        stream = live.status_stream(
+            None,  # type: ignore[arg-type]
+            _Redis(),  # type: ignore[arg-type]
+            uuid.uuid4(),
+            ("PENDING", datetime.now(UTC)),
+            until=until,
+        )
+        return [event async for event in stream]
+
+    events = asyncio.run(asyncio.wait_for(follow(time.time() + 0.5), 10))
+    assert [e["id"] for e in events] == ["1"]
+    assert asyncio.run(asyncio.wait_for(follow(time.time() - 1), 10)) == []
