@@ -270,7 +270,7 @@ kafka_auth_check() {
 kafka_login_current() {
   local pid had
   pid="$(head -n 1 "$RUN/pids/$1.pid" 2>/dev/null)" || return 0
-  had="$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | sed -n 's/^KAFKA_SECURITY_PROTOCOL=//p')" ||
+  had="$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^KAFKA_SECURITY_PROTOCOL=//p')" ||
     return 0
   [[ "${had:-PLAINTEXT}" == "${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}" ]]
 }
