@@ -476,15 +476,16 @@ ray_ready() {
 ray_start() {
   ensure_credentials
   ray_temp_dir # also for a head running from before: its sessions are in $RUN/ray
-  if pid_alive ray && ! tls_marked ray; then
-    # its processes hold the TLS settings of their start: TLS switched, or a certificate made
-    # again (cluster/tls.sh); make up deploys the platform again after this
-    log "ray: running with other TLS settings than STACK_TLS=$STACK_TLS and $TLS_DIR: starting it again"
-    ray_stop
-  fi
-  if pid_alive ray && ! kafka_login_current ray; then
-    log "ray: its processes log in to Kafka otherwise than KAFKA_AUTH=$KAFKA_AUTH asks: starting it again"
-    ray_stop
+  # its processes hold the TLS and Kafka settings of their start: TLS switched, a certificate
+  # made again (cluster/tls.sh), the Kafka login changed; make up deploys the platform again
+  if pid_alive ray; then
+    if ! tls_marked ray; then
+      log "ray: running with other TLS settings than STACK_TLS=$STACK_TLS and $TLS_DIR: starting it again"
+      ray_stop
+    elif ! kafka_login_current ray; then
+      log "ray: its processes log in to Kafka otherwise than KAFKA_AUTH=$KAFKA_AUTH asks: starting it again"
+      ray_stop
+    fi
   fi
   if pid_alive ray; then
     ray_ready && return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,7 +39,12 @@ class SetStock(_Command):
 
 def merge_lines(lines: list[OrderLine]) -> dict[str, int]:
     """Collapse repeated SKUs into one quantity each, in first-seen order."""
-    merged: dict[str, int] = {}
-    for line in lines:
-        merged[line.sku] = merged.get(line.sku, 0) + line.qty
-    return merged
+    return sum_by_sku((line.sku, line.qty) for line in lines)
+
+
+def sum_by_sku(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """`(sku, qty)` lines as one quantity per SKU, in first-seen order."""
+    summed: dict[str, int] = {}
+    for sku, qty in lines:
+        summed[sku] = summed.get(sku, 0) + qty
+    return summed

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from domain.commands import sum_by_sku
 from domain.decision import Decision, Move, OrderView
 from domain.events import Envelope, new_event
 from domain.model import OrderStatus
@@ -78,10 +79,7 @@ def lines_of(event: Envelope) -> Lines:
         raise InvalidLines(f"event {event.event_id} has no valid items") from exc
     if not lines or any(qty <= 0 for _, qty in lines):
         raise InvalidLines(f"event {event.event_id} has no valid items")
-    merged: dict[str, int] = {}
-    for sku, qty in lines:
-        merged[sku] = merged.get(sku, 0) + qty
-    return list(merged.items())
+    return list(sum_by_sku(lines).items())
 
 
 def still_pending(
@@ -136,9 +134,7 @@ def reserve(
         if req.order_id in decided:
             out.results.append(decided[req.order_id] <= {HELD, COMMITTED})
             continue
-        wanted: dict[str, int] = {}
-        for sku, qty in req.lines:  # one row per SKU: a SKU on two lines counts once, summed
-            wanted[sku] = wanted.get(sku, 0) + qty
+        wanted = sum_by_sku(req.lines)  # one row per SKU: a SKU on two lines counts once
         ok = all(
             sku in stock and stock[sku].available - out.delta.get(sku, 0) >= qty
             for sku, qty in wanted.items()
