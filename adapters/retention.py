@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -246,7 +247,11 @@ async def maintain_dsn(
         return await maintain(conn, settings, state)
 
 
-async def maintenance_loop(settings: Settings, state: MaintenanceState | None = None) -> None:
+async def maintenance_loop(
+    settings: Settings,
+    state: MaintenanceState | None = None,
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
     """Run `maintain` now and then every `PARTITION_MAINTENANCE_S` seconds, forever; a failed
     run (database restarting, lock busy) is logged and retried at the next period. Start it
     as a task of one long-lived process of the platform, whose role is enough (migration 0007);
@@ -262,4 +267,4 @@ async def maintenance_loop(settings: Settings, state: MaintenanceState | None = 
             log.warning("retention: maintenance failed (%s); retrying next period", exc)
             for t in TABLES:
                 state.record(t.table, f"no connection: {type(exc).__name__}"[:300])
-        await asyncio.sleep(settings.partition_maintenance_s)
+        await pause(settings.partition_maintenance_s)

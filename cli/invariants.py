@@ -122,7 +122,12 @@ def check(
 FULFILLED = ("DELIVERED",)
 
 
-def _settle(conn: audit.Conn, ids: list[str], settle_s: float) -> None:
+def _settle(
+    conn: audit.Conn,
+    ids: list[str],
+    settle_s: float,
+    pause: Callable[[float], None] = time.sleep,
+) -> None:
     """Wait (at most `settle_s`) until what follows a final status is done: stock no longer
     held, deliveries captured, charges of unpaid orders refunded, final statuses notified, and
     the outbox empty, all found in one pass. (A check passed once and dropped let a capture or
@@ -141,7 +146,7 @@ def _settle(conn: audit.Conn, ids: list[str], settle_s: float) -> None:
     ]
     deadline = time.monotonic() + settle_s
     while any(check() for check in checks) and time.monotonic() < deadline:
-        time.sleep(0.5)
+        pause(0.5)
 
 
 def _check_outcomes(

@@ -5,7 +5,7 @@ svc="$ROOT/cluster/services.sh"
 "$svc" stop ray
 # a machine that joined another head (make join): its worker node too, before make clean-data
 # deletes the directory it runs in
-if pid_alive ray-worker; then "$ROOT/cluster/leave.sh"; fi
+if pid_alive ray-worker || [[ -e "$RUN/join.env" ]]; then "$ROOT/cluster/leave.sh"; fi
 "$svc" stop kafka
 "$svc" stop redis
 "$svc" stop pg

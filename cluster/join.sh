@@ -35,6 +35,18 @@ if [[ -z "${NODE_ADDRESS:-}" ]]; then
   export NODE_ADDRESS
 fi
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# a machine that ran a stack of its own (make up recorded it in node.env): that record wins over
+# the join's (common.sh), so make status, make up and the tools here took it for a head, and
+# the settings read above came from it
+if [[ -e "$RUN/node.env" ]]; then
+  for s in ray pg redis kafka; do
+    ! pid_alive "$s" || die "this machine runs a stack of its own ($s is up): make down first," \
+      "then make join"
+  done
+  log "forgetting this machine's own stack's record ($RUN/node.env): it joins $HEAD_ADDRESS"
+  rm -f "$RUN/node.env"
+  exec bash "${BASH_SOURCE[0]}" "$@" # common.sh's settings read again, without it
+fi
 dotenv_ignored
 # the head's ports (PG_PORT, REDIS_PORT, KAFKA_PORT, RAY_GCS_PORT) from its credentials file,
 # unless the environment gives them: a head started with PG_PORT=5433 is reached there

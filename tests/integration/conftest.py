@@ -228,6 +228,31 @@ class KafkaTap:
 
         wait_until(probe, timeout=timeout, what=what, interval=0)
 
+    def read_to_end(self, timeout: float = 20.0) -> None:
+        """Read everything the topics hold now: a check that something appeared only once
+        must not pass because a duplicate had not been read yet."""
+
+        async def _ends() -> dict[TopicPartition, int]:
+            assert self._consumer is not None
+            ends: dict[TopicPartition, int]
+            ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
+            return ends
+
+        async def _behind(ends: dict[TopicPartition, int]) -> bool:
+            assert self._consumer is not None
+            positions = [await self._consumer.position(tp) for tp in ends]
+            return any(p < end for p, end in zip(positions, ends.values(), strict=True))
+
+        ends = self._loop.run_until_complete(_ends())
+
+        def probe() -> bool:
+            if not self._loop.run_until_complete(_behind(ends)):
+                return True
+            self.poll()
+            return False
+
+        wait_until(probe, timeout=timeout, what="the tap's topics read to their ends", interval=0)
+
     def close(self) -> None:
         if self._consumer is not None:
             self._loop.run_until_complete(self._consumer.stop())

@@ -62,11 +62,16 @@ async def test_a_shard_waits_for_postgres_instead_of_dying(settings: Settings) -
     conn = await asyncio.wait_for(
         claim_ownership(_via(settings.database_url, port), "test-connect-when-up"), 30
     )
+    connected = time.monotonic()
     server = await server_task
     try:
-        assert time.monotonic() - started >= 1.5  # it connected only once something listened
-        cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext('test-connect-when-up'))")
-        assert (await cur.fetchone()) is not None  # the lock's session is a real one
+        assert connected - started >= 1.5  # it connected only once something listened
+        # the lock is held by that session: another one cannot take it
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as other:
+            cur = await other.execute(
+                "SELECT pg_try_advisory_lock(hashtext('test-connect-when-up'))"
+            )
+            assert await cur.fetchone() == (False,)
     finally:
         await conn.close()
         server.close()

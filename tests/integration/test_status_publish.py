@@ -29,7 +29,10 @@ async def test_moves_reach_subscribers_in_commit_order(settings: Settings) -> No
     publisher = StatusPublisher(settings.redis_url)
     try:
         for status in _FLOW:  # one transaction each, as three pipeline stages would commit them
-            publisher.post([_applied(order_id, status), _applied(uuid.uuid4(), status, False)])
+            # with a move of the same order that did not apply: published, it would come
+            # between two of the three read below
+            refused = _applied(order_id, OrderStatus.CANCELLED, False)
+            publisher.post([_applied(order_id, status), refused])
         await publisher.drained()
         seen: list[str] = []
         async with asyncio.timeout(10):

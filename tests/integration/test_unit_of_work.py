@@ -21,7 +21,7 @@ from core.settings import Settings
 from domain.decision import Decision, Move, Note, OrderView
 from domain.events import Envelope, Topic, new_event
 from domain.model import OrderStatus
-from tests.integration.conftest import scratch_order
+from tests.integration.conftest import scratch_order, wait_until
 
 
 def _scratch_order(pg: Any, status: str) -> uuid.UUID:
@@ -76,6 +76,9 @@ def test_a_replayed_batch_is_claimed_once_and_applied_once(
     timeline = pg.execute("SELECT event FROM order_events WHERE order_id = %s", (oid,)).fetchall()
     assert [r["event"] for r in timeline] == ["StockRejected"]
     tap.wait_for(lambda _: len(tap.events(str(oid))) >= 1, what="the rejection on Kafka")
+    outbox = "SELECT 1 FROM outbox WHERE key = %s LIMIT 1"  # every row of the order published
+    wait_until(lambda: not pg.execute(outbox, (str(oid),)).fetchone(), what="the outbox empty")
+    tap.read_to_end()  # a duplicate published last would be read by now
     assert len(tap.events(str(oid))) == 1
 
 

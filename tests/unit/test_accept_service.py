@@ -25,6 +25,7 @@ class _Idempotency:
         self.finished: list[str] = []
         self.abandoned: list[str] = []
         self.slow = asyncio.Event()
+        self.waiting = asyncio.Event()  # a request waits for Redis (or for Postgres, _Intake)
 
     @staticmethod
     def fingerprint(body: Any) -> str:
@@ -37,6 +38,7 @@ class _Idempotency:
         return None
 
     async def finish(self, claim: Claim, response: Any) -> None:
+        self.waiting.set()
         await self.slow.wait()  # Redis slow to answer
         self.finished.append(claim.rkey)
 
@@ -46,22 +48,25 @@ class _Idempotency:
 
 
 class _Intake:
-    def __init__(self, stores: bool) -> None:
+    def __init__(self, stores: bool, waiting: asyncio.Event | None = None) -> None:
         self.stores = stores
         self.stalled = asyncio.Event()
+        self.waiting = waiting or asyncio.Event()
 
     def check(self, cmd: Any) -> Any:
         return cmd  # the catalog's rules: tests/unit/test_accept_catalog_first.py
 
     async def place(self, who: Any, cmd: Any, idempotency: Any = None) -> Any:
         if not self.stores:
+            self.waiting.set()
             await self.stalled.wait()  # Postgres slow: the client leaves meanwhile
         return {"orderId": "o-1"}, False
 
 
 def _service(stores: bool) -> tuple[AcceptService, _Idempotency]:
     idem = _Idempotency()
-    return AcceptService(_Admission(), idem, _Intake(stores)), idem  # type: ignore[arg-type]
+    intake = _Intake(stores, idem.waiting)
+    return AcceptService(_Admission(), idem, intake), idem  # type: ignore[arg-type]
 
 
 _WHO = Principal(sub="customer1", roles=frozenset({"customer"}))
@@ -72,13 +77,14 @@ _CMD = PlaceOrder.model_validate({"customerId": "c-1", "items": [{"sku": "SKU-1"
 async def test_a_cancelled_request_still_records_or_frees_its_key(stores: bool) -> None:
     service, idem = _service(stores)
     request = asyncio.create_task(service.place(_WHO, _CMD, "key-1"))
-    await asyncio.sleep(0.01)  # stored and finishing, or waiting for Postgres
+    await asyncio.wait_for(idem.waiting.wait(), 5)  # stored and finishing, or waiting for PG
     request.cancel()
-    await asyncio.sleep(0.01)
     idem.slow.set()  # Redis answers
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(request, 5)
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):  # the shielded finish or abandon, after the cancel
+        while not (idem.finished or idem.abandoned):
+            await asyncio.sleep(0.001)
     assert (idem.finished, idem.abandoned) == ((["key-1"], []) if stores else ([], ["key-1"]))
 
 

@@ -16,7 +16,8 @@ from cli import dlq, invariants
 class _Stalled:
     """A consumer whose broker went away: positions never reach the end."""
 
-    stopped = False
+    def __init__(self) -> None:
+        self.stopped = False
 
     def assign(self, parts: list[TopicPartition]) -> None:
         pass
@@ -38,7 +39,7 @@ class _Stalled:
         return {}
 
     async def stop(self) -> None:
-        _Stalled.stopped = True
+        self.stopped = True
 
 
 def test_a_read_the_broker_stops_answering_ends_with_a_timeout(
@@ -47,15 +48,18 @@ def test_a_read_the_broker_stops_answering_ends_with_a_timeout(
     async def partitions(bootstrap: str, topic: str) -> list[int]:
         return [0]
 
+    made: list[_Stalled] = []
+
     async def consumer() -> _Stalled:
-        return _Stalled()
+        made.append(_Stalled())
+        return made[-1]
 
     monkeypatch.setattr(dlq, "partitions_of", partitions)
     monkeypatch.setattr(dlq, "_consumer", consumer)
     monkeypatch.setattr(dlq, "_READ_S", 0.05)
     with pytest.raises(TimeoutError, match="not read to its end within"):
         asyncio.run(asyncio.wait_for(dlq._read("order.created.dlq", 10), 10))
-    assert _Stalled.stopped
+    assert [c.stopped for c in made] == [True]
 
 
 def test_a_dead_letter_with_odd_headers_is_listed_not_a_traceback() -> None:
@@ -105,8 +109,15 @@ def test_the_chaos_audits_read_of_a_topic_ends_with_a_timeout(
         return [0]
 
     monkeypatch.setattr(invariants, "partitions_of", partitions)
-    monkeypatch.setattr(invariants, "AIOKafkaConsumer", lambda **_: _StalledStart())
+    made: list[_Stalled] = []
+
+    def consumer(**_: Any) -> _Stalled:
+        made.append(_StalledStart())
+        return made[-1]
+
+    monkeypatch.setattr(invariants, "AIOKafkaConsumer", consumer)
     monkeypatch.setattr(invariants, "_READ_S", 0.05)
     read = invariants._distinct_events("b:9092", "order.created", {}, {"x"}, lambda e: e.order_id)
     with pytest.raises(TimeoutError, match="not read to its end within"):
         asyncio.run(asyncio.wait_for(read, 10))
+    assert [c.stopped for c in made] == [True]  # its consumer closed on the way out

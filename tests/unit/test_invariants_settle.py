@@ -4,7 +4,6 @@ event in the outbox, and the audit counted it (a multinode CI run of 2026-12-07)
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -39,6 +38,6 @@ def test_settle_ends_with_the_outbox_empty_after_the_last_effect(
     def next_turn(_: float) -> None:
         world.turn += 1
 
-    monkeypatch.setattr(time, "sleep", next_turn)  # the settle's pause between looks
-    invariants._settle(None, ["o-1"], settle_s=30)  # type: ignore[arg-type]
+    # the settle's pause between looks (passed in: a patched time.sleep would be every thread's)
+    invariants._settle(None, ["o-1"], settle_s=30, pause=next_turn)  # type: ignore[arg-type]
     assert world.outbox(None) == 0, f"settled at turn {world.turn} with the capture's event left"

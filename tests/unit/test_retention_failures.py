@@ -60,10 +60,9 @@ def test_a_run_that_cannot_reach_postgres_fails_every_table(
         raise _Stop
 
     monkeypatch.setattr(retention, "maintain_dsn", unreachable)
-    monkeypatch.setattr("adapters.retention.asyncio.sleep", no_wait)
     state = retention.MaintenanceState()
     for _ in range(2):
         with pytest.raises(_Stop):
-            asyncio.run(retention.maintenance_loop(Settings(), state))
+            asyncio.run(retention.maintenance_loop(Settings(), state, pause=no_wait))
     assert set(state.failing()) == {t.table for t in retention.TABLES}
     assert set(state.failing().values()) == {"no connection: OperationalError"}
