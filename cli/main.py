@@ -14,8 +14,10 @@ import psycopg
 import typer
 from aiokafka.errors import KafkaError
 from rich.console import Console
+from sqlalchemy.exc import OperationalError as DatabaseUnreachable  # Alembic's (migrate)
 
 from cli import chaos, diagnose, dlq, order, status
+from core.errors import one_line
 from core.settings import Settings, SettingsError, get_settings
 
 
@@ -29,7 +31,15 @@ class _Operations(typer.Typer):
         except SettingsError as exc:  # raised past typer: its Exit is not understood here
             console.print(f"[red]{exc}[/red]")
             raise SystemExit(2) from None
-        except (KafkaError, httpx.TransportError, psycopg.OperationalError, OSError) as exc:
+        except (
+            KafkaError,
+            httpx.TransportError,
+            psycopg.OperationalError,
+            DatabaseUnreachable,
+            OSError,
+        ) as exc:
+            if isinstance(exc, DatabaseUnreachable):  # SQLAlchemy's wrapper: psycopg's own says it
+                exc = exc.orig if isinstance(exc.orig, Exception) else exc
             name = type(exc).__name__  # aiokafka's messages often start with it already
             text = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
             console.print(f"[red]{text}[/red]")
@@ -174,9 +184,15 @@ def topics(
         try:
             created = asyncio.run(ensure_topics(s.kafka_bootstrap, s.kafka_partitions))
             break
-        except Exception as exc:
+        except RuntimeError as exc:  # the broker answered, and refused (ensure_topics)
+            console.print(f"[red]kafka at {s.kafka_bootstrap}: {exc}[/red]")
+            raise typer.Exit(1) from None
+        except Exception as exc:  # a broker still starting answers errors of all kinds
             if time.monotonic() > deadline:
-                console.print(f"[red]kafka not reachable at {s.kafka_bootstrap}: {exc}[/red]")
+                console.print(
+                    f"[red]kafka at {s.kafka_bootstrap}: topics not made within 90 s: "
+                    f"{one_line(exc)}[/red]"
+                )
                 raise typer.Exit(1) from None
             time.sleep(1)
     console.print(

@@ -16,6 +16,9 @@ from domain.events import Topic
 log = logging.getLogger(__name__)
 _DLQ_SEND_S = 30.0  # a dead letter's send
 _KEY_KEPT = 256  # bytes of the key a dead letter keeps when the record is too large to copy
+# a replayed record's link to the dead letter it came from (`orders dlq replay`): one that fails
+# again keeps it, so its new dead letter names the earlier one
+_KEPT_HEADERS = frozenset({"dlq.replayed.from"})
 
 
 async def dead_letter(
@@ -31,6 +34,7 @@ async def dead_letter(
         ("dlq.source.offset", str(record.offset).encode()),
         ("dlq.group", group.encode()),
         ("dlq.at", datetime.now(UTC).isoformat().encode()),
+        *((k, v) for k, v in (record.headers or ()) if k in _KEPT_HEADERS),
     ]
     dlq = Topic.dlq(record.topic)
 

@@ -28,7 +28,8 @@ from consumers.commits import Commits
 from consumers.deadletter import dead_letter
 from consumers.latency import record_latency
 from consumers.membership import JOIN_DEGRADED_S, Membership, lag_of
-from consumers.transient import is_transient, root
+from consumers.transient import is_transient, refused_for_good, root
+from core.errors import one_line
 from core.metrics import Metrics
 from core.settings import Settings
 from domain.events import Envelope
@@ -190,7 +191,7 @@ class ConsumerLoop:
             try:
                 events.append((record, Envelope.from_json(record.value)))
             except (ValidationError, ValueError, TypeError) as exc:
-                await self._dead_letter(record, f"unparseable: {type(exc).__name__}")
+                await self._dead_letter(record, unparseable(exc))
         dead_before = self._dead
         await self._handle(events)
         self._commits.handled(records)
@@ -238,6 +239,11 @@ class ConsumerLoop:
                 await self._call_with_retries([(record.topic, event)])
             except _Poison as poison:
                 await self._dead_letter(record, poison.reason)
+            # one by one, a batch may take longer than the member's poll interval (a burst of
+            # events whose handler fails): what is done is committed as it goes, not redone
+            # by the member that gets the partition if this one is dropped from the group
+            self._commits.handled([record])
+            self._commits.start(_COMMIT_EVERY_S)
 
     async def _call_with_retries(self, items: list[tuple[str, Envelope]]) -> None:
         """The handler, retried: an infrastructure error without limit (its wait doubling up to
@@ -261,7 +267,8 @@ class ConsumerLoop:
                     delay = min(delay * 2, _TRANSIENT_WAIT_S[1])
                     continue
                 poison = root(exc)
-                if isinstance(poison, PoisonMessage):  # the event itself is wrong: at once
+                # the event itself is wrong, or too old to be claimed: at once
+                if isinstance(poison, PoisonMessage) or refused_for_good(poison):
                     raise _Poison(f"poison: {type(poison).__name__}: {poison}") from exc
                 attempt += 1
                 if attempt > self._settings.consumer_max_retries:
@@ -292,6 +299,20 @@ class ConsumerLoop:
             return
         self._lag = lag
         self._metrics.lag(self._group, lag)
+
+
+def unparseable(exc: Exception) -> str:
+    """A dead letter's reason for a record that is no envelope, with what the parser said (a
+    version this build does not read, a missing field: `orders dlq list` tells them from
+    garbage)."""
+    if isinstance(exc, ValidationError):
+        said = "; ".join(
+            ".".join(map(str, e["loc"])) + ": " + e["msg"] if e["loc"] else e["msg"]
+            for e in exc.errors()[:3]
+        )
+    else:
+        said = one_line(exc)
+    return f"unparseable: {type(exc).__name__}: {said}"[:300]
 
 
 class _Poison(Exception):

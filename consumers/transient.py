@@ -49,6 +49,17 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 
+def refused_for_good(exc: BaseException) -> bool:
+    """A refusal no retry can change, poison at once like a `PoisonMessage`: a dedupe key
+    older than the kept partitions, refused by the retention guard on the default partition
+    (`<table>_within_retention`, ADR-012: the event of an outbox outage longer than
+    `DEDUPE_RETENTION_HOURS`). Retried as an unexpected error, each such event of a backlog
+    held its group ~1.2 s, a batch of them past the member's poll interval."""
+    return isinstance(exc, psycopg.errors.CheckViolation) and (
+        exc.diag.constraint_name or ""
+    ).endswith("_within_retention")
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors of the infrastructure (retry forever), False for poison."""
     return _transient(exc) or _transient(root(exc))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core import registry
@@ -22,6 +23,7 @@ from tests.integration.conftest import (
     wait_committed,
     wait_until,
 )
+from tests.integration.scratch import uuid7_at
 
 
 def _phantom(kind: str, customer: str = "c-poison", **data: Any) -> Envelope:
@@ -201,3 +203,35 @@ def test_a_shipment_event_without_a_known_step_is_dead_lettered(
         return groups >= {b"inventory", b"payment", b"notification"}
 
     tap.wait_for(every_group, what="the bad step dead-lettered by each group", timeout=60)
+
+
+def test_an_event_older_than_the_kept_dedupe_partitions_is_dead_lettered_at_once(
+    customer: str, kafka_tap: Any, pg: Any, settings: Settings
+) -> None:
+    """An event whose id is older than `processed_events`' kept partitions (an outbox outage
+    longer than DEDUPE_RETENTION_HOURS, docs/reliability.md) can never be claimed: the
+    retention guard's refusal is poison at once. As an unexpected error it was retried
+    CONSUMER_MAX_RETRIES times, ~1.2 s per event of such a backlog, and a batch of them kept
+    the member from its next poll past the group's interval. The good event beside it goes on."""
+    tap = kafka_tap(Topic.dlq(Topic.ORDER_CREATED))
+    sku = "SKU-5"
+    stale_order = scratch_order(pg, customer, "PENDING", [(sku, 1)])
+    good_order = scratch_order(pg, customer, "PENDING", [(sku, 1)])
+    items = [{"sku": sku, "qty": 1, "unitPrice": "1.00"}]
+    long_ago = datetime.now(UTC) - timedelta(hours=settings.dedupe_retention_hours, days=3)
+    stale = new_event("OrderCreated", stale_order, customerId=customer, items=items)
+    stale = stale.model_copy(update={"event_id": uuid7_at(long_ago)})
+    good = new_event("OrderCreated", good_order, customerId=customer, items=items)
+    asyncio.run(publish_in_one_batch(settings.kafka_bootstrap, Topic.ORDER_CREATED, [stale, good]))
+    reason = _dead_lettered(tap, stale, {"inventory"})["inventory"]["dlq.reason"].decode()
+    assert reason.startswith("poison: CheckViolation"), reason
+    assert "processed_events_within_retention" in reason, reason
+    status = "SELECT status FROM orders WHERE id = %s"
+    wait_until(
+        lambda: pg.execute(status, (good_order,)).fetchone()["status"] != "PENDING",
+        what="the good event of the batch handled",
+    )
+    assert pg.execute(status, (stale_order,)).fetchone() == {"status": "PENDING"}
+    held = "SELECT count(*) AS n FROM reservations WHERE order_id = %s"
+    assert pg.execute(held, (stale_order,)).fetchone() == {"n": 0}
+    assert not _copies(tap.seen, good)

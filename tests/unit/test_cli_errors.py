@@ -31,6 +31,18 @@ def test_a_broker_that_does_not_answer_is_a_message_and_exit_1() -> None:
     assert "Unable connect" not in result.stderr, result.stderr
 
 
+def test_migrate_with_the_database_down_is_a_message_and_exit_1() -> None:
+    """Alembic raises SQLAlchemy's OperationalError, not psycopg's: it came out as a
+    traceback (`migrate --check` reads the revision with psycopg and said it properly)."""
+    down = "postgresql://u:p@127.0.0.1:1/orders"  # nothing listens on port 1
+    result = orders("migrate", DATABASE_URL=down, MIGRATION_DATABASE_URL=down)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr[-800:]
+    assert "OperationalError: connection failed" in result.stderr and "orders status" in (
+        result.stderr
+    )
+
+
 def _serving(
     body: bytes, status: int = 200, kind: str = "text/html"
 ) -> tuple[ThreadingHTTPServer, str]:
