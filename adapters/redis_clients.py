@@ -32,6 +32,10 @@ CHANNEL_PREFIXES = ("order-status:",)
 ACL_RIGHTS = " ".join(
     [*(f"~{p}*" for p in KEY_PREFIXES), "resetchannels", *(f"&{p}*" for p in CHANNEL_PREFIXES)]
 )
+# ... and its commands: no administrative or dangerous one (CONFIG, KEYS, FLUSHALL...), nor the
+# two that list key names without naming a key, which the key patterns above cannot bound
+# (redis/redis#8152): the GCS's `RAY*` names in Kubernetes. The platform uses neither.
+ACL_COMMANDS = "+@all -@admin -@dangerous -scan -randomkey"
 
 
 def _deadline() -> dict[str, Any]:

@@ -62,6 +62,9 @@ if [[ -n "$conf" && -w "$conf" ]]; then
     errorfile 504 $dir/orders-503.http"
   no_store='hdr Cache-Control no-store hdr X-Content-Type-Options nosniff'
   not_allowed='http-request return status 405 content-type application/json '"$no_store"' hdr Allow "GET, HEAD" string "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"use GET or HEAD\"}}"'
+  # what no route takes (a request target that is no path: `OPTIONS *`): Ray's plain-text 404
+  # echoing the path, without the API's headers
+  not_found='http-request return status 404 content-type application/json '"$no_store"' string "{\"error\":{\"code\":\"not_found\",\"message\":\"Not Found\"}}"'
   tmp="$conf.tightened.$$"
   edits=(-e "s/^([[:space:]]*stats socket [^[:space:]]+) mode 666 /\1 mode 600 /")
   [[ -n "${RAY_SERVE_HAPROXY_LOG_TARGET:-}" ]] || edits+=(-e '/^[[:space:]]*log 127\.0\.0\.1:514 /d')
@@ -71,8 +74,10 @@ if [[ -n "$conf" && -w "$conf" ]]; then
     ERRORS="$errors" awk '{ print }
       /^defaults[[:space:]]*$/ && !done { print "    timeout http-request 10s"; print ENVIRON["ERRORS"]; done = 1 }' |
     awk '!(/^[[:space:]]*timeout http-request / && seen++)' |
-    NOT_ALLOWED="$not_allowed" awk -v hdrs="$no_store" 'BEGIN { refuse = ENVIRON["NOT_ALLOWED"] }
+    NOT_ALLOWED="$not_allowed" NOT_FOUND="$not_found" awk -v hdrs="$no_store" '
+      BEGIN { refuse = ENVIRON["NOT_ALLOWED"]; missing = ENVIRON["NOT_FOUND"] }
       /^[[:space:]]*http-request return status 405 .* !METH_GET$/ { next }
+      /^[[:space:]]*http-request return status 404 content-type text\/plain / { print "    " missing; next }
       /^[[:space:]]*http-request return status [0-9]+ .* if (healthcheck|routes)/ && !index($0, hdrs) {
         sub(/ if (healthcheck|routes)/, " " hdrs "&") }
       { print }

@@ -242,8 +242,12 @@ redis_cli() {
 # its AUTH fails, so a PONG alone would not tell)
 redis_ready() { [[ "$(redis_cli ACL WHOAMI 2>/dev/null)" == "$REDIS_USER" ]]; }
 # the ACL of this version: the platform's user refused a key outside its prefixes (a Redis
-# started before 2026-12-07 gave it every key until its next restart)
-redis_acl_current() { [[ "$(redis_cli EXISTS acl-probe 2>&1)" == *NOPERM* ]]; }
+# started before 2026-12-07 gave it every key until its next restart) and SCAN (one started
+# before 2026-12-08 let it list every key's name)
+redis_acl_current() {
+  [[ "$(redis_cli EXISTS acl-probe 2>&1)" == *NOPERM* ]] \
+    && [[ "$(redis_cli SCAN 0 COUNT 1 2>&1)" == *NOPERM* ]] # and no listing (2026-12-08)
+}
 redis_start() {
   ensure_credentials
   if pid_alive redis; then
@@ -272,7 +276,7 @@ redis_start() {
     --tls-key-file "$TLS_DIR/server.key" --tls-ca-cert-file "$TLS_CA_FILE" --tls-auth-clients no)
   hash="$(printf %s "$REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
   (umask 077 && printf '%s\n' "user default off resetpass resetchannels ~* +@all -@admin -@dangerous" \
-    "user $REDIS_USER on #$hash ~idem:* ~ratelimit:* ~fault:* ~payment-provider:* resetchannels &order-status:* +@all -@admin -@dangerous" >"$conf")
+    "user $REDIS_USER on #$hash ~idem:* ~ratelimit:* ~fault:* ~payment-provider:* resetchannels &order-status:* +@all -@admin -@dangerous -scan -randomkey" >"$conf")
   env "${SECRET_ENV_DROP[@]}" redis-server "$conf" --bind "$NODE_ADDRESS" "${listen[@]}" --dir "$RUN/redis" \
     --daemonize yes --pidfile "$RUN/pids/redis.pid" --logfile "$RUN/logs/redis.log" \
     --appendonly yes --appendfsync everysec --save "" \

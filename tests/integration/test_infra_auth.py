@@ -139,7 +139,14 @@ def test_redis_refuses_anonymous_and_wrong_credentials(
 
 @pytest.mark.parametrize(
     "command",
-    [("CONFIG", "GET", "dir"), ("KEYS", "no-such-key-*"), ("ACL", "LIST"), ("MODULE", "LIST")],
+    [
+        ("CONFIG", "GET", "dir"),
+        ("KEYS", "no-such-key-*"),
+        ("ACL", "LIST"),
+        ("MODULE", "LIST"),
+        ("SCAN", "0"),  # key names beyond its own (the GCS's in Kubernetes), unbounded by ~
+        ("RANDOMKEY",),
+    ],
 )
 def test_the_platform_redis_user_has_no_admin_commands(
     rds: redis.Redis, command: tuple[str, ...]

@@ -35,7 +35,9 @@ _SERVE_ENDPOINTS = "".join(
         "http-request set-log-level debug if routes",
         "http-request return status 200 content-type application/json "
         'string "{\\"/\\":\\"orders\\"}" if routes',
-        "default_backend http-orders",
+        "acl is_http-orders path_beg /",
+        "use_backend http-orders if is_http-orders",
+        "default_backend default_backend",
     )
 )
 RAY_CONFIG = (
@@ -55,7 +57,10 @@ frontend http_frontend
     bind 127.0.0.1:8080
 """
     + _SERVE_ENDPOINTS
-    + """backend http-orders
+    + """backend default_backend
+    http-request return status 404 content-type text/plain lf-string "Path '%[path]' not found. \
+Ping http://.../-/routes for available routes."
+backend http-orders
     server s 127.0.0.1:9
 listen stats
   bind *:8404
@@ -184,7 +189,9 @@ def test_an_operators_log_target_is_kept(tmp_path: Path) -> None:
 
 def test_serves_own_endpoints_answer_like_the_api(tmp_path: Path) -> None:
     """HAProxy answers /-/healthz and /-/routes itself (Ray's template): with the API's cache
-    headers, and a JSON 405 for a method but GET or HEAD (a POST got the routes, 200)."""
+    headers, and a JSON 405 for a method but GET or HEAD (a POST got the routes, 200); and what
+    no route takes (`OPTIONS *`) with the API's JSON 404 (Ray's was plain text, echoing the
+    path, without those headers)."""
     text = _wrapped(tmp_path)
     front = free_port()
     config = tmp_path / "haproxy.cfg"
@@ -202,7 +209,12 @@ def test_serves_own_endpoints_answer_like_the_api(tmp_path: Path) -> None:
     try:
         answers = {
             (method, path): _ask(front, method, path, proc)
-            for method, path in [("GET", "/-/routes"), ("POST", "/-/routes"), ("PUT", "/-/healthz")]
+            for method, path in [
+                ("GET", "/-/routes"),
+                ("POST", "/-/routes"),
+                ("PUT", "/-/healthz"),
+                ("OPTIONS", "*"),
+            ]
         }
     finally:
         proc.terminate()
@@ -215,6 +227,10 @@ def test_serves_own_endpoints_answer_like_the_api(tmp_path: Path) -> None:
         assert status == 405 and headers["allow"] == "GET, HEAD", key
         assert headers["cache-control"] == "no-store"
         assert json.loads(body)["error"]["code"] == "method_not_allowed"
+    status, headers, body = answers[("OPTIONS", "*")]
+    assert (status, headers["content-type"]) == (404, "application/json"), body
+    assert headers["cache-control"] == "no-store" and headers["x-content-type-options"] == "nosniff"
+    assert json.loads(body) == {"error": {"code": "not_found", "message": "Not Found"}}
 
 
 def _ask(
