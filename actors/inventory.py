@@ -208,10 +208,13 @@ class InventoryShard(Inspectable):
                 self._sweep_error = None
 
     async def expire_holds(self, as_of: datetime | None = None) -> int:
-        """Cancel orders whose hold outlived HOLD_TTL_S without payment; stock comes back via
-        the `order.cancelled` event (released once, by the inventory consumer)."""
+        """Cancel orders whose hold outlived HOLD_TTL_S without payment, and whose status did
+        not change for as long (`stock.expired_holds`); stock comes back via the
+        `order.cancelled` event (released once, by the inventory consumer)."""
+        as_of = as_of or now()
+        unchanged_since = as_of - timedelta(seconds=self._settings.hold_ttl_s)
         async with self._uow.begin() as tx:
-            expired = await sql.expired_holds(tx.conn, as_of or now(), list(self._stock))
+            expired = await sql.expired_holds(tx.conn, as_of, list(self._stock), unchanged_since)
         if not expired:
             return 0
         result, _ = await self._uow.run(_Expiry(expired), order_ids=expired)

@@ -39,15 +39,31 @@ _BURST = (
     "FROM orders WHERE principal = ANY(%s)"
 )
 _IDS = "SELECT id::text FROM orders WHERE created_at >= %s AND principal LIKE %s"
+_OPEN = "SELECT id FROM orders WHERE principal = ANY(%s) AND status <> ALL(%s)"
 _PHASE = (
     "SELECT count(*), count(*) FILTER (WHERE status = ANY(%s)) FROM orders "
     "WHERE created_at >= %s AND principal LIKE %s"
 )
 
 
+# The Postgres backends of the benchmark's own connections (`connect`): the CPU they use is the
+# measuring side's, not the platform's (bench.procs.CpuSampler counts them as `bench`).
+OWN_BACKENDS: set[int] = set()
+
+
 async def connect(dsn: str) -> Conn:
     """An autocommit connection (each read sees the latest commits)."""
-    return await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    OWN_BACKENDS.add(conn.info.backend_pid)
+    return conn
+
+
+async def open_ids(
+    conn: Conn, principals: Sequence[str], terminal: Sequence[str]
+) -> set[uuid.UUID]:
+    """The orders of `principals` stored and not `terminal`."""
+    cur = await conn.execute(_OPEN, (list(principals), list(terminal)))
+    return {r[0] for r in await cur.fetchall()}
 
 
 async def inventory(conn: Conn) -> dict[str, tuple[int, int]]:

@@ -29,9 +29,16 @@ def problems(result: dict[str, Any]) -> list[str]:
     found = result.get("saturation") or {}
     if found.get("unfinished"):
         out.append(f"step phase: {found['unfinished']} orders unfinished")
+    if found.get("not_stored"):
+        out.append(f"step phase: {found['not_stored']} orders answered 202 and not stored")
     for i, held in enumerate(found.get("confirmations") or [], 1):
         if held.get("unfinished"):
             out.append(f"hold {i} ({held['offered_per_s']}/s): {held['unfinished']} unfinished")
+        if held.get("not_stored"):
+            out.append(
+                f"hold {i} ({held['offered_per_s']}/s): {held['not_stored']} answered 202 "
+                "and not stored"
+            )
     return out + _capacity(result.get("capacity") or {}) + _end_audit(result.get("end_audit"))
 
 

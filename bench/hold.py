@@ -59,9 +59,9 @@ async def confirm(
             f"completed {step.completed_per_s:.1f}/s, {drained['unfinished']} unfinished — "
             + ("keeps up" if nxt is None else f"{'; '.join(entry['misses'])}: next {nxt:g}/s")
         )
+        found["cpu_ms_per_order"] = entry["cpu_ms_per_order"]  # the rate reported's, kept up or not
         if nxt is None:
             confirmed = True
-            found["cpu_ms_per_order"] = entry["cpu_ms_per_order"]
             break
         rate = nxt
     found["ladder_completed_per_s"] = found["completed_per_s"]

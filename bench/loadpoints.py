@@ -31,6 +31,9 @@ def point(fraction: float, figures: dict[str, Any]) -> dict[str, Any]:
         "completed_per_s": figures["completed_per_s"],
         "accept_p50_ms": figures["p50_accept_ms"],
         "accept_p99_ms": figures["p99_accept_ms"],
+        # of that p99, what is the generator's and what the platform's (the main run's keys)
+        "send_lag_p99_ms": figures.get("send_lag_p99_ms"),
+        "service_p99_ms": figures.get("service_p99_ms"),
         "e2e_shipped_p50_ms": figures["p50_e2e_ms"],
         "e2e_shipped_p99_ms": figures["p99_e2e_ms"],
         "e2e_hops_ms": figures.get("e2e_hops_ms", {}),

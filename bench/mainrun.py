@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class MainRun:
     # not: a client that gave up, or lost its connection, after the gateway stored the order)
     stored: int = 0
     unfinished: int = 0
+    # the orders not terminal when the wait ended: answered 202 (stored or not), or stored
+    # without a 202 seen (each counted once: `lost`)
+    lost_ids: set[uuid.UUID] = field(default_factory=set)
 
 
 async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSampler) -> MainRun:
@@ -112,6 +116,9 @@ async def run(load: Load, people: list[Customer], tracker: Tracker, cpu: CpuSamp
         await _tick()
         stall.step(time.time(), await tracker.poll(), len(tracker.outstanding))
         window.step(cpu.sample(), cpu.steal_cores)
+    if tracker.outstanding or result.unfinished:
+        await tracker.poll()  # the same moment for both sets
+        result.lost_ids = set(tracker.outstanding) | await tracker.open_ids(principals)
     result.stall_report = stall.report()
     if result.stall_report is not None:
         info(f"the stack when the pipeline stalled:\n{result.stall_report}")
@@ -179,8 +186,9 @@ def summary(run: MainRun, tracker: Tracker) -> dict[str, Any]:
         "errors": errors_by_status(refused),
         "error_reasons": refused,
         "final_status": dict(Counter(o.status for o in outcomes).most_common()),
-        # not terminal after the grace period: tracked (202 seen) or not (counted by customer)
-        "lost": max(len(tracker.outstanding), run.unfinished),
+        # not terminal after the grace period: answered 202 (stored or not) or stored without a
+        # 202 seen, each once
+        "lost": len(run.lost_ids),
         "stored_without_202": max(0, run.stored - tracker.accepted),
         "drain_s": round(max(0.0, last_done - (t0 + load.duration_s)), 1),
         "cpu_cores": run.cpu_cores,

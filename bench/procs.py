@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters import benchdb
+
 _RAY_ACTOR_GROUPS = {
     "ServeReplica": "gateway:replica",
     "ProxyActor": "gateway:proxy",
@@ -177,6 +179,8 @@ class CpuSampler:
             used = float(times.user + times.system)
             seen[key] = used
             group = self.own.get(pid) or self._groups.get(key)
+            if pid in benchdb.OWN_BACKENDS:  # a Postgres backend serving the benchmark's reads
+                group = "bench"
             if group is None:
                 cmdline = list(info.get("cmdline") or [])
                 group = classify(

@@ -152,7 +152,7 @@ async def _main(
                 db, [p.customer_id for p in people], tracker.accepted, start
             )
             result["oversold"] = result["stock"]["oversold"]
-            result["lost_ids"] = [str(i) for i in list(tracker.outstanding)[:20]]
+            result["lost_ids"] = sorted(str(i) for i in main.lost_ids)[:20]
         finally:
             await tracker.close()
 

@@ -103,7 +103,18 @@ async def offer(
         phase.stop()
         await _finish(phase, climb)
         drained = await _drain(probe, plan.drain_timeout_s, load.progress_s)
+        drained["not_stored"] = await _not_stored(conn, climb, prefix, t0 - 5.0)
     return climb, drained
+
+
+async def _not_stored(conn: benchdb.Conn, climb: Climb, prefix: str, since: float) -> int:
+    """Orders answered 202 that Postgres does not have: lost at the door (the drain's counts
+    are of stored orders only)."""
+    answered = {r[4] for r in climb.records if r[3] == 202}
+    if not answered:
+        return 0
+    stored = await benchdb.order_ids(conn, datetime.fromtimestamp(since, UTC), prefix + "-%")
+    return len(answered - set(stored))
 
 
 def _specs(

@@ -83,6 +83,11 @@ class Tracker:
         total, open_, _, _ = await benchdb.burst(self._conn, principals, TERMINAL)
         return total, open_
 
+    async def open_ids(self, principals: Sequence[str]) -> set[uuid.UUID]:
+        """Orders of `principals` stored and not terminal yet (202 seen or not)."""
+        assert self._conn is not None, "call open() first"
+        return await benchdb.open_ids(self._conn, principals, TERMINAL)
+
     async def maintenance(self) -> int:
         """Vacuums and analyzes Postgres runs right now (`make bench` samples it each second:
         a run that overlaps one can be slower, docs/performance.md)."""

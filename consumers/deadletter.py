@@ -10,7 +10,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
+from pydantic import ValidationError
 
+from core.errors import one_line
 from domain.events import Topic
 
 log = logging.getLogger(__name__)
@@ -57,3 +59,17 @@ async def dead_letter(
         key = record.key[:_KEY_KEPT] if record.key else None
         await send(None, key, [("dlq.omitted", omitted.encode())])
     log.warning("consumer %s: %s@%s sent to DLQ: %s", group, record.topic, record.offset, reason)
+
+
+def unparseable(exc: Exception) -> str:
+    """A dead letter's reason for a record that is no envelope, with what the parser said (a
+    version this build does not read, a missing field: `orders dlq list` tells them from
+    garbage)."""
+    if isinstance(exc, ValidationError):
+        said = "; ".join(
+            ".".join(map(str, e["loc"])) + ": " + e["msg"] if e["loc"] else e["msg"]
+            for e in exc.errors()[:3]
+        )
+    else:
+        said = one_line(exc)
+    return f"unparseable: {type(exc).__name__}: {said}"[:300]

@@ -25,11 +25,10 @@ from adapters.kafka import client_options, start_producer, stop_quietly
 from consumers import routes
 from consumers.base import Handler, PoisonMessage
 from consumers.commits import Commits
-from consumers.deadletter import dead_letter
+from consumers.deadletter import dead_letter, unparseable
 from consumers.latency import record_latency
 from consumers.membership import JOIN_DEGRADED_S, Membership, lag_of
-from consumers.transient import is_transient, refused_for_good, root
-from core.errors import one_line
+from consumers.transient import Poisoned, is_transient, refused_for_good, root
 from core.metrics import Metrics
 from core.settings import Settings
 from domain.events import Envelope
@@ -232,16 +231,15 @@ class ConsumerLoop:
         try:
             await self._call_with_retries([(r.topic, e) for r, e in events])
             return
-        except _Poison:
+        except Poisoned:
             pass
         for record, event in events:
             try:
                 await self._call_with_retries([(record.topic, event)])
-            except _Poison as poison:
+            except Poisoned as poison:
                 await self._dead_letter(record, poison.reason)
-            # one by one, a batch may take longer than the member's poll interval (a burst of
-            # events whose handler fails): what is done is committed as it goes, not redone
-            # by the member that gets the partition if this one is dropped from the group
+            # one by one a batch may outlast the poll interval: what is done is committed as it
+            # goes, not redone by the member that gets the partition if this one is dropped
             self._commits.handled([record])
             self._commits.start(_COMMIT_EVERY_S)
 
@@ -269,10 +267,10 @@ class ConsumerLoop:
                 poison = root(exc)
                 # the event itself is wrong, or too old to be claimed: at once
                 if isinstance(poison, PoisonMessage) or refused_for_good(poison):
-                    raise _Poison(f"poison: {type(poison).__name__}: {poison}") from exc
+                    raise Poisoned(f"poison: {type(poison).__name__}: {poison}") from exc
                 attempt += 1
                 if attempt > self._settings.consumer_max_retries:
-                    raise _Poison(f"handler_error: {type(poison).__name__}: {poison}") from exc
+                    raise Poisoned(f"handler_error: {type(poison).__name__}: {poison}") from exc
                 await asyncio.sleep(_POISON_WAIT_S * attempt)
         # the effect is durable: nothing below may make the batch run again
         self._last_error = None
@@ -299,23 +297,3 @@ class ConsumerLoop:
             return
         self._lag = lag
         self._metrics.lag(self._group, lag)
-
-
-def unparseable(exc: Exception) -> str:
-    """A dead letter's reason for a record that is no envelope, with what the parser said (a
-    version this build does not read, a missing field: `orders dlq list` tells them from
-    garbage)."""
-    if isinstance(exc, ValidationError):
-        said = "; ".join(
-            ".".join(map(str, e["loc"])) + ": " + e["msg"] if e["loc"] else e["msg"]
-            for e in exc.errors()[:3]
-        )
-    else:
-        said = one_line(exc)
-    return f"unparseable: {type(exc).__name__}: {said}"[:300]
-
-
-class _Poison(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

@@ -27,6 +27,15 @@ _TRANSIENT = (
 )
 
 
+class Poisoned(Exception):
+    """The consumer loop's verdict on a message: poison, to its dead-letter topic, `reason`
+    saying why (its `dlq.reason`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def root(exc: BaseException) -> BaseException:
     """The error a Ray actor call wrapped (its `cause`), or the error itself."""
     cause = getattr(exc, "cause", None)

@@ -48,6 +48,11 @@ def test_a_clean_result_has_no_problem() -> None:
         (("warmup_run", "lost"), "warm-up run: 2"),
         (("saturation", "unfinished"), "step phase: 2 orders unfinished"),
         (("saturation", "confirmations", 0, "unfinished"), "hold 1 (500.0/s): 2 unfinished"),
+        (("saturation", "not_stored"), "step phase: 2 orders answered 202 and not stored"),
+        (
+            ("saturation", "confirmations", 0, "not_stored"),
+            "hold 1 (500.0/s): 2 answered 202 and not stored",
+        ),
         (("latency_by_load", 0, "lost"), "load point 50%: 2 orders lost"),
         (
             ("capacity", "serve", "drain_by_connections", 64, "unfinished"),

@@ -34,6 +34,7 @@ def _offering(completed_share: float, unfinished: int) -> Any:
 async def _confirm(monkeypatch: pytest.MonkeyPatch, share: float, left: int) -> dict[str, Any]:
     monkeypatch.setattr(hold, "offer", _offering(share, left))
     found = {"completed_per_s": 500.0, "at_offered_per_s": 520.0, "steps": [], "found": True}
+    found["cpu_ms_per_order"] = {"platform": -1.0}  # the ladder step's, to be replaced
     return await hold.confirm(
         LOAD, Plan(confirm_s=10), lambda i: [], "p", "dsn", CpuSampler(), found
     )
@@ -46,6 +47,8 @@ async def test_the_rate_reported_is_the_last_one_held(monkeypatch: pytest.Monkey
     assert found["at_offered_per_s"] == 288.8  # not 219.5, the next rate, never held
     assert found["completed_per_s"] == 231.0 and found["confirmed"] is False
     assert (found["ladder_completed_per_s"], found["ladder_offered_per_s"]) == (500.0, 520.0)
+    # the CPU figures are the last hold's too, not the ladder step's at 520/s
+    assert found["cpu_ms_per_order"] == found["confirmations"][-1]["cpu_ms_per_order"]
 
 
 async def test_each_hold_records_its_unfinished_orders(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,3 +59,20 @@ def test_a_reused_pid_is_another_process() -> None:
     assert cpu._scan(record=True) == {"actor:shipping": 0.0}
     ps.procs = [(41, ["ray::ShippingActor.handle"], 150.0, 9.0)]
     assert cpu._scan(record=True) == {"actor:shipping": 2.0}
+
+
+def test_the_postgres_backend_of_a_benchmark_connection_is_the_benchmarks(
+    monkeypatch: Any,
+) -> None:
+    """The tracker's and the step phase's reads run in Postgres backends: counted as
+    `postgres`, they made the platform's CPU per order grow over the step phase."""
+    from adapters import benchdb
+
+    monkeypatch.setattr(benchdb, "OWN_BACKENDS", {52})
+    ps = _Ps()
+    cpu = _sampler(ps)
+    backend = ["postgres: orders_app orders 127.0.0.1(5000) idle"]
+    ps.procs = [(51, backend, 100.0, 1.0), (52, backend, 100.0, 1.0)]
+    cpu._scan(record=True)
+    ps.procs = [(51, backend, 100.0, 2.0), (52, backend, 100.0, 4.0)]
+    assert cpu._scan(record=True) == {"other": 1.0, "bench": 3.0}

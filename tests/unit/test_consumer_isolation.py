@@ -12,8 +12,7 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from consumers import loop as loop_module
-from consumers.deadletter import dead_letter
-from consumers.loop import unparseable
+from consumers.deadletter import dead_letter, unparseable
 from domain.events import Envelope
 from tests.unit.test_consumer_retries import TP, _Batch, _Clock, _loop, _Producer
 

@@ -16,8 +16,8 @@ from aiokafka.errors import IllegalStateError, MessageSizeTooLargeError
 from consumers import loop as loop_module
 from consumers.base import PoisonMessage
 from consumers.deadletter import dead_letter
-from consumers.loop import ConsumerLoop, _Poison
-from consumers.transient import is_transient
+from consumers.loop import ConsumerLoop
+from consumers.transient import Poisoned, is_transient
 from core.registry import SHIPPING_GROUP
 from core.settings import Settings
 from domain.events import Envelope
@@ -94,7 +94,7 @@ async def test_an_outage_before_an_error_s_retry_does_not_stretch_its_wait(
     monkeypatch.setattr(loop_module, "asyncio", clock)
     handler = _Handler(outage=20)
     loop = await _loop(handler)
-    with pytest.raises(_Poison):
+    with pytest.raises(Poisoned):
         await loop._call_with_retries(_items())
     assert max(clock.waits) <= 5.0, clock.waits
     assert handler.calls == 1 + 20 + Settings().consumer_max_retries
@@ -197,7 +197,7 @@ async def test_a_poison_message_is_dead_lettered_without_retries(
     handler = _RefusesOne(uuid.uuid4())
     handler.poison = (items := _items())[0][1].order_id
     loop = await _loop(handler)
-    with pytest.raises(_Poison, match="poison: PoisonMessage"):
+    with pytest.raises(Poisoned, match="poison: PoisonMessage"):
         await loop._call_with_retries(items)
     assert clock.waits == []  # each was retried 3 times, 1.2 s of waits
 
@@ -233,7 +233,7 @@ async def test_an_event_the_database_refuses_every_time_becomes_poison(
 ) -> None:
     monkeypatch.setattr(loop_module, "asyncio", _Clock())
     loop = await _loop(_TooLong())
-    with pytest.raises(_Poison, match="handler_error: ProgramLimitExceeded"):
+    with pytest.raises(Poisoned, match="handler_error: ProgramLimitExceeded"):
         await loop._call_with_retries(_items())
 
 
