@@ -7,10 +7,16 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from cluster import job_env, priority
+from cluster.shard_counts import (
+    SHARD_PREFIXES,
+    beyond_counts,
+    found_shards,
+    other_counts,
+    refuse_other_counts,
+)
 from core import registry
 from core.settings import Settings
 
@@ -124,50 +130,34 @@ def start_actors(settings: Settings, niceness: int = 0) -> dict[str, Any]:
 
     handles = create_actors(settings, niceness)
     healths = ray.get([h.health.remote() for h in handles.values()], timeout=120)
-    _refuse_other_counts(settings, dict(zip(handles, healths, strict=True)))
+    refuse_other_counts(settings, dict(zip(handles, healths, strict=True)))
     return handles
 
 
 async def ensure_actors(settings: Settings, say_every_s: float = 10.0) -> None:
     """The async form, for a gateway replica's start: waits for the actors without a deadline,
-    since failed starts make Serve give the deployment up for good (DEPLOY_FAILED, ADR-010)."""
+    since failed starts make Serve give the deployment up for good (DEPLOY_FAILED, ADR-010).
+    Shards already running with another count stop it before it creates any: a replica of a
+    new count (a pod during a rollout) made the shards its count has and the old ones lack,
+    a second owner of some keys, before it refused."""
+    found = found_shards(settings)
+    refuse_other_counts(settings, await _answers(found, say_every_s))
     handles = create_actors(settings)
+    refuse_other_counts(settings, await _answers(handles, say_every_s))
+
+
+async def _answers(handles: dict[str, Any], say_every_s: float) -> dict[str, dict[str, Any]]:
+    """Each actor's `health()`, waited for without a deadline (said every `say_every_s`)."""
+    if not handles:
+        return {}
     answers, waited = asyncio.gather(*(h.health.remote() for h in handles.values())), 0.0
     while True:
         try:
             healths = await asyncio.wait_for(asyncio.shield(answers), say_every_s)
-            break
+            return dict(zip(handles, healths, strict=True))
         except TimeoutError:
             waited += say_every_s
             log.warning("gateway start: actors not all up after %.0f s; waiting", waited)
-    _refuse_other_counts(settings, dict(zip(handles, healths, strict=True)))
-
-
-def _refuse_other_counts(settings: Settings, healths: dict[str, dict[str, Any]]) -> None:
-    """Raise when a shard found (not created) runs with another count than `settings`'s."""
-    wrong = other_counts(settings, healths)
-    if wrong:
-        # a pod created after a changed INVENTORY_SHARDS/PAYMENT_SHARDS beside shards of the
-        # old count: two owners of some keys, none of others. `orders deploy` restarts them all
-        raise RuntimeError(
-            f"shards running with another count than this replica's (INVENTORY_SHARDS="
-            f"{settings.inventory_shards}, PAYMENT_SHARDS={settings.payment_shards}): "
-            f"{wrong}; change the counts with `orders deploy` (it restarts every shard), "
-            "never pod by pod"
-        )
-
-
-def other_counts(settings: Settings, healths: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Shards (name → the count they run with) whose count is not `settings`'s."""
-    want = {
-        registry.inventory_shard(i): settings.inventory_shards
-        for i in range(settings.inventory_shards)
-    } | {registry.payment_shard(i): settings.payment_shards for i in range(settings.payment_shards)}
-    return {
-        name: int(h["of"])
-        for name, h in healths.items()
-        if name in want and "of" in h and h["of"] != want[name]
-    }
 
 
 def deploy(settings: Settings, *, restart: bool = False, gateway_on_head: bool = True) -> None:
@@ -233,10 +223,6 @@ def _say_stale(handles: dict[str, Any], current: str) -> None:
         print(job_env.stale_message(stale, len(handles)), flush=True)
 
 
-# the names of every shard actor start so ("inventory-shard-", "payment-shard-"), any index
-_SHARD_PREFIXES = (registry.inventory_shard(0)[:-1], registry.payment_shard(0)[:-1])
-
-
 def _counts_changed(settings: Settings) -> bool:
     """True when any running shard was started with another shard count, or has an index the
     counts no longer have: key → shard routing would then disagree, so every actor restarts and
@@ -247,7 +233,7 @@ def _counts_changed(settings: Settings) -> bool:
     import ray
     from ray.exceptions import GetTimeoutError, RayActorError
 
-    running = {name for name in ray.util.list_named_actors() if name.startswith(_SHARD_PREFIXES)}
+    running = {name for name in ray.util.list_named_actors() if name.startswith(SHARD_PREFIXES)}
     healths: dict[str, dict[str, Any]] = {}
     for name in sorted(running):
         try:
@@ -260,12 +246,6 @@ def _counts_changed(settings: Settings) -> bool:
             print(f"actors: {name} does not answer ({type(exc).__name__}); restarting", flush=True)
             return True
     return bool(other_counts(settings, healths) or beyond_counts(settings, healths))
-
-
-def beyond_counts(settings: Settings, running: Iterable[str]) -> list[str]:
-    """Shards running with an index the counts of `settings` do not have."""
-    want = set(actor_names(settings))
-    return sorted(n for n in running if n.startswith(_SHARD_PREFIXES) and n not in want)
 
 
 def _wait_gone(settings: Settings, timeout_s: float = 30.0) -> None:

@@ -4,11 +4,15 @@ job's runtime_env reaches each detached actor, and Ray's restarts keep it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
+import pytest
+
 from cluster import job_env, priority
-from cluster.deploy import actor_names
+from cluster.deploy import actor_names, ensure_actors
+from core import registry
 from core.settings import Settings
 
 
@@ -30,3 +34,17 @@ def test_every_actor_runs_with_the_settings_of_one_deploy(
     current = job_env.fingerprint(job_env.effective(settings, job_env.env_vars(), niceness))
     assert job_env.stale(given, current) == [], (current, given)
     assert job_env.stale(given, "0" * 16) == sorted(names)
+
+
+def test_a_replica_of_another_count_creates_no_shard_before_it_refuses(
+    ray_cluster: Any, settings: Settings
+) -> None:
+    """A gateway replica started with a shard count the running shards do not have (a pod of
+    a new count during a rollout) created the shards its count has, then refused: the extra
+    shard ran on, a second owner of some keys."""
+    more = settings.model_copy(update={"inventory_shards": settings.inventory_shards + 1})
+    extra = registry.inventory_shard(settings.inventory_shards)
+    with pytest.raises(RuntimeError, match="shards running with another count"):
+        asyncio.run(ensure_actors(more, say_every_s=5.0))
+    with pytest.raises(ValueError):  # never created
+        ray_cluster.get_actor(extra, namespace=settings.ray_namespace)

@@ -33,12 +33,25 @@ class _Handle:
         self.health = _Health(after_s, answer)
 
 
-def _actors(monkeypatch: pytest.MonkeyPatch, after_s: float, of: int = 1) -> None:
+def _actors(
+    monkeypatch: pytest.MonkeyPatch, after_s: float, of: int = 1, found: int | None = None
+) -> list[str]:
+    """`create_actors` answering with a relay and a shard of count `of`; the shards found
+    running before: none, or one of count `found`. -> the calls of `create_actors`."""
     handles = {
         registry.RELAY: _Handle(after_s, {"status": "up"}),
         registry.inventory_shard(0): _Handle(after_s, {"status": "up", "of": of}),
     }
-    monkeypatch.setattr(deploy, "create_actors", lambda settings: handles)
+    created: list[str] = []
+
+    def create(settings: Settings) -> dict[str, _Handle]:
+        created.append("created")
+        return handles
+
+    running = {} if found is None else {registry.inventory_shard(1): _Handle(0.0, {"of": found})}
+    monkeypatch.setattr(deploy, "create_actors", create)
+    monkeypatch.setattr(deploy, "found_shards", lambda settings: running)
+    return created
 
 
 def test_actors_slower_than_any_deadline_are_waited_for_and_said_so(
@@ -65,3 +78,20 @@ def test_shards_of_another_count_still_stop_the_start(monkeypatch: pytest.Monkey
                 say_every_s=0.05,
             )
         )
+
+
+def test_shards_of_another_count_stop_the_start_before_it_creates_any(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica of a new count (2, a pod during a rollout) beside shards of the old one (3)
+    created the shards its count has first: a second owner of some keys, running on after the
+    replica refused."""
+    created = _actors(monkeypatch, after_s=0.0, of=2, found=3)
+    with pytest.raises(RuntimeError, match="shards running with another count"):
+        asyncio.run(
+            deploy.ensure_actors(
+                Settings(jwt_secret="s" * 32, inventory_shards=2, payment_shards=1),
+                say_every_s=0.05,
+            )
+        )
+    assert created == []

@@ -10,7 +10,7 @@ import ray
 import ray.util
 
 from cluster import deploy
-from cluster.deploy import beyond_counts, other_counts
+from cluster.shard_counts import beyond_counts, other_counts
 from core.settings import Settings
 
 
