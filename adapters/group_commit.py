@@ -40,9 +40,14 @@ class GroupCommit(Generic[T, R]):
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._tasks = [asyncio.create_task(self._run()) for _ in range(flushers)]
+        self._closed = False
 
     async def submit(self, item: T) -> R:
-        """Queue one item and wait until it is durable."""
+        """Queue one item and wait until it is durable; `Closed` once `close()` began (no
+        flusher would ever take it: a request that came late waited for ever, its
+        Idempotency-Key's claim left behind)."""
+        if self._closed:
+            raise Closed("the service is shutting down")
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, fut))
         return await fut
@@ -51,6 +56,7 @@ class GroupCommit(Generic[T, R]):
         """Stop the flushers. A batch being flushed, and every item still queued, fails with
         `Closed` for its caller: none is left waiting (whether a batch cut short committed is
         unknown to its callers, as with a lost answer)."""
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -128,7 +128,7 @@ SQL
   # pg_partman (migration 0006 partitions the append-only tables with it): the extension needs
   # the superuser, the schema's owner uses it (its partitions are DDL); the app may read it.
   if [[ -f "$ROOT/cluster/pg_partman.sql" ]] && compgen -G "/usr/share/postgresql/*/extension/pg_partman.control" >/dev/null; then
-    pg_admin "$PG_DATABASE" -v app_role="$PG_OWNER_USER" <"$ROOT/cluster/pg_partman.sql"
+    pg_admin "$PG_DATABASE" -v owner_role="$PG_OWNER_USER" <"$ROOT/cluster/pg_partman.sql"
     pg_admin "$PG_DATABASE" <<SQL
 GRANT USAGE ON SCHEMA partman TO $PG_APP_USER;
 GRANT SELECT ON ALL TABLES IN SCHEMA partman TO $PG_APP_USER;

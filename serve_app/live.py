@@ -218,7 +218,10 @@ class LiveStatus:
         included, is `(0, None)`: nothing seen, the stream starts from the first event (ASCII
         digits only: a header is read as latin-1, and "²" is a digit int() refuses)."""
         if given == CURRENT_ID:
-            return CURRENT_ID, status
+            # sent only while the order had no timeline row, and retention only deletes: a row
+            # there now came after it, so `status` (the order's now) is not what it reported
+            newer = await timeline_after(self._pool, order_id, 0)
+            return CURRENT_ID, None if newer else status
         row_id = int(given) if given.isascii() and given.isdigit() and len(given) <= 18 else 0
         saw = await timeline_status_of(self._pool, order_id, row_id) if row_id else None
         return (row_id, saw) if saw is not None else (0, None)

@@ -150,7 +150,8 @@ CREATE TABLE notifications (
 
 _MISSING_PARTMAN = (
     "pg_partman is not installed in this database and the migrating role may not install it. "
-    "As a superuser, run cluster/pg_partman.sql in it (psql -v app_role=<role> -d <db> -f "
+    "As a superuser, run cluster/pg_partman.sql in it (psql -v owner_role=<the role that owns "
+    "the schema and migrates it, not the runtime role> -d <db> -f "
     "cluster/pg_partman.sql; the local stack's cluster/services.sh does this), or install "
     "the package first (Debian: postgresql-<major>-partman), then migrate again."
 )

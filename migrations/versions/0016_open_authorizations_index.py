@@ -35,9 +35,11 @@ INDEX = "ix_payments_authorized"
 def upgrade() -> None:
     with op.get_context().autocommit_block():
         op.execute(
+            # this schema's only (a scratch schema's leftover is another index)
             "DO $$ BEGIN IF EXISTS (SELECT FROM pg_index i "
             f"JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = '{INDEX}' "
-            f"AND NOT i.indisvalid) THEN DROP INDEX {INDEX}; END IF; END $$"
+            "AND c.relnamespace = current_schema()::regnamespace "
+            f"AND NOT i.indisvalid) THEN DROP INDEX IF EXISTS {INDEX}; END IF; END $$"
         )
         op.execute(
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {INDEX} ON payments (customer_id) "

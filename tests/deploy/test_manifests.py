@@ -733,7 +733,7 @@ def test_postgres_image_creates_the_roles_as_the_local_stack_does() -> None:
     script = (m.ROOT / "docker" / "postgres" / "10-orders-role.sh").read_text()
     starts = ("GRANT", "REVOKE", "ALTER DEFAULT PRIVILEGES")
     image = set(m.sql_statements(script, starts))
-    partman = (m.ROOT / "cluster" / "pg_partman.sql").read_text().replace(':"app_role"', "orders")
+    partman = (m.ROOT / "cluster" / "pg_partman.sql").read_text().replace(':"owner_role"', "orders")
     assert set(m.local_pg_grants()) | set(m.sql_statements(partman, starts)) == image
     for role in ("orders", "orders_app"):
         assert f"ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in script

@@ -77,6 +77,34 @@ def test_an_order_whose_timeline_is_gone_still_reports_its_status(
     assert again == (204, [])
 
 
+def _first_event(api: Api, who: str, order_id: Any) -> dict[str, str]:
+    """The stream's first event (an order's is sent at once), the stream then closed."""
+    with (
+        httpx.Client(base_url=str(api.http.base_url), timeout=30) as c,
+        c.stream("GET", f"/api/orders/{order_id}/events", headers=api.headers(who)) as resp,
+    ):
+        assert resp.status_code == 200, resp.status_code
+        return next(_events(resp))
+
+
+def test_a_resume_after_the_current_status_gets_what_came_since(
+    api: Api, customer: str, pg: Any
+) -> None:
+    """An order without timeline rows reports its status as `current`; a reconnect naming it
+    took the order's status at the reconnect as seen, so a status that came meanwhile (a
+    cancel) was skipped, the stream idled 600 s, and the client reconnected for ever."""
+    order_id = scratch_order(pg, customer, "RESERVED")  # an order row, no timeline
+    first = _first_event(api, customer, order_id)
+    assert first["id"] == "current"
+    assert orjson.loads(first["data"])["status"] == "RESERVED"
+    cancel = api.http.post(f"/api/orders/{order_id}/cancel", headers=api.headers(customer))
+    assert cancel.status_code == 202, cancel.text
+    code, since = _read_all(api, customer, order_id, **{"Last-Event-ID": "current"})
+    assert code == 200
+    assert [orjson.loads(e["data"])["status"] for e in since] == ["CANCELLED"]
+    assert _read_all(api, customer, order_id, **{"Last-Event-ID": since[-1]["id"]}) == (204, [])
+
+
 def _a_fresh_stream_opens(api: Api, pg: Any, who: str) -> bool:
     """Whether a new principal's stream (of an order nothing moves) opens, then closes it."""
     order_id = scratch_order(pg, who, "RESERVED")

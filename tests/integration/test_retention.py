@@ -285,6 +285,34 @@ def test_a_key_past_the_partitions_made_ahead_is_refused_and_maintenance_goes_on
     assert {m.table for m in done} == set(KEYS)
 
 
+def test_a_key_in_a_day_ahead_not_made_yet_is_refused_and_maintenance_goes_on() -> None:
+    """Migration 0017: the guard's bound was `now() + 7 days`, pg_partman's horizon. With the
+    last day ahead not made (a day of failed maintenance), a key in it passed the guard, landed
+    in the default partition, and every later run failed on that day. Now 6 days."""
+    with scratch_schema("retahead") as url:
+        alembic(url, "upgrade", "head")
+        asyncio.run(retention.maintain_dsn(url, SETTINGS))  # the guards, as every run puts them
+        with connect(url) as conn:
+            newest = conn.execute(
+                "SELECT partition, lower_bound FROM retention_partitions('processed_events') "
+                "ORDER BY upper_bound DESC LIMIT 1"
+            ).fetchone()
+            assert newest is not None
+            conn.execute(f"DROP TABLE {newest['partition']}")  # not made yet
+        key = uuid7_at(newest["lower_bound"] + timedelta(minutes=1))
+        with pytest.raises(psycopg.errors.CheckViolation, match="processed_events_within"):
+            asyncio.run(_claim(url, key))
+        done = asyncio.run(retention.maintain_dsn(url, SETTINGS))
+        assert "processed_events" in {m.table for m in done}
+        with connect(url) as conn:
+            made = conn.execute(
+                "SELECT count(*) AS n FROM retention_partitions('processed_events') "
+                "WHERE lower_bound = %s",
+                (newest["lower_bound"],),
+            ).fetchone()
+        assert made == {"n": 1}
+
+
 def test_maintenance_makes_days_in_the_servers_time_zone_whatever_the_callers(
     history: dict[str, Any],
 ) -> None:

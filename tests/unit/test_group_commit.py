@@ -47,3 +47,12 @@ async def test_closing_fails_every_caller_still_waiting() -> None:
     for caller in callers:
         with pytest.raises(Closed):
             await asyncio.wait_for(caller, 1)  # they waited for ever
+
+
+async def test_a_caller_after_close_is_refused_not_left_waiting() -> None:
+    """A request that reached the accept path while the replica shut down queued its item
+    where no flusher would take it: it waited for ever, its Idempotency-Key claim left."""
+    commit: GroupCommit[int, int] = GroupCommit(_Store().flush, flushers=1)
+    await commit.close()
+    with pytest.raises(Closed):
+        await asyncio.wait_for(commit.submit(1), 1)
