@@ -230,6 +230,40 @@ def _partition(table: str, kind: str) -> None:
     op.execute(f"ANALYZE {table}")
 
 
+# Partitions are made one per day from the oldest key, all in this migration's transaction, each
+# with its locks held to the commit: a key of 1970 (a host clock reset) made ~20,000 per table and
+# ran out of lock slots hours later (a review of 2026-12-08). Rows further back are refused here.
+MAX_AGE_DAYS = 400
+
+
+def _refuse_odd_keys(table: str) -> None:
+    """Stop, saying what to do, when `table` holds keys more than `MAX_AGE_DAYS` back, or
+    `PREMAKE_DAYS` or more ahead: those would go to the default partition, and the first
+    maintenance making their day's partition would fail on them, and every run after it."""
+    key = PARTITIONED[table][0]
+    row = (
+        op.get_bind()
+        .execute(
+            text(
+                f"SELECT count(*) FILTER (WHERE k > '-infinity' AND k < now() - "
+                f"interval '{MAX_AGE_DAYS} days') AS old, count(*) FILTER (WHERE k >= now() + "
+                f"interval '{PREMAKE_DAYS} days') AS ahead "
+                f"FROM (SELECT {_key_of(table, key)} AS k FROM {table}) AS x"
+            )
+        )
+        .one()
+    )
+    if row.old or row.ahead:
+        raise RuntimeError(
+            f"migration 0006: {table} has {row.old} rows keyed more than {MAX_AGE_DAYS} days "
+            f"back and {row.ahead} keyed {PREMAKE_DAYS} days or more ahead ({key}; for "
+            "processed_events and notifications the time inside the UUIDv7 id): partitioning "
+            "them would make a partition per day back to the oldest, or wedge the maintenance "
+            "on the newest. Delete or correct those rows (they are past any retention window "
+            "or from a clock far ahead), then migrate again; nothing was changed."
+        )
+
+
 def _key_of(table: str, key: str) -> str:
     """The expression giving the partition key from a row of the unpartitioned table."""
     return {
@@ -248,6 +282,8 @@ def _restart_identity(table: str) -> None:
 def upgrade() -> None:
     kind = _partman_type()
     op.execute(UUID7_TIME)
+    for table in PARTITIONED:  # before anything moves (one transaction: all or nothing)
+        _refuse_odd_keys(table)
     for table in PARTITIONED:
         _partition(table, kind)
     _restart_identity("order_events")

@@ -244,3 +244,32 @@ def test_uuid7_time_reads_the_ids_time_and_is_inlined(
     assert row == {"v7": time_of(ids["event0"]), "v4": True, "null": True}
     # inlined: the plan shows the expression, not a call (a call cost ~5x more per row)
     assert not any("uuid7_time" in str(r) for r in plan), plan
+
+
+@pytest.mark.parametrize(
+    ("age", "said"),
+    [
+        (timedelta(days=500), "1 rows keyed more than 400 days back"),
+        (-timedelta(days=8), "1 keyed 7 days"),
+    ],
+    ids=["a-clock-reset", "a-clock-ahead"],
+)
+def test_keys_far_back_or_ahead_stop_the_upgrade_before_it_changes_anything(
+    age: timedelta, said: str
+) -> None:
+    """A key of long ago made a partition per day back to it, all in one transaction (a 1970
+    id: ~20,000 per table, out of lock slots hours later); one a week or more ahead went to the
+    default partition and wedged every maintenance of its table."""
+    with scratch_schema("migodd") as url:
+        alembic(url, "upgrade", PREVIOUS)
+        with connect(url) as conn:
+            conn.execute(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ('inventory', %s)",
+                (uuid7_at(NOW - age),),
+            )
+        with pytest.raises(AssertionError) as failed:
+            alembic(url, "upgrade", "0006")
+        assert said in str(failed.value) and "nothing was changed" in str(failed.value)
+        with connect(url) as conn:
+            version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        assert version == {"version_num": PREVIOUS}
