@@ -285,6 +285,19 @@ def test_a_key_past_the_partitions_made_ahead_is_refused_and_maintenance_goes_on
     assert {m.table for m in done} == set(KEYS)
 
 
+def _drop_newest(url: str) -> dict[str, Any]:
+    """Drop the newest partition of `processed_events` (a day ahead maintenance has not made,
+    or made under another name); its `partition`, `lower_bound` and `upper_bound`."""
+    with connect(url) as conn:
+        newest = conn.execute(
+            "SELECT partition, lower_bound, upper_bound FROM retention_partitions("
+            "'processed_events') ORDER BY upper_bound DESC LIMIT 1"
+        ).fetchone()
+        assert newest is not None
+        conn.execute(f"DROP TABLE {newest['partition']}")
+    return newest
+
+
 def test_a_key_in_a_day_ahead_not_made_yet_is_refused_and_maintenance_goes_on() -> None:
     """Migration 0017: the guard's bound was `now() + 7 days`, pg_partman's horizon. With the
     last day ahead not made (a day of failed maintenance), a key in it passed the guard, landed
@@ -292,13 +305,7 @@ def test_a_key_in_a_day_ahead_not_made_yet_is_refused_and_maintenance_goes_on() 
     with scratch_schema("retahead") as url:
         alembic(url, "upgrade", "head")
         asyncio.run(retention.maintain_dsn(url, SETTINGS))  # the guards, as every run puts them
-        with connect(url) as conn:
-            newest = conn.execute(
-                "SELECT partition, lower_bound FROM retention_partitions('processed_events') "
-                "ORDER BY upper_bound DESC LIMIT 1"
-            ).fetchone()
-            assert newest is not None
-            conn.execute(f"DROP TABLE {newest['partition']}")  # not made yet
+        newest = _drop_newest(url)  # not made yet
         key = uuid7_at(newest["lower_bound"] + timedelta(minutes=1))
         with pytest.raises(psycopg.errors.CheckViolation, match="processed_events_within"):
             asyncio.run(_claim(url, key))
@@ -320,13 +327,7 @@ def test_maintenance_makes_days_in_the_servers_time_zone_whatever_the_callers(
     over a name that exists: a caller west of the server's zone named the newest day after the
     day before it, and that day was never made."""
     url = history["url"]
-    with connect(url) as conn:
-        newest = conn.execute(
-            "SELECT partition, upper_bound FROM retention_partitions('processed_events') "
-            "ORDER BY upper_bound DESC LIMIT 1"
-        ).fetchone()
-        assert newest is not None
-        conn.execute(f"DROP TABLE {newest['partition']}")
+    newest = _drop_newest(url)
     options = conninfo_to_dict(url).get("options") or ""
     west = make_conninfo(url, options=f"{options} -ctimezone=America/Los_Angeles")
     asyncio.run(retention.maintain_dsn(west, SETTINGS))
