@@ -11,7 +11,6 @@ from typing import Any
 
 from cluster import job_env, priority
 from cluster.shard_counts import (
-    SHARD_PREFIXES,
     beyond_counts,
     found_shards,
     other_counts,
@@ -233,15 +232,10 @@ def _counts_changed(settings: Settings) -> bool:
     import ray
     from ray.exceptions import GetTimeoutError, RayActorError
 
-    running = {name for name in ray.util.list_named_actors() if name.startswith(SHARD_PREFIXES)}
     healths: dict[str, dict[str, Any]] = {}
-    for name in sorted(running):
+    for name, shard in sorted(found_shards(settings).items()):
         try:
-            shard = ray.get_actor(name, namespace=settings.ray_namespace)
-        except ValueError:
-            continue  # gone meanwhile
-        try:
-            healths[name] = ray.get(shard.health.remote(), timeout=60)  # type: ignore[assignment]
+            healths[name] = ray.get(shard.health.remote(), timeout=60)
         except (GetTimeoutError, RayActorError) as exc:
             print(f"actors: {name} does not answer ({type(exc).__name__}); restarting", flush=True)
             return True

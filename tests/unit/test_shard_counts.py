@@ -36,6 +36,13 @@ class _Shard:
         self.health = SimpleNamespace(remote=lambda: health)
 
 
+def _named(monkeypatch: pytest.MonkeyPatch, settings: Settings, names: list[str]) -> None:
+    """Ray's named actors: `names` in the platform's namespace, one of the same name elsewhere."""
+    listed = [{"name": n, "namespace": settings.ray_namespace} for n in names]
+    listed.append({"name": "inventory-shard-9", "namespace": "another"})
+    monkeypatch.setattr(ray.util, "list_named_actors", lambda all_namespaces=False: listed)
+
+
 @pytest.mark.parametrize(
     ("count", "running", "changed"),
     [
@@ -55,7 +62,7 @@ def test_a_deploy_asks_every_running_shard_for_its_count(
     settings = Settings(inventory_shards=count, payment_shards=1)
     shards = {name: _Shard({"of": of}) for name, of in running.items()}
     shards["payment-shard-0"] = _Shard({"of": 1})
-    monkeypatch.setattr(ray.util, "list_named_actors", lambda: [*shards, "shipping"])
+    _named(monkeypatch, settings, [*shards, "shipping"])
     monkeypatch.setattr(ray, "get_actor", lambda name, namespace: shards[name])
     monkeypatch.setattr(ray, "get", lambda value, timeout: value)
     assert deploy._counts_changed(settings) is changed
@@ -77,7 +84,7 @@ def test_a_shard_that_does_not_answer_counts_as_changed(monkeypatch: pytest.Monk
             raise GetTimeoutError("no answer")
         return value
 
-    monkeypatch.setattr(ray.util, "list_named_actors", lambda: list(shards))
+    _named(monkeypatch, settings, list(shards))
     monkeypatch.setattr(ray, "get_actor", lambda name, namespace: shards[name])
     monkeypatch.setattr(ray, "get", get)
     assert deploy._counts_changed(settings) is True
