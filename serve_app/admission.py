@@ -197,6 +197,10 @@ class Idempotency:
         except ValidationError:
             log.warning("unreadable idempotency entry ignored; Postgres decides")
             return None
+        if stored.response is None and stored.claim == claim.token:
+            # our own claim: the client resent the `SET NX` whose reply a dropped connection
+            # lost (redis-py retries a command once on ConnectionError), so the key is ours
+            return None
         if stored.response is None:  # whatever its body: it may yet fail and free the key
             raise InProgress("a request with this Idempotency-Key is still in progress; retry")
         if stored.hash != claim.fingerprint:

@@ -86,9 +86,11 @@ async def metrics(who: Admin, proxy: Metrics) -> PlainTextResponse:
     return PlainTextResponse(await proxy.text(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/health", tags=["ops"], responses=openapi.errors(*openapi.EVERY_ROUTE))
-async def health() -> Health:
-    """Liveness: the process answers."""
+@router.get("/health", tags=["ops"], responses=openapi.errors(*openapi.EVERY_ROUTE, 401, 403))
+async def health(who: MaybeCaller) -> Health:
+    """Liveness: the process answers. No token needed; one that is sent must pass (401/403),
+    as on every route: a client with a bad token learns it here too."""
+    del who  # checked by the dependency
     return Health(status="ok")
 
 

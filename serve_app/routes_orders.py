@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Receive, Scope, Send
 
@@ -93,6 +93,10 @@ class OrderQuery(BaseModel):
     """The list's filters and page. An empty value is the parameter left out, for each alike
     (the README's `?status=&customerId=&limit=&cursor=`, a form's empty field, `cursor=` for
     the first page); a value that is there is checked (422)."""
+
+    # an unknown parameter is a 422, not a filter left out: `?customer_id=` (snake case) for
+    # `?customerId=` listed every customer's orders
+    model_config = ConfigDict(extra="forbid")
 
     status: OrderStatus | None = None
     customer_id: Annotated[str | None, Field(alias="customerId", pattern=SKU_PATTERN)] = None

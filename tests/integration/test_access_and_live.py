@@ -106,6 +106,9 @@ def test_listing_pages_own_orders_and_admin_filters(api: Api, customer: str) -> 
     assert bad.status_code == 422
     bad = api.http.get("/api/orders", params={"status": "NOPE"}, headers=h)
     assert bad.status_code == 422
+    # a misspelt filter is refused, not dropped: `customer_id` listed every customer's orders
+    typo = api.http.get("/api/orders", params={"customer_id": customer}, headers=api.admin)
+    assert typo.status_code == 422 and typo.json()["error"]["code"] == "validation_error", typo.text
 
 
 def test_a_customer_id_belongs_to_the_first_principal_that_used_it(

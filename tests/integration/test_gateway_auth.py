@@ -9,6 +9,7 @@ import httpx
 import jwt
 import pytest
 
+from core.auth import make_token
 from core.settings import Settings
 from tests.claims import seed_claims
 from tests.integration.conftest import wait_until
@@ -100,6 +101,17 @@ def test_health_ready_and_docs_need_no_token_details_need_admin(
     settings: Settings,
 ) -> None:
     assert http.get("/health").json() == {"status": "ok"}
+    # no token needed, but one that is sent must pass, as on every other route
+    forged = make_token(
+        "customer1",
+        ["customer"],
+        secret="not-the-secret",
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+    for bad in ("Bearer garbage", f"Bearer {forged}"):
+        resp = http.get("/health", headers={"Authorization": bad})
+        assert resp.status_code == 401, (bad, resp.text)
     # (earlier tests kill and restart actors: wait for the stack to settle before reading it)
     wait_until(
         lambda: http.get("/ready", headers=admin_headers).json()["status"] == "up",

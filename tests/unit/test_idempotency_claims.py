@@ -102,3 +102,29 @@ async def test_an_expired_claim_does_not_free_the_claim_after_it() -> None:
         await idem.begin(idem.claim("customer1", "k", "body-a"))
     await idem.abandon(later)
     assert await idem.begin(idem.claim("customer1", "k", "body-a")) is None
+
+
+class _ReplyLost(_Redis):
+    """The first `SET NX` takes effect but its reply is lost, and redis-py sends it again
+    (its retry on ConnectionError covers the send and the read): the resend finds the key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets = 0
+
+    async def set(self, key: str, value: bytes | str, nx: bool = False, ex: int = 0) -> bool:
+        self.sets += 1
+        if self.sets == 1:
+            await super().set(key, value, nx, ex)  # applied; what follows is the resend
+        return await super().set(key, value, nx, ex)
+
+
+async def test_a_resent_claim_that_finds_its_own_entry_goes_ahead() -> None:
+    """The resend found the request's own in-flight entry and answered 409: every retry of
+    the key was 409 until the claim's 60 s TTL ran out, while no order had been stored."""
+    redis = _ReplyLost()
+    idem = _idem(redis)
+    mine = idem.claim("customer1", "k", "body-a")
+    assert await idem.begin(mine) is None
+    with pytest.raises(InProgress):  # another request with the key still waits for this one
+        await idem.begin(idem.claim("customer1", "k", "body-a"))
