@@ -62,3 +62,45 @@ def unnotified(conn: Conn, ids: Sequence[str]) -> list[Row]:
         "WHERE n.order_id = o.id AND n.status = o.status)",
         (list(ids),),
     ).fetchall()
+
+
+def shipments_out_of_step(conn: Conn, ids: Sequence[str]) -> list[Row]:
+    """`{order_id, status, shipment}`: a delivered order whose shipment is not DELIVERED, or an
+    order never paid (REJECTED, DECLINED) that has a shipment."""
+    return conn.execute(
+        "SELECT o.id AS order_id, o.status, s.status AS shipment FROM orders o "
+        "LEFT JOIN shipments s ON s.order_id = o.id WHERE o.id = ANY(%s::uuid[]) AND "
+        "((o.status = 'DELIVERED' AND s.status IS DISTINCT FROM 'DELIVERED') OR "
+        "(o.status IN ('REJECTED', 'DECLINED') AND s.order_id IS NOT NULL))",
+        (list(ids),),
+    ).fetchall()
+
+
+def orders_of(conn: Conn, principals: Sequence[str], since_epoch_s: float) -> list[str]:
+    """The ids of the orders `principals` placed since `since_epoch_s` (all of a run's orders,
+    whether or not its client learned their ids)."""
+    rows = conn.execute(
+        "SELECT id FROM orders WHERE principal = ANY(%s) AND created_at >= to_timestamp(%s)",
+        (list(principals), since_epoch_s),
+    ).fetchall()
+    return [str(r["id"]) for r in rows]
+
+
+def on_hand(conn: Conn, skus: Sequence[str]) -> dict[str, int]:
+    """`sku → on_hand` of `skus`."""
+    rows = conn.execute(
+        "SELECT sku, on_hand FROM inventory WHERE sku = ANY(%s)", (list(skus),)
+    ).fetchall()
+    return {r["sku"]: int(r["on_hand"]) for r in rows}
+
+
+def delivered_units(conn: Conn, ids: Sequence[str]) -> dict[str, int]:
+    """`sku → units` the DELIVERED orders among `ids` asked for, from the orders' own items
+    (not from the reservations the stock bookkeeping keeps)."""
+    rows = conn.execute(
+        "SELECT i->>'sku' AS sku, sum((i->>'qty')::int)::int AS units FROM orders o, "
+        "jsonb_array_elements(o.items) i WHERE o.id = ANY(%s::uuid[]) "
+        "AND o.status = 'DELIVERED' GROUP BY 1",
+        (list(ids),),
+    ).fetchall()
+    return {r["sku"]: int(r["units"]) for r in rows}

@@ -1,10 +1,10 @@
 """`make chaos`: steady load while processes die, then every invariant is checked.
 
 One fault at a time: SIGKILL an inventory shard, a payment shard (each hosts a member of its
-consumer group), the shipping actor (its group's only member) and the outbox relay; SIGKILL and
-restart the Kafka broker; restart Postgres; restart Redis. Between faults the stack must become
-ready again. Afterwards every accepted order must reach a terminal status, and the invariants
-of docs/reliability.md must hold.
+consumer group), the shipping and the notification actors (each its group's only member) and
+the outbox relay; SIGKILL and restart the Kafka broker; restart Postgres; restart Redis. Between
+faults the stack must become ready again. Then every order the run placed must be final, and
+the invariants of docs/reliability.md hold (with cli/chaos_ledger.py's accounting).
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from rich.console import Console
 from rich.text import Text
 
 from adapters import audit
+from cli import chaos_ledger as ledger
 from cli.api import local_gateway, token
+from cli.chaos_ledger import set_stock as _set_stock
 from cli.diagnose import ray_driver, stack_report
 from cli.invariants import AUDITED_TOPICS, Verdict, check, end_offsets, terminal_count
 from cli.load import SteadyLoad
 from core import registry
-from core.settings import Settings, get_settings
+from core.settings import RUN_DIR, Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -112,7 +114,7 @@ class Chaos:
         )
 
     def kill_kafka(self) -> str:
-        pid = int((ROOT / ".run" / "pids" / "kafka.pid").read_text())
+        pid = _recorded_pid("kafka", "server.properties")
         os.kill(pid, signal.SIGKILL)
         _wait("kafka exit", lambda: not _alive(pid), 30)
         self.service("start", "kafka")
@@ -137,7 +139,7 @@ class Chaos:
             with audit.connect(self.s.database_url) as conn:
                 row = conn.execute("SELECT pg_postmaster_start_time()::text AS t").fetchone()
                 return str(row["t"] if row else "")
-        pid = (ROOT / ".run" / "pids" / f"{name}.pid").read_text().strip()
+        pid = _recorded_pid(name, "redis-server")
         started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
         return f"pid {pid} started at tick {started}"
 
@@ -166,6 +168,7 @@ class Chaos:
             ("inventory shard", lambda: self.sigkill_actor(inv)),
             ("payment shard", lambda: self.sigkill_actor(pay)),
             ("shipping actor", lambda: self.sigkill_actor(registry.SHIPPING)),
+            ("notification actor", lambda: self.sigkill_actor(registry.NOTIFICATION)),
             ("outbox relay", lambda: self.sigkill_actor(registry.RELAY)),
             ("kafka broker", self.kill_kafka),
             ("postgres", lambda: self.restart("pg")),
@@ -188,6 +191,19 @@ def _starting(actor: str) -> set[int]:
     return found
 
 
+def _recorded_pid(service: str, marker: str) -> int:
+    """The pid `make up` recorded for `service` (in `RUN_DIR`), checked to be that server's:
+    a stale record may name another process by now, which a SIGKILL must not hit."""
+    pid = int((RUN_DIR / "pids" / f"{service}.pid").read_text().strip())
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        command = ""
+    if marker not in command:
+        raise NotBack(f"{service}'s recorded pid {pid} is not its server here ({command[:80]!r})")
+    return pid
+
+
 def _retry(probe: Callable[[], str], timeout: float) -> str:
     """`probe()`'s answer once it gives one (a server just started may refuse a moment)."""
     deadline = time.monotonic() + timeout
@@ -208,30 +224,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _set_stock(chaos: Chaos, stock: int) -> dict[str, int]:
-    from core.auth import make_token
-
-    s = chaos.s
-    admin = make_token(
-        "chaos-admin", ["admin"], secret=s.jwt_secret, audience=s.jwt_audience, issuer=s.jwt_issuer
-    )
-    h = {"Authorization": f"Bearer {admin}"}
-    start: dict[str, int] = {}
-    for sku in CHAOS_SKUS:
-        cur = chaos.http.get(f"/api/inventory/{sku}", headers=h).json()
-        units = stock if sku == SCARCE_SKU else AMPLE_STOCK
-        resp = chaos.http.put(
-            f"/api/inventory/{sku}", headers=h, json={"onHand": cur["reserved"] + units}
-        )
-        resp.raise_for_status()
-        start[sku] = units
-    return start
-
-
 def _faults(chaos: Chaos, load: SteadyLoad, settle_s: float) -> None:
     """Each fault in turn under the load, the stack ready again before the next."""
     time.sleep(settle_s)
-    for name, fault in chaos.faults(registry.shard_of("chaos-0", chaos.s.payment_shards)):
+    payer = registry.shard_of(load.principals[0], chaos.s.payment_shards)  # customer id too
+    for name, fault in chaos.faults(payer):
         _say(f"[bold red]fault[/]: {name}: {fault()}")
         took = _wait("stack ready", chaos.ready, 180, chaos.not_ready)
         _say(f"  ready again after {took:.1f}s; accepted so far {len(load.accepted)}")
@@ -243,10 +240,11 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
     s = get_settings()
     chaos = Chaos(s)
     _wait("stack", chaos.ready, 120, chaos.not_ready)
-    start_stock = _set_stock(chaos, stock)
+    start_stock = _set_stock(chaos.http, s, CHAOS_SKUS, SCARCE_SKU, stock, AMPLE_STOCK)
+    on_hand = ledger.on_hand(s.database_url, CHAOS_SKUS)
     kafka_from = asyncio.run(end_offsets(s.kafka_bootstrap, *AUDITED_TOPICS))
     load = SteadyLoad(s, rate, CHAOS_SKUS)
-    t0 = time.monotonic()
+    t0, since = time.monotonic(), time.time() - 1.0  # (created_at is Postgres's clock)
     load.start()
     _say(
         f"load: {rate:.0f} orders/s on {', '.join(CHAOS_SKUS)} "
@@ -257,7 +255,8 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
     finally:  # also when a part does not come back: no load left running
         load.stop()
         _say(f"load stopped: {load.summary()}")
-    ids = list(load.accepted)
+    unknown = ledger.untracked(s.database_url, load, since, load.accepted)
+    ids = list(load.accepted) + unknown  # every order of the run: all must end and add up
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         done = terminal_count(s.database_url, ids)
@@ -274,7 +273,8 @@ def run(rate: float, settle_s: float, stock: int, grace_s: float) -> Verdict:
         placed=load.placed,
         may_sell_out=frozenset({SCARCE_SKU}),
     )
-    verdict.lost += load.gave_up
+    ledger.account(verdict, load, unknown)
+    ledger.conservation(verdict, s.database_url, on_hand, ids)
     verdict.refused.update(load.refused)
     if load.refused:
         verdict.details.append(f"orders refused (4xx not retried), by status: {dict(load.refused)}")

@@ -172,7 +172,8 @@ def _check_outcomes(
 
 def _check_effects(v: Verdict, conn: audit.Conn, ids: list[str]) -> None:
     """3. a delivered order took exactly its items' stock and others none; its charge was
-    captured; every final status has its message; nothing is left in the outbox."""
+    captured; its shipment delivered and no unpaid order has one; every final status has its
+    message; nothing is left in the outbox."""
     checks: list[tuple[str, list[Any]]] = [
         (
             "stock taken not as ordered",
@@ -180,6 +181,7 @@ def _check_effects(v: Verdict, conn: audit.Conn, ids: list[str]) -> None:
         ),
         ("delivered, not captured", audit_effects.uncaptured(conn, ids)),
         ("final status not notified", audit_effects.unnotified(conn, ids)),
+        ("shipment out of step", audit_effects.shipments_out_of_step(conn, ids)),
     ]
     for what, rows in checks:
         v.wrong_effects += len(rows)

@@ -49,18 +49,22 @@ class SteadyLoad:
         self._rate = rate
         self._skus = skus
         self._decline = decline_share
+        # principals (and their customer ids) of this run alone: a run before it left their
+        # charges and claims behind, and the audit finds every order they placed by them
+        run = uuid.uuid4().hex[:8]
+        self.principals = [f"chaos-{run}-{i}" for i in range(customers)]
         self._tokens = [
             (
-                f"chaos-{i}",
+                who,
                 make_token(
-                    f"chaos-{i}",
+                    who,
                     ["customer"],
                     secret=settings.jwt_secret,
                     audience=settings.jwt_audience,
                     issuer=settings.jwt_issuer,
                 ),
             )
-            for i in range(customers)
+            for who in self.principals
         ]
         self.accepted: list[str] = []
         self.placed: dict[str, Placed] = {}  # order id → what it asked for
@@ -69,6 +73,9 @@ class SteadyLoad:
         # run plans none (its tokens, bodies and customer ids are valid), so each is a fault
         self.refused: Counter[int] = Counter()
         self.gave_up = 0
+        # orders whose outcome the load could not read: a 202 without an order id, or an
+        # error that is not the transport's; each is a fault, never a silent drop
+        self.unreadable: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
@@ -85,6 +92,7 @@ class SteadyLoad:
         return (
             f"accepted={len(self.accepted)} gave_up={self.gave_up} "
             f"refused={dict(self.refused)} codes={dict(self.codes)}"
+            + (f" unreadable={dict(self.unreadable)}" if self.unreadable else "")
         )
 
     async def _run(self) -> None:
@@ -102,6 +110,15 @@ class SteadyLoad:
                 await asyncio.gather(*pending)
 
     async def _one(self, client: httpx.AsyncClient) -> None:
+        """One logical order until it is accepted, refused or given up; whatever else goes
+        wrong is counted in `unreadable` (a task that raised was dropped from `pending`
+        unseen, and its order from every count)."""
+        try:
+            await self._place(client)
+        except Exception as exc:
+            self.unreadable[type(exc).__name__] += 1
+
+    async def _place(self, client: httpx.AsyncClient) -> None:
         who, token = random.choice(self._tokens)
         # a third of the orders name two SKUs: all or nothing, also when one sells out
         skus = random.sample(self._skus, 2 if random.random() < _TWO_SKUS else 1)
@@ -120,7 +137,7 @@ class SteadyLoad:
                 resp = await client.post("/api/orders", json=body, headers=headers)
                 self.codes[resp.status_code] += 1
                 if resp.status_code == 202:
-                    order_id = resp.json()["orderId"]
+                    order_id = str(resp.json()["orderId"])  # none: `unreadable`
                     self.placed[order_id] = placed
                     self.accepted.append(order_id)
                     return

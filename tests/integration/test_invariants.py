@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from adapters import audit
+from adapters import audit, audit_effects
 from adapters.kafka import client_options
 from cli.invariants import AUDITED_TOPICS, check, end_offsets
 from core import registry
@@ -94,9 +94,10 @@ def test_a_delivered_order_without_its_effects_is_reported(settings: Settings, p
         "delivered, not captured",
         "final status not notified",
         "no notification.send event",
+        "shipment out of step",  # a delivered order without its shipment delivered
     ):
         assert what in found, verdict.details
-    assert verdict.wrong_effects == 5 and not verdict.clean
+    assert verdict.wrong_effects == 6 and not verdict.clean
     assert verdict.double_charged == 0  # no charge at all is not a double one
 
 
@@ -106,3 +107,14 @@ def test_the_audit_finds_a_paid_order_with_no_payment_row(pg: Any) -> None:
     oid = scratch_order(pg, "c-inv", "DELIVERED", [("SKU-88", 1)])
     bad = audit.charge_mismatches(pg, [str(oid)], ["AUTHORIZED", "CAPTURED"], ["DELIVERED"])
     assert [(str(b["order_id"]), b["status"]) for b in bad] == [(str(oid), None)]
+
+
+def test_an_unpaid_order_with_a_shipment_is_reported(pg: Any) -> None:
+    """`make chaos` kills the shipping actor, yet nothing compared shipments with orders."""
+    oid = scratch_order(pg, "c-inv", "DECLINED", [("SKU-88", 1)])
+    pg.execute(
+        "INSERT INTO shipments (order_id, tracking, status) VALUES (%s, 'T-INV', 'CREATED')",
+        (oid,),
+    )
+    bad = audit_effects.shipments_out_of_step(pg, [str(oid)])
+    assert [(str(b["order_id"]), b["shipment"]) for b in bad] == [(str(oid), "CREATED")]

@@ -18,6 +18,7 @@ class _Load:
 
     def __init__(self, *args: Any) -> None:
         self.accepted: list[str] = ["o-1"]
+        self.principals = ["chaos-test-0"]
         self.gave_up = 0
         self.refused: dict[int, int] = {}
         self.codes = {202: 1}
@@ -37,6 +38,7 @@ class _Load:
 class _Chaos:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
+        self.http = None
 
     def ready(self) -> bool:
         return True
@@ -60,7 +62,8 @@ def test_a_part_that_does_not_come_back_stops_the_run_cleanly(
 ) -> None:
     monkeypatch.setattr(chaos, "Chaos", _Chaos)
     monkeypatch.setattr(chaos, "SteadyLoad", _Load)
-    monkeypatch.setattr(chaos, "_set_stock", lambda c, stock: {})
+    monkeypatch.setattr(chaos, "_set_stock", lambda *args: {})
+    monkeypatch.setattr(chaos.ledger, "on_hand", lambda *args: {})
     monkeypatch.setattr(chaos, "end_offsets", _offsets)
     monkeypatch.setattr(chaos.console, "width", 200)
     with pytest.raises(typer.Exit) as stopped:
