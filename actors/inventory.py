@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class _Expiry:
     """The hold-expiry stage: cancel unpaid orders whose hold ran out."""
 
-    expired: list[uuid.UUID]
+    expired: dict[uuid.UUID, str]  # order → its status when the sweep found it
     consumer: str | None = None
     locks_orders: bool = True
     decision: Decision = field(default_factory=Decision)
@@ -217,7 +217,7 @@ class InventoryShard(Inspectable):
             expired = await sql.expired_holds(tx.conn, as_of, list(self._stock), unchanged_since)
         if not expired:
             return 0
-        result, _ = await self._uow.run(_Expiry(expired), order_ids=expired)
+        result, _ = await self._uow.run(_Expiry(expired), order_ids=list(expired))
         return len(result.decision.moves)
 
     async def release_stranded(self, as_of: datetime | None = None) -> int:

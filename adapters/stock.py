@@ -124,19 +124,20 @@ async def expired_holds(
     skus: Sequence[str],
     unchanged_since: datetime,
     limit: int = 500,
-) -> list[uuid.UUID]:
+) -> dict[uuid.UUID, str]:
     """Orders still unpaid whose hold on one of these SKUs expired before `as_of`, and whose
-    status has not changed since `unchanged_since` (`as_of` - HOLD_TTL_S). A hold a shard made
+    status has not changed since `unchanged_since` (`as_of` - HOLD_TTL_S), with the status
+    seen (the cancel, under the order's lock, requires it unchanged). A hold a shard made
     for an attempt that failed elsewhere keeps its expiry when the retry reserves the order
     (the shard answers from the hold it has), so a RESERVED order was cancelled as expired
     moments after its reservation; its payment window now counts from that."""
     cur = await conn.execute(
-        "SELECT DISTINCT h.order_id FROM reservation_holds h JOIN orders o ON o.id = h.order_id "
-        "WHERE h.expires_at < %s AND h.sku = ANY(%s) "
+        "SELECT DISTINCT h.order_id, o.status FROM reservation_holds h "
+        "JOIN orders o ON o.id = h.order_id WHERE h.expires_at < %s AND h.sku = ANY(%s) "
         "AND o.status IN ('PENDING', 'RESERVED') AND o.updated_at < %s LIMIT %s",
         (as_of, list(skus), unchanged_since, limit),
     )
-    return [r["order_id"] for r in await cur.fetchall()]
+    return {r["order_id"]: r["status"] for r in await cur.fetchall()}
 
 
 async def stranded_holds(

@@ -204,15 +204,17 @@ def set_on_hand(current: Stock, on_hand: int) -> Stock:
     return Stock(on_hand, current.reserved)
 
 
-def expire(orders: Mapping[uuid.UUID, OrderView], expired: Iterable[uuid.UUID]) -> Decision:
+def expire(orders: Mapping[uuid.UUID, OrderView], expired: Mapping[uuid.UUID, str]) -> Decision:
     """Orders whose hold outlived its time without payment are cancelled; `OrderCancelled`
-    makes the inventory group release their stock once."""
+    makes the inventory group release their stock once. `expired`: each order's status when
+    the sweep found it; one whose status moved since (paid, or a reservation retried past the
+    hold's time that just made it RESERVED) has a new window and is left alone."""
     decision = Decision()
     unpaid = (OrderStatus.PENDING, OrderStatus.RESERVED)
-    for oid in expired:
+    for oid, seen in expired.items():
         view = orders.get(oid)
-        if view is None or view.status not in unpaid:
-            continue  # paid (or gone) since the sweep looked
+        if view is None or view.status not in unpaid or view.status.value != seen:
+            continue  # moved (or gone) since the sweep looked
         event = new_event(
             "OrderCancelled",
             oid,

@@ -118,7 +118,7 @@ def test_a_held_reservation_without_its_hold_row_still_closes(migrated: str) -> 
 
 
 def test_the_expiry_sweep_and_the_hold_cap_read_the_open_holds(migrated: str) -> None:
-    async def read() -> tuple[list[uuid.UUID], dict[str, int], dict[str, int]]:
+    async def read() -> tuple[dict[uuid.UUID, str], dict[str, int], dict[str, int]]:
         async with await AsyncConnection.connect(migrated, row_factory=dict_row) as conn:
             await conn.execute(
                 "INSERT INTO orders (id, principal, customer_id, status, items, total, currency, "
@@ -136,11 +136,11 @@ def test_the_expiry_sweep_and_the_hold_cap_read_the_open_holds(migrated: str) ->
             # decision failed) is not counted against its own principal's cap
             deciding = await stock.open_holds(conn, ["alice", "bob"], [HELD_TWO])
             await conn.rollback()
-        assert early == [] and moved_since == []
+        assert early == {} and moved_since == {}
         return expired, caps, deciding
 
     expired, caps, deciding = asyncio.run(read())
-    assert expired == [HELD_TWO]
+    assert expired == {HELD_TWO: "RESERVED"}
     assert caps == {"alice": 1}
     assert deciding == {}
 

@@ -151,12 +151,21 @@ def test_expiry_cancels_only_unpaid_orders() -> None:
         order(OrderStatus.PAID),
     )
     orders = {o.order_id: o for o in (pending, reserved, paid)}
-    decision = rules.expire(
-        orders, [pending.order_id, reserved.order_id, paid.order_id, uuid.uuid4()]
-    )
+    seen = {o.order_id: o.status.value for o in (pending, reserved)}
+    seen |= {paid.order_id: "RESERVED", uuid.uuid4(): "PENDING"}  # paid since; gone
+    decision = rules.expire(orders, seen)
     assert {m.order_id for m in decision.moves} == {pending.order_id, reserved.order_id}
     assert all(m.target == OrderStatus.CANCELLED for m in decision.moves)
     assert all(m.emits is not None and m.emits.type == "OrderCancelled" for m in decision.moves)
+
+
+def test_expiry_leaves_an_order_reserved_since_the_sweep_found_it_pending() -> None:
+    """A reservation retried past its hold's time (another shard restarting) commits the
+    order RESERVED between the sweep's read and its locked cancel: the cancel checked only
+    that the status was unpaid and cancelled the order moments after its reservation."""
+    reserved = order(OrderStatus.RESERVED)
+    decision = rules.expire({reserved.order_id: reserved}, {reserved.order_id: "PENDING"})
+    assert decision.moves == []
 
 
 def test_a_sku_on_two_lines_of_one_order_counts_both_quantities() -> None:
