@@ -28,6 +28,10 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
     "OrderCancelled": ("CANCELLED", "Order {oid} was cancelled ({reason})."),
 }
 
+# A cancelled order that was paid is refunded (`payment.refunded`, which sends no message of
+# its own): the cancel's message says so, as a failed shipment's does.
+_REFUND_NOTE = " Its payment is refunded."
+
 
 # The statuses a message reports, in the order an order reaches them (a sort key: the
 # statuses that end an order unfulfilled come after every progress message).
@@ -58,6 +62,8 @@ def render(event: Envelope) -> Notification | None:
     if spec is None:
         return None
     status, text = spec
+    if key == "OrderCancelled" and event.data.get("previous") == OrderStatus.PAID.value:
+        text += _REFUND_NOTE  # the payment stage refunds a paid order that is cancelled
     fields = {
         "oid": str(event.order_id),
         "amount": event.data.get("amount", ""),

@@ -22,3 +22,16 @@ def test_an_orders_messages_come_in_lifecycle_order() -> None:
     sent = [(e.order_id, m.status) for e, m in to_send(batch)]
     assert [s for o, s in sent if o == x] == ["RESERVED", "PAID", "SHIPPED"]
     assert [s for o, s in sent if o == y] == ["RESERVED", "DECLINED"]
+
+
+def test_the_cancel_of_a_paid_order_says_its_payment_is_refunded() -> None:
+    """The payment stage refunds a cancelled paid order, and `payment.refunded` sends no
+    message: the customer was told "cancelled" and never that the money came back."""
+    paid, reserved = uuid.uuid4(), uuid.uuid4()
+    batch = [
+        new_event("OrderCancelled", paid, reason="changed my mind", previous="PAID"),
+        new_event("OrderCancelled", reserved, reason="changed my mind", previous="RESERVED"),
+    ]
+    texts = {e.order_id: m.text for e, m in to_send(batch)}
+    assert texts[paid].endswith("(changed my mind). Its payment is refunded.")
+    assert "refund" not in texts[reserved]
