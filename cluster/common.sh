@@ -451,6 +451,22 @@ kafka_java() {
 # apt_has PACKAGE -> 0 when apt's index has a candidate version of it. Not a pipe into `grep -q`:
 # under pipefail, apt-cache killed by SIGPIPE once grep had its line made the answer "no".
 apt_has() { [[ "$(apt-cache policy "$1" 2>/dev/null)" =~ Candidate:\ [0-9] ]]; }
+# apt_get ARGS... -> apt-get as every install step runs it: waiting up to 10 minutes for the dpkg
+# lock (on a freshly booted machine unattended-upgrades holds it for minutes, and apt-get failed
+# at once), retrying each download 5 times, keeping a changed config file's installed version
+# without asking (stdin is no terminal), and trying the whole command three times, 10 and 30 s
+# apart (a mirror's hiccup). The output goes where the caller sends it.
+apt_get() {
+  local try
+  for try in 1 2 3; do
+    env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+      -o Acquire::Retries=5 -o Dpkg::Options::=--force-confdef \
+      -o Dpkg::Options::=--force-confold "$@" && return 0
+    (( try < 3 )) || return 1
+    echo "apt-get $*: attempt $try of 3 failed; trying again in $(( try == 1 ? 10 : 30 ))s"
+    sleep $(( try == 1 ? 10 : 30 ))
+  done
+}
 
 # no_inherited_fds -> this shell's descriptors 3-9 closed, before it starts a daemon: one that
 # inherits a caller's descriptor (a lock held by `flock … make up`, a CI step's pipe) keeps the
@@ -668,6 +684,10 @@ stop_pid() {
         else
           kill -KILL "$pid" 2>/dev/null || true
         fi
+        # and wait for it to be gone: a start right after (an ACL or TLS change restarts the
+        # service) found its ports still taken
+        start=$SECONDS
+        while pid_is "$name" "$pid" && (( SECONDS - start < 10 )); do sleep 0.2; done
         break
       fi
       sleep 0.2

@@ -15,8 +15,7 @@ stamp="$NODE_DIR/node_modules/.installed-$lock"
 
 if ! command -v npm >/dev/null; then
   log "apt: installing nodejs and npm" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >"$RUN/logs/apt-node.log" 2>&1 \
+  { apt_get update -qq && apt_get install -y -qq nodejs npm; } >"$RUN/logs/apt-node.log" 2>&1 \
     || die "apt-get install nodejs npm failed; see $RUN/logs/apt-node.log"
 fi
 

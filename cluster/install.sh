@@ -136,14 +136,21 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ip >/dev/null || need_apt+=(iproute2)
 # their hosts' firewalls (cluster/netns.sh loads cluster/firewall.sh's rule set in each)
 command -v nft >/dev/null || need_apt+=(nftables)
+# A package an interrupted install left unpacked but not configured has its files in place, so
+# the checks above skip it, and every later apt-get refuses until dpkg finishes it.
+if ! $venv_only && command -v dpkg >/dev/null && [[ -n "$(dpkg --audit 2>/dev/null)" ]]; then
+  log "dpkg: finishing what an interrupted install left (dpkg --configure -a)"
+  hold_services
+  progress dpkg "$RUN/logs/apt.log" env DEBIAN_FRONTEND=noninteractive dpkg --configure -a \
+    --force-confdef --force-confold || die "dpkg --configure -a failed; see $RUN/logs/apt.log"
+fi
 if (( ${#need_apt[@]} )) && ! $venv_only; then
   log "apt: installing ${need_apt[*]}"
   hold_services
   : >"$RUN/logs/apt.log"
-  progress "apt-get update" "$RUN/logs/apt.log" apt-get update \
+  progress "apt-get update" "$RUN/logs/apt.log" apt_get update \
     || die "apt-get update failed; see $RUN/logs/apt.log"
-  progress apt "$RUN/logs/apt.log" \
-    env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_apt[@]}" \
+  progress apt "$RUN/logs/apt.log" apt_get install -y "${need_apt[@]}" \
     || die "apt-get install failed; see $RUN/logs/apt.log"
   units=()
   [[ " ${need_apt[*]} " == *" postgresql "* ]] && units+=(postgresql)
@@ -155,11 +162,11 @@ fi
 # apt_late PACKAGE... -> installed after the step above, with an `apt-get update` and a second
 # try when the first fails (the package lists may be older than the package)
 apt_late() {
-  local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@")
+  local install=(apt_get install -y "$@")
   log "apt: installing $*"
   hold_services
   progress apt "$RUN/logs/apt.log" "${install[@]}" \
-    || { progress "apt-get update" "$RUN/logs/apt.log" apt-get update \
+    || { progress "apt-get update" "$RUN/logs/apt.log" apt_get update \
       && progress apt "$RUN/logs/apt.log" "${install[@]}"; } \
     || die "apt-get install $* failed; see $RUN/logs/apt.log"
 }

@@ -52,8 +52,8 @@ pg_admin() {
 }
 # scram_verifier -> the SCRAM-SHA-256 verifier of the password on stdin (RFC 5802/7677, as
 # Postgres stores it), so that the password itself never reaches the server or its logs.
-scram_verifier() {
-  python3 -c '
+scram_verifier() {  # (the venv's Python: a minimal image has no python3)
+  "$PY" -c '
 import base64, hashlib, hmac, os, sys
 password, salt, rounds = sys.stdin.readline().strip().encode(), os.urandom(16), 4096
 salted = hashlib.pbkdf2_hmac("sha256", password, salt, rounds)
@@ -70,8 +70,10 @@ pg_init() {
   if [[ ! -d "$PGDATA" ]]; then mkdir -m 700 "$PGDATA" || die "could not make $PGDATA"; fi
   pg_data_ok "$PGDATA" || die "$PGDATA is a symlink, not a directory, or another user's: refused"
   chown -h postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
+  # the locale named, not the caller's: an LANG not generated here failed initdb, LC_ALL=C made
+  # a SQL_ASCII database, and text sorted differently from one machine to the next
   pg_as_postgres "$PG_BIN/initdb" -D "$PGDATA" --auth-local=peer --auth-host=scram-sha-256 \
-    -U postgres >"$RUN/logs/initdb.log"
+    --locale=C.UTF-8 --encoding=UTF8 -U postgres >"$RUN/logs/initdb.log"
   cat >>"$PGDATA/postgresql.conf" <<CONF
 unix_socket_directories = '$PG_SOCKET'
 max_connections = 200
@@ -184,7 +186,12 @@ pg_start() {
     log "postgres: starting on $NODE_ADDRESS:$PG_PORT"
     pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" \
       -o "-p $PG_PORT -c listen_addresses=$NODE_ADDRESS -c autovacuum_max_workers=$PG_AUTOVACUUM_WORKERS" \
-      -l "$PGLOG" -w -t 60 start >/dev/null || die "postgres did not start; see $PGLOG"
+      -l "$PGLOG" -w -t 300 start >/dev/null || {
+      # still starting (a crash recovery of a big database can take minutes) or not: a server
+      # of this data directory is this stack's, recorded so that `make down` can stop it
+      [[ -f "$PGDATA/postmaster.pid" ]] && head -n1 "$PGDATA/postmaster.pid" >"$RUN/pids/pg.pid"
+      die "postgres did not start within 300 s; see $PGLOG (still recovering: run again later)"
+    }
     ln -sf "$PGLOG" "$RUN/logs/postgres.log"
   else
     pg_as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" reload >/dev/null # the access rules just written

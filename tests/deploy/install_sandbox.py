@@ -61,7 +61,17 @@ JAVA = """#!/bin/bash
 echo "openjdk version \\"$major.0.2\\" 2024-01-16" >&2
 """
 # apt-get: installing python3.11-venv brings ensurepip, openjdk-17-jre-headless a Java 17 in JVM_DIR
+# (the `-o NAME=VALUE` options every call carries, cluster/common.sh's apt_get, checked and left
+# out of the call's record)
 APT = """#!/bin/bash
+args=()
+while (( $# )); do
+  if [[ "$1" == -o ]]; then
+    [[ "$2" == *=* ]] || {{ echo "apt-get: -o $2 is not NAME=VALUE" >&2; exit 100; }}
+    shift 2
+  else args+=("$1"); shift; fi
+done
+set -- "${{args[@]}}"
 {log}if [[ -e "$SANDBOX/hang" && "$1" == install ]]; then
   echo $$ >"$SANDBOX/child.pid"; exec sleep 60
 fi

@@ -88,6 +88,39 @@ def test_debians_python_venv_module_comes_with_apt(box: isb.Sandbox) -> None:
     assert apt < _index(calls, "-m venv")
 
 
+def test_a_package_an_interrupted_install_left_unconfigured_is_finished_first(
+    box: isb.Sandbox,
+) -> None:
+    """An install killed midway leaves packages unpacked, not configured: their files are in
+    place, so the checks skipped apt (or apt refused: "dpkg was interrupted"), and the server
+    whose postinst makes the postgres user never got it."""
+    box.fake(
+        "dpkg",
+        "#!/bin/bash\n" + isb.LOG + '[[ "$1" == --audit && -e "$SANDBOX/half-configured" ]] '
+        '&& echo " postgresql-15  not configured"\n'
+        '[[ "$1" == --configure ]] && rm -f "$SANDBOX/half-configured"\nexit 0\n',
+    )
+    box.mark("half-configured", "no-ensurepip")
+    result = box.install()
+    assert result.returncode == 0, result.stderr
+    calls = box.calls()
+    assert _index(calls, "dpkg --configure -a") < _index(calls, "apt-get install")
+    box.forget_calls()
+    assert box.install().returncode == 0
+    assert not [c for c in box.calls() if c.startswith("dpkg --configure")]  # nothing left
+
+
+def test_apt_waits_for_the_dpkg_lock_and_retries() -> None:
+    """apt-get failed at once while unattended-upgrades held the lock on a fresh machine."""
+    common = (ROOT / "cluster" / "common.sh").read_text()
+    body = common[common.index("apt_get() {") :].split("\n}\n")[0]
+    assert "-o DPkg::Lock::Timeout=600" in body and "for try in 1 2 3" in body
+    for script in ("install.sh", "install-node-tools.sh", "install-kubectl.sh"):
+        text = re.sub(r'"[^"\n]*"', '""', (ROOT / "cluster" / script).read_text())
+        code = re.sub(r"(^|\s)#.*", "", text)  # (messages and comments may name apt-get)
+        assert not re.search(r"apt-get", code), script
+
+
 def test_without_apt_a_missing_venv_module_says_what_to_install(box: isb.Sandbox) -> None:
     box.mark("no-ensurepip")
     result = box.install("--venv-only")  # no apt in this mode

@@ -174,7 +174,7 @@ def _apt_packages() -> set[str]:
         for name in ("install.sh", "install-node-tools.sh", "install-kubectl.sh")
     )
     found: set[str] = set()
-    lists = r"need_apt\+=\(([^)]*)\)|apt-get install -y(?: -qq)? ([^\n>|]*)|\n\s*apt_late ([^\n]*)"
+    lists = r"need_apt\+=\(([^)]*)\)|apt_get install -y(?: -qq)? ([^\n>|;]*)|\n\s*apt_late ([^\n]*)"
     for match in re.finditer(lists, text):
         words = (match.group(1) or match.group(2) or match.group(3) or "").split()
         found |= {w for w in words if re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", w)}
