@@ -35,8 +35,13 @@ wait_for "gateway /health" 120 curl -fsS "$gw/health"
 wait_for "gateway /ready" 120 bash -c "curl -fsS $gw/ready | grep -q '\"status\":\"up\"'"
 log "stack is up in $((SECONDS - t0))s"
 # Only the public dev default is ever printed; a real secret stays out of consoles and logs.
-shown_secret='<your JWT_SECRET>'
-[[ "$JWT_SECRET" == devsecret ]] && shown_secret=devsecret
+shown_secret='<your JWT_SECRET>' demo_token=""
+if [[ "$JWT_SECRET" == devsecret ]]; then
+  shown_secret=devsecret
+  # the token itself, as the seed's `make up` prints it (good for the 24 h the gateway accepts
+  # a token without exp after its iat); one signed with a real secret is never printed
+  demo_token="$("$PY" -m cli.main token --sub customer1 --role customer 2>/dev/null || true)"
+fi
 cat <<MSG
 
   API         $gw/api/orders
@@ -45,7 +50,9 @@ cat <<MSG
   Ray         http://$DASHBOARD_HOST:$DASHBOARD_PORT  (token: RAY_AUTH_TOKEN in $CREDENTIALS_FILE)
   Credentials $CREDENTIALS_FILE  (Postgres, Redis, Ray, Kafka; git-ignored)
 
-  Demo token (customer1, role customer, no exp):
+  Demo token (customer1, role customer, no exp):${demo_token:+
+    TOKEN=$demo_token
+  or a new one:}
     export JWT_SECRET=$shown_secret
     TOKEN=\$(make -s token)            # admin: make -s token ROLE=admin SUB=admin1
   Seed quickstart:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import typer
 
-from cli import chaos
+from cli import chaos, chaos_ledger
 from core.settings import Settings
 
 
@@ -63,7 +63,7 @@ def test_a_part_that_does_not_come_back_stops_the_run_cleanly(
     monkeypatch.setattr(chaos, "Chaos", _Chaos)
     monkeypatch.setattr(chaos, "SteadyLoad", _Load)
     monkeypatch.setattr(chaos, "_set_stock", lambda *args: {})
-    monkeypatch.setattr(chaos.ledger, "on_hand", lambda *args: {})
+    monkeypatch.setattr(chaos_ledger, "on_hand", lambda *args: {})
     monkeypatch.setattr(chaos, "end_offsets", _offsets)
     monkeypatch.setattr(chaos.console, "width", 200)
     with pytest.raises(typer.Exit) as stopped:
