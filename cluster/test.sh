@@ -3,6 +3,10 @@
 # services that are not running (reusing running ones), runs the whole suite, and stops again
 # exactly what it started.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# The whole run holds .run/heavy.lock (cluster/heavy.sh), not just pytest: its make up redeploys
+# a running stack with the suite's shard counts (every actor restarted) and cleanup gives the
+# old ones back, which restarted a make bench or chaos of this checkout in the middle of its run.
+[[ -n "${HEAVY_LOCK_HELD:-}" ]] || exec "$ROOT/cluster/heavy.sh" "$ROOT/cluster/test.sh" "$@"
 t0=$SECONDS
 "$ROOT/cluster/preflight.sh" test # OS, root, Python 3.11, free ports: fail early and clearly
 "$ROOT/cluster/install.sh"

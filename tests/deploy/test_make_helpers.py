@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import os
 import select
+import signal
 import subprocess
 import threading
 import time
@@ -294,3 +296,28 @@ def test_messages_into_a_pipe_carry_no_colour_codes(tmp_path: Path) -> None:
     assert "\033" not in ran.stdout + ran.stderr
     assert "] a step" in ran.stdout and "warning: a doubt" in ran.stderr
     assert "error: the end" in ran.stderr
+
+
+def test_make_test_waits_for_a_heavy_run_before_it_touches_the_stack(tmp_path: Path) -> None:
+    """Only its pytest held the lock: its make up (a redeploy with the suite's shard counts,
+    every actor restarted) and its cleanup ran in the middle of a bench or chaos run."""
+    lock = tmp_path / "heavy.lock"
+    lock.touch(mode=0o600)
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a make bench of this checkout
+        waiting = subprocess.Popen(
+            [str(ROOT / "cluster" / "test.sh")],
+            env=sb.env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            said = _line(waiting.stderr, time.monotonic() + 30)
+            assert f"waiting for {lock}" in said, said
+            assert waiting.poll() is None
+            assert not (tmp_path / "logs" / "test-up.log").exists()  # nothing started
+        finally:
+            os.killpg(waiting.pid, signal.SIGTERM)
+            waiting.communicate(timeout=30)
