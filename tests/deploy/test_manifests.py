@@ -27,6 +27,8 @@ KUBERAY = {k: v for k, v in RESOURCES.items() if m.is_kuberay(v)}
 KUSTOMIZATION: dict[str, Any] = yaml.safe_load((m.K8S / "kustomization.yaml").read_text())
 # The objects `kubectl apply -k` names after a hash of their content: the ConfigMap and Secrets.
 GENERATED = {"ConfigMap", "Secret"}
+# The Service of the seed's `kubectl -n orders port-forward svc/api-gateway 8080:80`.
+API_GATEWAY = "api-gateway"
 
 
 def _rayservice() -> dict[str, Any]:
@@ -193,38 +195,138 @@ def test_pipeline_actors_go_only_to_pipeline_pods() -> None:
     assert all(g["rayStartParams"]["num-cpus"] == "0" for g in others)
 
 
-def test_api_gateway_is_the_rayservices_serve_service_on_port_80() -> None:
-    """KubeRay creates `api-gateway` and keeps it on the active cluster's serving pods; k8s/
-    has no such Service of its own (it would select the pods of both clusters). A port-forward
-    goes to the head's Service instead (README): kubectl picks a pod of the selector, and
-    pipeline pods carry `ray.io/serve=true` too, without a `serve` port."""
-    service = _rayservice()["spec"]["serveService"]
-    assert (service["metadata"]["name"], service["metadata"]["namespace"]) == (
-        "api-gateway",
-        "orders",
-    )
+def test_the_serve_service_is_kuberays_own_and_not_api_gateway() -> None:
+    """The RayService's serveService (`orders-serve`) is KubeRay's: it sets the selector to the
+    active cluster's pods labelled ray.io/serve=true, which every worker of a RayService is, the
+    pipeline's too (KubeRay v1.7.0, BuildPod and BuildServeService). So it is not `api-gateway`,
+    which would be taken over (api-gateway.yaml selects the gateway pods only), and no manifest
+    defines a Service of its name. Its named targetPort keeps the pipeline pods, which declare no
+    `serve` port, out of its endpoints, which the RayService's Ready condition counts."""
+    spec = _rayservice()["spec"]
+    service = spec["serveService"]
+    name = service["metadata"]["name"]
+    assert (name, service["metadata"]["namespace"]) == ("orders-serve", "orders")
+    assert name != API_GATEWAY
     (port,) = service["spec"]["ports"]
     assert port == {"name": "serve", "port": 80, "targetPort": "serve"}
     assert "selector" not in service["spec"]  # KubeRay sets it
-    assert not [
-        d
-        for d in RESOURCES.values()
-        if d["kind"] == "Service" and d["metadata"]["name"] == "api-gateway"
-    ]
+    assert not [d for d in _services() if d["metadata"]["name"] == name]
+    assert spec["excludeHeadPodFromServeSvc"] is True
     serve_port = _serve_config()["http_options"]["port"]
     assert serve_port == Settings.model_fields["http_port"].default == 8080
     head = _cluster()["headGroupSpec"]["template"]["spec"]["containers"][0]
     gateway = _group("gateway")["template"]["spec"]["containers"][0]
     assert _port(head, "serve") == _port(gateway, "serve") == serve_port
-    readme = (m.ROOT / "README.md").read_text()
-    assert f"port-forward svc/orders-head-svc 8080:{serve_port}" in readme
-    assert "port-forward svc/api-gateway" not in readme
-    # Pipeline pods run no Serve proxy: no `serve` port keeps them out of the Service (named
-    # targetPort), and their own readiness probe keeps KubeRay from adding a proxy check.
+    # Pipeline pods run no Serve proxy: no `serve` port, and their own readiness probe keeps
+    # KubeRay from adding its Serve-proxy check; the gateway's is KubeRay's, with that check.
     pipeline = _group("pipeline")["template"]["spec"]["containers"][0]
     assert "serve" not in {p["name"] for p in pipeline["ports"]}
     assert pipeline["readinessProbe"]["httpGet"] == {"path": "/api/healthz", "port": 52365}
     assert "readinessProbe" not in gateway
+
+
+# Labels of KubeRay v1.7.0 that a pod template cannot set: labelPod skips them in the template's
+# labels (ray-operator/controllers/ray/common/pod.go).
+KUBERAY_FIXED_LABELS = ("ray.io/node-type", "ray.io/group", "ray.io/cluster")
+
+
+def _services() -> list[dict[str, Any]]:
+    return [d for d in RESOURCES.values() if d["kind"] == "Service"]
+
+
+def _kuberay_pod_labels(
+    group: dict[str, Any], node_type: str, cluster: str, via_rayservice: bool = True
+) -> dict[str, str]:
+    """The labels KubeRay v1.7.0 gives a pod of `group` in the RayCluster `cluster` (pod.go:
+    labelPod, then BuildPod's ray.io/serve for a RayService's pods: "true" on every worker,
+    "false" on the head until the RayService controller says otherwise)."""
+    group_name = "headgroup" if node_type == "head" else group["groupName"]
+    labels = {
+        "ray.io/is-ray-node": "yes",
+        "ray.io/cluster": cluster,
+        "ray.io/node-type": node_type,
+        "ray.io/group": group_name,
+        "ray.io/identifier": f"{cluster}-{node_type}",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+    }
+    template = {
+        **group["template"].get("metadata", {}).get("labels", {}),
+        **group.get("labels", {}),
+    }
+    labels.update({k: v for k, v in template.items() if k not in KUBERAY_FIXED_LABELS})
+    if via_rayservice:
+        labels["ray.io/serve"] = "false" if node_type == "head" else "true"
+    return labels
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _target_port(service_port: dict[str, Any], container: dict[str, Any]) -> int:
+    """The container port a Service port reaches on a pod, as `kubectl port-forward svc/...`
+    resolves it (LookupContainerPortNumberByServicePort): a named targetPort must be a port
+    the pod declares ("Pod ... does not have a named port ...")."""
+    target = service_port.get("targetPort", service_port["port"])
+    if isinstance(target, int):
+        return target
+    return _port(container, target)
+
+
+def test_api_gateway_selects_only_the_gateway_pods_and_targets_their_serve_port() -> None:
+    """`kubectl -n orders port-forward svc/api-gateway 8080:80` (the seed's sequence) takes one
+    pod of the Service's selector, not of its endpoints, and resolves the targetPort on that
+    pod: every pod the selector can match must be a gateway pod that declares it. The selector
+    may use only labels every gateway pod of every cluster of this RayService carries: not the
+    generated RayCluster's name (ray.io/cluster, ray.io/identifier), which changes with each
+    cluster, nor a label a template could set in place of KubeRay's."""
+    service = m.resource("Service", API_GATEWAY)
+    spec = service["spec"]
+    assert service["metadata"]["namespace"] == "orders"
+    assert spec.get("type", "ClusterIP") == "ClusterIP"
+    assert not spec.get("publishNotReadyAddresses")  # ready gateway pods only
+    selector = spec["selector"]
+    assert (selector.get("ray.io/node-type"), selector.get("ray.io/group")) == ("worker", "gateway")
+    assert not {"ray.io/cluster", "ray.io/identifier"} & selector.keys()
+    cluster = _cluster()
+    pods = {"head": _kuberay_pod_labels(cluster["headGroupSpec"], "head", "orders-x7k2q")}
+    for group in cluster["workerGroupSpecs"]:
+        for name in ("orders-x7k2q", "orders-b9m4t"):  # the cluster KubeRay creates, and the next
+            pods[f"{group['groupName']}@{name}"] = _kuberay_pod_labels(group, "worker", name)
+    matched = {pod.split("@")[0] for pod, labels in pods.items() if _selects(selector, labels)}
+    assert matched == {"gateway"}, matched
+    assert all(_selects(selector, pods[f"gateway@{c}"]) for c in ("orders-x7k2q", "orders-b9m4t"))
+    # Not selected: the gateway group of another project's RayService (no part-of label), nor
+    # the pods of a RayCluster made from these templates without the RayService (no serve label).
+    foreign = {**_group("gateway"), "template": {"metadata": {"labels": {}}}}
+    assert not _selects(selector, _kuberay_pod_labels(foreign, "worker", "other-abcde"))
+    plain = _kuberay_pod_labels(_group("gateway"), "worker", "orders-test", via_rayservice=False)
+    assert not _selects(selector, plain)
+    (port,) = spec["ports"]
+    assert port["port"] == 80 and port.get("protocol", "TCP") == "TCP"
+    gateway = _group("gateway")["template"]["spec"]["containers"][0]
+    assert _target_port(port, gateway) == _serve_config()["http_options"]["port"]
+    # The pipeline's container could not serve it: no `serve` port (a numeric targetPort would
+    # reach no proxy there either); the selector above is what keeps kubectl off those pods.
+    pipeline = _group("pipeline")["template"]["spec"]["containers"][0]
+    assert "serve" not in {p["name"] for p in pipeline["ports"]}
+    # The Service spans every cluster's gateway pods, unlike KubeRay's serveService: one
+    # cluster at a time only because no upgrade starts a second one beside the first.
+    assert _rayservice()["spec"]["upgradeStrategy"] == {"type": "None"}
+    # The Service and the gateway's disruption budget name the same pods.
+    budget = m.resource("PodDisruptionBudget", "orders-ray-gateway")["spec"]["selector"]
+    assert _selects(budget["matchLabels"], pods["gateway@orders-x7k2q"])
+    assert {k: v for k, v in selector.items() if k != "ray.io/serve"} == budget["matchLabels"]
+
+
+def test_readme_port_forwards_to_api_gateway_as_the_seed_does() -> None:
+    """The seed's last step works as written, and the README says it rather than the head's
+    Service (which sends every request through the head's proxy)."""
+    port = m.resource("Service", API_GATEWAY)["spec"]["ports"][0]["port"]
+    readme = (m.ROOT / "README.md").read_text()
+    assert f"kubectl -n orders port-forward svc/{API_GATEWAY} 8080:{port}" in readme
+    assert not re.search(r"port-forward svc/orders-head-svc 8080:", readme)
 
 
 def test_serve_options_have_one_source_of_truth() -> None:
