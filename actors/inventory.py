@@ -222,18 +222,23 @@ class InventoryShard(Inspectable):
 
     async def release_stranded(self, as_of: datetime | None = None) -> int:
         """Give back the stock still held for orders that hold none (rejected, declined,
-        cancelled, refunded) and settled `_STRANDED_AFTER_S` before `as_of`. The reserving
-        member releases what it refused or what a cancel overtook right after its commit; if it
-        stops in between (killed, Postgres gone), the claim keeps the redelivery from doing it,
-        so this sweep does. Returns the units released."""
+        cancelled, refunded) and settled `_STRANDED_AFTER_S` before `as_of`, and commit what is
+        still held for orders that shipped. The reserving member releases what it refused or
+        what a cancel overtook right after its commit; if it stops in between (killed, Postgres
+        gone), the claim keeps the redelivery from doing it, so this sweep does; a shipped
+        order's commit is missing only when its event was dead-lettered (an unexpected error,
+        retried `CONSUMER_MAX_RETRIES` times). Returns the units released or committed."""
         settled_before = (as_of or now()) - timedelta(seconds=_STRANDED_AFTER_S)
-        statuses = [s.value for s in rules.HOLDS_NOTHING]
+        skus = list(self._stock)
+        nothing, gone = ([s.value for s in g] for g in (rules.HOLDS_NOTHING, rules.HOLDS_SHIPPED))
         async with self._uow.begin() as tx:
-            stranded = await sql.stranded_holds(
-                tx.conn, settled_before, list(self._stock), statuses
-            )
+            stranded = await sql.stranded_holds(tx.conn, settled_before, skus, nothing)
+            shipped = await sql.stranded_holds(tx.conn, settled_before, skus, gone)
+        committed = (await self.commit_batch(shipped))[0] if shipped else 0
+        if committed:
+            log.warning("shard %d committed %d unit(s) of shipped orders", self._index, committed)
         if not stranded:
-            return 0
+            return committed
         units, _ = await self.release_batch(stranded)
         log.warning(  # an interrupted release, or the inventory group more than 5 s behind
             "shard %d released %d unit(s) still held for %d finished order(s)",
@@ -241,4 +246,4 @@ class InventoryShard(Inspectable):
             units,
             len(stranded),
         )
-        return units
+        return units + committed

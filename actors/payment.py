@@ -14,6 +14,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -22,7 +23,7 @@ from redis.exceptions import RedisError
 
 from actors.base import Inspectable, owned_shard, platform_actor, settled
 from adapters import payments as sql
-from adapters.pg import when_up
+from adapters.pg import now, when_up
 from adapters.provider import (
     FAIL_COUNTER_KEY,
     FAULT_KEY,
@@ -43,8 +44,14 @@ from domain import payment as rules
 from domain.decision import Decision, OrderView
 from domain.errors import OrderError
 from domain.events import Envelope
+from domain.sharding import shard_of
 
 CONSUMER = "payment"
+# the overdue sweep (`PaymentShard.settle_overdue`): how often, and how long after the order's
+# end its settling event may still come the normal way (a busy group is seconds behind)
+_OVERDUE_SWEEP_S = 10.0
+_OVERDUE_AFTER_S = 60.0
+_OVERDUE = ((rules.REFUNDED, ("CANCELLED", "REFUNDED")), (rules.CAPTURED, ("DELIVERED",)))
 _StageT = TypeVar("_StageT", "_Authorize", "_Settle")
 log = logging.getLogger(__name__)
 
@@ -81,7 +88,8 @@ class _Settle:
     batch's transaction (its claims too) is rolled back before anything is committed."""
 
     target: str
-    consumer: str
+    consumer: str | None  # None: the overdue sweep's, which settles `order_ids`, no events
+    order_ids: list[uuid.UUID] = field(default_factory=list)
     locks_orders: bool = False
     decision: Decision = field(default_factory=Decision)
     settled: list[tuple[uuid.UUID, str, Decimal]] = field(default_factory=list)
@@ -89,7 +97,8 @@ class _Settle:
     async def decide(
         self, tx: Tx, events: list[Envelope], orders: dict[uuid.UUID, OrderView]
     ) -> _Settle:
-        done = await sql.settle(tx.conn, [e.order_id for e in events], self.target)
+        ids = [e.order_id for e in events] or self.order_ids
+        done = await sql.settle(tx.conn, ids, self.target)
         require_orders(events, {e.order_id for e in events} - done.unknown)
         self.settled = done.settled
         if self.target == rules.REFUNDED:
@@ -119,6 +128,7 @@ class PaymentShard(Inspectable):
         shards = Shards(settings, registry.payment_shard, index, self)
         handler = PaymentHandler(settings, shards)
         self._consumer = ConsumerLoop(registry.PAYMENT_GROUP, handler, settings)
+        self._sweep = asyncio.create_task(self._overdue_loop())
         settled(settings)
 
     async def health(self) -> dict[str, Any]:
@@ -185,11 +195,42 @@ class PaymentShard(Inspectable):
         """Handle delivery: the authorization is captured and leaves the credit exposure."""
         await self._settle(events, rules.CAPTURED)
 
-    async def _settle(self, events: list[Envelope], target: str) -> None:
+    async def _settle(
+        self, events: list[Envelope], target: str, order_ids: list[uuid.UUID] | None = None
+    ) -> int:
+        consumer = f"{CONSUMER}-{target.lower()}" if order_ids is None else None
         async with self._lock:
-            result = await self._run(_Settle(target, f"{CONSUMER}-{target.lower()}"), events)
+            result = await self._run(_Settle(target, consumer, order_ids or []), events)
             released = [(customer, amount) for _, customer, amount in result.settled]
             self.outstanding = rules.settled(self.outstanding, released)
+        return len(result.settled)
+
+    async def settle_overdue(self, as_of: datetime | None = None) -> int:
+        """Refund or capture this shard's authorizations still open `_OVERDUE_AFTER_S` after
+        their order was cancelled, refunded or delivered: the event that settles one was
+        dead-lettered (an unexpected error, retried `CONSUMER_MAX_RETRIES` times), and its
+        amount stayed in the customer's exposure, declining later orders for good. A settlement
+        happens once (AUTHORIZED is its guard): the event, replayed later, finds it done."""
+        before = (as_of or now()) - timedelta(seconds=_OVERDUE_AFTER_S)
+        async with self._uow.begin() as tx:
+            rows = await sql.overdue(tx.conn, before)
+        mine = [(o, s) for o, c, s in rows if shard_of(c, self._shards) == self._index]
+        done = 0
+        for target, statuses in _OVERDUE:
+            ids = [oid for oid, status in mine if status in statuses]
+            if ids:
+                done += await self._settle([], target, ids)
+        if done:
+            log.warning("payment shard %d settled %d overdue authorization(s)", self._index, done)
+        return done
+
+    async def _overdue_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_OVERDUE_SWEEP_S)
+            try:
+                await self.settle_overdue()
+            except Exception as exc:  # Postgres away: the consumer's health reports it
+                log.info("payment shard %d: overdue sweep failed: %r", self._index, exc)
 
     async def _run(self, stage: _StageT, events: list[Envelope]) -> _StageT:
         """One stage's transaction, under `self._lock`, on a memory read again if the last one

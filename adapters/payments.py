@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -46,6 +47,22 @@ class Settlement(NamedTuple):
 
     settled: list[tuple[uuid.UUID, str, Decimal]]
     unknown: set[uuid.UUID]
+
+
+async def overdue(
+    conn: Conn, settled_before: datetime, limit: int = 500
+) -> list[tuple[uuid.UUID, str, str]]:
+    """`(order id, customer id, order status)` of authorizations still open on orders that
+    ended before `settled_before` due a refund (CANCELLED, REFUNDED) or a capture (DELIVERED):
+    their settling event was dead-lettered, or its handling never finished. (The open
+    authorizations are few: `ix_payments_authorized`, migration 0016.)"""
+    cur = await conn.execute(
+        "SELECT p.order_id, p.customer_id, o.status FROM payments p "
+        "JOIN orders o ON o.id = p.order_id WHERE p.status = %s "
+        "AND o.status IN ('CANCELLED', 'REFUNDED', 'DELIVERED') AND o.updated_at < %s LIMIT %s",
+        (AUTHORIZED, settled_before, limit),
+    )
+    return [(r["order_id"], r["customer_id"], r["status"]) for r in await cur.fetchall()]
 
 
 async def settle(conn: Conn, order_ids: Sequence[uuid.UUID], target: str) -> Settlement:

@@ -31,6 +31,10 @@ HOLDS_NOTHING = (
     OrderStatus.REFUNDED,
 )
 
+# orders in these statuses have shipped: a HELD reservation of one is a commit that never came
+# (its `shipping.updated` dead-lettered), and the sweep commits it: the stock has left
+HOLDS_SHIPPED = (OrderStatus.SHIPPED, OrderStatus.DELIVERED)
+
 Lines = list[tuple[str, int]]
 
 
