@@ -347,7 +347,10 @@ derive_urls
 ! joined_machine || head_ports
 stack_switches
 
-PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+# the newest PostgreSQL whose server is installed: a client-only newer major (PGDG's psql beside
+# Debian's server) has no `postgres`, and taking it sent every run to apt for a server it has
+pg_server="$(ls /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -V | tail -n 1 || true)"
+PG_BIN="${pg_server%/postgres}"
 
 kafka_auth
 

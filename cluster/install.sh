@@ -170,7 +170,9 @@ apt_late() {
       && progress apt "$RUN/logs/apt.log" "${install[@]}"; } \
     || die "apt-get install $* failed; see $RUN/logs/apt.log"
 }
-pg_major="$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1 || true)"
+# (the major whose server is installed, as common.sh's PG_BIN: apt may have just installed it)
+pg_major="$(ls /usr/lib/postgresql/*/bin/postgres 2>/dev/null | sort -V | tail -n 1 || true)"
+pg_major="${pg_major#/usr/lib/postgresql/}" && pg_major="${pg_major%%/*}"
 if [[ -n "$pg_major" && ! -f "/usr/share/postgresql/$pg_major/extension/pg_partman.control" ]] \
   && ! $venv_only; then
   apt_late "postgresql-$pg_major-partman"
