@@ -39,6 +39,16 @@ _BURST = (
     "FROM orders WHERE principal = ANY(%s)"
 )
 _IDS = "SELECT id::text FROM orders WHERE created_at >= %s AND principal LIKE %s"
+# The same over every order of a whole run (principal LIKE, created since), for `bench.oversell`.
+_RUN_SHIPPED_UNITS = (
+    "SELECT i->>'sku', sum((i->>'qty')::int) FROM orders o, jsonb_array_elements(o.items) i "
+    "WHERE o.created_at >= %s AND o.principal LIKE %s AND EXISTS (SELECT 1 FROM order_events e "
+    "WHERE e.order_id = o.id AND e.status = 'SHIPPED') GROUP BY 1"
+)
+_RUN_OPEN = (
+    "SELECT id::text, status FROM orders "
+    "WHERE created_at >= %s AND principal LIKE %s AND status <> ALL(%s) ORDER BY created_at"
+)
 _OPEN = "SELECT id FROM orders WHERE principal = ANY(%s) AND status <> ALL(%s)"
 _PHASE = (
     "SELECT count(*), count(*) FILTER (WHERE status = ANY(%s)) FROM orders "
@@ -85,6 +95,22 @@ async def shipped_units(conn: Conn, principals: Sequence[str]) -> dict[str, int]
     """`sku → units` shipped (a SHIPPED timeline entry) in orders of `principals`."""
     cur = await conn.execute(_SHIPPED_UNITS, (list(principals),))
     return {str(sku): int(units) for sku, units in await cur.fetchall()}
+
+
+async def run_shipped_units(conn: Conn, since: datetime, principal_like: str) -> dict[str, int]:
+    """`sku → units` shipped (a SHIPPED timeline entry) in the orders created since `since`
+    whose principal matches `principal_like` (SQL LIKE): every order of a whole run."""
+    cur = await conn.execute(_RUN_SHIPPED_UNITS, (since, principal_like))
+    return {str(sku): int(units) for sku, units in await cur.fetchall()}
+
+
+async def run_open_orders(
+    conn: Conn, since: datetime, principal_like: str, terminal: Sequence[str]
+) -> list[tuple[str, str]]:
+    """`(order id, status)` of the orders created since `since` whose principal matches
+    `principal_like` (SQL LIKE) and that are not `terminal`, oldest first."""
+    cur = await conn.execute(_RUN_OPEN, (since, principal_like, list(terminal)))
+    return [(str(oid), str(status)) for oid, status in await cur.fetchall()]
 
 
 async def stock_violations(conn: Conn) -> int:

@@ -23,6 +23,11 @@ def problems(result: dict[str, Any]) -> list[str]:
     out = _tracked(result)
     if result.get("oversold"):
         out.append(f"{result['oversold']} units oversold")
+    if result.get("oversold_all_phases"):
+        out.append(f"whole run: {result['oversold_all_phases']} units oversold (every phase)")
+    if (result.get("stock_all_phases") or {}).get("error"):
+        why = result["stock_all_phases"]["error"]
+        out.append(f"whole run: the oversell check could not run ({why})")
     violations = (result.get("stock") or {}).get("invariantViolations")
     if violations:
         out.append(f"{violations} stock rows break an invariant")
@@ -76,7 +81,8 @@ def _tracked(result: dict[str, Any]) -> list[str]:
 
 def _capacity(capacity: dict[str, Any]) -> list[str]:
     """Orders of each accept-capacity try (every number of connections) left unfinished after
-    its drain. A result written before the tries were kept apart has only the best one's."""
+    its drain, or answered 202 and not stored (`not_stored`). A result written before the
+    tries were kept apart has only the best one's."""
     out: list[str] = []
     for name, target in capacity.items():
         by_conns = target.get("drain_by_connections") or {}
@@ -86,6 +92,12 @@ def _capacity(capacity: dict[str, Any]) -> list[str]:
                 out.append(
                     f"accept capacity {name} ({label}): "
                     f"{drained['unfinished']} of {drained.get('orders')} orders unfinished"
+                )
+            if drained.get("not_stored"):
+                out.append(
+                    f"accept capacity {name} ({label}): {drained['not_stored']} orders answered "
+                    f"202 and not stored ({drained.get('answered_202')} answered 202, "
+                    f"{drained.get('orders')} stored)"
                 )
     return out
 
@@ -108,4 +120,6 @@ def _end_audit(audit: dict[str, Any] | None) -> list[str]:
         out.append(
             f"end of run: {audit['holds_out_of_step']} reservations disagree with their open hold"
         )
+    if audit.get("unfinished"):
+        out.append(f"end of run: {audit['unfinished']} orders of the run not terminal")
     return out

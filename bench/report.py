@@ -127,6 +127,7 @@ def table(result: dict[str, Any]) -> None:
         ("final statuses", result["final_status"]),
         ("lost", result["lost"]),
         ("oversold units", result["oversold"]),
+        ("oversold units, whole run (every phase)", result.get("oversold_all_phases")),
         ("stock invariant violations", result["stock"]["invariantViolations"]),
         ("stored without a 202 seen (client gave up)", result["stock"]["storedWithout202"]),
         ("drain after load (s)", result["drain_s"]),
@@ -208,17 +209,23 @@ def _saturation_rows(result: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _capacity(target: dict[str, Any]) -> str:
-    """`1010.2 (unfinished after the drain: 0 at 32 connections, 0 at 64)`."""
+    """`1010.2 (unfinished after the drain: 0 at 32 connections, 0 at 64)`, and how many
+    answered 202 and not stored, when counted."""
     drains = target.get("drain_by_connections") or {}
-    left = ", ".join(f"{d['unfinished']} at {c} connections" for c, d in drains.items())
+    left = ", ".join(
+        f"{d['unfinished']} at {c} connections"
+        + (f" ({d['not_stored']} not stored)" if d.get("not_stored") is not None else "")
+        for c, d in drains.items()
+    )
     return f"{target['ok_rps']}" + (f" (unfinished after the drain: {left})" if left else "")
 
 
 def _end(audit: dict[str, Any] | None) -> str:
     """What the end-of-run audit found, by check (`bench.end_audit`)."""
-    if not audit:
-        return "not checked"
-    counts = {k: audit[k] for k in ("broken_stock", "held_when_finished", "holds_out_of_step")}
+    if not audit or "error" in audit:
+        return f"could not run: {audit['error']}" if audit else "not checked"
+    names = ("broken_stock", "held_when_finished", "holds_out_of_step", "unfinished")
+    counts = {k: audit[k] for k in names if k in audit}
     return f"{audit['orders']} orders: " + ", ".join(f"{k} {v}" for k, v in counts.items())
 
 

@@ -12,12 +12,14 @@ import psycopg
 
 from adapters import benchdb
 from bench import (
+    capacity,
     ceiling,
     checks,
     end_audit,
     hold,
     loadpoints,
     mainrun,
+    oversell,
     report,
     saturation,
     stats,
@@ -68,6 +70,7 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
         info(f"[yellow]warning: {per_min:.0f} orders/min per customer nears RATE_LIMIT_PER_MIN")
     cpu = CpuSampler(own={os.getpid(): "bench"})
     broken_before = await end_audit.before(settings.database_url)  # not this run's finding
+    ledger = await oversell.begin(settings.database_url)  # before the first scarce order
     result = _header(opts, settings, stamp)
     uvi = _baseline(opts)
     try:
@@ -79,10 +82,10 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
         result["generator"] = await _ceilings(opts, uvi, cpu)
         if opts.warmup_load_s > 0:
             result["warmup_run"] = await _warm_up(opts, settings, tag, cpu)
-        await _main(opts, settings, tag, cpu, result)
+        await _main(opts, settings, tag, cpu, ledger, result)
         result["settle_s"] = await checks.settle(base)
         await _saturation(opts, settings, tag, cpu, result)
-        result["capacity"] = await _capacity(opts, settings, tag, uvi, cpu)
+        result["capacity"] = await capacity.measure(opts, settings, tag, uvi, cpu)
     finally:
         if uvi is not None:
             await uvi.stop()
@@ -94,6 +97,8 @@ async def run(opts: Options, settings: Settings) -> dict[str, Any]:
         )
     except Exception as exc:
         result["end_audit"] = {"error": f"{type(exc).__name__}: {exc}"}
+    # every phase's orders against the stock there was (and the bench restocked) for them
+    result.update(await oversell.check(settings.database_url, ledger, started - 60.0, tag))
     cap = result["capacity"]
     serve_rps = cap.get("serve", {}).get("ok_rps", 0.0)
     uvi_rps = cap.get("uvicorn", {}).get("ok_rps", 0.0)
@@ -125,16 +130,27 @@ def _baseline(opts: Options) -> UvicornBaseline | None:
 
 
 async def _main(
-    opts: Options, settings: Settings, tag: str, cpu: CpuSampler, result: dict[str, Any]
+    opts: Options,
+    settings: Settings,
+    tag: str,
+    cpu: CpuSampler,
+    ledger: oversell.Ledger,
+    result: dict[str, Any],
 ) -> None:
-    """The tracked main run with its stock set-up and audit."""
+    """The tracked main run with its stock set-up (counted as restocked in `ledger`) and
+    audit."""
     people = customers(settings, f"{tag}-m", opts.customers)
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as db:
         tracker = Tracker(settings.database_url)
         await tracker.open()
         try:
-            await stock.make_scarce(
-                opts.admin_url or opts.load.base_url, admin_token(settings), db, opts.scarce_units
+            ledger.restock(
+                await stock.make_scarce(
+                    opts.admin_url or opts.load.base_url,
+                    admin_token(settings),
+                    db,
+                    opts.scarce_units,
+                )
             )
             start = await stock.snapshot(db)
             result["database"] = await benchdb.database_size(db)
@@ -224,19 +240,11 @@ async def _warm_up(opts: Options, settings: Settings, tag: str, cpu: CpuSampler)
     return {k: figures[k] for k in (*keys, *counts)} | {"duration_s": load.duration_s}
 
 
-def _targets(opts: Options, uvi: UvicornBaseline | None) -> dict[str, str]:
-    """The gateways a phase measures: Serve, and the uvicorn baseline when it runs."""
-    targets = {"serve": opts.load.base_url}
-    if uvi is not None:
-        targets["uvicorn"] = uvi.url
-    return targets
-
-
 async def _ceilings(opts: Options, uvi: UvicornBaseline | None, cpu: CpuSampler) -> dict[str, Any]:
     """The generator's ceiling on a trivial route, with wrk's as a reference."""
     if opts.ceiling_s <= 0:
         return {}
-    targets = _targets(opts, uvi)
+    targets = capacity.targets(opts, uvi)
     out: dict[str, Any] = {}
     for name, url in targets.items():
         info(f"generator ceiling: GET {url}/health for {opts.ceiling_s}s")
@@ -247,49 +255,4 @@ async def _ceilings(opts: Options, uvi: UvicornBaseline | None, cpu: CpuSampler)
             out[f"{name} /health wrk"] = await ceiling.wrk_health(
                 url, connections=64, duration_s=opts.ceiling_s
             )
-    return out
-
-
-async def _capacity(
-    opts: Options, settings: Settings, tag: str, uvi: UvicornBaseline | None, cpu: CpuSampler
-) -> dict[str, Any]:
-    """Accept capacity of Serve, then of plain uvicorn (same app, same mix), each followed by
-    the drain of the orders it accepted (which is the pipeline's rate on a burst). Each is
-    measured with `capacity_connections` and twice as many (32 fill half of a replica's 64
-    request slots), and the higher is its capacity (every try's figures and drain are kept by
-    number of connections); the pipeline runs meanwhile."""
-    if opts.capacity_s <= 0 or not wrkrun.available():
-        return {}
-    out: dict[str, Any] = {}
-    for name, url in _targets(opts, uvi).items():
-        tries: dict[int, dict[str, Any]] = {}
-        for conns in (opts.capacity_connections, 2 * opts.capacity_connections):
-            # customers of its own: the drain counts every order they placed
-            people = customers(settings, f"{tag}-cap-{name}-{conns}", opts.customers)
-            info(f"accept capacity: wrk -c{conns} POST {url}/api/orders")
-            res = await ceiling.accept_capacity(
-                url,
-                people,
-                opts.load.mix,
-                connections=conns,
-                duration_s=opts.capacity_s,
-                seed=opts.load.seed + 7,
-                cpu=cpu,
-            )
-            info(f"  {name}: {res['ok_rps']} accepted/s, p99 {res['p99_ms']} ms; draining")
-            res["drain"] = drained = await ceiling.drain(
-                settings.database_url, [p.customer_id for p in people], opts.drain_timeout_s
-            )
-            info(
-                f"  {name}: {drained['orders']} orders drained in {drained['waited_s']}s "
-                f"({drained['burst_completed_per_s']} completed/s, "
-                f"{drained['unfinished']} unfinished)"
-            )
-            tries[conns] = res
-        best = max(tries.values(), key=lambda r: float(r["ok_rps"]))
-        out[name] = best | {
-            "ok_rps_by_connections": {c: r["ok_rps"] for c, r in tries.items()},
-            # every try's drain (`drain` is the best one's): `bench.gate` checks them all
-            "drain_by_connections": {c: r["drain"] for c, r in tries.items()},
-        }
     return out

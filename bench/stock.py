@@ -16,19 +16,24 @@ async def snapshot(conn: Conn) -> dict[str, tuple[int, int]]:
     return await benchdb.inventory(conn)
 
 
-async def make_scarce(base_url: str, admin_token: str, conn: Conn, units: int) -> None:
+async def make_scarce(base_url: str, admin_token: str, conn: Conn, units: int) -> dict[str, int]:
     """Leave exactly `units` available on each scarce SKU (through the admin API, so the
-    owning inventory shard changes it), whatever earlier runs left reserved."""
+    owning inventory shard changes it), whatever earlier runs left reserved. Returns the
+    on-hand units this added to each (negative: took away), against on hand as read just
+    before: what `bench.oversell` counts as restocked."""
     before = await snapshot(conn)
     headers = {"Authorization": f"Bearer {admin_token}"}
+    added: dict[str, int] = {}
     async with aiohttp.ClientSession(base_url, headers=headers) as session:
         for sku in SCARCE_SKUS:
-            reserved = before[sku][1]
+            on_hand, reserved = before[sku]
             body = {"onHand": reserved + units}
             async with session.put(f"/api/inventory/{sku}", json=body) as resp:
                 if resp.status != 200:
                     text = await resp.text()
                     raise RuntimeError(f"PUT /api/inventory/{sku} answered {resp.status}: {text}")
+            added[sku] = reserved + units - on_hand
+    return added
 
 
 async def audit(

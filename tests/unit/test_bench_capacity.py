@@ -1,6 +1,6 @@
-"""The accept-capacity phase (bench/runner.py `_capacity`): every try (each number of wrk
-connections) keeps its drain in the result, and orders any try left unfinished fail the run
-(bench/gate.py), not only those of the faster try."""
+"""The accept-capacity phase (bench/capacity.py): every try (each number of wrk connections)
+keeps its drain in the result, and orders any try left unfinished, or answered 202 and not
+stored, fail the run (bench/gate.py), not only those of the faster try."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import ceiling, runner, wrkrun
+from bench import capacity, ceiling, runner, wrkrun
 from bench.gate import problems
 from bench.mainrun import Load
 from bench.procs import CpuSampler
@@ -46,7 +46,7 @@ def tries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 async def _capacity() -> dict[str, Any]:
     opts = runner.Options(load=LOAD, customers=2, out_dir=Path("unused"))
-    return await runner._capacity(opts, Settings(jwt_secret="s" * 32), "t", None, CpuSampler())
+    return await capacity.measure(opts, Settings(jwt_secret="s" * 32), "t", None, CpuSampler())
 
 
 async def test_every_try_keeps_its_drain(tries: list[int]) -> None:
@@ -66,3 +66,37 @@ async def test_orders_left_by_the_slower_try_fail_the_run(tries: list[int]) -> N
 def test_a_result_with_only_the_best_drain_is_still_checked() -> None:
     older = {"capacity": {"uvicorn": {"ok_rps": 900.0, "drain": {"orders": 9, "unfinished": 2}}}}
     assert problems(older) == ["accept capacity uvicorn (its best try): 2 of 9 orders unfinished"]
+
+
+async def test_a_try_answering_more_202s_than_it_stored_orders_fails_the_run(
+    monkeypatch: pytest.MonkeyPatch, tries: list[int]
+) -> None:
+    """The drain counted stored orders only: 202s without their stored order went unnoticed.
+    Each try now compares wrk's answers below 400 (POST /api/orders: its 202s) with the
+    orders stored for its customers."""
+
+    async def accept_capacity(url: str, people: list[Customer], mix: Mix, **kw: Any) -> Any:
+        tries.append(kw["connections"])
+        answered = 104 if kw["connections"] == 64 else 100  # 100 stored by each try
+        return {
+            "ok_rps": 10.0 * kw["connections"],
+            "p99_ms": 5.0,
+            "requests": answered + 7,
+            "status_errors": 7,  # 429s, 503s: nothing stored, nothing expected
+        }
+
+    monkeypatch.setattr(ceiling, "accept_capacity", accept_capacity)
+    serve = (await _capacity())["serve"]
+    by_conns = serve["drain_by_connections"]
+    assert {c: d["not_stored"] for c, d in by_conns.items()} == {32: 0, 64: 4}
+    assert serve["drain"]["answered_202"] == 104  # the best try's
+    assert (
+        "accept capacity serve (64 connections): 4 orders answered 202 and not stored "
+        "(104 answered 202, 100 stored)"
+    ) in problems({"capacity": {"serve": serve}})
+
+
+def test_more_orders_stored_than_202s_seen_is_no_finding() -> None:
+    """wrk gives up on an answer after its timeout: the gateway may still store that order."""
+    assert capacity.not_stored(100, 103) == 0
+    assert capacity.not_stored(None, 3) is None  # no wrk summary to count from

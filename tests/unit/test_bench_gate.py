@@ -18,14 +18,26 @@ from tests.unit.result_docs import replaced
 CLEAN: dict[str, Any] = {
     "lost": 0,
     "oversold": 0,
+    "oversold_all_phases": 0,
+    "stock_all_phases": {"oversoldBySku": {}},
     "stock": {"invariantViolations": 0, "storedWithout202": 3},
     "warmup_run": {"lost": 0},
     "saturation": {"unfinished": 0, "confirmations": [{"offered_per_s": 500.0, "unfinished": 0}]},
     "latency_by_load": [{"load_fraction": 0.5, "lost": 0}],
     "capacity": {
-        "serve": {"drain_by_connections": {32: {"orders": 9, "unfinished": 0}, 64: {"orders": 9}}}
+        "serve": {
+            "drain_by_connections": {
+                32: {"orders": 9, "unfinished": 0, "answered_202": 9, "not_stored": 0},
+                64: {"orders": 9},
+            }
+        }
     },
-    "end_audit": {"broken_stock": 0, "held_when_finished": 0, "holds_out_of_step": 0},
+    "end_audit": {
+        "broken_stock": 0,
+        "held_when_finished": 0,
+        "holds_out_of_step": 0,
+        "unfinished": 0,
+    },
 }
 
 
@@ -61,6 +73,12 @@ def test_a_clean_result_has_no_problem() -> None:
         (("end_audit", "broken_stock"), "end of run: 2 SKUs' stock bookkeeping broken"),
         (("end_audit", "held_when_finished"), "end of run: 2 holds left on finished orders"),
         (("end_audit", "holds_out_of_step"), "end of run: 2 reservations disagree"),
+        (("oversold_all_phases",), "whole run: 2 units oversold (every phase)"),
+        (("end_audit", "unfinished"), "end of run: 2 orders of the run not terminal"),
+        (
+            ("capacity", "serve", "drain_by_connections", 32, "not_stored"),
+            "accept capacity serve (32 connections): 2 orders answered 202 and not stored",
+        ),
     ],
 )
 def test_each_loss_is_a_problem(path: tuple[str | int, ...], says: str) -> None:
