@@ -33,6 +33,12 @@ pid_alive pg && was_up+=(pg)
 pid_alive redis && was_up+=(redis)
 pid_alive kafka && was_up+=(kafka)
 pid_alive ray && was_up+=(ray)
+# A clone Postgres cannot enter keeps its database in /var/tmp (cluster/services.sh): one this
+# run makes there is removed with the server it started (CI's clones, one per run, left a
+# database of their own each, up to gigabytes, that no `make clean-data` ever reached).
+pgdata="$("$svc" pgdata)"
+made_pgdata=false
+[[ "$pgdata" == "$(pg_fallback_data)" && ! -e "$pgdata" ]] && made_pgdata=true
 cleanup() {
   local rc=$?
   if [[ " ${was_up[*]} " == *" ray "* \
@@ -44,6 +50,10 @@ cleanup() {
   for s in ray kafka redis pg; do
     [[ " ${was_up[*]} " == *" $s "* ]] || "$svc" stop "$s" || true
   done
+  if $made_pgdata && ! pid_alive pg; then
+    log "removing the database this run made in $pgdata"
+    rm -rf -- "$pgdata"
+  fi
   exit $rc
 }
 trap cleanup EXIT
