@@ -128,6 +128,7 @@ class PaymentShard(Inspectable):
         shards = Shards(settings, registry.payment_shard, index, self)
         handler = PaymentHandler(settings, shards)
         self._consumer = ConsumerLoop(registry.PAYMENT_GROUP, handler, settings)
+        self._sweep_error: str | None = None
         self._sweep = asyncio.create_task(self._overdue_loop())
         settled(settings)
 
@@ -141,6 +142,10 @@ class PaymentShard(Inspectable):
             "breaker": self._breaker_seen,
             "customers": len(self.outstanding),
             "reloads": self._reloads,
+            # the overdue sweep failing: dead-lettered settlements stay in the exposure
+            **(
+                {"status": "degraded", "sweepError": self._sweep_error} if self._sweep_error else {}
+            ),
         }
 
     async def exposure(self, customer: str) -> str:
@@ -169,8 +174,10 @@ class PaymentShard(Inspectable):
             else:
                 refs = await asyncio.to_thread(guarded_call, self._breaker, fault, order_ids)
         # the call went through: the circuit is closed now (a half-open probe closed it), and
-        # the gauge must not keep the `open` read before the call until the next batch
-        self._saw_breaker(pybreaker.STATE_CLOSED)
+        # the gauge must not keep the `open` read before the call until the next batch. No
+        # order to authorize: no call went through, and the state read from Redis stands.
+        if order_ids:
+            self._saw_breaker(pybreaker.STATE_CLOSED)
         return refs
 
     def _saw_breaker(self, state: str) -> None:
@@ -229,8 +236,12 @@ class PaymentShard(Inspectable):
             await asyncio.sleep(_OVERDUE_SWEEP_S)
             try:
                 await self.settle_overdue()
-            except Exception as exc:  # Postgres away: the consumer's health reports it
-                log.info("payment shard %d: overdue sweep failed: %r", self._index, exc)
+            except Exception as exc:  # shown in `health` until a sweep works
+                if self._sweep_error is None:
+                    log.warning("payment shard %d: overdue sweep failed: %r", self._index, exc)
+                self._sweep_error = f"{type(exc).__name__}: {exc}"
+            else:
+                self._sweep_error = None
 
     async def _run(self, stage: _StageT, events: list[Envelope]) -> _StageT:
         """One stage's transaction, under `self._lock`, on a memory read again if the last one

@@ -188,6 +188,10 @@ def retention_configs(retention_hours: int) -> dict[str, str]:
     }
 
 
+class TopicsRefused(RuntimeError):
+    """The broker answered and refused a topic's configuration: no retry makes it accept."""
+
+
 async def ensure_topics(
     bootstrap: str, partitions: int, retention_hours: int | None = None
 ) -> list[str]:
@@ -221,7 +225,7 @@ async def ensure_topics(
         )
         refused = [r for a in answers for r in a.resources if r[0] != 0]
         if refused:
-            raise RuntimeError(f"Kafka refused the retention configs: {refused}")
+            raise TopicsRefused(f"Kafka refused the retention configs: {refused}")
         present = [t for t in all_topics() if t in existing]
         described = await admin.describe_topics(present) if present else []
         grow = {

@@ -170,7 +170,7 @@ def topics(
     check: Annotated[bool, typer.Option(help="only check; exit 1 if any is missing")] = False,
 ) -> None:
     """Create the Kafka topics (seed topics, additions and their .dlq)."""
-    from adapters.kafka import ensure_topics, missing_topics
+    from adapters.kafka import TopicsRefused, ensure_topics, missing_topics
 
     s = _settings()
     if check:
@@ -184,7 +184,9 @@ def topics(
         try:
             created = asyncio.run(ensure_topics(s.kafka_bootstrap, s.kafka_partitions))
             break
-        except RuntimeError as exc:  # the broker answered, and refused (ensure_topics)
+        # the broker answered, and refused (every aiokafka error is a RuntimeError too: a
+        # broker still starting, "Unable to bootstrap", ended the command at once)
+        except TopicsRefused as exc:
             console.print(f"[red]kafka at {s.kafka_bootstrap}: {exc}[/red]")
             raise typer.Exit(1) from None
         except Exception as exc:  # a broker still starting answers errors of all kinds

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-_LATENCY_BOUNDARIES = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 1e4]
+# ms, up to an hour: a backlog (an open circuit, a broker or Postgres outage) puts events
+# minutes old through a stage, and past the last boundary Ray's agent sums each as twice it
+_LATENCY_BOUNDARIES = [
+    *(5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 1e4),
+    *(3e4, 6e4, 3e5, 9e5, 3.6e6),
+]
 
 #: name → (kind, description, tag keys): the platform's metric families.
 FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -77,7 +82,11 @@ def families_without_samples(exported: str) -> list[str]:
     so a scraper sees every family from the first scrape on."""
     lines = []
     for name, (kind, description, _) in FAMILIES.items():
-        full = f"ray_{name}"
+        # a counter's family is exported under `<name>_total` (prometheus_client adds it to a
+        # name without it): looked for under its own name, `orders_outbox_published` and
+        # `orders_consumer_events` were announced again, empty, beside their samples
+        total = kind == "counter" and not name.endswith("_total")
+        full = f"ray_{name}_total" if total else f"ray_{name}"
         if f"# TYPE {full} " not in exported:
             lines += [f"# HELP {full} {description}", f"# TYPE {full} {kind}"]
     return lines

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from core.demo_passwords import DEMO_PASSWORDS
+from core.dsn import PostgresUrl
 
 DEV_SECRET = "devsecret"
 _MIN_SECRET_BYTES = 32
@@ -95,7 +96,7 @@ class Settings(ReadableFiles):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, gt=0, lt=65536)
-    database_url: str = "postgresql://orders:orders@127.0.0.1:5432/orders"
+    database_url: PostgresUrl = "postgresql://orders:orders@127.0.0.1:5432/orders"
     redis_url: str = "redis://127.0.0.1:6379/0"
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Kafka authentication (docs/adr/ADR-011-kafka-auth.md): SASL/SCRAM (the local stack writes

@@ -10,6 +10,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests.unit.cli_run import orders
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,3 +124,43 @@ def test_version_is_the_projects_and_needs_no_setting() -> None:
     result = orders("--version", HTTP_PORT="abc")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"orders (ray-orders) {project['version']}\n"
+
+
+def test_topics_retries_a_broker_still_starting_and_stops_at_a_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every aiokafka error is a RuntimeError, which the command took for the broker's refusal:
+    a broker still starting ("Unable to bootstrap") ended `orders topics` at once, exit 1, where
+    it was meant to be retried for 90 s (make up, compose's init, the k8s Job)."""
+    from aiokafka.errors import KafkaConnectionError
+    from typer.testing import CliRunner
+
+    from adapters import kafka
+    from cli.main import app
+
+    answers: list[Exception | None] = [KafkaConnectionError("Unable to bootstrap"), None]
+
+    async def ensure_topics(bootstrap: str, partitions: int) -> list[str]:
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return ["order.created"]
+
+    monkeypatch.setattr(kafka, "ensure_topics", ensure_topics)
+    result = CliRunner().invoke(app, ["topics"])
+    assert result.exit_code == 0, result.output
+    assert "created or grown 1" in result.output and not answers
+
+    answers[:] = [kafka.TopicsRefused("Kafka refused the retention configs: [...]")]
+    result = CliRunner().invoke(app, ["topics"])
+    assert result.exit_code == 1 and "refused the retention configs" in result.output
+
+
+def test_a_database_url_libpq_cannot_read_is_refused_without_showing_it() -> None:
+    """An unencoded `%` in the password: the settings took it, and every command printed
+    libpq's error, which quotes the password (`invalid percent-encoded token: "S3cr%et"`)."""
+    bad = "postgresql://orders_app:S3cr%et@127.0.0.1:1/orders"
+    result = orders("migrate", "--check", DATABASE_URL=bad, MIGRATION_DATABASE_URL=bad)
+    assert result.returncode == 2, result.stderr
+    assert "DATABASE_URL" in result.stderr and "percent-encoded" in result.stderr
+    assert "S3cr" not in result.stderr + result.stdout
