@@ -59,10 +59,12 @@ def test_stock_held_for_a_delivered_order_is_reported(
     settings: Settings, pg: Any, ray_cluster: Any, api: Api
 ) -> None:
     """A DELIVERED order's stock has left (COMMITTED); one still HELD is reported once the
-    settle time is over (no sweep gives a delivered order's stock back)."""
+    settle time is over. (The shard's sweep commits such a hold 5 s after the order's last
+    change: this order's is dated an hour ahead, so the audit is what finds it.)"""
     sku = "SKU-88"
     api.set_available(sku, 3)
     oid = scratch_order(pg, "c-inv", "DELIVERED", [(sku, 1)])
+    pg.execute("UPDATE orders SET updated_at = now() + interval '1 hour' WHERE id = %s", (oid,))
     index = registry.shard_of(sku, settings.inventory_shards)
     shard = ray_cluster.get_actor(registry.inventory_shard(index))
     request = ReserveRequest(oid, "c-inv", "c-inv", [(sku, 1)])
