@@ -229,11 +229,12 @@ class InventoryShard(Inspectable):
         order's commit is missing only when its event was dead-lettered (an unexpected error,
         retried `CONSUMER_MAX_RETRIES` times). Returns the units released or committed."""
         settled_before = (as_of or now()) - timedelta(seconds=_STRANDED_AFTER_S)
-        skus = list(self._stock)
-        nothing, gone = ([s.value for s in g] for g in (rules.HOLDS_NOTHING, rules.HOLDS_SHIPPED))
+        statuses = [s.value for s in (*rules.HOLDS_NOTHING, *rules.HOLDS_SHIPPED)]
         async with self._uow.begin() as tx:
-            stranded = await sql.stranded_holds(tx.conn, settled_before, skus, nothing)
-            shipped = await sql.stranded_holds(tx.conn, settled_before, skus, gone)
+            found = await sql.stranded_holds(tx.conn, settled_before, list(self._stock), statuses)
+        gone = {s.value for s in rules.HOLDS_SHIPPED}
+        shipped = [oid for oid, status in found.items() if status in gone]
+        stranded = [oid for oid, status in found.items() if status not in gone]
         committed = (await self.commit_batch(shipped))[0] if shipped else 0
         if committed:
             log.warning("shard %d committed %d unit(s) of shipped orders", self._index, committed)

@@ -220,7 +220,7 @@ class PaymentShard(Inspectable):
         happens once (AUTHORIZED is its guard): the event, replayed later, finds it done."""
         before = (as_of or now()) - timedelta(seconds=_OVERDUE_AFTER_S)
         async with self._uow.begin() as tx:
-            rows = await sql.overdue(tx.conn, before)
+            rows = await sql.overdue(tx.conn, before, [s for _, due in _OVERDUE for s in due])
         mine = [(o, s) for o, c, s in rows if shard_of(c, self._shards) == self._index]
         done = 0
         for target, statuses in _OVERDUE:

@@ -50,17 +50,17 @@ class Settlement(NamedTuple):
 
 
 async def overdue(
-    conn: Conn, settled_before: datetime, limit: int = 500
+    conn: Conn, settled_before: datetime, statuses: Sequence[str], limit: int = 500
 ) -> list[tuple[uuid.UUID, str, str]]:
     """`(order id, customer id, order status)` of authorizations still open on orders that
-    ended before `settled_before` due a refund (CANCELLED, REFUNDED) or a capture (DELIVERED):
-    their settling event was dead-lettered, or its handling never finished. (The open
+    ended in one of `statuses` (due a refund or a capture) before `settled_before`: their
+    settling event was dead-lettered, or its handling never finished. (The open
     authorizations are few: `ix_payments_authorized`, migration 0016.)"""
     cur = await conn.execute(
         "SELECT p.order_id, p.customer_id, o.status FROM payments p "
         "JOIN orders o ON o.id = p.order_id WHERE p.status = %s "
-        "AND o.status IN ('CANCELLED', 'REFUNDED', 'DELIVERED') AND o.updated_at < %s LIMIT %s",
-        (AUTHORIZED, settled_before, limit),
+        "AND o.status = ANY(%s) AND o.updated_at < %s LIMIT %s",
+        (AUTHORIZED, list(statuses), settled_before, limit),
     )
     return [(r["order_id"], r["customer_id"], r["status"]) for r in await cur.fetchall()]
 

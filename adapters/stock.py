@@ -146,15 +146,16 @@ async def stranded_holds(
     skus: Sequence[str],
     statuses: Sequence[str],
     limit: int = 500,
-) -> list[uuid.UUID]:
-    """Orders in `statuses` (ones that hold no stock), settled before `settled_before`, that
-    still hold one of these SKUs."""
+) -> dict[uuid.UUID, str]:
+    """Orders in `statuses` (ones whose holds should be closed), settled before
+    `settled_before`, that still hold one of these SKUs, with their status."""
     cur = await conn.execute(
-        "SELECT DISTINCT h.order_id FROM reservation_holds h JOIN orders o ON o.id = h.order_id "
+        "SELECT DISTINCT h.order_id, o.status FROM reservation_holds h "
+        "JOIN orders o ON o.id = h.order_id "
         "WHERE h.sku = ANY(%s) AND o.status = ANY(%s) AND o.updated_at < %s LIMIT %s",
         (list(skus), list(statuses), settled_before, limit),
     )
-    return [r["order_id"] for r in await cur.fetchall()]
+    return {r["order_id"]: r["status"] for r in await cur.fetchall()}
 
 
 async def open_holds(
